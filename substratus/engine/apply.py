@@ -1,0 +1,314 @@
+"""The walker: applies a ``Plan`` in dependency order (DESIGN §6).
+
+Contracts:
+- Creates/updates/replaces run after everything they take inputs from; deletes run after the
+  deletes of their dependents (reverse order). At most ``parallelism`` run at once.
+- Before a resource's work starts, its *intent* (the deterministic names the runtime will use)
+  is persisted as a pending operation; when it completes, its record is persisted — before any
+  dependent starts. A crash at any point therefore loses nothing that finished, and the next
+  plan can find or adopt what was left running.
+- A failure stops only the failed node's dependents (reported as skipped: upstream failed); the
+  rest finishes. A failed run leaves the previous record (and version) in place.
+- ``cancel()`` (Ctrl-C) stops starting new work; running work is detached (it stays pending in
+  the state and a later apply adopts it); the state is persisted.
+- The walker never branches on kinds or reasons: it calls the ``Runtime`` with typed requests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from substratus.engine.backend import Backend
+from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+from substratus.engine.runtime import (
+    DeleteRequest,
+    Detached,
+    RunContext,
+    RunError,
+    Runtime,
+    RunRequest,
+)
+from substratus.engine.statefile import (
+    PendingOperation,
+    ResourceRecord,
+    RunRecord,
+    StateFile,
+    now_iso,
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # start | phase | done | failed | skipped | detached
+    address: str
+    action: str
+    message: str = ""
+    elapsed: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class ApplyResult:
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, RunError] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    detached: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.skipped or self.detached or self.interrupted)
+
+
+class Walker:
+    def __init__(
+        self,
+        plan: Plan,
+        state: StateFile,
+        token: str | None,
+        backend: Backend,
+        runtime: Runtime,
+        *,
+        parallelism: int = 10,
+        on_event: Callable[[Event], None] = lambda _e: None,
+        config_dir: str = ".",
+        timeout: float | None = None,
+    ) -> None:
+        self.plan, self.state, self.token = plan, state, token
+        self.backend, self.runtime = backend, runtime
+        self.parallelism = max(1, parallelism)
+        self.on_event = on_event
+        self.config_dir = config_dir
+        self.timeout = timeout
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self.result = ApplyResult()
+        self._digests = {c.address: c.digest_after or c.digest_before or ""
+                         for c in plan.resource_changes}
+        self._reads = {c.address: dict(c.outputs or {}) for c in plan.resource_changes
+                       if c.action is Action.READ}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _persist(self, changed: list[str]) -> None:
+        """Write the state (caller holds ``self._lock``)."""
+        self.state.serial += 1
+        self.token = self.backend.write(self.state, self.token, changed)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def _waits_for(self, nodes: Mapping[str, ResourceChange]) -> dict[str, set[str]]:
+        waits: dict[str, set[str]] = {a: set() for a in nodes}
+        for a, c in nodes.items():
+            if c.action is Action.DELETE:
+                for b, other in nodes.items():
+                    if other.action is Action.DELETE and a in other.depends_on:
+                        waits[a].add(b)
+            else:
+                waits[a] |= {d for d in c.inputs.values() if d in nodes}
+        return waits
+
+    def run(self) -> ApplyResult:
+        if self.plan.mode is Mode.REFRESH_ONLY:
+            self._apply_refresh_only()
+            return self.result
+        nodes = {c.address: c for c in self.plan.changes()}
+        waits = self._waits_for(nodes)
+        finished: set[str] = set()
+        running: dict[Future[None], str] = {}
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+            try:
+                while len(finished) < len(nodes):
+                    if not self.cancelled.is_set():
+                        for a in sorted(nodes):
+                            if a in finished or a in running.values():
+                                continue
+                            if not waits[a] <= finished:
+                                continue
+                            bad = [d for d in waits[a] if d in self.result.failed
+                                   or d in self.result.skipped or d in self.result.detached]
+                            if bad:
+                                self._skip(nodes[a], bad[0])
+                                finished.add(a)
+                                continue
+                            if len(running) < self.parallelism:
+                                running[pool.submit(self._run_node, nodes[a])] = a
+                    elif not running:
+                        break
+                    if not running:
+                        if len(finished) < len(nodes) and not self.cancelled.is_set():
+                            continue
+                        break
+                    done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        finished.add(running.pop(fut))
+                        fut.result()
+            except KeyboardInterrupt:
+                self.cancel()
+                self.result.interrupted = True
+                for fut in list(running):
+                    try:
+                        fut.result()
+                    except KeyboardInterrupt:
+                        pass
+        if self.cancelled.is_set():
+            self.result.interrupted = True
+            for a in nodes:
+                if a not in finished and a not in self.result.detached:
+                    self.result.skipped.setdefault(a, "apply was interrupted")
+        elif self.result.ok:
+            self.runtime.collect_garbage(self.state.resources)
+        return self.result
+
+    def _skip(self, change: ResourceChange, upstream: str) -> None:
+        msg = f"not applied: upstream {upstream} failed"
+        self.result.skipped[change.address] = msg
+        self.on_event(Event("skipped", change.address, change.action.value, msg))
+
+    # -- one node ------------------------------------------------------------------------------
+    def _inputs(self, change: ResourceChange) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for role, addr in change.inputs.items():
+                if addr in self._reads:
+                    out[role] = self._reads[addr]
+                elif addr in self.state.resources:
+                    out[role] = dict(self.state.resources[addr].outputs)
+        return out
+
+    def _run_node(self, change: ResourceChange) -> None:
+        start = time.monotonic()
+        started_at = now_iso()
+        self.on_event(Event("start", change.address, change.action.value))
+        ctx = RunContext(
+            phase=lambda msg: self.on_event(Event("phase", change.address, change.action.value,
+                                                  msg, time.monotonic() - start)),
+            cancelled=self.cancelled,
+            timeout=self.timeout,
+        )
+        try:
+            if change.action is Action.DELETE:
+                self._delete(change, ctx)
+            else:
+                self._create(change, ctx, started_at)
+        except Detached as exc:
+            self.result.detached.append(change.address)
+            self.on_event(Event("detached", change.address, change.action.value,
+                                str(exc) or "still running; the next apply adopts it",
+                                time.monotonic() - start))
+            return
+        except RunError as exc:
+            self.result.failed[change.address] = exc
+            self._record_failure(change, started_at, time.monotonic() - start)
+            self.on_event(Event("failed", change.address, change.action.value, exc.message,
+                                time.monotonic() - start, exc.detail))
+            return
+        except Exception as exc:  # unexpected: contain it to this node
+            err = RunError(f"unexpected error: {type(exc).__name__}: {exc}")
+            self.result.failed[change.address] = err
+            self.on_event(Event("failed", change.address, change.action.value, err.message,
+                                time.monotonic() - start))
+            return
+        self.result.done.append(change.address)
+        self.on_event(Event("done", change.address, change.action.value, "",
+                            time.monotonic() - start))
+
+    def _create(self, change: ResourceChange, ctx: RunContext, started_at: str) -> None:
+        digest = change.digest_after or ""
+        with self._lock:
+            rec = self.state.resources.get(change.address)
+            adopt = (rec.pending.intent if rec is not None and rec.pending is not None
+                     and rec.pending.digest == digest else None)
+        request = RunRequest(
+            address=change.address, kind=change.kind, namespace=change.namespace,
+            name=change.name, digest=digest, spec=change.after or {},
+            inputs=self._inputs(change),
+            action="replace" if change.action is Action.REPLACE else
+            "update" if change.action is Action.UPDATE else "create",
+            prior_outputs=dict(rec.outputs) if rec is not None and rec.digest else None,
+            intent=adopt, config_dir=self.config_dir,
+        )
+        intent = dict(adopt) if adopt is not None else self.runtime.intent(request)
+        with self._lock:
+            rec = self.state.resources.get(change.address)
+            if rec is None:
+                rec = ResourceRecord(kind=change.kind, namespace=change.namespace,
+                                     name=change.name, status="pending")
+                self.state.resources[change.address] = rec
+            rec.pending = PendingOperation(
+                action=change.action.value, digest=digest, spec=change.after or {},
+                dependencies=change.depends_on, started_at=started_at, intent=intent,
+            )
+            self._persist([change.address])
+        outputs = self.runtime.apply(request, ctx)
+        with self._lock:
+            rec = self.state.resources[change.address]
+            previous = rec.previous_digest
+            if rec.digest and rec.digest != digest:
+                previous = rec.digest
+            self.state.resources[change.address] = ResourceRecord(
+                kind=change.kind, namespace=change.namespace, name=change.name,
+                spec=change.after or {}, digest=digest, dependencies=change.depends_on,
+                dependency_digests={d: self._digests.get(d, "") for d in change.depends_on},
+                outputs=dict(outputs), status="ready", applied_at=now_iso(),
+                lifecycle=change.lifecycle, previous_digest=previous,
+                last_run=RunRecord(started_at=started_at, finished_at=now_iso(),
+                                   outcome="succeeded",
+                                   seconds=round(_seconds_since(started_at), 3)),
+            )
+            self._persist([change.address])
+
+    def _record_failure(self, change: ResourceChange, started_at: str, seconds: float) -> None:
+        with self._lock:
+            rec = self.state.resources.get(change.address)
+            if rec is None:
+                return
+            if not rec.digest:  # never completed: nothing exists to record
+                del self.state.resources[change.address]
+            else:
+                rec.pending = None
+                rec.last_run = RunRecord(started_at=started_at, finished_at=now_iso(),
+                                         outcome="failed", seconds=round(seconds, 3))
+            self._persist([change.address])
+
+    def _delete(self, change: ResourceChange, ctx: RunContext) -> None:
+        with self._lock:
+            rec = self.state.resources.get(change.address)
+        if rec is None:
+            return
+        self.runtime.delete(
+            DeleteRequest(
+                address=change.address, kind=rec.kind, namespace=rec.namespace, name=rec.name,
+                digest=rec.digest, spec=rec.spec, outputs=rec.outputs,
+                retain_artifacts=bool(rec.lifecycle.get("retainArtifacts")),
+                intent=rec.pending.intent if rec.pending else None,
+            ),
+            ctx,
+        )
+        with self._lock:
+            self.state.resources.pop(change.address, None)
+            self._persist([change.address])
+
+    def _apply_refresh_only(self) -> None:
+        with self._lock:
+            changed = []
+            for d in self.plan.drift:
+                if d.status == "missing" and d.address in self.state.resources:
+                    del self.state.resources[d.address]
+                    changed.append(d.address)
+                    self.result.done.append(d.address)
+            if changed:
+                self._persist(changed)
+
+
+def _seconds_since(iso: str) -> float:
+    from datetime import UTC, datetime
+
+    then = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - then).total_seconds())

@@ -1,0 +1,288 @@
+"""Load and validate configuration: files → typed ``Resource``s and project ``Settings``.
+
+``load_config(paths, ...)`` reads files or directories of ``*.yaml``/``*.yml``, accepts both the
+design shape and the Kubernetes-style shape (``engine.documents``), validates every document
+strictly with the pydantic models of ``engine.spec``, resolves references and adds implicit
+``build`` resources for git/local containers. Every problem becomes a ``Diagnostic`` with
+file:line and field path; all of them are reported together by raising one ``DiagnosticError``.
+It does no network I/O (git refs are resolved later, by ``engine.lineage``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from substratus.engine.address import KIND_ALIASES, Address, name_problem
+from substratus.engine.builds import attach_builds
+from substratus.engine.diagnostic import Diagnostic, Diagnostics, DiagnosticError
+from substratus.engine.documents import PathMap, normalize, original_path
+from substratus.engine.resource import Dependency, Resource
+from substratus.engine.spec import REFERENCES, SPEC_MODELS, Lifecycle, ProjectSpec, canonical
+from substratus.engine.validation import pydantic_diagnostics
+from substratus.engine.yamlsource import Document, load_documents, path_str
+
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass
+class Settings:
+    """Project settings from ``kind: Project`` (flags and env vars override them in the CLI)."""
+
+    project: ProjectSpec = field(default_factory=ProjectSpec)
+    base_dir: Path = field(default_factory=Path.cwd)  # where `.substratus/` lives by default
+    source: str | None = None
+
+
+@dataclass
+class Config:
+    resources: dict[Address, Resource]
+    settings: Settings
+    files: list[str]
+    default_namespace: str
+    digest: str  # sha256 over the files' relative paths and bytes
+    external: dict[Address, list[tuple[Resource, Dependency]]] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
+    files: list[Path] = []
+    diags: list[Diagnostic] = []
+    for raw in paths or ["."]:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                c for c in p.iterdir()
+                if c.suffix in {".yaml", ".yml"} and c.is_file() and not c.name.startswith(".")
+            )
+            if not found:
+                diags.append(Diagnostic.error(
+                    "No configuration files",
+                    f"The directory {raw} has no *.yaml or *.yml files. Point -f at a file or a "
+                    "directory that holds your resources.",
+                ))
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            diags.append(Diagnostic.error(
+                "Configuration path not found",
+                f"{raw} does not exist. Pass an existing file or directory with -f.",
+            ))
+    unique = list(dict.fromkeys(f.resolve() for f in files))
+    return unique, diags
+
+
+def display_path(p: Path) -> str:
+    try:
+        return os.path.relpath(p)
+    except ValueError:
+        return str(p)
+
+
+def load_config(paths: list[str], namespace: str | None = None) -> Config:
+    """Load, validate and resolve the configuration; raises ``DiagnosticError`` on any error."""
+    diags = Diagnostics()
+    files, found = find_files(paths)
+    diags.extend(found)
+    digest = hashlib.sha256()
+    docs: list[Document] = []
+    base = files[0].parent if files else Path.cwd()
+    for f in files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        rel = display_path(f)
+        digest.update(os.path.relpath(f, base).encode() + b"\0" + text.encode() + b"\0")
+        parsed, errs = load_documents(text, rel)
+        diags.extend(errs)
+        docs.extend(d for d in parsed if d.data is not None)
+    diags.raise_if_errors()
+
+    settings = Settings(base_dir=files[0].parent if files else Path.cwd())
+    normalized: list[tuple[Document, dict[str, Any], PathMap]] = []
+    for doc in docs:
+        data, pmap, errs = normalize(doc)
+        diags.extend(errs)
+        if data is None:
+            continue
+        if data.get("kind") == "Project":
+            _project(doc, data, pmap, settings, diags)
+        else:
+            normalized.append((doc, data, pmap))
+
+    default_ns = namespace or settings.project.kubernetes.namespace or DEFAULT_NAMESPACE
+    resources: dict[Address, Resource] = {}
+    for doc, data, pmap in normalized:
+        res = _resource(doc, data, pmap, default_ns, diags)
+        if res is None:
+            continue
+        if res.address in resources:
+            first = resources[res.address].source
+            diags.error(
+                f"Duplicate resource {res.address}",
+                f"{res.address} is already declared at {first}. Rename one of them.",
+                source=res.source, address=str(res.address),
+            )
+            continue
+        resources[res.address] = res
+    external = _resolve_references(resources, diags)
+    diags.raise_if_errors()
+    attach_builds(resources, diags)
+    diags.raise_if_errors()
+    return Config(
+        resources=resources,
+        settings=settings,
+        files=[display_path(f) for f in files],
+        default_namespace=default_ns,
+        digest="sha256:" + digest.hexdigest(),
+        external=external,
+        warnings=[d for d in diags if not d.is_error],
+    )
+
+
+def _project(
+    doc: Document, data: dict[str, Any], pmap: PathMap, settings: Settings, diags: Diagnostics
+) -> None:
+    if settings.source is not None:
+        diags.error(
+            "More than one Project document",
+            f"Project settings are already declared at {settings.source}; keep one.",
+            source=doc.source(),
+        )
+        return
+    settings.source = str(doc.source())
+    try:
+        settings.project = ProjectSpec.model_validate(data.get("spec") or {})
+    except ValidationError as exc:
+        diags.extend(pydantic_diagnostics(exc, ProjectSpec, doc, ("spec",), pmap, "Project"))
+
+
+def _resource(
+    doc: Document, data: dict[str, Any], pmap: PathMap, default_ns: str, diags: Diagnostics
+) -> Resource | None:
+    raw_kind = data.get("kind")
+    kind = KIND_ALIASES.get(raw_kind) if isinstance(raw_kind, str) else None
+    if kind is None:
+        diags.error(
+            f"Unknown kind {raw_kind!r}" if raw_kind is not None else "Missing kind",
+            "kind must be one of Dataset, Model, ModelServer (or Server), Notebook, Project.",
+            source=doc.source(original_path(("kind",), pmap)), path="kind",
+        )
+        return None
+    ok = True
+    name = data.get("name")
+    name_path = original_path(("name",), pmap)
+    if not isinstance(name, str):
+        diags.error("Missing name", "Every resource needs a name.", source=doc.source(name_path),
+                    path=path_str(name_path))
+        return None
+    problem = name_problem(name)
+    if problem:
+        diags.error("Invalid name", problem + ".", source=doc.source(name_path),
+                    path=path_str(name_path))
+        ok = False
+    ns = data.get("namespace") or default_ns
+    ns_problem = name_problem(str(ns), 63)
+    if ns_problem:
+        ns_path = original_path(("namespace",), pmap)
+        diags.error("Invalid namespace", ns_problem + ".", source=doc.source(ns_path),
+                    path=path_str(ns_path))
+        ok = False
+    address = Address(kind, name, None if ns == default_ns else str(ns))
+    model_cls: type[BaseModel] = SPEC_MODELS[kind]
+    spec_data = data.get("spec")
+    if spec_data is None:
+        spec_data = {}
+    spec_obj = lifecycle = None
+    try:
+        spec_obj = model_cls.model_validate(spec_data)
+    except ValidationError as exc:
+        diags.extend(pydantic_diagnostics(exc, model_cls, doc, ("spec",), pmap, str(address)))
+        ok = False
+    try:
+        lifecycle = Lifecycle.model_validate(data.get("lifecycle") or {})
+        for i, p in enumerate(lifecycle.ignoreChanges):
+            if not p.startswith("spec."):
+                lp = original_path(("lifecycle", "ignoreChanges", i), pmap)
+                diags.error("Invalid ignoreChanges path",
+                            f"{p!r} must be a field path under spec, like spec.loader.params.x.",
+                            source=doc.source(lp), address=str(address), path=path_str(lp))
+                ok = False
+    except ValidationError as exc:
+        diags.extend(pydantic_diagnostics(exc, Lifecycle, doc, ("lifecycle",), pmap, str(address)))
+        ok = False
+    if not ok or spec_obj is None or lifecycle is None:
+        return None
+    line_of = {path_str(p): doc.line_of(original_path(p, pmap)) for p in _all_paths(spec_data)}
+    for p in pmap:
+        line_of.setdefault(path_str(p), doc.line_of(pmap[p]))
+    res = Resource(
+        address=address, kind=kind, namespace=str(ns), name=name, spec=canonical(spec_obj),
+        lifecycle=lifecycle, source=doc.source(), line_of=line_of, file=doc.file,
+    )
+    for field_path, ref_kind, role in REFERENCES[kind]:
+        node: Any = res.spec
+        for part in field_path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            target_ns = node.get("namespace") or res.namespace
+            target = Address(ref_kind, node["name"], None if target_ns == default_ns else target_ns)
+            res.dependencies.append(Dependency(role, target, "spec." + ".".join(field_path)))
+    return res
+
+
+def _all_paths(data: Any, prefix: tuple[str | int, ...] = ("spec",)) -> list[tuple[str | int, ...]]:
+    out = [prefix]
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.extend(_all_paths(v, (*prefix, str(k))))
+    return out
+
+
+def _resolve_references(
+    resources: dict[Address, Resource], diags: Diagnostics
+) -> dict[Address, list[tuple[Resource, Dependency]]]:
+    """Self-references are errors; references to resources not in the configuration are
+    returned as external dependencies (the planner reads them or reports them dangling)."""
+    external: dict[Address, list[tuple[Resource, Dependency]]] = {}
+    for res in resources.values():
+        for dep in res.dependencies:
+            if dep.address == res.address:
+                diags.error(
+                    "Resource references itself",
+                    f"{dep.path} of {res.address} names {res.address} itself; a "
+                    f"{res.kind} cannot depend on itself. Reference another resource.",
+                    source=res.source_of(dep.path), address=str(res.address), path=dep.path,
+                )
+            elif dep.address not in resources:
+                external.setdefault(dep.address, []).append((res, dep))
+    return external
+
+
+def dangling_reference(
+    res: Resource, dep: Dependency, resources: dict[Address, Resource]
+) -> Diagnostic:
+    """The diagnostic for a reference that is neither configured nor found outside."""
+    import difflib
+
+    same_kind = [str(a) for a in resources if a.kind == dep.address.kind]
+    close = difflib.get_close_matches(str(dep.address), same_kind, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return Diagnostic.error(
+        f"Reference to undeclared resource {dep.address}",
+        f"{dep.path} of {res.address} names {dep.address}, which is not in the configuration "
+        f"and was not found in the state or the artifact store.{hint} Declare it, or fix the "
+        "name.",
+        source=res.source_of(dep.path), address=str(res.address), path=dep.path,
+    )
+
+
+def raise_dangling(
+    missing: list[tuple[Resource, Dependency]], resources: dict[Address, Resource]
+) -> None:
+    if missing:
+        raise DiagnosticError([dangling_reference(r, d, resources) for r, d in missing])

@@ -1,0 +1,89 @@
+"""Operations: the steps of ``validate`` and ``plan`` wired over the two protocols.
+
+``validate_config`` checks a loaded configuration against a runtime (without touching the state).
+``build_plan`` resolves build sources, checks the runtime can run everything, refreshes the
+recorded resources through the runtime (one batch), reads external dependencies and calls the
+pure planner. The CLI owns locking and printing; this module owns the order of the steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from substratus.engine.address import Address
+from substratus.engine.config import Config
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.graph import build_graph
+from substratus.engine.lineage import resolve_sources
+from substratus.engine.plan import Mode, Plan
+from substratus.engine.planner import PlanRequest, make_plan
+from substratus.engine.runtime import ExternalResource, ResourceView, Runtime
+from substratus.engine.statefile import StateFile
+
+
+@dataclass
+class PlanOptions:
+    mode: Mode = Mode.NORMAL
+    targets: list[Address] = field(default_factory=list)
+    replace: list[Address] = field(default_factory=list)
+    refresh: bool = True
+    workspace: str = "default"
+
+
+def runtime_diagnostics(config: Config, runtime: Runtime) -> list[Diagnostic]:
+    """The runtime's objections, with file:line filled in from the configuration."""
+    views = [ResourceView(str(r.address), r.kind, r.spec)
+             for r in config.resources.values() if r.kind != "build"]
+    out = []
+    by_address = {str(a): r for a, r in config.resources.items()}
+    for d in runtime.check(views):
+        res = by_address.get(d.address or "")
+        if res is not None and d.source is None:
+            d = Diagnostic(d.severity, d.summary, d.detail, d.address,
+                           res.source_of(d.path or "spec"), d.path)
+        out.append(d)
+    return out
+
+
+def validate_config(config: Config, runtime: Runtime | None) -> list[Diagnostic]:
+    """Graph checks (cycles) and runtime checks; raises ``DiagnosticError`` on errors and
+    returns the warnings."""
+    build_graph(config.resources)
+    diags = list(config.warnings)
+    if runtime is not None:
+        diags.extend(runtime_diagnostics(config, runtime))
+    errors = [d for d in diags if d.is_error]
+    if errors:
+        raise DiagnosticError(errors)
+    return diags
+
+
+def read_externals(config: Config, runtime: Runtime) -> dict[Address, ExternalResource]:
+    found: dict[Address, ExternalResource] = {}
+    for addr in config.external:
+        ns = addr.effective_namespace(config.default_namespace)
+        hit = runtime.read_external(addr.kind, ns, addr.name)
+        if hit is not None:
+            found[addr] = hit
+    return found
+
+
+def build_plan(
+    config: Config,
+    state: StateFile | None,
+    runtime: Runtime,
+    options: PlanOptions,
+    settings: dict[str, object] | None = None,
+) -> Plan:
+    if options.mode is not Mode.DESTROY:
+        validate_config(config, runtime)
+        resolve_sources(config.resources.values())
+    observations = None
+    if options.refresh and state is not None and state.resources:
+        observations = runtime.refresh(state.resources)
+    externals = read_externals(config, runtime) if options.mode is not Mode.DESTROY else {}
+    return make_plan(PlanRequest(
+        config=config, state=state, observations=observations, externals=externals,
+        mode=options.mode, targets=options.targets, replace=options.replace,
+        workspace=options.workspace, settings=dict(settings or {}),
+    ))

@@ -1,0 +1,276 @@
+"""The planner: desired configuration + prior state + observations → ``Plan`` (DESIGN §4–§5).
+
+Pure: it does no I/O. Its caller (``engine.operation``) loads the configuration, resolves build
+sources, reads the state, refreshes through the runtime and reads external dependencies, then
+hands everything here. Rules:
+
+- not in state → ``create``; digest unchanged and observed present → ``no-op`` (no diff is run);
+- digest changed → ``replace`` for builds, Datasets and Models (run again into a new version),
+  ``update`` in place for ModelServers and Notebooks; reasons name the changed fields (deepdiff on
+  this resource only) and the changed dependencies ("dataset.x changed");
+- in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``);
+- drift: recorded but missing → ``create`` again; unhealthy → ``update``/``replace``;
+- ``tainted`` or ``--replace`` → ``replace``; a pending operation left by an interrupted apply at
+  the same digest is adopted (reason ``adopt``);
+- references to resources not in the configuration → ``read`` of what the runtime found, or a
+  "dangling reference" error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from substratus.engine.address import Address
+from substratus.engine.config import Config, dangling_reference
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.graph import build_graph, topological, with_dependencies
+from substratus.engine.lineage import compute_digests, field_changes
+from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
+from substratus.engine.runtime import ExternalResource, Observation
+from substratus.engine.spec import REPLACE_ON_CHANGE
+from substratus.engine.statefile import ResourceRecord, StateFile, now_iso
+
+IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
+
+
+@dataclass
+class PlanRequest:
+    config: Config
+    state: StateFile | None
+    observations: Mapping[str, Observation] | None = None  # None: --no-refresh
+    externals: Mapping[Address, ExternalResource] = field(default_factory=dict)
+    mode: Mode = Mode.NORMAL
+    targets: list[Address] = field(default_factory=list)
+    replace: list[Address] = field(default_factory=list)
+    workspace: str = "default"
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+def make_plan(req: PlanRequest) -> Plan:
+    cfg = req.config
+    state = req.state or StateFile()
+    records = state.resources
+    obs = req.observations or {}
+    graph = build_graph(cfg.resources)
+    order = topological(graph)
+    errors: list[Diagnostic] = []
+    warnings = list(cfg.warnings)
+
+    for addr in req.targets + req.replace:
+        if addr not in cfg.resources and str(addr) not in records:
+            errors.append(Diagnostic.error(
+                f"No resource {addr}",
+                f"{addr} is neither in the configuration nor in the state. Check the address "
+                "(see `substratus state list`).",
+            ))
+    if errors:
+        raise DiagnosticError(errors)
+
+    selected = set(order)
+    if req.targets:
+        selected = with_dependencies(graph, req.targets)
+        warnings.append(Diagnostic.warning(
+            "Resource targeting is in effect",
+            "The plan covers only the targeted resources and their dependencies; it may be "
+            "incomplete. Do not use --target for routine operations.",
+        ))
+
+    changes: dict[str, ResourceChange] = {}
+    if req.mode is Mode.DESTROY:
+        _plan_destroy(req, graph, records, changes, errors)
+    else:
+        removed = {a for a in records if a not in {str(x) for x in cfg.resources}}
+        external_digests = _reads(req, removed, changes, errors)
+        digests = compute_digests(order, cfg.resources, external_digests)
+        for addr in order:
+            if addr in selected:
+                change = _plan_resource(req, addr, digests, changes, obs)
+                changes[change.address] = change
+        if not req.targets or any(str(t) in removed for t in req.targets):
+            wanted = {str(t) for t in req.targets}
+            for a in _reverse_state_order(records, removed):
+                if not wanted or a in wanted:
+                    changes[a] = _delete(records[a], a, "not_in_config",
+                                         f"{a} is not in the configuration", errors)
+    if errors:
+        raise DiagnosticError(errors)
+
+    drift = _drift(records, obs, req.mode)
+    result = list(changes.values())
+    if req.mode is Mode.REFRESH_ONLY:
+        for c in result:
+            if c.action is not Action.READ:
+                c.action, c.reasons = Action.NOOP, []
+    return Plan(
+        mode=req.mode, resource_changes=result, drift=drift,
+        prior_lineage=req.state.lineage if req.state else None,
+        prior_serial=req.state.serial if req.state else None,
+        config_digest=cfg.digest, config_files=cfg.files, workspace=req.workspace,
+        targets=[str(t) for t in req.targets], settings=dict(req.settings), warnings=warnings,
+        created_at=now_iso(),
+    )
+
+
+def _reads(
+    req: PlanRequest, removed: set[str], changes: dict[str, ResourceChange],
+    errors: list[Diagnostic],
+) -> dict[Address, str]:
+    digests: dict[Address, str] = {}
+    for addr, users in sorted(req.config.external.items(), key=lambda kv: str(kv[0])):
+        found = req.externals.get(addr)
+        if found is None or str(addr) in removed:
+            errors.extend(dangling_reference(r, d, req.config.resources) for r, d in users)
+            continue
+        digests[addr] = found.digest
+        ns = addr.effective_namespace(req.config.default_namespace)
+        changes[str(addr)] = ResourceChange(
+            address=str(addr), kind=addr.kind, namespace=ns, name=addr.name, action=Action.READ,
+            reasons=[Reason("external", f"{addr} is not in the configuration; its newest "
+                            "version is read from the runtime")],
+            digest_after=found.digest, outputs=dict(found.outputs),
+        )
+    return digests
+
+
+def _plan_resource(
+    req: PlanRequest, addr: Address, digests: Mapping[Address, str],
+    changes: Mapping[str, ResourceChange], obs: Mapping[str, Observation],
+) -> ResourceChange:
+    res = req.config.resources[addr]
+    key = str(addr)
+    rec = (req.state.resources.get(key) if req.state else None)
+    new = digests[addr]
+    change = ResourceChange(
+        address=key, kind=res.kind, namespace=res.namespace, name=res.name, action=Action.NOOP,
+        after=res.spec, digest_after=new,
+        depends_on=[str(d.address) for d in res.dependencies],
+        inputs={d.role: str(d.address) for d in res.dependencies},
+        lifecycle=res.lifecycle.model_dump(),
+    )
+    seen = obs.get(key)
+    if rec is None or rec.status == "pending" and not rec.digest:
+        change.action = Action.CREATE
+        change.reasons.append(Reason("new", f"{key} is not in the state yet"))
+    else:
+        change.before, change.digest_before = rec.spec, rec.digest
+        if rec.digest != new:
+            in_place = res.kind not in REPLACE_ON_CHANGE
+            change.action = Action.UPDATE if in_place else Action.REPLACE
+            change.reasons.extend(_why(res.lifecycle.ignoreChanges, rec, change, digests,
+                                       changes, res.dependencies))
+            if not in_place:
+                change.replace_paths = [r.path for r in change.reasons if r.path]
+        elif rec.status == "tainted":
+            change.action = Action.REPLACE
+            change.reasons.append(Reason("tainted", f"{key} is tainted: its last apply failed"))
+        elif seen is not None and seen.status == "missing":
+            change.action = Action.CREATE
+            change.reasons.append(Reason("drift", seen.message or "deleted outside substratus"))
+        elif seen is not None and seen.status == "degraded":
+            change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
+            change.reasons.append(Reason("drift", seen.message or "unhealthy"))
+    if addr in req.replace and change.action in (Action.NOOP, Action.UPDATE):
+        change.action = Action.REPLACE
+        change.reasons.append(Reason("requested", "replacement requested with --replace"))
+    if rec is not None and rec.pending is not None and rec.pending.digest == new and seen:
+        if seen.pending in ("running", "completed"):
+            change.reasons.append(Reason("adopt", seen.pending_message or
+                                         "work left by an interrupted apply will be adopted"))
+            if change.action is Action.NOOP:
+                change.action = Action.CREATE if not rec.digest else Action.UPDATE
+    return change
+
+
+def _why(
+    ignored: list[str], rec: ResourceRecord, change: ResourceChange,
+    digests: Mapping[Address, str], changes: Mapping[str, ResourceChange],
+    deps: list[object],
+) -> list[Reason]:
+    reasons: list[Reason] = []
+    for path in field_changes(rec.spec, change.after or {}):
+        if any(path == p or path.startswith(p + ".") or path.startswith(p + "[")
+               for p in ignored):
+            continue
+        if change.kind == "build":
+            reasons.append(Reason("source_changed", f"{path} changed (new source content)", path))
+        else:
+            reasons.append(Reason("field_changed", f"{path} changed", path))
+    for dep in deps:
+        dep_addr = dep.address  # type: ignore[attr-defined]
+        old = rec.dependency_digests.get(str(dep_addr))
+        if old is not None and old != digests.get(dep_addr):
+            upstream = changes.get(str(dep_addr))
+            paths = [r.path for r in upstream.reasons if r.path] if upstream else []
+            detail = f" ({', '.join(paths)})" if paths else ""
+            verb = IN_PLACE_VERB.get(change.kind)
+            msg = (f"{dep_addr} changed{detail}; the new version will be {verb}" if verb
+                   else f"{dep_addr} changed{detail}")
+            reasons.append(Reason("dependency_changed", msg, address=str(dep_addr)))
+    if not reasons:
+        reasons.append(Reason("field_changed", "the resource's definition changed"))
+    return reasons
+
+
+def _delete(rec: ResourceRecord, key: str, code: str, message: str,
+            errors: list[Diagnostic]) -> ResourceChange:
+    if rec.lifecycle.get("preventDestroy"):
+        errors.append(Diagnostic.error(
+            "Resource cannot be destroyed",
+            f"{key} has lifecycle.preventDestroy set, but the plan would destroy it "
+            f"({message}). Set preventDestroy: false and apply first, or remove it from the "
+            f"state with `substratus state rm {key}` to keep it running unmanaged.",
+            address=key,
+        ))
+    return ResourceChange(
+        address=key, kind=rec.kind, namespace=rec.namespace, name=rec.name, action=Action.DELETE,
+        reasons=[Reason(code, message)], before=rec.spec, digest_before=rec.digest,
+        depends_on=list(rec.dependencies), lifecycle=dict(rec.lifecycle),
+    )
+
+
+def _reverse_state_order(records: Mapping[str, ResourceRecord], subset: set[str]) -> list[str]:
+    g = nx.DiGraph()
+    g.add_nodes_from(subset)
+    for a in subset:
+        for d in records[a].dependencies:
+            if d in subset:
+                g.add_edge(d, a)
+    return list(reversed(list(nx.lexicographical_topological_sort(g))))
+
+
+def _plan_destroy(
+    req: PlanRequest, graph: nx.DiGraph, records: Mapping[str, ResourceRecord],
+    changes: dict[str, ResourceChange], errors: list[Diagnostic],
+) -> None:
+    subset = set(records)
+    if req.targets:
+        dependents = nx.DiGraph()
+        for a, rec in records.items():
+            dependents.add_node(a)
+            for d in rec.dependencies:
+                dependents.add_edge(d, a)
+        subset = set()
+        for t in req.targets:
+            if str(t) in dependents:
+                subset |= {str(t)} | set(nx.descendants(dependents, str(t)))
+        subset &= set(records)
+    for a in _reverse_state_order(records, subset):
+        changes[a] = _delete(records[a], a, "destroy", "destroy requested", errors)
+
+
+def _drift(
+    records: Mapping[str, ResourceRecord], obs: Mapping[str, Observation], mode: Mode
+) -> list[Drift]:
+    out: list[Drift] = []
+    for key in sorted(obs):
+        o = obs[key]
+        if key not in records:
+            continue
+        if o.status != "present":
+            out.append(Drift(key, o.status, o.message))
+        if o.pending != "none" and records[key].pending is not None:
+            out.append(Drift(key, f"pending-{o.pending}", o.pending_message))
+    return out

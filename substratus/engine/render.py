@@ -1,0 +1,193 @@
+"""Human renderings of a ``Plan`` and of apply results, in Terraform's style (DESIGN §5).
+
+``render_plan(plan, color=False)`` returns the text ``substratus plan`` prints: drift first
+("Objects have changed outside of substratus"), the symbol legend, one block per change with its
+reasons and field diffs (``# forces replacement`` on the fields that force a replacement), then
+``Plan: A to add, C to change, D to destroy.`` It is deterministic (golden-tested) and does no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+
+_COLORS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
+SYMBOL = {
+    Action.CREATE: ("+", "green"),
+    Action.UPDATE: ("~", "yellow"),
+    Action.REPLACE: ("-/+", "red"),
+    Action.DELETE: ("-", "red"),
+    Action.READ: ("<=", "cyan"),
+}
+HEADLINE = {
+    Action.CREATE: "will be created",
+    Action.UPDATE: "will be updated in-place",
+    Action.REPLACE: "must be replaced",
+    Action.DELETE: "will be destroyed",
+    Action.READ: "will be read",
+}
+LEGEND = {
+    Action.CREATE: "create",
+    Action.UPDATE: "update in-place",
+    Action.REPLACE: "destroy and then create replacement (run again into a new version)",
+    Action.DELETE: "destroy",
+    Action.READ: "read (external dependency)",
+}
+
+
+class _Painter:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, text: str, style: str) -> str:
+        if not self.color:
+            return text
+        return f"\033[{_COLORS[style]}m{text}\033[0m"
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of a spec as ``dotted.path -> value`` (lists and empty maps are leaves)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k in value:
+            out.update(flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def fmt(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _field_lines(change: ResourceChange, paint: _Painter) -> list[str]:
+    lines: list[str] = []
+    before = flatten(change.before or {}) if change.before else {}
+    after = flatten(change.after or {}) if change.after else {}
+    forced = {p.removeprefix("spec.") for p in change.replace_paths}
+    if change.action is Action.CREATE and not change.before:
+        shown = {k: v for k, v in after.items() if v != {}}
+        width = max((len(k) for k in shown), default=0)
+        return [f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()]
+    if change.action in (Action.DELETE, Action.READ):
+        return []
+    keys = sorted(set(before) | set(after), key=lambda k: (k not in after, k))
+    changed = [k for k in keys if before.get(k, _MISSING) != after.get(k, _MISSING)]
+    width = max((len(k) for k in changed), default=0)
+    for k in changed:
+        note = "  # forces replacement" if any(k == f or k.startswith(f + ".") or
+                                               f.startswith(k + ".") for f in forced) else ""
+        if k not in before:
+            lines.append(f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(after[k])}{note}")
+        elif k not in after:
+            lines.append(f"      {paint('-', 'red')} {k.ljust(width)} = {fmt(before[k])}{note}")
+        else:
+            lines.append(f"      {paint('~', 'yellow')} {k.ljust(width)} = "
+                         f"{fmt(before[k])} -> {fmt(after[k])}{note}")
+    unchanged = len([k for k in keys if k not in changed])
+    if unchanged and lines:
+        lines.append(paint(f"        # ({unchanged} unchanged fields hidden)", "dim"))
+    return lines
+
+
+_MISSING = object()
+
+
+def render_change(change: ResourceChange, paint: _Painter) -> list[str]:
+    symbol, style = SYMBOL[change.action]
+    head = HEADLINE[change.action]
+    if change.action is Action.CREATE and change.before:
+        head = "will be created again"
+    lines = [paint(f"  # {change.address} {head}", "bold")]
+    for r in change.reasons:
+        if r.code == "new":
+            continue
+        lines.append(f"  # ({'because ' if r.code not in ('adopt', 'external') else ''}"
+                     f"{r.message})")
+    kind_label = change.kind
+    lines.append(f"{paint(symbol.rjust(3), style)} {kind_label} \"{change.name}\" {{")
+    fields = _field_lines(change, paint)
+    if not fields and change.action in (Action.UPDATE, Action.REPLACE):
+        fields = [paint("        # (no field changes; its inputs changed)", "dim")]
+    if change.action is Action.READ and change.outputs:
+        for k, v in sorted(change.outputs.items()):
+            fields.append(f"        {k} = {fmt(v)}")
+    lines.extend(fields)
+    lines.append("    }")
+    return lines
+
+
+def render_diagnostic(d: Diagnostic, paint: _Painter | None = None) -> str:
+    paint = paint or _Painter(False)
+    label = paint("Error:", "red") if d.is_error else paint("Warning:", "yellow")
+    out = f"{label} {d.summary}"
+    where = d.location()
+    if where:
+        out += f"\n\n  on {where}"
+    if d.detail:
+        out += "\n\n" + "\n".join("  " + line for line in d.detail.splitlines())
+    return out + "\n"
+
+
+def summary_line(plan: Plan) -> str:
+    s = plan.summary()
+    return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+
+
+def render_plan(plan: Plan, color: bool = False) -> str:
+    paint = _Painter(color)
+    out: list[str] = []
+    if plan.drift:
+        out.append(paint("Note: Objects have changed outside of substratus", "bold"))
+        out.append("")
+        out.append("substratus detected the following changes made outside of substratus since "
+                   "the last \"substratus apply\":")
+        out.append("")
+        for d in plan.drift:
+            verb = {"missing": "has been deleted", "degraded": "is unhealthy"}.get(
+                d.status, f"has an interrupted operation ({d.status.removeprefix('pending-')})")
+            out.append(f"  # {d.address} {verb}: {d.message}")
+        out.append("")
+        if plan.mode is Mode.REFRESH_ONLY:
+            out.append("This is a refresh-only plan, so substratus will not take any actions to "
+                       "undo these. If you were expecting these changes then you can apply this "
+                       "plan to record the updated values in the state without changing any "
+                       "resources.")
+            out.append("")
+        else:
+            out.append("Unless you have made equivalent changes to your configuration, the plan "
+                       "below repairs them.")
+            out.append("")
+    for w in plan.warnings:
+        out.append(render_diagnostic(w, paint))
+    changes = [c for c in plan.resource_changes if c.action is not Action.NOOP]
+    acting = [c for c in changes if c.action is not Action.READ]
+    if plan.mode is Mode.REFRESH_ONLY:
+        if not plan.drift:
+            out.append("No changes. Your resources still match the configuration.")
+        return "\n".join(out).rstrip() + "\n"
+    if not acting:
+        reads = [render_change(c, paint) for c in changes]
+        for block in reads:
+            out.extend(block)
+            out.append("")
+        if plan.mode is Mode.DESTROY:
+            out.append("No changes. No objects need to be destroyed.")
+        else:
+            out.append("No changes. Your resources match the configuration.")
+        return "\n".join(out).rstrip() + "\n"
+    used = [a for a in SYMBOL if any(c.action is a for c in changes)]
+    out.append("Resource actions are indicated with the following symbols:")
+    for a in used:
+        sym, style = SYMBOL[a]
+        out.append(f"  {paint(sym.rjust(3), style)} {LEGEND[a]}")
+    out.append("")
+    out.append("substratus will perform the following actions:")
+    out.append("")
+    for c in changes:
+        out.extend(render_change(c, paint))
+        out.append("")
+    out.append(paint(summary_line(plan), "bold"))
+    return "\n".join(out).rstrip() + "\n"

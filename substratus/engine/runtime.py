@@ -1,0 +1,141 @@
+"""The Runtime protocol: how resources run. Implemented in ``substratus.providers``.
+
+The engine hands a runtime fully resolved, typed requests and never branches on kinds or
+runtimes itself; a runtime never touches the state or the graph. Contracts:
+
+- ``check(resources)`` returns diagnostics (with ``address`` and field ``path``; the engine adds
+  file:line) for resources this runtime cannot run, for example an image-only container on the
+  local runtime. Pure; no side effects.
+- ``refresh(records)`` observes every recorded resource in one batch (a runtime lists what it
+  manages once per kind, never one call per resource) and returns an ``Observation`` per address
+  it was given: whether the recorded object still exists and is healthy, and — for a record with
+  a ``pending`` operation — whether the work an interrupted apply started is still running, has
+  completed (and can be adopted) or is gone.
+- ``read_external(kind, namespace, name)`` finds a Dataset/Model that the configuration
+  references but does not declare (an external dependency, the ``read`` action): its newest
+  complete version in the artifact store (or cluster), or ``None`` when there is none.
+- ``intent(request)`` returns the deterministic names of what ``apply`` will create (run
+  directory, job name, port…). The engine records it in the state *before* calling ``apply``.
+- ``apply(request, ctx)`` makes the resource exist at ``request.digest`` and returns its outputs
+  (JSON-serialisable: artifact URL, endpoint, pid…). It is idempotent for a given digest: if the
+  work was already done, or is still running from an interrupted apply (``request.intent``), it
+  adopts it instead of starting again. It reports phases through ``ctx.phase`` and raises
+  ``RunError`` on failure (with the tail of the workload's log) or ``Detached`` when
+  ``ctx.cancelled`` is set and it stopped waiting for work that continues on its own.
+- ``delete(request, ctx)`` removes what ``apply`` created (keeping artifacts when asked) and waits
+  until it is gone. Deleting something already gone is not an error.
+- ``collect_garbage(records)`` removes artifact versions no record refers to (current and
+  previous versions are kept). Called after a successful apply.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.statefile import ResourceRecord
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a runtime needs to make one resource exist at one digest."""
+
+    address: str
+    kind: str  # build | dataset | model | modelserver | notebook
+    namespace: str
+    name: str
+    digest: str
+    spec: Mapping[str, Any]  # canonical spec, defaults filled (see engine.spec)
+    # Outputs of the resources this one depends on, by role: "build", "data", "model".
+    inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    action: Literal["create", "update", "replace"] = "create"
+    prior_outputs: Mapping[str, Any] | None = None  # what the last apply recorded (update/replace)
+    intent: Mapping[str, Any] | None = None  # left by an interrupted apply at the same digest
+    config_dir: str = "."  # directory the configuration was loaded from
+
+
+@dataclass(frozen=True)
+class ResourceView:
+    """A configured resource as ``Runtime.check`` sees it (canonical spec, defaults filled)."""
+
+    address: str
+    kind: str
+    spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    address: str
+    kind: str
+    namespace: str
+    name: str
+    digest: str
+    spec: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    retain_artifacts: bool = False
+    intent: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a refresh found for one recorded resource."""
+
+    # present: exists and healthy; missing: deleted outside substratus; degraded: exists, unhealthy
+    status: Literal["present", "missing", "degraded"] = "present"
+    message: str = ""  # human text for drift, e.g. "process 1234 is not running"
+    # For a record with a pending operation: what became of the interrupted work.
+    pending: Literal["none", "running", "completed", "gone"] = "none"
+    pending_message: str = ""
+    outputs: Mapping[str, Any] | None = None  # outputs as observed now, when they differ
+
+
+@dataclass(frozen=True)
+class ExternalResource:
+    """A resource that exists outside the configuration (found by ``read_external``)."""
+
+    digest: str  # identifies the version read (e.g. its artifact version)
+    outputs: Mapping[str, Any]
+
+
+@dataclass
+class RunContext:
+    """Passed to ``apply``/``delete``: progress reporting and cancellation."""
+
+    phase: Callable[[str], None] = lambda _msg: None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    timeout: float | None = None
+
+
+class RunError(Exception):
+    """A workload failed. ``detail`` carries the reason and the tail of its log."""
+
+    def __init__(self, message: str, detail: str = "", log_path: str | None = None) -> None:
+        self.message = message
+        self.detail = detail
+        self.log_path = log_path
+        super().__init__(message)
+
+
+class Detached(Exception):
+    """The apply was cancelled; the workload goes on and a later run can adopt it."""
+
+
+class Runtime(Protocol):
+    name: str
+
+    def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]: ...
+
+    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]: ...
+
+    def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None: ...
+
+    def intent(self, request: RunRequest) -> dict[str, Any]: ...
+
+    def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]: ...
+
+    def delete(self, request: DeleteRequest, ctx: RunContext) -> None: ...
+
+    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None: ...

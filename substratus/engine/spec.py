@@ -1,0 +1,241 @@
+"""Typed, strict specs of the configurable kinds (DESIGN §3), as pydantic models.
+
+Field names follow the YAML (camelCase). Every model forbids unknown fields. ``canonical()`` of a
+validated spec is its JSON form with defaults filled and keys sorted: two YAML documents that mean
+the same thing have the same canonical spec, which is what digests and diffs are computed from.
+This module knows nothing about files, lines or the graph.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from substratus.engine.address import name_problem
+
+SECRET_REF = re.compile(r"^\$\{\{\s*secrets\.([^.\s]+)\.([^}\s]+)\s*\}\}$")
+GPU_TYPES = (
+    "nvidia-t4",
+    "nvidia-l4",
+    "nvidia-a100",
+    "nvidia-a100-80gb",
+    "nvidia-h100",
+)
+_GPU_ALIASES = {"t4": "nvidia-t4", "l4": "nvidia-l4", "a100": "nvidia-a100",
+                "a100-80gb": "nvidia-a100-80gb", "h100": "nvidia-h100"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GitSource(Strict):
+    url: str
+    ref: str = "HEAD"  # branch, tag or commit; resolved to a commit at plan time
+    path: str = ""  # sub-directory used as build context
+
+
+class LocalSource(Strict):
+    path: str = "."  # relative to the configuration file's directory
+
+
+class Container(Strict):
+    image: str | None = None
+    git: GitSource | None = None
+    local: LocalSource | None = None
+    command: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("local", mode="before")
+    @classmethod
+    def _local_true(cls, value: Any) -> Any:
+        if value is True:  # the seed's `local: true` = this file's directory
+            return {"path": "."}
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Container:
+        given = [k for k in ("image", "git", "local") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a container needs exactly one source: image, git or local"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def source_kind(self) -> str:
+        return "image" if self.image else "git" if self.git else "local"
+
+
+class Gpu(Strict):
+    type: str | None = None
+    count: int = Field(1, ge=1)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _gpu_type(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            v = value.strip().lower()
+            v = _GPU_ALIASES.get(v, v)
+            if v not in GPU_TYPES:
+                raise ValueError(f"unknown GPU type {value!r}; use one of {', '.join(GPU_TYPES)}")
+            return v
+        return value
+
+
+class Resources(Strict):
+    cpu: int | float = Field(2, gt=0)
+    memory: int | float = Field(10, gt=0)  # GB
+    disk: int | float = Field(10, gt=0)  # GB
+    gpu: Gpu | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_form(cls, data: Any) -> Any:
+        # The seed's flat form: {gpuCount: 4, type: L4}
+        if isinstance(data, dict) and ("gpuCount" in data or "type" in data):
+            data = dict(data)
+            count, gtype = data.pop("gpuCount", 1), data.pop("type", None)
+            data["gpu"] = {"count": count, "type": gtype}
+        return data
+
+
+class Ref(Strict):
+    name: str
+    namespace: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _string_form(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+Params = dict[str, Any]
+
+
+class Loader(Strict):
+    params: Params = Field(default_factory=dict)
+
+
+class Trainer(Strict):
+    baseModel: Ref | None = None  # noqa: N815 (YAML field names)
+    dataset: Ref
+    params: Params = Field(default_factory=dict)
+    resources: Resources | None = None
+
+
+class DatasetSpec(Strict):
+    container: Container
+    loader: Loader = Field(default_factory=Loader)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class ModelSpec(Strict):
+    container: Container | None = None
+    loader: Loader | None = None
+    trainer: Trainer | None = None
+    url: str | None = None  # neither loader nor trainer: weights already at this location
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _mode(self) -> ModelSpec:
+        if self.loader and self.trainer:
+            raise ValueError("a Model has either a loader or a trainer, not both")
+        if (self.loader or self.trainer) and self.container is None:
+            raise ValueError("a Model with a loader or a trainer needs a container")
+        if not (self.loader or self.trainer) and not self.url:
+            raise ValueError(
+                "a Model needs a loader, a trainer, or a url where its weights already are"
+            )
+        return self
+
+
+class Quantization(Strict):
+    bits: Literal[4, 8, 16] = 16
+
+
+class ModelServerSpec(Strict):
+    container: Container
+    model: Ref
+    quantization: Quantization = Field(default_factory=Quantization)
+    replicas: int = Field(1, ge=0)
+    params: Params = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class NotebookSpec(Strict):
+    container: Container
+    sourceModel: Ref | None = None  # noqa: N815
+    dataset: Ref | None = None
+    params: Params = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    suspend: bool = False
+
+
+class Lifecycle(Strict):
+    preventDestroy: bool = False  # noqa: N815
+    ignoreChanges: list[str] = Field(default_factory=list)  # noqa: N815
+    retainArtifacts: bool = False  # noqa: N815
+
+
+class KubernetesSettings(Strict):
+    context: str | None = None
+    namespace: str | None = None
+
+
+class ProjectSpec(Strict):
+    state: str | None = None
+    runtime: Literal["local", "kubernetes"] | None = None
+    artifacts: str | None = None
+    registry: str | None = None
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    cloud: Literal["gcp", "kind", "generic"] | None = None
+
+
+SPEC_MODELS: dict[str, type[Strict]] = {
+    "dataset": DatasetSpec,
+    "model": ModelSpec,
+    "modelserver": ModelServerSpec,
+    "notebook": NotebookSpec,
+}
+
+# Which fields reference other resources: (field path, referenced kind, role for the runtime).
+REFERENCES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    "dataset": (),
+    "model": ((("trainer", "baseModel"), "model", "model"), (("trainer", "dataset"), "dataset", "data")),
+    "modelserver": ((("model",), "model", "model"),),
+    "notebook": ((("sourceModel",), "model", "model"), (("dataset",), "dataset", "data")),
+}
+
+# Kinds whose change means "run again into a new version" (replace) vs in-place update.
+REPLACE_ON_CHANGE = {"build", "dataset", "model"}
+
+
+def canonical(spec: BaseModel) -> dict[str, Any]:
+    """The JSON form with defaults filled (None-valued optional fields dropped)."""
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+def secret_refs(env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Env entries that reference a Kubernetes Secret: NAME -> (secret, key)."""
+    out = {}
+    for key, value in env.items():
+        m = SECRET_REF.match(value)
+        if m:
+            out[key] = (m.group(1), m.group(2))
+    return out
+
+
+def validate_name(value: str) -> str | None:
+    return name_problem(value)

@@ -1,0 +1,113 @@
+"""The state: what the last apply did, per resource.
+
+``StateFile`` is the value every backend stores and every plan is made against. Its contract
+(DESIGN §7): ``version`` is the format version, ``lineage`` is a UUID fixed when the state is first
+created, ``serial`` increases by one on every write. Records are keyed by address string.
+
+A ``ResourceRecord`` holds the canonical spec that was applied, its digest, its dependencies
+(addresses), the outputs the runtime returned (artifact URL, endpoint, pid, …), a status
+(``ready`` or ``tainted``) and, while an apply of it is under way, a ``pending`` operation with the
+intent the runtime recorded *before* starting (deterministic names), so a later run can find or
+adopt what an interrupted apply left behind. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from substratus import __version__
+
+STATE_FORMAT_VERSION = 1
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PendingOperation(BaseModel):
+    """An apply of this resource that started and has not been recorded as finished."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str
+    digest: str
+    spec: dict[str, Any]
+    dependencies: list[str] = Field(default_factory=list)
+    started_at: str
+    intent: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRecord(BaseModel):
+    """The outcome of the last run of a resource (used for duration estimates)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    started_at: str
+    finished_at: str
+    outcome: Literal["succeeded", "failed"]
+    seconds: float
+
+
+class ResourceRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    namespace: str
+    name: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    digest: str = ""
+    dependencies: list[str] = Field(default_factory=list)
+    # Digest of each dependency when this resource was applied (explains "because X changed").
+    dependency_digests: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["ready", "tainted", "pending"] = "ready"
+    applied_at: str | None = None
+    lifecycle: dict[str, Any] = Field(default_factory=dict)
+    previous_digest: str | None = None
+    pending: PendingOperation | None = None
+    last_run: RunRecord | None = None
+
+
+class StateFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = STATE_FORMAT_VERSION
+    lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    serial: int = 0
+    substratus_version: str = __version__
+    resources: dict[str, ResourceRecord] = Field(default_factory=dict)
+
+    @classmethod
+    def new(cls) -> StateFile:
+        return cls()
+
+    def to_json(self) -> str:
+        """Deterministic JSON (sorted addresses, 2-space indent, trailing newline)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["resources"] = dict(sorted(data["resources"].items()))
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> StateFile:
+        """Parse a state document; raises ``ValueError`` with a readable reason."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the state is not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError("the state is not a JSON object")
+        version = data.get("version")
+        if version != STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"state format version {version!r} is not supported by substratus {__version__} "
+                f"(it reads version {STATE_FORMAT_VERSION}); upgrade substratus"
+            )
+        try:
+            return cls.model_validate(data)
+        except Exception as exc:  # pydantic.ValidationError
+            raise ValueError(f"the state document is malformed: {exc}") from exc

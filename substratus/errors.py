@@ -1,0 +1,36 @@
+"""How the CLI reports failures: diagnostics without tracebacks, exit codes (DESIGN §9).
+
+Exit codes: 0 success / no changes; 1 error; 2 ``plan --detailed-exitcode`` with changes.
+An unexpected exception prints one short message and writes the traceback to a debug log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterable
+
+from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.render import _Painter, render_diagnostic
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def use_color(no_color: bool) -> bool:
+    return not no_color and "NO_COLOR" not in os.environ and sys.stderr.isatty()
+
+
+def print_diagnostics(diags: Iterable[Diagnostic], color: bool = False) -> None:
+    paint = _Painter(color)
+    for d in diags:
+        print(render_diagnostic(d, paint), file=sys.stderr)
+
+
+def report_unexpected(exc: BaseException) -> str:
+    """Write the traceback to a debug log and return its path."""
+    path = os.path.join(tempfile.gettempdir(), f"substratus-debug-{os.getpid()}.log")
+    with open(path, "w", encoding="utf-8") as fh:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=fh)
+    return path

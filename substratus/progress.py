@@ -1,0 +1,118 @@
+"""Live progress of an apply: one line per running resource on a TTY, plain lines otherwise,
+NDJSON events with ``--json``. Consumes ``engine.apply.Event``s; part of the CLI layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from substratus.engine.apply import Event
+
+VERB = {"create": ("Creating", "Creation"), "update": ("Modifying", "Modifications"),
+        "replace": ("Replacing", "Replacement"), "delete": ("Destroying", "Destruction")}
+
+
+def _secs(x: float) -> str:
+    return f"{int(x // 60)}m{int(x % 60)}s" if x >= 60 else f"{int(x)}s"
+
+
+class PlainProgress:
+    """Terraform-like lines; a 'Still ...' line every ``every`` seconds per resource."""
+
+    def __init__(self, out: IO[str] | None = None, every: float = 10.0) -> None:
+        self.out = out or sys.stdout
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, e: Event) -> None:
+        ing, noun = VERB.get(e.action, ("Applying", "Apply"))
+        with self._lock:
+            if e.kind == "start":
+                self._last[e.address] = time.monotonic()
+                self._print(f"{e.address}: {ing}...")
+            elif e.kind == "phase":
+                now = time.monotonic()
+                if now - self._last.get(e.address, 0) >= self.every:
+                    self._last[e.address] = now
+                    self._print(f"{e.address}: Still {ing.lower()}... [{_secs(e.elapsed)} "
+                                f"elapsed] {e.message}")
+            elif e.kind == "done":
+                self._print(f"{e.address}: {noun} complete after {_secs(e.elapsed)}")
+            elif e.kind == "failed":
+                self._print(f"{e.address}: {noun} FAILED after {_secs(e.elapsed)}: {e.message}")
+            elif e.kind == "skipped":
+                self._print(f"{e.address}: {e.message}")
+            elif e.kind == "detached":
+                self._print(f"{e.address}: detached after {_secs(e.elapsed)}: {e.message}")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class JsonProgress:
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+
+    def __call__(self, e: Event) -> None:
+        doc: dict[str, Any] = {"type": f"apply_{e.kind}", "address": e.address,
+                               "action": e.action, "message": e.message,
+                               "elapsed": round(e.elapsed, 3)}
+        if e.detail:
+            doc["detail"] = e.detail
+        with self._lock:
+            print(json.dumps(doc), file=self.out, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress:
+    """rich Live: a line per running resource with phase and elapsed time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.running: dict[str, tuple[str, float, str]] = {}
+        self._lock = threading.Lock()
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=True,
+                         get_renderable=self._render)
+        self.live.start()
+
+    def _render(self) -> Text:
+        t = Text()
+        now = time.monotonic()
+        for addr, (action, started, phase) in sorted(self.running.items()):
+            ing = VERB.get(action, ("Applying", ""))[0]
+            t.append(f"  {addr}: {ing}... [{_secs(now - started)}] {phase}\n")
+        return t
+
+    def __call__(self, e: Event) -> None:
+        ing, noun = VERB.get(e.action, ("Applying", "Apply"))
+        with self._lock:
+            if e.kind == "start":
+                self.running[e.address] = (e.action, time.monotonic(), "")
+            elif e.kind == "phase" and e.address in self.running:
+                a, s, _ = self.running[e.address]
+                self.running[e.address] = (a, s, e.message)
+            else:
+                self.running.pop(e.address, None)
+                msg = {"done": f"{noun} complete after {_secs(e.elapsed)}",
+                       "failed": f"{noun} FAILED after {_secs(e.elapsed)}: {e.message}",
+                       "skipped": e.message,
+                       "detached": f"detached: {e.message}"}.get(e.kind, e.message)
+                style = {"done": "green", "failed": "red"}.get(e.kind, "yellow")
+                self.console.print(f"{e.address}: {msg}", style=style, highlight=False)
+
+    def close(self) -> None:
+        self.live.stop()

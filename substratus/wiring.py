@@ -1,0 +1,99 @@
+"""Composition: settings (flags > SUBSTRATUS_* env > ``kind: Project`` > defaults) → a state
+backend and a runtime. Part of the CLI layer; the engine never imports it.
+
+With no settings at all everything is local: state in ``<config dir>/.substratus/state``,
+artifacts in ``<config dir>/.substratus/artifacts``, runs and logs in ``<config dir>/.substratus``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from substratus.engine.backend import Backend
+from substratus.engine.config import Config
+from substratus.engine.diagnostic import fail
+from substratus.engine.runtime import Runtime
+
+
+@dataclass
+class Resolved:
+    state_url: str
+    artifacts_url: str
+    runtime: str
+    workdir: Path
+    namespace: str
+    workspace: str
+
+    def as_plan_settings(self) -> dict[str, Any]:
+        return {
+            "state": self.state_url,
+            "artifacts": self.artifacts_url,
+            "runtime": self.runtime,
+            "workdir": str(self.workdir),
+            "namespace": self.namespace,
+        }
+
+
+def config_dir(paths: list[str]) -> Path:
+    first = Path(paths[0]) if paths else Path(".")
+    return (first if first.is_dir() else first.parent).resolve()
+
+
+def _file_url(value: str, base: Path) -> str:
+    if "://" in value:
+        if value.startswith("file://"):
+            p = Path(value.removeprefix("file://"))
+            return "file://" + str((base / p).resolve() if not p.is_absolute() else p)
+        return value
+    p = Path(value)
+    return "file://" + str((base / p).resolve() if not p.is_absolute() else p)
+
+
+def resolve(
+    config: Config | None,
+    paths: list[str],
+    *,
+    state: str | None,
+    runtime: str | None,
+    artifacts: str | None,
+    workspace: str,
+    namespace: str | None,
+) -> Resolved:
+    base = config_dir(paths)
+    project = config.settings.project if config else None
+    workdir = base / ".substratus"
+    state_url = state or (project.state if project else None) or str(workdir / "state")
+    art = artifacts or (project.artifacts if project else None) or str(workdir / "artifacts")
+    rt = runtime or (project.runtime if project else None) or "local"
+    ns = namespace or (config.default_namespace if config else None) or "default"
+    return Resolved(
+        state_url=_file_url(state_url, base),
+        artifacts_url=_file_url(art, base),
+        runtime=rt,
+        workdir=workdir,
+        namespace=ns,
+        workspace=workspace,
+    )
+
+
+def make_backend(r: Resolved) -> Backend:
+    from substratus.state import open_backend
+
+    return open_backend(r.state_url, r.workspace, r.workdir.parent)
+
+
+def make_runtime(r: Resolved) -> Runtime:
+    if r.runtime == "local":
+        from substratus.providers.local import LocalRuntime
+
+        return LocalRuntime(workdir=r.workdir, artifacts_url=r.artifacts_url)
+    if r.runtime == "kubernetes":
+        raise fail(
+            "The kubernetes runtime is not available in this version",
+            "This version runs resources on the local runtime only. Remove `runtime: "
+            "kubernetes` from the Project settings (or --runtime) to run locally; `validate` "
+            "already checks Kubernetes configurations.",
+        )
+    raise fail(f"Unknown runtime {r.runtime!r}", "Use --runtime local or --runtime kubernetes.")
