@@ -47,47 +47,104 @@ app = typer.Typer(
 )
 
 # -- shared options ----------------------------------------------------------------------------
-Files = Annotated[list[str] | None, typer.Option(
-    "-f", "--file", help="Configuration file or directory of *.yaml (repeatable; default: .).",
-    envvar="SUBSTRATUS_FILE")]
-Workspace = Annotated[str, typer.Option(
-    "--workspace", help="State workspace.", envvar="SUBSTRATUS_WORKSPACE")]
-StateUrl = Annotated[str | None, typer.Option(
-    "--state", help="State backend URL: file://DIR (default <config dir>/.substratus/state).",
-    envvar="SUBSTRATUS_STATE")]
-RuntimeOpt = Annotated[str | None, typer.Option(
-    "--runtime", help="Where resources run: local (default) or kubernetes.",
-    envvar="SUBSTRATUS_RUNTIME")]
-ArtifactsOpt = Annotated[str | None, typer.Option(
-    "--artifacts", help="Artifact store URL (default <config dir>/.substratus/artifacts).",
-    envvar="SUBSTRATUS_ARTIFACTS")]
-Namespace = Annotated[str | None, typer.Option(
-    "--namespace", help="Default namespace for resources that name none.",
-    envvar="SUBSTRATUS_NAMESPACE")]
-Context = Annotated[str | None, typer.Option(
-    "--context", help="Kubernetes context (kubernetes runtime).", envvar="SUBSTRATUS_CONTEXT")]
-Lock = Annotated[bool, typer.Option(
-    "--lock/--no-lock", help="Lock the state while working (default: lock).",
-    envvar="SUBSTRATUS_LOCK")]
-LockTimeout = Annotated[str, typer.Option(
-    "--lock-timeout", help="How long to wait for a held lock, e.g. 0s, 30s, 5m.",
-    envvar="SUBSTRATUS_LOCK_TIMEOUT")]
+Files = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-f",
+        "--file",
+        help="Configuration file or directory of *.yaml (repeatable; default: .).",
+        envvar="SUBSTRATUS_FILE",
+    ),
+]
+Workspace = Annotated[
+    str, typer.Option("--workspace", help="State workspace.", envvar="SUBSTRATUS_WORKSPACE")
+]
+StateUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        help="State backend URL: file://DIR (default <config dir>/.substratus/state).",
+        envvar="SUBSTRATUS_STATE",
+    ),
+]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="Where resources run: local (default) or kubernetes.",
+        envvar="SUBSTRATUS_RUNTIME",
+    ),
+]
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        help="Artifact store URL (default <config dir>/.substratus/artifacts).",
+        envvar="SUBSTRATUS_ARTIFACTS",
+    ),
+]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="Default namespace for resources that name none.",
+        envvar="SUBSTRATUS_NAMESPACE",
+    ),
+]
+Context = Annotated[
+    str | None,
+    typer.Option(
+        "--context", help="Kubernetes context (kubernetes runtime).", envvar="SUBSTRATUS_CONTEXT"
+    ),
+]
+Lock = Annotated[
+    bool,
+    typer.Option(
+        "--lock/--no-lock",
+        help="Lock the state while working (default: lock).",
+        envvar="SUBSTRATUS_LOCK",
+    ),
+]
+LockTimeout = Annotated[
+    str,
+    typer.Option(
+        "--lock-timeout",
+        help="How long to wait for a held lock, e.g. 0s, 30s, 5m.",
+        envvar="SUBSTRATUS_LOCK_TIMEOUT",
+    ),
+]
 NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output without colours.")]
-Parallelism = Annotated[int, typer.Option(
-    "--parallelism", min=1, help="How many resources to apply at once.",
-    envvar="SUBSTRATUS_PARALLELISM")]
-Target = Annotated[list[str] | None, typer.Option(
-    "--target", help="Limit to this address and its dependencies (repeatable).")]
-Replace = Annotated[list[str] | None, typer.Option(
-    "--replace", help="Force this address to be replaced / run again (repeatable).")]
-NoRefresh = Annotated[bool, typer.Option(
-    "--no-refresh", help="Do not check what actually runs; trust the state.")]
-RefreshOnly = Annotated[bool, typer.Option(
-    "--refresh-only", help="Only record changes made outside substratus; change nothing.")]
-AutoApprove = Annotated[bool, typer.Option(
-    "--auto-approve", help="Do not ask for confirmation.")]
-Timeout = Annotated[float | None, typer.Option(
-    "--timeout", help="Seconds to wait for a server or notebook to become ready.")]
+Parallelism = Annotated[
+    int,
+    typer.Option(
+        "--parallelism",
+        min=1,
+        help="How many resources to apply at once.",
+        envvar="SUBSTRATUS_PARALLELISM",
+    ),
+]
+Target = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Limit to this address and its dependencies (repeatable)."),
+]
+Replace = Annotated[
+    list[str] | None,
+    typer.Option("--replace", help="Force this address to be replaced / run again (repeatable)."),
+]
+NoRefresh = Annotated[
+    bool, typer.Option("--no-refresh", help="Do not check what actually runs; trust the state.")
+]
+RefreshOnly = Annotated[
+    bool,
+    typer.Option(
+        "--refresh-only", help="Only record changes made outside substratus; change nothing."
+    ),
+]
+AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Seconds to wait for a server or notebook to become ready."),
+]
 
 
 def parse_duration(text: str) -> float:
@@ -125,8 +182,11 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
     def on_wait(holder: LockInfo) -> None:
         if not waited:
             waited.append(True)
-            print(f"Acquiring state lock. Held by {holder.who} ({holder.operation}) since "
-                  f"{holder.created}; waiting up to {timeout}...", file=sys.stderr)
+            print(
+                f"Acquiring state lock. Held by {holder.who} ({holder.operation}) since "
+                f"{holder.created}; waiting up to {timeout}...",
+                file=sys.stderr,
+            )
 
     try:
         lock_id = lock_with_timeout(backend, info, parse_duration(timeout), on_wait)
@@ -150,13 +210,25 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
 
 # -- helpers -----------------------------------------------------------------------------------
 def _setup(
-    files: list[str] | None, *, state: str | None, runtime: str | None, artifacts: str | None,
-    workspace: str, namespace: str | None,
+    files: list[str] | None,
+    *,
+    state: str | None,
+    runtime: str | None,
+    artifacts: str | None,
+    workspace: str,
+    namespace: str | None,
 ) -> tuple[Config, Resolved]:
     paths = files or ["."]
     cfg = load_config(paths, namespace=namespace)
-    r = resolve(cfg, paths, state=state, runtime=runtime, artifacts=artifacts,
-                workspace=workspace, namespace=namespace)
+    r = resolve(
+        cfg,
+        paths,
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+    )
     return cfg, r
 
 
@@ -166,17 +238,27 @@ def _print_plan(plan: Plan, color: bool) -> None:
 
 def _confirm(question: str, what: str) -> None:
     if not sys.stdin.isatty():
-        raise fail("No confirmation possible",
-                   f"{what} needs a 'yes' typed at a terminal, and there is none. Review the "
-                   "plan and pass --auto-approve, or apply a saved plan file.")
+        raise fail(
+            "No confirmation possible",
+            f"{what} needs a 'yes' typed at a terminal, and there is none. Review the "
+            "plan and pass --auto-approve, or apply a saved plan file.",
+        )
     print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
     answer = input("  Enter a value: ").strip()
     if answer != "yes":
         raise fail("Apply cancelled", "Nothing was changed.")
 
 
-def _walk(plan: Plan, state: StateFile | None, token: str | None, backend: Backend,
-          r: Resolved, parallelism: int, as_json: bool, timeout: float | None) -> ApplyResult:
+def _walk(
+    plan: Plan,
+    state: StateFile | None,
+    token: str | None,
+    backend: Backend,
+    r: Resolved,
+    parallelism: int,
+    as_json: bool,
+    timeout: float | None,
+) -> ApplyResult:
     from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
     runtime = make_runtime(r)
@@ -189,9 +271,17 @@ def _walk(plan: Plan, state: StateFile | None, token: str | None, backend: Backe
         progress = LiveProgress(Console())
     else:
         progress = PlainProgress()
-    walker = Walker(plan, state or StateFile.new(), token, backend, runtime,
-                    parallelism=parallelism, on_event=progress,
-                    config_dir=str(r.workdir.parent), timeout=timeout)
+    walker = Walker(
+        plan,
+        state or StateFile.new(),
+        token,
+        backend,
+        runtime,
+        parallelism=parallelism,
+        on_event=progress,
+        config_dir=str(r.workdir.parent),
+        timeout=timeout,
+    )
     try:
         result = walker.run()
     finally:
@@ -204,24 +294,39 @@ def _report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
     if as_json:
         import json
 
-        print(json.dumps({"type": "apply_summary", "ok": result.ok, "done": result.done,
-                          "failed": sorted(result.failed), "skipped": result.skipped,
-                          "detached": result.detached}))
+        print(
+            json.dumps(
+                {
+                    "type": "apply_summary",
+                    "ok": result.ok,
+                    "done": result.done,
+                    "failed": sorted(result.failed),
+                    "skipped": result.skipped,
+                    "detached": result.detached,
+                }
+            )
+        )
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
         print_diagnostics([_diag(addr, err.message, detail)])
     if result.interrupted:
-        print("\nInterrupted: nothing new was started. Work still running was detached and is "
-              "recorded in the state; the next apply adopts it.", file=sys.stderr)
+        print(
+            "\nInterrupted: nothing new was started. Work still running was detached and is "
+            "recorded in the state; the next apply adopts it.",
+            file=sys.stderr,
+        )
     if result.ok and not as_json:
         if plan.mode is Mode.DESTROY:
             print(f"\nDestroy complete! Resources: {s['destroy']} destroyed.")
         elif plan.mode is Mode.REFRESH_ONLY:
-            print(f"\nApply complete! Recorded {len(result.done)} change(s) made outside "
-                  "substratus.")
+            print(
+                f"\nApply complete! Recorded {len(result.done)} change(s) made outside substratus."
+            )
         else:
-            print(f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
-                  f"{s['destroy']} destroyed.")
+            print(
+                f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
+                f"{s['destroy']} destroyed."
+            )
     if not result.ok:
         raise typer.Exit(EXIT_ERROR)
 
@@ -239,7 +344,9 @@ def _mode(destroy: bool, refresh_only: bool) -> Mode:
 # -- commands ----------------------------------------------------------------------------------
 @app.command()
 def validate(
-    files: Files = None, namespace: Namespace = None, runtime: RuntimeOpt = None,
+    files: Files = None,
+    namespace: Namespace = None,
+    runtime: RuntimeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print diagnostics as JSON.")] = False,
     no_color: NoColor = False,
 ) -> None:
@@ -249,29 +356,48 @@ def validate(
     Example: substratus validate -f examples/quickstart
     """
     try:
-        cfg, r = _setup(files, state=None, runtime=runtime, artifacts=None,
-                        workspace="default", namespace=namespace)
+        cfg, r = _setup(
+            files,
+            state=None,
+            runtime=runtime,
+            artifacts=None,
+            workspace="default",
+            namespace=namespace,
+        )
         rt = make_runtime(r) if r.runtime == "local" else None
         warnings = validate_config(cfg, rt)
         if rt is not None:
             found = read_externals(cfg, rt)
             from substratus.engine.config import raise_dangling
 
-            raise_dangling([u for a, us in cfg.external.items() if a not in found for u in us],
-                           cfg.resources)
+            raise_dangling(
+                [u for a, us in cfg.external.items() if a not in found for u in us], cfg.resources
+            )
     except DiagnosticError as exc:
         if as_json:
             import json
 
-            print(json.dumps({"valid": False,
-                              "diagnostics": [d.to_json() for d in exc.diagnostics]}, indent=2))
+            print(
+                json.dumps(
+                    {"valid": False, "diagnostics": [d.to_json() for d in exc.diagnostics]},
+                    indent=2,
+                )
+            )
             raise typer.Exit(EXIT_ERROR) from exc
         raise
     if as_json:
         import json
 
-        print(json.dumps({"valid": True, "resources": len(cfg.resources),
-                          "diagnostics": [d.to_json() for d in warnings]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "resources": len(cfg.resources),
+                    "diagnostics": [d.to_json() for d in warnings],
+                },
+                indent=2,
+            )
+        )
         return
     print_diagnostics(warnings, use_color(no_color))
     n = sum(1 for res in cfg.resources.values() if res.kind != "build")
@@ -281,30 +407,56 @@ def validate(
 @app.command()
 def plan(
     files: Files = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan (JSON) to this "
-                                             "file, to apply exactly it later.")] = None,
-    detailed_exitcode: Annotated[bool, typer.Option(
-        "--detailed-exitcode", help="Exit 0 when there are no changes, 2 when there are.")] = False,
-    target: Target = None, replace: Replace = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Save the plan (JSON) to this file, to apply exactly it later."
+        ),
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode", help="Exit 0 when there are no changes, 2 when there are."
+        ),
+    ] = False,
+    target: Target = None,
+    replace: Replace = None,
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
-    refresh_only: RefreshOnly = False, no_refresh: NoRefresh = False,
+    refresh_only: RefreshOnly = False,
+    no_refresh: NoRefresh = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON.")] = False,
-    workspace: Workspace = "default", state: StateUrl = None, runtime: RuntimeOpt = None,
-    artifacts: ArtifactsOpt = None, namespace: Namespace = None, context: Context = None,
-    lock: Lock = True, lock_timeout: LockTimeout = "0s", no_color: NoColor = False,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    runtime: RuntimeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+    no_color: NoColor = False,
 ) -> None:
     """Show what apply would do: diff the configuration against the state and what runs.
 
     Example: substratus plan -f examples/quickstart --out plan.json --detailed-exitcode
     """
     mode = _mode(destroy, refresh_only)
-    cfg, r = _setup(files, state=state, runtime=runtime, artifacts=artifacts,
-                    workspace=workspace, namespace=namespace)
+    cfg, r = _setup(
+        files,
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+    )
     backend = make_backend(r)
     rt = make_runtime(r)
-    opts = PlanOptions(mode=mode, targets=_addresses(target, "--target"),
-                       replace=_addresses(replace, "--replace"), refresh=not no_refresh,
-                       workspace=workspace)
+    opts = PlanOptions(
+        mode=mode,
+        targets=_addresses(target, "--target"),
+        replace=_addresses(replace, "--replace"),
+        refresh=not no_refresh,
+        workspace=workspace,
+    )
     with locked(backend, "plan", lock, lock_timeout):
         current, _token = backend.read()
         the_plan = build_plan(cfg, current, rt, opts, settings=r.as_plan_settings())
@@ -315,11 +467,15 @@ def plan(
     if out is not None:
         _write_plan(out, the_plan)
         if not as_json:
-            print(f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, run:\n"
-                  f"  substratus apply {out}")
+            print(
+                f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, run:\n"
+                f"  substratus apply {out}"
+            )
     elif not as_json and the_plan.has_changes:
-        print("\nNote: You didn't use the --out option to save this plan, so substratus can't "
-              "guarantee to take exactly these actions if you run \"substratus apply\" now.")
+        print(
+            "\nNote: You didn't use the --out option to save this plan, so substratus can't "
+            'guarantee to take exactly these actions if you run "substratus apply" now.'
+        )
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
 
@@ -332,8 +488,10 @@ def _write_plan(path: Path, the_plan: Plan) -> None:
         tmp.write_text(the_plan.to_json(), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        raise fail("Cannot write the plan file", f"{path}: {exc.strerror}. Choose a writable "
-                   "path with --out.") from exc
+        raise fail(
+            "Cannot write the plan file",
+            f"{path}: {exc.strerror}. Choose a writable path with --out.",
+        ) from exc
 
 
 def _read_plan(path: Path) -> Plan:
@@ -347,16 +505,28 @@ def _read_plan(path: Path) -> Plan:
 
 @app.command()
 def apply(
-    planfile: Annotated[Path | None, typer.Argument(
-        help="A plan saved with `plan --out`; applied exactly, without a prompt.")] = None,
-    files: Files = None, auto_approve: AutoApprove = False,
-    target: Target = None, replace: Replace = None,
-    refresh_only: RefreshOnly = False, no_refresh: NoRefresh = False,
-    parallelism: Parallelism = 10, timeout: Timeout = None,
+    planfile: Annotated[
+        Path | None,
+        typer.Argument(help="A plan saved with `plan --out`; applied exactly, without a prompt."),
+    ] = None,
+    files: Files = None,
+    auto_approve: AutoApprove = False,
+    target: Target = None,
+    replace: Replace = None,
+    refresh_only: RefreshOnly = False,
+    no_refresh: NoRefresh = False,
+    parallelism: Parallelism = 10,
+    timeout: Timeout = None,
     as_json: Annotated[bool, typer.Option("--json", help="Stream progress as NDJSON.")] = False,
-    workspace: Workspace = "default", state: StateUrl = None, runtime: RuntimeOpt = None,
-    artifacts: ArtifactsOpt = None, namespace: Namespace = None, context: Context = None,
-    lock: Lock = True, lock_timeout: LockTimeout = "0s", no_color: NoColor = False,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    runtime: RuntimeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+    no_color: NoColor = False,
 ) -> None:
     """Apply the configuration (plan, confirm, run in dependency order) or a saved plan.
 
@@ -364,28 +534,68 @@ def apply(
     substratus plan --out plan.json && substratus apply plan.json
     """
     if planfile is not None:
-        _apply_saved(planfile, files, workspace, parallelism, timeout, as_json, lock,
-                     lock_timeout)
+        _apply_saved(planfile, files, workspace, parallelism, timeout, as_json, lock, lock_timeout)
         return
     mode = _mode(False, refresh_only)
-    _plan_and_apply(files, mode, target, replace, not no_refresh, auto_approve, parallelism,
-                    timeout, as_json, workspace, state, runtime, artifacts, namespace, lock,
-                    lock_timeout, no_color, "apply")
+    _plan_and_apply(
+        files,
+        mode,
+        target,
+        replace,
+        not no_refresh,
+        auto_approve,
+        parallelism,
+        timeout,
+        as_json,
+        workspace,
+        state,
+        runtime,
+        artifacts,
+        namespace,
+        lock,
+        lock_timeout,
+        no_color,
+        "apply",
+    )
 
 
 def _plan_and_apply(
-    files: list[str] | None, mode: Mode, target: list[str] | None, replace: list[str] | None,
-    refresh: bool, auto_approve: bool, parallelism: int, timeout: float | None, as_json: bool,
-    workspace: str, state: str | None, runtime: str | None, artifacts: str | None,
-    namespace: str | None, lock: bool, lock_timeout: str, no_color: bool, operation: str,
+    files: list[str] | None,
+    mode: Mode,
+    target: list[str] | None,
+    replace: list[str] | None,
+    refresh: bool,
+    auto_approve: bool,
+    parallelism: int,
+    timeout: float | None,
+    as_json: bool,
+    workspace: str,
+    state: str | None,
+    runtime: str | None,
+    artifacts: str | None,
+    namespace: str | None,
+    lock: bool,
+    lock_timeout: str,
+    no_color: bool,
+    operation: str,
 ) -> None:
-    cfg, r = _setup(files, state=state, runtime=runtime, artifacts=artifacts,
-                    workspace=workspace, namespace=namespace)
+    cfg, r = _setup(
+        files,
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+    )
     backend = make_backend(r)
     rt = make_runtime(r)
-    opts = PlanOptions(mode=mode, targets=_addresses(target, "--target"),
-                       replace=_addresses(replace, "--replace"), refresh=refresh,
-                       workspace=workspace)
+    opts = PlanOptions(
+        mode=mode,
+        targets=_addresses(target, "--target"),
+        replace=_addresses(replace, "--replace"),
+        refresh=refresh,
+        workspace=workspace,
+    )
     with locked(backend, operation, lock, lock_timeout):
         current, token = backend.read()
         the_plan = build_plan(cfg, current, rt, opts, settings=r.as_plan_settings())
@@ -394,33 +604,51 @@ def _plan_and_apply(
         if not the_plan.has_changes:
             return
         if not auto_approve:
-            question = ("Do you really want to destroy all resources?" if mode is Mode.DESTROY
-                        else "Do you want to perform these actions?")
+            question = (
+                "Do you really want to destroy all resources?"
+                if mode is Mode.DESTROY
+                else "Do you want to perform these actions?"
+            )
             _confirm(question, "destroy" if mode is Mode.DESTROY else "apply")
         print()
         result = _walk(the_plan, current, token, backend, r, parallelism, as_json, timeout)
     _report(the_plan, result, as_json)
 
 
-def _apply_saved(planfile: Path, files: list[str] | None, workspace: str, parallelism: int,
-                 timeout: float | None, as_json: bool, lock: bool, lock_timeout: str) -> None:
+def _apply_saved(
+    planfile: Path,
+    files: list[str] | None,
+    workspace: str,
+    parallelism: int,
+    timeout: float | None,
+    as_json: bool,
+    lock: bool,
+    lock_timeout: str,
+) -> None:
     the_plan = _read_plan(planfile)
     st = the_plan.settings
     paths = files or the_plan.config_files
     cfg = load_config(paths, namespace=str(st.get("namespace") or "default"))
     if cfg.digest != the_plan.config_digest:
-        raise fail("Saved plan is stale: the configuration changed",
-                   f"The configuration files ({', '.join(cfg.files)}) changed since {planfile} "
-                   "was created. Run plan again and apply the new plan.")
-    r = Resolved(state_url=str(st["state"]), artifacts_url=str(st["artifacts"]),
-                 runtime=str(st["runtime"]), workdir=Path(str(st["workdir"])),
-                 namespace=str(st.get("namespace") or "default"),
-                 workspace=the_plan.workspace or workspace)
+        raise fail(
+            "Saved plan is stale: the configuration changed",
+            f"The configuration files ({', '.join(cfg.files)}) changed since {planfile} "
+            "was created. Run plan again and apply the new plan.",
+        )
+    r = Resolved(
+        state_url=str(st["state"]),
+        artifacts_url=str(st["artifacts"]),
+        runtime=str(st["runtime"]),
+        workdir=Path(str(st["workdir"])),
+        namespace=str(st.get("namespace") or "default"),
+        workspace=the_plan.workspace or workspace,
+    )
     backend = make_backend(r)
     with locked(backend, "apply", lock, lock_timeout):
         current, token = backend.read()
-        reason = staleness(the_plan, current.lineage if current else None,
-                           current.serial if current else None)
+        reason = staleness(
+            the_plan, current.lineage if current else None, current.serial if current else None
+        )
         if reason:
             raise fail("Saved plan is stale", reason)
         if not the_plan.has_changes:
@@ -432,20 +660,45 @@ def _apply_saved(planfile: Path, files: list[str] | None, workspace: str, parall
 
 @app.command()
 def destroy(
-    files: Files = None, auto_approve: AutoApprove = False, target: Target = None,
+    files: Files = None,
+    auto_approve: AutoApprove = False,
+    target: Target = None,
     parallelism: Parallelism = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Stream progress as NDJSON.")] = False,
-    workspace: Workspace = "default", state: StateUrl = None, runtime: RuntimeOpt = None,
-    artifacts: ArtifactsOpt = None, namespace: Namespace = None, context: Context = None,
-    lock: Lock = True, lock_timeout: LockTimeout = "0s", no_color: NoColor = False,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    runtime: RuntimeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+    no_color: NoColor = False,
 ) -> None:
     """Destroy everything recorded in the state (dependents first).
 
     Example: substratus destroy -f examples/quickstart --auto-approve
     """
-    _plan_and_apply(files, Mode.DESTROY, target, None, True, auto_approve, parallelism, None,
-                    as_json, workspace, state, runtime, artifacts, namespace, lock,
-                    lock_timeout, no_color, "destroy")
+    _plan_and_apply(
+        files,
+        Mode.DESTROY,
+        target,
+        None,
+        True,
+        auto_approve,
+        parallelism,
+        None,
+        as_json,
+        workspace,
+        state,
+        runtime,
+        artifacts,
+        namespace,
+        lock,
+        lock_timeout,
+        no_color,
+        "destroy",
+    )
 
 
 @app.command()
@@ -476,8 +729,10 @@ def main() -> None:
             exc.show()
             sys.exit(EXIT_ERROR)
         log = report_unexpected(exc)
-        print(f"Error: unexpected {type(exc).__name__}: {exc}\n\n  This is a bug in "
-              f"substratus. The details are in {log}; please include them in a bug report.",
-              file=sys.stderr)
+        print(
+            f"Error: unexpected {type(exc).__name__}: {exc}\n\n  This is a bug in "
+            f"substratus. The details are in {log}; please include them in a bug report.",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -20,17 +20,20 @@ from substratus.cli import (
     _read_plan,
     app,
     locked,
-    use_color,
 )
 from substratus.engine.backend import Backend, LockNotFound
 from substratus.engine.config import load_config
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.render import render_plan
 from substratus.engine.statefile import StateFile
+from substratus.errors import use_color
 from substratus.wiring import make_backend, resolve
 
-state_app = typer.Typer(help="Inspect and edit the recorded state (advanced).",
-                        no_args_is_help=True, rich_markup_mode=None)
+state_app = typer.Typer(
+    help="Inspect and edit the recorded state (advanced).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(state_app, name="state")
 
 
@@ -40,25 +43,32 @@ def _backend(files: list[str] | None, state: str | None, workspace: str) -> Back
         cfg = load_config(paths)
     except DiagnosticError:
         cfg = None  # the state commands work even when the configuration is broken
-    r = resolve(cfg, paths, state=state, runtime=None, artifacts=None, workspace=workspace,
-                namespace=None)
+    r = resolve(
+        cfg, paths, state=state, runtime=None, artifacts=None, workspace=workspace, namespace=None
+    )
     return make_backend(r)
 
 
 def _read(backend: Backend) -> StateFile:
     current, _ = backend.read()
     if current is None:
-        raise fail("No state", f"There is no state in {backend.url} (workspace "
-                   f"{backend.workspace}) yet. Run `substratus apply` first.")
+        raise fail(
+            "No state",
+            f"There is no state in {backend.url} (workspace "
+            f"{backend.workspace}) yet. Run `substratus apply` first.",
+        )
     return current
 
 
 @app.command()
 def show(
-    planfile: Annotated[Path | None, typer.Argument(help="A saved plan; without it, the "
-                                                    "state is shown.")] = None,
+    planfile: Annotated[
+        Path | None, typer.Argument(help="A saved plan; without it, the state is shown.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
     no_color: NoColor = False,
 ) -> None:
     """Show a saved plan, or the current state.
@@ -70,8 +80,7 @@ def show(
         if as_json:
             print(the_plan.to_json(), end="")
         else:
-            print(render_plan(the_plan, color=use_color(no_color) and sys.stdout.isatty()),
-                  end="")
+            print(render_plan(the_plan, color=use_color(no_color) and sys.stdout.isatty()), end="")
         return
     current, _ = _backend(files, state, workspace).read()
     if as_json:
@@ -81,16 +90,19 @@ def show(
         print("The state is empty. Run `substratus apply` to create resources.")
         return
     for addr, rec in sorted(current.resources.items()):
-        print(f"# {addr}  ({rec.status}, digest {rec.digest[:12] or '-'}, applied "
-              f"{rec.applied_at or '-'})")
+        print(
+            f"# {addr}  ({rec.status}, digest {rec.digest[:12] or '-'}, applied "
+            f"{rec.applied_at or '-'})"
+        )
         for k, v in sorted(rec.outputs.items()):
             print(f"    {k} = {json.dumps(v)}")
         print()
 
 
 @state_app.command("list")
-def state_list(files: Files = None, workspace: Workspace = "default",
-               state: StateUrl = None) -> None:
+def state_list(
+    files: Files = None, workspace: Workspace = "default", state: StateUrl = None
+) -> None:
     """List the addresses in the state.  Example: substratus state list"""
     current, _ = _backend(files, state, workspace).read()
     for addr in sorted((current or StateFile()).resources):
@@ -98,22 +110,32 @@ def state_list(files: Files = None, workspace: Workspace = "default",
 
 
 @state_app.command("show")
-def state_show(address: Annotated[str, typer.Argument(help="Address, e.g. model.base")],
-               files: Files = None, workspace: Workspace = "default",
-               state: StateUrl = None) -> None:
+def state_show(
+    address: Annotated[str, typer.Argument(help="Address, e.g. model.base")],
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+) -> None:
     """Show one recorded resource.  Example: substratus state show model.tuned-ngram"""
     current = _read(_backend(files, state, workspace))
     rec = current.resources.get(address)
     if rec is None:
-        raise fail(f"No resource {address} in the state",
-                   "See `substratus state list` for the recorded addresses.")
+        raise fail(
+            f"No resource {address} in the state",
+            "See `substratus state list` for the recorded addresses.",
+        )
     print(json.dumps({address: rec.model_dump(mode="json", exclude_none=True)}, indent=2))
 
 
 @state_app.command("rm")
-def state_rm(addresses: Annotated[list[str], typer.Argument(help="Addresses to forget.")],
-             files: Files = None, workspace: Workspace = "default", state: StateUrl = None,
-             lock: Lock = True, lock_timeout: LockTimeout = "0s") -> None:
+def state_rm(
+    addresses: Annotated[list[str], typer.Argument(help="Addresses to forget.")],
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+) -> None:
     """Forget resources without destroying them (they keep running, unmanaged).
 
     Example: substratus state rm modelserver.old
@@ -134,8 +156,9 @@ def state_rm(addresses: Annotated[list[str], typer.Argument(help="Addresses to f
 
 
 @state_app.command("pull")
-def state_pull(files: Files = None, workspace: Workspace = "default",
-               state: StateUrl = None) -> None:
+def state_pull(
+    files: Files = None, workspace: Workspace = "default", state: StateUrl = None
+) -> None:
     """Print the state JSON.  Example: substratus state pull > backup.json"""
     print(_read(_backend(files, state, workspace)).to_json(), end="")
 
@@ -144,8 +167,11 @@ def state_pull(files: Files = None, workspace: Workspace = "default",
 def state_push(
     file: Annotated[Path, typer.Argument(help="A state JSON file (from `state pull`).")],
     force: Annotated[bool, typer.Option("--force", help="Skip lineage/serial checks.")] = False,
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None,
-    lock: Lock = True, lock_timeout: LockTimeout = "0s",
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
 ) -> None:
     """Replace the stored state with a file, refusing an unrelated lineage or an older serial.
 
@@ -162,18 +188,24 @@ def state_push(
         current, token = backend.read()
         if current is not None and not force:
             if current.lineage != new.lineage:
-                raise fail("Cannot push: different lineage",
-                           f"{file} has lineage {new.lineage}, the stored state "
-                           f"{current.lineage}; they are unrelated states. Use --force only if "
-                           "you are sure.")
+                raise fail(
+                    "Cannot push: different lineage",
+                    f"{file} has lineage {new.lineage}, the stored state "
+                    f"{current.lineage}; they are unrelated states. Use --force only if "
+                    "you are sure.",
+                )
             if new.serial < current.serial:
-                raise fail("Cannot push: older serial",
-                           f"{file} has serial {new.serial}, older than the stored "
-                           f"{current.serial}. Use --force only if you are sure.")
+                raise fail(
+                    "Cannot push: older serial",
+                    f"{file} has serial {new.serial}, older than the stored "
+                    f"{current.serial}. Use --force only if you are sure.",
+                )
             if new.serial == current.serial and new.to_json() != current.to_json():
-                raise fail("Cannot push: same serial, different content",
-                           f"Both are at serial {new.serial} but differ. Use --force only if "
-                           "you are sure.")
+                raise fail(
+                    "Cannot push: same serial, different content",
+                    f"Both are at serial {new.serial} but differ. Use --force only if "
+                    "you are sure.",
+                )
         new.serial = max(new.serial, current.serial + 1 if current else new.serial)
         backend.write(new, token, sorted(new.resources))
     print(f"Pushed {file} (serial {new.serial}, {len(new.resources)} resources).")
@@ -183,7 +215,9 @@ def state_push(
 def force_unlock(
     lock_id: Annotated[str, typer.Argument(help="The lock ID shown in the lock error.")],
     force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation.")] = False,
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
 ) -> None:
     """Remove a lock left by an operation that died. Dangerous if it is still running.
 
@@ -193,9 +227,11 @@ def force_unlock(
     if not force:
         if not sys.stdin.isatty():
             raise fail("No confirmation possible", "Pass --force to unlock without a prompt.")
-        print("Do you really want to force-unlock?\n  substratus will remove the lock on the "
-              "state. This will allow local substratus commands to modify this state, even "
-              "though it may still be in use. Only 'yes' will be accepted to confirm.")
+        print(
+            "Do you really want to force-unlock?\n  substratus will remove the lock on the "
+            "state. This will allow local substratus commands to modify this state, even "
+            "though it may still be in use. Only 'yes' will be accepted to confirm."
+        )
         if input("  Enter a value: ").strip() != "yes":
             raise fail("force-unlock cancelled", "The lock was not removed.")
     try:
@@ -209,7 +245,9 @@ def force_unlock(
 def output(
     address: Annotated[str | None, typer.Argument(help="Only this resource.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
 ) -> None:
     """Print the outputs of applied resources (endpoints, artifact URLs, logs).
 
@@ -218,10 +256,13 @@ def output(
     current, _ = _backend(files, state, workspace).read()
     records = (current or StateFile()).resources
     if address is not None and address not in records:
-        raise fail(f"No resource {address} in the state",
-                   "See `substratus state list` for the recorded addresses.")
-    selected: dict[str, Any] = {a: r.outputs for a, r in sorted(records.items())
-                                if address is None or a == address}
+        raise fail(
+            f"No resource {address} in the state",
+            "See `substratus state list` for the recorded addresses.",
+        )
+    selected: dict[str, Any] = {
+        a: r.outputs for a, r in sorted(records.items()) if address is None or a == address
+    }
     if as_json:
         print(json.dumps(selected, indent=2))
         return

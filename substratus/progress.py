@@ -15,8 +15,12 @@ from rich.text import Text
 
 from substratus.engine.apply import Event
 
-VERB = {"create": ("Creating", "Creation"), "update": ("Modifying", "Modifications"),
-        "replace": ("Replacing", "Replacement"), "delete": ("Destroying", "Destruction")}
+VERB = {
+    "create": ("Creating", "Creation"),
+    "update": ("Modifying", "Modifications"),
+    "replace": ("Replacing", "Replacement"),
+    "delete": ("Destroying", "Destruction"),
+}
 
 
 def _secs(x: float) -> str:
@@ -42,8 +46,10 @@ class PlainProgress:
                 now = time.monotonic()
                 if now - self._last.get(e.address, 0) >= self.every:
                     self._last[e.address] = now
-                    self._print(f"{e.address}: Still {ing.lower()}... [{_secs(e.elapsed)} "
-                                f"elapsed] {e.message}")
+                    self._print(
+                        f"{e.address}: Still {ing.lower()}... [{_secs(e.elapsed)} "
+                        f"elapsed] {e.message}"
+                    )
             elif e.kind == "done":
                 self._print(f"{e.address}: {noun} complete after {_secs(e.elapsed)}")
             elif e.kind == "failed":
@@ -66,9 +72,13 @@ class JsonProgress:
         self._lock = threading.Lock()
 
     def __call__(self, e: Event) -> None:
-        doc: dict[str, Any] = {"type": f"apply_{e.kind}", "address": e.address,
-                               "action": e.action, "message": e.message,
-                               "elapsed": round(e.elapsed, 3)}
+        doc: dict[str, Any] = {
+            "type": f"apply_{e.kind}",
+            "address": e.address,
+            "action": e.action,
+            "message": e.message,
+            "elapsed": round(e.elapsed, 3),
+        }
         if e.detail:
             doc["detail"] = e.detail
         with self._lock:
@@ -85,8 +95,13 @@ class LiveProgress:
         self.console = console
         self.running: dict[str, tuple[str, float, str]] = {}
         self._lock = threading.Lock()
-        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=True,
-                         get_renderable=self._render)
+        self.live = Live(
+            self._render(),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+            get_renderable=self._render,
+        )
         self.live.start()
 
     def _render(self) -> Text:
@@ -98,7 +113,7 @@ class LiveProgress:
         return t
 
     def __call__(self, e: Event) -> None:
-        ing, noun = VERB.get(e.action, ("Applying", "Apply"))
+        noun = VERB.get(e.action, ("Applying", "Apply"))[1]
         with self._lock:
             if e.kind == "start":
                 self.running[e.address] = (e.action, time.monotonic(), "")
@@ -107,10 +122,12 @@ class LiveProgress:
                 self.running[e.address] = (a, s, e.message)
             else:
                 self.running.pop(e.address, None)
-                msg = {"done": f"{noun} complete after {_secs(e.elapsed)}",
-                       "failed": f"{noun} FAILED after {_secs(e.elapsed)}: {e.message}",
-                       "skipped": e.message,
-                       "detached": f"detached: {e.message}"}.get(e.kind, e.message)
+                msg = {
+                    "done": f"{noun} complete after {_secs(e.elapsed)}",
+                    "failed": f"{noun} FAILED after {_secs(e.elapsed)}: {e.message}",
+                    "skipped": e.message,
+                    "detached": f"detached: {e.message}",
+                }.get(e.kind, e.message)
                 style = {"done": "green", "failed": "red"}.get(e.kind, "yellow")
                 self.console.print(f"{e.address}: {msg}", style=style, highlight=False)
 

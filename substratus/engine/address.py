@@ -31,7 +31,9 @@ DISPLAY_KIND = {
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 50
-_ADDRESS_RE = re.compile(r"^(?:(?P<ns>[a-z0-9][-a-z0-9]*)/)?(?P<kind>[a-z]+)\.(?P<name>[-a-z0-9]+)$")
+_ADDRESS_RE = re.compile(
+    r"^(?:(?P<ns>[a-z0-9][-a-z0-9]*)/)?(?P<kind>[a-z]+)\.(?P<name>[-a-z0-9]+)$"
+)
 
 
 def name_problem(name: str, max_len: int = NAME_MAX) -> str | None:

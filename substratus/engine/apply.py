@@ -16,6 +16,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,8 +31,8 @@ from substratus.engine.runtime import (
     Detached,
     RunContext,
     RunError,
-    Runtime,
     RunRequest,
+    Runtime,
 )
 from substratus.engine.statefile import (
     PendingOperation,
@@ -88,10 +89,14 @@ class Walker:
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self.result = ApplyResult()
-        self._digests = {c.address: c.digest_after or c.digest_before or ""
-                         for c in plan.resource_changes}
-        self._reads = {c.address: dict(c.outputs or {}) for c in plan.resource_changes
-                       if c.action is Action.READ}
+        self._digests = {
+            c.address: c.digest_after or c.digest_before or "" for c in plan.resource_changes
+        }
+        self._reads = {
+            c.address: dict(c.outputs or {})
+            for c in plan.resource_changes
+            if c.action is Action.READ
+        }
 
     # -- persistence ---------------------------------------------------------------------------
     def _persist(self, changed: list[str]) -> None:
@@ -131,8 +136,13 @@ class Walker:
                                 continue
                             if not waits[a] <= finished:
                                 continue
-                            bad = [d for d in waits[a] if d in self.result.failed
-                                   or d in self.result.skipped or d in self.result.detached]
+                            bad = [
+                                d
+                                for d in waits[a]
+                                if d in self.result.failed
+                                or d in self.result.skipped
+                                or d in self.result.detached
+                            ]
                             if bad:
                                 self._skip(nodes[a], bad[0])
                                 finished.add(a)
@@ -153,10 +163,8 @@ class Walker:
                 self.cancel()
                 self.result.interrupted = True
                 for fut in list(running):
-                    try:
+                    with contextlib.suppress(KeyboardInterrupt):
                         fut.result()
-                    except KeyboardInterrupt:
-                        pass
         if self.cancelled.is_set():
             self.result.interrupted = True
             for a in nodes:
@@ -187,8 +195,9 @@ class Walker:
         started_at = now_iso()
         self.on_event(Event("start", change.address, change.action.value))
         ctx = RunContext(
-            phase=lambda msg: self.on_event(Event("phase", change.address, change.action.value,
-                                                  msg, time.monotonic() - start)),
+            phase=lambda msg: self.on_event(
+                Event("phase", change.address, change.action.value, msg, time.monotonic() - start)
+            ),
             cancelled=self.cancelled,
             timeout=self.timeout,
         )
@@ -199,51 +208,89 @@ class Walker:
                 self._create(change, ctx, started_at)
         except Detached as exc:
             self.result.detached.append(change.address)
-            self.on_event(Event("detached", change.address, change.action.value,
-                                str(exc) or "still running; the next apply adopts it",
-                                time.monotonic() - start))
+            self.on_event(
+                Event(
+                    "detached",
+                    change.address,
+                    change.action.value,
+                    str(exc) or "still running; the next apply adopts it",
+                    time.monotonic() - start,
+                )
+            )
             return
         except RunError as exc:
             self.result.failed[change.address] = exc
             self._record_failure(change, started_at, time.monotonic() - start)
-            self.on_event(Event("failed", change.address, change.action.value, exc.message,
-                                time.monotonic() - start, exc.detail))
+            self.on_event(
+                Event(
+                    "failed",
+                    change.address,
+                    change.action.value,
+                    exc.message,
+                    time.monotonic() - start,
+                    exc.detail,
+                )
+            )
             return
         except Exception as exc:  # unexpected: contain it to this node
             err = RunError(f"unexpected error: {type(exc).__name__}: {exc}")
             self.result.failed[change.address] = err
-            self.on_event(Event("failed", change.address, change.action.value, err.message,
-                                time.monotonic() - start))
+            self.on_event(
+                Event(
+                    "failed",
+                    change.address,
+                    change.action.value,
+                    err.message,
+                    time.monotonic() - start,
+                )
+            )
             return
         self.result.done.append(change.address)
-        self.on_event(Event("done", change.address, change.action.value, "",
-                            time.monotonic() - start))
+        self.on_event(
+            Event("done", change.address, change.action.value, "", time.monotonic() - start)
+        )
 
     def _create(self, change: ResourceChange, ctx: RunContext, started_at: str) -> None:
         digest = change.digest_after or ""
         with self._lock:
             rec = self.state.resources.get(change.address)
-            adopt = (rec.pending.intent if rec is not None and rec.pending is not None
-                     and rec.pending.digest == digest else None)
+            adopt = (
+                rec.pending.intent
+                if rec is not None and rec.pending is not None and rec.pending.digest == digest
+                else None
+            )
         request = RunRequest(
-            address=change.address, kind=change.kind, namespace=change.namespace,
-            name=change.name, digest=digest, spec=change.after or {},
+            address=change.address,
+            kind=change.kind,
+            namespace=change.namespace,
+            name=change.name,
+            digest=digest,
+            spec=change.after or {},
             inputs=self._inputs(change),
-            action="replace" if change.action is Action.REPLACE else
-            "update" if change.action is Action.UPDATE else "create",
+            action="replace"
+            if change.action is Action.REPLACE
+            else "update"
+            if change.action is Action.UPDATE
+            else "create",
             prior_outputs=dict(rec.outputs) if rec is not None and rec.digest else None,
-            intent=adopt, config_dir=self.config_dir,
+            intent=adopt,
+            config_dir=self.config_dir,
         )
         intent = dict(adopt) if adopt is not None else self.runtime.intent(request)
         with self._lock:
             rec = self.state.resources.get(change.address)
             if rec is None:
-                rec = ResourceRecord(kind=change.kind, namespace=change.namespace,
-                                     name=change.name, status="pending")
+                rec = ResourceRecord(
+                    kind=change.kind, namespace=change.namespace, name=change.name, status="pending"
+                )
                 self.state.resources[change.address] = rec
             rec.pending = PendingOperation(
-                action=change.action.value, digest=digest, spec=change.after or {},
-                dependencies=change.depends_on, started_at=started_at, intent=intent,
+                action=change.action.value,
+                digest=digest,
+                spec=change.after or {},
+                dependencies=change.depends_on,
+                started_at=started_at,
+                intent=intent,
             )
             self._persist([change.address])
         outputs = self.runtime.apply(request, ctx)
@@ -253,14 +300,24 @@ class Walker:
             if rec.digest and rec.digest != digest:
                 previous = rec.digest
             self.state.resources[change.address] = ResourceRecord(
-                kind=change.kind, namespace=change.namespace, name=change.name,
-                spec=change.after or {}, digest=digest, dependencies=change.depends_on,
+                kind=change.kind,
+                namespace=change.namespace,
+                name=change.name,
+                spec=change.after or {},
+                digest=digest,
+                dependencies=change.depends_on,
                 dependency_digests={d: self._digests.get(d, "") for d in change.depends_on},
-                outputs=dict(outputs), status="ready", applied_at=now_iso(),
-                lifecycle=change.lifecycle, previous_digest=previous,
-                last_run=RunRecord(started_at=started_at, finished_at=now_iso(),
-                                   outcome="succeeded",
-                                   seconds=round(_seconds_since(started_at), 3)),
+                outputs=dict(outputs),
+                status="ready",
+                applied_at=now_iso(),
+                lifecycle=change.lifecycle,
+                previous_digest=previous,
+                last_run=RunRecord(
+                    started_at=started_at,
+                    finished_at=now_iso(),
+                    outcome="succeeded",
+                    seconds=round(_seconds_since(started_at), 3),
+                ),
             )
             self._persist([change.address])
 
@@ -273,8 +330,12 @@ class Walker:
                 del self.state.resources[change.address]
             else:
                 rec.pending = None
-                rec.last_run = RunRecord(started_at=started_at, finished_at=now_iso(),
-                                         outcome="failed", seconds=round(seconds, 3))
+                rec.last_run = RunRecord(
+                    started_at=started_at,
+                    finished_at=now_iso(),
+                    outcome="failed",
+                    seconds=round(seconds, 3),
+                )
             self._persist([change.address])
 
     def _delete(self, change: ResourceChange, ctx: RunContext) -> None:
@@ -284,8 +345,13 @@ class Walker:
             return
         self.runtime.delete(
             DeleteRequest(
-                address=change.address, kind=rec.kind, namespace=rec.namespace, name=rec.name,
-                digest=rec.digest, spec=rec.spec, outputs=rec.outputs,
+                address=change.address,
+                kind=rec.kind,
+                namespace=rec.namespace,
+                name=rec.name,
+                digest=rec.digest,
+                spec=rec.spec,
+                outputs=rec.outputs,
                 retain_artifacts=bool(rec.lifecycle.get("retainArtifacts")),
                 intent=rec.pending.intent if rec.pending else None,
             ),

@@ -78,8 +78,10 @@ def ci_context(env: dict[str, str] | None = None) -> dict[str, str]:
     """The CI run URL / PR number from the standard CI variables, when present."""
     env = dict(os.environ) if env is None else env
     ci: dict[str, str] = {}
-    server, repo, run = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), env.get(
-        "GITHUB_RUN_ID"
+    server, repo, run = (
+        env.get("GITHUB_SERVER_URL"),
+        env.get("GITHUB_REPOSITORY"),
+        env.get("GITHUB_RUN_ID"),
     )
     if server and repo and run:
         ci["run_url"] = f"{server}/{repo}/actions/runs/{run}"

@@ -44,7 +44,8 @@ def attach_builds(resources: dict[Address, Resource], diags: Diagnostics) -> Non
                     f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
                     "directory with your code, relative to this file.",
                     source=res.source_of("spec.container.local.path"),
-                    address=str(res.address), path="spec.container.local.path",
+                    address=str(res.address),
+                    path="spec.container.local.path",
                 )
                 continue
             key: tuple[str, ...] = ("local", str(path))
@@ -75,8 +76,12 @@ def attach_builds(resources: dict[Address, Resource], diags: Diagnostics) -> Non
             address = Address("build", name)
             first = users[0]
             resources[address] = Resource(
-                address=address, kind="build", namespace=first.namespace, name=name,
-                spec=spec, source=first.source_of("spec.container"),
+                address=address,
+                kind="build",
+                namespace=first.namespace,
+                name=name,
+                spec=spec,
+                source=first.source_of("spec.container"),
             )
             for user in users:
                 user.dependencies.insert(0, Dependency("build", address, "spec.container"))

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from substratus.engine.address import KIND_ALIASES, Address, name_problem
 from substratus.engine.builds import attach_builds
-from substratus.engine.diagnostic import Diagnostic, Diagnostics, DiagnosticError
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Diagnostics
 from substratus.engine.documents import PathMap, normalize, original_path
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.spec import REFERENCES, SPEC_MODELS, Lifecycle, ProjectSpec, canonical
@@ -57,23 +57,28 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
         p = Path(raw)
         if p.is_dir():
             found = sorted(
-                c for c in p.iterdir()
+                c
+                for c in p.iterdir()
                 if c.suffix in {".yaml", ".yml"} and c.is_file() and not c.name.startswith(".")
             )
             if not found:
-                diags.append(Diagnostic.error(
-                    "No configuration files",
-                    f"The directory {raw} has no *.yaml or *.yml files. Point -f at a file or a "
-                    "directory that holds your resources.",
-                ))
+                diags.append(
+                    Diagnostic.error(
+                        "No configuration files",
+                        f"The directory {raw} has no *.yaml or *.yml files. Point -f at a file "
+                        "or a directory that holds your resources.",
+                    )
+                )
             files.extend(found)
         elif p.is_file():
             files.append(p)
         else:
-            diags.append(Diagnostic.error(
-                "Configuration path not found",
-                f"{raw} does not exist. Pass an existing file or directory with -f.",
-            ))
+            diags.append(
+                Diagnostic.error(
+                    "Configuration path not found",
+                    f"{raw} does not exist. Pass an existing file or directory with -f.",
+                )
+            )
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, diags
 
@@ -125,7 +130,8 @@ def load_config(paths: list[str], namespace: str | None = None) -> Config:
             diags.error(
                 f"Duplicate resource {res.address}",
                 f"{res.address} is already declared at {first}. Rename one of them.",
-                source=res.source, address=str(res.address),
+                source=res.source,
+                address=str(res.address),
             )
             continue
         resources[res.address] = res
@@ -170,27 +176,37 @@ def _resource(
         diags.error(
             f"Unknown kind {raw_kind!r}" if raw_kind is not None else "Missing kind",
             "kind must be one of Dataset, Model, ModelServer (or Server), Notebook, Project.",
-            source=doc.source(original_path(("kind",), pmap)), path="kind",
+            source=doc.source(original_path(("kind",), pmap)),
+            path="kind",
         )
         return None
     ok = True
     name = data.get("name")
     name_path = original_path(("name",), pmap)
     if not isinstance(name, str):
-        diags.error("Missing name", "Every resource needs a name.", source=doc.source(name_path),
-                    path=path_str(name_path))
+        diags.error(
+            "Missing name",
+            "Every resource needs a name.",
+            source=doc.source(name_path),
+            path=path_str(name_path),
+        )
         return None
     problem = name_problem(name)
     if problem:
-        diags.error("Invalid name", problem + ".", source=doc.source(name_path),
-                    path=path_str(name_path))
+        diags.error(
+            "Invalid name", problem + ".", source=doc.source(name_path), path=path_str(name_path)
+        )
         ok = False
     ns = data.get("namespace") or default_ns
     ns_problem = name_problem(str(ns), 63)
     if ns_problem:
         ns_path = original_path(("namespace",), pmap)
-        diags.error("Invalid namespace", ns_problem + ".", source=doc.source(ns_path),
-                    path=path_str(ns_path))
+        diags.error(
+            "Invalid namespace",
+            ns_problem + ".",
+            source=doc.source(ns_path),
+            path=path_str(ns_path),
+        )
         ok = False
     address = Address(kind, name, None if ns == default_ns else str(ns))
     model_cls: type[BaseModel] = SPEC_MODELS[kind]
@@ -208,9 +224,13 @@ def _resource(
         for i, p in enumerate(lifecycle.ignoreChanges):
             if not p.startswith("spec."):
                 lp = original_path(("lifecycle", "ignoreChanges", i), pmap)
-                diags.error("Invalid ignoreChanges path",
-                            f"{p!r} must be a field path under spec, like spec.loader.params.x.",
-                            source=doc.source(lp), address=str(address), path=path_str(lp))
+                diags.error(
+                    "Invalid ignoreChanges path",
+                    f"{p!r} must be a field path under spec, like spec.loader.params.x.",
+                    source=doc.source(lp),
+                    address=str(address),
+                    path=path_str(lp),
+                )
                 ok = False
     except ValidationError as exc:
         diags.extend(pydantic_diagnostics(exc, Lifecycle, doc, ("lifecycle",), pmap, str(address)))
@@ -218,11 +238,18 @@ def _resource(
     if not ok or spec_obj is None or lifecycle is None:
         return None
     line_of = {path_str(p): doc.line_of(original_path(p, pmap)) for p in _all_paths(spec_data)}
-    for p in pmap:
-        line_of.setdefault(path_str(p), doc.line_of(pmap[p]))
+    for mapped, written in pmap.items():
+        line_of.setdefault(path_str(mapped), doc.line_of(written))
     res = Resource(
-        address=address, kind=kind, namespace=str(ns), name=name, spec=canonical(spec_obj),
-        lifecycle=lifecycle, source=doc.source(), line_of=line_of, file=doc.file,
+        address=address,
+        kind=kind,
+        namespace=str(ns),
+        name=name,
+        spec=canonical(spec_obj),
+        lifecycle=lifecycle,
+        source=doc.source(),
+        line_of=line_of,
+        file=doc.file,
     )
     for field_path, ref_kind, role in REFERENCES[kind]:
         node: Any = res.spec
@@ -256,7 +283,9 @@ def _resolve_references(
                     "Resource references itself",
                     f"{dep.path} of {res.address} names {res.address} itself; a "
                     f"{res.kind} cannot depend on itself. Reference another resource.",
-                    source=res.source_of(dep.path), address=str(res.address), path=dep.path,
+                    source=res.source_of(dep.path),
+                    address=str(res.address),
+                    path=dep.path,
                 )
             elif dep.address not in resources:
                 external.setdefault(dep.address, []).append((res, dep))
@@ -277,7 +306,9 @@ def dangling_reference(
         f"{dep.path} of {res.address} names {dep.address}, which is not in the configuration "
         f"and was not found in the state or the artifact store.{hint} Declare it, or fix the "
         "name.",
-        source=res.source_of(dep.path), address=str(res.address), path=dep.path,
+        source=res.source_of(dep.path),
+        address=str(res.address),
+        path=dep.path,
     )
 
 

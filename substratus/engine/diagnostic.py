@@ -1,6 +1,7 @@
 """Diagnostics: the one way the engine reports a problem a user can fix.
 
-A ``Diagnostic`` says what is wrong (``summary``), the details and what to do (``detail``), and where:
+A ``Diagnostic`` says what is wrong (``summary``), the details and what to do (``detail``), and
+where:
 a configuration file and line, a field path inside the document, and/or a resource address.
 Everything that validates input collects diagnostics in one pass and raises a single
 ``DiagnosticError`` carrying all of them, so a user sees every mistake in one run. The CLI prints
@@ -59,6 +60,18 @@ class Diagnostic:
         if self.path:
             parts.append(self.path)
         return ", ".join(parts)
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> Diagnostic:
+        file, line = d.get("file"), d.get("line")
+        return cls(
+            Severity(str(d.get("severity", "error"))),
+            str(d.get("summary", "")),
+            str(d.get("detail", "")),
+            str(d["address"]) if d.get("address") else None,
+            Source(str(file), int(line) if isinstance(line, int) else None) if file else None,
+            str(d["path"]) if d.get("path") else None,
+        )
 
     def to_json(self) -> dict[str, object]:
         return {

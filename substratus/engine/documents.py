@@ -121,7 +121,9 @@ def _translate_operator_spec(kind: str, spec: dict[str, Any]) -> tuple[dict[str,
             pmap[(*s, "container", key)] = (*s, key)
     pmap[(*s, "container")] = (*s, "image") if "image" in spec else (*s, "build")
     params = spec.get("params", {})
-    rest = {k: v for k, v in spec.items() if k not in {"image", "build", "command", "env", "params"}}
+    rest = {
+        k: v for k, v in spec.items() if k not in {"image", "build", "command", "env", "params"}
+    }
     kind = {"Server": "ModelServer"}.get(kind, kind)
     if kind == "Dataset":
         out["loader"] = {"params": params}

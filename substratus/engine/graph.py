@@ -47,7 +47,9 @@ def _check_cycles(graph: nx.DiGraph, resources: dict[Address, Resource]) -> None
                 "Dependency cycle",
                 f"{text}. A resource cannot (indirectly) depend on itself; remove one of "
                 "these references.",
-                source=res.source_of(dep.path), address=str(first), path=dep.path,
+                source=res.source_of(dep.path),
+                address=str(first),
+                path=dep.path,
             )
         )
     raise DiagnosticError(diags)

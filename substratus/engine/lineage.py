@@ -44,10 +44,15 @@ def resolve_sources(resources: Iterable[Resource]) -> None:
             else:
                 res.spec["contentHash"] = hash_directory(res.spec["path"])
         except SourceError as exc:
-            diags.append(Diagnostic.error(
-                "Cannot resolve build source", f"{exc}.", source=res.source,
-                address=str(res.address), path="spec.container",
-            ))
+            diags.append(
+                Diagnostic.error(
+                    "Cannot resolve build source",
+                    f"{exc}.",
+                    source=res.source,
+                    address=str(res.address),
+                    path="spec.container",
+                )
+            )
     if diags:
         raise DiagnosticError(diags)
 
@@ -103,8 +108,14 @@ def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[s
     """Changed field paths (``spec.a.b``) between two canonical specs, sorted."""
     diff = DeepDiff(dict(before), dict(after), ignore_order=False, verbose_level=1)
     paths: set[str] = set()
-    for key in ("values_changed", "type_changes", "dictionary_item_added",
-                "dictionary_item_removed", "iterable_item_added", "iterable_item_removed"):
+    for key in (
+        "values_changed",
+        "type_changes",
+        "dictionary_item_added",
+        "dictionary_item_removed",
+        "iterable_item_added",
+        "iterable_item_removed",
+    ):
         for item in diff.get(key, []):
             paths.add(_dotted(item))
     return sorted(paths)
@@ -118,11 +129,11 @@ def _dotted(deepdiff_path: str) -> str:
         if rest.startswith("['"):
             end = rest.index("']")
             out += "." + rest[2:end]
-            rest = rest[end + 2:]
+            rest = rest[end + 2 :]
         elif rest.startswith("["):
             end = rest.index("]")
             out += rest[: end + 1]
-            rest = rest[end + 1:]
+            rest = rest[end + 1 :]
         else:
             break
     return out

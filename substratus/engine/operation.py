@@ -32,15 +32,19 @@ class PlanOptions:
 
 def runtime_diagnostics(config: Config, runtime: Runtime) -> list[Diagnostic]:
     """The runtime's objections, with file:line filled in from the configuration."""
-    views = [ResourceView(str(r.address), r.kind, r.spec)
-             for r in config.resources.values() if r.kind != "build"]
+    views = [
+        ResourceView(str(r.address), r.kind, r.spec)
+        for r in config.resources.values()
+        if r.kind != "build"
+    ]
     out = []
     by_address = {str(a): r for a, r in config.resources.items()}
     for d in runtime.check(views):
         res = by_address.get(d.address or "")
         if res is not None and d.source is None:
-            d = Diagnostic(d.severity, d.summary, d.detail, d.address,
-                           res.source_of(d.path or "spec"), d.path)
+            d = Diagnostic(
+                d.severity, d.summary, d.detail, d.address, res.source_of(d.path or "spec"), d.path
+            )
         out.append(d)
     return out
 
@@ -82,8 +86,16 @@ def build_plan(
     if options.refresh and state is not None and state.resources:
         observations = runtime.refresh(state.resources)
     externals = read_externals(config, runtime) if options.mode is not Mode.DESTROY else {}
-    return make_plan(PlanRequest(
-        config=config, state=state, observations=observations, externals=externals,
-        mode=options.mode, targets=options.targets, replace=options.replace,
-        workspace=options.workspace, settings=dict(settings or {}),
-    ))
+    return make_plan(
+        PlanRequest(
+            config=config,
+            state=state,
+            observations=observations,
+            externals=externals,
+            mode=options.mode,
+            targets=options.targets,
+            replace=options.replace,
+            workspace=options.workspace,
+            settings=dict(settings or {}),
+        )
+    )

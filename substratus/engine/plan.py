@@ -200,6 +200,7 @@ class Plan:
                 workspace=d.get("workspace", "default"),
                 targets=list(d.get("targets", [])),
                 settings=dict(d.get("settings", {})),
+                warnings=[Diagnostic.from_json(w) for w in d.get("warnings", [])],
                 created_at=d.get("created_at", ""),
                 substratus_version=d.get("substratus_version", ""),
                 estimate=dict(d.get("estimate", {})),
@@ -213,7 +214,8 @@ def staleness(plan: Plan, lineage: str | None, serial: int | None) -> str | None
     if plan.prior_lineage is not None and lineage is not None and plan.prior_lineage != lineage:
         return (
             "Saved plan does not match the given state: it was created from a different state "
-            f"lineage ({plan.prior_lineage}, the state is {lineage}). Plan again against this state."
+            f"lineage ({plan.prior_lineage}, the state is {lineage}). Plan again against this "
+            "state."
         )
     if plan.prior_serial != serial:
         return (

@@ -18,7 +18,7 @@ hands everything here. Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -29,6 +29,7 @@ from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.graph import build_graph, topological, with_dependencies
 from substratus.engine.lineage import compute_digests, field_changes
 from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
+from substratus.engine.resource import Dependency
 from substratus.engine.runtime import ExternalResource, Observation
 from substratus.engine.spec import REPLACE_ON_CHANGE
 from substratus.engine.statefile import ResourceRecord, StateFile, now_iso
@@ -61,22 +62,26 @@ def make_plan(req: PlanRequest) -> Plan:
 
     for addr in req.targets + req.replace:
         if addr not in cfg.resources and str(addr) not in records:
-            errors.append(Diagnostic.error(
-                f"No resource {addr}",
-                f"{addr} is neither in the configuration nor in the state. Check the address "
-                "(see `substratus state list`).",
-            ))
+            errors.append(
+                Diagnostic.error(
+                    f"No resource {addr}",
+                    f"{addr} is neither in the configuration nor in the state. Check the address "
+                    "(see `substratus state list`).",
+                )
+            )
     if errors:
         raise DiagnosticError(errors)
 
     selected = set(order)
     if req.targets:
         selected = with_dependencies(graph, req.targets)
-        warnings.append(Diagnostic.warning(
-            "Resource targeting is in effect",
-            "The plan covers only the targeted resources and their dependencies; it may be "
-            "incomplete. Do not use --target for routine operations.",
-        ))
+        warnings.append(
+            Diagnostic.warning(
+                "Resource targeting is in effect",
+                "The plan covers only the targeted resources and their dependencies; it may be "
+                "incomplete. Do not use --target for routine operations.",
+            )
+        )
 
     changes: dict[str, ResourceChange] = {}
     if req.mode is Mode.DESTROY:
@@ -93,8 +98,9 @@ def make_plan(req: PlanRequest) -> Plan:
             wanted = {str(t) for t in req.targets}
             for a in _reverse_state_order(records, removed):
                 if not wanted or a in wanted:
-                    changes[a] = _delete(records[a], a, "not_in_config",
-                                         f"{a} is not in the configuration", errors)
+                    changes[a] = _delete(
+                        records[a], a, "not_in_config", f"{a} is not in the configuration", errors
+                    )
     if errors:
         raise DiagnosticError(errors)
 
@@ -105,17 +111,25 @@ def make_plan(req: PlanRequest) -> Plan:
             if c.action is not Action.READ:
                 c.action, c.reasons = Action.NOOP, []
     return Plan(
-        mode=req.mode, resource_changes=result, drift=drift,
+        mode=req.mode,
+        resource_changes=result,
+        drift=drift,
         prior_lineage=req.state.lineage if req.state else None,
         prior_serial=req.state.serial if req.state else None,
-        config_digest=cfg.digest, config_files=cfg.files, workspace=req.workspace,
-        targets=[str(t) for t in req.targets], settings=dict(req.settings), warnings=warnings,
+        config_digest=cfg.digest,
+        config_files=cfg.files,
+        workspace=req.workspace,
+        targets=[str(t) for t in req.targets],
+        settings=dict(req.settings),
+        warnings=warnings,
         created_at=now_iso(),
     )
 
 
 def _reads(
-    req: PlanRequest, removed: set[str], changes: dict[str, ResourceChange],
+    req: PlanRequest,
+    removed: set[str],
+    changes: dict[str, ResourceChange],
     errors: list[Diagnostic],
 ) -> dict[Address, str]:
     digests: dict[Address, str] = {}
@@ -127,31 +141,49 @@ def _reads(
         digests[addr] = found.digest
         ns = addr.effective_namespace(req.config.default_namespace)
         changes[str(addr)] = ResourceChange(
-            address=str(addr), kind=addr.kind, namespace=ns, name=addr.name, action=Action.READ,
-            reasons=[Reason("external", f"{addr} is not in the configuration; its newest "
-                            "version is read from the runtime")],
-            digest_after=found.digest, outputs=dict(found.outputs),
+            address=str(addr),
+            kind=addr.kind,
+            namespace=ns,
+            name=addr.name,
+            action=Action.READ,
+            reasons=[
+                Reason(
+                    "external",
+                    f"{addr} is not in the configuration; its newest "
+                    "version is read from the runtime",
+                )
+            ],
+            digest_after=found.digest,
+            outputs=dict(found.outputs),
         )
     return digests
 
 
 def _plan_resource(
-    req: PlanRequest, addr: Address, digests: Mapping[Address, str],
-    changes: Mapping[str, ResourceChange], obs: Mapping[str, Observation],
+    req: PlanRequest,
+    addr: Address,
+    digests: Mapping[Address, str],
+    changes: Mapping[str, ResourceChange],
+    obs: Mapping[str, Observation],
 ) -> ResourceChange:
     res = req.config.resources[addr]
     key = str(addr)
-    rec = (req.state.resources.get(key) if req.state else None)
+    rec = req.state.resources.get(key) if req.state else None
     new = digests[addr]
     change = ResourceChange(
-        address=key, kind=res.kind, namespace=res.namespace, name=res.name, action=Action.NOOP,
-        after=res.spec, digest_after=new,
+        address=key,
+        kind=res.kind,
+        namespace=res.namespace,
+        name=res.name,
+        action=Action.NOOP,
+        after=res.spec,
+        digest_after=new,
         depends_on=[str(d.address) for d in res.dependencies],
         inputs={d.role: str(d.address) for d in res.dependencies},
         lifecycle=res.lifecycle.model_dump(),
     )
     seen = obs.get(key)
-    if rec is None or rec.status == "pending" and not rec.digest:
+    if rec is None or (rec.status == "pending" and not rec.digest):
         change.action = Action.CREATE
         change.reasons.append(Reason("new", f"{key} is not in the state yet"))
     else:
@@ -159,8 +191,9 @@ def _plan_resource(
         if rec.digest != new:
             in_place = res.kind not in REPLACE_ON_CHANGE
             change.action = Action.UPDATE if in_place else Action.REPLACE
-            change.reasons.extend(_why(res.lifecycle.ignoreChanges, rec, change, digests,
-                                       changes, res.dependencies))
+            change.reasons.extend(
+                _why(res.lifecycle.ignoreChanges, rec, change, digests, changes, res.dependencies)
+            )
             if not in_place:
                 change.replace_paths = [r.path for r in change.reasons if r.path]
         elif rec.status == "tainted":
@@ -175,59 +208,75 @@ def _plan_resource(
     if addr in req.replace and change.action in (Action.NOOP, Action.UPDATE):
         change.action = Action.REPLACE
         change.reasons.append(Reason("requested", "replacement requested with --replace"))
-    if rec is not None and rec.pending is not None and rec.pending.digest == new and seen:
-        if seen.pending in ("running", "completed"):
-            change.reasons.append(Reason("adopt", seen.pending_message or
-                                         "work left by an interrupted apply will be adopted"))
-            if change.action is Action.NOOP:
-                change.action = Action.CREATE if not rec.digest else Action.UPDATE
+    pending = rec.pending if rec is not None else None
+    adoptable = seen is not None and seen.pending in ("running", "completed")
+    if pending is not None and pending.digest == new and seen is not None and adoptable:
+        message = seen.pending_message or "work left by an interrupted apply will be adopted"
+        change.reasons.append(Reason("adopt", message))
+        if change.action is Action.NOOP:
+            change.action = Action.CREATE if rec is None or not rec.digest else Action.UPDATE
     return change
 
 
 def _why(
-    ignored: list[str], rec: ResourceRecord, change: ResourceChange,
-    digests: Mapping[Address, str], changes: Mapping[str, ResourceChange],
-    deps: list[object],
+    ignored: list[str],
+    rec: ResourceRecord,
+    change: ResourceChange,
+    digests: Mapping[Address, str],
+    changes: Mapping[str, ResourceChange],
+    deps: Sequence[Dependency],
 ) -> list[Reason]:
     reasons: list[Reason] = []
     for path in field_changes(rec.spec, change.after or {}):
-        if any(path == p or path.startswith(p + ".") or path.startswith(p + "[")
-               for p in ignored):
+        if any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in ignored):
             continue
         if change.kind == "build":
             reasons.append(Reason("source_changed", f"{path} changed (new source content)", path))
         else:
             reasons.append(Reason("field_changed", f"{path} changed", path))
     for dep in deps:
-        dep_addr = dep.address  # type: ignore[attr-defined]
+        dep_addr = dep.address
         old = rec.dependency_digests.get(str(dep_addr))
         if old is not None and old != digests.get(dep_addr):
             upstream = changes.get(str(dep_addr))
             paths = [r.path for r in upstream.reasons if r.path] if upstream else []
             detail = f" ({', '.join(paths)})" if paths else ""
             verb = IN_PLACE_VERB.get(change.kind)
-            msg = (f"{dep_addr} changed{detail}; the new version will be {verb}" if verb
-                   else f"{dep_addr} changed{detail}")
+            msg = (
+                f"{dep_addr} changed{detail}; the new version will be {verb}"
+                if verb
+                else f"{dep_addr} changed{detail}"
+            )
             reasons.append(Reason("dependency_changed", msg, address=str(dep_addr)))
     if not reasons:
         reasons.append(Reason("field_changed", "the resource's definition changed"))
     return reasons
 
 
-def _delete(rec: ResourceRecord, key: str, code: str, message: str,
-            errors: list[Diagnostic]) -> ResourceChange:
+def _delete(
+    rec: ResourceRecord, key: str, code: str, message: str, errors: list[Diagnostic]
+) -> ResourceChange:
     if rec.lifecycle.get("preventDestroy"):
-        errors.append(Diagnostic.error(
-            "Resource cannot be destroyed",
-            f"{key} has lifecycle.preventDestroy set, but the plan would destroy it "
-            f"({message}). Set preventDestroy: false and apply first, or remove it from the "
-            f"state with `substratus state rm {key}` to keep it running unmanaged.",
-            address=key,
-        ))
+        errors.append(
+            Diagnostic.error(
+                "Resource cannot be destroyed",
+                f"{key} has lifecycle.preventDestroy set, but the plan would destroy it "
+                f"({message}). Set preventDestroy: false and apply first, or remove it from the "
+                f"state with `substratus state rm {key}` to keep it running unmanaged.",
+                address=key,
+            )
+        )
     return ResourceChange(
-        address=key, kind=rec.kind, namespace=rec.namespace, name=rec.name, action=Action.DELETE,
-        reasons=[Reason(code, message)], before=rec.spec, digest_before=rec.digest,
-        depends_on=list(rec.dependencies), lifecycle=dict(rec.lifecycle),
+        address=key,
+        kind=rec.kind,
+        namespace=rec.namespace,
+        name=rec.name,
+        action=Action.DELETE,
+        reasons=[Reason(code, message)],
+        before=rec.spec,
+        digest_before=rec.digest,
+        depends_on=list(rec.dependencies),
+        lifecycle=dict(rec.lifecycle),
     )
 
 
@@ -242,8 +291,11 @@ def _reverse_state_order(records: Mapping[str, ResourceRecord], subset: set[str]
 
 
 def _plan_destroy(
-    req: PlanRequest, graph: nx.DiGraph, records: Mapping[str, ResourceRecord],
-    changes: dict[str, ResourceChange], errors: list[Diagnostic],
+    req: PlanRequest,
+    graph: nx.DiGraph,
+    records: Mapping[str, ResourceRecord],
+    changes: dict[str, ResourceChange],
+    errors: list[Diagnostic],
 ) -> None:
     subset = set(records)
     if req.targets:

@@ -70,22 +70,29 @@ def _field_lines(change: ResourceChange, paint: _Painter) -> list[str]:
     if change.action is Action.CREATE and not change.before:
         shown = {k: v for k, v in after.items() if v != {}}
         width = max((len(k) for k in shown), default=0)
-        return [f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()]
+        return [
+            f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()
+        ]
     if change.action in (Action.DELETE, Action.READ):
         return []
     keys = sorted(set(before) | set(after), key=lambda k: (k not in after, k))
     changed = [k for k in keys if before.get(k, _MISSING) != after.get(k, _MISSING)]
     width = max((len(k) for k in changed), default=0)
     for k in changed:
-        note = "  # forces replacement" if any(k == f or k.startswith(f + ".") or
-                                               f.startswith(k + ".") for f in forced) else ""
+        note = (
+            "  # forces replacement"
+            if any(k == f or k.startswith(f + ".") or f.startswith(k + ".") for f in forced)
+            else ""
+        )
         if k not in before:
             lines.append(f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(after[k])}{note}")
         elif k not in after:
             lines.append(f"      {paint('-', 'red')} {k.ljust(width)} = {fmt(before[k])}{note}")
         else:
-            lines.append(f"      {paint('~', 'yellow')} {k.ljust(width)} = "
-                         f"{fmt(before[k])} -> {fmt(after[k])}{note}")
+            lines.append(
+                f"      {paint('~', 'yellow')} {k.ljust(width)} = "
+                f"{fmt(before[k])} -> {fmt(after[k])}{note}"
+            )
     unchanged = len([k for k in keys if k not in changed])
     if unchanged and lines:
         lines.append(paint(f"        # ({unchanged} unchanged fields hidden)", "dim"))
@@ -104,13 +111,16 @@ def render_change(change: ResourceChange, paint: _Painter) -> list[str]:
     for r in change.reasons:
         if r.code == "new":
             continue
-        lines.append(f"  # ({'because ' if r.code not in ('adopt', 'external') else ''}"
-                     f"{r.message})")
+        lines.append(
+            f"  # ({'because ' if r.code not in ('adopt', 'external') else ''}{r.message})"
+        )
     kind_label = change.kind
-    lines.append(f"{paint(symbol.rjust(3), style)} {kind_label} \"{change.name}\" {{")
+    lines.append(f'{paint(symbol.rjust(3), style)} {kind_label} "{change.name}" {{')
     fields = _field_lines(change, paint)
     if not fields and change.action in (Action.UPDATE, Action.REPLACE):
         fields = [paint("        # (no field changes; its inputs changed)", "dim")]
+    elif not fields and change.action is Action.CREATE:
+        fields = [paint("        # (same definition as recorded; it is created again)", "dim")]
     if change.action is Action.READ and change.outputs:
         for k, v in sorted(change.outputs.items()):
             fields.append(f"        {k} = {fmt(v)}")
@@ -142,23 +152,30 @@ def render_plan(plan: Plan, color: bool = False) -> str:
     if plan.drift:
         out.append(paint("Note: Objects have changed outside of substratus", "bold"))
         out.append("")
-        out.append("substratus detected the following changes made outside of substratus since "
-                   "the last \"substratus apply\":")
+        out.append(
+            "substratus detected the following changes made outside of substratus since "
+            'the last "substratus apply":'
+        )
         out.append("")
         for d in plan.drift:
             verb = {"missing": "has been deleted", "degraded": "is unhealthy"}.get(
-                d.status, f"has an interrupted operation ({d.status.removeprefix('pending-')})")
+                d.status, f"has an interrupted operation ({d.status.removeprefix('pending-')})"
+            )
             out.append(f"  # {d.address} {verb}: {d.message}")
         out.append("")
         if plan.mode is Mode.REFRESH_ONLY:
-            out.append("This is a refresh-only plan, so substratus will not take any actions to "
-                       "undo these. If you were expecting these changes then you can apply this "
-                       "plan to record the updated values in the state without changing any "
-                       "resources.")
+            out.append(
+                "This is a refresh-only plan, so substratus will not take any actions to "
+                "undo these. If you were expecting these changes then you can apply this "
+                "plan to record the updated values in the state without changing any "
+                "resources."
+            )
             out.append("")
         else:
-            out.append("Unless you have made equivalent changes to your configuration, the plan "
-                       "below repairs them.")
+            out.append(
+                "Unless you have made equivalent changes to your configuration, the plan "
+                "below repairs them."
+            )
             out.append("")
     for w in plan.warnings:
         out.append(render_diagnostic(w, paint))

@@ -79,7 +79,7 @@ def hash_directory(root: str | Path) -> str:
 
 
 def resolve_git_ref(url: str, ref: str, timeout: float = 60) -> str:
-    """The commit ``ref`` (branch, tag, HEAD or a full commit) points to in the repository ``url``."""
+    """The commit ``ref`` (a branch, tag, HEAD or full commit) names in the repository ``url``."""
     if _COMMIT_RE.match(ref):
         return ref
     try:

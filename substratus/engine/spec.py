@@ -23,8 +23,13 @@ GPU_TYPES = (
     "nvidia-a100-80gb",
     "nvidia-h100",
 )
-_GPU_ALIASES = {"t4": "nvidia-t4", "l4": "nvidia-l4", "a100": "nvidia-a100",
-                "a100-80gb": "nvidia-a100-80gb", "h100": "nvidia-h100"}
+_GPU_ALIASES = {
+    "t4": "nvidia-t4",
+    "l4": "nvidia-l4",
+    "a100": "nvidia-a100",
+    "a100-80gb": "nvidia-a100-80gb",
+    "h100": "nvidia-h100",
+}
 
 
 class Strict(BaseModel):
@@ -129,7 +134,7 @@ class Loader(Strict):
 
 
 class Trainer(Strict):
-    baseModel: Ref | None = None  # noqa: N815 (YAML field names)
+    baseModel: Ref | None = None
     dataset: Ref
     params: Params = Field(default_factory=dict)
     resources: Resources | None = None
@@ -176,7 +181,7 @@ class ModelServerSpec(Strict):
 
 class NotebookSpec(Strict):
     container: Container
-    sourceModel: Ref | None = None  # noqa: N815
+    sourceModel: Ref | None = None
     dataset: Ref | None = None
     params: Params = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
@@ -184,9 +189,9 @@ class NotebookSpec(Strict):
 
 
 class Lifecycle(Strict):
-    preventDestroy: bool = False  # noqa: N815
-    ignoreChanges: list[str] = Field(default_factory=list)  # noqa: N815
-    retainArtifacts: bool = False  # noqa: N815
+    preventDestroy: bool = False
+    ignoreChanges: list[str] = Field(default_factory=list)
+    retainArtifacts: bool = False
 
 
 class KubernetesSettings(Strict):
@@ -213,7 +218,10 @@ SPEC_MODELS: dict[str, type[Strict]] = {
 # Which fields reference other resources: (field path, referenced kind, role for the runtime).
 REFERENCES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "dataset": (),
-    "model": ((("trainer", "baseModel"), "model", "model"), (("trainer", "dataset"), "dataset", "data")),
+    "model": (
+        (("trainer", "baseModel"), "model", "model"),
+        (("trainer", "dataset"), "dataset", "data"),
+    ),
     "modelserver": ((("model",), "model", "model"),),
     "notebook": ((("sourceModel",), "model", "model"), (("dataset",), "dataset", "data")),
 }

@@ -67,8 +67,11 @@ def pydantic_diagnostics(
             out.append(Diagnostic.error(f"Unknown field {key!r}", detail, **where))
         elif kind == "missing":
             key = str(loc[-1]) if loc else "?"
-            out.append(Diagnostic.error(f"Missing required field {key!r}",
-                                        f"Add {path_str(written)}.", **where))
+            out.append(
+                Diagnostic.error(
+                    f"Missing required field {key!r}", f"Add {path_str(written)}.", **where
+                )
+            )
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
             got = err.get("input")
@@ -76,6 +79,7 @@ def pydantic_diagnostics(
             if len(shown) > 60:
                 shown = shown[:57] + "..."
             label = path_str(written) or "document"
-            out.append(Diagnostic.error(f"Invalid value for {label}", f"{msg} (got {shown}).",
-                                        **where))
+            out.append(
+                Diagnostic.error(f"Invalid value for {label}", f"{msg} (got {shown}).", **where)
+            )
     return out

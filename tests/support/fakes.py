@@ -1,0 +1,120 @@
+"""In-memory stand-ins for the two engine protocols, for unit and property tests of the engine.
+
+``FakeRuntime`` records what it was asked to do and can be told that a resource went missing or
+fails; ``MemoryBackend`` keeps the state and the lock in memory with the same compare-and-swap
+contract as the real backends. Integration tests use the real local runtime and file backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from substratus.engine.backend import LockHeld, LockInfo, LockNotFound, StateConflict
+from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.runtime import (
+    DeleteRequest,
+    ExternalResource,
+    Observation,
+    ResourceView,
+    RunContext,
+    RunError,
+    RunRequest,
+)
+from substratus.engine.statefile import ResourceRecord, StateFile
+
+
+class FakeRuntime:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.live: dict[str, str] = {}  # address -> digest of what "runs"
+        self.missing: set[str] = set()
+        self.fail: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+        self.externals: dict[tuple[str, str, str], ExternalResource] = {}
+
+    def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
+        return []
+
+    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
+        out = {}
+        for addr, rec in records.items():
+            if addr in self.missing or (rec.digest and self.live.get(addr) != rec.digest):
+                out[addr] = Observation("missing", f"{addr} is gone")
+            else:
+                out[addr] = Observation("present")
+        return out
+
+    def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
+        return self.externals.get((kind, namespace, name))
+
+    def intent(self, request: RunRequest) -> dict[str, Any]:
+        return {"name": f"{request.name}-{request.digest[:8]}"}
+
+    def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        self.calls.append((request.action, request.address))
+        if request.address in self.fail:
+            raise RunError(f"{request.address} failed", "log tail")
+        self.live[request.address] = request.digest
+        self.missing.discard(request.address)
+        return {
+            "artifacts": f"mem://{request.address}/{request.digest[:16]}",
+            "inputs": {k: v.get("artifacts") for k, v in sorted(request.inputs.items())},
+        }
+
+    def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
+        self.calls.append(("delete", request.address))
+        self.live.pop(request.address, None)
+
+    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
+        pass
+
+
+class MemoryBackend:
+    url = "memory://"
+    workspace = "default"
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.version = 0
+        self.lock_info: LockInfo | None = None
+        self.writes = 0
+
+    def read(self) -> tuple[StateFile | None, str | None]:
+        if self.text is None:
+            return None, None
+        return StateFile.from_json(self.text), str(self.version)
+
+    def write(self, state: StateFile, expected_token: str | None, changed: list[str]) -> str:
+        current = str(self.version) if self.text is not None else None
+        if current != expected_token:
+            raise StateConflict("state changed since it was read")
+        self.text = state.to_json()
+        self.version += 1
+        self.writes += 1
+        return str(self.version)
+
+    def lock(self, info: LockInfo) -> str:
+        if self.lock_info is not None:
+            raise LockHeld(self.lock_info)
+        info.id = "lock-1"
+        self.lock_info = info
+        return info.id
+
+    def unlock(self, lock_id: str) -> None:
+        if self.lock_info is None or self.lock_info.id != lock_id:
+            raise LockNotFound(lock_id)
+        self.lock_info = None
+
+    def current_lock(self) -> LockInfo | None:
+        return self.lock_info
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        info = self.lock_info
+        self.unlock(lock_id)
+        assert info is not None
+        return info
+
+    def workspaces(self) -> list[str]:
+        return ["default"]
