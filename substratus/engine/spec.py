@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from substratus.engine.address import name_problem
 
@@ -92,10 +99,14 @@ class Gpu(Strict):
 
 
 class Resources(Strict):
-    cpu: int | float = Field(2, gt=0)
-    memory: int | float = Field(10, gt=0)  # GB
-    disk: int | float = Field(10, gt=0)  # GB
+    cpu: float = Field(2, gt=0)
+    memory: float = Field(10, gt=0)  # GB
+    disk: float = Field(10, gt=0)  # GB
     gpu: Gpu | None = None
+
+    @field_serializer("cpu", "memory", "disk")
+    def _whole_numbers(self, value: float) -> float | int:
+        return int(value) if float(value).is_integer() else value
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install substratus with its test tools and run every check CI runs:
+# ruff (lint + format), mypy --strict, import-linter layer contracts, and the pytest suite
+# (unit, golden, property and end-to-end tests with real processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+
+echo "== ruff"
+ruff check substratus tests bench examples
+ruff format --check substratus tests bench examples
+echo "== mypy"
+mypy
+echo "== import-linter"
+lint-imports
+echo "== pytest"
+python3 -m pytest -q -p no:cacheprovider "$@"

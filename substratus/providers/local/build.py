@@ -1,0 +1,115 @@
+"""Build contexts: the local runtime's "image build" materialises the directory a workload runs in.
+
+``materialise(spec, target)`` creates ``target`` (``builds/{digest[:16]}/``) from a canonical build
+spec — ``{"source": "git", "url", "ref", "path", "commit"}`` or ``{"source": "local", "path",
+"contentHash"}`` — and returns the context directory (the ``path`` sub-directory of a git
+checkout, or the copy of a local directory). Work happens in a temporary sibling that is renamed
+into place atomically; if ``target`` already exists it is adopted as is (its name is the digest).
+A local copy is verified against the planned content hash. Failures raise ``RunError``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from substratus.engine.runtime import RunError
+from substratus.engine.source import SourceError, context_files, hash_directory
+from substratus.providers.local.files import remove_tree
+
+GIT_TIMEOUT = 600.0
+
+
+def context_dir(spec: Mapping[str, Any], target: Path) -> Path:
+    """Where the build context is inside ``target``."""
+    if spec.get("source") == "git":
+        sub = str(spec.get("path") or "").strip("/")
+        return target / sub if sub else target
+    return target
+
+
+def _git(args: list[str], cwd: Path | None = None) -> None:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT, env=env
+        )
+    except FileNotFoundError as exc:
+        raise RunError("git is not installed", "install git to build from git sources") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise RunError(f"git {args[0]} timed out after {GIT_TIMEOUT:.0f} s") from exc
+    if out.returncode != 0:
+        raise RunError(f"git {args[0]} failed (exit code {out.returncode})", out.stderr.strip())
+
+
+def _checkout(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> None:
+    url, commit = str(spec["url"]), str(spec["commit"])
+    phase(f"cloning {url}")
+    _git(["clone", "--quiet", "--no-checkout", "--", url, str(tmp)])
+    phase(f"checking out {commit[:12]}")
+    try:
+        _git(["checkout", "--quiet", "--detach", commit], cwd=tmp)
+    except RunError:  # not on a fetched branch or tag: ask for it by id
+        _git(["fetch", "--quiet", "origin", commit], cwd=tmp)
+        _git(["checkout", "--quiet", "--detach", commit], cwd=tmp)
+    sub = context_dir(spec, tmp)
+    if not sub.is_dir():
+        raise RunError(
+            f"the git repository {url} has no directory {spec.get('path')!r} at {commit[:12]}",
+            "fix container.git.path",
+        )
+
+
+def _copy(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> None:
+    source = Path(str(spec["path"]))
+    phase(f"copying {source}")
+    if not source.is_dir():
+        raise RunError(f"the build context {source} does not exist", "plan again")
+    for rel, path in context_files(source):
+        dest = tmp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            dest.symlink_to(os.readlink(path))
+        else:
+            shutil.copy2(path, dest)
+    try:
+        copied = hash_directory(tmp)
+    except SourceError as exc:
+        raise RunError(str(exc)) from exc
+    if copied != spec.get("contentHash"):
+        raise RunError(f"the build context {source} changed since the plan was made", "plan again")
+
+
+def materialise(
+    spec: Mapping[str, Any], target: Path, phase: Callable[[str], None]
+) -> tuple[Path, bool]:
+    """Create ``target`` from ``spec``; returns (context directory, adopted)."""
+    if target.is_dir():
+        return context_dir(spec, target), True
+    source = spec.get("source")
+    if source not in ("git", "local"):
+        raise RunError(f"unknown build source {source!r}", "the local runtime builds git and local")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*"):  # left by an interrupted build
+        remove_tree(stale)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        if source == "git":
+            remove_tree(tmp)  # git clone wants to create the directory itself
+            _checkout(spec, tmp, phase)
+        else:
+            _copy(spec, tmp, phase)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            return context_dir(spec, target), True  # a concurrent build won; adopt it
+    finally:
+        remove_tree(tmp)
+    return context_dir(spec, target), False

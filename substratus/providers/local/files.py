@@ -1,0 +1,94 @@
+"""File-system helpers of the local runtime: atomic JSON records, read-only trees, removal.
+
+Everything here is best effort where the operating system allows less (``chmod`` does not stop
+root) and never raises for something that is already gone. No engine imports: the supervisor
+process uses this module too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+
+def short_digest(digest: str) -> str:
+    """The 16-character directory name of a digest (an ``algo:`` prefix is dropped)."""
+    return digest.split(":", 1)[-1][:16]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file in the same directory + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object stored at ``path``, or None when it is absent or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _chmod_tree(root: Path, writable: bool) -> None:
+    if not root.exists() or root.is_symlink():
+        return
+    paths = [root]
+    for dirpath, dirnames, filenames in os.walk(root):
+        paths.extend(Path(dirpath, n) for n in dirnames + filenames)
+    for path in paths:
+        with contextlib.suppress(OSError):
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            new = (mode | stat.S_IWUSR) if writable else (mode & ~_WRITE_BITS)
+            os.chmod(path, stat.S_IMODE(new))
+
+
+def make_read_only(root: Path) -> None:
+    """``chmod -R a-w`` best effort (root ignores it; that is fine)."""
+    _chmod_tree(root, writable=False)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, symlink or directory tree, making it writable first. Absent is fine."""
+    if path.is_symlink() or path.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    if not path.exists():
+        return
+    _chmod_tree(path, writable=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ('' when absent)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])

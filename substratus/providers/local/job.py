@@ -1,0 +1,265 @@
+"""Jobs: Dataset and Model loaders and trainers as supervised processes.
+
+A job run at a digest has a run directory (``workdir.RunFiles``), a partial output directory in
+the artifact store and a final version directory. ``apply`` adopts a completed version at once,
+waits for a supervisor that an interrupted apply left running, or starts one
+(``supervise.py``) under the run's ``flock``. It raises ``Detached`` when cancelled (the job goes
+on) and ``RunError`` with the log tail when the job fails. ``delete`` and ``collect_garbage``
+stop what runs and remove run directories and versions. Refresh reads ``status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
+from substratus.providers.local.artifacts import PARTIAL_SUFFIX, ArtifactStore
+from substratus.providers.local.files import log_tail, read_json, remove_tree, short_digest
+from substratus.providers.local.process import ProcessRef, stop
+from substratus.providers.local.workdir import RunFiles, Workdir
+from substratus.providers.local.workload import (
+    input_path,
+    prepare_content,
+    secret_env_names,
+    workload_env,
+)
+
+SUPERVISOR = "substratus.providers.local.supervise"
+
+
+@dataclass(frozen=True)
+class JobNames:
+    run: RunFiles
+    partial: Path
+    final: Path
+
+
+def job_params(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    section = spec.get("trainer") if kind == "model" and spec.get("trainer") else spec.get("loader")
+    return dict((section or {}).get("params") or {})
+
+
+def supervisor_of(run: RunFiles) -> ProcessRef | None:
+    """The live supervisor of a run, if any."""
+    ref = ProcessRef.from_json(read_json(run.supervisor))
+    return ref if ref is not None and ref.alive() else None
+
+
+def exit_code_of(run: RunFiles) -> int | None:
+    try:
+        return int(run.exit_code.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Jobs:
+    def __init__(self, workdir: Workdir, store: ArtifactStore, poll: float) -> None:
+        self.workdir, self.store, self.poll = workdir, store, poll
+
+    def names(self, namespace: str, kind: str, name: str, digest: str) -> JobNames:
+        return JobNames(
+            self.workdir.run(namespace, kind, name, digest),
+            self.store.partial_path_for(namespace, kind, name, digest),
+            self.store.path_for(namespace, kind, name, digest),
+        )
+
+    def version_outputs(self, version: Path) -> dict[str, Any]:
+        return {"artifacts": self.store.url_for(version), "artifacts_path": str(version)}
+
+    def outputs(self, names: JobNames) -> dict[str, Any]:
+        return {
+            **self.version_outputs(names.final),
+            "log": str(names.run.log),
+            "run_dir": str(names.run.dir),
+        }
+
+    def newest_version(self, namespace: str, kind: str, name: str) -> Path | None:
+        """The most recently completed version directory of a resource."""
+        versions = [
+            p
+            for p in self.store.entries(namespace, kind, name)
+            if not p.name.endswith(PARTIAL_SUFFIX)
+        ]
+        return max(versions, key=lambda p: p.stat().st_ctime, default=None)
+
+    def intent(self, names: JobNames) -> dict[str, Any]:
+        return {**self.outputs(names), "partial_path": str(names.partial)}
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        names = self.names(request.namespace, request.kind, request.name, request.digest)
+        if names.final.is_dir():
+            ctx.phase("adopted a completed run")
+            return self.outputs(names)
+        popen: subprocess.Popen[bytes] | None = None
+        ref = supervisor_of(names.run)
+        if ref is not None:
+            ctx.phase(f"waiting for pid {ref.pid} started by an interrupted apply")
+        else:
+            popen, ref = self._launch(request, names)
+        self._wait(request, ref, popen, ctx)
+        if names.final.is_dir():
+            return self.outputs(names)
+        code = exit_code_of(names.run)
+        detail = log_tail(names.run.log)
+        log = str(names.run.log)
+        if code is None:
+            raise RunError(f"{request.kind} job was stopped before it finished", detail, log)
+        raise RunError(f"{request.kind} job exited with code {code}", detail, log)
+
+    def _launch(
+        self, request: RunRequest, names: JobNames
+    ) -> tuple[subprocess.Popen[bytes] | None, ProcessRef]:
+        """Start a supervisor, or find the one another process is starting right now."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            popen = self._start(request, names)
+            if popen is not None:
+                return popen, ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
+            ref = supervisor_of(names.run)
+            if ref is not None:
+                return None, ref
+            if time.monotonic() > deadline:
+                raise RunError(f"the run directory {names.run.dir} is locked by another process")
+            time.sleep(self.poll)
+
+    def _wait(
+        self,
+        request: RunRequest,
+        ref: ProcessRef,
+        popen: subprocess.Popen[bytes] | None,
+        ctx: RunContext,
+    ) -> None:
+        ctx.phase(f"running (pid {ref.pid})")
+        started = time.monotonic()
+        while (popen.poll() is None) if popen is not None else ref.alive():
+            if ctx.cancelled.is_set():
+                raise Detached(
+                    f"{request.address}: the job goes on as pid {ref.pid}; the next apply adopts it"
+                )
+            if ctx.timeout is not None and time.monotonic() - started > ctx.timeout:
+                stop(ref)
+                raise RunError(f"{request.kind} job did not finish within {ctx.timeout:g} s")
+            time.sleep(self.poll)
+
+    def _inputs(self, request: RunRequest) -> tuple[Path, list[str], dict[str, Path]]:
+        spec = request.spec
+        command = list((spec.get("container") or {}).get("command") or [])
+        context = (request.inputs.get("build") or {}).get("context_dir")
+        if not context or not command:
+            raise RunError(
+                f"{request.address} cannot run locally: it needs a git or local container "
+                "source and a command"
+            )
+        secrets = secret_env_names(spec)
+        if secrets:
+            raise RunError(
+                f"the local runtime cannot read Kubernetes Secrets (env {', '.join(secrets)})"
+            )
+        links = {}
+        for role in ("data", "model"):
+            path = input_path(request.inputs, role)
+            if path is not None:
+                if not path.is_dir():
+                    raise RunError(f"the {role} input {path} does not exist", "apply it again")
+                links[role] = path
+        return Path(str(context)), command, links
+
+    def _start(self, request: RunRequest, names: JobNames) -> subprocess.Popen[bytes] | None:
+        """Start a supervisor under the run's lock; None when another process holds the lock."""
+        context, command, links = self._inputs(request)
+        run = names.run
+        run.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            orphan = ProcessRef.from_json(read_json(run.child))
+            if orphan is not None:  # the command of a supervisor that was killed
+                stop(orphan)
+            for stale in (run.exit_code, run.supervisor, run.child):
+                stale.unlink(missing_ok=True)
+            remove_tree(names.partial)
+            names.partial.mkdir(parents=True)
+            params = job_params(request.kind, request.spec)
+            prepare_content(run.content, params, {**links, "artifacts": names.partial})
+            env = workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
+            argv = [sys.executable, "-P", "-m", SUPERVISOR, "--run-dir", str(run.dir)]
+            argv += ["--partial", str(names.partial), "--final", str(names.final)]
+            argv += ["--lock-fd", str(fd), "--", *command]
+            with run.log.open("wb") as log:
+                popen = subprocess.Popen(
+                    argv,
+                    cwd=context,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(fd,),
+                )
+            return popen
+        finally:
+            os.close(fd)
+
+    # -- refresh, delete, garbage -------------------------------------------------------------
+
+    def status(self, names: JobNames) -> tuple[Literal["running", "completed", "gone"], str]:
+        """(pending, message) of the run an interrupted apply started."""
+        if names.final.is_dir():
+            return "completed", f"the interrupted job completed; artifacts at {names.final}"
+        ref = supervisor_of(names.run)
+        if ref is not None:
+            return "running", f"pid {ref.pid} left running by an interrupted apply"
+        code = exit_code_of(names.run)
+        ended = f" (it exited with code {code})" if code is not None else ""
+        return "gone", f"the job started by an interrupted apply is no longer running{ended}"
+
+    def _stop_run(self, run: RunFiles) -> None:
+        for ref in (supervisor_of(run), ProcessRef.from_json(read_json(run.child))):
+            if ref is not None:
+                stop(ref)
+
+    def delete(self, namespace: str, kind: str, name: str, retain_artifacts: bool) -> None:
+        for run in self.workdir.runs_of(namespace, kind, name):
+            self._stop_run(run)
+            remove_tree(run.dir)
+        for entry in self.store.entries(namespace, kind, name):
+            if not retain_artifacts or entry.name.endswith(PARTIAL_SUFFIX):
+                self.store.remove(entry)
+        for base in (
+            self.store.resource_dir(namespace, kind, name),
+            self.workdir.resource_runs(namespace, kind, name),
+        ):
+            with contextlib.suppress(OSError):
+                base.rmdir()
+
+    def collect_garbage(self, namespace: str, kind: str, name: str, keep: set[str]) -> None:
+        """Remove versions and run dirs whose short digest is not in ``keep``, and dead partials."""
+        for entry in self.store.entries(namespace, kind, name):
+            short = entry.name.removesuffix(PARTIAL_SUFFIX)
+            run = self.workdir.run(namespace, kind, name, short)
+            if entry.name.endswith(PARTIAL_SUFFIX):
+                if supervisor_of(run) is None:
+                    self.store.remove(entry)
+            elif short not in keep:
+                self.store.remove(entry)
+        for run in self.workdir.runs_of(namespace, kind, name):
+            if run.dir.name not in keep and supervisor_of(run) is None:
+                remove_tree(run.dir)
+
+
+def keep_set(*digests: str | None) -> set[str]:
+    return {short_digest(d) for d in digests if d}

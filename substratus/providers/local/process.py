@@ -1,0 +1,140 @@
+"""Processes of the local runtime: identity that survives pid reuse, liveness, stopping, ports.
+
+A process is identified by ``(pid, start)`` where ``start`` is field 22 of ``/proc/<pid>/stat``
+(start time in clock ticks since boot): a pid whose start time differs is a different process,
+and is never signalled. Zombies count as dead. Stopping signals the whole process group of the
+process (every workload starts a new session, so a job's command stops with its supervisor).
+HTTP probes go straight to 127.0.0.1 without proxies. No engine imports: the supervisor
+process uses this module too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    pid: int
+    start: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef | None:
+        """The identity of the running process ``pid`` (None when there is none)."""
+        start = start_time(pid)
+        return None if start is None else cls(pid, start)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ProcessRef | None:
+        if not data:
+            return None
+        pid, start = data.get("pid"), data.get("pid_start", data.get("start"))
+        if isinstance(pid, int) and isinstance(start, int):
+            return cls(pid, start)
+        return None
+
+    def to_json(self) -> dict[str, int]:
+        return {"pid": self.pid, "pid_start": self.start}
+
+    def alive(self) -> bool:
+        return start_time(self.pid) == self.start
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    # Field 2 (comm) is parenthesised and may contain spaces: split after the last ')'.
+    return text[text.rfind(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat, or None when the process does not exist or is a zombie."""
+    if pid <= 0:
+        return None
+    fields = _stat_fields(pid)
+    if not fields or len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our exited child (no-op otherwise)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def signal_group(ref: ProcessRef, sig: int) -> bool:
+    """Send ``sig`` to the process group of ``ref`` if ``ref`` is still that process."""
+    if not ref.alive():
+        return False
+    try:
+        group = os.getpgid(ref.pid)
+        if group == os.getpgrp():  # never signal our own group
+            os.kill(ref.pid, sig)
+        else:
+            os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            os.kill(ref.pid, sig)
+    return True
+
+
+def stop(ref: ProcessRef, grace: float = 10.0, poll: float = 0.05) -> None:
+    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL it. Gone already is fine."""
+    if not signal_group(ref, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        reap(ref.pid)
+        if not ref.alive():
+            return
+        time.sleep(poll)
+    signal_group(ref, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        reap(ref.pid)
+        if not ref.alive():
+            return
+        time.sleep(poll)
+
+
+_issued: set[int] = set()
+_issued_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (never the same twice in one process,
+    so parallel starts do not race for one port)."""
+    with _issued_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port: int = sock.getsockname()[1]
+            if port not in _issued:
+                _issued.add(port)
+                return port
+
+
+def http_status(port: int, timeout: float = 2.0) -> int | None:
+    """The status of ``GET http://127.0.0.1:PORT/``, or None when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()

@@ -1,0 +1,259 @@
+"""ModelServers and Notebooks: detached processes on a free local port.
+
+A server run at a digest lives in ``runs/{ns}/{kind}s/{name}/{digest[:16]}/`` with its
+``content/``, ``log.txt`` and ``process.json`` (the outputs: pid, start time, port, endpoint…).
+``apply`` adopts a live process recorded there (waiting until healthy) or starts a new one in a
+new session, waits until ``GET /`` is healthy (200 for servers, any answer below 500 for
+notebooks), and only then stops the previous process (zero-downtime update). ``replicas: 0`` and
+``suspend: true`` stop it. Processes are signalled only when pid and start time both match.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
+from substratus.providers.local.artifacts import ArtifactStore
+from substratus.providers.local.files import log_tail, read_json, remove_tree, write_json
+from substratus.providers.local.process import ProcessRef, free_port, http_status, stop
+from substratus.providers.local.workdir import RunFiles, Workdir
+from substratus.providers.local.workload import (
+    input_path,
+    prepare_content,
+    secret_env_names,
+    workload_env,
+)
+
+DEFAULT_TIMEOUT = 120.0
+NOTEBOOK_COMMAND = "notebook.sh"
+
+
+def healthy(kind: str, status: int | None) -> bool:
+    if status is None:
+        return False
+    return status < 500 if kind == "notebook" else status == 200
+
+
+def idle(outputs: Mapping[str, Any]) -> bool:
+    """Whether the recorded outputs say no process should run (replicas 0, suspended)."""
+    return outputs.get("replicas") == 0 or outputs.get("suspended") is True
+
+
+def quantization_env(spec: Mapping[str, Any]) -> dict[str, str]:
+    bits = int((spec.get("quantization") or {}).get("bits", 16))
+    env = {"QUANTIZATION_BITS": str(bits)}
+    if bits in (4, 8):
+        env[f"MODEL_LOAD_IN_{bits}BIT"] = "true"
+    return env
+
+
+def _command(kind: str, spec: Mapping[str, Any], context: Path) -> list[str]:
+    command = list((spec.get("container") or {}).get("command") or [])
+    if command or kind != "notebook":
+        return command
+    for candidate in (context / NOTEBOOK_COMMAND, context / "scripts" / NOTEBOOK_COMMAND):
+        if candidate.is_file():
+            return [str(candidate)]
+    return [NOTEBOOK_COMMAND]  # from $PATH, as in the images
+
+
+class Servers:
+    def __init__(self, workdir: Workdir, store: ArtifactStore, poll: float) -> None:
+        self.workdir, self.store, self.poll = workdir, store, poll
+
+    def run(self, request: RunRequest) -> RunFiles:
+        return self.workdir.run(request.namespace, request.kind, request.name, request.digest)
+
+    def intent(self, request: RunRequest) -> dict[str, Any]:
+        run = self.run(request)
+        return {"run_dir": str(run.dir), "log": str(run.log)}
+
+    def _notebook_artifacts(self, request: RunRequest) -> dict[str, Any]:
+        path = self.store.notebook_dir(request.namespace, request.name)
+        return {"artifacts": self.store.url_for(path), "artifacts_path": str(path)}
+
+    def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        run = self.run(request)
+        spec = request.spec
+        if request.kind == "modelserver" and spec.get("replicas", 1) == 0:
+            self._stop_others(request, run, None, ctx)
+            return {"replicas": 0}
+        if request.kind == "notebook" and spec.get("suspend"):
+            self._stop_others(request, run, None, ctx)
+            return {"suspended": True, **self._notebook_artifacts(request)}
+        outputs = read_json(run.process)
+        ref = ProcessRef.from_json(outputs)
+        popen: subprocess.Popen[bytes] | None = None
+        if outputs is not None and ref is not None and ref.alive():
+            ctx.phase(f"adopting pid {ref.pid}")
+        else:
+            outputs, popen = self._start(request, run)
+            ref = ProcessRef.from_json(outputs)
+        assert ref is not None
+        self._wait_healthy(request, ref, popen, int(outputs["port"]), run, ctx)
+        self._stop_others(request, run, ref, ctx)
+        return outputs
+
+    def _start(
+        self, request: RunRequest, run: RunFiles
+    ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+        spec, kind = request.spec, request.kind
+        context = (request.inputs.get("build") or {}).get("context_dir")
+        if not context:
+            raise RunError(f"{request.address} cannot run locally: it needs a git or local source")
+        command = _command(kind, spec, Path(str(context)))
+        if not command:
+            raise RunError(f"{request.address} cannot run locally: container.command is not set")
+        names = secret_env_names(spec)
+        if names:
+            raise RunError(
+                f"the local runtime cannot read Kubernetes Secrets (env {', '.join(names)})"
+            )
+        links: dict[str, Path] = {}
+        for role in ("data", "model"):
+            path = input_path(request.inputs, role)
+            if path is not None:
+                links[role] = path
+        if kind == "modelserver" and "model" not in links:
+            raise RunError(f"{request.address} has no model input to serve")
+        extra: dict[str, Any] = {}
+        if kind == "notebook":
+            extra = self._notebook_artifacts(request)
+            Path(extra["artifacts_path"]).mkdir(parents=True, exist_ok=True)
+            links["artifacts"] = Path(extra["artifacts_path"])
+        params = dict(spec.get("params") or {})
+        run.dir.mkdir(parents=True, exist_ok=True)
+        prepare_content(run.content, params, links)
+        port = free_port()
+        owned = {"CONTENT_DIR": str(run.content), "PORT": str(port)}
+        endpoint = f"http://127.0.0.1:{port}"
+        if kind == "notebook":
+            token = secrets.token_urlsafe(16)
+            owned["NOTEBOOK_TOKEN"] = token
+            extra["url"] = f"{endpoint}/?token={token}"
+        before = quantization_env(spec) if kind == "modelserver" else {}
+        env = workload_env(params, spec, before, owned)
+        try:
+            with run.log.open("wb") as log:
+                popen = subprocess.Popen(
+                    command,
+                    cwd=str(context),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise RunError(f"cannot start {command[0]!r}: {exc}", log_path=str(run.log)) from exc
+        ref = ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
+        outputs = {
+            **ref.to_json(),
+            "port": port,
+            "endpoint": endpoint,
+            "log": str(run.log),
+            "run_dir": str(run.dir),
+            **extra,
+        }
+        write_json(run.process, outputs)
+        return outputs, popen
+
+    def _wait_healthy(
+        self,
+        request: RunRequest,
+        ref: ProcessRef,
+        popen: subprocess.Popen[bytes] | None,
+        port: int,
+        run: RunFiles,
+        ctx: RunContext,
+    ) -> None:
+        ctx.phase(f"waiting for http://127.0.0.1:{port}/ (pid {ref.pid})")
+        timeout = ctx.timeout or DEFAULT_TIMEOUT
+        started = time.monotonic()
+        while True:
+            code = popen.poll() if popen is not None else (None if ref.alive() else -1)
+            if code is not None:
+                ended = f" with code {code}" if code >= 0 and popen is not None else ""
+                raise RunError(
+                    f"{request.kind} process {ref.pid} exited{ended} before answering GET /",
+                    log_tail(run.log),
+                    str(run.log),
+                )
+            if healthy(request.kind, http_status(port, timeout=1.0)):
+                return
+            if ctx.cancelled.is_set():
+                raise Detached(
+                    f"{request.address}: pid {ref.pid} goes on starting; the next apply adopts it"
+                )
+            if time.monotonic() - started > timeout:
+                stop(ref)
+                raise RunError(
+                    f"{request.kind} did not answer GET http://127.0.0.1:{port}/ "
+                    f"within {timeout:g} s",
+                    log_tail(run.log),
+                    str(run.log),
+                )
+            time.sleep(self.poll)
+
+    def _stop_others(
+        self, request: RunRequest, run: RunFiles, keep: ProcessRef | None, ctx: RunContext
+    ) -> None:
+        """Stop the previously recorded process and any other live one of this digest."""
+        candidates = [
+            ProcessRef.from_json(dict(request.prior_outputs or {})),
+            ProcessRef.from_json(read_json(run.process)),
+        ]
+        for ref in candidates:
+            if ref is not None and ref != keep and ref.alive():
+                ctx.phase(f"stopping pid {ref.pid}")
+                stop(ref)
+
+    # -- refresh, delete ----------------------------------------------------------------------
+
+    def status(
+        self, kind: str, outputs: Mapping[str, Any]
+    ) -> tuple[Literal["present", "missing", "degraded"], str]:
+        """(status, message) of a recorded process."""
+        ref = ProcessRef.from_json(dict(outputs))
+        if idle(outputs) or ref is None:
+            return "present", ""
+        if not ref.alive():
+            return "missing", f"process {ref.pid} is not running"
+        port = outputs.get("port")
+        status = http_status(int(port), timeout=2.0) if isinstance(port, int) else None
+        if healthy(kind, status):
+            return "present", ""
+        answer = f"answered {status}" if status is not None else "did not answer"
+        return "degraded", f"process {ref.pid} is running but GET / on port {port} {answer}"
+
+    def pending(
+        self, kind: str, run: RunFiles
+    ) -> tuple[Literal["running", "completed", "gone"], str]:
+        """(pending, message) of the process an interrupted apply started in ``run``."""
+        outputs = read_json(run.process) or {}
+        ref = ProcessRef.from_json(outputs)
+        if ref is None or not ref.alive():
+            return "gone", "the process started by an interrupted apply is not running"
+        if self.status(kind, outputs)[0] == "present":
+            return "completed", f"pid {ref.pid} started by an interrupted apply is healthy"
+        return "running", f"pid {ref.pid} left running by an interrupted apply"
+
+    def delete(
+        self, namespace: str, kind: str, name: str, outputs: Mapping[str, Any], retain: bool
+    ) -> None:
+        refs = [ProcessRef.from_json(dict(outputs))]
+        refs += [
+            ProcessRef.from_json(read_json(run.process))
+            for run in self.workdir.runs_of(namespace, kind, name)
+        ]
+        for ref in refs:
+            if ref is not None:
+                stop(ref)
+        remove_tree(self.workdir.resource_runs(namespace, kind, name))
+        if kind == "notebook" and not retain:
+            self.store.remove(self.store.notebook_dir(namespace, name))

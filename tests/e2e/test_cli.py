@@ -1,0 +1,154 @@
+"""CLI contract: errors without tracebacks, help, state commands, git sources, targeting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Project
+
+
+def test_user_errors_are_diagnostics_with_lines_and_exit_1(project: Project) -> None:
+    (project.dir / "broken.yaml").write_text(
+        "kind: Model\nname: extra\nspec:\n  container: {image: some/image}\n"
+        "  loader: {params: {}}\n---\nkind: ModelServer\nname: dangling\nspec:\n"
+        "  container: {local: {path: ./server}, command: [python3, serve.py]}\n"
+        "  model: nowhere\n"
+    )
+    out = project.run("validate", check=1)
+    assert "Traceback" not in out.stderr
+    assert "broken.yaml:4, model.extra, spec.container.image" in out.stderr
+    assert "cannot run on the local runtime" in out.stderr
+    plan = project.run("plan", check=1)
+    assert "Traceback" not in plan.stderr
+    assert not (project.dir / ".substratus" / "state" / "default.json").exists()
+
+    (project.dir / "broken.yaml").write_text(
+        "kind: ModelServer\nname: dangling\nspec:\n"
+        "  container: {local: {path: ./server}, command: [python3, serve.py]}\n"
+        "  model: tuned-ngrm\n"
+    )
+    out = project.run("validate", check=1)
+    assert "broken.yaml:5, modelserver.dangling, spec.model" in out.stderr
+    assert "Did you mean model.tuned-ngram?" in out.stderr
+    js = json.loads(project.run("validate", "--json", check=1).stdout)
+    assert js["valid"] is False and js["diagnostics"][0]["line"] == 5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--target", "not-an-address"],
+        ["plan", "--lock-timeout", "soon"],
+        ["plan", "--destroy", "--refresh-only"],
+        ["apply", "missing-plan.json"],
+        ["plan", "--no-such-flag"],
+        ["state", "show", "model.nope"],
+        ["output", "model.nope"],
+    ],
+)
+def test_bad_flags_and_arguments_exit_1_without_traceback(
+    project: Project, args: list[str]
+) -> None:
+    out = project.run(*args, check=1)
+    assert "Traceback" not in out.stderr and out.stderr.strip()
+
+
+def test_help_on_every_command(project: Project) -> None:
+    for cmd in (
+        ["validate"],
+        ["plan"],
+        ["apply"],
+        ["destroy"],
+        ["show"],
+        ["state", "list"],
+        ["state", "show"],
+        ["state", "rm"],
+        ["state", "pull"],
+        ["state", "push"],
+        ["force-unlock"],
+        ["output"],
+        ["version"],
+    ):
+        out = project.run(*cmd, "--help")
+        assert "Usage:" in out.stdout and len(out.stdout) > 120
+    assert project.run("version").stdout.startswith("substratus ")
+
+
+def test_state_commands_and_push_safety(project: Project) -> None:
+    project.run("apply", "--auto-approve", "--target", "model.base-ngram")
+    assert project.run("state", "list").stdout.split() == ["build.base", "model.base-ngram"]
+    shown = json.loads(project.run("state", "show", "model.base-ngram").stdout)
+    assert shown["model.base-ngram"]["status"] == "ready"
+    pulled = project.run("state", "pull").stdout
+    backup = project.dir / "backup.json"
+    backup.write_text(pulled)
+    outputs = project.run("output", "model.base-ngram").stdout
+    assert 'model.base-ngram.artifacts = "file://' in outputs
+
+    project.run("state", "rm", "build.base")
+    assert project.run("state", "list").stdout.split() == ["model.base-ngram"]
+    older = project.run("state", "push", str(backup), check=1)
+    assert "older serial" in older.stderr
+    other = json.loads(pulled)
+    other["lineage"] = "00000000-0000-0000-0000-000000000000"
+    (project.dir / "other.json").write_text(json.dumps(other))
+    assert "different lineage" in project.run("state", "push", "other.json", check=1).stderr
+    project.run("state", "push", "--force", str(backup))
+    assert project.run("state", "list").stdout.split() == ["build.base", "model.base-ngram"]
+
+
+def test_replace_reruns_and_refresh_only_records_drift(project: Project) -> None:
+    project.run("apply", "--auto-approve", "--target", "model.base-ngram")
+    plan = project.run("plan", "--replace", "model.base-ngram", "--target", "model.base-ngram")
+    assert "replacement requested with --replace" in plan.stdout
+    assert "Resource targeting is in effect" in plan.stdout
+    artifacts = json.loads(project.run("output", "--json").stdout)["model.base-ngram"][
+        "artifacts_path"
+    ]
+    subprocess.run(["rm", "-rf", artifacts], check=True)
+    refresh = project.run("plan", "--refresh-only", "--detailed-exitcode", check=2)
+    assert "# model.base-ngram has been deleted" in refresh.stdout
+    project.run("apply", "--refresh-only", "--auto-approve", "--target", "model.base-ngram")
+    assert "model.base-ngram" not in project.run("state", "list").stdout
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_git_source_resolved_to_commit_at_plan_time(project: Project, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "loader").mkdir(parents=True)
+    (repo / "loader" / "load.py").write_text((project.dir / "loader" / "load.py").read_text())
+    (repo / "loader" / "corpus.txt").write_text("a tiny corpus\nfrom git\n")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(
+        repo, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qam", "one", "--allow-empty"
+    )
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "two")
+    first = _git(repo, "rev-parse", "HEAD")
+    project.edit(
+        "substratus.yaml",
+        "local: {path: ./loader}",
+        f"git: {{url: {repo}, ref: main, path: loader}}",
+    )
+    plan = project.run("plan")
+    assert f'+ commit      = "{first}"' in plan.stdout or f'"{first}"' in plan.stdout
+    project.run("apply", "--auto-approve", "--target", "dataset.tiny-corpus")
+    data = json.loads(project.run("output", "--json").stdout)["dataset.tiny-corpus"]
+    assert "from git" in (Path(data["artifacts_path"]) / "corpus.txt").read_text()
+
+    (repo / "loader" / "corpus.txt").write_text("a tiny corpus\nfrom git, edited\n")
+    _git(repo, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qam", "three")
+    second = _git(repo, "rev-parse", "HEAD")
+    plan = project.run("plan", "--target", "dataset.tiny-corpus", "--detailed-exitcode", check=2)
+    assert f'commit = "{first}" -> "{second}"' in plan.stdout
+    assert "# dataset.tiny-corpus must be replaced" in plan.stdout
+    assert "because build.repo-loader changed" in plan.stdout

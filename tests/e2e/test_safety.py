@@ -1,0 +1,180 @@
+"""Saved plans, staleness, locking, crash recovery, drift and failure containment, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import Project
+
+
+def _state(project: Project) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(project.state_file.read_text())
+    return data
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_saved_plan_applies_exactly_and_refuses_when_stale(slow_project: Project) -> None:
+    p = slow_project
+    p.run("plan", "--out", "first.json")
+    p.run("plan", "--out", "second.json")
+    applied = p.run("apply", "first.json")
+    assert "Apply complete! Resources: 4 added" in applied.stdout
+    serial = _state(p)["serial"]
+
+    stale = p.run("apply", "second.json", check=1)
+    assert "Saved plan is stale" in stale.stderr
+    assert "Traceback" not in stale.stderr
+    assert _state(p)["serial"] == serial  # nothing changed
+
+    p.edit("substratus.yaml", "sleep: 0}}", "sleep: 0, extra: 1}}")
+    p.run("plan", "--out", "third.json", check=0)
+    p.edit("substratus.yaml", "extra: 1", "extra: 2")
+    changed = p.run("apply", "third.json", check=1)
+    assert "the configuration changed" in changed.stderr
+    assert _state(p)["serial"] == serial
+
+
+def test_second_apply_fails_at_once_while_the_lock_is_held(slow_project: Project) -> None:
+    p = slow_project
+    p.edit(
+        "substratus.yaml",
+        "params: {sleep: 0}\n---\nkind: ModelServer",
+        "params: {sleep: 4}\n---\nkind: ModelServer",
+    )
+    first = p.popen("apply", "--auto-approve")
+    lock = p.dir / ".substratus" / "state" / "default.lock"
+    _wait_for(lock.exists)
+    before = p.state_file.read_bytes() if p.state_file.exists() else b""
+    started = time.monotonic()
+    second = p.run("apply", "--auto-approve", check=1)
+    assert time.monotonic() - started < 10
+    err = second.stderr
+    assert "Error acquiring the state lock" in err
+    holder = json.loads(lock.read_text())
+    assert f"substratus force-unlock {holder['id']}" in err
+    assert "Who:" in err and "Created:" in err and "apply" in err
+    assert "Traceback" not in err
+    _out, errs = first.communicate(timeout=60)
+    assert first.returncode == 0, errs
+    assert not lock.exists()
+    assert before == b"" or p.state_file.read_bytes() != before  # only the first apply wrote
+
+
+def test_kill_9_mid_apply_loses_nothing_and_the_next_run_adopts(slow_project: Project) -> None:
+    p = slow_project
+    p.edit(
+        "substratus.yaml",
+        "params: {sleep: 0}\n---\nkind: ModelServer",
+        "params: {sleep: 3}\n---\nkind: ModelServer",
+    )
+    proc = p.popen("apply", "--auto-approve")
+
+    def trainer_running() -> bool:
+        if not p.state_file.exists():
+            return False
+        rec = _state(p)["resources"].get("model.trained", {})
+        return "pending" in rec
+
+    _wait_for(trainer_running)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI dies; the job keeps running detached
+    proc.wait(timeout=10)
+    state = _state(p)
+    assert state["resources"]["dataset.data"]["status"] == "ready"  # completed work is kept
+    assert "pending" in state["resources"]["model.trained"]
+
+    lock = p.dir / ".substratus" / "state" / "default.lock"
+    holder = json.loads(lock.read_text())
+    locked = p.run("plan", check=1)
+    assert "no longer running" in locked.stderr or "force-unlock" in locked.stderr
+    p.run("force-unlock", "--force", holder["id"])
+
+    plan = p.run("plan")
+    assert "interrupted" in plan.stdout
+    p.run("apply", "--auto-approve")
+    assert "No changes." in p.run("plan", "--detailed-exitcode").stdout
+    runs = Path(os.environ["RUNS_LOG"]).read_text().split()
+    assert runs.count("3") == 1, runs  # the trainer ran once: adopted, not restarted
+
+
+def test_drift_is_shown_and_repaired(slow_project: Project) -> None:
+    p = slow_project
+    p.run("apply", "--auto-approve")
+    state = _state(p)
+    pid = state["resources"]["modelserver.api"]["outputs"]["pid"]
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    _wait_for(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        )
+    )
+    artifacts = Path(state["resources"]["dataset.data"]["outputs"]["artifacts_path"])
+    os.system(f"chmod -R u+w {artifacts} && rm -rf {artifacts}")
+
+    plan = p.run("plan", "--detailed-exitcode", check=2)
+    assert "Objects have changed outside of substratus" in plan.stdout
+    assert "# modelserver.api has been deleted" in plan.stdout
+    assert "# dataset.data has been deleted" in plan.stdout
+    assert "Plan: 2 to add, 0 to change, 0 to destroy." in plan.stdout
+
+    p.run("apply", "--auto-approve")
+    assert artifacts.is_dir()
+    assert "No changes." in p.run("plan", "--detailed-exitcode").stdout
+
+
+def test_failure_stops_only_dependents_and_shows_the_log(slow_project: Project) -> None:
+    p = slow_project
+    p.edit(
+        "substratus.yaml",
+        "params: {sleep: 0}\n---\nkind: ModelServer",
+        "params: {sleep: 0, fail: true}\n---\nkind: ModelServer",
+    )
+    out = p.run("apply", "--auto-approve", check=1)
+    assert "boom: the trainer ran out of patience" in out.stderr
+    assert "modelserver.api: not applied: upstream model.trained failed" in out.stdout
+    state = _state(p)
+    assert state["resources"]["dataset.data"]["status"] == "ready"
+    assert "model.trained" not in state["resources"]
+    assert "Traceback" not in out.stderr
+
+    p.edit("substratus.yaml", "fail: true", "fail: false")
+    p.run("apply", "--auto-approve")
+    assert "No changes." in p.run("plan", "--detailed-exitcode").stdout
+
+
+def test_ctrl_c_detaches_cleanly_and_releases_the_lock(slow_project: Project) -> None:
+    p = slow_project
+    p.edit(
+        "substratus.yaml",
+        "params: {sleep: 0}\n---\nkind: ModelServer",
+        "params: {sleep: 3}\n---\nkind: ModelServer",
+    )
+    proc = p.popen("apply", "--auto-approve")
+    _wait_for(
+        lambda: (
+            p.state_file.exists() and "pending" in _state(p)["resources"].get("model.trained", {})
+        )
+    )
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, (out, err)
+    assert "Interrupted" in err
+    assert "Traceback" not in err
+    assert not (p.dir / ".substratus" / "state" / "default.lock").exists()
+    p.run("apply", "--auto-approve")
+    runs = Path(os.environ["RUNS_LOG"]).read_text().split()
+    assert runs.count("3") == 1, runs

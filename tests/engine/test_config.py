@@ -1,0 +1,145 @@
+"""Configuration loading: both document shapes, strict validation, diagnostics with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from substratus.engine.address import Address
+from substratus.engine.config import load_config
+from substratus.engine.diagnostic import DiagnosticError
+from substratus.engine.graph import build_graph
+
+
+def _errors(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(DiagnosticError) as info:
+        cfg = load_config([str(tmp_path)])
+        build_graph(cfg.resources)
+    return [(d.location(), d.summary + " " + d.detail) for d in info.value.diagnostics]
+
+
+def test_design_shape_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "kind: Model\nname: m\nspec:\n  container: {image: x}\n  loader: {params: {a: 1}}\n"
+        "---\nkind: Server\nname: s\nnamespace: team-b\nspec:\n  container: {image: y}\n"
+        "  model: {name: m, namespace: default}\n  resources: {gpuCount: 2, type: L4}\n"
+    )
+    cfg = load_config([str(tmp_path)])
+    server = cfg.resources[Address("modelserver", "s", "team-b")]
+    assert server.spec["quantization"] == {"bits": 16} and server.spec["replicas"] == 1
+    assert server.spec["resources"]["gpu"] == {"type": "nvidia-l4", "count": 2}
+    assert [str(d.address) for d in server.dependencies] == ["model.m"]
+    assert str(server.address) == "team-b/modelserver.s"
+
+
+def test_operator_manifest_is_translated(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: ft}\nspec:\n"
+        "  image: substratusai/model-trainer-huggingface\n  model: {name: base}\n"
+        "  dataset: {name: data}\n  params: {epochs: 1}\n"
+        "  resources: {gpu: {type: nvidia-l4, count: 4}}\n---\n"
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: base}\nspec:\n"
+        "  image: loader\n  params: {name: opt}\n---\n"
+        "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: data}\nspec:\n"
+        "  build: {git: {url: 'https://github.com/x/images', path: loader, tag: v1}}\n"
+        "  params: {urls: u}\n"
+    )
+    cfg = load_config([str(tmp_path)])
+    ft = cfg.resources[Address("model", "ft")]
+    assert ft.spec["trainer"]["baseModel"] == {"name": "base"}
+    assert ft.spec["trainer"]["params"] == {"epochs": 1}
+    data = cfg.resources[Address("dataset", "data")]
+    assert data.spec["container"]["git"]["ref"] == "v1"
+    builds = [a for a in cfg.resources if a.kind == "build"]
+    assert [str(b) for b in builds] == ["build.images-loader"]
+
+
+def test_every_error_is_reported_at_once_with_lines(tmp_path: Path) -> None:
+    errors = _errors(
+        tmp_path,
+        "kind: Model\nname: a\nspec:\n  container: {image: x}\n"  # 1-4
+        "  trainer: {dataset: nope, params: {}, epoch: 1}\n"  # 5 unknown field
+        "---\nkind: Gizmo\nname: g\n"  # 7 unknown kind
+        "---\nkind: Dataset\nname: Bad_Name\nspec: {container: {image: x}}\n"  # 11 bad name
+        "---\nkind: Model\nname: b\nspec:\n  container: {image: x}\n"
+        "  resources: {cpu: lots}\n  loader: {}\n",  # 18 wrong type
+    )
+    text = "\n".join(f"{loc} {msg}" for loc, msg in errors)
+    assert "c.yaml:5, model.a, spec.trainer.epoch Unknown field 'epoch'" in text
+    assert "c.yaml:7, kind Unknown kind 'Gizmo'" in text
+    assert "c.yaml:11, name Invalid name" in text
+    assert "c.yaml:18, model.b, spec.resources.cpu Invalid value" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: [1\n", "c.yaml:2 Malformed YAML"),
+        ("kind: Model\nname: a\nname: b\n", "c.yaml:3, name Duplicate key 'name'"),
+        (
+            "kind: Model\nname: a\nspec: {url: 'file:///x'}\n---\n"
+            "kind: Model\nname: a\nspec: {url: 'file:///y'}\n",
+            "c.yaml:5, model.a Duplicate resource model.a",
+        ),
+        (
+            "kind: Model\nname: a\nspec:\n  container: {image: x}\n"
+            "  trainer: {baseModel: a, dataset: d}\n"
+            "---\nkind: Dataset\nname: d\nspec: {container: {image: x}}\n",
+            "c.yaml:5, model.a, spec.trainer.baseModel Resource references itself",
+        ),
+        (
+            "kind: Model\nname: a\nspec:\n  container: {image: x}\n"
+            "  trainer: {baseModel: b, dataset: d}\n---\n"
+            "kind: Model\nname: b\nspec:\n  container: {image: x}\n"
+            "  trainer: {baseModel: a, dataset: d}\n---\n"
+            "kind: Dataset\nname: d\nspec: {container: {image: x}}\n",
+            "model.a → model.b → model.a",
+        ),
+        (
+            "kind: Dataset\nname: d\nspec: {container: {image: x, git: {url: u}}}\n",
+            "exactly one source",
+        ),
+        ("kind: Model\nname: m\nspec: {}\n", "a loader, a trainer, or a url"),
+        (
+            "kind: ModelServer\nname: s\nspec:\n  container: {image: x}\n  model: m\n"
+            "  quantization: {bits: 3}\n",
+            "c.yaml:6, modelserver.s, spec.quantization.bits Invalid value",
+        ),
+        (
+            "kind: Dataset\nname: d\nspec:\n  container: {local: {path: ./missing}}\n",
+            "c.yaml:4, dataset.d, spec.container.local.path Build context not found",
+        ),
+        (
+            "apiVersion: v2\nkind: Model\nmetadata: {name: m}\nspec: {url: 'file:///x'}\n",
+            "c.yaml:1, apiVersion Unsupported apiVersion",
+        ),
+    ],
+)
+def test_diagnostics(tmp_path: Path, text: str, expected: str) -> None:
+    found = "\n".join(f"{loc} {msg}" for loc, msg in _errors(tmp_path, text))
+    assert expected in found
+
+
+def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
+    with pytest.raises(DiagnosticError, match="not found"):
+        load_config([str(tmp_path / "nope")])
+    with pytest.raises(DiagnosticError, match="No configuration files"):
+        load_config([str(tmp_path)])
+
+
+def test_identical_sources_share_one_build(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "c.yaml").write_text(
+        "kind: Dataset\nname: a\nspec: {container: {local: {path: app}, command: [x]}}\n---\n"
+        "kind: Dataset\nname: b\nspec: {container: {local: {path: ./app/}, command: [x]}}\n"
+    )
+    cfg = load_config([str(tmp_path)])
+    builds = [a for a in cfg.resources if a.kind == "build"]
+    assert [str(b) for b in builds] == ["build.app"]
+    assert all(
+        r.dependencies[0].address == builds[0]
+        for r in cfg.resources.values()
+        if r.kind == "dataset"
+    )

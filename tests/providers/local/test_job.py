@@ -1,0 +1,340 @@
+"""Dataset and Model jobs: the workload contract, failures, adoption, deletion and GC."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from substratus.engine.runtime import Detached, RunContext, RunError
+from substratus.providers.local import LocalRuntime
+from substratus.providers.local.files import read_json
+from substratus.providers.local.process import ProcessRef
+
+from .helpers import (
+    delete_request,
+    digest_of,
+    job_spec,
+    pending,
+    record,
+    request,
+    wait_for,
+)
+
+
+def runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def test_job_runs_in_the_build_context_with_the_workload_contract(
+    runtime: LocalRuntime, built: dict[str, Any], model_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("{}\n")
+    params = {"name": "squad", "epochs": 2, "learning-rate": 0.1, "flags": {"a": True}}
+    command = [sys.executable, "load.py"]
+    spec = {
+        "container": {"local": {"path": "."}, "command": command, "env": {"GREETING": "hello"}},
+        "trainer": {"dataset": {"name": "d"}, "params": params},
+    }
+    inputs = {
+        "build": built,
+        "data": {"artifacts_path": str(data)},
+        "model": {"artifacts_path": str(model_dir)},
+    }
+    req = request("model", "tuned", spec, inputs=inputs)
+    intent = runtime.intent(req)
+    assert not Path(intent["run_dir"]).exists()  # no side effects
+    phases: list[str] = []
+    out = runtime.apply(req, RunContext(phase=phases.append))
+
+    version = runtime.store.path_for("default", "model", "tuned", req.digest)
+    assert version.name == req.digest.removeprefix("sha256:")[:16]
+    assert out == {
+        "artifacts": version.as_uri(),
+        "artifacts_path": str(version),
+        "log": intent["log"],
+        "run_dir": intent["run_dir"],
+    }
+    result = json.loads((version / "out.json").read_text())
+    assert result["params"] == params
+    assert result["env"] == {
+        "PARAM_NAME": "squad",
+        "PARAM_EPOCHS": "2",
+        "PARAM_LEARNING_RATE": "0.1",
+        "PARAM_FLAGS": '{"a": true}',
+        "GREETING": "hello",
+    }
+    assert result["cwd"] == built["context_dir"]
+    assert result["data"] == ["train.jsonl"]
+    assert result["model"] == ["weights.bin"]
+    content = Path(out["run_dir"]) / "content"
+    assert json.loads((content / "params.json").read_text()) == params
+    assert (content / "params.json").read_text() == json.dumps(params, indent=2) + "\n"
+    assert (content / "artifacts").resolve() == version
+    assert not runtime.store.partial_path_for("default", "model", "tuned", req.digest).exists()
+    assert "loading squad" in Path(out["log"]).read_text()
+    assert not version.stat().st_mode & 0o222  # completed versions are read-only
+    assert any(p.startswith("running (pid ") for p in phases)
+
+
+def test_job_failure_raises_with_the_log_tail(runtime: LocalRuntime, built: dict[str, Any]) -> None:
+    req = request("dataset", "bad", job_spec({"fail": 3}), inputs={"build": built})
+    with pytest.raises(RunError) as err:
+        runtime.apply(req, RunContext())
+    assert err.value.message == "dataset job exited with code 3"
+    tail = err.value.detail.splitlines()
+    assert len(tail) == 20
+    assert tail[-1] == "something went wrong"
+    assert tail[0] == "line 11"
+    assert err.value.log_path == runtime.intent(req)["log"]
+    assert not runtime.store.path_for("default", "dataset", "bad", req.digest).exists()
+    observed = runtime.refresh({"dataset.bad": record(req, {}, pending=pending(req, {}))})
+    assert observed["dataset.bad"].pending == "gone"
+    assert "exited with code 3" in observed["dataset.bad"].pending_message
+
+
+def test_job_retry_after_failure_runs_again(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    counter = tmp_path / "count"
+    flag = tmp_path / "fail-once"
+    spec = job_spec({"counter": str(counter)})
+    spec["container"]["command"] = [
+        "sh",
+        "-c",
+        f'if [ ! -e {flag} ]; then touch {flag}; exit 1; fi; exec "{sys.executable}" load.py',
+    ]
+    req = request("dataset", "flaky", spec, inputs={"build": built})
+    with pytest.raises(RunError, match="exited with code 1"):
+        runtime.apply(req, RunContext())
+    out = runtime.apply(req, RunContext())
+    assert Path(out["artifacts_path"], "out.json").exists()
+    assert runs(counter) == 1
+
+
+def test_a_command_that_does_not_exist_fails_clearly(
+    runtime: LocalRuntime, built: dict[str, Any]
+) -> None:
+    spec = job_spec({})
+    spec["container"]["command"] = ["no-such-program-xyz"]
+    with pytest.raises(RunError, match="exited with code 127") as err:
+        runtime.apply(request("dataset", "missing", spec, inputs={"build": built}), RunContext())
+    assert "cannot run 'no-such-program-xyz'" in err.value.detail
+
+
+def test_reapply_of_a_completed_job_adopts_it(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    counter = tmp_path / "count"
+    req = request("dataset", "d", job_spec({"counter": str(counter)}), inputs={"build": built})
+    first = runtime.apply(req, RunContext())
+    phases: list[str] = []
+    assert runtime.apply(req, RunContext(phase=phases.append)) == first
+    assert runs(counter) == 1
+    assert phases == ["adopted a completed run"]
+
+
+def test_a_detached_job_keeps_running_and_the_next_apply_adopts_it(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    counter = tmp_path / "count"
+    params = {"counter": str(counter), "sleep": 1.0}
+    req = request("dataset", "slow", job_spec(params), inputs={"build": built})
+    intent = runtime.intent(req)
+    ctx = RunContext()
+    threading.Timer(0.3, ctx.cancelled.set).start()
+    with pytest.raises(Detached):
+        runtime.apply(req, ctx)
+
+    rec = record(req, {}, status="pending", pending=pending(req, intent))
+    observed = runtime.refresh({"dataset.slow": rec})["dataset.slow"]
+    assert observed.pending == "running"
+    supervisor = ProcessRef.from_json(read_json(Path(intent["run_dir"]) / "supervisor.json"))
+    assert supervisor is not None
+    assert observed.pending_message == f"pid {supervisor.pid} left running by an interrupted apply"
+
+    phases: list[str] = []
+    again = request("dataset", "slow", job_spec(params), inputs={"build": built}, intent=intent)
+    out = runtime.apply(again, RunContext(phase=phases.append))
+    assert phases[0] == f"waiting for pid {supervisor.pid} started by an interrupted apply"
+    assert Path(out["artifacts_path"], "out.json").exists()
+    assert runs(counter) == 1
+    assert runtime.refresh({"dataset.slow": rec})["dataset.slow"].pending == "completed"
+
+
+APPLY_SCRIPT = """
+import json, sys
+from pathlib import Path
+from substratus.engine.runtime import RunContext, RunRequest
+from substratus.providers.local import LocalRuntime
+args = json.loads(sys.argv[1])
+rt = LocalRuntime(Path(args["workdir"]), args["artifacts"], poll_interval=0.05)
+rt.apply(RunRequest(**args["request"]), RunContext(phase=lambda m: print(m, flush=True)))
+"""
+
+
+def test_a_job_survives_kill_9_of_the_applying_process(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    counter = tmp_path / "count"
+    params = {"counter": str(counter), "sleep": 1.0}
+    req = request("dataset", "crash", job_spec(params), inputs={"build": built})
+    args = {
+        "workdir": str(runtime.workdir.root),
+        "artifacts": runtime.store.url,
+        "request": {
+            "address": req.address,
+            "kind": req.kind,
+            "namespace": req.namespace,
+            "name": req.name,
+            "digest": req.digest,
+            "spec": dict(req.spec),
+            "inputs": {"build": built},
+        },
+    }
+    applier = subprocess.Popen(
+        [sys.executable, "-c", APPLY_SCRIPT, json.dumps(args)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert applier.stdout is not None
+        assert applier.stdout.readline().startswith("running (pid ")
+    finally:
+        applier.send_signal(signal.SIGKILL)
+        applier.wait()
+    wait_for(lambda: runs(counter) == 1)  # the job goes on without its apply
+
+    intent = runtime.intent(req)
+    rec = record(req, {}, status="pending", pending=pending(req, intent))
+    assert runtime.refresh({req.address: rec})[req.address].pending == "running"
+    out = runtime.apply(
+        request("dataset", "crash", job_spec(params), inputs={"build": built}, intent=intent),
+        RunContext(),
+    )
+    assert json.loads(Path(out["artifacts_path"], "out.json").read_text())["params"] == params
+    assert runs(counter) == 1
+
+
+def test_refresh_reports_deleted_artifacts(runtime: LocalRuntime, built: dict[str, Any]) -> None:
+    req = request("dataset", "d", job_spec({}), inputs={"build": built})
+    out = runtime.apply(req, RunContext())
+    assert runtime.refresh({"dataset.d": record(req, out)})["dataset.d"].status == "present"
+    runtime.store.remove(Path(out["artifacts_path"]))
+    observed = runtime.refresh({"dataset.d": record(req, out)})["dataset.d"]
+    assert observed.status == "missing"
+    assert (
+        observed.message == f"artifacts at {out['artifacts_path']} were deleted outside substratus"
+    )
+
+
+def test_delete_removes_versions_and_runs_unless_artifacts_are_retained(
+    runtime: LocalRuntime, built: dict[str, Any]
+) -> None:
+    req = request("dataset", "d", job_spec({}), inputs={"build": built})
+    out = runtime.apply(req, RunContext())
+    runtime.delete(delete_request(req, out, retain_artifacts=True), RunContext())
+    assert Path(out["artifacts_path"]).is_dir()
+    assert not Path(out["run_dir"]).exists()
+
+    runtime.delete(delete_request(req, out), RunContext())
+    assert not Path(out["artifacts_path"]).exists()
+    assert not runtime.store.resource_dir("default", "dataset", "d").exists()
+    runtime.delete(delete_request(req, out), RunContext())  # already gone is fine
+
+
+def test_delete_stops_a_running_job(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    req = request("dataset", "long", job_spec({"sleep": 30}), inputs={"build": built})
+    ctx = RunContext()
+    threading.Timer(0.3, ctx.cancelled.set).start()
+    with pytest.raises(Detached):
+        runtime.apply(req, ctx)
+    run_dir = Path(runtime.intent(req)["run_dir"])
+    wait_for(lambda: (run_dir / "child.json").exists())
+    child = ProcessRef.from_json(read_json(run_dir / "child.json"))
+    assert child is not None and child.alive()
+    partial = runtime.store.partial_path_for("default", "dataset", "long", req.digest)
+    other = record(req, {}).model_copy(update={"digest": digest_of("other")})
+    runtime.collect_garbage({"dataset.long": other})  # a running job's partial output stays
+    assert partial.is_dir()
+    assert run_dir.is_dir()
+    pending_only = dataclasses.replace(delete_request(req, {}), spec={}, digest="")
+    runtime.delete(pending_only, RunContext())  # a record of a create that never finished
+    assert not child.alive()
+    assert not run_dir.exists()
+    assert not partial.exists()
+
+
+def test_collect_garbage_keeps_the_current_and_previous_versions(
+    runtime: LocalRuntime, built: dict[str, Any]
+) -> None:
+    outs = []
+    reqs = []
+    for i in range(3):
+        req = request(
+            "dataset", "d", job_spec({"v": i}), digest=digest_of(f"v{i}"), inputs={"build": built}
+        )
+        reqs.append(req)
+        outs.append(runtime.apply(req, RunContext()))
+    leftover = runtime.store.partial_path_for("default", "dataset", "d", digest_of("dead"))
+    leftover.mkdir()
+    rec = record(reqs[2], outs[2], previous_digest=reqs[1].digest)
+    runtime.collect_garbage({"dataset.d": rec})
+    assert not Path(outs[0]["artifacts_path"]).exists()
+    assert not Path(outs[0]["run_dir"]).exists()
+    assert Path(outs[1]["artifacts_path"]).is_dir()
+    assert Path(outs[2]["artifacts_path"]).is_dir()
+    assert Path(outs[1]["run_dir"]).is_dir()
+    assert not leftover.exists()
+
+
+def test_inputs_of_a_job_must_exist(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    spec = job_spec({})
+    inputs = {"build": built, "data": {"artifacts_path": str(tmp_path / "gone")}}
+    with pytest.raises(RunError, match=r"the data input .* does not exist"):
+        runtime.apply(request("dataset", "d", spec, inputs=inputs), RunContext())
+
+
+def test_model_with_only_a_url_is_checked(runtime: LocalRuntime, model_dir: Path) -> None:
+    req = request("model", "base", {"url": model_dir.as_uri()})
+    assert runtime.intent(req) == {}
+    out = runtime.apply(req, RunContext())
+    assert out == {"artifacts": model_dir.as_uri(), "artifacts_path": str(model_dir)}
+    relative = request("model", "rel", {"url": "weights"}, config_dir=str(model_dir.parent))
+    assert runtime.apply(relative, RunContext())["artifacts_path"] == str(model_dir)
+    with pytest.raises(RunError, match="do not exist"):
+        runtime.apply(request("model", "x", {"url": model_dir.as_uri() + "-gone"}), RunContext())
+    os.rename(model_dir, model_dir.with_name("moved"))
+    assert runtime.refresh({"model.base": record(req, out)})["model.base"].status == "missing"
+
+
+def test_read_external_finds_the_newest_completed_version(
+    runtime: LocalRuntime, built: dict[str, Any]
+) -> None:
+    assert runtime.read_external("dataset", "default", "shared") is None
+    outs = []
+    for i in range(2):
+        spec = job_spec({"v": i})
+        req = request("dataset", "shared", spec, digest=digest_of(f"s{i}"), inputs={"build": built})
+        outs.append(runtime.apply(req, RunContext()))
+    runtime.store.partial_path_for("default", "dataset", "shared", digest_of("s3")).mkdir()
+    found = runtime.read_external("dataset", "default", "shared")
+    assert found is not None
+    assert found.digest == Path(outs[1]["artifacts_path"]).name
+    assert found.outputs == {
+        "artifacts": outs[1]["artifacts"],
+        "artifacts_path": outs[1]["artifacts_path"],
+    }
+    assert runtime.read_external("modelserver", "default", "shared") is None
