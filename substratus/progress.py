@@ -129,7 +129,8 @@ class LiveProgress:
                     "detached": f"detached: {e.message}",
                 }.get(e.kind, e.message)
                 style = {"done": "green", "failed": "red"}.get(e.kind, "yellow")
-                self.console.print(f"{e.address}: {msg}", style=style, highlight=False)
+                self.live.update(self._render(), refresh=True)
+                self.console.print(Text(f"{e.address}: {msg}", style=style))
 
     def close(self) -> None:
         self.live.stop()
