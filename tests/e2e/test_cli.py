@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,49 @@ def test_git_source_resolved_to_commit_at_plan_time(project: Project, tmp_path: 
     assert f'commit = "{first}" -> "{second}"' in plan.stdout
     assert "# dataset.tiny-corpus must be replaced" in plan.stdout
     assert "because build.repo-loader changed" in plan.stdout
+
+
+def _run_with_tty(project: Project, answer: str, *args: str) -> tuple[int, str]:
+    import os
+    import pty
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "substratus", *args],
+        cwd=project.dir,
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    os.close(slave)
+    os.write(master, (answer + "\n").encode())
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    return proc.returncode, out
+
+
+def test_apply_asks_for_yes_and_anything_else_changes_nothing(project: Project) -> None:
+    code, out = _run_with_tty(project, "no", "apply", "--target", "model.base-ngram")
+    assert code == 1 and "Apply cancelled" in out and "Only 'yes' will be accepted" in out
+    assert not project.state_file.exists()
+    code, out = _run_with_tty(project, "yes", "apply", "--target", "model.base-ngram")
+    assert code == 0, out
+    assert "Apply complete! Resources: 2 added" in out
+    no_tty = project.run("destroy", check=1)
+    assert "--auto-approve" in no_tty.stderr
+
+
+def test_falcon_example_validates_for_kubernetes() -> None:
+    from tests.e2e.conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "substratus", "validate", "-f", str(ROOT / "examples/falcon-7b")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "runtime kubernetes" in proc.stdout
