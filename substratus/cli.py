@@ -279,7 +279,7 @@ def _walk(
         runtime,
         parallelism=parallelism,
         on_event=progress,
-        config_dir=str(r.workdir.parent),
+        config_dir=str(r.base),
         timeout=timeout,
     )
     try:
@@ -642,6 +642,7 @@ def _apply_saved(
         workdir=Path(str(st["workdir"])),
         namespace=str(st.get("namespace") or "default"),
         workspace=the_plan.workspace or workspace,
+        base=Path(str(st.get("base") or Path(str(st["workdir"])).parent)),
     )
     backend = make_backend(r)
     with locked(backend, "apply", lock, lock_timeout):

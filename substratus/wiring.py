@@ -2,7 +2,8 @@
 backend and a runtime. Part of the CLI layer; the engine never imports it.
 
 With no settings at all everything is local: state in ``<config dir>/.substratus/state``,
-artifacts in ``<config dir>/.substratus/artifacts``, runs and logs in ``<config dir>/.substratus``.
+artifacts in ``<config dir>/.substratus/artifacts``, runs and logs in ``<config dir>/.substratus``
+(``.substratus/workspaces/<name>/`` for a workspace other than ``default``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Resolved:
     workdir: Path
     namespace: str
     workspace: str
+    base: Path  # the configuration directory (relative paths resolve against it)
 
     def as_plan_settings(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class Resolved:
             "runtime": self.runtime,
             "workdir": str(self.workdir),
             "namespace": self.namespace,
+            "base": str(self.base),
         }
 
 
@@ -65,6 +68,8 @@ def resolve(
     project = config.settings.project if config else None
     workdir = base / ".substratus"
     state_url = state or (project.state if project else None) or str(workdir / "state")
+    if workspace != "default":  # workspaces never share runs, builds or artifact versions
+        workdir = workdir / "workspaces" / workspace
     art = artifacts or (project.artifacts if project else None) or str(workdir / "artifacts")
     rt = runtime or (project.runtime if project else None) or "local"
     ns = namespace or (config.default_namespace if config else None) or "default"
@@ -75,13 +80,14 @@ def resolve(
         workdir=workdir,
         namespace=ns,
         workspace=workspace,
+        base=base,
     )
 
 
 def make_backend(r: Resolved) -> Backend:
     from substratus.state import open_backend
 
-    return open_backend(r.state_url, r.workspace, r.workdir.parent)
+    return open_backend(r.state_url, r.workspace, r.base)
 
 
 def make_runtime(r: Resolved) -> Runtime:

@@ -134,6 +134,15 @@ class LocalRuntime:
             self.servers.delete(ns, kind, name, request.outputs, request.retain_artifacts)
 
     def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
+        builds: set[str] = set()
+        for record in records.values():
+            if record.kind == "build":
+                pending = record.pending.digest if record.pending else None
+                builds |= keep_set(record.digest, record.previous_digest, pending)
+        if self.workdir.builds.is_dir():
+            for entry in self.workdir.builds.iterdir():
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in builds:
+                    remove_tree(entry)
         for record in records.values():
             if record.kind not in JOB_KINDS:
                 continue
