@@ -109,12 +109,21 @@ class Walker:
 
     # -- scheduling ----------------------------------------------------------------------------
     def _waits_for(self, nodes: Mapping[str, ResourceChange]) -> dict[str, set[str]]:
+        """What each node waits for. A create/update/replace waits for its inputs. A delete
+        waits for every other change of a resource that depended on it in the state (a
+        dependent's delete, or its switch to something else), so nothing is deleted while in
+        use."""
         waits: dict[str, set[str]] = {a: set() for a in nodes}
+        users: dict[str, set[str]] = {}
+        for b, rec in self.state.resources.items():
+            for dep in rec.dependencies:
+                users.setdefault(dep, set()).add(b)
         for a, c in nodes.items():
             if c.action is Action.DELETE:
-                for b, other in nodes.items():
-                    if other.action is Action.DELETE and a in other.depends_on:
-                        waits[a].add(b)
+                waits[a] |= {b for b in users.get(a, ()) if b in nodes and b != a}
+                waits[a] |= {
+                    b for b, o in nodes.items() if o.action is Action.DELETE and a in o.depends_on
+                }
             else:
                 waits[a] |= {d for d in c.inputs.values() if d in nodes}
         return waits

@@ -257,6 +257,8 @@ def _resource(
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             target_ns = node.get("namespace") or res.namespace
+            if node.get("namespace") == res.namespace:
+                del node["namespace"]  # canonical: a reference's own namespace is implied
             target = Address(ref_kind, node["name"], None if target_ns == default_ns else target_ns)
             res.dependencies.append(Dependency(role, target, "spec." + ".".join(field_path)))
     return res

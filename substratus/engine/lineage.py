@@ -106,7 +106,13 @@ def compute_digests(
 
 def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     """Changed field paths (``spec.a.b``) between two canonical specs, sorted."""
-    diff = DeepDiff(dict(before), dict(after), ignore_order=False, verbose_level=1)
+    diff = DeepDiff(
+        dict(before),
+        dict(after),
+        ignore_order=False,
+        verbose_level=1,
+        ignore_private_variables=False,
+    )
     paths: set[str] = set()
     for key in (
         "values_changed",

@@ -98,3 +98,19 @@ def test_replace_action_json_is_terraform_shaped(harness: Harness) -> None:
     doc = plan.to_dict()
     assert doc["summary"] == {"add": 2, "change": 0, "destroy": 0, "replace": 0}
     assert doc["resource_changes"][0]["actions"] == ["create"]
+
+
+def test_a_resource_is_deleted_only_after_its_users_switched_away(harness: Harness) -> None:
+    text = (
+        "kind: Model\nname: old\nspec: {container: {image: x}, loader: {}}\n---\n"
+        "kind: ModelServer\nname: s\nspec: {container: {image: y}, model: old}\n"
+    )
+    harness.apply(harness.plan(text))
+    harness.runtime.calls.clear()
+    renamed = text.replace("name: old", "name: new").replace("model: old", "model: new")
+    assert harness.apply(harness.plan(renamed)).ok
+    assert harness.runtime.calls == [
+        ("create", "model.new"),
+        ("update", "modelserver.s"),
+        ("delete", "model.old"),
+    ]

@@ -1,0 +1,306 @@
+"""Property-based tests of plan → apply → plan (DESIGN §4–§7) through the in-memory harness.
+
+Every example builds a fresh ``Harness`` (fake runtime, memory backend) in its own temporary
+directory, generates a random valid configuration (``tests.property.configs``) and checks:
+
+1. convergence: plan → apply → plan is empty, from nothing and after each of 1–4 random edits;
+2. state: after apply, the state holds exactly the configured resources, at the planned digests;
+3. lineage: editing a Dataset's params replaces/updates exactly it and its transitive dependents;
+4. order: the runtime is called in dependency order (deletes in reverse order);
+5. destroy: a destroy plan empties the state and a normal plan then re-creates everything;
+6. failure containment: a failing resource fails, its dependents are skipped, the rest is done,
+   and the next plan/apply converges;
+7. drift: a resource deleted outside substratus is re-created, alone, at the same digest;
+8. formatting: the same configuration written differently plans no changes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from substratus.engine.apply import ApplyResult
+from substratus.engine.plan import Action, Mode, Plan
+from tests.property.configs import (
+    DEFAULT_STYLE,
+    Cfg,
+    Style,
+    configs,
+    different_params,
+    draw_edit,
+    render,
+    styles,
+)
+from tests.support.engine import Harness
+
+IN_PLACE = {"modelserver", "notebook"}
+RUNTIME_ACTION = {
+    Action.CREATE: "create",
+    Action.UPDATE: "update",
+    Action.REPLACE: "replace",
+    Action.DELETE: "delete",
+}
+
+
+@contextmanager
+def harness() -> Iterator[Harness]:
+    with tempfile.TemporaryDirectory(prefix="substratus-prop-") as tmp:
+        yield Harness(Path(tmp))
+
+
+def plan(h: Harness, cfg: Cfg, style: Style = DEFAULT_STYLE, **options: Any) -> Plan:
+    text = render(cfg, style)
+    note(f"configuration:\n{text}")
+    return h.plan(text, **options)
+
+
+def by_address(p: Plan) -> dict[str, Any]:
+    return {c.address: c for c in p.resource_changes}
+
+
+def describe(p: Plan) -> str:
+    return ", ".join(f"{c.address}:{c.action.value}" for c in p.resource_changes) or "(nothing)"
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def assert_empty(p: Plan, cfg: Cfg) -> None:
+    """A plan with nothing to do: one no-op per configured resource, no drift."""
+    assert not p.has_changes, f"expected no changes, got {describe(p)}"
+    assert all(c.action is Action.NOOP for c in p.resource_changes), describe(p)
+    assert sorted(by_address(p)) == sorted(cfg.addresses)
+    assert p.summary() == {"add": 0, "change": 0, "destroy": 0, "replace": 0}
+    assert p.drift == []
+
+
+def assert_state(h: Harness, cfg: Cfg, applied: Plan) -> None:
+    """The state holds exactly the configured resources, each at the digest the plan promised."""
+    state = h.state()
+    assert sorted(state.resources) == sorted(cfg.addresses)
+    changes = by_address(applied)
+    deps = cfg.deps()
+    for address, rec in state.resources.items():
+        assert rec.digest == changes[address].digest_after, address
+        assert rec.status == "ready" and rec.pending is None, address
+        assert set(rec.dependencies) == deps[address], address
+
+
+def assert_order(
+    calls: list[tuple[str, str]], p: Plan, cfg: Cfg, prior: Cfg | None, skipped: set[str]
+) -> None:
+    """The runtime saw each change that was not skipped once, in dependency order (from the
+    model's graph, not the engine's)."""
+    expected = sorted(
+        (RUNTIME_ACTION[c.action], c.address) for c in p.changes() if c.address not in skipped
+    )
+    assert sorted(calls) == expected
+    position = {address: i for i, (_action, address) in enumerate(calls)}
+    creates = {a for action, a in calls if action != "delete"}
+    deletes = {a for action, a in calls if action == "delete"}
+    deps = cfg.deps()
+    for a in creates:
+        for d in deps[a] & creates:
+            assert position[d] < position[a], f"{a} was applied before its dependency {d}"
+    prior_deps = prior.deps() if prior is not None else {}
+    for a in deletes:
+        for d in prior_deps.get(a, set()) & deletes:
+            assert position[a] < position[d], f"{d} was deleted before its dependent {a}"
+
+
+def apply(h: Harness, p: Plan, cfg: Cfg, prior: Cfg | None) -> ApplyResult:
+    start = len(h.runtime.calls)
+    result = h.apply(p)
+    assert_order(h.runtime.calls[start:], p, cfg, prior, set(result.skipped))
+    return result
+
+
+def converge(
+    h: Harness, cfg: Cfg, prior: Cfg | None, style: Style = DEFAULT_STYLE, saved: bool = False
+) -> Plan:
+    """plan → apply → plan: the apply succeeds, the state matches, the next plan is empty.
+    ``saved``: apply the plan as read back from its JSON (``plan --out`` / ``apply FILE``)."""
+    state, _ = h.backend.read()
+    removed = (set(state.resources) if state else set()) - cfg.addresses
+    p = plan(h, cfg, style)
+    if saved:
+        p = Plan.from_json(p.to_json())
+    result = apply(h, p, cfg, prior)
+    assert result.ok, (result.failed, result.skipped)
+    assert sorted(result.done) == sorted(c.address for c in p.changes())
+    assert {c.address for c in p.changes() if c.action is Action.DELETE} == removed
+    assert_state(h, cfg, p)
+    assert_empty(h.plan(), cfg)
+    return p
+
+
+# -- properties ---------------------------------------------------------------------------------
+
+
+@given(configs(max_size=8), st.data())
+def test_converges_from_nothing_and_after_edits(cfg: Cfg, data: st.DataObject) -> None:
+    """Properties 1, 2 and 4: every apply converges and leaves the promised state."""
+    with harness() as h:
+        saved = st.booleans()
+        first = converge(h, cfg, None, saved=data.draw(saved, label="saved plan"))
+        assert all(c.action is Action.CREATE for c in first.resource_changes)
+        applied, n = cfg, data.draw(st.integers(1, 4), label="edits")
+        for i in range(n):
+            what, cfg = draw_edit(data.draw, cfg)
+            note(f"edit: {what}")
+            # Mostly apply after each edit; sometimes let edits pile up into one plan.
+            if i == n - 1 or data.draw(st.integers(0, 3), label="apply now"):
+                converge(h, cfg, applied, saved=data.draw(saved, label="saved plan"))
+                applied = cfg
+
+
+@given(configs(max_size=8, first="dataset"), st.data())
+def test_dataset_change_ripples_to_exactly_its_dependents(cfg: Cfg, data: st.DataObject) -> None:
+    """Property 3: a Dataset's new params change it and everything downstream, nothing else."""
+    with harness() as h:
+        converge(h, cfg, None)
+        edited = cfg.copy()
+        ds = data.draw(st.sampled_from(edited.of_kind("dataset")), label="dataset")
+        ds.params = different_params(data.draw, ds.params)
+        p = plan(h, edited)
+        affected = {ds.address} | edited.dependents(ds.address)
+        note(f"expected to change: {sorted(affected)}; plan: {describe(p)}")
+        changes = by_address(p)
+        assert sorted(changes) == sorted(edited.addresses)
+        for address, c in changes.items():
+            if address in affected:
+                want = Action.UPDATE if c.kind in IN_PLACE else Action.REPLACE
+                assert c.action is want, f"{address}: {c.action.value}, expected {want.value}"
+                assert c.digest_after != c.digest_before, address
+            else:
+                assert c.action is Action.NOOP, f"{address}: {c.action.value}"
+                assert c.digest_after == c.digest_before, address
+        own = changes[ds.address]
+        assert own.replace_paths and all(
+            path.startswith("spec.loader.params") for path in own.replace_paths
+        ), own.replace_paths
+        for address in affected - {ds.address}:
+            changed_deps = edited.deps()[address] & affected
+            named = {r.address for r in changes[address].reasons if r.code == "dependency_changed"}
+            assert named == changed_deps, (address, named, changed_deps)
+        p2 = plan(h, edited)
+        assert describe(p2) == describe(p)
+        result = apply(h, p2, edited, cfg)
+        assert result.ok
+        assert_state(h, edited, p2)
+        assert_empty(h.plan(), edited)
+
+
+@given(configs(max_size=8), st.data())
+def test_destroy_then_recreate(cfg: Cfg, data: st.DataObject) -> None:
+    """Properties 5 and 4: destroy deletes everything in reverse dependency order."""
+    with harness() as h:
+        converge(h, cfg, None)
+        if data.draw(st.booleans(), label="edit before destroy"):
+            what, edited = draw_edit(data.draw, cfg)
+            note(f"edit: {what}")
+            converge(h, edited, cfg)
+            cfg = edited
+        p = plan(h, cfg, mode=Mode.DESTROY)
+        assert sorted(by_address(p)) == sorted(cfg.addresses)
+        assert all(c.action is Action.DELETE for c in p.resource_changes), describe(p)
+        assert p.summary()["destroy"] == len(cfg.resources)
+        result = apply(h, p, Cfg(), cfg)
+        assert result.ok
+        assert h.state().resources == {}
+        again = h.plan()
+        assert all(c.action is Action.CREATE for c in again.resource_changes), describe(again)
+        assert sorted(by_address(again)) == sorted(cfg.addresses)
+        converge(h, cfg, None)
+
+
+@given(configs(max_size=8), st.data())
+def test_failure_is_contained_and_recovers(cfg: Cfg, data: st.DataObject) -> None:
+    """Property 6: the failed resource fails, its dependents are skipped, the rest is done;
+    after the failure is gone (and maybe another edit), the next apply converges."""
+    with harness() as h:
+        prior: Cfg | None = None
+        if data.draw(st.booleans(), label="fail during an edit"):
+            converge(h, cfg, None)
+            what, edited = draw_edit(data.draw, cfg)
+            note(f"edit: {what}")
+            prior, cfg = cfg, edited
+        p = plan(h, cfg)
+        changing = [c.address for c in p.changes() if c.action is not Action.DELETE]
+        if not changing:  # e.g. removing a leaf: nothing runs that could fail
+            return
+        bad = data.draw(st.sampled_from(sorted(changing)), label="failing address")
+        h.runtime.fail.add(bad)
+        before = h.state().resources.get(bad) if prior is not None else None
+        result = apply(h, p, cfg, prior)
+        skipped = cfg.dependents(bad) & set(changing)
+        assert set(result.failed) == {bad}
+        assert set(result.skipped) == skipped
+        assert all("upstream" in why for why in result.skipped.values())
+        assert sorted(result.done) == sorted({c.address for c in p.changes()} - {bad} - skipped)
+        state = h.state().resources
+        if before is None:
+            assert bad not in state
+        else:  # a failed run leaves the previous record (and version) in place
+            assert state[bad].digest == before.digest and state[bad].pending is None
+        for a in skipped:
+            assert a not in state or state[a].digest != by_address(p)[a].digest_after
+        for a in set(cfg.addresses) - {bad} - skipped:
+            assert state[a].digest == by_address(p)[a].digest_after, a
+        h.runtime.fail.clear()
+        if data.draw(st.booleans(), label="edit before retrying"):
+            what, edited = draw_edit(data.draw, cfg)
+            note(f"edit after the failure: {what}")
+            converge(h, edited, cfg)
+            return
+        retry = h.plan()
+        assert {c.address for c in retry.changes()} == {bad} | skipped, describe(retry)
+        result = apply(h, retry, cfg, prior)
+        assert result.ok
+        assert_state(h, cfg, retry)
+        assert_empty(h.plan(), cfg)
+
+
+@given(configs(max_size=8), st.data())
+def test_drift_recreates_exactly_the_missing_resources(cfg: Cfg, data: st.DataObject) -> None:
+    """Property 7: resources deleted outside substratus are re-created alone, at the same
+    digests; their dependents are not touched."""
+    with harness() as h:
+        converge(h, cfg, None)
+        gone = data.draw(
+            st.sets(st.sampled_from(sorted(cfg.addresses)), min_size=1, max_size=3), label="gone"
+        )
+        digests = {a: r.digest for a, r in h.state().resources.items()}
+        h.runtime.missing |= gone
+        p = h.plan()
+        note(f"plan: {describe(p)}")
+        assert sorted((d.address, d.status) for d in p.drift) == [
+            (a, "missing") for a in sorted(gone)
+        ]
+        for a, c in by_address(p).items():
+            assert c.digest_after == c.digest_before == digests[a], a
+            if a in gone:
+                assert c.action is Action.CREATE, (a, c.action)
+                assert [r.code for r in c.reasons] == ["drift"], (a, c.reasons)
+            else:
+                assert c.action is Action.NOOP, (a, c.action)
+        result = apply(h, p, cfg, cfg)
+        assert result.ok
+        assert {a for _action, a in h.runtime.calls[-len(gone) :]} == gone
+        assert {a: r.digest for a, r in h.state().resources.items()} == digests
+        assert_empty(h.plan(), cfg)
+
+
+@given(configs(max_size=8), styles, styles)
+def test_formatting_does_not_matter(cfg: Cfg, written: Style, rewritten: Style) -> None:
+    """Property 8: the same configuration written another way (document and key order, reference
+    form, the Server alias, explicit defaults, flow style) plans no changes."""
+    with harness() as h:
+        converge(h, cfg, None, written)
+        assert_empty(plan(h, cfg, rewritten), cfg)
