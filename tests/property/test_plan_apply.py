@@ -240,6 +240,20 @@ def test_failure_is_contained_and_recovers(cfg: Cfg, data: st.DataObject) -> Non
         before = h.state().resources.get(bad) if prior is not None else None
         result = apply(h, p, cfg, prior)
         skipped = cfg.dependents(bad) & set(changing)
+        # A delete waits for the resources that used it to switch away; if one of them failed
+        # or was skipped, the delete is skipped too (nothing is deleted while still in use).
+        blocked = {bad} | skipped
+        users: dict[str, set[str]] = {}
+        for user, deps in (prior.deps() if prior is not None else {}).items():
+            for dep in deps:
+                users.setdefault(dep, set()).add(user)
+        deleting = {c.address for c in p.changes() if c.action is Action.DELETE}
+        grew = True
+        while grew:
+            more = {d for d in deleting - blocked if users.get(d, set()) & blocked}
+            grew = bool(more)
+            blocked |= more
+            skipped |= more
         assert set(result.failed) == {bad}
         assert set(result.skipped) == skipped
         assert all("upstream" in why for why in result.skipped.values())
