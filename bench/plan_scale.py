@@ -232,11 +232,13 @@ def prepare_state(directory: Path, state_path: Path) -> dict[str, Any]:
 
 def measure(directory: Path, state_path: Path, trace: bool) -> dict[str, Any]:
     """Time (a) load, (b) plan(create), (c) plan(no-op) in this process."""
+    from substratus.cli import tune_gc
     from substratus.engine.config import load_config
     from substratus.engine.operation import PlanOptions, build_plan
     from substratus.engine.plan import Action
     from substratus.engine.statefile import StateFile
 
+    tune_gc()  # as the `substratus` command does
     runtime = _local_runtime(directory)
     base_rss = _maxrss_mib()
     if trace:

@@ -56,6 +56,13 @@ class Address:
     name: str
     namespace: str | None = None  # None = the project's default namespace
 
+    def __hash__(self) -> int:  # addresses key every graph and map: hash them once
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.kind, self.name, self.namespace))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     def __str__(self) -> str:
         base = f"{self.kind}.{self.name}"
         return f"{self.namespace}/{base}" if self.namespace else base

@@ -17,6 +17,7 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import heapq
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -113,19 +114,20 @@ class Walker:
         waits for every other change of a resource that depended on it in the state (a
         dependent's delete, or its switch to something else), so nothing is deleted while in
         use."""
-        waits: dict[str, set[str]] = {a: set() for a in nodes}
         users: dict[str, set[str]] = {}
         for b, rec in self.state.resources.items():
             for dep in rec.dependencies:
                 users.setdefault(dep, set()).add(b)
+        for b, c in nodes.items():
+            if c.action is Action.DELETE:
+                for dep in c.depends_on:
+                    users.setdefault(dep, set()).add(b)
+        waits: dict[str, set[str]] = {}
         for a, c in nodes.items():
             if c.action is Action.DELETE:
-                waits[a] |= {b for b in users.get(a, ()) if b in nodes and b != a}
-                waits[a] |= {
-                    b for b, o in nodes.items() if o.action is Action.DELETE and a in o.depends_on
-                }
+                waits[a] = {b for b in users.get(a, ()) if b in nodes and b != a}
             else:
-                waits[a] |= {d for d in c.inputs.values() if d in nodes}
+                waits[a] = {d for d in c.inputs.values() if d in nodes}
         return waits
 
     def run(self) -> ApplyResult:
@@ -134,50 +136,53 @@ class Walker:
             return self.result
         nodes = {c.address: c for c in self.plan.changes()}
         waits = self._waits_for(nodes)
-        finished: set[str] = set()
+        remaining = {a: len(w) for a, w in waits.items()}
+        dependents: dict[str, list[str]] = {a: [] for a in nodes}
+        for a, w in waits.items():
+            for b in w:
+                dependents[b].append(a)
+        ready = [a for a in nodes if not remaining[a]]
+        heapq.heapify(ready)
+        blocked: dict[str, str] = {}  # node -> the failed upstream that blocks it
         running: dict[Future[None], str] = {}
+
+        def finish(a: str) -> None:
+            bad = a in self.result.failed or a in self.result.detached
+            cause = blocked.get(a, a if bad else "")
+            for d in dependents[a]:
+                if cause:
+                    blocked.setdefault(d, cause)
+                remaining[d] -= 1
+                if not remaining[d]:
+                    heapq.heappush(ready, d)
+
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
             try:
-                while len(finished) < len(nodes):
-                    if not self.cancelled.is_set():
-                        for a in sorted(nodes):
-                            if a in finished or a in running.values():
-                                continue
-                            if not waits[a] <= finished:
-                                continue
-                            bad = [
-                                d
-                                for d in waits[a]
-                                if d in self.result.failed
-                                or d in self.result.skipped
-                                or d in self.result.detached
-                            ]
-                            if bad:
-                                self._skip(nodes[a], bad[0])
-                                finished.add(a)
-                                continue
-                            if len(running) < self.parallelism:
-                                running[pool.submit(self._run_node, nodes[a])] = a
-                    elif not running:
-                        break
+                while ready or running:
+                    while ready and len(running) < self.parallelism and not self.cancelled.is_set():
+                        a = heapq.heappop(ready)
+                        if a in blocked:
+                            self._skip(nodes[a], blocked[a])
+                            finish(a)
+                        else:
+                            running[pool.submit(self._run_node, nodes[a])] = a
                     if not running:
-                        if len(finished) < len(nodes) and not self.cancelled.is_set():
-                            continue
                         break
                     done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        finished.add(running.pop(fut))
+                        a = running.pop(fut)
                         fut.result()
+                        finish(a)
             except KeyboardInterrupt:
                 self.cancel()
-                self.result.interrupted = True
                 for fut in list(running):
                     with contextlib.suppress(KeyboardInterrupt):
                         fut.result()
         if self.cancelled.is_set():
             self.result.interrupted = True
+            handled = set(self.result.done) | set(self.result.failed) | set(self.result.detached)
             for a in nodes:
-                if a not in finished and a not in self.result.detached:
+                if a not in handled:
                     self.result.skipped.setdefault(a, "apply was interrupted")
         elif self.result.ok:
             self.runtime.collect_garbage(self.state.resources)

@@ -28,6 +28,7 @@ from substratus.engine.validation import pydantic_diagnostics
 from substratus.engine.yamlsource import Document, load_documents, path_str
 
 DEFAULT_NAMESPACE = "default"
+_NO_LIFECYCLE = Lifecycle()
 
 
 @dataclass
@@ -220,7 +221,8 @@ def _resource(
         diags.extend(pydantic_diagnostics(exc, model_cls, doc, ("spec",), pmap, str(address)))
         ok = False
     try:
-        lifecycle = Lifecycle.model_validate(data.get("lifecycle") or {})
+        raw_lifecycle = data.get("lifecycle")
+        lifecycle = Lifecycle.model_validate(raw_lifecycle) if raw_lifecycle else _NO_LIFECYCLE
         for i, p in enumerate(lifecycle.ignoreChanges):
             if not p.startswith("spec."):
                 lp = original_path(("lifecycle", "ignoreChanges", i), pmap)
@@ -237,9 +239,6 @@ def _resource(
         ok = False
     if not ok or spec_obj is None or lifecycle is None:
         return None
-    line_of = {path_str(p): doc.line_of(original_path(p, pmap)) for p in _all_paths(spec_data)}
-    for mapped, written in pmap.items():
-        line_of.setdefault(path_str(mapped), doc.line_of(written))
     res = Resource(
         address=address,
         kind=kind,
@@ -248,7 +247,8 @@ def _resource(
         spec=canonical(spec_obj),
         lifecycle=lifecycle,
         source=doc.source(),
-        line_of=line_of,
+        lines=doc.lines,
+        path_map=pmap,
         file=doc.file,
     )
     for field_path, ref_kind, role in REFERENCES[kind]:
@@ -262,14 +262,6 @@ def _resource(
             target = Address(ref_kind, node["name"], None if target_ns == default_ns else target_ns)
             res.dependencies.append(Dependency(role, target, "spec." + ".".join(field_path)))
     return res
-
-
-def _all_paths(data: Any, prefix: tuple[str | int, ...] = ("spec",)) -> list[tuple[str | int, ...]]:
-    out = [prefix]
-    if isinstance(data, dict):
-        for k, v in data.items():
-            out.extend(_all_paths(v, (*prefix, str(k))))
-    return out
 
 
 def _resolve_references(

@@ -73,14 +73,15 @@ def digest_spec(res: Resource) -> dict[str, Any]:
         return {"source": res.spec["source"], **{k: res.spec.get(k) for k in keep}}
     spec = res.spec
     container = spec.get("container") or {}
-    needs_copy = bool(res.lifecycle.ignoreChanges) or "local" in container or "git" in container
-    if not needs_copy:
-        return spec
-    spec = copy.deepcopy(spec)
-    for key in ("local", "git"):
-        spec.get("container", {}).pop(key, None)
-    for path in res.lifecycle.ignoreChanges:
-        _drop(spec, path)
+    if "local" in container or "git" in container:
+        spec = {
+            **spec,
+            "container": {k: v for k, v in container.items() if k not in ("local", "git")},
+        }
+    if res.lifecycle.ignoreChanges:
+        spec = copy.deepcopy(spec)
+        for path in res.lifecycle.ignoreChanges:
+            _drop(spec, path)
     return spec
 
 

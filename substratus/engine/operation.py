@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import networkx as nx
+
 from substratus.engine.address import Address
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
@@ -49,17 +51,17 @@ def runtime_diagnostics(config: Config, runtime: Runtime) -> list[Diagnostic]:
     return out
 
 
-def validate_config(config: Config, runtime: Runtime | None) -> list[Diagnostic]:
+def validate_config(config: Config, runtime: Runtime | None) -> tuple[list[Diagnostic], nx.DiGraph]:
     """Graph checks (cycles) and runtime checks; raises ``DiagnosticError`` on errors and
-    returns the warnings."""
-    build_graph(config.resources)
+    returns the warnings and the graph."""
+    graph = build_graph(config.resources)
     diags = list(config.warnings)
     if runtime is not None:
         diags.extend(runtime_diagnostics(config, runtime))
     errors = [d for d in diags if d.is_error]
     if errors:
         raise DiagnosticError(errors)
-    return diags
+    return diags, graph
 
 
 def read_externals(config: Config, runtime: Runtime) -> dict[Address, ExternalResource]:
@@ -79,8 +81,9 @@ def build_plan(
     options: PlanOptions,
     settings: dict[str, object] | None = None,
 ) -> Plan:
+    graph = None
     if options.mode is not Mode.DESTROY:
-        validate_config(config, runtime)
+        graph = validate_config(config, runtime)[1]
         resolve_sources(config.resources.values())
     observations = None
     if options.refresh and state is not None and state.resources:
@@ -97,5 +100,6 @@ def build_plan(
             replace=options.replace,
             workspace=options.workspace,
             settings=dict(settings or {}),
+            graph=graph,
         )
     )

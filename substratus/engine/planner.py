@@ -48,6 +48,7 @@ class PlanRequest:
     replace: list[Address] = field(default_factory=list)
     workspace: str = "default"
     settings: dict[str, object] = field(default_factory=dict)
+    graph: nx.DiGraph | None = None  # the configuration's graph, if already built
 
 
 def make_plan(req: PlanRequest) -> Plan:
@@ -55,7 +56,7 @@ def make_plan(req: PlanRequest) -> Plan:
     state = req.state or StateFile()
     records = state.resources
     obs = req.observations or {}
-    graph = build_graph(cfg.resources)
+    graph = req.graph if req.graph is not None else build_graph(cfg.resources)
     order = topological(graph)
     errors: list[Diagnostic] = []
     warnings = list(cfg.warnings)
@@ -87,7 +88,8 @@ def make_plan(req: PlanRequest) -> Plan:
     if req.mode is Mode.DESTROY:
         _plan_destroy(req, graph, records, changes, errors)
     else:
-        removed = {a for a in records if a not in {str(x) for x in cfg.resources}}
+        configured = {str(x) for x in cfg.resources}
+        removed = {a for a in records if a not in configured}
         external_digests = _reads(req, removed, changes, errors)
         digests = compute_digests(order, cfg.resources, external_digests)
         for addr in order:
@@ -180,7 +182,7 @@ def _plan_resource(
         digest_after=new,
         depends_on=[str(d.address) for d in res.dependencies],
         inputs={d.role: str(d.address) for d in res.dependencies},
-        lifecycle=res.lifecycle.model_dump(),
+        lifecycle=res.lifecycle.model_dump(exclude_defaults=True),
     )
     seen = obs.get(key)
     if rec is None or (rec.status == "pending" and not rec.digest):

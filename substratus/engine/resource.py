@@ -34,17 +34,30 @@ class Resource:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     dependencies: list[Dependency] = field(default_factory=list)
     source: Source | None = None
-    line_of: dict[str, int] = field(default_factory=dict)  # field path -> line (for diagnostics)
+    # Where each field was written: the document's line map and, for translated documents,
+    # normalized path prefix -> written path prefix. Looked up only when a diagnostic needs it.
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    path_map: dict[tuple[str | int, ...], tuple[str | int, ...]] = field(default_factory=dict)
     file: str = ""
 
     def source_of(self, path: str) -> Source | None:
-        """``file:line`` of a field path (longest known prefix), for diagnostics."""
+        """``file:line`` of a dotted field path (longest known prefix), for diagnostics."""
         if not self.file:
             return self.source
-        probe = path
-        while probe:
-            if probe in self.line_of:
-                return Source(self.file, self.line_of[probe])
-            cut = max(probe.rfind("."), probe.rfind("["))
-            probe = probe[:cut] if cut > 0 else ""
+        parts: list[str | int] = []
+        for piece in path.replace("[", ".[").split("."):
+            if piece.startswith("[") and piece.endswith("]") and piece[1:-1].isdigit():
+                parts.append(int(piece[1:-1]))
+            elif piece:
+                parts.append(piece)
+        written = tuple(parts)
+        for n in range(len(written), 0, -1):
+            prefix = written[:n]
+            if prefix in self.path_map:
+                written = self.path_map[prefix] + written[n:]
+                break
+        for n in range(len(written), 0, -1):
+            line = self.lines.get(written[:n])
+            if line is not None:
+                return Source(self.file, line)
         return self.source

@@ -87,10 +87,9 @@ class StateFile(BaseModel):
         return cls()
 
     def to_json(self) -> str:
-        """Deterministic JSON (sorted addresses, 2-space indent, trailing newline)."""
-        data = self.model_dump(mode="json", exclude_none=True)
-        data["resources"] = dict(sorted(data["resources"].items()))
-        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+        """Deterministic UTF-8 JSON (sorted addresses, 2-space indent, trailing newline)."""
+        ordered = self.model_copy(update={"resources": dict(sorted(self.resources.items()))})
+        return ordered.model_dump_json(indent=2, exclude_none=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> StateFile:

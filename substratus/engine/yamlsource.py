@@ -17,6 +17,9 @@ from substratus.engine.diagnostic import Diagnostic, Source
 
 Path = tuple[str | int, ...]
 
+# libyaml's parser when PyYAML was built with it (it keeps marks, so lines are exact).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def path_str(path: Path) -> str:
     out = ""
@@ -52,7 +55,7 @@ class _Converter:
         self.file = file
         self.lines: dict[Path, int] = {}
         self.errors: list[Diagnostic] = []
-        self._constructor = yaml.SafeLoader("")
+        self._constructor = yaml.constructor.SafeConstructor()
 
     def convert(self, node: yaml.Node, path: Path) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -89,14 +92,19 @@ class _Converter:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # the common case, without the constructor's bookkeeping
         return self._constructor.construct_object(node, deep=True)
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
     """Parse every document of ``text``; returns the documents and any diagnostics."""
     docs: list[Document] = []
     errors: list[Diagnostic] = []
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         while loader.check_node():
             node = loader.get_node()
