@@ -297,7 +297,7 @@ def test_completion_is_openai_shaped(server: Server) -> None:
     assert body["object"] == "text_completion" and body["model"] == "ngram-2-tuned"
     (choice,) = body["choices"]
     assert choice["index"] == 0 and choice["finish_reason"] == "length"
-    assert choice["text"].strip() and choice["text"].startswith(" ")
+    assert choice["text"].strip()  # punctuation may attach to the prompt: no leading space
     assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 12, "total_tokens": 14}
 
 
