@@ -259,6 +259,7 @@ def _walk(
     parallelism: int,
     as_json: bool,
     timeout: float | None,
+    config: Config,
 ) -> ApplyResult:
     from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
@@ -282,6 +283,7 @@ def _walk(
         on_event=progress,
         config_dir=str(r.base),
         timeout=timeout,
+        secrets={str(a): res.secrets for a, res in config.resources.items() if res.secrets},
     )
     try:
         result = walker.run()
@@ -612,7 +614,7 @@ def _plan_and_apply(
             )
             _confirm(question, "destroy" if mode is Mode.DESTROY else "apply")
         print()
-        result = _walk(the_plan, current, token, backend, r, parallelism, as_json, timeout)
+        result = _walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
     _report(the_plan, result, as_json)
 
 
@@ -656,7 +658,7 @@ def _apply_saved(
         if not the_plan.has_changes:
             print("No changes. Nothing to apply.")
             return
-        result = _walk(the_plan, current, token, backend, r, parallelism, as_json, timeout)
+        result = _walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
     _report(the_plan, result, as_json)
 
 

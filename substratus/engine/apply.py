@@ -35,6 +35,7 @@ from substratus.engine.runtime import (
     RunRequest,
     Runtime,
 )
+from substratus.engine.sensitive import reveal
 from substratus.engine.statefile import (
     PendingOperation,
     ResourceRecord,
@@ -80,6 +81,7 @@ class Walker:
         on_event: Callable[[Event], None] = lambda _e: None,
         config_dir: str = ".",
         timeout: float | None = None,
+        secrets: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.plan, self.state, self.token = plan, state, token
         self.backend, self.runtime = backend, runtime
@@ -87,6 +89,7 @@ class Walker:
         self.on_event = on_event
         self.config_dir = config_dir
         self.timeout = timeout
+        self.secrets = secrets or {}  # address -> sensitive param path -> value (engine.sensitive)
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
         self.result = ApplyResult()
@@ -279,7 +282,7 @@ class Walker:
             namespace=change.namespace,
             name=change.name,
             digest=digest,
-            spec=change.after or {},
+            spec=reveal(change.after or {}, self.secrets.get(change.address)),
             inputs=self._inputs(change),
             action="replace"
             if change.action is Action.REPLACE

@@ -23,6 +23,7 @@ from substratus.engine.builds import attach_builds
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Diagnostics
 from substratus.engine.documents import PathMap, normalize, original_path
 from substratus.engine.resource import Dependency, Resource
+from substratus.engine.sensitive import mask, split_path
 from substratus.engine.spec import REFERENCES, SPEC_MODELS, Lifecycle, ProjectSpec, canonical
 from substratus.engine.validation import pydantic_diagnostics
 from substratus.engine.yamlsource import Document, load_documents, path_str
@@ -237,14 +238,18 @@ def _resource(
     except ValidationError as exc:
         diags.extend(pydantic_diagnostics(exc, Lifecycle, doc, ("lifecycle",), pmap, str(address)))
         ok = False
-    if not ok or spec_obj is None or lifecycle is None:
+    spec = canonical(spec_obj) if spec_obj is not None else {}
+    paths = _sensitive_paths(doc, data, pmap, spec, str(address), diags)
+    if not ok or spec_obj is None or lifecycle is None or paths is None:
         return None
+    secrets = mask(spec, paths)
     res = Resource(
         address=address,
         kind=kind,
         namespace=str(ns),
         name=name,
-        spec=canonical(spec_obj),
+        spec=spec,
+        secrets=secrets,
         lifecycle=lifecycle,
         source=doc.source(),
         lines=doc.lines,
@@ -262,6 +267,55 @@ def _resource(
             target = Address(ref_kind, node["name"], None if target_ns == default_ns else target_ns)
             res.dependencies.append(Dependency(role, target, "spec." + ".".join(field_path)))
     return res
+
+
+def _sensitive_paths(
+    doc: Document,
+    data: dict[str, Any],
+    pmap: PathMap,
+    spec: dict[str, Any],
+    address: str,
+    diags: Diagnostics,
+) -> list[str] | None:
+    """The validated ``sensitive:`` list of a document (None when it has errors)."""
+    raw = data.get("sensitive")
+    if raw is None:
+        return []
+    where = original_path(("sensitive",), pmap)
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        diags.error(
+            "Invalid sensitive list",
+            "sensitive is a list of param paths, like [spec.loader.params.token].",
+            source=doc.source(where),
+            address=address,
+            path="sensitive",
+        )
+        return None
+    ok = True
+    for i, path in enumerate(raw):
+        parts = split_path(path)
+        node: Any = spec
+        for part in parts or ():
+            node = node.get(part, _UNSET) if isinstance(node, dict) else _UNSET
+        if parts is None or node is _UNSET:
+            detail = (
+                "it is not set in the spec"
+                if parts is not None
+                else "only params can be sensitive: spec.loader.params.X, "
+                "spec.trainer.params.X or spec.params.X"
+            )
+            diags.error(
+                f"Invalid sensitive path {path!r}",
+                f"{detail}.",
+                source=doc.source((*where, i)),
+                address=address,
+                path=f"sensitive[{i}]",
+            )
+            ok = False
+    return list(dict.fromkeys(raw)) if ok else None
+
+
+_UNSET = object()
 
 
 def _resolve_references(

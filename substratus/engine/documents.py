@@ -17,8 +17,8 @@ from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.yamlsource import Document, Path
 
 API_VERSION = "substratus.ai/v1"
-DESIGN_KEYS = {"kind", "name", "namespace", "spec", "lifecycle"}
-K8S_KEYS = {"apiVersion", "kind", "metadata", "spec", "lifecycle", "status"}
+DESIGN_KEYS = {"kind", "name", "namespace", "spec", "lifecycle", "sensitive"}
+K8S_KEYS = {"apiVersion", "kind", "metadata", "spec", "lifecycle", "sensitive", "status"}
 OPERATOR_SPEC_KEYS = {"image", "build", "command", "env"}
 
 PathMap = dict[Path, Path]  # normalized path prefix -> original path prefix
@@ -83,8 +83,9 @@ def normalize(doc: Document) -> tuple[dict[str, Any] | None, PathMap, list[Diagn
             out["name"] = meta["name"]
         if "namespace" in meta:
             out["namespace"] = meta["namespace"]
-    if "lifecycle" in data:
-        out["lifecycle"] = data["lifecycle"]
+    for key in ("lifecycle", "sensitive"):
+        if key in data:
+            out[key] = data[key]
     spec = data.get("spec")
     if isinstance(spec, dict) and OPERATOR_SPEC_KEYS & set(spec) and "container" not in spec:
         out["spec"], spec_map = _translate_operator_spec(str(data.get("kind")), spec)

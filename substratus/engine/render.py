@@ -13,6 +13,7 @@ from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+from substratus.engine.sensitive import is_marker
 
 _COLORS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
 SYMBOL = {
@@ -50,7 +51,7 @@ class _Painter:
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Leaves of a spec as ``dotted.path -> value`` (lists and empty maps are leaves)."""
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict) and value and not is_marker(value):
         out: dict[str, Any] = {}
         for k in value:
             out.update(flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
@@ -59,6 +60,8 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def fmt(value: Any) -> str:
+    if is_marker(value):
+        return "(sensitive)"
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 

@@ -32,6 +32,7 @@ class Resource:
     name: str
     spec: dict[str, Any]  # canonical spec (defaults filled)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    secrets: dict[str, Any] = field(default_factory=dict)  # sensitive param path -> value
     dependencies: list[Dependency] = field(default_factory=list)
     source: Source | None = None
     # Where each field was written: the document's line map and, for translated documents,

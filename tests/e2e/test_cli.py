@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,51 @@ def test_falcon_example_validates_for_kubernetes() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "runtime kubernetes" in proc.stdout
+
+
+SENSITIVE = """\
+kind: Dataset
+name: private
+spec:
+  container: {local: {path: ./app}, command: ["python3", "load.py"]}
+  loader: {params: {token: TOKEN, rows: 3}}
+sensitive: [spec.loader.params.token]
+"""
+
+LOAD_TOKEN = """\
+import json, os, pathlib
+content = pathlib.Path(os.environ["CONTENT_DIR"])
+params = json.loads((content / "params.json").read_text())
+assert params["token"] == os.environ["PARAM_TOKEN"]
+(content / "artifacts" / "seen.txt").write_text(params["token"])
+"""
+
+
+def test_sensitive_params_never_reach_output_plan_or_state(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "load.py").write_text(LOAD_TOKEN)
+    (root / "substratus.yaml").write_text(SENSITIVE.replace("TOKEN", "hunter2-secret"))
+    p = Project(root)
+    plan = p.run("plan", "--out", "p.json")
+    assert re.search(r"loader\.params\.token +\= \(sensitive\)", plan.stdout)
+    p.run("apply", "p.json")
+    seen = json.loads(p.run("output", "--json").stdout)["dataset.private"]["artifacts_path"]
+    assert (Path(seen) / "seen.txt").read_text() == "hunter2-secret"  # the job got the value
+    assert "hunter2" not in (root / "p.json").read_text()
+    assert "hunter2" not in p.state_file.read_text()
+
+    (root / "substratus.yaml").write_text(SENSITIVE.replace("TOKEN", "rotated-secret"))
+    changed = p.run("plan", "--detailed-exitcode", check=2)
+    assert re.search(
+        r"loader\.params\.token +\= \(sensitive\) -> \(sensitive\)  # forces replacement",
+        changed.stdout,
+    )
+    assert "secret" not in changed.stdout
+
+    (root / "substratus.yaml").write_text(
+        SENSITIVE.replace("TOKEN", "x").replace("params.token]", "params.nope]")
+    )
+    bad = p.run("validate", check=1)
+    assert "Invalid sensitive path 'spec.loader.params.nope'" in bad.stderr
+    assert "substratus.yaml:6" in bad.stderr
