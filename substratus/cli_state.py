@@ -10,17 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from substratus.cli import (
-    Files,
-    Lock,
-    LockTimeout,
-    NoColor,
-    StateUrl,
-    Workspace,
-    _read_plan,
-    app,
-    locked,
-)
+from substratus.cli import app
+from substratus.cli_apply import locked, read_plan
+from substratus.cli_options import Files, Lock, LockTimeout, NoColor, StateUrl, Workspace
 from substratus.engine.backend import Backend, LockNotFound
 from substratus.engine.config import load_config
 from substratus.engine.diagnostic import DiagnosticError, fail
@@ -76,7 +68,7 @@ def show(
     Examples: substratus show plan.json; substratus show --json plan.json; substratus show
     """
     if planfile is not None:
-        the_plan = _read_plan(planfile)
+        the_plan = read_plan(planfile)
         if as_json:
             print(the_plan.to_json(), end="")
         else:

@@ -1,0 +1,316 @@
+"""Running an apply from the CLI: the state lock, the confirmation prompt, the walk with live
+progress, and the final report. Used by ``apply`` and ``destroy`` in ``substratus.cli``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from substratus.cli_options import addresses, parse_duration
+from substratus.engine.apply import ApplyResult, Walker
+from substratus.engine.backend import Backend, LockHeld, LockInfo, ci_context
+from substratus.engine.config import Config, load_config
+from substratus.engine.diagnostic import Diagnostic, fail
+from substratus.engine.operation import PlanOptions, build_plan
+from substratus.engine.plan import Mode, Plan, staleness
+from substratus.engine.render import render_plan
+from substratus.engine.statefile import StateFile
+from substratus.errors import EXIT_ERROR, print_diagnostics, use_color
+from substratus.wiring import Resolved, make_backend, make_runtime, resolve
+
+
+@contextmanager
+def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[None]:
+    """Hold the state lock for the block (unless ``--no-lock``)."""
+    if not enabled:
+        yield
+        return
+    from substratus.state import lock_with_timeout
+
+    info = LockInfo(operation=operation, ci=ci_context())
+    waited: list[bool] = []
+
+    def on_wait(holder: LockInfo) -> None:
+        if not waited:
+            waited.append(True)
+            print(
+                f"Acquiring state lock. Held by {holder.who} ({holder.operation}) since "
+                f"{holder.created}; waiting up to {timeout}...",
+                file=sys.stderr,
+            )
+
+    try:
+        lock_id = lock_with_timeout(backend, info, parse_duration(timeout), on_wait)
+    except LockHeld as held:
+        h = held.holder
+        raise fail(
+            "Error acquiring the state lock",
+            f"The state is locked by {h.who} (pid {h.pid}) for {h.operation} since {h.created}."
+            f"\n\nLock Info:\n{h.describe()}\n\n"
+            + (f"{held.note}\n\n" if held.note else "")
+            + "substratus acquires a state lock to protect the state from being written by "
+            "multiple users at the same time. Wait for that operation to finish (or pass "
+            "--lock-timeout 5m to wait), or, if its holder is gone, remove the lock with:\n\n"
+            f"  substratus force-unlock {h.id}",
+        ) from held
+    try:
+        yield
+    finally:
+        backend.unlock(lock_id)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def confirm(question: str, what: str) -> None:
+    if not sys.stdin.isatty():
+        raise fail(
+            "No confirmation possible",
+            f"{what} needs a 'yes' typed at a terminal, and there is none. Review the "
+            "plan and pass --auto-approve, or apply a saved plan file.",
+        )
+    print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
+    answer = input("  Enter a value: ").strip()
+    if answer != "yes":
+        raise fail("Apply cancelled", "Nothing was changed.")
+
+
+def walk(
+    plan: Plan,
+    state: StateFile | None,
+    token: str | None,
+    backend: Backend,
+    r: Resolved,
+    parallelism: int,
+    as_json: bool,
+    timeout: float | None,
+    config: Config,
+) -> ApplyResult:
+    from substratus.progress import JsonProgress, LiveProgress, PlainProgress
+
+    runtime = make_runtime(r)
+    progress: Any
+    if as_json:
+        progress = JsonProgress()
+    elif sys.stdout.isatty():
+        from rich.console import Console
+
+        progress = LiveProgress(Console())
+    else:
+        progress = PlainProgress()
+    walker = Walker(
+        plan,
+        state or StateFile.new(),
+        token,
+        backend,
+        runtime,
+        parallelism=parallelism,
+        on_event=progress,
+        config_dir=str(r.base),
+        timeout=timeout,
+        secrets={str(a): res.secrets for a, res in config.resources.items() if res.secrets},
+    )
+    try:
+        result = walker.run()
+    finally:
+        progress.close()
+    return result
+
+
+def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
+    s = plan.summary()
+    if as_json:
+        import json
+
+        print(
+            json.dumps(
+                {
+                    "type": "apply_summary",
+                    "ok": result.ok,
+                    "done": result.done,
+                    "failed": sorted(result.failed),
+                    "skipped": result.skipped,
+                    "detached": result.detached,
+                }
+            )
+        )
+    for addr, err in sorted(result.failed.items()):
+        detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
+        print_diagnostics([diag(addr, err.message, detail)])
+    if result.interrupted:
+        print(
+            "\nInterrupted: nothing new was started. Work still running was detached and is "
+            "recorded in the state; the next apply adopts it.",
+            file=sys.stderr,
+        )
+    if result.ok and not as_json:
+        if plan.mode is Mode.DESTROY:
+            print(f"\nDestroy complete! Resources: {s['destroy']} destroyed.")
+        elif plan.mode is Mode.REFRESH_ONLY:
+            print(
+                f"\nApply complete! Recorded {len(result.done)} change(s) made outside substratus."
+            )
+        else:
+            print(
+                f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
+                f"{s['destroy']} destroyed."
+            )
+    if not result.ok:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def diag(address: str, summary: str, detail: str) -> Diagnostic:
+    return Diagnostic.error(summary, detail, address=address)
+
+
+def plan_and_apply(
+    files: list[str] | None,
+    mode: Mode,
+    target: list[str] | None,
+    replace: list[str] | None,
+    refresh: bool,
+    auto_approve: bool,
+    parallelism: int,
+    timeout: float | None,
+    as_json: bool,
+    workspace: str,
+    state: str | None,
+    runtime: str | None,
+    artifacts: str | None,
+    namespace: str | None,
+    lock: bool,
+    lock_timeout: str,
+    no_color: bool,
+    operation: str,
+) -> None:
+    cfg, r = setup(
+        files,
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+    )
+    backend = make_backend(r)
+    rt = make_runtime(r)
+    opts = PlanOptions(
+        mode=mode,
+        targets=addresses(target, "--target"),
+        replace=addresses(replace, "--replace"),
+        refresh=refresh,
+        workspace=workspace,
+    )
+    with locked(backend, operation, lock, lock_timeout):
+        current, token = backend.read()
+        the_plan = build_plan(cfg, current, rt, opts, settings=r.as_plan_settings())
+        if not as_json:
+            print_plan(the_plan, use_color(no_color) and sys.stdout.isatty())
+        if not the_plan.has_changes:
+            return
+        if not auto_approve:
+            question = (
+                "Do you really want to destroy all resources?"
+                if mode is Mode.DESTROY
+                else "Do you want to perform these actions?"
+            )
+            confirm(question, "destroy" if mode is Mode.DESTROY else "apply")
+        print()
+        result = walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
+    report(the_plan, result, as_json)
+
+
+def apply_saved(
+    planfile: Path,
+    files: list[str] | None,
+    workspace: str,
+    parallelism: int,
+    timeout: float | None,
+    as_json: bool,
+    lock: bool,
+    lock_timeout: str,
+) -> None:
+    the_plan = read_plan(planfile)
+    st = the_plan.settings
+    paths = files or the_plan.config_files
+    cfg = load_config(paths, namespace=str(st.get("namespace") or "default"))
+    if cfg.digest != the_plan.config_digest:
+        raise fail(
+            "Saved plan is stale: the configuration changed",
+            f"The configuration files ({', '.join(cfg.files)}) changed since {planfile} "
+            "was created. Run plan again and apply the new plan.",
+        )
+    r = Resolved(
+        state_url=str(st["state"]),
+        artifacts_url=str(st["artifacts"]),
+        runtime=str(st["runtime"]),
+        workdir=Path(str(st["workdir"])),
+        namespace=str(st.get("namespace") or "default"),
+        workspace=the_plan.workspace or workspace,
+        base=Path(str(st.get("base") or Path(str(st["workdir"])).parent)),
+    )
+    backend = make_backend(r)
+    with locked(backend, "apply", lock, lock_timeout):
+        current, token = backend.read()
+        reason = staleness(
+            the_plan, current.lineage if current else None, current.serial if current else None
+        )
+        if reason:
+            raise fail("Saved plan is stale", reason)
+        if not the_plan.has_changes:
+            print("No changes. Nothing to apply.")
+            return
+        result = walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
+    report(the_plan, result, as_json)
+
+
+def setup(
+    files: list[str] | None,
+    *,
+    state: str | None,
+    runtime: str | None,
+    artifacts: str | None,
+    workspace: str,
+    namespace: str | None,
+) -> tuple[Config, Resolved]:
+    paths = files or ["."]
+    cfg = load_config(paths, namespace=namespace)
+    r = resolve(
+        cfg,
+        paths,
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+    )
+    return cfg, r
+
+
+def print_plan(plan: Plan, color: bool) -> None:
+    print(render_plan(plan, color=color), end="")
+
+
+def write_plan(path: Path, the_plan: Plan) -> None:
+    import os
+
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(the_plan.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise fail(
+            "Cannot write the plan file",
+            f"{path}: {exc.strerror}. Choose a writable path with --out.",
+        ) from exc
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        return Plan.from_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise fail("Cannot read the plan file", f"{path}: {exc.strerror}.") from exc
+    except ValueError as exc:
+        raise fail("Invalid plan file", f"{path}: {exc}.") from exc
