@@ -103,6 +103,7 @@ def _field_lines(change: ResourceChange, paint: _Painter) -> list[str]:
 
 
 _MISSING = object()
+_FIELD_CODES = ("field_changed", "source_changed")
 
 
 def render_change(change: ResourceChange, paint: _Painter) -> list[str]:
@@ -111,12 +112,14 @@ def render_change(change: ResourceChange, paint: _Painter) -> list[str]:
     if change.action is Action.CREATE and change.before:
         head = "will be created again"
     lines = [paint(f"  # {change.address} {head}", "bold")]
+    changed = [r.path for r in change.reasons if r.path and r.code in _FIELD_CODES]
+    if changed:
+        lines.append(f"  # (because {', '.join(changed)} changed)")
     for r in change.reasons:
-        if r.code == "new":
+        if r.code == "new" or (r.path and r.code in _FIELD_CODES):
             continue
-        lines.append(
-            f"  # ({'because ' if r.code not in ('adopt', 'external') else ''}{r.message})"
-        )
+        because = "" if r.code in ("adopt", "external") else "because "
+        lines.append(f"  # ({because}{r.message})")
     kind_label = change.kind
     lines.append(f'{paint(symbol.rjust(3), style)} {kind_label} "{change.name}" {{')
     fields = _field_lines(change, paint)

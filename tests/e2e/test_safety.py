@@ -125,6 +125,8 @@ def test_drift_is_shown_and_repaired(slow_project: Project) -> None:
     artifacts = Path(state["resources"]["dataset.data"]["outputs"]["artifacts_path"])
     os.system(f"chmod -R u+w {artifacts} && rm -rf {artifacts}")
 
+    trusting = p.run("plan", "--no-refresh", "--detailed-exitcode")  # trusts the state
+    assert "No changes." in trusting.stdout
     plan = p.run("plan", "--detailed-exitcode", check=2)
     assert "Objects have changed outside of substratus" in plan.stdout
     assert "# modelserver.api has been deleted" in plan.stdout
