@@ -107,6 +107,8 @@ def make_plan(req: PlanRequest) -> Plan:
         raise DiagnosticError(errors)
 
     drift = _drift(records, obs, req.mode)
+    if req.targets:  # a targeted plan shows (and a refresh-only apply records) only its drift
+        drift = [d for d in drift if d.address in changes]
     result = list(changes.values())
     if req.mode is Mode.REFRESH_ONLY:
         for c in result:
