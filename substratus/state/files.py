@@ -1,6 +1,6 @@
 """Durable file primitives for the local state backend (POSIX).
 
-Owns three things and nothing about the state format:
+Owns these and nothing about the state format:
 
 - ``atomic_write``: replace a file so a reader sees the old bytes or the new bytes, never a mix,
   and the new bytes are on disk when it returns: a temp file in the same directory, every byte
@@ -12,6 +12,12 @@ Owns three things and nothing about the state format:
   removing the lock file), which makes those steps atomic with respect to each other. Where the
   file system cannot ``flock`` a directory (some network mounts) it yields ``False`` and the
   caller proceeds unguarded: ``O_EXCL`` creation and ``os.replace`` still hold.
+- ``append_durably``: add one record (a journal line) to the end of a file with a single
+  ``os.write`` on an ``O_APPEND`` descriptor, after cutting off a torn tail left by a crash; the
+  file is ``fsync``ed, and its directory too when the file was created. On any failure the file is
+  cut back to its previous length (or removed, if this call created it).
+- ``read_file``: a file's bytes from an offset together with the ``fstat`` of what was read, and
+  ``stat_key``: the identity of a file's current content as far as ``stat`` can tell.
 - ``os_failure``: turn an ``OSError`` into a ``DiagnosticError`` that names the path and the fix.
 """
 
@@ -51,6 +57,25 @@ def read_bytes(path: Path) -> bytes | None:
         raise os_failure("read", path, exc) from exc
 
 
+def read_file(path: Path, offset: int = 0, limit: int = -1) -> tuple[bytes, os.stat_result] | None:
+    """Up to ``limit`` bytes (all when ``-1``) of ``path`` from ``offset``, and the ``fstat`` of
+    the file they came from (taken before reading); ``None`` when it does not exist."""
+    try:
+        with path.open("rb") as fh:
+            info = os.fstat(fh.fileno())
+            fh.seek(offset)
+            return fh.read(limit), info
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise os_failure("read", path, exc) from exc
+
+
+def stat_key(info: os.stat_result) -> tuple[int, ...]:
+    """Changes whenever a file is replaced or rewritten (inode, size, mtime, ctime)."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def ensure_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -84,6 +109,33 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def append_durably(path: Path, data: bytes, size: int | None) -> os.stat_result:
+    """Append ``data`` to ``path``, which has ``size`` valid bytes (``None``: create it, it must
+    not exist); bytes past ``size`` (a torn tail) are cut off first. Returns the file's ``fstat``
+    once ``data`` is durable; raises ``OSError`` with the file back as it was (minus the tail)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL if size is None else flags, 0o666)
+    try:
+        try:
+            if size is not None and os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+            write_all(fd, data)  # one os.write for a regular file; O_APPEND puts it at the end
+            os.fsync(fd)
+            info = os.fstat(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if size is None:
+                    os.unlink(path)
+                else:
+                    os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+    if size is None:
+        fsync_dir(path.parent)
+    return info
 
 
 def fsync_dir(directory: Path) -> None:

@@ -232,7 +232,9 @@ def test_sensitive_params_never_reach_output_plan_or_state(tmp_path: Path) -> No
     seen = json.loads(p.run("output", "--json").stdout)["dataset.private"]["artifacts_path"]
     assert (Path(seen) / "seen.txt").read_text() == "hunter2-secret"  # the job got the value
     assert "hunter2" not in (root / "p.json").read_text()
-    assert "hunter2" not in p.state_file.read_text()
+    for stored in p.state_file.parent.iterdir():  # state, its journal and backup
+        assert "hunter2" not in stored.read_text(errors="replace"), stored
+    assert "hunter2" not in p.run("state", "pull").stdout  # base and journal
 
     (root / "substratus.yaml").write_text(SENSITIVE.replace("TOKEN", "rotated-secret"))
     changed = p.run("plan", "--detailed-exitcode", check=2)

@@ -10,12 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from substratus.state.local import FileBackend
 from tests.e2e.conftest import Project
 
 
+def _backend(project: Project) -> FileBackend:
+    return FileBackend(project.state_file.parent)
+
+
 def _state(project: Project) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(project.state_file.read_text())
-    return data
+    """The stored state as any reader sees it: the base file with its journal replayed."""
+    state, _ = _backend(project).read()
+    return {} if state is None else state.model_dump(mode="json", exclude_none=True)
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -58,7 +64,7 @@ def test_second_apply_fails_at_once_while_the_lock_is_held(slow_project: Project
     first = p.popen("apply", "--auto-approve")
     lock = p.dir / ".substratus" / "state" / "default.lock"
     _wait_for(lock.exists)
-    before = p.state_file.read_bytes() if p.state_file.exists() else b""
+    before = _backend(p).read()[1]
     started = time.monotonic()
     second = p.run("apply", "--auto-approve", check=1)
     assert time.monotonic() - started < 10
@@ -71,7 +77,7 @@ def test_second_apply_fails_at_once_while_the_lock_is_held(slow_project: Project
     _out, errs = first.communicate(timeout=60)
     assert first.returncode == 0, errs
     assert not lock.exists()
-    assert before == b"" or p.state_file.read_bytes() != before  # only the first apply wrote
+    assert before is None or _backend(p).read()[1] != before  # only the first apply wrote
 
 
 def test_kill_9_mid_apply_loses_nothing_and_the_next_run_adopts(slow_project: Project) -> None:

@@ -105,7 +105,7 @@ def test_disk_full_mid_write_leaves_old_state(
             return real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    backend._backed_up = True  # so the first os.write is the state's own temp file
+    backend.store._backed_up = True  # so the first os.write is the state's own temp file
     monkeypatch.setattr(os, "write", half_then_enospc)
     with pytest.raises(DiagnosticError) as info:
         backend.write(make_state("new" * 1000, serial=2), token, [])
@@ -200,29 +200,34 @@ def test_conflict_when_another_process_edits_the_file(
         backend.write(make_state("new", serial=2), token, [])
 
 
-def _increment(directory: str, worker: int, count: int, conflicts: Any) -> None:
+def _increment(directory: str, worker: int, count: int, conflicts: Any, journaled: bool) -> None:
     backend = FileBackend(directory)
     done = 0
     while done < count:
         state, token = backend.read()
         assert state is not None
         state.serial += 1
-        state.resources[f"model.w{worker}-{done}"] = state.resources["model.seed"]
+        address = f"model.w{worker}-{done}"
+        state.resources[address] = state.resources["model.seed"]
         try:
-            backend.write(state, token, [])
+            backend.write(state, token, [address] if journaled else [])
             done += 1
         except StateConflict:
             with conflicts.get_lock():
                 conflicts.value += 1
 
 
-def test_no_lost_update_across_processes(state_dir: Path, make_state: StateFactory) -> None:
-    """Unlocked read-modify-write loops in N processes: CAS makes every increment count."""
+@pytest.mark.parametrize("journaled", [True, False], ids=["journal", "compact"])
+def test_no_lost_update_across_processes(
+    state_dir: Path, make_state: StateFactory, journaled: bool
+) -> None:
+    """Unlocked read-modify-write loops in N processes: CAS makes every increment count, whether
+    the writes append to the journal or rewrite the state."""
     FileBackend(state_dir).write(make_state("seed"), None, [])
     workers, count = 6, 12
     conflicts = FORK.Value("i", 0)
     procs = [
-        FORK.Process(target=_increment, args=(str(state_dir), w, count, conflicts))
+        FORK.Process(target=_increment, args=(str(state_dir), w, count, conflicts, journaled))
         for w in range(workers)
     ]
     for p in procs:
@@ -299,10 +304,10 @@ def test_unreadable_state_is_a_diagnostic(
 ) -> None:
     _seed(backend, make_state)
 
-    def denied(self: Path) -> bytes:
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError(errno.EACCES, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(DiagnosticError) as info:
         backend.read()
     text = message(info.value)

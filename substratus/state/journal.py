@@ -1,0 +1,165 @@
+"""The state journal's format: one JSON line per incremental write, replayed over the base file.
+
+A workspace's state is its base file ``<ws>.json`` (``StateFile.to_json()``, unchanged) plus the
+journal ``<ws>.journal`` beside it. Each line records one ``write``::
+
+    {"base":"<sha256 hex of the base file's bytes>","lineage":"…","serial":8,"version":1,
+     "substratus_version":"…","set":{"<address>":{<record as in the state file>}},
+     "remove":["<address>"]}
+
+``set`` holds the records of the changed addresses present in the state, ``remove`` the changed
+addresses absent from it. Replaying a line puts those records in place, drops those addresses and
+takes every top-level field other than ``resources`` from the line. No I/O here: ``scan`` reads
+bytes, ``replay`` edits a decoded base document, ``encode_line`` builds one line.
+
+``scan`` rules (the same for a reader without the lock and for a writer under it):
+
+- Lines end with ``\\n``. Bytes after the last ``\\n`` are a torn tail (a crash mid-append) and are
+  ignored; so is a last line that is not valid JSON (garbage left by a crash). A line is never
+  torn anywhere else: ``JournalCorrupt``.
+- A line whose ``base`` is not the base file's sha256 is stale (a compaction renamed the new base
+  in place and stopped before removing the journal): ignored.
+- Every other line must be a well-formed entry of the same lineage whose serial is exactly one
+  more than the previous one's (the base's for the first line); otherwise ``JournalCorrupt``.
+
+The version token (``Position.token``) is the base sha256 alone while no line applies, else
+``<base sha256>:<lines>:<chain>``, ``chain`` being sha256 chained over the bytes of every applied
+line, so it identifies the base and the exact journal content, and changes on every write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from substratus.engine.statefile import StateFile
+
+TOP_LEVEL = ("lineage", "serial", "version", "substratus_version")
+
+
+class JournalCorrupt(ValueError):
+    """A journal line that is neither applicable, stale nor a torn tail (1-based ``line``)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        self.line = line
+        self.reason = reason
+        super().__init__(f"line {line}: {reason}")
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a replay stands: the base, and the last line applied on top of it (if any)."""
+
+    base: str  # sha256 hex of the base file's bytes
+    lineage: str
+    serial: int
+    version: int
+    lines: int = 0  # lines applied
+    seen: int = 0  # lines read, stale ones included (for line numbers in messages)
+    chain: str = ""
+
+    @property
+    def token(self) -> str:
+        return self.base if not self.lines else f"{self.base}:{self.lines}:{self.chain}"
+
+
+@dataclass
+class Scan:
+    """What ``scan`` found in some journal bytes, from the position it started at."""
+
+    at: Position
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    end: int = 0  # offset just after the last whole line (applied or stale); a torn tail follows
+    last: bytes = b""  # that line
+    stale: int = 0
+
+
+def scan(data: bytes, at: Position) -> Scan:
+    """Parse and check the lines in ``data``, continuing from ``at``; raises ``JournalCorrupt``."""
+    found = Scan(at)
+    pos = 0
+    while (newline := data.find(b"\n", pos)) != -1:
+        raw = data[pos : newline + 1]
+        line_no = found.at.seen + 1
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            if newline + 1 == len(data):  # the last line: garbage left by a crash mid-append
+                break
+            raise JournalCorrupt(line_no, "not valid JSON") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("base"), str):
+            raise JournalCorrupt(line_no, "not a journal entry (no `base`)")
+        if entry["base"] != found.at.base:
+            found.stale += 1
+            found.at = replace(found.at, seen=line_no)
+        else:
+            problem = _problem(entry, found.at)
+            if problem:
+                raise JournalCorrupt(line_no, problem)
+            chain = hashlib.sha256((found.at.chain or found.at.base).encode() + raw).hexdigest()
+            found.at = replace(
+                found.at,
+                serial=entry["serial"],
+                version=entry["version"],
+                lines=found.at.lines + 1,
+                seen=line_no,
+                chain=chain,
+            )
+            found.entries.append(entry)
+        found.last = raw
+        pos = found.end = newline + 1
+    return found
+
+
+def _problem(entry: dict[str, Any], at: Position) -> str:
+    """Why ``entry`` cannot follow ``at`` (``""`` when it can)."""
+    records, removed = entry.get("set"), entry.get("remove")
+    if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+        return "`set` is not an object of resource records"
+    if not isinstance(removed, list) or not all(isinstance(a, str) for a in removed):
+        return "`remove` is not a list of addresses"
+    if type(entry.get("version")) is not int:
+        return "`version` is not an integer"
+    if not isinstance(entry.get("substratus_version"), str):
+        return "`substratus_version` is not a string"
+    if entry.get("lineage") != at.lineage:
+        return f"lineage {entry.get('lineage')!r} differs from the state's {at.lineage!r}"
+    serial = entry.get("serial")
+    if type(serial) is not int:
+        return "`serial` is not an integer"
+    if serial != at.serial + 1:
+        return f"serial {serial} does not follow serial {at.serial} (writes are missing)"
+    return ""
+
+
+def replay(doc: dict[str, Any], entries: Iterable[dict[str, Any]]) -> None:
+    """Apply ``entries`` (from ``scan``) to the decoded base document ``doc``, in place."""
+    resources: dict[str, Any] = doc["resources"]
+    for entry in entries:
+        resources.update(entry["set"])
+        for address in entry["remove"]:
+            resources.pop(address, None)
+        for key in TOP_LEVEL:
+            doc[key] = entry[key]
+
+
+def encode_line(base: str, state: StateFile, changed: Iterable[str]) -> bytes:
+    """The journal line recording ``state``'s ``changed`` addresses against base ``base``."""
+    records: list[str] = []
+    removed: list[str] = []
+    for address in changed:
+        record = state.resources.get(address)
+        if record is None:
+            removed.append(address)
+        else:
+            records.append(f"{_dump(address)}:{record.model_dump_json(exclude_none=True)}")
+    head = _dump({"base": base, **{key: getattr(state, key) for key in TOP_LEVEL}})
+    tail = f',"set":{{{",".join(records)}}},"remove":{_dump(removed)}}}\n'
+    return (head[:-1] + tail).encode()
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
