@@ -247,6 +247,23 @@ def apply(
     substratus plan --out plan.json && substratus apply plan.json
     """
     if planfile is not None:
+        fixed = {
+            "--target": target,
+            "--replace": replace,
+            "--refresh-only": refresh_only,
+            "--no-refresh": no_refresh,
+            "--state": state,
+            "--runtime": runtime,
+            "--artifacts": artifacts,
+            "--namespace": namespace,
+        }
+        given = [flag for flag, value in fixed.items() if value]
+        if given:
+            raise fail(
+                f"{', '.join(given)} cannot be used with a saved plan",
+                f"{planfile} already fixes what to apply and where; these options were decided "
+                "when it was made. Plan again with them, or apply the saved plan without them.",
+            )
         apply_saved(planfile, files, workspace, parallelism, timeout, as_json, lock, lock_timeout)
         return
     mode = _mode(False, refresh_only)

@@ -41,6 +41,8 @@ def test_saved_plan_applies_exactly_and_refuses_when_stale(slow_project: Project
     assert "Apply complete! Resources: 4 added" in applied.stdout
     serial = _state(p)["serial"]
 
+    mixed = p.run("apply", "second.json", "--target", "dataset.data", check=1)
+    assert "--target cannot be used with a saved plan" in mixed.stderr
     stale = p.run("apply", "second.json", check=1)
     assert "Saved plan is stale" in stale.stderr
     assert "Traceback" not in stale.stderr
