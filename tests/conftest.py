@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.engine import Harness
+from tests.support.gcs import gcs_bucket, gcs_server  # noqa: F401  (session-wide emulator)
 
 
 @pytest.fixture

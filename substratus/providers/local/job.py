@@ -1,11 +1,14 @@
 """Jobs: Dataset and Model loaders and trainers as supervised processes.
 
 A job run at a digest has a run directory (``workdir.RunFiles``), a partial output directory in
-the artifact store and a final version directory. ``apply`` adopts a completed version at once,
-waits for a supervisor that an interrupted apply left running, or starts one
-(``supervise.py``) under the run's ``flock``. It raises ``Detached`` when cancelled (the job goes
-on) and ``RunError`` with the log tail when the job fails. ``delete`` and ``collect_garbage``
-stop what runs and remove run directories and versions. Refresh reads ``status``.
+the artifact store and a final version directory (for a remote store, in its local mirror).
+``apply`` adopts a version complete in the store at once, publishes one that completed only
+locally, waits for a supervisor that an interrupted apply left running, or starts one
+(``supervise.py``) under the run's ``flock`` and publishes its output when it succeeds. Inputs
+are resolved by their own URL (``input_dir``: a gs:// version is fetched first). It raises
+``Detached`` when cancelled (the job goes on) and ``RunError`` with the log tail when the job
+fails. ``delete`` and ``collect_garbage`` stop what runs and remove run directories and versions.
+Refresh reads ``status``.
 """
 
 from __future__ import annotations
@@ -22,16 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
-from substratus.providers.local.artifacts import PARTIAL_SUFFIX, ArtifactStore
+from substratus.providers.local.artifacts import PARTIAL_SUFFIX, ArtifactStore, input_dir
 from substratus.providers.local.files import log_tail, read_json, remove_tree, short_digest
 from substratus.providers.local.process import ProcessRef, stop
 from substratus.providers.local.workdir import RunFiles, Workdir
-from substratus.providers.local.workload import (
-    input_path,
-    prepare_content,
-    secret_env_names,
-    workload_env,
-)
+from substratus.providers.local.workload import prepare_content, secret_env_names, workload_env
 
 SUPERVISOR = "substratus.providers.local.supervise"
 
@@ -84,12 +82,7 @@ class Jobs:
 
     def newest_version(self, namespace: str, kind: str, name: str) -> Path | None:
         """The most recently completed version directory of a resource."""
-        versions = [
-            p
-            for p in self.store.entries(namespace, kind, name)
-            if not p.name.endswith(PARTIAL_SUFFIX)
-        ]
-        return max(versions, key=lambda p: p.stat().st_ctime, default=None)
+        return self.store.newest(namespace, kind, name)
 
     def intent(self, names: JobNames) -> dict[str, Any]:
         return {**self.outputs(names), "partial_path": str(names.partial)}
@@ -98,8 +91,11 @@ class Jobs:
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         names = self.names(request.namespace, request.kind, request.name, request.digest)
-        if names.final.is_dir():
+        if self.store.complete(names.final):
             ctx.phase("adopted a completed run")
+            return self.outputs(names)
+        if names.final.is_dir():  # completed here, not yet published to a remote store
+            self.store.publish(names.final, ctx.phase)
             return self.outputs(names)
         popen: subprocess.Popen[bytes] | None = None
         ref = supervisor_of(names.run)
@@ -109,6 +105,7 @@ class Jobs:
             popen, ref = self._launch(request, names)
         self._wait(request, ref, popen, ctx)
         if names.final.is_dir():
+            self.store.publish(names.final, ctx.phase)
             return self.outputs(names)
         code = exit_code_of(names.run)
         detail = log_tail(names.run.log)
@@ -168,7 +165,7 @@ class Jobs:
             )
         links = {}
         for role in ("data", "model"):
-            path = input_path(request.inputs, role)
+            path = input_dir(request.inputs, role, self.workdir.root)
             if path is not None:
                 if not path.is_dir():
                     raise RunError(f"the {role} input {path} does not exist", "apply it again")
@@ -220,6 +217,9 @@ class Jobs:
         """(pending, message) of the run an interrupted apply started."""
         if names.final.is_dir():
             return "completed", f"the interrupted job completed; artifacts at {names.final}"
+        if self.store.complete(names.final):
+            where = self.store.url_for(names.final)
+            return "completed", f"the interrupted job completed; artifacts at {where}"
         ref = supervisor_of(names.run)
         if ref is not None:
             return "running", f"pid {ref.pid} left running by an interrupted apply"

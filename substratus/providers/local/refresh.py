@@ -1,19 +1,21 @@
 """Refresh: what exists now of each recorded resource, in one pass (``LocalRuntime.refresh``).
 
-Builds and versions are checked by path, servers by pid + start time and one ``GET /``; no
-subprocess is started. For a record with a pending operation, the work the interrupted apply
-started is reported as ``completed`` (a final version or a healthy process for the pending
-digest exists), ``running`` (its supervisor or process is alive) or ``gone``.
+Builds and versions are checked by path, versions in a remote store by their markers (one list
+call per store prefix for all records, ``present_versions``), servers by pid + start time and one
+``GET /``; no subprocess is started. For a record with a pending operation, the work the
+interrupted apply started is reported as ``completed`` (a final version or a healthy process for
+the pending digest exists), ``running`` (its supervisor or process is alive) or ``gone``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine.runtime import Observation
 from substratus.engine.statefile import PendingOperation, ResourceRecord
+from substratus.providers.local.artifacts import is_remote, present_versions
 from substratus.providers.local.job import Jobs
 from substratus.providers.local.server import Servers
 from substratus.providers.local.workdir import Workdir
@@ -34,13 +36,19 @@ class Refresher:
     def __init__(self, workdir: Workdir, jobs: Jobs, servers: Servers) -> None:
         self.workdir, self.jobs, self.servers = workdir, jobs, servers
 
-    def status(self, record: ResourceRecord) -> tuple[Status, str]:
+    def status(self, record: ResourceRecord, present: Set[str] = frozenset()) -> tuple[Status, str]:
+        """Status of a recorded resource; ``present``: the complete remote version URLs."""
         outputs = record.outputs
         if record.kind == "build":
             status, message = _path_status(outputs, "context_dir", "the build context")
             return status, message.replace(" were ", " was ")
         if record.kind in SERVER_KINDS:
             return self.servers.status(record.kind, outputs)
+        url = outputs.get("artifacts")
+        if is_remote(url):
+            if url in present:
+                return "present", ""
+            return "missing", f"artifacts at {url} were deleted outside substratus"
         return _path_status(outputs, "artifacts_path", "artifacts")
 
     def pending(self, record: ResourceRecord, op: PendingOperation) -> tuple[Pending, str]:
@@ -57,8 +65,10 @@ class Refresher:
 
     def observe(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
         observations = {}
+        urls = [r.outputs.get("artifacts") for r in records.values() if r.kind not in SERVER_KINDS]
+        present = present_versions(str(u) for u in urls if is_remote(u))
         for address, record in records.items():
-            status, message = self.status(record)
+            status, message = self.status(record, present)
             if record.pending is None:
                 observations[address] = Observation(status, message)
                 continue

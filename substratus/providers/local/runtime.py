@@ -1,12 +1,14 @@
 """``LocalRuntime``: the ``Runtime`` that runs resources as processes on this machine (DESIGN §8).
 
 ``LocalRuntime(workdir, artifacts_url)`` — ``workdir`` is the ``.substratus`` directory beside the
-configuration (builds, runs and logs go under it), ``artifacts_url`` the artifact store (only
-``file://``; default ``{workdir}/artifacts``). Per kind:
+configuration (builds, runs and logs go under it), ``artifacts_url`` the artifact store for new
+versions (``file://``, default ``{workdir}/artifacts``, or ``gs://bucket/prefix`` mirrored under
+``{workdir}/cache/gcs``). Inputs are resolved by the URL their producer recorded, so stores mix:
+a gs:// input is fetched into the mirror, a file:// one is linked as is. Per kind:
 
 - build → a build context directory (``build.py``); outputs ``context_dir``;
 - dataset, model with a loader or trainer → a supervised job (``job.py``); outputs ``artifacts``,
-  ``artifacts_path``, ``log``, ``run_dir``;
+  ``artifacts_path`` (the local directory: for gs:// its mirror), ``log``, ``run_dir``;
 - model with only a ``url`` → the location is checked; outputs ``artifacts``, ``artifacts_path``;
 - ``read_external`` → the newest completed version of a Dataset/Model in the artifact store
   (digest = its version directory name; outputs ``artifacts``, ``artifacts_path``);
@@ -14,16 +16,19 @@ configuration (builds, runs and logs go under it), ``artifacts_url`` the artifac
   ``port``, ``endpoint``, ``log``, ``run_dir`` (+ ``url``, ``artifacts``, ``artifacts_path`` for
   notebooks); ``{"replicas": 0}`` or ``{"suspended": True, …}`` when nothing should run.
 
-This class only dispatches; it holds no state beyond its two locations.
+This class only dispatches; it holds no state beyond its two locations. Store problems found
+while planning (refresh, ``read_external``) are diagnostics; during apply, ``RunError``s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.runtime import (
     DeleteRequest,
     ExternalResource,
@@ -35,7 +40,13 @@ from substratus.engine.runtime import (
 )
 from substratus.engine.statefile import ResourceRecord
 from substratus.providers.local import check as checks
-from substratus.providers.local.artifacts import ArtifactStore, local_path, open_store
+from substratus.providers.local.artifacts import (
+    ArtifactStore,
+    input_dir,
+    is_remote,
+    local_path,
+    open_store,
+)
 from substratus.providers.local.build import context_dir, materialise
 from substratus.providers.local.files import remove_tree
 from substratus.providers.local.job import Jobs, keep_set
@@ -45,6 +56,7 @@ from substratus.providers.local.workdir import Workdir
 
 JOB_KINDS = ("dataset", "model")
 SERVER_KINDS = ("modelserver", "notebook")
+T = TypeVar("T")
 
 
 def is_job(kind: str, spec: Mapping[str, Any]) -> bool:
@@ -62,23 +74,24 @@ class LocalRuntime:
     ) -> None:
         self.workdir = Workdir(Path(workdir))
         self.store: ArtifactStore = open_store(
-            artifacts_url or (self.workdir.root / "artifacts").as_uri()
+            artifacts_url or (self.workdir.root / "artifacts").as_uri(), self.workdir.root
         )
         self.jobs = Jobs(self.workdir, self.store, poll_interval)
         self.servers = Servers(self.workdir, self.store, poll_interval)
         self._refresher = Refresher(self.workdir, self.jobs, self.servers)
 
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
-        return checks.check(resources)
+        uses_store = any(is_job(r.kind, r.spec) for r in resources)
+        return checks.check(resources) + (self.store.check() if uses_store else [])
 
     def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
-        return self._refresher.observe(records)
+        return _planning(lambda: self._refresher.observe(records))
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         """The newest completed version of a Dataset/Model in the artifact store, if any."""
         if kind not in JOB_KINDS:
             return None
-        found = self.jobs.newest_version(namespace, kind, name)
+        found = _planning(lambda: self.jobs.newest_version(namespace, kind, name))
         if found is None:
             return None
         return ExternalResource(digest=found.name, outputs=self.jobs.version_outputs(found))
@@ -108,8 +121,18 @@ class LocalRuntime:
         if kind == "model":
             return self._model_location(request)
         if kind in SERVER_KINDS:
-            return self.servers.apply(request, ctx)
+            return self.servers.apply(self._local_inputs(request, ctx), ctx)
         raise RunError(f"the local runtime does not know the kind {kind!r}")
+
+    def _local_inputs(self, request: RunRequest, ctx: RunContext) -> RunRequest:
+        """The request with gs:// inputs fetched into the mirror (``artifacts_path`` local)."""
+        inputs = dict(request.inputs)
+        for role in ("data", "model"):
+            if is_remote((inputs.get(role) or {}).get("artifacts")):
+                ctx.phase(f"fetching the {role} input {inputs[role]['artifacts']}")
+                path = input_dir(inputs, role, self.workdir.root)
+                inputs[role] = {**inputs[role], "artifacts_path": str(path)}
+        return dataclasses.replace(request, inputs=inputs)
 
     def _model_location(self, request: RunRequest) -> dict[str, Any]:
         url = str(request.spec.get("url") or "")
@@ -148,4 +171,14 @@ class LocalRuntime:
                 continue
             pending = record.pending.digest if record.pending else None
             keep = keep_set(record.digest, record.previous_digest, pending)
-            self.jobs.collect_garbage(record.namespace, record.kind, record.name, keep)
+            # best effort: what a remote store refuses now is collected after a later apply
+            with contextlib.suppress(RunError):
+                self.jobs.collect_garbage(record.namespace, record.kind, record.name, keep)
+
+
+def _planning(step: Callable[[], T]) -> T:
+    """Run a plan-time step; a store problem becomes a diagnostic (no traceback)."""
+    try:
+        return step()
+    except RunError as exc:
+        raise fail(exc.message, exc.detail) from exc

@@ -1,0 +1,349 @@
+"""The ``gs://bucket/prefix`` artifact store of the local runtime (DESIGN §4), and reading any
+``gs://`` version URL (so an input comes from whichever store produced it).
+
+A version is the prefix ``{prefix}/{namespace}/{kind}s/{name}/{digest[:16]}/``: the job's files
+and, written last with ``if_generation_match=0``, the marker ``.substratus-complete`` — the marker
+exists ⇔ the version is complete. The marker is a JSON manifest (each file's size, CRC32C and
+generation; empty directories) that downloads follow: no list call, and a replaced object is
+detected. Jobs run against the local ``Mirror`` (``{workdir}/cache/gcs/{bucket}/{key}``, see
+``MirroredStore``); ``publish`` uploads a completed version in parallel (checksums verified by
+the client) and then writes the marker; ``fetch`` downloads an input version into its mirror
+(staged, read-only, renamed into place), reused while the marker generation matches.
+
+No credentials, a missing bucket or a permission denial is one ``RunError`` with the fix;
+transient errors (429, 5xx, resets, timeouts) are retried with backoff, which is safe: objects of
+an incomplete version may be rewritten and the marker carries a precondition. The only providers
+module that imports ``google``; it never touches the state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import google.auth
+from google.api_core import exceptions as api
+from google.auth import exceptions as auth
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.runtime import RunError
+from substratus.providers.local.artifacts import PARTIAL_SUFFIX, Mirror, MirroredStore
+
+MARKER = ".substratus-complete"
+WORKERS = 8
+RETRY = DEFAULT_RETRY.with_delay(initial=0.1, maximum=8.0, multiplier=2.0).with_timeout(180.0)
+READ = frozenset({"storage.objects.get"})
+WRITE = READ | {"storage.objects.list", "storage.objects.create", "storage.objects.delete"}
+FIX_CREDENTIALS = (
+    "run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a "
+    "service account key); for an emulator set STORAGE_EMULATOR_HOST"
+)
+
+
+@dataclass(frozen=True)
+class GsPath:
+    bucket: str
+    key: str  # no leading or trailing "/"; "" is the bucket root
+
+    @classmethod
+    def parse(cls, url: str) -> GsPath:
+        bucket, _, key = url.removeprefix("gs://").partition("/")
+        if not url.startswith("gs://") or not bucket:
+            raise ValueError(f"{url!r} is not a gs://bucket/prefix URL")
+        return cls(bucket, key.strip("/"))
+
+    def child(self, *parts: str) -> GsPath:
+        return GsPath(self.bucket, "/".join(p for p in (self.key, *parts) if p))
+
+    @property
+    def url(self) -> str:
+        return f"gs://{self.bucket}/{self.key}".rstrip("/")
+
+    @property
+    def dir_prefix(self) -> str:
+        return f"{self.key}/" if self.key else ""
+
+
+# -- client, errors, access ----------------------------------------------------------------------
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+_checked: set[tuple[str, str, frozenset[str]]] = set()
+
+
+def client() -> Any:
+    """One client per process (per emulator host): the emulator when ``STORAGE_EMULATOR_HOST``
+    is set, else Application Default Credentials."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    with _lock:
+        if host not in _clients:
+            if host:
+                endpoint = host if "://" in host else f"http://{host}"
+                _clients[host] = storage.Client(
+                    project="substratus",
+                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                    client_options={"api_endpoint": endpoint},
+                )
+            else:
+                with _errors("reading Google Cloud credentials", None):
+                    _clients[host] = storage.Client()
+        return _clients[host]
+
+
+@contextlib.contextmanager
+def _errors(what: str, where: GsPath | None) -> Iterator[None]:
+    """Turn client errors into one ``RunError`` that says what to do."""
+    bucket = f"gs://{where.bucket}" if where else "the bucket"
+    try:
+        yield
+    except (auth.DefaultCredentialsError, auth.RefreshError) as exc:
+        raise RunError(f"no usable Google Cloud credentials while {what}", FIX_CREDENTIALS) from exc
+    except (api.Forbidden, api.Unauthorized) as exc:
+        raise RunError(
+            f"permission denied while {what}",
+            f"{exc.message}. Grant the account roles/storage.objectAdmin on {bucket} "
+            f"(`gcloud storage buckets add-iam-policy-binding {bucket} --member=… "
+            "--role=roles/storage.objectAdmin`) or use other credentials",
+        ) from exc
+    except api.NotFound as exc:
+        raise RunError(
+            f"the bucket {bucket} does not exist ({what})",
+            f"create it (`gcloud storage buckets create {bucket}`) or fix the artifacts URL",
+        ) from exc
+    except api.RetryError as exc:
+        raise RunError(f"GCS kept failing while {what}", f"gave up retrying: {exc.cause}") from exc
+    except (api.GoogleAPICallError, DataCorruption, OSError, ValueError) as exc:
+        raise RunError(f"GCS error while {what}", f"{type(exc).__name__}: {exc}") from exc
+
+
+def preflight(bucket: str, needed: frozenset[str]) -> None:
+    """Fail early (before a job runs) when the bucket is missing or permissions are lacking."""
+    key = (os.environ.get("STORAGE_EMULATOR_HOST", ""), bucket, needed)
+    if key in _checked:
+        return
+    handle = client().bucket(bucket)
+    with _errors(f"checking access to gs://{bucket}", GsPath(bucket, "")):
+        try:
+            granted = set(handle.test_iam_permissions(sorted(needed), retry=RETRY))
+        except api.NotFound:  # a missing bucket, or an emulator without the IAM API
+            if not handle.exists(retry=RETRY):
+                raise
+            granted = set(needed)
+    missing = needed - granted
+    if missing:
+        raise RunError(
+            f"the credentials lack {', '.join(sorted(missing))} on gs://{bucket}",
+            f"grant roles/storage.objectAdmin on gs://{bucket}, or {FIX_CREDENTIALS}",
+        )
+    _checked.add(key)
+
+
+def _list(
+    where: GsPath, glob: str = "", delimiter: str | None = None
+) -> tuple[list[Any], set[str]]:
+    """(objects, sub-prefixes) under ``where``; ``glob`` (relative) is a server-side filter
+    where GCS supports it (callers still check names: emulators ignore it)."""
+    plain = not any(c in where.dir_prefix for c in "*?[]{}\\")
+    with _errors(f"listing {where.url}", where):
+        pages = client().list_blobs(
+            where.bucket,
+            prefix=where.dir_prefix,
+            delimiter=delimiter,
+            match_glob=where.dir_prefix + glob if glob and plain else None,
+            fields="items(name,generation,timeCreated),prefixes,nextPageToken",
+            retry=RETRY,
+        )
+        objects = list(pages)
+        return objects, set(pages.prefixes)
+
+
+def _parallel(work: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return list(pool.map(work, items))
+
+
+def marker_of(where: GsPath) -> Any | None:
+    """The marker object of a version (None: the version is not complete)."""
+    preflight(where.bucket, READ)
+    with _errors(f"reading {where.child(MARKER).url}", where):
+        return client().bucket(where.bucket).get_blob(where.child(MARKER).key, retry=RETRY)
+
+
+def complete_versions(urls: Iterable[str]) -> set[str]:
+    """Which of these version URLs are complete: one list call per store prefix."""
+    by_root: dict[GsPath, list[GsPath]] = {}
+    for url in urls:
+        version = GsPath.parse(url)
+        parts = version.key.split("/")  # {prefix…}/{namespace}/{kind}s/{name}/{digest16}
+        by_root.setdefault(GsPath(version.bucket, "/".join(parts[:-4])), []).append(version)
+    found: set[str] = set()
+    for root, versions in by_root.items():
+        names = {o.name for o in _list(root, glob=f"**/{MARKER}")[0]}
+        found |= {v.url for v in versions if v.child(MARKER).key in names}
+    return found
+
+
+def fetch(url: str, workdir: Path) -> Path:
+    """The local read-only mirror of a complete version, downloaded unless it is current."""
+    where = GsPath.parse(url)
+    mirror = Mirror(workdir, "gcs")
+    path = mirror.path(where.bucket, where.key)
+    marker = marker_of(where)
+    if marker is None:
+        raise RunError(f"{url} is not a complete version", "apply the resource that writes it")
+    if mirror.generation(path) == marker.generation:
+        return path
+    with mirror.lock(url):
+        if mirror.generation(path) != marker.generation:
+            with mirror.replace(path) as staging:
+                _download(where, marker, staging)
+            mirror.record(path, marker.generation)
+    return path
+
+
+def _download(where: GsPath, marker: Any, into: Path) -> None:
+    bucket = client().bucket(where.bucket)
+    with _errors(f"downloading {where.url}", where):
+        manifest = json.loads(marker.download_as_bytes(retry=RETRY))
+    files: dict[str, dict[str, Any]] = manifest.get("files") or {}
+    for rel in manifest.get("dirs") or []:
+        (into / rel).mkdir(parents=True, exist_ok=True)
+
+    def one(rel: str) -> None:
+        target = into / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob = bucket.blob(where.child(rel).key)
+        with _errors(f"downloading {where.child(rel).url}", where):
+            try:
+                blob.download_to_filename(str(target), checksum="auto", retry=RETRY)
+            except api.NotFound:
+                blob = None
+        if blob is None or blob.crc32c != files[rel].get("crc32c"):
+            raise RunError(
+                f"{where.url} changed after it was completed: {rel} is missing or replaced",
+                "apply the resource that writes it again",
+            )
+
+    _parallel(one, files)
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class GcsArtifactStore(MirroredStore):
+    """Artifacts in ``gs://bucket/prefix``; jobs stage them in the local mirror."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        root = GsPath.parse(url)
+        super().__init__("gs", root.bucket, root.key, workdir, "gcs")
+
+    def _version(self, path: Path) -> GsPath:
+        found = self.mirror.locate(path)
+        if found is None:
+            raise RunError(f"{path} is not a version of {self.url}")
+        return GsPath(*found)
+
+    def entries(self, namespace: str, kind: str, name: str) -> list[Path]:
+        """Remote versions and local mirror (or partial) directories of one resource."""
+        base = self.resource_dir(namespace, kind, name)
+        where = GsPath(self.bucket, self.key(namespace, f"{kind}s", name))
+        remote = {base / p.rstrip("/").rsplit("/", 1)[-1] for p in _list(where, delimiter="/")[1]}
+        return sorted(remote | self.local_entries(namespace, kind, name))
+
+    def remove(self, path: Path) -> None:
+        """Remove a version: its marker first (it stops being complete), then its objects."""
+        where = GsPath(*found) if (found := self.mirror.locate(path)) else None
+        if where is not None and not path.name.endswith(PARTIAL_SUFFIX):
+            bucket = client().bucket(where.bucket)
+
+            def delete(key: str) -> None:
+                with (
+                    _errors(f"deleting gs://{where.bucket}/{key}", where),
+                    contextlib.suppress(api.NotFound),
+                ):
+                    bucket.blob(key).delete(retry=RETRY)
+
+            delete(where.child(MARKER).key)
+            _parallel(delete, [o.name for o in _list(where)[0]])
+        self.mirror.forget(path)
+
+    def complete(self, version: Path) -> bool:
+        """Asked before a job runs: so it also checks that this store can be written."""
+        where = self._version(version)
+        preflight(where.bucket, WRITE)
+        return marker_of(where) is not None
+
+    def newest(self, namespace: str, kind: str, name: str) -> Path | None:
+        """The most recently completed version (by its marker's creation time)."""
+        base = GsPath(self.bucket, self.key(namespace, f"{kind}s", name))
+        markers = []
+        for found in _list(base, glob=f"*/{MARKER}")[0]:
+            version, _, rest = found.name.removeprefix(base.dir_prefix).partition("/")
+            if rest == MARKER:
+                markers.append((found.time_created, version))
+        return self.resource_dir(namespace, kind, name) / max(markers)[1] if markers else None
+
+    def publish(self, version: Path, phase: Callable[[str], None]) -> None:
+        """Upload a completed local version, then create its marker (last)."""
+        where = self._version(version)
+        preflight(where.bucket, WRITE)
+        files = sorted(p for p in version.rglob("*") if p.is_file())
+        empty = (p for p in version.rglob("*") if p.is_dir() and not any(p.iterdir()))
+        dirs = sorted(p.relative_to(version).as_posix() for p in empty)
+        size = sum(p.stat().st_size for p in files)
+        phase(f"uploading {len(files)} files ({size / 1e6:.1f} MB) to {where.url}")
+        bucket = client().bucket(where.bucket)
+
+        def upload(path: Path) -> tuple[str, dict[str, Any]]:
+            rel = path.relative_to(version).as_posix()
+            blob = bucket.blob(where.child(rel).key)
+            with _errors(f"uploading {where.child(rel).url}", where):
+                blob.upload_from_filename(str(path), checksum="auto", retry=RETRY)
+            return rel, {"size": blob.size, "crc32c": blob.crc32c, "generation": blob.generation}
+
+        manifest = {
+            "format": 1,
+            "files": dict(_parallel(upload, files)),
+            "dirs": dirs,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+        }
+        phase(f"marking {where.url} complete")
+        marker = bucket.blob(where.child(MARKER).key)
+        with _errors(f"writing {where.child(MARKER).url}", where):
+            try:
+                marker.upload_from_string(
+                    json.dumps(manifest, indent=1, sort_keys=True),
+                    content_type="application/json",
+                    if_generation_match=0,
+                    retry=RETRY,
+                )
+            except api.PreconditionFailed:  # completed by a concurrent or retried publish
+                marker = bucket.get_blob(marker.name, retry=RETRY)
+        if marker is None:
+            raise RunError(f"{where.url} was deleted while it was being published")
+        self.mirror.record(version, marker.generation)
+
+    def check(self) -> list[Diagnostic]:
+        """Credentials exist (no network call; access is checked before the first job)."""
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            return []
+        try:
+            google.auth.default()
+        except auth.DefaultCredentialsError as exc:
+            summary = f"no Google Cloud credentials for the artifact store {self.url}"
+            return [Diagnostic.error(summary, f"{exc}. {FIX_CREDENTIALS}")]
+        return []
