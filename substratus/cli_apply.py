@@ -4,6 +4,7 @@ progress, and the final report. Used by ``apply`` and ``destroy`` in ``substratu
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,14 @@ import typer
 
 from substratus.cli_options import addresses, parse_duration
 from substratus.engine.apply import ApplyResult, Walker
-from substratus.engine.backend import Backend, LockHeld, LockInfo, ci_context
+from substratus.engine.backend import (
+    Backend,
+    LeaseRenewal,
+    LockHeld,
+    LockInfo,
+    LockNotFound,
+    ci_context,
+)
 from substratus.engine.config import Config, load_config
 from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.operation import PlanOptions, build_plan
@@ -26,7 +34,13 @@ from substratus.wiring import Resolved, make_backend, make_runtime, resolve
 
 @contextmanager
 def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[None]:
-    """Hold the state lock for the block (unless ``--no-lock``)."""
+    """Hold the state lock for the block (unless ``--no-lock``).
+
+    With a backend whose lock has a lease (``LeaseRenewal``), a daemon thread renews it every
+    third of the lease while the block runs and is stopped before the lock is released; a lock
+    found taken over (or removed) is reported loudly, once. A lock taken over from an expired
+    holder is reported when acquired.
+    """
     if not enabled:
         yield
         return
@@ -58,10 +72,55 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
             "--lock-timeout 5m to wait), or, if its holder is gone, remove the lock with:\n\n"
             f"  substratus force-unlock {h.id}",
         ) from held
+    renewal = None
+    if isinstance(backend, LeaseRenewal):
+        stale = backend.takeover
+        if stale is not None:
+            print(
+                f"Warning: took over the expired lock of {stale.who} (pid {stale.pid}, "
+                f"{stale.operation} since {stale.created}; its lease ended {stale.expires}): "
+                "that run stopped renewing it (crashed, killed or cut off).",
+                file=sys.stderr,
+            )
+        renewal = _Renewal(backend, lock_id)
     try:
         yield
     finally:
-        backend.unlock(lock_id)
+        if renewal is not None:
+            renewal.stop()
+        try:
+            backend.unlock(lock_id)
+        except LockNotFound as exc:
+            print(f"\nWarning: the state lock was no longer held: {exc}", file=sys.stderr)
+
+
+class _Renewal:
+    """Renews a leased lock every third of its lease on a daemon thread, until ``stop``."""
+
+    def __init__(self, backend: LeaseRenewal, lock_id: str) -> None:
+        self.backend, self.lock_id = backend, lock_id
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="lock-renewal", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(max(0.05, self.backend.lease_seconds / 3)):
+            try:
+                self.backend.renew(self.lock_id)
+            except LockNotFound as exc:
+                print(
+                    f"\n!!! WARNING: the state lock {self.lock_id} was LOST ({exc}). Another run "
+                    "may change the state now; this run's writes stay compare-and-swap and fail "
+                    "rather than overwrite it. !!!",
+                    file=sys.stderr,
+                )
+                return
+            except Exception as exc:  # failing past the retries: try again next time
+                print(f"Warning: could not renew the state lock: {exc}", file=sys.stderr)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -21,14 +21,33 @@ Files = Annotated[
         envvar="SUBSTRATUS_FILE",
     ),
 ]
+
+
+def _workspace(ctx: typer.Context, value: str) -> str:
+    """``--workspace`` or ``SUBSTRATUS_WORKSPACE`` when given, else the selected workspace."""
+    source = ctx.get_parameter_source("workspace")
+    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+        return value
+    from substratus.wiring import config_dir, selected_workspace
+
+    files = ctx.params.get("files")
+    return selected_workspace(config_dir(list(files or ["."]))) or value
+
+
 Workspace = Annotated[
-    str, typer.Option("--workspace", help="State workspace.", envvar="SUBSTRATUS_WORKSPACE")
+    str,
+    typer.Option(
+        "--workspace",
+        help="State workspace (default: the one `workspace select` chose, else default).",
+        envvar="SUBSTRATUS_WORKSPACE",
+        callback=_workspace,
+    ),
 ]
 StateUrl = Annotated[
     str | None,
     typer.Option(
         "--state",
-        help="State backend URL: file://DIR (default <config dir>/.substratus/state).",
+        help="State backend: file://DIR (default <config dir>/.substratus/state) or gs://BUCKET/PREFIX.",
         envvar="SUBSTRATUS_STATE",
     ),
 ]

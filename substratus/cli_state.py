@@ -1,25 +1,40 @@
 """CLI commands about the recorded state: ``show``, ``state list|show|rm|pull|push``,
-``force-unlock`` and ``output``. Registered on ``substratus.cli.app``."""
+``workspace list|select|delete``, ``force-unlock`` and ``output``. Registered on
+``substratus.cli.app``.
+
+Workspaces: ``select`` records the choice in ``<config dir>/.substratus/workspace`` (read by every
+command when neither ``--workspace`` nor ``SUBSTRATUS_WORKSPACE`` is given); ``delete`` refuses
+``default`` and the selected workspace, takes the workspace's lock, refuses a state that still
+records resources unless ``--force``, and removes the state with compare-and-swap where the
+backend offers it (GCS: ``delete_workspace``; local files: under the lock).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import typer
 
 from substratus.cli import app
 from substratus.cli_apply import locked, read_plan
 from substratus.cli_options import Files, Lock, LockTimeout, NoColor, StateUrl, Workspace
-from substratus.engine.backend import Backend, LockNotFound
+from substratus.engine.backend import Backend, LockNotFound, StateConflict
 from substratus.engine.config import load_config
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.render import render_plan
 from substratus.engine.statefile import StateFile
 from substratus.errors import use_color
-from substratus.wiring import make_backend, resolve
+from substratus.wiring import (
+    config_dir,
+    current_workspace,
+    make_backend,
+    resolve,
+    workspace_file,
+)
 
 state_app = typer.Typer(
     help="Inspect and edit the recorded state (advanced).",
@@ -27,6 +42,17 @@ state_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(state_app, name="state")
+workspace_app = typer.Typer(
+    help="Workspaces: independent states (and locks) in one backend, e.g. staging and prod.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(workspace_app, name="workspace")
+
+
+@runtime_checkable
+class _DeletesWorkspace(Protocol):
+    def delete_workspace(self, expected_token: str | None) -> None: ...
 
 
 def _backend(files: list[str] | None, state: str | None, workspace: str) -> Backend:
@@ -201,6 +227,103 @@ def state_push(
         new.serial = max(new.serial, current.serial + 1 if current else new.serial)
         backend.write(new, token, sorted(new.resources))
     print(f"Pushed {file} (serial {new.serial}, {len(new.resources)} resources).")
+
+
+@workspace_app.command("list")
+def workspace_list(
+    files: Files = None, workspace: Workspace = "default", state: StateUrl = None
+) -> None:
+    """List the workspaces of the state backend; * marks the current one.
+
+    Example: substratus workspace list
+    """
+    names = _backend(files, state, workspace).workspaces()
+    for name in sorted({*names, workspace}):
+        note = "" if name in names else "  (no state yet)"
+        print(f"{'*' if name == workspace else ' '} {name}{note}")
+
+
+@workspace_app.command("select")
+def workspace_select(
+    name: Annotated[str, typer.Argument(help="The workspace to use from now on.")],
+    files: Files = None,
+    state: StateUrl = None,
+) -> None:
+    """Use NAME when --workspace is not given (recorded for this configuration directory).
+
+    Example: substratus workspace select staging
+    """
+    existing = _backend(files, state, name).workspaces()  # also checks the name
+    path = workspace_file(config_dir(files or ["."]))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(name + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise fail("Cannot record the selected workspace", f"{path}: {exc.strerror}.") from exc
+    print(f'Switched to workspace "{name}".')
+    if name not in existing:
+        print("It has no state yet: the first apply in it creates it.")
+    overriding = os.environ.get("SUBSTRATUS_WORKSPACE", "").strip()
+    if overriding and overriding != name:
+        print(f"Note: SUBSTRATUS_WORKSPACE={overriding} is set and takes precedence.")
+
+
+@workspace_app.command("delete")
+def workspace_delete(
+    name: Annotated[str, typer.Argument(help="The workspace to delete.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even if its state records resources.")
+    ] = False,
+    files: Files = None,
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+) -> None:
+    """Delete a workspace's state (not what it created). Refuses default and the current one.
+
+    Example: substratus workspace delete feature-x
+    """
+    if name == "default":
+        raise fail("Cannot delete the default workspace", "It always exists.")
+    if name == current_workspace(config_dir(files or ["."])):
+        raise fail(
+            f'Cannot delete the current workspace "{name}"',
+            "Select another one first: substratus workspace select default",
+        )
+    backend = _backend(files, state, name)
+    if name not in backend.workspaces():
+        raise fail(f'Workspace "{name}" does not exist', "See `substratus workspace list`.")
+    with locked(backend, "workspace delete", lock, lock_timeout):
+        current, token = backend.read()
+        if current is not None and current.resources and not force:
+            raise fail(
+                f'Workspace "{name}" is not empty',
+                f"Its state records {len(current.resources)} resource(s), which would keep "
+                f"running unmanaged. Destroy them first (substratus destroy --workspace {name}) "
+                "or pass --force to forget them.",
+            )
+        try:
+            _delete_state(backend, token)
+        except StateConflict as exc:
+            raise fail("Cannot delete the workspace", str(exc)) from exc
+    print(f'Deleted workspace "{name}".')
+
+
+def _delete_state(backend: Backend, token: str | None) -> None:
+    if isinstance(backend, _DeletesWorkspace):
+        backend.delete_workspace(token)
+        return
+    from substratus.state import FileBackend
+
+    if not isinstance(backend, FileBackend):
+        raise fail("This state backend cannot delete workspaces", f"{backend.url}")
+    for path in (backend.state_path, backend.journal_path, backend.backup_path):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise fail("Cannot delete the workspace", f"{path}: {exc.strerror}.") from exc
 
 
 @app.command("force-unlock")

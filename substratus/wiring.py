@@ -4,10 +4,14 @@ backend and a runtime. Part of the CLI layer; the engine never imports it.
 With no settings at all everything is local: state in ``<config dir>/.substratus/state``,
 artifacts in ``<config dir>/.substratus/artifacts``, runs and logs in ``<config dir>/.substratus``
 (``.substratus/workspaces/<name>/`` for a workspace other than ``default``).
+
+The workspace is ``--workspace``, else ``SUBSTRATUS_WORKSPACE``, else the one ``substratus
+workspace select`` wrote to ``<config dir>/.substratus/workspace``, else ``default``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,37 @@ class Resolved:
 def config_dir(paths: list[str]) -> Path:
     first = Path(paths[0]) if paths else Path(".")
     return (first if first.is_dir() else first.parent).resolve()
+
+
+def workspace_file(base: Path) -> Path:
+    """Where ``workspace select`` records the workspace chosen for a configuration directory."""
+    return base / ".substratus" / "workspace"
+
+
+def selected_workspace(base: Path) -> str | None:
+    """The workspace ``workspace select`` chose for ``base`` (``None``: none chosen)."""
+    path = workspace_file(base)
+    try:
+        name = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fail(f"cannot read the selected workspace from {path}", f"{exc}.") from exc
+    from substratus.state.workspace import is_workspace_name
+
+    if name and not is_workspace_name(name):
+        raise fail(
+            f"{path} names the invalid workspace {name!r}",
+            "Choose the workspace again: substratus workspace select NAME",
+        )
+    return name or None
+
+
+def current_workspace(base: Path) -> str:
+    """The workspace commands use when ``--workspace`` is not given."""
+    return (
+        os.environ.get("SUBSTRATUS_WORKSPACE", "").strip() or selected_workspace(base) or "default"
+    )
 
 
 def _file_url(value: str, base: Path) -> str:

@@ -15,6 +15,11 @@ protocol. Contracts every backend keeps:
   and returns what it removed, or raises ``LockNotFound``.
 - Errors a user can fix (unreachable bucket, permissions, corrupt state) are raised as
   ``engine.diagnostic.DiagnosticError``.
+- Optional, ``LeaseRenewal``: a backend whose locks expire unless renewed (a lease) says so with
+  ``lease_seconds`` and ``renew(lock_id)``, which extends the lease and keeps the id, or raises
+  ``LockNotFound`` when the lock was taken over or removed. After ``lock`` it sets ``takeover``
+  to the holder of the expired lock it took over (``None`` otherwise). The file backend has no
+  lease.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import getpass
 import os
 import socket
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from substratus import __version__
 from substratus.engine.statefile import StateFile, now_iso
@@ -129,3 +134,18 @@ class Backend(Protocol):
     def force_unlock(self, lock_id: str) -> LockInfo: ...
 
     def workspaces(self) -> list[str]: ...
+
+
+@runtime_checkable
+class LeaseRenewal(Protocol):
+    """A backend whose locks carry a lease that the holder renews while it works."""
+
+    @property
+    def lease_seconds(self) -> float: ...
+
+    @property
+    def takeover(self) -> LockInfo | None:
+        """Set by ``lock``: the holder of the expired lock it took over, else ``None``."""
+        ...
+
+    def renew(self, lock_id: str) -> None: ...

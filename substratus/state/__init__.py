@@ -4,7 +4,8 @@
 
 - ``file://DIR`` or a plain path → ``local.FileBackend`` (relative paths are relative to
   ``base_dir``, the directory of the configuration; the CLI's default is ``.substratus/state``);
-- ``gs://bucket/prefix`` → not available yet in this version (``DiagnosticError``);
+- ``gs://bucket/prefix`` → ``gcs.GcsBackend`` (Google Cloud Storage; imported only then, so
+  local runs never load the Google SDK);
 - anything else → ``DiagnosticError`` listing the supported schemes.
 
 Workspace names must match ``[a-zA-Z0-9][-_.a-zA-Z0-9]*``. Backends import engine types only;
@@ -31,7 +32,7 @@ __all__ = [
 
 SUPPORTED = (
     "Supported state backends: `file://DIR` or a directory path (local files), "
-    "`gs://bucket/prefix` (Google Cloud Storage; not available yet in this version)."
+    "`gs://bucket/prefix` (Google Cloud Storage)."
 )
 
 
@@ -48,9 +49,7 @@ def open_backend(url: str, workspace: str, base_dir: Path) -> Backend:
     if scheme == "file":
         return FileBackend("file://" + text[len("file://") :], workspace, base_dir)
     if scheme == "gs":
-        raise fail(
-            f"the GCS state backend ({text}) is not available yet in this version of substratus",
-            "Use a local backend for now: `file://DIR` or a directory path (the default is "
-            "`.substratus/state` beside the configuration).",
-        )
+        from substratus.state.gcs import GcsBackend
+
+        return GcsBackend(text, workspace)
     raise fail(f"unsupported state backend URL {text!r} (scheme {scheme!r})", SUPPORTED)

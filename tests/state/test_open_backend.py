@@ -55,13 +55,6 @@ def test_home_is_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert isinstance(backend, FileBackend) and backend.directory == tmp_path / "state"
 
 
-def test_gcs_is_not_available_yet(tmp_path: Path) -> None:
-    with pytest.raises(DiagnosticError) as info:
-        open_backend("gs://bucket/prefix", "default", tmp_path)
-    assert "not available yet" in text_of(info.value)
-    assert "file://" in text_of(info.value)
-
-
 @pytest.mark.parametrize("url", ["s3://bucket/key", "https://example.com/state", "", "   "])
 def test_unsupported_urls_list_the_schemes(tmp_path: Path, url: str) -> None:
     with pytest.raises(DiagnosticError) as info:

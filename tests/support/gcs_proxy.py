@@ -808,8 +808,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         fault = proxy._draw_fault(method, path, target)
         if fault.kind == "status":
-            self._send(self._local(fault.status), head=method == "HEAD")
+            # Record before answering: a client that saw the answer finds it in the log.
             proxy._record(method, path, query, fault.status, 0)
+            self._send(self._local(fault.status), head=method == "HEAD")
             return
         if fault.kind == "reset":
             self._abort()
@@ -850,9 +851,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()
             proxy._record(method, path, query, 0, 0)
             return
-        sent = self._send(response, head=method == "HEAD")
         ok = 200 <= response.status < 300
+        has_body = method != "HEAD" and response.status >= 200 and response.status not in (204, 304)
+        sent = len(response.body) if has_body else 0
+        # Record before answering: a client that saw the answer finds it in the log.
         proxy._record(method, path, query, response.status, sent if is_media and ok else 0)
+        self._send(response, head=method == "HEAD")
 
     def _classify(
         self, method: str, path: str, params: Mapping[str, list[str]], body: bytes
