@@ -105,7 +105,10 @@ def resolve(
     state_url = state or (project.state if project else None) or str(workdir / "state")
     if workspace != "default":  # workspaces never share runs, builds or artifact versions
         workdir = workdir / "workspaces" / workspace
-    art = artifacts or (project.artifacts if project else None) or str(workdir / "artifacts")
+    chosen = artifacts or (project.artifacts if project else None)
+    art = chosen or str(workdir / "artifacts")
+    if chosen and workspace != "default":  # a shared store: keep each workspace's versions apart
+        art = chosen.rstrip("/") + f"/workspaces/{workspace}"
     rt = runtime or (project.runtime if project else None) or "local"
     ns = namespace or (config.default_namespace if config else None) or "default"
     return Resolved(
