@@ -29,13 +29,15 @@ line, so it identifies the base and the exact journal content, and changes on ev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from substratus.engine.statefile import StateFile
+from substratus.engine.diagnostic import fail
+from substratus.engine.statefile import STATE_FORMAT_VERSION, StateFile
 
 TOP_LEVEL = ("lineage", "serial", "version", "substratus_version")
 
@@ -163,3 +165,27 @@ def encode_line(base: str, state: StateFile, changed: Iterable[str]) -> bytes:
 
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_base(data: bytes, what: str, corrupt: Callable[[str], Exception]) -> dict[str, Any]:
+    """The decoded base state (``what`` names it in messages, e.g. "the state file X"), with the
+    fields a replay needs checked; a newer format is "cannot read", anything else ``corrupt``."""
+    doc: Any = None
+    with contextlib.suppress(ValueError):
+        doc = json.loads(data)
+    if (
+        isinstance(doc, dict)
+        and doc.get("version") == STATE_FORMAT_VERSION
+        and isinstance(doc.get("lineage"), str)
+        and type(doc.get("serial")) is int
+        and isinstance(doc.get("resources"), dict)
+    ):
+        return doc
+    try:  # let the model say what is wrong, or fill in what a hand-made file left out
+        state = StateFile.from_json(data)
+    except ValueError as exc:
+        version = doc.get("version") if isinstance(doc, dict) else None
+        if isinstance(version, int) and version != STATE_FORMAT_VERSION:
+            raise fail(f"cannot read {what}: {exc}") from None
+        raise corrupt(f"{what} is corrupt: {exc}") from None
+    return state.model_dump(mode="json", exclude_none=True)

@@ -23,8 +23,6 @@ them; nothing here writes.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Any
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.statefile import STATE_FORMAT_VERSION, StateFile
 from substratus.state.files import os_failure, read_file, sha256_hex, stat_key
-from substratus.state.journal import JournalCorrupt, Position, replay, scan
+from substratus.state.journal import JournalCorrupt, Position, decode_base, replay, scan
 
 HEAD_BYTES = 512
 READ_ATTEMPTS = 3
@@ -157,26 +155,7 @@ class StateFiles:
             ) from exc
 
     def _base_doc(self, data: bytes) -> dict[str, Any]:
-        """The decoded base file, with the fields a replay needs checked."""
-        doc: Any = None
-        with contextlib.suppress(ValueError):
-            doc = json.loads(data)
-        if (
-            isinstance(doc, dict)
-            and doc.get("version") == STATE_FORMAT_VERSION
-            and isinstance(doc.get("lineage"), str)
-            and type(doc.get("serial")) is int
-            and isinstance(doc.get("resources"), dict)
-        ):
-            return doc
-        try:  # let the model say what is wrong, or fill in what a hand-made file left out
-            state = StateFile.from_json(data)
-        except ValueError as exc:
-            version = doc.get("version") if isinstance(doc, dict) else None
-            if isinstance(version, int) and version != STATE_FORMAT_VERSION:
-                raise fail(f"cannot read the state file {self.state_path}: {exc}") from None
-            raise self.corrupt(f"the state file {self.state_path} is corrupt: {exc}") from None
-        return state.model_dump(mode="json", exclude_none=True)
+        return decode_base(data, f"the state file {self.state_path}", self.corrupt)
 
     def corrupt(self, summary: str) -> DiagnosticError:
         state, backup, journal = self.state_path, self.backup_path, self.journal_path

@@ -18,15 +18,13 @@ interrupted clean-up) and never applied.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import Any
 
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.statefile import STATE_FORMAT_VERSION, StateFile
 from substratus.state.gcs.client import Bucket, Missing, ObjectInfo, Precondition
 from substratus.state.gcs.layout import Names, Token
-from substratus.state.journal import JournalCorrupt, Position, replay, scan
+from substratus.state.journal import JournalCorrupt, Position, decode_base, replay, scan
 
 SEAL = b'{"sealed":true}\n'
 
@@ -101,25 +99,7 @@ def load(bucket: Bucket, names: Names, objects: list[ObjectInfo], *, last: bool)
 
 def base_doc(data: bytes, uri: str) -> dict[str, Any]:
     """The decoded base object, with the fields a replay needs checked."""
-    doc: Any = None
-    with contextlib.suppress(ValueError):
-        doc = json.loads(data)
-    if (
-        isinstance(doc, dict)
-        and doc.get("version") == STATE_FORMAT_VERSION
-        and isinstance(doc.get("lineage"), str)
-        and type(doc.get("serial")) is int
-        and isinstance(doc.get("resources"), dict)
-    ):
-        return doc
-    try:  # let the model say what is wrong, or fill in what a hand-made file left out
-        state = StateFile.from_json(data)
-    except ValueError as exc:
-        version = doc.get("version") if isinstance(doc, dict) else None
-        if isinstance(version, int) and version != STATE_FORMAT_VERSION:
-            raise fail(f"cannot read the state {uri}: {exc}") from None
-        raise corrupt(uri, f"the state {uri} is corrupt: {exc}") from None
-    return state.model_dump(mode="json", exclude_none=True)
+    return decode_base(data, f"the state {uri}", lambda message: corrupt(uri, message))
 
 
 def validate(doc: dict[str, Any], journaled: bool, uri: str) -> StateFile:
