@@ -21,6 +21,7 @@ from substratus.cli_apply import (
     apply_saved,
     locked,
     plan_and_apply,
+    prepare,
     print_plan,
     setup,
     write_plan,
@@ -43,10 +44,9 @@ from substratus.cli_options import (
     Target,
     Timeout,
     Workspace,
-    addresses,
 )
 from substratus.engine.diagnostic import DiagnosticError, fail
-from substratus.engine.operation import PlanOptions, build_plan, read_externals, validate_config
+from substratus.engine.operation import read_externals, validate_config
 from substratus.engine.plan import Mode
 from substratus.errors import (
     EXIT_CHANGES,
@@ -55,7 +55,7 @@ from substratus.errors import (
     report_unexpected,
     use_color,
 )
-from substratus.wiring import make_backend, make_runtime
+from substratus.wiring import make_runtime
 
 app = typer.Typer(
     name="substratus",
@@ -175,27 +175,21 @@ def plan(
 
     Example: substratus plan -f examples/quickstart --out plan.json --detailed-exitcode
     """
-    mode = _mode(destroy, refresh_only)
-    cfg, r = setup(
+    p = prepare(
         files,
+        mode=_mode(destroy, refresh_only),
+        target=target,
+        replace=replace,
+        refresh=not no_refresh,
+        workspace=workspace,
         state=state,
         runtime=runtime,
         artifacts=artifacts,
-        workspace=workspace,
         namespace=namespace,
     )
-    backend = make_backend(r)
-    rt = make_runtime(r)
-    opts = PlanOptions(
-        mode=mode,
-        targets=addresses(target, "--target"),
-        replace=addresses(replace, "--replace"),
-        refresh=not no_refresh,
-        workspace=workspace,
-    )
-    with locked(backend, "plan", lock, lock_timeout):
-        current, _token = backend.read()
-        the_plan = build_plan(cfg, current, rt, opts, settings=r.as_plan_settings())
+    with locked(p.backend, "plan", lock, lock_timeout):
+        current, _token = p.backend.read()
+        the_plan = p.plan(current)
     if as_json:
         print(the_plan.to_json(), end="")
     else:

@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.operation import PlanOptions, build_plan
 from substratus.engine.plan import Mode, Plan, staleness
 from substratus.engine.render import render_plan
+from substratus.engine.runtime import Runtime
 from substratus.engine.statefile import StateFile
 from substratus.errors import EXIT_ERROR, print_diagnostics, use_color
 from substratus.wiring import Resolved, make_backend, make_runtime, resolve
@@ -245,26 +247,22 @@ def plan_and_apply(
     no_color: bool,
     operation: str,
 ) -> None:
-    cfg, r = setup(
+    p = prepare(
         files,
+        mode=mode,
+        target=target,
+        replace=replace,
+        refresh=refresh,
+        workspace=workspace,
         state=state,
         runtime=runtime,
         artifacts=artifacts,
-        workspace=workspace,
         namespace=namespace,
     )
-    backend = make_backend(r)
-    rt = make_runtime(r)
-    opts = PlanOptions(
-        mode=mode,
-        targets=addresses(target, "--target"),
-        replace=addresses(replace, "--replace"),
-        refresh=refresh,
-        workspace=workspace,
-    )
+    cfg, r, backend = p.config, p.resolved, p.backend
     with locked(backend, operation, lock, lock_timeout):
         current, token = backend.read()
-        the_plan = build_plan(cfg, current, rt, opts, settings=r.as_plan_settings())
+        the_plan = p.plan(current)
         if not as_json:
             print_plan(the_plan, use_color(no_color) and sys.stdout.isatty())
         if not the_plan.has_changes:
@@ -323,6 +321,58 @@ def apply_saved(
             return
         result = walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
     report(the_plan, result, as_json)
+
+
+@dataclass
+class Prepared:
+    """Everything a plan needs, wired from the command line: config, settings, backend,
+    runtime and plan options."""
+
+    config: Config
+    resolved: Resolved
+    backend: Backend
+    runtime: Runtime
+    options: PlanOptions
+
+    def plan(self, current: StateFile | None) -> Plan:
+        return build_plan(
+            self.config,
+            current,
+            self.runtime,
+            self.options,
+            settings=self.resolved.as_plan_settings(),
+        )
+
+
+def prepare(
+    files: list[str] | None,
+    *,
+    mode: Mode,
+    target: list[str] | None,
+    replace: list[str] | None,
+    refresh: bool,
+    workspace: str,
+    state: str | None,
+    runtime: str | None,
+    artifacts: str | None,
+    namespace: str | None,
+) -> Prepared:
+    cfg, r = setup(
+        files,
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+    )
+    options = PlanOptions(
+        mode=mode,
+        targets=addresses(target, "--target"),
+        replace=addresses(replace, "--replace"),
+        refresh=refresh,
+        workspace=workspace,
+    )
+    return Prepared(cfg, r, make_backend(r), make_runtime(r), options)
 
 
 def setup(
