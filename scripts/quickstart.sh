@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e .
+substratus() { python3 -m substratus "$@"; }  # works even where pip's script dir is not on PATH
 
 Q=examples/quickstart
 substratus validate -f "$Q"
