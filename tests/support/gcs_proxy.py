@@ -558,6 +558,10 @@ class FaultProxy:
             self._log.append(LogEntry(method, path, query, status))
             self._bytes_downloaded += downloaded
 
+    def _record_download(self, size: int) -> None:
+        with self._stats_lock:
+            self._bytes_downloaded += size
+
     def _count_precondition_failure(self) -> None:
         with self._stats_lock:
             self._preconditions_failed += 1
@@ -813,8 +817,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self._local(fault.status), head=method == "HEAD")
             return
         if fault.kind == "reset":
-            self._abort()
             proxy._record(method, path, query, 0, 0)
+            self._abort()
             return
         if fault.delay:
             time.sleep(fault.delay)
@@ -848,8 +852,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             response = self._local(502, gcs_error_body(502, f"upstream unavailable: {exc}"))
         if fault.kind == "lost_response":
-            self._abort()
             proxy._record(method, path, query, 0, 0)
+            self._abort()
             return
         ok = 200 <= response.status < 300
         has_body = method != "HEAD" and response.status >= 200 and response.status not in (204, 304)
@@ -1043,6 +1047,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         if self.close_connection:
             self.send_header("Connection", "close")
+        # Record (and count each chunk) before the client can see it, so a client that has its
+        # answer always finds it in the log and the byte counts.
+        ok = 200 <= resp.status < 300
+        self.proxy._record(method, path, query, resp.status, 0)
         self.end_headers()
         sent = 0
         try:
@@ -1050,6 +1058,8 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = resp.read(256 * 1024)
                 if not chunk:
                     break
+                if ok:
+                    self.proxy._record_download(len(chunk))
                 if chunked:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 else:
@@ -1065,9 +1075,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._upstream.close()
                 self._upstream = None
             return
-        finally:
-            ok = 200 <= resp.status < 300
-            self.proxy._record(method, path, query, resp.status, sent if ok else 0)
         self._done_with(resp)
 
     # -- control endpoint --------------------------------------------------------------------
