@@ -189,3 +189,28 @@ def decode_base(data: bytes, what: str, corrupt: Callable[[str], Exception]) -> 
             raise fail(f"cannot read {what}: {exc}") from None
         raise corrupt(f"{what} is corrupt: {exc}") from None
     return state.model_dump(mode="json", exclude_none=True)
+
+
+def appendable(
+    state: StateFile,
+    stored: tuple[str, int, int],
+    addresses: set[str] | frozenset[str],
+    changed: list[str],
+) -> bool:
+    """Whether ``state`` can be stored as one journal entry on top of the stored state
+    (``stored`` = its lineage, format version and serial; ``addresses`` its records): it is
+    the next serial of the same lineage, and ``changed`` explains every added or removed
+    record. Otherwise the writer compacts."""
+    if not changed or (state.lineage, state.version, state.serial) != (
+        stored[0],
+        stored[1],
+        stored[2] + 1,
+    ):
+        return False
+    delta = 0
+    for address in changed:
+        now, before = address in state.resources, address in addresses
+        if not now and not before:
+            return False
+        delta += int(now) - int(before)
+    return len(state.resources) == len(addresses) + delta  # else an unlisted address changed

@@ -51,7 +51,7 @@ from substratus.state.files import (
     sha256_hex,
     stat_key,
 )
-from substratus.state.journal import Position, encode_line, scan
+from substratus.state.journal import Position, appendable, encode_line, scan
 from substratus.state.snapshot import HEAD_BYTES, StateFiles, Stored
 
 MIN_JOURNAL_BYTES = 64 * 1024
@@ -114,16 +114,8 @@ class StateStore:
         at = current.at
         if current.stale and at.lines:  # lines of two bases: rewrite rather than mix more in
             return None
-        if (state.lineage, state.version, state.serial) != (at.lineage, at.version, at.serial + 1):
+        if not appendable(state, (at.lineage, at.version, at.serial), current.addresses, changed):
             return None
-        delta = 0
-        for address in changed:
-            now, before = address in state.resources, address in current.addresses
-            if not now and not before:
-                return None
-            delta += int(now) - int(before)
-        if len(state.resources) != len(current.addresses) + delta:
-            return None  # an address changed that `changed` does not list
         line = encode_line(at.base, state, changed)
         start = 0 if current.stale else current.journal_end
         if start + len(line) >= max(MIN_JOURNAL_BYTES, current.base_size):

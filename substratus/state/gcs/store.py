@@ -48,7 +48,7 @@ from substratus.engine.statefile import StateFile
 from substratus.state.gcs.client import Bucket, Missing, ObjectInfo, Precondition
 from substratus.state.gcs.layout import Names, Token
 from substratus.state.gcs.reading import SEAL, Moved, load
-from substratus.state.journal import encode_line
+from substratus.state.journal import appendable, encode_line
 
 MIN_JOURNAL_BYTES = 64 * 1024
 MIN_ENTRIES = 200
@@ -161,20 +161,9 @@ class StateStore:
         known = self._known
         if not changed or token.sealed or known is None or known.token != token:
             return None
-        if (state.lineage, state.version, state.serial) != (
-            known.lineage,
-            known.version,
-            token.serial + 1,
-        ):
+        stored = (known.lineage, known.version, token.serial)
+        if not appendable(state, stored, known.addresses, changed):
             return None
-        delta = 0
-        for address in changed:
-            now, before = address in state.resources, address in known.addresses
-            if not now and not before:
-                return None
-            delta += int(now) - int(before)
-        if len(state.resources) != len(known.addresses) + delta:
-            return None  # an address changed that `changed` does not list
         if known.entries + 1 > max(MIN_ENTRIES, len(state.resources)):
             return None
         entry = encode_line(str(token.generation), state, changed)
