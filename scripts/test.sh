@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# The Kubernetes test control plane (tests/support/kube.py): a no-op once built and cached.
+SUBSTRATUS_KUBE_ASSETS=$(bash scripts/kube-assets.sh | tail -n 1)
+export SUBSTRATUS_KUBE_ASSETS
 
 echo "== ruff"
 ruff check substratus tests bench examples

@@ -100,9 +100,9 @@ def validate(
             workspace="default",
             namespace=namespace,
         )
-        rt = make_runtime(r) if r.runtime == "local" else None
+        rt = make_runtime(r)
         warnings = validate_config(cfg, rt)[0]
-        if rt is not None:
+        if r.runtime == "local":  # a cluster is not contacted to validate
             found = read_externals(cfg, rt)
             from substratus.engine.config import raise_dangling
 
@@ -186,6 +186,7 @@ def plan(
         runtime=runtime,
         artifacts=artifacts,
         namespace=namespace,
+        context=context,
     )
     with locked(p.backend, "plan", lock, lock_timeout):
         current, _token = p.backend.read()
@@ -250,6 +251,7 @@ def apply(
             "--runtime": runtime,
             "--artifacts": artifacts,
             "--namespace": namespace,
+            "--context": context,
         }
         given = [flag for flag, value in fixed.items() if value]
         if given:
@@ -280,6 +282,7 @@ def apply(
         lock_timeout,
         no_color,
         "apply",
+        context,
     )
 
 
@@ -323,6 +326,7 @@ def destroy(
         lock_timeout,
         no_color,
         "destroy",
+        context,
     )
 
 

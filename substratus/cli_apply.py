@@ -246,6 +246,7 @@ def plan_and_apply(
     lock_timeout: str,
     no_color: bool,
     operation: str,
+    context: str | None = None,
 ) -> None:
     p = prepare(
         files,
@@ -258,6 +259,7 @@ def plan_and_apply(
         runtime=runtime,
         artifacts=artifacts,
         namespace=namespace,
+        context=context,
     )
     cfg, r, backend = p.config, p.resolved, p.backend
     with locked(backend, operation, lock, lock_timeout):
@@ -299,15 +301,7 @@ def apply_saved(
             f"The configuration files ({', '.join(cfg.files)}) changed since {planfile} "
             "was created. Run plan again and apply the new plan.",
         )
-    r = Resolved(
-        state_url=str(st["state"]),
-        artifacts_url=str(st["artifacts"]),
-        runtime=str(st["runtime"]),
-        workdir=Path(str(st["workdir"])),
-        namespace=str(st.get("namespace") or "default"),
-        workspace=the_plan.workspace or workspace,
-        base=Path(str(st.get("base") or Path(str(st["workdir"])).parent)),
-    )
+    r = Resolved.from_plan_settings(st, the_plan.workspace or workspace)
     backend = make_backend(r)
     with locked(backend, "apply", lock, lock_timeout):
         current, token = backend.read()
@@ -356,6 +350,7 @@ def prepare(
     runtime: str | None,
     artifacts: str | None,
     namespace: str | None,
+    context: str | None = None,
 ) -> Prepared:
     cfg, r = setup(
         files,
@@ -364,6 +359,7 @@ def prepare(
         artifacts=artifacts,
         workspace=workspace,
         namespace=namespace,
+        context=context,
     )
     options = PlanOptions(
         mode=mode,
@@ -383,6 +379,7 @@ def setup(
     artifacts: str | None,
     workspace: str,
     namespace: str | None,
+    context: str | None = None,
 ) -> tuple[Config, Resolved]:
     paths = files or ["."]
     cfg = load_config(paths, namespace=namespace)
@@ -394,6 +391,7 @@ def setup(
         artifacts=artifacts,
         workspace=workspace,
         namespace=namespace,
+        context=context,
     )
     return cfg, r
 

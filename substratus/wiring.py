@@ -31,8 +31,12 @@ class Resolved:
     namespace: str
     workspace: str
     base: Path  # the configuration directory (relative paths resolve against it)
+    context: str | None = None  # Kubernetes context (None: the current one / in-cluster)
+    cloud: str = "generic"  # gcp | kind | generic (kubernetes runtime)
+    registry: str | None = None  # where in-cluster builds push images
 
     def as_plan_settings(self) -> dict[str, Any]:
+        """What a saved plan fixes (``from_plan_settings`` reads it back)."""
         return {
             "state": self.state_url,
             "artifacts": self.artifacts_url,
@@ -40,7 +44,28 @@ class Resolved:
             "workdir": str(self.workdir),
             "namespace": self.namespace,
             "base": str(self.base),
+            "context": self.context,
+            "cloud": self.cloud,
+            "registry": self.registry,
         }
+
+    @classmethod
+    def from_plan_settings(cls, st: dict[str, Any], workspace: str) -> Resolved:
+        def opt(key: str) -> str | None:
+            return str(st[key]) if st.get(key) is not None else None
+
+        return cls(
+            state_url=str(st["state"]),
+            artifacts_url=str(st["artifacts"]),
+            runtime=str(st["runtime"]),
+            workdir=Path(str(st["workdir"])),
+            namespace=str(st.get("namespace") or "default"),
+            workspace=workspace,
+            base=Path(str(st.get("base") or Path(str(st["workdir"])).parent)),
+            context=opt("context"),
+            cloud=str(st.get("cloud") or "generic"),
+            registry=opt("registry"),
+        )
 
 
 def config_dir(paths: list[str]) -> Path:
@@ -98,6 +123,7 @@ def resolve(
     artifacts: str | None,
     workspace: str,
     namespace: str | None,
+    context: str | None = None,
 ) -> Resolved:
     base = config_dir(paths)
     project = config.settings.project if config else None
@@ -105,20 +131,24 @@ def resolve(
     state_url = state or (project.state if project else None) or str(workdir / "state")
     if workspace != "default":  # workspaces never share runs, builds or artifact versions
         workdir = workdir / "workspaces" / workspace
+    rt = runtime or (project.runtime if project else None) or "local"
     chosen = artifacts or (project.artifacts if project else None)
-    art = chosen or str(workdir / "artifacts")
+    # on a cluster there is no sensible default store: check() asks for one
+    art = chosen or ("" if rt == "kubernetes" else str(workdir / "artifacts"))
     if chosen and workspace != "default":  # a shared store: keep each workspace's versions apart
         art = chosen.rstrip("/") + f"/workspaces/{workspace}"
-    rt = runtime or (project.runtime if project else None) or "local"
     ns = namespace or (config.default_namespace if config else None) or "default"
     return Resolved(
         state_url=_file_url(state_url, base),
-        artifacts_url=_file_url(art, base),
+        artifacts_url=_file_url(art, base) if art else "",
         runtime=rt,
         workdir=workdir,
         namespace=ns,
         workspace=workspace,
         base=base,
+        context=context or (project.kubernetes.context if project else None),
+        cloud=(project.cloud if project else None) or "generic",
+        registry=project.registry if project else None,
     )
 
 
@@ -134,10 +164,13 @@ def make_runtime(r: Resolved) -> Runtime:
 
         return LocalRuntime(workdir=r.workdir, artifacts_url=r.artifacts_url)
     if r.runtime == "kubernetes":
-        raise fail(
-            "The kubernetes runtime is not available in this version",
-            "This version runs resources on the local runtime only. Remove `runtime: "
-            "kubernetes` from the Project settings (or --runtime) to run locally; `validate` "
-            "already checks Kubernetes configurations.",
+        from substratus.providers.kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime(
+            artifacts_url=r.artifacts_url,
+            cloud=r.cloud,
+            registry=r.registry,
+            context=r.context,
+            workdir=r.workdir,
         )
     raise fail(f"Unknown runtime {r.runtime!r}", "Use --runtime local or --runtime kubernetes.")

@@ -86,8 +86,8 @@ def build_plan(
         graph = validate_config(config, runtime)[1]
         resolve_sources(config.resources.values())
     observations = None
-    if options.refresh and state is not None and state.resources:
-        observations = runtime.refresh(state.resources)
+    if options.refresh:  # also with nothing recorded: the runtime checks it can reach its target
+        observations = runtime.refresh(state.resources if state is not None else {})
     externals = read_externals(config, runtime) if options.mode is not Mode.DESTROY else {}
     return make_plan(
         PlanRequest(

@@ -10,7 +10,8 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
   manages once per kind, never one call per resource) and returns an ``Observation`` per address
   it was given: whether the recorded object still exists and is healthy, and — for a record with
   a ``pending`` operation — whether the work an interrupted apply started is still running, has
-  completed (and can be adopted) or is gone.
+  completed (and can be adopted) or is gone. It is called by every refreshing plan, also with
+  no records, so a runtime can fail early when it cannot reach where it runs.
 - ``read_external(kind, namespace, name)`` finds a Dataset/Model that the configuration
   references but does not declare (an external dependency, the ``read`` action): its newest
   complete version in the artifact store (or cluster), or ``None`` when there is none.

@@ -10,6 +10,10 @@ detected. Jobs run against the local ``Mirror`` (``{workdir}/cache/gcs/{bucket}/
 the client) and then writes the marker; ``fetch`` downloads an input version into its mirror
 (staged, read-only, renamed into place), reused while the marker generation matches.
 
+For the Kubernetes runtime's build contexts: ``object_md5`` of one object, and
+``signed_put_url``, a short-lived V4 URL bound to a Content-MD5 (signed with the credentials' key,
+by IAM signBlob for Compute Engine / workload identity, or with a throwaway key for an emulator).
+
 No credentials, a missing bucket or a permission denial is one ``RunError`` with the fix;
 transient errors (429, 5xx, resets, timeouts) are retried with backoff, which is safe: objects of
 an incomplete version may be rewritten and the marker carries a precondition. The only providers
@@ -18,6 +22,7 @@ module that imports ``google``; it never touches the state.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -26,17 +31,19 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import google.auth
+import google.auth.transport.requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Signing
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
+from google.oauth2 import service_account
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import RunError
@@ -84,14 +91,21 @@ _clients: dict[str, Any] = {}
 _checked: set[tuple[str, str, frozenset[str]]] = set()
 
 
+def emulator_endpoint() -> str | None:
+    """The URL of the emulator named by ``STORAGE_EMULATOR_HOST``, None without one."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if not host:
+        return None
+    return host if "://" in host else f"http://{host}"
+
+
 def client() -> Any:
     """One client per process (per emulator host): the emulator when ``STORAGE_EMULATOR_HOST``
     is set, else Application Default Credentials."""
     host = os.environ.get("STORAGE_EMULATOR_HOST", "")
     with _lock:
         if host not in _clients:
-            if host:
-                endpoint = host if "://" in host else f"http://{host}"
+            if endpoint := emulator_endpoint():
                 _clients[host] = storage.Client(
                     project="substratus",
                     credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
@@ -240,6 +254,127 @@ def _download(where: GsPath, marker: Any, into: Path) -> None:
     _parallel(one, files)
 
 
+# -- single objects by URL (build contexts the Kubernetes runtime uploads) ------------------------
+
+CREATE = READ | {"storage.objects.create"}
+OCTET_STREAM = "application/octet-stream"
+FIX_SIGNING = (
+    "sign with a service account: on GKE (workload identity) or Compute Engine give the "
+    "service account roles/iam.serviceAccountTokenCreator on itself (it signs through the IAM "
+    "signBlob API); on a workstation impersonate one (`gcloud auth application-default login "
+    "--impersonate-service-account=SA_EMAIL`, with that role for you on it) or set "
+    "GOOGLE_APPLICATION_CREDENTIALS to a service account key"
+)
+EMULATOR_SIGNER = "substratus-emulator@substratus.iam.gserviceaccount.com"
+_emulator_signer: list[Any] = []  # the throwaway signing credentials, made once per process
+
+
+def object_md5(url: str) -> str | None:
+    """The MD5 (hex) of the object ``gs://bucket/key``; None when there is no such object (or it
+    has no MD5: a composite object)."""
+    where = GsPath.parse(url)
+    preflight(where.bucket, READ)
+    with _errors(f"reading {url}", where):
+        blob = client().bucket(where.bucket).get_blob(where.key, retry=RETRY)
+    if blob is None or not blob.md5_hash:
+        return None
+    return base64.b64decode(blob.md5_hash).hex()
+
+
+def signed_put_url(url: str, md5_b64: str, expires_s: int) -> str:
+    """A V4 signed URL to PUT the object ``gs://bucket/key`` for ``expires_s`` seconds, bound to
+    ``Content-Type: application/octet-stream`` and ``Content-MD5: md5_b64`` (base64): the PUT
+    must send both headers, and GCS refuses a body with another MD5 (400 ``BadDigest``).
+
+    Signed with the client's credentials when they hold a key (a service account key,
+    impersonation); else (Compute Engine, workload identity) by the IAM signBlob API as the
+    credentials' service account. With an emulator: with a throwaway key (the emulator checks no
+    signature) and the emulator's URL."""
+    where = GsPath.parse(url)
+    signing = _signing_arguments()
+    preflight(where.bucket, CREATE)
+    blob = client().bucket(where.bucket).blob(where.key)
+    try:
+        with _errors(f"signing an upload URL for {url}", where):
+            return str(
+                blob.generate_signed_url(
+                    version="v4",
+                    expiration=timedelta(seconds=expires_s),
+                    method="PUT",
+                    content_type=OCTET_STREAM,
+                    content_md5=md5_b64,
+                    **signing,
+                )
+            )
+    except auth.TransportError as exc:  # signBlob (or impersonation) refused or unreachable
+        email = signing.get("service_account_email", "the service account")
+        raise RunError(
+            f"{email} could not sign the upload URL for {url} (IAM signBlob failed)",
+            f"{exc}. Grant {email} roles/iam.serviceAccountTokenCreator on itself "
+            f"(`gcloud iam service-accounts add-iam-policy-binding {email} "
+            f"--member=serviceAccount:{email} --role=roles/iam.serviceAccountTokenCreator`) "
+            "and enable iamcredentials.googleapis.com",
+        ) from exc
+
+
+def _signing_arguments() -> dict[str, Any]:
+    """How ``generate_signed_url`` signs with the current credentials (see ``signed_put_url``)."""
+    endpoint = emulator_endpoint()
+    if endpoint:
+        return {"credentials": _emulator_credentials(), "api_access_endpoint": endpoint}
+    creds = client()._credentials
+    if isinstance(creds, Signing):
+        return {}
+    if not hasattr(creds, "service_account_email"):  # user credentials, external accounts…
+        raise RunError(
+            f"the Google Cloud credentials ({type(creds).__name__}) cannot sign an upload URL",
+            FIX_SIGNING,
+        )
+    if not creds.valid:  # a Compute Engine account's e-mail is "default" until refreshed
+        with _errors("refreshing the Google Cloud credentials", None):
+            creds.refresh(google.auth.transport.requests.Request())
+    email = creds.service_account_email
+    if not isinstance(email, str) or "@" not in email or not creds.token:
+        raise RunError(
+            f"the Google Cloud credentials ({type(creds).__name__}) name no service account "
+            "to sign an upload URL with",
+            FIX_SIGNING,
+        )
+    return {"service_account_email": email, "access_token": creds.token}
+
+
+def _emulator_credentials() -> Any:
+    """Service-account credentials with a key made up on the spot: the client signs only with a
+    private key, and the emulator checks no signature."""
+    with _lock:
+        if not _emulator_signer:
+            try:
+                from cryptography.hazmat.primitives import serialization
+                from cryptography.hazmat.primitives.asymmetric import rsa
+            except ImportError as exc:  # a google-auth dependency since 2.4x; optional before
+                raise RunError(
+                    "signing upload URLs for the GCS emulator needs the cryptography package",
+                    "pip install cryptography",
+                ) from exc
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            info = {
+                "type": "service_account",
+                "client_email": EMULATOR_SIGNER,
+                "private_key": pem.decode(),
+                "private_key_id": "emulator",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+            make = service_account.Credentials.from_service_account_info
+            signer = make(info)  # type: ignore[no-untyped-call]
+            _emulator_signer.append(signer)
+        return _emulator_signer[0]
+
+
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -267,17 +402,7 @@ class GcsArtifactStore(MirroredStore):
         """Remove a version: its marker first (it stops being complete), then its objects."""
         where = GsPath(*found) if (found := self.mirror.locate(path)) else None
         if where is not None and not path.name.endswith(PARTIAL_SUFFIX):
-            bucket = client().bucket(where.bucket)
-
-            def delete(key: str) -> None:
-                with (
-                    _errors(f"deleting gs://{where.bucket}/{key}", where),
-                    contextlib.suppress(api.NotFound),
-                ):
-                    bucket.blob(key).delete(retry=RETRY)
-
-            delete(where.child(MARKER).key)
-            _parallel(delete, [o.name for o in _list(where)[0]])
+            remove_prefix(where.url)
         self.mirror.forget(path)
 
     def complete(self, version: Path) -> bool:
@@ -347,3 +472,83 @@ class GcsArtifactStore(MirroredStore):
             summary = f"no Google Cloud credentials for the artifact store {self.url}"
             return [Diagnostic.error(summary, f"{exc}. {FIX_CREDENTIALS}")]
         return []
+
+
+# -- versions written by cluster jobs (the Kubernetes runtime) -----------------------------------
+
+
+def seal(url: str) -> None:
+    """Mark a version a cluster job wrote (through GCS FUSE) complete: the marker lists the
+    objects found under it now. Idempotent: an existing marker is kept."""
+    where = GsPath.parse(url)
+    objects = [o for o in _list(where)[0] if o.name != where.child(MARKER).key]
+    files = {
+        o.name.removeprefix(where.dir_prefix): {
+            "size": o.size,
+            "crc32c": o.crc32c,
+            "generation": o.generation,
+        }
+        for o in objects
+        if not o.name.endswith("/")
+    }
+    dirs = sorted(
+        o.name.removeprefix(where.dir_prefix).rstrip("/")
+        for o in objects
+        if o.name.endswith("/") and o.name != where.dir_prefix
+    )
+    manifest = {
+        "format": 1,
+        "files": files,
+        "dirs": dirs,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+    marker = client().bucket(where.bucket).blob(where.child(MARKER).key)
+    # sealed before: keep that marker
+    with (
+        _errors(f"writing {where.child(MARKER).url}", where),
+        contextlib.suppress(api.PreconditionFailed),
+    ):
+        marker.upload_from_string(
+            json.dumps(manifest, indent=1, sort_keys=True),
+            content_type="application/json",
+            if_generation_match=0,
+            retry=RETRY,
+        )
+
+
+def newest_version(url: str) -> str | None:
+    """The newest complete version below a resource's directory ``url`` (by marker time)."""
+    base = GsPath.parse(url)
+    markers = []
+    for found in _list(base, glob=f"*/{MARKER}")[0]:
+        version, _, rest = found.name.removeprefix(base.dir_prefix).partition("/")
+        if rest == MARKER:
+            markers.append((found.time_created, version))
+    return base.child(max(markers)[1]).url if markers else None
+
+
+def version_urls(url: str) -> list[str]:
+    """Every version directory (complete or not) below a resource's directory ``url``."""
+    base = GsPath.parse(url)
+    return sorted(
+        base.child(p.rstrip("/").rsplit("/", 1)[-1]).url for p in _list(base, delimiter="/")[1]
+    )
+
+
+def remove_prefix(url: str) -> None:
+    """Delete everything under ``url``; a version's marker goes first (it stops being complete)."""
+    where = GsPath.parse(url)
+    bucket = client().bucket(where.bucket)
+
+    def delete(key: str) -> None:
+        with (
+            _errors(f"deleting gs://{where.bucket}/{key}", where),
+            contextlib.suppress(api.NotFound),
+        ):
+            bucket.blob(key).delete(retry=RETRY)
+
+    names = [o.name for o in _list(where)[0]]
+    markers = [n for n in names if n.endswith(f"/{MARKER}")]
+    _parallel(delete, markers)
+    _parallel(delete, [n for n in names if n not in set(markers)])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
+from substratus.providers.contract import quantization_env
 from substratus.providers.local.artifacts import ArtifactStore
 from substratus.providers.local.files import log_tail, read_json, remove_tree, write_json
 from substratus.providers.local.process import ProcessRef, free_port, http_status, stop
@@ -42,14 +43,6 @@ def healthy(kind: str, status: int | None) -> bool:
 def idle(outputs: Mapping[str, Any]) -> bool:
     """Whether the recorded outputs say no process should run (replicas 0, suspended)."""
     return outputs.get("replicas") == 0 or outputs.get("suspended") is True
-
-
-def quantization_env(spec: Mapping[str, Any]) -> dict[str, str]:
-    bits = int((spec.get("quantization") or {}).get("bits", 16))
-    env = {"QUANTIZATION_BITS": str(bits)}
-    if bits in (4, 8):
-        env[f"MODEL_LOAD_IN_{bits}BIT"] = "true"
-    return env
 
 
 def _command(kind: str, spec: Mapping[str, Any], context: Path) -> list[str]:

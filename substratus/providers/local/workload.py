@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from substratus.engine.spec import secret_refs
+from substratus.providers.contract import param_env
 from substratus.providers.local.files import remove_tree
-
-
-def param_env(params: Mapping[str, Any]) -> dict[str, str]:
-    """``PARAM_<KEY>`` variables for the top-level params."""
-    env = {}
-    for key, value in params.items():
-        name = "PARAM_" + re.sub(r"[^A-Z0-9]", "_", str(key).upper())
-        env[name] = value if isinstance(value, str) else json.dumps(value)
-    return env
 
 
 def container_env(spec: Mapping[str, Any]) -> dict[str, str]:

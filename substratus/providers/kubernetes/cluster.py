@@ -1,0 +1,313 @@
+"""``Cluster``: the connection to one Kubernetes API server, the only module that imports the
+``kubernetes`` client (DESIGN §2, §8).
+
+Access follows kubectl: ``KUBECONFIG`` (``:``-separated files are merged) or ``~/.kube/config``
+with ``context`` (else its current context), else the in-cluster service account. The connection
+is made on first use, so validating a configuration never touches a cluster.
+
+Objects are plain dicts. ``apply`` is server-side apply (field manager ``substratus``, forced:
+substratus owns what it declares); ``list`` pages through a label-selected collection; ``get``
+answers ``None`` for a missing object and ``delete`` ``False`` for one already gone. Transient
+failures (429, 5xx, resets) are retried with backoff — every call here is idempotent. Everything
+else is a ``ClusterError`` whose message says what failed and what to do: unreachable server,
+401, 403 (with the permission the API server says is missing), 404 namespace, 409, 422 (with the
+fields), quota. ``requests`` counts the HTTP requests sent (for ``bench/refresh.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from substratus.providers.kubernetes import names
+
+RBAC_HINT = (
+    "Grant the Role in examples/kubernetes/rbac.yaml to this user or service account in the "
+    "namespace (kubectl apply -n NAMESPACE -f examples/kubernetes/rbac.yaml, then bind it)."
+)
+RETRIES = 5
+TIMEOUT = (10.0, 60.0)  # connect, read
+KINDS: dict[str, tuple[str, str]] = {
+    "Job": ("/apis/batch/v1", "jobs"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Secret": ("/api/v1", "secrets"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Event": ("/api/v1", "events"),
+}
+
+
+class ClusterError(Exception):
+    """A failed request the user must act on (``message``: what; ``detail``: what to do)."""
+
+    def __init__(self, message: str, detail: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.status = status
+
+
+def _path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
+    prefix, plural = KINDS[kind]
+    path = f"{prefix}/namespaces/{urllib.parse.quote(namespace)}/{plural}"
+    if name:
+        path += f"/{urllib.parse.quote(name)}"
+    return path + (f"/{sub}" if sub else "")
+
+
+def _describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind', 'object')} {meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class Cluster:
+    def __init__(self, context: str | None = None, kubeconfig: str | None = None) -> None:
+        self.context = context
+        self.kubeconfig = kubeconfig
+        self.requests = 0
+        self.by_verb: Counter[str] = Counter()
+        self._api: Any = None
+        self._lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"context {self.context!r}" if self.context else "the current context"
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._api is None:
+                self._api = self._connect()
+            return self._api
+
+    def _connect(self) -> Any:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        files = self.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        present = [p for p in files.split(os.pathsep) if p and Path(p).expanduser().is_file()]
+        try:
+            if present:
+                api = config.new_client_from_config(
+                    config_file=os.pathsep.join(present),
+                    context=self.context,
+                    persist_config=False,
+                )  # type: ignore[no-untyped-call]
+            elif os.environ.get("KUBERNETES_SERVICE_HOST") and not self.context:
+                cfg = client.Configuration()
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+                api = client.ApiClient(cfg)
+            else:
+                raise ClusterError(
+                    "no Kubernetes configuration found",
+                    f"{files} does not exist and this is not a pod in a cluster. Set KUBECONFIG "
+                    "or create a context (e.g. gcloud container clusters get-credentials, "
+                    "kind create cluster).",
+                )
+        except ConfigException as exc:
+            raise ClusterError(
+                f"cannot use the Kubernetes configuration ({self.where})",
+                f"{exc}. Check --context / the `kubernetes.context` Project setting and "
+                f"`kubectl config get-contexts`.",
+            ) from exc
+        api.configuration.retries = 1
+        return api
+
+    @property
+    def server(self) -> str:
+        return str(self._client().configuration.host)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        what: str = "",
+    ) -> Any:
+        """One API call with retries; the decoded JSON (``None`` on 404 of a GET/DELETE)."""
+        import urllib3
+
+        api = self._client()
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = list((query or {}).items())
+        # the client serialises JSON bodies itself; other content types are sent as text
+        is_json = content_type == "application/json"
+        payload = body if is_json or body is None else json.dumps(body)
+        attempt = 0
+        while True:
+            attempt += 1
+            m, url, hdrs, _, _ = api.param_serialize(
+                method,
+                path,
+                query_params=params or None,
+                header_params=dict(headers),
+                auth_settings=["BearerToken"],
+            )
+            self.requests += 1
+            self.by_verb[method] += 1
+            try:
+                resp = api.call_api(
+                    m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT
+                )
+                resp.read()
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt < RETRIES and not isinstance(exc, urllib3.exceptions.MaxRetryError):
+                    time.sleep(0.2 * 2**attempt)
+                    continue
+                reason = getattr(exc, "reason", None) or exc
+                raise ClusterError(
+                    f"cannot reach the Kubernetes API server at {api.configuration.host}",
+                    f"{reason}. Check that the cluster is running and that {self.where} is the "
+                    "right one (--context, KUBECONFIG).",
+                ) from exc
+            status = int(resp.status)
+            data: Any = None
+            if resp.data:
+                try:
+                    data = json.loads(resp.data)
+                except ValueError:
+                    data = {"message": resp.data.decode(errors="replace")[:500]}
+            if status < 300:
+                return data
+            if status == 404 and method in ("GET", "DELETE"):
+                return None
+            if (status == 429 or status >= 500) and attempt < RETRIES:
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+                continue
+            raise self._error(status, data or {}, method, what or path)
+
+    def _error(self, status: int, data: dict[str, Any], method: str, what: str) -> ClusterError:
+        message = str(data.get("message") or data.get("reason") or f"HTTP {status}")
+        if status == 401:
+            return ClusterError(
+                f"the Kubernetes API server rejected the credentials of {self.where} "
+                "(401 Unauthorized)",
+                "Refresh them (e.g. gcloud container clusters get-credentials, or a new token) "
+                "and try again.",
+                status,
+            )
+        if status == 403 and "exceeded quota" in message:
+            return ClusterError(
+                f"quota exceeded: {message}",
+                "Raise the namespace's ResourceQuota or ask for fewer resources.",
+                status,
+            )
+        if status == 403:
+            return ClusterError(f"permission denied: {message}", RBAC_HINT, status)
+        if status == 404:
+            return ClusterError(
+                f"{what}: {message}",
+                "Create the namespace first (kubectl create namespace NAME) or set "
+                "`kubernetes.namespace` / --namespace.",
+                status,
+            )
+        if status == 409:
+            return ClusterError(
+                f"conflict on {what}: {message}",
+                "Another client changed it at the same time; run apply again.",
+                status,
+            )
+        if status == 422:
+            causes = (data.get("details") or {}).get("causes") or []
+            fields = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
+            return ClusterError(
+                f"Kubernetes rejected {what}: {message}",
+                fields or "Fix the resource's spec and plan again.",
+                status,
+            )
+        return ClusterError(f"{method} {what} failed ({status}): {message}", "", status)
+
+    # -- objects ---------------------------------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        path = _path(obj["kind"], meta["namespace"], meta["name"])
+        query = {"fieldManager": names.MANAGER, "force": "true"}
+        out = self.request(
+            "PATCH", path, query, obj, "application/apply-patch+yaml", _describe(obj)
+        )
+        return dict(out or {})
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create an object; ``None`` when one with that name already exists."""
+        meta = obj["metadata"]
+        try:
+            out = self.request(
+                "POST", _path(obj["kind"], meta["namespace"]), None, obj, what=_describe(obj)
+            )
+        except ClusterError as exc:
+            if exc.status == 409:
+                return None
+            raise
+        return dict(out or {})
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        out = self.request("GET", _path(kind, namespace, name), what=f"{kind} {namespace}/{name}")
+        return dict(out) if out is not None else None
+
+    def list(
+        self, kind: str, namespace: str, selector: str = names.SELECTOR, fields: str = ""
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query = {"labelSelector": selector, "limit": "500"} if selector else {"limit": "500"}
+        if fields:
+            query["fieldSelector"] = fields
+        while True:
+            out = (
+                self.request(
+                    "GET",
+                    _path(kind, namespace),
+                    query,
+                    what=f"{KINDS[kind][1]} in namespace {namespace}",
+                )
+                or {}
+            )
+            if out.get("kind") == "Status":  # a 404 of the namespace itself
+                break
+            items.extend(out.get("items") or [])
+            token = (out.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            query["continue"] = token
+        return items
+
+    def delete(self, kind: str, namespace: str, name: str, propagation: str = "Background") -> bool:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        out = self.request(
+            "DELETE", _path(kind, namespace, name), None, body, what=f"{kind} {namespace}/{name}"
+        )
+        return out is not None
+
+    def log(self, namespace: str, pod: str, container: str, tail: int = 30) -> str:
+        """The last lines of a container's log ("" when there is none to read)."""
+        api = self._client()
+        m, url, hdrs, _, _ = api.param_serialize(
+            "GET",
+            _path("Pod", namespace, pod, "log"),
+            query_params=[("container", container), ("tailLines", str(tail))],
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+        )
+        self.requests += 1
+        self.by_verb["GET"] += 1
+        try:
+            resp = api.call_api(m, url, header_params=hdrs, _request_timeout=TIMEOUT)
+            resp.read()
+        except Exception:  # a log is a courtesy: never turn its absence into a failure
+            return ""
+        if int(resp.status) >= 300 or not resp.data:
+            return ""
+        return str(resp.data.decode(errors="replace"))

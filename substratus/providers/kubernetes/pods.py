@@ -1,0 +1,120 @@
+"""What a pod is doing, and why it failed, in words a user can act on (DESIGN §8). Pure.
+
+``progress(pods)`` is the phase line shown while waiting ("pulling image", "running"…).
+``problem(pods)`` finds a state that will not resolve by waiting — ``fatal`` (the image cannot be
+pulled, a Secret/ConfigMap key is missing) or ``unschedulable`` (no node fits: the caller waits a
+grace period for an autoscaler first) — and ``failure(pods)`` explains a failed pod
+(``OOMKilled``, exit code, evicted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+FATAL_WAITING = {
+    "ImagePullBackOff": "the image cannot be pulled",
+    "ErrImagePull": "the image cannot be pulled",
+    "InvalidImageName": "the image name is invalid",
+    "CreateContainerConfigError": "the container's configuration is incomplete",
+    "CreateContainerError": "the container cannot be created",
+    "CrashLoopBackOff": "the container keeps crashing",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # fatal | unschedulable
+    reason: str
+    message: str
+    pod: str
+
+
+def _statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
+def _condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return dict(c)
+    return None
+
+
+def _name(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name", "?"))
+
+
+def problem(pods: Sequence[Mapping[str, Any]]) -> Problem | None:
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in _statuses(pod):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            if reason in FATAL_WAITING:
+                text = f"{FATAL_WAITING[reason]} ({reason}): {waiting.get('message', '')}".strip()
+                return Problem("fatal", reason, text.rstrip(": "), _name(pod))
+        sched = _condition(pod, "PodScheduled")
+        if sched and sched.get("status") == "False" and sched.get("reason") == "Unschedulable":
+            return Problem(
+                "unschedulable", "Unschedulable", str(sched.get("message", "")), _name(pod)
+            )
+    return None
+
+
+def progress(pods: Sequence[Mapping[str, Any]]) -> str:
+    """A short phase line for the newest pod."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    if not live:
+        return "waiting for its pod to be created"
+    pod = max(live, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", "")))
+    phase = str((pod.get("status") or {}).get("phase") or "Pending")
+    for cs in _statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return f"pod {phase.lower()}: {waiting['reason']}"
+    if phase == "Pending":
+        sched = _condition(pod, "PodScheduled")
+        if sched is None or sched.get("status") != "True":
+            return "pod pending: waiting for a node"
+        return "pod pending: starting"
+    return f"pod {phase.lower()} on {(pod.get('spec') or {}).get('nodeName', '?')}"
+
+
+def failure(pods: Sequence[Mapping[str, Any]]) -> str:
+    """Why the pods failed: terminated reasons and exit codes, evictions."""
+    lines: list[str] = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("reason"):
+            lines.append(f"pod {_name(pod)}: {status['reason']}: {status.get('message', '')}")
+        for cs in _statuses(pod):
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term and term.get("exitCode", 0) != 0:
+                reason = term.get("reason") or "Error"
+                hint = (
+                    " (the container ran out of memory: raise resources.memory)"
+                    if (reason == "OOMKilled")
+                    else ""
+                )
+                lines.append(
+                    f"pod {_name(pod)} container {cs.get('name')}: {reason}, exit code "
+                    f"{term.get('exitCode')}{hint}"
+                )
+    return "\n".join(lines)
+
+
+def main_container_of(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(pod, container) whose log explains a failure: the last failed container."""
+    for pod in reversed(list(pods)):
+        for cs in _statuses(pod):
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term and term.get("exitCode", 0) != 0:
+                return _name(pod), str(cs.get("name"))
+    if pods:
+        containers = (pods[-1].get("spec") or {}).get("containers") or [{}]
+        return _name(pods[-1]), str(containers[0].get("name", ""))
+    return None

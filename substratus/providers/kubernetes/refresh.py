@@ -1,0 +1,168 @@
+"""``Refresher``: what exists on the cluster for every recorded resource (DESIGN §5, §8).
+
+One LIST per kind per namespace (with nothing recorded, one ``GET /version`` so an
+unreachable cluster fails the plan, not the apply), selected by
+``app.kubernetes.io/managed-by=substratus``: Jobs where builds, Datasets or Models are
+recorded, Deployments and Services for ModelServers, Pods and Services for Notebooks; and, for
+``gs://`` artifacts, one list of completion markers per store. Never one GET per resource.
+Per record:
+
+- a ``pending`` operation (an apply was interrupted): its Job running → ``running``, succeeded →
+  ``completed`` (adopted), failed or absent → ``gone``; a pending server/notebook whose object
+  exists at the pending digest → ``running`` (the apply re-applies and waits);
+- Dataset/Model: ``missing`` when its gs:// version is not complete in the store any more;
+- ModelServer: ``missing`` when its Deployment is gone; ``degraded`` when one of the fields we
+  manage was changed by hand (``fields``: scaled, image edited…), its Service is gone, or fewer
+  replicas are available than configured;
+- Notebook: ``missing`` without its pod, ``degraded`` when the pod ended or was edited, or runs
+  although the notebook is suspended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from substratus.engine.runtime import Observation
+from substratus.engine.statefile import ResourceRecord
+from substratus.providers.kubernetes import artifacts, jobs, names
+from substratus.providers.kubernetes.cluster import Cluster
+from substratus.providers.kubernetes.fields import changed, owned
+
+KINDS_FOR = {
+    "build": ("Job",),
+    "dataset": ("Job",),
+    "model": ("Job",),
+    "modelserver": ("Deployment", "Service"),
+    "notebook": ("Pod", "Service"),
+}
+
+Index = dict[tuple[str, str, str], dict[str, Any]]
+
+
+def _edits(rec: ResourceRecord, index: Index, ns: str) -> list[str]:
+    """Human lines for objects whose managed fields changed or that are gone."""
+    out: list[str] = []
+    for key, recorded in sorted((rec.outputs.get("fields") or {}).items()):
+        kind, _, name = key.partition("/")
+        live = index.get((kind, ns, name))
+        if live is None:
+            out.append(f"{kind} {name} was deleted outside substratus")
+            continue
+        paths = changed(recorded, owned(live))
+        if "spec.replicas" in paths:
+            now = (live.get("spec") or {}).get("replicas")
+            out.append(
+                f"{kind} {name} was scaled to {now} outside substratus "
+                f"(configured {rec.outputs.get('replicas')})"
+            )
+            paths.remove("spec.replicas")
+        if paths:
+            shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+            out.append(f"{kind} {name} was edited outside substratus: {shown}")
+    return out
+
+
+class Refresher:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def _index(self, records: Mapping[str, ResourceRecord]) -> Index:
+        wanted: dict[str, set[str]] = {}
+        for rec in records.values():
+            ns = str((rec.pending.intent if rec.pending else {}).get("namespace") or rec.namespace)
+            wanted.setdefault(ns, set()).update(KINDS_FOR.get(rec.kind, ()))
+        index: Index = {}
+        for ns in sorted(wanted):
+            for kind in sorted(wanted[ns]):
+                for obj in self.cluster.list(kind, ns):
+                    index[(kind, ns, obj["metadata"]["name"])] = obj
+        return index
+
+    def observe(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
+        if not records:  # nothing to list: still make sure the cluster answers before planning
+            self.cluster.request("GET", "/version", what="the API server version")
+        index = self._index(records)
+        urls = [
+            str(r.outputs["artifacts"])
+            for r in records.values()
+            if r.kind in ("dataset", "model")
+            and r.outputs.get("job")
+            and r.outputs.get("artifacts")
+        ]
+        complete = artifacts.complete(urls)
+        out: dict[str, Observation] = {}
+        for address, rec in records.items():
+            if rec.pending is not None:
+                out[address] = self._pending(rec, index)
+            else:
+                out[address] = self._observe(rec, index, complete)
+        return out
+
+    def _pending(self, rec: ResourceRecord, index: Index) -> Observation:
+        assert rec.pending is not None
+        intent = rec.pending.intent
+        ns = str(intent.get("namespace") or rec.namespace)
+        present = Observation(status="present" if rec.digest else "missing")
+        if "job" in intent:
+            job = index.get(("Job", ns, str(intent["job"])))
+            if job is None:
+                return _with(present, "gone", f"job {intent['job']} is gone")
+            state = jobs.state(job)
+            if state == "succeeded":
+                return _with(present, "completed", f"job {intent['job']} completed; adopting it")
+            if state == "failed":
+                return _with(present, "gone", f"job {intent['job']} failed")
+            return _with(present, "running", f"job {intent['job']} is still running; adopting it")
+        kind, name = (
+            ("Deployment", intent.get("deployment"))
+            if "deployment" in intent
+            else ("Pod", intent.get("pod"))
+        )
+        obj = index.get((kind, ns, str(name)))
+        annotations = (obj or {}).get("metadata", {}).get("annotations") or {}
+        if obj is not None and annotations.get(names.DIGEST) == rec.pending.digest:
+            return _with(present, "running", f"{kind.lower()} {name} was applied; adopting it")
+        return _with(present, "gone", f"{kind.lower()} {name} was not applied")
+
+    def _observe(self, rec: ResourceRecord, index: Index, complete: set[str] | None) -> Observation:
+        ns, outputs = rec.namespace, rec.outputs
+        if rec.kind in ("dataset", "model"):
+            url = outputs.get("artifacts")
+            if complete is not None and outputs.get("job") and url and url not in complete:
+                return Observation("missing", f"the artifacts {url} are missing from the store")
+            return Observation()
+        if rec.kind == "modelserver":
+            name = str(outputs.get("deployment") or names.server_name(rec.name))
+            dep = index.get(("Deployment", ns, name))
+            if dep is None:
+                return Observation(
+                    "missing", f"deployment {ns}/{name} was deleted outside substratus"
+                )
+            problems = _edits(rec, index, ns)
+            want = int((dep.get("spec") or {}).get("replicas") or 0)
+            ready = int((dep.get("status") or {}).get("availableReplicas") or 0)
+            if not problems and ready < want:
+                problems.append(f"only {ready} of {want} replicas of {name} are available")
+            return Observation("degraded", "; ".join(problems)) if problems else Observation()
+        if rec.kind == "notebook":
+            name = str(outputs.get("pod") or names.notebook_name(rec.name))
+            pod = index.get(("Pod", ns, name))
+            if outputs.get("suspended"):
+                if pod is not None:
+                    return Observation(
+                        "degraded", f"pod {name} runs although the notebook is suspended"
+                    )
+                return Observation()
+            if pod is None:
+                return Observation("missing", f"pod {ns}/{name} was deleted outside substratus")
+            phase = (pod.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed"):
+                return Observation("degraded", f"pod {name} has ended ({phase})")
+            problems = _edits(rec, index, ns)
+            return Observation("degraded", "; ".join(problems)) if problems else Observation()
+        return Observation()
+
+
+def _with(base: Observation, pending: str, message: str) -> Observation:
+    return Observation(base.status, base.message, pending, message)  # type: ignore[arg-type]

@@ -1,0 +1,411 @@
+"""``KubernetesRuntime``: the ``Runtime`` that runs resources on a cluster (DESIGN §8).
+
+Per kind (names in ``names``, objects in ``manifests``):
+
+- build → a Kaniko Job: a git source is cloned at the commit resolved at plan time, a local
+  directory is uploaded first (``upload``; skipped when the same content is there); pushes
+  ``{registry}/{build}:{commit | contentHash[:16]}``; outputs ``image``, ``job`` (+ ``context``);
+- dataset, model with a loader or trainer → a Job per digest writing
+  ``{artifacts}/{ns}/{kind}s/{name}/{digest[:16]}``, sealed complete when it succeeds; outputs
+  ``artifacts``, ``job``, ``image``;
+- model with only a ``url`` → that location; outputs ``artifacts``;
+- modelserver → Deployment + Service rolled out in place; notebook → Pod + Service (``suspend``
+  deletes the pod); outputs the object names, ``endpoint`` and ``fields`` (the owned-field hashes
+  refresh compares, see ``fields``).
+
+``refresh`` is ``refresh.Refresher`` (one LIST per kind per namespace). Cluster errors become
+``RunError``s during apply and diagnostics while planning. The cluster is contacted on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from substratus.engine.diagnostic import Diagnostic, fail
+from substratus.engine.runtime import (
+    DeleteRequest,
+    ExternalResource,
+    Observation,
+    ResourceView,
+    RunContext,
+    RunError,
+    RunRequest,
+)
+from substratus.engine.statefile import ResourceRecord
+from substratus.providers.contract import NOTEBOOK_PORT, SERVER_PORT, quantization_env
+from substratus.providers.kubernetes import artifacts, jobs, manifests, names, servers
+from substratus.providers.kubernetes.check import check_resources
+from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.fields import owned
+from substratus.providers.kubernetes.manifests import BuildSource, Mount, Workload
+from substratus.providers.kubernetes.refresh import Refresher
+from substratus.providers.kubernetes.volumes import Location, Store
+from substratus.providers.kubernetes.waits import Timing, delete_and_wait
+from substratus.providers.local.files import short_digest
+
+JOB_KINDS = ("dataset", "model")
+T = TypeVar("T")
+
+
+def is_job(kind: str, spec: Mapping[str, Any]) -> bool:
+    if kind == "dataset":
+        return True
+    return kind == "model" and bool(spec.get("loader") or spec.get("trainer"))
+
+
+def params_of(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    if kind in ("modelserver", "notebook"):
+        return dict(spec.get("params") or {})
+    section = spec.get("trainer") or spec.get("loader") or {}
+    return dict(section.get("params") or {})
+
+
+def resources_of(kind: str, spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    trainer = spec.get("trainer") or {}
+    return trainer.get("resources") or spec.get("resources")
+
+
+class KubernetesRuntime:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        *,
+        artifacts_url: str,
+        cloud: str = "generic",
+        registry: str | None = None,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        workdir: Path = Path(".substratus"),
+        timing: Timing | None = None,
+        cluster: Cluster | None = None,
+    ) -> None:
+        self.artifacts_url = artifacts_url
+        self.cloud = cloud
+        self.registry = (registry or "").rstrip("/")
+        self.workdir = Path(workdir)
+        self.timing = timing or Timing.from_env()
+        self.cluster = cluster or Cluster(context, kubeconfig)
+        self._accounts: set[tuple[str, str]] = set()
+
+    @property
+    def store(self) -> Store:
+        try:
+            return Store.parse(self.artifacts_url)
+        except ValueError as exc:
+            raise RunError(str(exc), "set `artifacts:` to gs://…, file://… or pvc://…") from exc
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
+        return check_resources(resources, self.artifacts_url, self.cloud, self.registry)
+
+    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
+        return _planning(lambda: Refresher(self.cluster).observe(records))
+
+    def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
+        if kind not in JOB_KINDS:
+            return None
+        return _planning(lambda: self._read_external(kind, namespace, name))
+
+    def _read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
+        resource = self.store.resource(namespace, kind, name)
+        url = artifacts.newest(resource.url)
+        if url is not None:
+            return ExternalResource(digest=url.rsplit("/", 1)[-1], outputs={"artifacts": url})
+        done = [
+            j
+            for j in self.cluster.list("Job", namespace, names.address_selector(f"{kind}.{name}"))
+            if jobs.state(j) == "succeeded"
+        ]
+        if not done:
+            return None
+        newest = max(done, key=lambda j: str((j.get("status") or {}).get("completionTime", "")))
+        version = newest["metadata"]["labels"][names.DIGEST]
+        return ExternalResource(digest=version, outputs={"artifacts": resource.child(version).url})
+
+    def intent(self, request: RunRequest) -> dict[str, Any]:
+        kind, ns = request.kind, request.namespace
+        if kind == "build" or is_job(kind, request.spec):
+            return {"job": names.job_name(kind, request.name, request.digest), "namespace": ns}
+        if kind == "modelserver":
+            return {"deployment": names.server_name(request.name), "namespace": ns}
+        if kind == "notebook":
+            return {"pod": names.notebook_name(request.name), "namespace": ns}
+        return {}
+
+    # -- apply -----------------------------------------------------------------------------------
+
+    def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        try:
+            if request.kind == "build":
+                return self._build(request, ctx)
+            if is_job(request.kind, request.spec):
+                return self._job(request, ctx)
+            if request.kind == "model":
+                return {"artifacts": str(request.spec.get("url") or "")}
+            if request.kind == "modelserver":
+                return self._server(request, ctx)
+            if request.kind == "notebook":
+                return self._notebook(request, ctx)
+        except ClusterError as exc:
+            raise RunError(exc.message, exc.detail) from exc
+        raise RunError(f"the kubernetes runtime does not know the kind {request.kind!r}")
+
+    def _service_account(self, namespace: str, kind: str) -> None:
+        key = (namespace, names.SERVICE_ACCOUNTS[kind])
+        if key not in self._accounts:
+            self.cluster.apply(manifests.service_account(*key))
+            self._accounts.add(key)
+
+    def _image(self, request: RunRequest) -> str:
+        container = request.spec.get("container") or {}
+        image = container.get("image") or (request.inputs.get("build") or {}).get("image")
+        if not image:
+            raise RunError(f"{request.address} has no image", "its build did not record one")
+        return str(image)
+
+    def _input(self, request: RunRequest, role: str) -> str | None:
+        url = (request.inputs.get(role) or {}).get("artifacts")
+        if not url:
+            return None
+        try:
+            Location.parse(str(url))
+        except ValueError as exc:
+            raise RunError(
+                f"the {role} input of {request.address} is at {url}, which a pod cannot mount",
+                "apply the input on the kubernetes runtime (gs://, file:// or pvc:// store)",
+            ) from exc
+        return str(url)
+
+    def _workload(
+        self, request: RunRequest, mounts: list[Mount], owned_env: Mapping[str, str] | None = None
+    ) -> Workload:
+        res = resources_of(request.kind, request.spec)
+        if self.cloud == "kind" and res:  # laptops: only the GPU is requested (as the operator)
+            res = {"gpu": res["gpu"]} if res.get("gpu") else None
+        container = request.spec.get("container") or {}
+        return Workload(
+            address=request.address,
+            kind=request.kind,
+            namespace=request.namespace,
+            name=request.name,
+            digest=request.digest,
+            image=self._image(request),
+            cloud=self.cloud,
+            command=container.get("command"),
+            env=dict(container.get("env") or {}),
+            params=params_of(request.kind, request.spec),
+            resources=res,
+            mounts=mounts,
+            owned_env=dict(owned_env or {}),
+        )
+
+    def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        ns, kind = request.namespace, request.kind
+        version = self.store.version(ns, kind, request.name, request.digest).url
+        mounts = [Mount("artifacts", version, False)]
+        for role in ("data", "model"):
+            url = self._input(request, role)
+            if url:
+                mounts.append(Mount(role, url, True))
+        w = self._workload(request, mounts)
+        name = names.job_name(kind, request.name, request.digest)
+        self._service_account(ns, kind)
+        job = manifests.job(w, name)
+        jobs.run(
+            self.cluster,
+            job,
+            manifests.params_configmap(w, names.params_name(name)),
+            ctx,
+            self.timing,
+        )
+        ctx.phase("recording the new version")
+        artifacts.seal(version)
+        return {"artifacts": version, "job": name, "image": w.image}
+
+    def _build(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        spec, ns = request.spec, request.namespace
+        out: dict[str, Any] = {}
+        if spec.get("source") == "git":
+            tag = str(spec["commit"])
+            source = BuildSource(git_url=str(spec["url"]), commit=tag, path=str(spec.get("path")))
+        else:
+            from substratus.providers.kubernetes.upload import upload_context
+
+            content_hash = str(spec["contentHash"])
+            tag = short_digest(content_hash)
+            target = self.store.upload(ns, request.name, content_hash)
+            uploaded = upload_context(
+                Path(str(spec["path"])),
+                content_hash,
+                self.store.url,
+                target.key.removeprefix(self.store.base.key).lstrip("/"),
+                ctx.phase,
+                self.workdir,
+            )
+            source = BuildSource(tarball=uploaded.url)
+            out["context"] = uploaded.url
+        image = f"{self.registry}/{request.name}:{tag}"
+        res = None if self.cloud == "kind" else {"cpu": 2}
+        w = Workload(
+            request.address,
+            "build",
+            ns,
+            request.name,
+            request.digest,
+            image,
+            self.cloud,
+            resources=res,
+        )
+        name = names.job_name("build", request.name, request.digest)
+        self._service_account(ns, "build")
+        jobs.run(self.cluster, manifests.kaniko_job(w, name, source), None, ctx, self.timing)
+        return {**out, "image": image, "job": name}
+
+    def _server(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        ns, spec = request.namespace, request.spec
+        model = self._input(request, "model")
+        if model is None:
+            raise RunError(f"{request.address} has no model to serve")
+        owned_env = {"PORT": str(SERVER_PORT), **quantization_env(spec)}
+        w = self._workload(request, [Mount("model", model, True)], owned_env)
+        name = names.server_name(request.name)
+        replicas = int(spec.get("replicas", 1))
+        self._service_account(ns, "modelserver")
+        dep, svc = servers.rollout(
+            self.cluster,
+            manifests.deployment(w, name, replicas),
+            manifests.service(w, name, SERVER_PORT, "http-serve"),
+            manifests.params_configmap(w, names.params_name(name)),
+            ctx,
+            self.timing,
+        )
+        return {
+            "deployment": name,
+            "service": name,
+            "namespace": ns,
+            "endpoint": f"http://{name}.{ns}.svc:{SERVER_PORT}",
+            "image": w.image,
+            "model": model,
+            "replicas": replicas,
+            "fields": {f"Deployment/{name}": owned(dep), f"Service/{name}": owned(svc)},
+        }
+
+    def _notebook(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        ns, spec = request.namespace, request.spec
+        name = names.notebook_name(request.name)
+        work = self.store.notebook(ns, request.name).url
+        out: dict[str, Any] = {
+            "pod": name,
+            "service": name,
+            "namespace": ns,
+            "artifacts": work,
+            "token_secret": names.token_name(request.name),
+            "endpoint": f"http://{name}.{ns}.svc:{NOTEBOOK_PORT}",
+        }
+        if spec.get("suspend"):
+            servers.suspend(self.cluster, ns, name, ctx, self.timing)
+            return {**out, "suspended": True}
+        mounts = [Mount("artifacts", work, False)]
+        for role in ("data", "model"):
+            url = self._input(request, role)
+            if url:
+                mounts.append(Mount(role, url, True))
+        w = self._workload(request, mounts)
+        self._service_account(ns, "notebook")
+        pod, svc = servers.notebook(
+            self.cluster,
+            manifests.notebook_pod(w, name, names.token_name(request.name)),
+            manifests.service(w, name, NOTEBOOK_PORT, "notebook"),
+            manifests.params_configmap(w, names.params_name(name)),
+            manifests.token_secret(w, names.token_name(request.name), ""),
+            ctx,
+            self.timing,
+        )
+        fields = {f"Pod/{name}": owned(pod), f"Service/{name}": owned(svc)}
+        return {**out, "suspended": False, "fields": fields}
+
+    # -- delete ----------------------------------------------------------------------------------
+
+    def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
+        try:
+            self._delete(request, ctx)
+        except ClusterError as exc:
+            raise RunError(exc.message, exc.detail) from exc
+
+    def _delete(self, request: DeleteRequest, ctx: RunContext) -> None:
+        kind, ns, name = request.kind, request.namespace, request.name
+        ctx.phase("deleting")
+        objects: list[tuple[str, str, str]] = []
+        if kind in ("build", *JOB_KINDS):
+            selector = names.address_selector(request.address)
+            objects += [
+                ("Job", ns, j["metadata"]["name"]) for j in self.cluster.list("Job", ns, selector)
+            ]
+        elif kind == "modelserver":
+            server = names.server_name(name)
+            objects += [
+                ("Deployment", ns, server),
+                ("Service", ns, server),
+                ("ConfigMap", ns, names.params_name(server)),
+            ]
+        elif kind == "notebook":
+            nb = names.notebook_name(name)
+            objects += [
+                ("Pod", ns, nb),
+                ("Service", ns, nb),
+                ("ConfigMap", ns, names.params_name(nb)),
+                ("Secret", ns, names.token_name(name)),
+            ]
+        delete_and_wait(self.cluster, objects, ctx, self.timing)
+        if request.retain_artifacts or kind not in (*JOB_KINDS, "notebook"):
+            return
+        if kind == "model" and not is_job(kind, request.spec) and request.spec:
+            return  # a url model: the weights are not ours
+        where = (
+            self.store.notebook(ns, name)
+            if kind == "notebook"
+            else self.store.resource(ns, kind, name)
+        )
+        ctx.phase(f"removing artifacts {where.url}")
+        if not artifacts.remove(where.url):
+            ctx.phase(f"artifacts at {where.url} are not reachable from here; remove them yourself")
+
+    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
+        """Old Jobs and artifact versions of Datasets/Models (current + previous are kept)."""
+        by_ns: dict[str, dict[str, set[str]]] = {}
+        for address, rec in records.items():
+            if rec.kind not in ("build", *JOB_KINDS):
+                continue
+            keep = {short_digest(d) for d in (rec.digest, rec.previous_digest) if d}
+            if rec.pending is not None:
+                keep.add(short_digest(rec.pending.digest))
+            by_ns.setdefault(rec.namespace, {})[names.label_address(address)] = keep
+            if rec.kind in JOB_KINDS and is_job(rec.kind, rec.spec):
+                with contextlib.suppress(RunError):  # best effort, retried after the next apply
+                    for url in artifacts.versions(
+                        self.store.resource(rec.namespace, rec.kind, rec.name).url
+                    ):
+                        if url.rsplit("/", 1)[-1] not in keep:
+                            artifacts.remove(url)
+        with contextlib.suppress(ClusterError):
+            for ns, keeps in by_ns.items():
+                for job in self.cluster.list("Job", ns):
+                    labels = job["metadata"].get("labels") or {}
+                    kept = keeps.get(labels.get(names.ADDRESS, ""))
+                    if kept is not None and labels.get(names.DIGEST) not in kept:
+                        self.cluster.delete("Job", ns, job["metadata"]["name"])
+
+
+def _planning(step: Callable[[], T]) -> T:
+    """Run a plan-time step; cluster and store problems become diagnostics."""
+    try:
+        return step()
+    except ClusterError as exc:
+        raise fail(exc.message, exc.detail) from exc
+    except RunError as exc:
+        raise fail(exc.message, exc.detail) from exc
