@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -521,3 +522,49 @@ def test_cluster_access_problems_are_one_clear_message(
     for text in (wrong.stdout + wrong.stderr, out.stdout + out.stderr):
         assert "Traceback" not in text
     assert not (project.dir / ".substratus" / "state" / "default.json").exists()  # no record
+
+
+def test_a_local_directory_is_uploaded_once_and_built_in_the_cluster(
+    tmp_path: Path, kube_cluster: ControlPlane
+) -> None:
+    project, cluster = tiny_project(tmp_path, kube_cluster)
+    loader = project.dir / "loader"
+    loader.mkdir()
+    (loader / "Dockerfile").write_text("FROM python:3.11\nCOPY load.py /content/\n")
+    (loader / "load.py").write_text("print('loading')\n")
+    (loader / ".dockerignore").write_text("*.log\n")
+    (loader / "debug.log").write_text("ignored\n")
+    project.edit(
+        "substratus.yaml", "container: {image: loader:1}", "container: {local: {path: loader}}"
+    )
+    project.sub("apply", "--auto-approve", "--target", "dataset.squad")
+    build = _job(cluster, "loader-bld-")
+    builder = _container(build)
+    context = next(a for a in builder["args"] if a.startswith("--context="))
+    assert context == "--context=tar:///context/context.tar.gz"
+    (host,) = [v["hostPath"]["path"] for v in build["spec"]["template"]["spec"]["volumes"]]
+    tarball = Path(host) / "context.tar.gz"
+    assert host.startswith(str(tmp_path / "bucket" / cluster.ns / "builds" / "loader"))
+    with tarfile.open(tarball) as tar:
+        assert sorted(tar.getnames()) == [".dockerignore", "Dockerfile", "load.py"]
+    tag = Path(host).name
+    image = next(a for a in builder["args"] if a.startswith("--destination="))
+    assert image == f"--destination=localhost:5000/team/loader:{tag}"
+    dataset = _job(cluster, "squad-data-")
+    assert _container(dataset)["image"] == f"localhost:5000/team/loader:{tag}"
+    uploaded = tarball.stat().st_mtime_ns
+
+    # an ignored file changes nothing; a real change rebuilds from a new upload
+    (loader / "debug.log").write_text("still ignored\n")
+    assert "No changes." in project.sub("plan", "--target", "dataset.squad").stdout
+    (loader / "load.py").write_text("print('loading v2')\n")
+    plan = project.sub("plan", "--target", "dataset.squad").stdout
+    assert "build.loader must be replaced" in plan and "dataset.squad must be replaced" in plan
+    project.sub("apply", "--auto-approve", "--target", "dataset.squad")
+    assert tarball.stat().st_mtime_ns == uploaded  # the old upload is untouched
+    builds = sorted(
+        j["metadata"]["name"] for j in cluster.items("Job") if "-bld-" in j["metadata"]["name"]
+    )
+    assert len(builds) == 2  # the previous build is kept, as the previous dataset version
+    project.sub("destroy", "--auto-approve")
+    assert cluster.items("Job") == []
