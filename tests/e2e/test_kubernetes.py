@@ -519,7 +519,13 @@ def test_cluster_access_problems_are_one_clear_message(
     dead.write_text(yaml.safe_dump(config))
     out = project.sub("plan", check=1, env={"KUBECONFIG": str(dead)})
     assert "cannot reach the Kubernetes API server at https://127.0.0.1:1" in out.stderr
-    for text in (wrong.stdout + wrong.stderr, out.stdout + out.stderr):
+    config = yaml.safe_load(Path(kube_cluster.kubeconfig).read_text())
+    config["users"][0]["user"]["token"] = "not-a-token"
+    stale = tmp_path / "stale.kubeconfig"
+    stale.write_text(yaml.safe_dump(config))
+    denied = project.sub("plan", check=1, env={"KUBECONFIG": str(stale)})
+    assert "rejected the credentials of the current context (401 Unauthorized)" in denied.stderr
+    for text in (wrong.stdout + wrong.stderr, out.stdout + out.stderr, denied.stderr):
         assert "Traceback" not in text
     assert not (project.dir / ".substratus" / "state" / "default.json").exists()  # no record
 
@@ -568,3 +574,16 @@ def test_a_local_directory_is_uploaded_once_and_built_in_the_cluster(
     assert len(builds) == 2  # the previous build is kept, as the previous dataset version
     project.sub("destroy", "--auto-approve")
     assert cluster.items("Job") == []
+
+
+def test_an_object_the_api_server_rejects_names_the_field(
+    tmp_path: Path, kube_cluster: ControlPlane
+) -> None:
+    project, cluster = tiny_project(tmp_path, kube_cluster)
+    project.edit("substratus.yaml", "container: {image: notebook:1}", "container: {image: 'nb:1 '}")
+    out = project.sub("apply", "--auto-approve", "--target", "notebook.lab", check=1)
+    text = out.stdout + out.stderr
+    assert "Kubernetes rejected Pod" in text and "lab-notebook" in text
+    assert 'spec.containers[0].image: Invalid value: "nb:1 "' in text
+    assert "Traceback" not in text
+    assert cluster.get("Pod", "lab-notebook") is None

@@ -4,17 +4,22 @@
   ``file://`` (a node's host path: kind / single-node) or ``pvc://claim``;
 - builds (git or local containers) need a ``registry`` to push to;
 - a Model ``url`` must be in a store pods can mount;
-- a local build context is uploaded to the store: a ``pvc://`` store cannot receive it.
+- a local build context is uploaded to the store: a ``pvc://`` store cannot receive it;
+- ``${{ secrets.NAME.KEY }}`` must name a valid Secret (DNS subdomain) and key.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import ResourceView
+from substratus.engine.spec import secret_refs
 from substratus.providers.kubernetes.volumes import Location
 
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 FIX_STORE = (
     "Set `artifacts:` in the Project (or --artifacts) to gs://bucket/prefix on GKE, "
     "pvc://claim on any cluster, or file:///path for kind (a path on the node)."
@@ -63,6 +68,21 @@ def check_resources(
                     address=view.address,
                 )
             )
+        env = (view.spec.get("container") or {}).get("env") or {}
+        for var, (secret, key) in sorted(
+            secret_refs({str(k): str(v) for k, v in env.items()}).items()
+        ):
+            if not (SECRET_NAME.match(secret) and len(secret) <= 253 and SECRET_KEY.match(key)):
+                out.append(
+                    Diagnostic.error(
+                        f"env {var} references the Secret {secret!r} key {key!r}, which "
+                        "Kubernetes cannot name",
+                        "A Secret name is lower-case letters, digits, '-' and '.'; a key is "
+                        "letters, digits, '-', '_' and '.'.",
+                        address=view.address,
+                        path=f"spec.container.env.{var}",
+                    )
+                )
         url = view.spec.get("url")
         if view.kind == "model" and isinstance(url, str) and not view.spec.get("container"):
             try:

@@ -152,9 +152,12 @@ def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) 
             why = _create_failure(cluster, ns, name)
             if why:
                 delete_and_wait(cluster, [("Job", ns, name)], RunContext(), timing)
+                quota = "exceeded quota" in why
                 raise RunError(
                     f"job {ns}/{name} cannot create its pod: {why}",
-                    "Raise the namespace's ResourceQuota or ask for fewer resources.",
+                    "Raise the namespace's ResourceQuota or ask for fewer resources."
+                    if quota
+                    else "Fix what the message names and apply again.",
                 )
         text = podinfo.progress(pods)
         if found is not None:

@@ -291,3 +291,18 @@ def test_check(url: str, cloud: str, registry: str, expected: list[str]) -> None
     assert len(found) == len(expected)
     for summary, want in zip(found, expected, strict=True):
         assert want in summary
+
+
+def test_check_refuses_secret_references_kubernetes_cannot_name() -> None:
+    view = ResourceView(
+        "dataset.d",
+        "dataset",
+        {
+            "container": {
+                "image": "x",
+                "env": {"A": "${{ secrets.Bad_Name.key }}", "B": "${{ secrets.ai.HF_TOKEN }}"},
+            }
+        },
+    )
+    (diag,) = check_resources([view], "gs://b/p", "gcp", "r")
+    assert "Secret 'Bad_Name'" in diag.summary and diag.path == "spec.container.env.A"
