@@ -19,7 +19,6 @@ Per kind (names in ``names``, objects in ``manifests``):
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,36 +35,25 @@ from substratus.engine.runtime import (
 )
 from substratus.engine.statefile import ResourceRecord
 from substratus.providers.contract import NOTEBOOK_PORT, SERVER_PORT, quantization_env
-from substratus.providers.kubernetes import artifacts, jobs, manifests, names, servers
+from substratus.providers.kubernetes import (
+    artifacts,
+    builds,
+    cleanup,
+    jobs,
+    manifests,
+    names,
+    servers,
+)
 from substratus.providers.kubernetes.check import check_resources
 from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.fields import owned
-from substratus.providers.kubernetes.manifests import BuildSource, Mount, Workload
+from substratus.providers.kubernetes.manifests import Mount, Workload
 from substratus.providers.kubernetes.refresh import Refresher
 from substratus.providers.kubernetes.volumes import Location, Store
-from substratus.providers.kubernetes.waits import Timing, delete_and_wait
-from substratus.providers.local.files import short_digest
+from substratus.providers.kubernetes.waits import Timing
+from substratus.providers.kubernetes.workloads import JOB_KINDS, is_job, params_of, resources_of
 
-JOB_KINDS = ("dataset", "model")
 T = TypeVar("T")
-
-
-def is_job(kind: str, spec: Mapping[str, Any]) -> bool:
-    if kind == "dataset":
-        return True
-    return kind == "model" and bool(spec.get("loader") or spec.get("trainer"))
-
-
-def params_of(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    if kind in ("modelserver", "notebook"):
-        return dict(spec.get("params") or {})
-    section = spec.get("trainer") or spec.get("loader") or {}
-    return dict(section.get("params") or {})
-
-
-def resources_of(kind: str, spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    trainer = spec.get("trainer") or {}
-    return trainer.get("resources") or spec.get("resources")
 
 
 class KubernetesRuntime:
@@ -228,43 +216,17 @@ class KubernetesRuntime:
         return {"artifacts": version, "job": name, "image": w.image}
 
     def _build(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
-        spec, ns = request.spec, request.namespace
-        out: dict[str, Any] = {}
-        if spec.get("source") == "git":
-            tag = str(spec["commit"])
-            source = BuildSource(git_url=str(spec["url"]), commit=tag, path=str(spec.get("path")))
-        else:
-            from substratus.providers.kubernetes.upload import upload_context
-
-            content_hash = str(spec["contentHash"])
-            tag = short_digest(content_hash)
-            target = self.store.upload(ns, request.name, content_hash)
-            uploaded = upload_context(
-                Path(str(spec["path"])),
-                content_hash,
-                self.store.url,
-                target.key.removeprefix(self.store.base.key).lstrip("/"),
-                ctx.phase,
-                self.workdir,
-            )
-            source = BuildSource(tarball=uploaded.url)
-            out["context"] = uploaded.url
-        image = f"{self.registry}/{request.name}:{tag}"
-        res = None if self.cloud == "kind" else {"cpu": 2}
-        w = Workload(
-            request.address,
-            "build",
-            ns,
-            request.name,
-            request.digest,
-            image,
+        self._service_account(request.namespace, "build")
+        return builds.build(
+            self.cluster,
+            self.store,
+            self.registry,
             self.cloud,
-            resources=res,
+            self.workdir,
+            self.timing,
+            request,
+            ctx,
         )
-        name = names.job_name("build", request.name, request.digest)
-        self._service_account(ns, "build")
-        jobs.run(self.cluster, manifests.kaniko_job(w, name, source), None, ctx, self.timing)
-        return {**out, "image": image, "job": name}
 
     def _server(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         ns, spec = request.namespace, request.spec
@@ -333,72 +295,13 @@ class KubernetesRuntime:
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
         try:
-            self._delete(request, ctx)
+            cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
         except ClusterError as exc:
             raise RunError(exc.message, exc.detail) from exc
 
-    def _delete(self, request: DeleteRequest, ctx: RunContext) -> None:
-        kind, ns, name = request.kind, request.namespace, request.name
-        ctx.phase("deleting")
-        objects: list[tuple[str, str, str]] = []
-        if kind in ("build", *JOB_KINDS):
-            selector = names.address_selector(request.address)
-            objects += [
-                ("Job", ns, j["metadata"]["name"]) for j in self.cluster.list("Job", ns, selector)
-            ]
-        elif kind == "modelserver":
-            server = names.server_name(name)
-            objects += [
-                ("Deployment", ns, server),
-                ("Service", ns, server),
-                ("ConfigMap", ns, names.params_name(server)),
-            ]
-        elif kind == "notebook":
-            nb = names.notebook_name(name)
-            objects += [
-                ("Pod", ns, nb),
-                ("Service", ns, nb),
-                ("ConfigMap", ns, names.params_name(nb)),
-                ("Secret", ns, names.token_name(name)),
-            ]
-        delete_and_wait(self.cluster, objects, ctx, self.timing)
-        if request.retain_artifacts or kind not in (*JOB_KINDS, "notebook"):
-            return
-        if kind == "model" and not is_job(kind, request.spec) and request.spec:
-            return  # a url model: the weights are not ours
-        where = (
-            self.store.notebook(ns, name)
-            if kind == "notebook"
-            else self.store.resource(ns, kind, name)
-        )
-        ctx.phase(f"removing artifacts {where.url}")
-        if not artifacts.remove(where.url):
-            ctx.phase(f"artifacts at {where.url} are not reachable from here; remove them yourself")
-
     def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
         """Old Jobs and artifact versions of Datasets/Models (current + previous are kept)."""
-        by_ns: dict[str, dict[str, set[str]]] = {}
-        for address, rec in records.items():
-            if rec.kind not in ("build", *JOB_KINDS):
-                continue
-            keep = {short_digest(d) for d in (rec.digest, rec.previous_digest) if d}
-            if rec.pending is not None:
-                keep.add(short_digest(rec.pending.digest))
-            by_ns.setdefault(rec.namespace, {})[names.label_address(address)] = keep
-            if rec.kind in JOB_KINDS and is_job(rec.kind, rec.spec):
-                with contextlib.suppress(RunError):  # best effort, retried after the next apply
-                    for url in artifacts.versions(
-                        self.store.resource(rec.namespace, rec.kind, rec.name).url
-                    ):
-                        if url.rsplit("/", 1)[-1] not in keep:
-                            artifacts.remove(url)
-        with contextlib.suppress(ClusterError):
-            for ns, keeps in by_ns.items():
-                for job in self.cluster.list("Job", ns):
-                    labels = job["metadata"].get("labels") or {}
-                    kept = keeps.get(labels.get(names.ADDRESS, ""))
-                    if kept is not None and labels.get(names.DIGEST) not in kept:
-                        self.cluster.delete("Job", ns, job["metadata"]["name"])
+        cleanup.collect_garbage(self.cluster, self.store, records)
 
 
 def _planning(step: Callable[[], T]) -> T:

@@ -29,19 +29,6 @@ from substratus.providers.kubernetes.waits import Timing, delete_and_wait
 DEFAULT_TIMEOUT = 900.0
 
 
-def _owned_by(obj: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
-    meta = owner.get("metadata") or {}
-    obj["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": owner.get("apiVersion", ""),
-            "kind": owner.get("kind", ""),
-            "name": meta.get("name", ""),
-            "uid": meta.get("uid", ""),
-        }
-    ]
-    return obj
-
-
 def rollout_state(dep: Mapping[str, Any]) -> tuple[bool, str]:
     """(done, progress line) of a Deployment's rollout."""
     meta, spec, st = dep.get("metadata") or {}, dep.get("spec") or {}, dep.get("status") or {}
