@@ -6,12 +6,13 @@ with ``context`` (else its current context), else the in-cluster service account
 is made on first use, so validating a configuration never touches a cluster.
 
 Objects are plain dicts. ``apply`` is server-side apply (field manager ``substratus``, forced:
-substratus owns what it declares); ``list`` pages through a label-selected collection; ``get``
-answers ``None`` for a missing object and ``delete`` ``False`` for one already gone. Transient
-failures (429, 5xx, resets) are retried with backoff — every call here is idempotent. Everything
-else is a ``ClusterError`` whose message says what failed and what to do: unreachable server,
-401, 403 (with the permission the API server says is missing), 404 namespace, 409, 422 (with the
-fields), quota. ``requests`` counts the HTTP requests sent (for ``bench/refresh.py``).
+substratus owns what it declares); ``list`` reads a label-selected collection in one request (or
+in pages); ``get`` answers ``None`` for a missing object and ``delete`` ``False`` for one
+already gone. Transient failures (429, 5xx, resets) are retried with backoff — every call here
+is idempotent. Everything else is a ``ClusterError`` whose message says what failed and what to
+do: unreachable server, 401, 403 (with the permission the API server says is missing), 404
+namespace, 409, 422 (with the fields), quota. ``requests`` counts the HTTP requests sent (for
+``bench/refresh.py``).
 """
 
 from __future__ import annotations
@@ -259,10 +260,20 @@ class Cluster:
         return dict(out) if out is not None else None
 
     def list(
-        self, kind: str, namespace: str, selector: str = names.SELECTOR, fields: str = ""
+        self,
+        kind: str,
+        namespace: str,
+        selector: str = names.SELECTOR,
+        fields: str = "",
+        page: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Every object of ``kind`` in ``namespace`` matching the selectors. ``page=None`` asks
+        for one response (served from the API server's watch cache: one request whatever the
+        count); a page size pages with ``continue`` tokens."""
         items: list[dict[str, Any]] = []
-        query = {"labelSelector": selector, "limit": "500"} if selector else {"limit": "500"}
+        query = {"labelSelector": selector} if selector else {}
+        if page:
+            query["limit"] = str(page)
         if fields:
             query["fieldSelector"] = fields
         while True:

@@ -75,7 +75,10 @@ class Refresher:
         index: Index = {}
         for ns in sorted(wanted):
             for kind in sorted(wanted[ns]):
-                for obj in self.cluster.list(kind, ns):
+                selector = names.SELECTOR
+                if kind == "Pod":  # only notebooks are bare pods; not every job's pod
+                    selector += f",{names.ROLE}=notebook"
+                for obj in self.cluster.list(kind, ns, selector):
                     index[(kind, ns, obj["metadata"]["name"])] = obj
         return index
 
