@@ -8,7 +8,9 @@ Contracts:
   dependent starts. A crash at any point therefore loses nothing that finished, and the next
   plan can find or adopt what was left running.
 - A failure stops only the failed node's dependents (reported as skipped: upstream failed); the
-  rest finishes. A failed run leaves the previous record (and version) in place.
+  rest finishes. A failed run leaves the previous record (and version) in place; a failed first
+  run leaves a ``tainted`` record without a digest that keeps the runtime's intent, so what the
+  run left behind is replaced by the next apply and removed by destroy.
 - ``cancel()`` (Ctrl-C) stops starting new work; running work is detached (it stays pending in
   the state and a later apply adopts it); the state is persisted.
 - The walker never branches on kinds or reasons: it calls the ``Runtime`` with typed requests.
@@ -343,16 +345,19 @@ class Walker:
             rec = self.state.resources.get(change.address)
             if rec is None:
                 return
-            if not rec.digest:  # never completed: nothing exists to record
-                del self.state.resources[change.address]
+            rec.last_run = RunRecord(
+                started_at=started_at,
+                finished_at=now_iso(),
+                outcome="failed",
+                seconds=round(seconds, 3),
+            )
+            if not rec.digest:
+                # Never completed, but the runtime may have left objects behind (a failed Job,
+                # a Deployment that never became ready): keep a tainted record with the intent,
+                # so the next apply replaces them and destroy removes them.
+                rec.status = "tainted"
             else:
                 rec.pending = None
-                rec.last_run = RunRecord(
-                    started_at=started_at,
-                    finished_at=now_iso(),
-                    outcome="failed",
-                    seconds=round(seconds, 3),
-                )
             self._persist([change.address])
 
     def _delete(self, change: ResourceChange, ctx: RunContext) -> None:

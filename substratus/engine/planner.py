@@ -10,7 +10,8 @@ hands everything here. Rules:
   this resource only) and the changed dependencies ("dataset.x changed");
 - in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``);
 - drift: recorded but missing → ``create`` again; unhealthy → ``update``/``replace``;
-- ``tainted`` or ``--replace`` → ``replace``; a pending operation left by an interrupted apply at
+- ``tainted`` or ``--replace`` → ``replace`` (``create`` for a tainted record whose first apply
+  failed); a pending operation left by an interrupted apply at
   the same digest is adopted (reason ``adopt``);
 - references to resources not in the configuration → ``read`` of what the runtime found, or a
   "dangling reference" error.
@@ -187,9 +188,13 @@ def _plan_resource(
         lifecycle=res.lifecycle.model_dump(exclude_defaults=True),
     )
     seen = obs.get(key)
-    if rec is None or (rec.status == "pending" and not rec.digest):
+    if rec is None or not rec.digest:
         change.action = Action.CREATE
-        change.reasons.append(Reason("new", f"{key} is not in the state yet"))
+        if rec is not None and rec.status == "tainted":
+            why = f"{key} is tainted: its first apply failed; what it left behind is replaced"
+            change.reasons.append(Reason("tainted", why))
+        else:
+            change.reasons.append(Reason("new", f"{key} is not in the state yet"))
     else:
         change.before, change.digest_before = rec.spec, rec.digest
         if rec.digest != new:

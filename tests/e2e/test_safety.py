@@ -158,8 +158,11 @@ def test_failure_stops_only_dependents_and_shows_the_log(slow_project: Project) 
     assert "modelserver.api: not applied: upstream model.trained failed" in out.stdout
     state = _state(p)
     assert state["resources"]["dataset.data"]["status"] == "ready"
-    assert "model.trained" not in state["resources"]
+    trained = state["resources"]["model.trained"]  # tainted: no version, replaced next time
+    assert trained["status"] == "tainted" and not trained.get("digest")
     assert "Traceback" not in out.stderr
+    plan = p.run("plan").stdout
+    assert "model.trained is tainted: its first apply failed" in plan
 
     p.edit("substratus.yaml", "fail: true", "fail: false")
     p.run("apply", "--auto-approve")

@@ -309,7 +309,7 @@ class Cluster:
             "GET",
             _path("Pod", namespace, pod, "log"),
             query_params=[("container", container), ("tailLines", str(tail))],
-            header_params={"Accept": "text/plain"},
+            header_params={"Accept": "application/json, */*"},
             auth_settings=["BearerToken"],
         )
         self.requests += 1

@@ -52,10 +52,14 @@ def _job_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any
 
 
 def _failed_condition(job: Mapping[str, Any]) -> str:
-    for c in (job.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Failed" and c.get("status") == "True":
-            return f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
-    return ""
+    """The reason of ``Failed``, else of ``FailureTarget`` (set first, while pods terminate)."""
+    found = {
+        c.get("type"): c
+        for c in (job.get("status") or {}).get("conditions") or []
+        if c.get("status") == "True"
+    }
+    c = found.get("Failed") or found.get("FailureTarget") or {}
+    return f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
 
 
 def _explain(cluster: Cluster, namespace: str, pods: list[dict[str, Any]]) -> str:

@@ -49,8 +49,8 @@ def _deadline_exceeded(dep: Mapping[str, Any]) -> str:
 
 
 class _Clock:
-    def __init__(self, ctx: RunContext, timing: Timing, what: str) -> None:
-        self.ctx, self.timing, self.what = ctx, timing, what
+    def __init__(self, ctx: RunContext, timing: Timing, what: str, after_fatal: str) -> None:
+        self.ctx, self.timing, self.what, self.after_fatal = ctx, timing, what, after_fatal
         self.start = time.monotonic()
         self.limit = ctx.timeout or DEFAULT_TIMEOUT
         self.unschedulable_since: float | None = None
@@ -60,10 +60,7 @@ class _Clock:
         if self.ctx.cancelled.is_set():
             raise Detached(f"{self.what} goes on in the cluster; the next apply adopts it")
         if found is not None and found.kind == "fatal":
-            raise RunError(
-                f"{self.what}: pod {found.pod}: {found.message}",
-                "The previous version (if any) keeps running.",
-            )
+            raise RunError(f"{self.what}: pod {found.pod}: {found.message}", self.after_fatal)
         if found is not None:
             self.unschedulable_since = self.unschedulable_since or time.monotonic()
             waited = time.monotonic() - self.unschedulable_since
@@ -101,7 +98,9 @@ def rollout(
     cluster.apply(deployment)
     svc = cluster.apply(service)
     selector = f"{names.SELECTOR},{names.ADDRESS}={deployment['metadata']['labels'][names.ADDRESS]}"
-    clock = _Clock(ctx, timing, f"deployment {ns}/{name}")
+    clock = _Clock(
+        ctx, timing, f"deployment {ns}/{name}", "The previous version (if any) keeps running."
+    )
     while True:
         dep = cluster.get("Deployment", ns, name)
         if dep is None:
@@ -154,7 +153,9 @@ def notebook(
         delete_and_wait(cluster, [("Pod", ns, name)], ctx, timing)  # an immutable field changed
         cluster.apply(pod)
     svc = cluster.apply(service)
-    clock = _Clock(ctx, timing, f"notebook pod {ns}/{name}")
+    clock = _Clock(
+        ctx, timing, f"notebook pod {ns}/{name}", "The notebook's pod was replaced by this one."
+    )
     while True:
         current = cluster.get("Pod", ns, name)
         if current is None:
