@@ -26,6 +26,7 @@ from substratus.cli_apply import (
     setup,
     write_plan,
 )
+from substratus.cli_ci import check_reviewed, plan_markdown
 from substratus.cli_options import (
     ArtifactsOpt,
     AutoApprove,
@@ -55,6 +56,7 @@ from substratus.errors import (
     report_unexpected,
     use_color,
 )
+from substratus.plan_events import emit, plan_events, version_event
 from substratus.wiring import make_runtime
 
 app = typer.Typer(
@@ -160,7 +162,16 @@ def plan(
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
     refresh_only: RefreshOnly = False,
     no_refresh: NoRefresh = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Stream the plan as NDJSON events (for CI systems)."),
+    ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="text (Terraform-style), or markdown (a pull-request comment)."
+        ),
+    ] = "text",
     workspace: Workspace = "default",
     state: StateUrl = None,
     runtime: RuntimeOpt = None,
@@ -175,6 +186,10 @@ def plan(
 
     Example: substratus plan -f examples/quickstart --out plan.json --detailed-exitcode
     """
+    if output_format not in ("text", "markdown"):
+        raise fail(f"Unknown --format {output_format!r}", "Use --format text or --format markdown.")
+    if as_json:
+        emit(version_event())
     p = prepare(
         files,
         mode=_mode(destroy, refresh_only),
@@ -191,18 +206,22 @@ def plan(
     with locked(p.backend, "plan", lock, lock_timeout):
         current, _token = p.backend.read()
         the_plan = p.plan(current)
+    if out is not None:
+        write_plan(out, the_plan)
     if as_json:
-        print(the_plan.to_json(), end="")
+        for event in plan_events(the_plan, out):
+            emit(event)
+    elif output_format == "markdown":
+        print(plan_markdown(the_plan, p.resolved), end="")
     else:
         print_plan(the_plan, use_color(no_color) and sys.stdout.isatty())
     if out is not None:
-        write_plan(out, the_plan)
-        if not as_json:
+        if not as_json and output_format == "text":
             print(
                 f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, run:\n"
                 f"  substratus apply {out}"
             )
-    elif not as_json and the_plan.has_changes:
+    elif not as_json and output_format == "text" and the_plan.has_changes:
         print(
             "\nNote: You didn't use the --out option to save this plan, so substratus can't "
             'guarantee to take exactly these actions if you run "substratus apply" now.'
@@ -235,6 +254,14 @@ def apply(
     lock: Lock = True,
     lock_timeout: LockTimeout = "0s",
     no_color: NoColor = False,
+    expect_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-sha256",
+            help="Refuse a saved plan whose SHA-256 differs (the hash shown in review); `pr` "
+            "reads it from the plan comment on the pull request.",
+        ),
+    ] = None,
 ) -> None:
     """Apply the configuration (plan, confirm, run in dependency order) or a saved plan.
 
@@ -260,8 +287,15 @@ def apply(
                 f"{planfile} already fixes what to apply and where; these options were decided "
                 "when it was made. Plan again with them, or apply the saved plan without them.",
             )
+        if expect_sha256:
+            check_reviewed(planfile, expect_sha256)
         apply_saved(planfile, files, workspace, parallelism, timeout, as_json, lock, lock_timeout)
         return
+    if expect_sha256:
+        raise fail(
+            "--expect-sha256 needs a saved plan",
+            "Pass the plan file that was reviewed: substratus apply plan.json --expect-sha256 …",
+        )
     mode = _mode(False, refresh_only)
     plan_and_apply(
         files,
@@ -345,7 +379,7 @@ def tune_gc() -> None:
 
 def main() -> None:
     """Console entry point: runs the app and turns every failure into a clear message."""
-    from substratus import cli_state  # noqa: F401  (registers the state commands)
+    from substratus import cli_pr, cli_state  # noqa: F401  (register their commands)
 
     tune_gc()
     try:

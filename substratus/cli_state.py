@@ -88,15 +88,25 @@ def show(
     workspace: Workspace = "default",
     state: StateUrl = None,
     no_color: NoColor = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text, or markdown (a pull-request comment).")
+    ] = "text",
 ) -> None:
     """Show a saved plan, or the current state.
 
     Examples: substratus show plan.json; substratus show --json plan.json; substratus show
+    --format markdown plan.json; substratus show
     """
+    if output_format not in ("text", "markdown"):
+        raise fail(f"Unknown --format {output_format!r}", "Use --format text or --format markdown.")
     if planfile is not None:
         the_plan = read_plan(planfile)
         if as_json:
             print(the_plan.to_json(), end="")
+        elif output_format == "markdown":
+            from substratus.cli_ci import file_sha256, plan_markdown
+
+            print(plan_markdown(the_plan, sha256=file_sha256(planfile)), end="")
         else:
             print(render_plan(the_plan, color=use_color(no_color) and sys.stdout.isatty()), end="")
         return

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Iterable
 
 from substratus.engine.diagnostic import Diagnostic
-from substratus.engine.render import _Painter, render_diagnostic
+from substratus.engine.render import Painter, render_diagnostic
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -23,7 +23,7 @@ def use_color(no_color: bool) -> bool:
 
 
 def print_diagnostics(diags: Iterable[Diagnostic], color: bool = False) -> None:
-    paint = _Painter(color)
+    paint = Painter(color)
     for d in diags:
         print(render_diagnostic(d, paint), file=sys.stderr)
 

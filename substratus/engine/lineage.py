@@ -21,6 +21,7 @@ from deepdiff import DeepDiff
 from substratus.engine.address import Address
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.resource import Resource
+from substratus.engine.sensitive import MARK as SENSITIVE_KEY
 from substratus.engine.source import SourceError, hash_directory, resolve_git_ref
 
 
@@ -124,7 +125,8 @@ def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[s
         "iterable_item_removed",
     ):
         for item in diff.get(key, []):
-            paths.add(_dotted(item))
+            # a sensitive value is {"$sensitive": fingerprint}: the change is the field's own
+            paths.add(_dotted(item).removesuffix(f".{SENSITIVE_KEY}"))
     return sorted(paths)
 
 

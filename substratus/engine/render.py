@@ -39,7 +39,7 @@ LEGEND = {
 }
 
 
-class _Painter:
+class Painter:
     def __init__(self, color: bool) -> None:
         self.color = color
 
@@ -65,7 +65,7 @@ def fmt(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _field_lines(change: ResourceChange, paint: _Painter) -> list[str]:
+def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
     lines: list[str] = []
     before = flatten(change.before or {}) if change.before else {}
     after = flatten(change.after or {}) if change.after else {}
@@ -106,7 +106,7 @@ _MISSING = object()
 _FIELD_CODES = ("field_changed", "source_changed")
 
 
-def render_change(change: ResourceChange, paint: _Painter) -> list[str]:
+def render_change(change: ResourceChange, paint: Painter) -> list[str]:
     symbol, style = SYMBOL[change.action]
     head = HEADLINE[change.action]
     if change.action is Action.CREATE and change.before:
@@ -135,8 +135,8 @@ def render_change(change: ResourceChange, paint: _Painter) -> list[str]:
     return lines
 
 
-def render_diagnostic(d: Diagnostic, paint: _Painter | None = None) -> str:
-    paint = paint or _Painter(False)
+def render_diagnostic(d: Diagnostic, paint: Painter | None = None) -> str:
+    paint = paint or Painter(False)
     label = paint("Error:", "red") if d.is_error else paint("Warning:", "yellow")
     out = f"{label} {d.summary}"
     where = d.location()
@@ -153,7 +153,7 @@ def summary_line(plan: Plan) -> str:
 
 
 def render_plan(plan: Plan, color: bool = False) -> str:
-    paint = _Painter(color)
+    paint = Painter(color)
     out: list[str] = []
     if plan.drift:
         out.append(paint("Note: Objects have changed outside of substratus", "bold"))

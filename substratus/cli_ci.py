@@ -1,0 +1,90 @@
+"""CI commands and outputs (DESIGN §10): plans as Markdown, sticky pull-request comments, the
+dependency graph, and applying exactly the plan that was reviewed. Part of the CLI layer.
+
+- ``plan_markdown(plan, resolved)``: the pull-request rendering of a plan (title: workspace and
+  configuration directory), its hash being the saved plan's SHA-256;
+- ``check_reviewed(planfile, expected)``: refuses a plan file whose SHA-256 (of its bytes) is
+  not the reviewed one; ``expected`` ``pr`` reads the hash from the plan comment on the pull
+  request (GitHub Actions environment);
+- the ``graph`` and ``comment`` commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from substratus.engine.diagnostic import fail
+from substratus.engine.plan import Plan
+from substratus.wiring import Resolved
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise fail("Cannot read the plan file", f"{path}: {exc.strerror}.") from exc
+
+
+def plan_title(plan: Plan, resolved: Resolved | None = None) -> str:
+    base = Path(str(plan.settings.get("base") or (resolved.base if resolved else ".")))
+    return f"substratus plan: workspace `{plan.workspace}` in `{base.name or base}`"
+
+
+def plan_markdown(plan: Plan, resolved: Resolved | None = None, sha256: str = "") -> str:
+    """``sha256``: of the plan file it was read from (default: of the document ``--out``
+    writes, which is the same thing for a plan just made)."""
+    from substratus.engine.render_markdown import render_markdown
+
+    return render_markdown(plan, sha256=sha256 or plan.sha256(), title=plan_title(plan, resolved))
+
+
+def check_reviewed(planfile: Path, expected: str) -> None:
+    """Refuse ``planfile`` unless its SHA-256 is ``expected`` (or the one on the PR comment)."""
+    actual = file_sha256(planfile)
+    want = expected.strip().lower()
+    if want == "pr":
+        plan = Plan.from_json(planfile.read_text(encoding="utf-8"))
+        want = reviewed_sha256_from_pr(plan.workspace, str(plan.settings.get("base") or "."))
+    if not SHA256.match(want):
+        raise fail(
+            f"--expect-sha256 {expected!r} is not a SHA-256",
+            "Give the 64 hexadecimal digits shown as `Plan SHA-256` in the review, or `pr`.",
+        )
+    if actual != want:
+        raise fail(
+            "The plan file is not the plan that was reviewed",
+            f"{planfile} has SHA-256 {actual}, but {want} was reviewed. Nothing was applied. "
+            "Plan again, get the new plan reviewed, and apply that file.",
+        )
+
+
+REVIEWED = re.compile(r"Plan SHA-256: `?([0-9a-f]{64})`?")
+
+
+def reviewed_sha256_from_pr(workspace: str, config_dir: str) -> str:
+    """The plan hash on OUR sticky comment of the pull request (GitHub Actions environment):
+    only a comment ``comment.find_comment`` accepts as ours counts, never a quote of it."""
+    from substratus.comment import find_comment, github_context, marker
+    from substratus.github import GitHub
+
+    ctx = github_context(os.environ)
+    mark = marker(workspace, config_dir, environ=os.environ)
+    found = find_comment(GitHub(ctx.api_url, ctx.token), ctx.repo, ctx.pr, mark)
+    if found is None:
+        raise fail(
+            f"No plan comment of this workspace on {ctx.repo}#{ctx.pr}",
+            "Post the plan with `substratus comment plan.json` in the pull request's workflow, "
+            "or give the reviewed hash: --expect-sha256 HEX.",
+        )
+    hashes = set(REVIEWED.findall(str(found.get("body") or "")))
+    if len(hashes) != 1:
+        raise fail(
+            f"The plan comment on {ctx.repo}#{ctx.pr} shows no single plan SHA-256",
+            f"{found.get('html_url', '')}: give the reviewed hash with --expect-sha256 HEX.",
+        )
+    return str(hashes.pop())

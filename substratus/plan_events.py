@@ -1,0 +1,57 @@
+"""``plan --json``: the plan as a stream of NDJSON events for CI systems (part of the CLI layer).
+
+One JSON object per line, in this order, each with a ``type``:
+
+- ``version``: ``substratus_version``, ``plan_format_version`` — written before planning starts;
+- ``diagnostic``: each warning (``severity``, ``summary``, ``detail``, ``address``…);
+- ``drift``: each change made outside substratus (``address``, ``status``, ``message``);
+- ``planned_change``: each resource change, no-ops included (``change``: the same object as in
+  the plan file's ``resource_changes``, so ``actions`` reads as in Terraform);
+- ``change_summary``: ``add``, ``change``, ``destroy``, ``replace``, ``has_changes`` and the
+  plan's ``sha256`` (of the plan document, as ``--out`` writes it);
+- ``plan_saved``: ``path`` and ``sha256`` when ``--out`` was given.
+
+Sensitive values are already masked in the ``Plan`` (as in every other output).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from substratus import __version__
+from substratus.engine.plan import PLAN_FORMAT_VERSION, Plan
+
+
+def version_event() -> dict[str, Any]:
+    return {
+        "type": "version",
+        "substratus_version": __version__,
+        "plan_format_version": PLAN_FORMAT_VERSION,
+    }
+
+
+def plan_events(plan: Plan, saved: Path | None = None) -> Iterator[dict[str, Any]]:
+    sha = plan.sha256()
+    for w in plan.warnings:
+        yield {"type": "diagnostic", **w.to_json()}
+    for d in plan.drift:
+        yield {"type": "drift", **asdict(d)}
+    for c in plan.resource_changes:
+        yield {"type": "planned_change", "change": c.to_json()}
+    yield {
+        "type": "change_summary",
+        **plan.summary(),
+        "has_changes": plan.has_changes,
+        "sha256": sha,
+    }
+    if saved is not None:
+        yield {"type": "plan_saved", "path": str(saved), "sha256": sha}
+
+
+def emit(event: dict[str, Any], out: IO[str] | None = None) -> None:
+    print(json.dumps(event, sort_keys=False), file=out or sys.stdout, flush=True)

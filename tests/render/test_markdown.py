@@ -1,0 +1,262 @@
+"""The Markdown rendering of a plan (PR comment / job summary, DESIGN §10).
+
+Golden cases under ``tests/render/golden/<case>.md`` are plans made by the planner (small,
+destructive, no changes); run with ``UPDATE_GOLDEN=1`` to rewrite them after reviewing a
+deliberate change, as for ``tests/cases``. The large plan (3,150 resources, far over GitHub's
+65,536 characters) is checked by its rules instead of a golden file: the budget, the summary
+line, every delete and replace in the never-shortened warning section, the notice, each
+shortening level in turn, and determinism. Every text is also checked for its layout (fences
+and ``<details>`` closed, no raw HTML from values) and its Mermaid graph for structure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
+from substratus.engine.render_graph import check_mermaid
+from substratus.engine.render_markdown import (
+    GITHUB_COMMENT_LIMIT,
+    LEVELS,
+    render_markdown,
+    render_markdown_with_level,
+)
+from substratus.engine.sensitive import MARK, is_marker
+from tests.render.plans import (
+    destructive_plan,
+    large_plan,
+    layout_problems,
+    mermaid_block,
+    no_changes_plan,
+    small_plan,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+SHA = "5f2b" * 16
+NOTICE = "This comment is shortened to fit GitHub's 65,536-character limit"
+CASES: dict[str, Callable[[Path], Plan]] = {
+    "small": small_plan,
+    "destructive": destructive_plan,
+    "no-changes": no_changes_plan,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case: str, tmp_path: Path) -> None:
+    plan = CASES[case](tmp_path)
+    got = render_markdown(plan, sha256=SHA, title=f"substratus plan: `default` · examples/{case}")
+    expected = GOLDEN / f"{case}.md"
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected.write_text(got, encoding="utf-8")
+    assert expected.exists(), f"no expectation yet: run with UPDATE_GOLDEN=1 and review {case}"
+    assert got == expected.read_text(encoding="utf-8")
+    assert layout_problems(got) == []
+    assert f"Plan SHA-256: `{SHA}`" in got
+    assert f"`substratus apply plan.json --expect-sha256 {SHA}`" in got
+    assert "Plan: " in got and NOTICE not in got
+    if plan.changes():
+        assert check_mermaid(mermaid_block(got)) == []
+    else:
+        assert "No changes. Your resources match the configuration." in got
+        assert "```mermaid" not in got and "[!WARNING]" not in got
+
+
+def test_destructive_changes_are_all_in_the_warning(tmp_path: Path) -> None:
+    plan = destructive_plan(tmp_path)
+    text = render_markdown(plan, sha256=SHA)
+    warning = text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^> - `(-/\+|-)` `([^`]+)`", warning, flags=re.M)
+    assert listed == [
+        ("-/+", "dataset.squad"),
+        ("-/+", "model.base"),
+        ("-/+", "model.tuned"),
+        ("-", "notebook.dev"),
+        ("-", "modelserver.old"),
+    ]
+    assert "2 to destroy, 3 to replace" in warning
+    assert "because spec.loader.params.limit" in warning and "--replace" in warning
+    drift = text.split("<details><summary>Objects have changed outside of substratus (1)")[1]
+    assert drift.split("</details>")[0].count("\n- ") == 1
+
+
+def test_values_cannot_break_the_layout(tmp_path: Path) -> None:
+    text = render_markdown(destructive_plan(tmp_path), sha256=SHA)
+    assert layout_problems(text) == []
+    # The value is verbatim inside a longer fence, so its ``` and </details> are plain text.
+    assert "\n````diff\n" in text
+    assert '-> "```\\n</details></summary>\\n<script>' in text
+    assert text.count("</details>") == text.count("<details") + 1  # + the one in the value
+
+
+def test_user_text_is_escaped_outside_code() -> None:
+    evil = "`x` </summary></details><img src=x> **bold** [link](http://e) @octo-org/admins $m$"
+    change = ResourceChange(
+        "model.tuned",
+        "model",
+        "default",
+        "tuned",
+        Action.REPLACE,
+        [Reason("drift", evil), Reason("field_changed", "p changed", "spec.params.`k`")],
+        {"params": {"`k`": "```"}},
+        {"params": {"`k`": "```\n</details>"}},
+    )
+    plan = Plan(Mode.NORMAL, [change], substratus_version="0.0.0-test")
+    for budget in (GITHUB_COMMENT_LIMIT, 1200):
+        text = render_markdown(plan, sha256=SHA, title="<b>ws</b> `x`", budget=budget)
+        assert layout_problems(text) == []
+        outside = re.sub(r"^(`{3,})\w*\n.*?\n\1$", "", text, flags=re.S | re.M)
+        assert (
+            "<img" not in outside
+            and "<b>ws" not in outside
+            and "</summary></details>" not in outside
+        )
+        assert "@octo-org" not in outside and "@&#8203;octo-org" in outside
+        assert "\\*\\*bold\\*\\*" in outside and "\\[link\\]" in outside and "\\$m\\$" in outside
+    full = render_markdown(plan, sha256=SHA)
+    assert "<b>model.tuned</b> must be replaced — because spec.params.`k` changed</summary>" in full
+    change.reasons = [Reason("drift", evil)]  # now the first reason, shown in <summary>
+    full = render_markdown(plan, sha256=SHA)
+    assert (
+        "must be replaced — because `x` &lt;/summary&gt;&lt;/details&gt;&lt;img src=x&gt; "
+        "**bold** [link](http://e) @&#8203;octo-org/admins $m$</summary>" in full
+    )
+    assert layout_problems(full) == []
+
+
+def _fingerprints(value: object) -> list[str]:
+    if isinstance(value, dict):
+        if is_marker(value):
+            return [str(value[MARK])]
+        return [f for v in value.values() for f in _fingerprints(v)]
+    return []
+
+
+def test_sensitive_values_stay_masked(tmp_path: Path) -> None:
+    plan = destructive_plan(tmp_path)
+    hidden = [f for c in plan.resource_changes for f in _fingerprints(c.before)]
+    hidden += [f for c in plan.resource_changes for f in _fingerprints(c.after)]
+    assert len(hidden) == 2  # the old and the new token
+    texts = [render_markdown(plan, sha256=SHA, budget=b) for b in (GITHUB_COMMENT_LIMIT, 2000)]
+    texts.append(render_markdown(small_plan(tmp_path / "s"), sha256=SHA))
+    for text in texts:
+        assert "hunter2" not in text
+        assert not any(f in text or f.removeprefix("sha256:") in text for f in hidden)
+    assert "loader.params.token = (sensitive) -> (sensitive)  # forces replacement" in texts[0]
+    assert "loader.params.token  = (sensitive)" in texts[2]
+
+
+def test_large_plan_fits_the_comment_limit() -> None:
+    plan = large_plan()
+    result = render_markdown_with_level(plan, sha256=SHA, title="big")
+    text = result.text
+    assert len(plan.resource_changes) >= 3000
+    assert len(text) <= GITHUB_COMMENT_LIMIT
+    assert result.level == 4, LEVELS[result.level]
+    assert "**Plan: 2850 to add, 200 to change, 250 to destroy.**" in text
+    assert NOTICE in text
+    warning = text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
+    for c in plan.resource_changes:
+        if c.action in (Action.DELETE, Action.REPLACE):
+            assert f"`{c.address}`" in warning, c.address
+    assert "100 to destroy, 150 to replace" in warning
+    more = re.search(
+        r"^… and ([\d,]+) more resources \(the full plan is in the job summary\)$", text, flags=re.M
+    )
+    assert more
+    shown = len(re.findall(r"^- `", text.split("### Resources (3,150)")[1], flags=re.M))
+    assert shown + int(more.group(1).replace(",", "")) == 3150
+    assert "```mermaid" not in text
+    assert text.endswith(f"`substratus apply plan.json --expect-sha256 {SHA}`\n")
+    assert render_markdown(large_plan(), sha256=SHA, title="big") == text
+    assert layout_problems(text) == []
+
+
+def test_each_level_in_turn() -> None:
+    """With each budget just below the previous level's size, the next level is used."""
+    plan = large_plan(creates=150, updates=30, replaces=20, deletes=10)
+    budget, seen = 10**9, []
+    while True:
+        result = render_markdown_with_level(plan, sha256=SHA, budget=budget)
+        assert len(result.text) <= budget
+        assert render_markdown_with_level(plan, sha256=SHA, budget=budget) == result
+        assert layout_problems(result.text) == []
+        assert ("_This comment is shortened" in result.text) == (result.level > 0)
+        seen.append(result.level)
+        if result.level >= 4:
+            break
+        budget = len(result.text) - 1
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_level_contents() -> None:
+    plan = large_plan(creates=150, updates=30, replaces=20, deletes=10)
+    by_level = {}
+    budget = 10**9
+    while (r := render_markdown_with_level(plan, sha256=SHA, budget=budget)).level < 4:
+        by_level[r.level] = r.text
+        budget = len(r.text) - 1
+    by_level[r.level] = r.text
+    assert "<details><summary><code>+</code> <b>dataset.d0000</b>" in by_level[0]
+    assert "- `+` `dataset.d0000` will be created\n" in by_level[1]
+    assert (
+        "- `~` `team-b/modelserver.s0000` will be updated in-place (because spec.replicas changed)"
+        in by_level[1]
+    )
+    for level in (2, 3, 4):
+        assert "**`+` create**\n- `dataset.d0000`\n" in by_level[level]
+        assert "because spec.replicas" not in by_level[level].split("### Resources")[1]
+    assert all("```mermaid" in by_level[lv] for lv in (0, 1, 2))
+    assert all("```mermaid" not in by_level[lv] for lv in (3, 4))
+    assert "… and " not in by_level[3]
+    assert "They are listed in the full plan." in by_level[4]  # drift: only its count
+    cut = render_markdown_with_level(plan, sha256=SHA, budget=5000)
+    assert cut.level == 4 and len(cut.text) <= 5000
+    assert re.search(
+        r"^… and \d+ more resources \(the full plan is in the job summary\)$", cut.text, flags=re.M
+    )
+
+
+@pytest.mark.parametrize(("deletes", "level"), [(3000, 5), (6000, 6)])
+def test_warning_section_is_shortened_only_when_it_alone_does_not_fit(
+    deletes: int, level: int
+) -> None:
+    plan = large_plan(creates=0, updates=0, replaces=0, deletes=deletes)
+    plan.mode = Mode.DESTROY
+    result = render_markdown_with_level(plan, sha256=SHA)
+    assert len(result.text) <= GITHUB_COMMENT_LIMIT
+    assert result.level == level, LEVELS[result.level]
+    warning = result.text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
+    assert f"**Destructive changes: {deletes:,} to destroy.**" in warning
+    listed = re.findall(r"`(notebook\.n\d+)`", warning)
+    assert listed == [f"notebook.n{i:04}" for i in range(len(listed))]
+    if level == 5:
+        assert len(listed) == deletes and "incomplete" not in warning
+    else:
+        assert len(result.text) > GITHUB_COMMENT_LIMIT - 100  # filled up to the limit
+        assert f"**This list is incomplete:** … and {deletes - len(listed):,} more" in warning
+    assert f"… and {deletes:,} more resources (the full plan is in" in result.text
+    assert render_markdown_with_level(plan, sha256=SHA) == result
+    assert layout_problems(result.text) == []
+
+
+def test_modes_and_plan_warnings() -> None:
+    drift = [Drift("modelserver.api", "missing", "the process is gone")]
+    drift.append(Drift("model.tuned", "pending-running", "job tuned-1 is still running"))
+    refresh = Plan(Mode.REFRESH_ONLY, [], drift, substratus_version="0.0.0-test")
+    text = render_markdown(refresh, sha256=SHA)
+    assert "records 2 objects changed outside of substratus in the state" in text
+    assert "- `modelserver.api` has been deleted: the process is gone" in text
+    assert "- `model.tuned` has an interrupted operation (running): job tuned-1" in text
+    assert "mode `refresh-only`" in text and "```mermaid" not in text
+    destroy = Plan(Mode.DESTROY, [], substratus_version="0.0.0-test")
+    destroy.warnings.append(Diagnostic.warning("Deprecated *field*", "Use `x`.", address="model.a"))
+    text = render_markdown(destroy, sha256=SHA)
+    assert "No changes. No objects need to be destroyed." in text
+    assert "> [!NOTE]\n> **Warning: Deprecated \\*field\\*** (model.a)\n> Use \\`x\\`." in text
+    assert layout_problems(text) == []
