@@ -379,7 +379,7 @@ def tune_gc() -> None:
 
 def main() -> None:
     """Console entry point: runs the app and turns every failure into a clear message."""
-    from substratus import cli_pr, cli_state  # noqa: F401  (register their commands)
+    from substratus import cli_notebook, cli_pr, cli_state  # noqa: F401  (register commands)
 
     tune_gc()
     try:

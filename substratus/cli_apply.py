@@ -371,6 +371,18 @@ def prepare(
     return Prepared(cfg, r, make_backend(r), make_runtime(r), options)
 
 
+def with_notebooks(paths: list[str]) -> list[str]:
+    """``paths`` and the notebook documents ``substratus notebook -d/--from`` wrote beside the
+    configuration (``.substratus/notebooks/*.yaml``): such a notebook stays a resource of the
+    configuration until its file is deleted."""
+    from substratus.wiring import config_dir
+
+    given = {Path(p).resolve() for p in paths}
+    folder = config_dir(paths) / ".substratus" / "notebooks"
+    extra = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    return [*paths, *(str(p) for p in extra if p.resolve() not in given)]
+
+
 def setup(
     files: list[str] | None,
     *,
@@ -381,7 +393,7 @@ def setup(
     namespace: str | None,
     context: str | None = None,
 ) -> tuple[Config, Resolved]:
-    paths = files or ["."]
+    paths = with_notebooks(files or ["."])
     cfg = load_config(paths, namespace=namespace)
     r = resolve(
         cfg,

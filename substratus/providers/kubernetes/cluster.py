@@ -123,6 +123,10 @@ class Cluster:
         api.configuration.retries = 1
         return api
 
+    def api(self) -> Any:
+        """The connected ``kubernetes.client.ApiClient`` (connecting on first use)."""
+        return self._client()
+
     @property
     def server(self) -> str:
         return str(self._client().configuration.host)

@@ -19,6 +19,7 @@ Per kind (names in ``names``, objects in ``manifests``):
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -298,6 +299,29 @@ class KubernetesRuntime:
             cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
         except ClusterError as exc:
             raise RunError(exc.message, exc.detail) from exc
+
+    def notebook_session(
+        self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
+    ) -> Any:
+        """A port-forward to the notebook pod and its file watcher (``session``)."""
+        from substratus.providers.kubernetes.session import KubeNotebookSession
+
+        if outputs.get("suspended"):
+            raise RunError(f"notebook {namespace}/{name} is suspended")
+        secret = str(outputs.get("token_secret") or names.token_name(name))
+        try:
+            found = self.cluster.get("Secret", namespace, secret) or {}
+        except ClusterError as exc:
+            raise RunError(exc.message, exc.detail) from exc
+        encoded = str((found.get("data") or {}).get("token") or "")
+        if not encoded:
+            raise RunError(
+                f"the notebook token Secret {namespace}/{secret} is missing",
+                "Apply the notebook again: substratus notebook NAME",
+            )
+        token = base64.b64decode(encoded).decode()
+        pod = str(outputs.get("pod") or names.notebook_name(name))
+        return KubeNotebookSession(self.cluster, namespace, pod, token, local_port)
 
     def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
         """Old Jobs and artifact versions of Datasets/Models (current + previous are kept)."""

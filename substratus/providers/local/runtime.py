@@ -6,15 +6,18 @@ versions (``file://``, default ``{workdir}/artifacts``, or ``gs://bucket/prefix`
 ``{workdir}/cache/gcs``). Inputs are resolved by the URL their producer recorded, so stores mix:
 a gs:// input is fetched into the mirror, a file:// one is linked as is. Per kind:
 
-- build → a build context directory (``build.py``); outputs ``context_dir``;
+- build → a build context directory (``build.py``); outputs ``context_dir`` (and
+  ``source_dir``, the directory itself, for a local source);
 - dataset, model with a loader or trainer → a supervised job (``job.py``); outputs ``artifacts``,
   ``artifacts_path`` (the local directory: for gs:// its mirror), ``log``, ``run_dir``;
 - model with only a ``url`` → the location is checked; outputs ``artifacts``, ``artifacts_path``;
 - ``read_external`` → the newest completed version of a Dataset/Model in the artifact store
   (digest = its version directory name; outputs ``artifacts``, ``artifacts_path``);
-- modelserver, notebook → a detached process (``server.py``); outputs ``pid``, ``pid_start``,
-  ``port``, ``endpoint``, ``log``, ``run_dir`` (+ ``url``, ``artifacts``, ``artifacts_path`` for
-  notebooks); ``{"replicas": 0}`` or ``{"suspended": True, …}`` when nothing should run.
+- modelserver, notebook → a detached process (``server.py``; a notebook of a local source
+  runs in that directory itself, so the work done in it is the user's files); outputs ``pid``,
+  ``pid_start``, ``port``, ``endpoint``, ``log``, ``run_dir`` (+ ``url``, ``artifacts``,
+  ``artifacts_path`` for notebooks); ``{"replicas": 0}`` or ``{"suspended": True, …}`` when
+  nothing should run.
 
 This class only dispatches; it holds no state beyond its two locations. Store problems found
 while planning (refresh, ``read_external``) are diagnostics; during apply, ``RunError``s.
@@ -52,6 +55,7 @@ from substratus.providers.local.files import remove_tree
 from substratus.providers.local.job import Jobs, keep_set
 from substratus.providers.local.refresh import Refresher
 from substratus.providers.local.server import Servers
+from substratus.providers.local.session import LocalNotebookSession
 from substratus.providers.local.workdir import Workdir
 
 JOB_KINDS = ("dataset", "model")
@@ -115,7 +119,10 @@ class LocalRuntime:
             context, adopted = materialise(request.spec, target, ctx.phase)
             if adopted:
                 ctx.phase("adopted an existing build context")
-            return {"context_dir": str(context)}
+            out = {"context_dir": str(context)}
+            if request.spec.get("source") == "local":  # notebooks work in the directory itself
+                out["source_dir"] = str(request.spec["path"])
+            return out
         if is_job(kind, request.spec):
             return self.jobs.apply(request, ctx)
         if kind == "model":
@@ -155,6 +162,12 @@ class LocalRuntime:
             self.jobs.delete(ns, kind, name, request.retain_artifacts)
         elif kind in SERVER_KINDS:
             self.servers.delete(ns, kind, name, request.outputs, request.retain_artifacts)
+
+    def notebook_session(
+        self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
+    ) -> LocalNotebookSession:
+        """The running notebook as it is: local already (see ``engine.session``)."""
+        return LocalNotebookSession(outputs)
 
     def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
         builds: set[str] = set()

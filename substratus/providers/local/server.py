@@ -96,7 +96,10 @@ class Servers:
         self, request: RunRequest, run: RunFiles
     ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
         spec, kind = request.spec, request.kind
-        context = (request.inputs.get("build") or {}).get("context_dir")
+        build = request.inputs.get("build") or {}
+        context = build.get("context_dir")
+        if kind == "notebook" and build.get("source_dir"):
+            context = build["source_dir"]  # the dev loop: work in the user's directory itself
         if not context:
             raise RunError(f"{request.address} cannot run locally: it needs a git or local source")
         command = _command(kind, spec, Path(str(context)))

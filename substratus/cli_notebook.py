@@ -1,0 +1,332 @@
+"""The ``notebook`` command: a local directory (or a Notebook of the configuration, or one made
+from a Model/Dataset) to a running Jupyter session in one command, with the work synced back.
+Part of the CLI layer; registered on the app by ``substratus.cli.main``.
+
+The notebook is an ordinary resource: ``-d DIR`` and ``--from model.NAME`` write its document to
+``<config dir>/.substratus/notebooks/<name>.yaml``, which every command loads with the
+configuration (``cli_apply.with_notebooks``), so the plan and the state see it like any other
+until that file is deleted. The command plans just that notebook and what it
+needs (``--target``; shown; a plan that would replace or destroy anything else asks first unless
+``--auto-approve``), applies it with ``suspend: false``, waits until Jupyter answers, prints the
+URL with its token and opens the browser. With a session that reports changes (a cluster), the
+files changed in the notebook are synced into the notebook's local directory
+(``substratus.notebook.sync``). ``q`` + Enter, Ctrl-C or SIGTERM ends it: the notebook is then
+applied again with ``suspend: true`` (recorded in the state, so no drift) unless
+``--no-suspend``; running the command again resumes it with the same artifacts.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+import time
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from substratus.cli import app
+from substratus.cli_apply import Prepared, confirm, locked, print_plan, report, setup, walk
+from substratus.cli_options import (
+    ArtifactsOpt,
+    AutoApprove,
+    Context,
+    Files,
+    Lock,
+    LockTimeout,
+    Namespace,
+    NoColor,
+    RuntimeOpt,
+    StateUrl,
+    Workspace,
+    parse_duration,
+)
+from substratus.engine.address import Address
+from substratus.engine.config import Config
+from substratus.engine.diagnostic import fail
+from substratus.engine.operation import PlanOptions
+from substratus.engine.plan import Action, Mode
+from substratus.engine.session import NotebookAccess, NotebookSession
+from substratus.errors import use_color
+from substratus.wiring import Resolved, make_backend, make_runtime
+
+_SLUG = re.compile(r"[^a-z0-9-]+")
+
+
+def _slug(text: str) -> str:
+    return _SLUG.sub("-", text.lower()).strip("-")[:50].strip("-") or "notebook"
+
+
+def _write_document(base: Path, name: str, spec: dict[str, Any], namespace: str | None) -> None:
+    # declared suspended: the command runs it while it lasts and leaves it suspended, so a plain
+    # `plan` afterwards has nothing to do (--no-suspend rewrites it as running)
+    doc: dict[str, Any] = {"kind": "Notebook", "name": name, "spec": {**spec, "suspend": True}}
+    if namespace:
+        doc["namespace"] = namespace
+    path = base / ".substratus" / "notebooks" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Written by `substratus notebook`; delete it to forget this notebook.\n"
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+def _from_directory(directory: Path, r: Resolved) -> str:
+    d = directory.resolve()
+    if not d.is_dir():
+        raise fail(f"{directory} is not a directory", "Give the directory of your notebook code.")
+    if r.runtime == "kubernetes" and not (d / "Dockerfile").is_file():
+        raise fail(
+            f"No Dockerfile in {d}",
+            "On a cluster the notebook's image is built from the directory: add a Dockerfile "
+            "(FROM an image with Jupyter, e.g. substratusai/base) and a notebook.sh.",
+        )
+    if r.runtime == "local" and not any(
+        (d / p).is_file() for p in ("notebook.sh", "scripts/notebook.sh")
+    ):
+        raise fail(
+            f"No notebook.sh in {d}",
+            "The local runtime starts the notebook with notebook.sh (Jupyter on $PORT, token "
+            "$NOTEBOOK_TOKEN, e.g. `exec jupyter lab --port=$PORT "
+            "--IdentityProvider.token=$NOTEBOOK_TOKEN`).",
+        )
+    name = _slug(d.name)
+    _write_document(r.base, name, {"container": {"local": {"path": str(d)}}}, None)
+    return name
+
+
+def _from_resource(cfg: Config, source: str, r: Resolved) -> str:
+    found = [res for a, res in cfg.resources.items() if source in (str(a), f"{a.kind}.{a.name}")]
+    if len(found) != 1 or found[0].kind not in ("model", "dataset"):
+        raise fail(
+            f"--from {source}: no such Model or Dataset in the configuration",
+            "Name one as `model.NAME` or `dataset.NAME` (see `substratus state list`).",
+        )
+    res = found[0]
+    container = dict(res.spec.get("container") or {})
+    if not container:
+        raise fail(f"{source} has no container to start a notebook with", "")
+    container.pop("command", None)  # the notebook's own command (notebook.sh) runs instead
+    if "local" in container:
+        base = Path(res.file).parent if res.file else r.base
+        container["local"] = {"path": str((base / container["local"]["path"]).resolve())}
+    section = res.spec.get("trainer") or res.spec.get("loader") or {}
+    spec: dict[str, Any] = {"container": container, "params": dict(section.get("params") or {})}
+    trainer = res.spec.get("trainer") or {}
+    if trainer.get("baseModel"):
+        spec["sourceModel"] = trainer["baseModel"]
+    if trainer.get("dataset"):
+        spec["dataset"] = trainer["dataset"]
+    if res.kind == "dataset":
+        spec["dataset"] = {"name": res.name}
+    spec["resources"] = trainer.get("resources") or res.spec.get("resources")
+    name = _slug(f"{res.name}-{res.kind}")
+    _write_document(r.base, name, spec, res.namespace)
+    return name
+
+
+def _apply(
+    cfg: Config,
+    r: Resolved,
+    addr: Address,
+    suspend: bool,
+    auto_approve: bool,
+    lock: bool,
+    lock_timeout: str,
+    color: bool,
+    quiet: bool = False,
+) -> None:
+    cfg.resources[addr].spec["suspend"] = suspend
+    prepared = Prepared(
+        cfg,
+        r,
+        make_backend(r),
+        make_runtime(r),
+        PlanOptions(mode=Mode.NORMAL, targets=[addr], workspace=r.workspace),
+    )
+    with locked(prepared.backend, "notebook", lock, lock_timeout):
+        current, token = prepared.backend.read()
+        plan = prepared.plan(current)
+        if not quiet:
+            print_plan(plan, color)
+        if not plan.has_changes:
+            return
+        others = [
+            c.address
+            for c in plan.changes()
+            if c.address != str(addr) and c.action in (Action.DELETE, Action.REPLACE)
+        ]
+        if others and not auto_approve:
+            confirm(
+                "This replaces or destroys more than the notebook. Continue?",
+                f"Replacing {', '.join(others)}",
+            )
+        result = walk(plan, current, token, prepared.backend, r, 10, False, None, cfg)
+    report(plan, result, False)
+
+
+def _wait_ready(session: NotebookSession, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not session.ready():
+        if time.monotonic() > deadline:
+            raise fail(
+                f"Jupyter did not answer at {session.url} within {timeout:.0f} s",
+                "Look at the notebook's log (`substratus output`), or raise --timeout.",
+            )
+        time.sleep(0.5)
+
+
+def _sync(session: NotebookSession, local_dir: Path, stop: threading.Event) -> None:
+    changes = session.changes()
+    if changes is None:
+        return
+    from substratus.notebook.sync import SyncBack
+
+    def say(event: Any) -> None:
+        print(
+            f"sync: {event.kind} {event.path}{': ' + event.detail if event.detail else ''}",
+            flush=True,
+        )
+
+    sync = SyncBack(local_dir, session.read_file, say)
+    for change in changes:
+        if stop.is_set():
+            return
+        sync.handle(change)
+
+
+def _local_dir(cfg: Config, addr: Address) -> Path | None:
+    for dep in cfg.resources[addr].dependencies:
+        build = cfg.resources.get(dep.address)
+        if dep.role == "build" and build is not None and build.spec.get("source") == "local":
+            return Path(str(build.spec["path"]))
+    return None
+
+
+def _wait_for_quit(stop: threading.Event) -> None:
+    """Until ``q`` + Enter on stdin, Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def read() -> None:
+        for line in sys.stdin:
+            if line.strip().lower() in ("q", "quit", "exit"):
+                stop.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command()
+def notebook(
+    name: Annotated[str | None, typer.Argument(help="A Notebook of the configuration.")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "-d", "--dir", help="A directory with a Dockerfile/notebook.sh: its notebook."
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="model.NAME or dataset.NAME: a notebook with its image, params and inputs.",
+        ),
+    ] = None,
+    files: Files = None,
+    port: Annotated[int, typer.Option("--port", help="Local port (or the next free one).")] = 8888,
+    no_open_browser: Annotated[
+        bool, typer.Option("--no-open-browser", help="Print the URL only.")
+    ] = False,
+    no_suspend: Annotated[
+        bool, typer.Option("--no-suspend", help="Leave the notebook running on exit.")
+    ] = False,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="How long to wait for Jupyter, e.g. 20m.")
+    ] = "20m",
+    auto_approve: AutoApprove = False,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    runtime: RuntimeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+    no_color: NoColor = False,
+) -> None:
+    """Start a notebook (building and applying what it needs), open Jupyter, sync the work
+    back; `q` or Ctrl-C suspends it.
+
+    Examples: substratus notebook falcon-7b-dev; substratus notebook -d ./experiments;
+    substratus notebook --from model.falcon-7b-k8s
+    """
+    if sum(x is not None for x in (name, directory, source)) > 1:
+        raise fail("Give one notebook", "Use NAME, -d DIR or --from model.NAME, not several.")
+    wait = parse_duration(timeout)
+    paths = list(files or ["."])
+    opts: dict[str, Any] = dict(
+        state=state,
+        runtime=runtime,
+        artifacts=artifacts,
+        workspace=workspace,
+        namespace=namespace,
+        context=context,
+    )
+    cfg, r = setup(paths, **opts)
+    if directory is not None:  # the document is written where `setup` loads it from
+        name = _from_directory(directory, r)
+        cfg, r = setup(paths, **opts)
+    elif source is not None:
+        name = _from_resource(cfg, source, r)
+        cfg, r = setup(paths, **opts)
+    notebooks = [a for a in cfg.resources if a.kind == "notebook" and (name in (None, a.name))]
+    if len(notebooks) != 1:
+        known = ", ".join(sorted(a.name for a in cfg.resources if a.kind == "notebook")) or "none"
+        raise fail(
+            f"No notebook {name!r} in the configuration" if name else "Which notebook?",
+            f"Notebooks configured: {known}. Give NAME, -d DIR or --from model.NAME.",
+        )
+    addr = notebooks[0]
+    color = use_color(no_color) and sys.stdout.isatty()
+    _apply(cfg, r, addr, False, auto_approve, lock, lock_timeout, color)
+    rt = make_runtime(r)
+    if not isinstance(rt, NotebookAccess):
+        raise fail(f"The {r.runtime} runtime cannot open notebook sessions", "")
+    current, _ = make_backend(r).read()
+    record = current.resources.get(str(addr)) if current else None
+    if record is None:
+        raise fail(f"{addr} is not in the state after apply", "Run `substratus plan` to see why.")
+    session = rt.notebook_session(record.namespace, record.name, record.outputs, port)
+    stop = threading.Event()
+    try:
+        _wait_ready(session, wait)
+        print(f"\nNotebook {addr} is ready:\n\n  {session.url}\n", flush=True)
+        if not no_open_browser:
+            webbrowser.open(session.url)
+        local = _local_dir(cfg, addr)
+        if local is not None:
+            threading.Thread(target=_sync, args=(session, local, stop), daemon=True).start()
+            if session.changes is not None and r.runtime != "local":
+                print(f"Syncing the notebook's files into {local}", flush=True)
+        print(
+            "Press q + Enter or Ctrl-C to stop" + ("." if no_suspend else " and suspend it."),
+            flush=True,
+        )
+        _wait_for_quit(stop)
+    finally:
+        stop.set()
+        session.close()
+    generated = r.base / ".substratus" / "notebooks" / f"{addr.name}.yaml"
+    if no_suspend and (directory is not None or source is not None) and generated.is_file():
+        generated.write_text(generated.read_text().replace("suspend: true", "suspend: false"))
+    if not no_suspend:
+        print(f"\nSuspending {addr}...", flush=True)
+        _apply(cfg, r, addr, True, True, lock, lock_timeout, color, quiet=True)
+        print(f"Suspended {addr}; run the same command again to resume it.")

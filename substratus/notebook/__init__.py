@@ -1,0 +1,1 @@
+"""Notebook dev loop: live sync-back of files changed in a running notebook (see ``sync``)."""

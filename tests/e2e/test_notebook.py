@@ -1,0 +1,150 @@
+"""`substratus notebook` on the local runtime, end to end through the CLI: a directory with a
+notebook.sh becomes a running notebook (a tiny stand-in for Jupyter that answers /api and honours
+NOTEBOOK_TOKEN), in the directory itself; `q` suspends it through the engine (no drift, no
+change left), and running it again resumes it with the same artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import kill_leftovers
+
+STAND_IN = """\
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+TOKEN = os.environ["NOTEBOOK_TOKEN"]
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = urlparse(self.path)
+        ok = parse_qs(url.query).get("token", [""])[0] == TOKEN
+        if url.path == "/api":
+            body = {"version": "stand-in", "cwd": os.getcwd(), "authorized": ok,
+                    "content": os.environ.get("CONTENT_DIR", "")}
+            self.send_response(200); self.end_headers(); self.wfile.write(json.dumps(body).encode())
+        elif url.path == "/":
+            self.send_response(200 if ok else 403); self.end_headers()
+        else:
+            self.send_response(404); self.end_headers()
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def make_project(root: Path) -> Path:
+    project = root / "project"
+    nb = project / "experiments"
+    nb.mkdir(parents=True)
+    (project / "substratus.yaml").write_text("kind: Project\nspec: {runtime: local}\n")
+    (nb / "jupyter_stand_in.py").write_text(STAND_IN)
+    (nb / "notebook.sh").write_text(
+        '#!/bin/sh\nexec python3 "$(dirname "$0")/jupyter_stand_in.py"\n'
+    )
+    (nb / "notebook.sh").chmod(0o755)
+    return project
+
+
+def cli(project: Path, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "substratus", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"NO_COLOR": "1", **os.environ},
+    )
+    assert check is None or proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+def session(project: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "substratus", "notebook", *args, "--no-open-browser"],
+        cwd=project,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.strip().startswith("http://"):
+            return proc, line.strip()
+    raise AssertionError("no URL printed:\n" + "".join(seen))
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def quit_session(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate("q\n", timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_a_directory_becomes_a_notebook_that_suspends_and_resumes(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    try:
+        proc, url = session(project, "-d", "experiments")
+        base, _, token = url.partition("/?token=")
+        status, api = get(f"{base}/api?token={token}")
+        assert status == 200 and api["authorized"] is True
+        assert api["cwd"] == str(project / "experiments")  # the directory itself: nothing to sync
+        assert get(f"{base}/?token=wrong")[0] == 403
+        out = quit_session(proc)
+        assert "Suspended notebook.experiments" in out
+        assert not _answers(base)  # the process was stopped
+        state = json.loads(cli(project, "state", "pull").stdout)["resources"]
+        nb = state["notebook.experiments"]
+        assert nb["spec"]["suspend"] is True and nb["outputs"]["suspended"] is True
+        artifacts = nb["outputs"]["artifacts"]
+        assert "No changes." in cli(project, "plan", "--detailed-exitcode").stdout
+
+        proc, url = session(project, "experiments")  # resume by name
+        base, _, token = url.partition("/?token=")
+        assert get(f"{base}/api?token={token}")[1]["authorized"] is True
+        quit_session(proc)
+        state = json.loads(cli(project, "state", "pull").stdout)["resources"]
+        assert state["notebook.experiments"]["outputs"]["artifacts"] == artifacts
+        assert "No changes." in cli(project, "plan").stdout
+    finally:
+        cli(project, "destroy", "--auto-approve", "--no-lock", check=None)
+        kill_leftovers(tmp_path)
+
+
+def _answers(base: str) -> bool:
+    try:
+        urllib.request.urlopen(base + "/api", timeout=2)
+    except (urllib.error.URLError, OSError):
+        return False
+    return True
+
+
+def test_notebook_mistakes_are_one_clear_message(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    (project / "empty").mkdir()
+    no_script = cli(project, "notebook", "-d", "empty", "--no-open-browser", check=1)
+    assert "No notebook.sh in" in no_script.stderr
+    unknown = cli(project, "notebook", "nope", "--no-open-browser", check=1)
+    assert "No notebook 'nope' in the configuration" in unknown.stderr
+    both = cli(project, "notebook", "x", "-d", "experiments", check=1)
+    assert "Give one notebook" in both.stderr
+    bad_from = cli(project, "notebook", "--from", "model.none", check=1)
+    assert "--from model.none: no such Model or Dataset" in bad_from.stderr
+    for proc in (no_script, unknown, both, bad_from):
+        assert "Traceback" not in proc.stderr
