@@ -50,6 +50,7 @@ from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
 from substratus.engine.operation import PlanOptions
 from substratus.engine.plan import Action, Mode
+from substratus.engine.runtime import RunError
 from substratus.engine.session import NotebookAccess, NotebookSession
 from substratus.errors import use_color
 from substratus.wiring import Resolved, make_backend, make_runtime
@@ -303,7 +304,10 @@ def notebook(
     record = current.resources.get(str(addr)) if current else None
     if record is None:
         raise fail(f"{addr} is not in the state after apply", "Run `substratus plan` to see why.")
-    session = rt.notebook_session(record.namespace, record.name, record.outputs, port)
+    try:
+        session = rt.notebook_session(record.namespace, record.name, record.outputs, port)
+    except RunError as exc:
+        raise fail(f"Cannot open {addr}: {exc.message}", exc.detail) from exc
     stop = threading.Event()
     try:
         _wait_ready(session, wait)
