@@ -27,6 +27,8 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
   until it is gone. Deleting something already gone is not an error.
 - ``collect_garbage(records)`` removes artifact versions no record refers to (current and
   previous versions are kept). Called after a successful apply.
+- ``capacity()`` (optional: runtimes may lack it) returns the ``Capacity`` observed by the last
+  ``refresh`` (no extra call of its own), or ``None`` when it is not known.
 """
 
 from __future__ import annotations
@@ -122,6 +124,33 @@ class RunError(Exception):
 
 class Detached(Exception):
     """The apply was cancelled; the workload goes on and a later run can adopt it."""
+
+
+@dataclass(frozen=True)
+class NodeOffer:
+    """What one node (or one autoscaler node template) can run."""
+
+    name: str
+    gpu_type: str | None  # a GPU type of ``engine.spec.GPU_TYPES`` (nvidia-l4…), or None
+    gpus: int  # allocatable GPUs per node
+    cpu: float = 0.0
+    memory_gb: float = 0.0
+    source: Literal["node", "template"] = "node"  # "template": an autoscaler could add it
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the place a runtime runs on offers, as seen by the last ``refresh``.
+
+    ``offers`` lists the nodes (and autoscaler templates); ``unknown_types`` is True when some
+    nodes have GPUs whose type cannot be told (no type label): a request for any type might
+    fit there. ``autoprovisioning`` is True when the cluster can create node pools of any type
+    (e.g. GKE node auto-provisioning), so nothing can be ruled out.
+    """
+
+    offers: tuple[NodeOffer, ...] = ()
+    unknown_types: bool = False
+    autoprovisioning: bool = False
 
 
 class Runtime(Protocol):
