@@ -23,7 +23,16 @@ The cluster:
   (exit 0, so Jobs complete; kwok never fails a pod), and a pod being deleted loses ALL its
   finalizers (foreign ones too) and is removed at once, ignoring its grace period (so
   foreground deletes of Jobs and Deployments finish). Pods not bound to the node (unschedulable)
-  stay Pending.
+  stay Pending;
+* logs, exec and port-forward of the node's pods work: kwok's kubelet-like server listens on
+  ``kwok_server`` (127.0.0.1, the node's ``InternalIP`` and daemon-endpoint port; the
+  apiserver's serving certificate) and answers from mapping objects of API group
+  ``kwok.x-k8s.io/v1alpha1`` (``KWOK_STREAM_KINDS``: CRDs created at start, watched by kwok
+  with ``--enable-crds``). Without a mapping such a request fails (``no logs found…``).
+  ``tests/support/kube_streams.py`` writes the mappings; commands exec'd in pods run on this
+  machine as kwok's children, with ``kwok_bin_dir`` first on kwok's PATH. The apiserver does not
+  verify kubelet serving certificates (no ``--kubelet-certificate-authority``, as on most
+  clusters; the suite's own fake kubelets rely on it).
 
 Binaries (versions pinned by ``scripts/kube-assets.sh``, which builds them) are looked up in
 ``$SUBSTRATUS_KUBE_ASSETS``, else the default cache directory
@@ -80,6 +89,19 @@ FAKE_NODE = "kwok-gpu-0"
 GPU_RESOURCE = "nvidia.com/gpu"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_GROUP = "kwok.x-k8s.io"
+KWOK_API_VERSION = f"{KWOK_GROUP}/v1alpha1"
+# kwok's kubelet-like server serves logs, exec and port-forward from these kinds, watched as CRDs
+# (``--enable-crds``); one namespaced object per pod (named after it), or a cluster-scoped one
+# selecting pods by namespace and name.
+KWOK_STREAM_KINDS = (
+    "PortForward",
+    "ClusterPortForward",
+    "Exec",
+    "ClusterExec",
+    "Logs",
+    "ClusterLogs",
+)
 ADMIN_USER = "admin"
 RESTRICTED_USER = "substratus-user"
 CLUSTER_NAME = "substratus-test"
@@ -179,7 +201,9 @@ class _Component:
         return self.proc.poll() is not None
 
 
-def _spawn(name: str, args: list[str], log_dir: Path) -> _Component:
+def _spawn(
+    name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | None = None
+) -> _Component:
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:  # a file, never a pipe nobody reads
         proc = subprocess.Popen(
@@ -188,6 +212,7 @@ def _spawn(name: str, args: list[str], log_dir: Path) -> _Component:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=str(log_dir),
+            env=None if env is None else dict(env),
             start_new_session=True,  # its own process group, killed as a whole
             preexec_fn=_die_with_parent(),
         )
@@ -308,6 +333,8 @@ class ControlPlane:
     user_token: str
     startup_seconds: float = 0.0
     owns_workdir: bool = False
+    kwok_server: str = ""  # https://127.0.0.1:<port>: kwok's kubelet-like server (ca_file)
+    kwok_bin_dir: Path | None = None  # first on kwok's PATH (commands exec'd in pods)
     components: list[_Component] = field(default_factory=list, repr=False)
 
     # -- lifecycle
@@ -418,7 +445,8 @@ class ControlPlane:
     @classmethod
     def _prepare(cls, root: Path, assets: KubeAssets) -> ControlPlane:
         log_dir = root / "logs"
-        for directory in (root, log_dir, root / "certs", root / "etcd"):
+        kwok_bin_dir = root / "kwok-bin"
+        for directory in (root, log_dir, root / "certs", root / "etcd", kwok_bin_dir):
             directory.mkdir(parents=True, exist_ok=True)
         port = _free_port()
         server = f"https://127.0.0.1:{port}"
@@ -433,6 +461,8 @@ class ControlPlane:
             combined_kubeconfig=root / "kubeconfig",
             admin_token=secrets.token_hex(24),
             user_token=secrets.token_hex(24),
+            kwok_server=f"https://127.0.0.1:{_free_port()}",
+            kwok_bin_dir=kwok_bin_dir,
         )
 
     def _boot(self, assets: KubeAssets) -> None:
@@ -484,6 +514,9 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                # kwok's node has one address, InternalIP 127.0.0.1 (see the module doc on
+                # kubelet TLS)
+                "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
             ],
         )
         self._wait(
@@ -532,6 +565,39 @@ class ControlPlane:
             "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n",
             encoding="utf-8",
         )
+        self._wait(
+            "GET /readyz = 200",
+            lambda: self.request("GET", "/readyz")[0] == 200,
+            deadline,
+            "kube-apiserver",
+        )
+        # kwok lists the stream kinds once at start and retries with a back-off of a second
+        # or more: their CRDs are served before kwok starts.
+        for kind in KWOK_STREAM_KINDS:
+            crd = _kwok_crd(kind)
+            path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+            status, body = self.request("POST", path, crd)
+            if status != 201:
+                raise KubeStartError(f"creating CRD {crd['metadata']['name']}: {status} {body}")
+        status, body = self.request("POST", "/api/v1/nodes", _fake_node())
+        if status != 201:
+            raise KubeStartError(f"creating node {FAKE_NODE}: {status} {body}")
+        self._wait(
+            "the kwok stream kinds served",
+            lambda: all(
+                self.request("GET", kwok_path(kind, namespace="default"))[0] == 200
+                for kind in KWOK_STREAM_KINDS
+            ),
+            deadline,
+            "kube-apiserver",
+        )
+        kwok_address = self.kwok_server.removeprefix("https://")
+        # kwok's PATH starts with kwok_bin_dir: commands exec'd "in a pod" are looked up there
+        # first (tests/support/kube_streams.py puts per-pod command shims there).
+        kwok_env = dict(os.environ)
+        kwok_env["PATH"] = os.pathsep.join(
+            [str(self.kwok_bin_dir), *filter(None, [kwok_env.get("PATH", os.defpath)])]
+        )
         self._spawn(
             "kwok",
             [
@@ -541,17 +607,17 @@ class ControlPlane:
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
                 "--node-lease-duration-seconds=40",
+                # the kubelet-like server (logs, exec, port-forward) on the node's address and
+                # port, with the apiserver's certificate (trusted through ca_file)
+                f"--server-address={kwok_address}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={kwok_address.rsplit(':', 1)[1]}",
+                f"--tls-cert-file={self.ca_file}",
+                f"--tls-private-key-file={self.ca_file.with_name('apiserver.key')}",
+                f"--enable-crds={','.join(KWOK_STREAM_KINDS)}",
             ],
+            env=kwok_env,
         )
-        self._wait(
-            "GET /readyz = 200",
-            lambda: self.request("GET", "/readyz")[0] == 200,
-            deadline,
-            "kube-apiserver",
-        )
-        status, body = self.request("POST", "/api/v1/nodes", _fake_node())
-        if status != 201:
-            raise KubeStartError(f"creating node {FAKE_NODE}: {status} {body}")
         self._wait(f"node {FAKE_NODE} Ready", self._node_ready, deadline, "kwok")
         self._wait(
             "ServiceAccount default in namespace default",
@@ -563,8 +629,8 @@ class ControlPlane:
         )
         self.startup_seconds = time.monotonic() - began
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        self.components.append(_spawn(name, args, self.log_dir))
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> None:
+        self.components.append(_spawn(name, args, self.log_dir, env))
 
     def _node_ready(self) -> bool:
         status, body = self.request("GET", f"/api/v1/nodes/{FAKE_NODE}")
@@ -656,6 +722,109 @@ def _fake_node() -> dict[str, Any]:
             },
         },
         "status": {"capacity": resources, "allocatable": dict(resources)},
+    }
+
+
+def _kwok_plural(kind: str) -> str:
+    """``PortForward`` -> ``portforwards``, ``ClusterLogs`` -> ``clusterlogs`` (kwok's names)."""
+    lower = kind.lower()
+    return lower if lower.endswith("logs") else lower + "s"
+
+
+def kwok_path(kind: str, name: str = "", namespace: str | None = None) -> str:
+    """The API path of a kwok stream object (``KWOK_STREAM_KINDS``): namespaced kinds need
+    ``namespace``; without ``name``, the collection."""
+    if kind not in KWOK_STREAM_KINDS:
+        raise ValueError(f"not a kwok stream kind: {kind!r}")
+    if not kind.startswith("Cluster") and not namespace:
+        raise ValueError(f"{kind} is namespaced: give a namespace")
+    scope = "" if kind.startswith("Cluster") else f"/namespaces/{namespace}"
+    return f"/apis/{KWOK_API_VERSION}{scope}/{_kwok_plural(kind)}" + (f"/{name}" if name else "")
+
+
+def _kwok_crd(kind: str) -> dict[str, Any]:
+    """A CustomResourceDefinition for one of ``KWOK_STREAM_KINDS``: the spec schema of
+    sigs.k8s.io/kwok v0.7.0 (``pkg/apis/v1alpha1``, ``kustomize/crd/bases``) without its
+    descriptions, so unknown or misspelt fields are pruned (or rejected with strict field
+    validation) as on a cluster that installed kwok's own CRDs."""
+
+    def obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "object", "properties": props}
+        if required:
+            schema["required"] = list(required)
+        return schema
+
+    def array(items: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": items}
+
+    string, strings = {"type": "string"}, array({"type": "string"})
+    integer = {"type": "integer", "format": "int64"}
+    base = kind.removeprefix("Cluster")
+    if base == "PortForward":
+        target = obj({"port": {"type": "integer", "format": "int32"}, "address": string})
+        target["required"] = ["port", "address"]
+        entry = obj(
+            {
+                "ports": array({"type": "integer", "format": "int32"}),
+                "target": target,
+                "command": strings,
+            }
+        )
+        field_name = "forwards"
+    elif base == "Exec":
+        env = obj({"name": {"type": "string", "minLength": 1}, "value": string}, ("name",))
+        security = obj({"runAsUser": integer, "runAsGroup": integer})
+        local = obj({"workDir": string, "envs": array(env), "securityContext": security})
+        entry = obj({"containers": strings, "local": local})
+        field_name = "execs"
+    else:
+        entry = obj(
+            {
+                "containers": strings,
+                "logsFile": string,
+                "previousLogsFile": string,
+                "follow": {"type": "boolean"},
+            }
+        )
+        field_name = "logs"
+    spec_props: dict[str, Any] = {field_name: array(entry)}
+    if kind.startswith("Cluster"):
+        spec_props["selector"] = obj({"matchNamespaces": strings, "matchNames": strings})
+    status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    schema = obj(
+        {
+            "apiVersion": string,
+            "kind": string,
+            "metadata": {"type": "object"},
+            "spec": obj(spec_props, (field_name,)),
+            "status": status,
+        },
+        ("metadata", "spec"),
+    )
+    plural = _kwok_plural(kind)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{KWOK_GROUP}"},
+        "spec": {
+            "group": KWOK_GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": plural if plural.endswith("logs") else plural[:-1],
+            },
+            "scope": "Cluster" if kind.startswith("Cluster") else "Namespaced",
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                }
+            ],
+        },
     }
 
 
