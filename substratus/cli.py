@@ -59,6 +59,29 @@ from substratus.errors import (
 from substratus.plan_events import emit, plan_events, version_event
 from substratus.wiring import make_runtime
 
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Fail the plan when a GPU type or count asked for is offered by no node (a "
+        "warning otherwise). A saved plan was checked when it was made.",
+        envvar="SUBSTRATUS_STRICT",
+    ),
+]
+
+MaxCost = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        min=0,
+        metavar="USD",
+        help="Fail before anything runs when the plan's jobs are estimated to cost more than "
+        "USD (jobs of unknown duration are not counted). With a saved plan, its recorded "
+        "estimate is checked.",
+        envvar="SUBSTRATUS_MAX_COST",
+    ),
+]
+
 app = typer.Typer(
     name="substratus",
     help="Plan and apply machine-learning resources (Datasets, Models, ModelServers, "
@@ -162,6 +185,8 @@ def plan(
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
     refresh_only: RefreshOnly = False,
     no_refresh: NoRefresh = False,
+    strict: Strict = False,
+    max_cost: MaxCost = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Stream the plan as NDJSON events (for CI systems)."),
@@ -202,7 +227,9 @@ def plan(
         artifacts=artifacts,
         namespace=namespace,
         context=context,
+        strict=strict,
     )
+    p.options.max_cost = max_cost
     with locked(p.backend, "plan", lock, lock_timeout):
         current, _token = p.backend.read()
         the_plan = p.plan(current)
@@ -242,6 +269,8 @@ def apply(
     replace: Replace = None,
     refresh_only: RefreshOnly = False,
     no_refresh: NoRefresh = False,
+    strict: Strict = False,
+    max_cost: MaxCost = None,
     parallelism: Parallelism = 10,
     timeout: Timeout = None,
     as_json: Annotated[bool, typer.Option("--json", help="Stream progress as NDJSON.")] = False,
@@ -289,6 +318,8 @@ def apply(
             )
         if expect_sha256:
             check_reviewed(planfile, expect_sha256)
+        if max_cost is not None:
+            check_saved_cost(planfile, max_cost)
         apply_saved(planfile, files, workspace, parallelism, timeout, as_json, lock, lock_timeout)
         return
     if expect_sha256:
@@ -317,6 +348,8 @@ def apply(
         no_color,
         "apply",
         context,
+        strict=strict,
+        max_cost=max_cost,
     )
 
 
@@ -362,6 +395,25 @@ def destroy(
         "destroy",
         context,
     )
+
+
+def check_saved_cost(planfile: Path, max_cost: float) -> None:
+    """``apply PLANFILE --max-cost``: the estimate recorded in the plan (prices and durations as
+    reviewed) against the cap; fails before anything runs."""
+    from substratus.cli_apply import read_plan
+    from substratus.engine.estimate import check_limits
+
+    saved = read_plan(planfile)
+    if not saved.estimate:
+        raise fail(
+            "The saved plan has no estimate",
+            f"{planfile} was made by a substratus without cost estimates, so --max-cost cannot "
+            "be checked. Plan again and apply the new plan.",
+        )
+    errors, warnings = check_limits(saved.estimate, max_cost)
+    if errors:
+        raise DiagnosticError(errors)
+    print_diagnostics(warnings, use_color(False))
 
 
 @app.command()

@@ -247,6 +247,8 @@ def plan_and_apply(
     no_color: bool,
     operation: str,
     context: str | None = None,
+    strict: bool = False,
+    max_cost: float | None = None,
 ) -> None:
     p = prepare(
         files,
@@ -260,7 +262,9 @@ def plan_and_apply(
         artifacts=artifacts,
         namespace=namespace,
         context=context,
+        strict=strict,
     )
+    p.options.max_cost = max_cost
     cfg, r, backend = p.config, p.resolved, p.backend
     with locked(backend, operation, lock, lock_timeout):
         current, token = backend.read()
@@ -351,6 +355,7 @@ def prepare(
     artifacts: str | None,
     namespace: str | None,
     context: str | None = None,
+    strict: bool = False,
 ) -> Prepared:
     cfg, r = setup(
         files,
@@ -367,6 +372,7 @@ def prepare(
         replace=addresses(replace, "--replace"),
         refresh=refresh,
         workspace=workspace,
+        strict=strict,
     )
     return Prepared(cfg, r, make_backend(r), make_runtime(r), options)
 

@@ -2,8 +2,12 @@
 
 ``validate_config`` checks a loaded configuration against a runtime (without touching the state).
 ``build_plan`` resolves build sources, checks the runtime can run everything, refreshes the
-recorded resources through the runtime (one batch), reads external dependencies and calls the
-pure planner. The CLI owns locking and printing; this module owns the order of the steps.
+recorded resources through the runtime (one batch), reads external dependencies, calls the
+pure planner and holds the plan's GPU requests against what the refresh saw the runtime offer
+(``engine.capacity``: warnings, errors with ``PlanOptions.strict``), and estimates what it will
+consume and cost (``engine.estimate``: a plan over ``lifecycle.maxCost`` or
+``PlanOptions.max_cost`` fails). The CLI owns locking and printing; this module owns the order of
+the steps.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from substratus.engine.address import Address
+from substratus.engine.capacity import add_capacity_diagnostics
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.estimate import attach_estimate
 from substratus.engine.graph import build_graph
 from substratus.engine.lineage import resolve_sources
 from substratus.engine.plan import Mode, Plan
@@ -30,6 +36,8 @@ class PlanOptions:
     replace: list[Address] = field(default_factory=list)
     refresh: bool = True
     workspace: str = "default"
+    strict: bool = False  # capacity findings are errors (engine.capacity)
+    max_cost: float | None = None  # --max-cost: USD cap on the plan's jobs (engine.estimate)
 
 
 def runtime_diagnostics(config: Config, runtime: Runtime) -> list[Diagnostic]:
@@ -89,7 +97,7 @@ def build_plan(
     if options.refresh:  # also with nothing recorded: the runtime checks it can reach its target
         observations = runtime.refresh(state.resources if state is not None else {})
     externals = read_externals(config, runtime) if options.mode is not Mode.DESTROY else {}
-    return make_plan(
+    plan = make_plan(
         PlanRequest(
             config=config,
             state=state,
@@ -103,3 +111,8 @@ def build_plan(
             graph=graph,
         )
     )
+    if observations is not None:  # capacity: what the refresh saw (None: not known)
+        capacity = getattr(runtime, "capacity", lambda: None)()
+        add_capacity_diagnostics(plan, config, capacity, options.strict)
+    attach_estimate(plan, state, config.settings.project.prices, options.max_cost)
+    return plan

@@ -3,7 +3,9 @@
 ``render_plan(plan, color=False)`` returns the text ``substratus plan`` prints: drift first
 ("Objects have changed outside of substratus"), the symbol legend, one block per change with its
 reasons and field diffs (``# forces replacement`` on the fields that force a replacement), then
-``Plan: A to add, C to change, D to destroy.`` It is deterministic (golden-tested) and does no I/O.
+``Plan: A to add, C to change, D to destroy.`` and, as Terraform prints more sections after that
+line, the estimate of what the apply will consume (``engine.estimate_text``). It is deterministic
+(golden-tested) and does no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.estimate_text import text_section
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.sensitive import is_marker
 
@@ -213,4 +216,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         out.extend(render_change(c, paint))
         out.append("")
     out.append(paint(summary_line(plan), "bold"))
+    estimate = text_section(plan.estimate, paint)
+    if estimate:
+        out += ["", *estimate]
     return "\n".join(out).rstrip() + "\n"

@@ -7,18 +7,20 @@ caller's title: plain text in which `` `…` `` pairs are code spans), the summa
 collapsed ``<details>``, one ``<details>`` per resource with its field diff in a ``diff`` block
 (the text renderer's block, symbols moved to column 0 so GitHub colours them), a Mermaid graph
 of the changes coloured by action (a one-line note instead when too large for GitHub to draw),
-and a footer: the plan's SHA-256 (given by the caller: the hash of the saved plan file), the
-substratus version, mode and workspace, and ``substratus apply <plan_file> --expect-sha256``.
+the estimate (``engine.estimate_text``: its totals line, and its per-resource table and
+assumptions collapsed at levels 0 and 1), and a footer: the plan's SHA-256 (given by the
+caller: the hash of the saved plan file), the substratus version, mode and workspace, and
+``substratus apply <plan_file> --expect-sha256``.
 
-The text fits in ``budget`` characters, at the first level of ``LEVELS`` that fits: 0 full;
-1 one line per resource (action and reasons); 2 addresses only, grouped by action; 3 the same
-without the graph; 4 as many addresses as fit, then "… and N more resources" (drift and plan
-warnings only counted). The heading, summary line, warning section and footer are never
-dropped: only when they alone do not fit is the warning list shortened, to addresses (5), then
-to as many as fit, saying it is incomplete (6); a budget below heading + summary + footer is
+The text fits in ``budget`` characters, at the first level of ``LEVELS`` that fits: 0 full; 1 one
+line per resource (action and reasons); 2 addresses only, grouped by action; 3 the same without the
+graph; 4 as many addresses as fit, then "… and N more resources" (drift and plan warnings only
+counted). The heading, summary line, warning section, the estimate's totals line and footer are
+never dropped: only when they alone do not fit is the warning list shortened, to addresses (5),
+then to as many as fit, saying it is incomplete (6); a budget below heading + summary + footer is
 exceeded. A shortened text says so in one line, pointing at ``full_plan_at``. Same plan, same
-arguments → same text. User-controlled text is escaped (``engine.mdtext``); sensitive values
-stay ``(sensitive)`` as everywhere. Pure; no I/O.
+arguments → same text. User-controlled text is escaped (``engine.mdtext``); sensitive values stay
+``(sensitive)`` as everywhere. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.estimate_text import markdown_section
 from substratus.engine.mdtext import code_span, escape_html, escape_md, escape_md_code, fence
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.render import HEADLINE, LEGEND, SYMBOL, Painter, render_change, summary_line
@@ -162,6 +165,7 @@ def _render(a: _Args, level: int, keep: int) -> str:
                 parts.append(_more(len(listed) - shown, "resource", where))
     if level <= 2:
         parts.append(_graph(plan))
+    parts.append(markdown_section(plan.estimate, full=level <= 1))
     parts.append(_footer(a))
     return "\n\n".join(p for p in parts if p) + "\n"
 

@@ -28,7 +28,8 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
 - ``collect_garbage(records)`` removes artifact versions no record refers to (current and
   previous versions are kept). Called after a successful apply.
 - ``capacity()`` (optional: runtimes may lack it) returns the ``Capacity`` observed by the last
-  ``refresh`` (no extra call of its own), or ``None`` when it is not known.
+  ``refresh`` (no extra call of its own), or ``None`` when it is not known (no refresh yet); a
+  ``Capacity`` with ``unknown_reason`` when the refresh could not observe it and can say why.
 """
 
 from __future__ import annotations
@@ -145,12 +146,15 @@ class Capacity:
     ``offers`` lists the nodes (and autoscaler templates); ``unknown_types`` is True when some
     nodes have GPUs whose type cannot be told (no type label): a request for any type might
     fit there. ``autoprovisioning`` is True when the cluster can create node pools of any type
-    (e.g. GKE node auto-provisioning), so nothing can be ruled out.
+    (e.g. GKE node auto-provisioning), so nothing can be ruled out. ``unknown_reason``, when not
+    empty, says in one sentence why the runtime could not observe what it offers (e.g. it may
+    not list the nodes): the other fields are then meaningless and nothing is checked.
     """
 
     offers: tuple[NodeOffer, ...] = ()
     unknown_types: bool = False
     autoprovisioning: bool = False
+    unknown_reason: str = ""
 
 
 class Runtime(Protocol):

@@ -82,6 +82,15 @@ class Container(Strict):
         return "image" if self.image else "git" if self.git else "local"
 
 
+def gpu_type_name(value: str) -> str:
+    """The canonical GPU type of ``value`` (aliases such as ``L4`` accepted); ValueError else."""
+    v = value.strip().lower()
+    v = _GPU_ALIASES.get(v, v)
+    if v not in GPU_TYPES:
+        raise ValueError(f"unknown GPU type {value!r}; use one of {', '.join(GPU_TYPES)}")
+    return v
+
+
 class Gpu(Strict):
     type: str | None = None
     count: int = Field(1, ge=1)
@@ -89,13 +98,7 @@ class Gpu(Strict):
     @field_validator("type", mode="before")
     @classmethod
     def _gpu_type(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            v = value.strip().lower()
-            v = _GPU_ALIASES.get(v, v)
-            if v not in GPU_TYPES:
-                raise ValueError(f"unknown GPU type {value!r}; use one of {', '.join(GPU_TYPES)}")
-            return v
-        return value
+        return gpu_type_name(value) if isinstance(value, str) else value
 
 
 class Resources(Strict):
@@ -203,11 +206,54 @@ class Lifecycle(Strict):
     preventDestroy: bool = False
     ignoreChanges: list[str] = Field(default_factory=list)
     retainArtifacts: bool = False
+    # USD cap on this resource's estimated cost: a job's run, or a server's/notebook's cost per
+    # hour. A plan over it fails before anything runs (engine.estimate).
+    maxCost: float | None = Field(None, ge=0)
 
 
 class KubernetesSettings(Strict):
     context: str | None = None
     namespace: str | None = None
+
+
+class Rate(Strict):
+    """A price per hour (USD): ``{onDemand, spot}`` (either may be left to the default), or one
+    number used for both."""
+
+    onDemand: float | None = Field(None, ge=0)
+    spot: float | None = Field(None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number_form(cls, data: Any) -> Any:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return {"onDemand": data, "spot": data}
+        return data
+
+
+class Prices(Strict):
+    """``kind: Project`` ``spec.prices``: a team's rates over the list prices of
+    ``engine.prices`` (per GPU-hour by GPU type, per vCPU-hour, per GB-of-memory-hour), whether
+    to estimate at spot rates, and a label for where the rates come from."""
+
+    gpu: dict[str, Rate] = Field(default_factory=dict)
+    cpuHour: Rate | None = None
+    memoryGbHour: Rate | None = None
+    spot: bool = False
+    source: str | None = Field(None, min_length=1, max_length=120)
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu_types(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, rate in value.items():
+            name = gpu_type_name(str(key))
+            if name in out:
+                raise ValueError(f"GPU type {name} is priced twice ({key!r} is an alias)")
+            out[name] = rate
+        return out
 
 
 class ProjectSpec(Strict):
@@ -217,6 +263,7 @@ class ProjectSpec(Strict):
     registry: str | None = None
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     cloud: Literal["gcp", "kind", "generic"] | None = None
+    prices: Prices = Field(default_factory=Prices)
 
 
 SPEC_MODELS: dict[str, type[Strict]] = {

@@ -3,7 +3,8 @@
 Each case holds ``substratus.yaml`` (the configuration to plan) and optionally ``before.yaml``
 (a configuration applied first, through the in-memory runtime, to make the prior state),
 ``options.json`` (``mode``, ``targets``, ``replace``, ``refresh``, ``missing`` — addresses the
-runtime reports as deleted outside substratus —, ``taint``, ``externals``), and the expected
+runtime reports as deleted outside substratus —, ``taint``, ``externals``, ``durations`` — the
+seconds recorded as each resource's last successful run, 600 when not given —), and the expected
 ``expected_plan.json`` and ``expected_plan.txt``. Run with ``UPDATE_GOLDEN=1`` to rewrite the
 expectations after reviewing a deliberate change.
 """
@@ -51,6 +52,7 @@ def run_case(case: Path, tmp_path: Path) -> Plan:
     if (case / "before.yaml").exists():
         first = h.plan((case / "before.yaml").read_text())
         assert h.apply(first).ok
+        h.record_durations(options.get("durations", {}), default=600.0)
     if options.get("taint"):
         state, token = h.backend.read()
         assert state is not None

@@ -91,6 +91,7 @@ def destructive_plan(tmp_path: Path) -> Plan:
     that tries to break out of the Markdown."""
     h = _harness(tmp_path)
     assert h.apply(h.plan(pipeline() + EXTRA)).ok
+    h.record_durations({"model.tuned": 5400.0}, default=300.0)
     h.runtime.missing.add("modelserver.tuned")
     plan = h.plan(
         pipeline(limit=5000, token="rotated-" + SECRET, prompt=NASTY),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from substratus.engine.apply import ApplyResult, Walker
 from substratus.engine.config import load_config
 from substratus.engine.operation import PlanOptions, build_plan
 from substratus.engine.plan import Plan
-from substratus.engine.statefile import StateFile
+from substratus.engine.statefile import RunRecord, StateFile
 from tests.support.fakes import FakeRuntime, MemoryBackend
 
 
@@ -36,6 +37,30 @@ class Harness:
             plan, state or StateFile.new(), token, self.backend, self.runtime, parallelism=4
         )
         return walker.run()
+
+    def record_durations(
+        self,
+        seconds: Mapping[str, float],
+        default: float | None = None,
+        failed: frozenset[str] = frozenset(),
+    ) -> None:
+        """Make the recorded ``last_run`` of each resource deterministic: ``seconds[address]``
+        (else ``default``; else no run recorded), outcome failed for the ``failed`` addresses."""
+        state, token = self.backend.read()
+        assert state is not None
+        for address, rec in state.resources.items():
+            value = seconds.get(address, default)
+            rec.last_run = (
+                None
+                if value is None
+                else RunRecord(
+                    started_at="2026-11-28T10:00:00Z",
+                    finished_at="2026-11-28T10:00:00Z",
+                    outcome="failed" if address in failed else "succeeded",
+                    seconds=value,
+                )
+            )
+        self.backend.write(state, token, [])  # the serial unchanged: as the apply left it
 
     def state(self) -> StateFile:
         state, _ = self.backend.read()

@@ -6,13 +6,24 @@
 limits. ``scheduling(res, cloud)``: the node selector and tolerations of a GPU workload —
 ``cloud.google.com/gke-accelerator`` on GCP (plus the spot toleration that lets GKE node
 auto-provisioning create spot GPU nodes), no selector on kind / generic clusters; every GPU
-workload tolerates the usual ``nvidia.com/gpu`` taint. Pure functions.
+workload tolerates the usual ``nvidia.com/gpu`` taint.
+
+What a node offers (``node_offer``, for plan-time capacity checks): its GPU type from GKE's
+``cloud.google.com/gke-accelerator`` label (``GKE_ACCELERATORS`` read backwards; a GKE
+accelerator we have no type for is a known, other type), else from the NVIDIA GPU feature
+discovery label ``nvidia.com/gpu.product`` (``NVIDIA-L4``, ``NVIDIA-A100-SXM4-80GB``,
+``NVIDIA-H100-80GB-HBM3``…; a product we cannot map, MIG slices included, is a GPU of unknown
+type), else unknown; its GPUs, cpu and memory from ``status.allocatable`` (Kubernetes quantities,
+``parse_quantity``; memory in GiB, the unit ``gb_quantity`` writes). Pure functions.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from substratus.engine.runtime import NodeOffer
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GKE_ACCELERATOR = "cloud.google.com/gke-accelerator"
@@ -22,6 +33,18 @@ GKE_ACCELERATORS = {
     "nvidia-a100": "nvidia-tesla-a100",
     "nvidia-a100-80gb": "nvidia-a100-80gb",
     "nvidia-h100": "nvidia-h100-80gb",
+}
+GPU_TYPE_OF_GKE = {label: gtype for gtype, label in GKE_ACCELERATORS.items()}
+GFD_PRODUCT = "nvidia.com/gpu.product"
+_QUANTITY = re.compile(
+    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
+)
+_SUFFIXES = {
+    **{s: 1024.0**i for i, s in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: 1000.0**i for i, s in enumerate(("", "k", "M", "G", "T", "P", "E"))},
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
 }
 
 
@@ -80,3 +103,62 @@ def scheduling(res: Mapping[str, Any] | None, cloud: str) -> dict[str, Any]:
 
 def is_gpu_job(res: Mapping[str, Any] | None) -> bool:
     return gpu_of(res) is not None
+
+
+def parse_quantity(text: object) -> float:
+    """A Kubernetes quantity (``250m``, ``64``, ``512Gi``, ``1e3``, ``2T``…) as a number;
+    ``ValueError`` when it is not one."""
+    m = _QUANTITY.match(str(text).strip())
+    if m is None:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number, exponent, suffix = m.groups()
+    scale = 10.0 ** int(exponent) if exponent else _SUFFIXES[suffix or ""]
+    return float(number) * scale
+
+
+def _quantity(resources: Mapping[str, Any], name: str) -> float:
+    try:
+        return parse_quantity(resources.get(name, 0))
+    except ValueError:
+        return 0.0
+
+
+def product_type(product: str) -> str | None:
+    """Our GPU type of a GPU feature discovery product name, or None (not one of ours, or a MIG
+    slice, or a name we cannot read)."""
+    tokens = {t for t in re.split(r"[-_\s]+", product.upper()) if t}
+    if any(t.startswith("MIG") for t in tokens):
+        return None
+    if "H100" in tokens:
+        return "nvidia-h100"
+    if "A100" in tokens:
+        return "nvidia-a100-80gb" if "80GB" in tokens else "nvidia-a100"
+    if "L4" in tokens:
+        return "nvidia-l4"
+    if "T4" in tokens:
+        return "nvidia-t4"
+    return None
+
+
+def node_offer(node: Mapping[str, Any]) -> tuple[NodeOffer, bool]:
+    """What a Node object offers, and whether it has GPUs of a type that cannot be told."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    status = node.get("status") or {}
+    allocatable = status.get("allocatable") or status.get("capacity") or {}
+    gpus = int(_quantity(allocatable, GPU_RESOURCE))
+    accelerator, product = labels.get(GKE_ACCELERATOR), labels.get(GFD_PRODUCT)
+    if accelerator:
+        gtype, unknown = GPU_TYPE_OF_GKE.get(str(accelerator)), False
+    elif product:
+        gtype = product_type(str(product))
+        unknown = gtype is None and gpus > 0
+    else:
+        gtype, unknown = None, gpus > 0
+    offer = NodeOffer(
+        name=str((node.get("metadata") or {}).get("name") or "?"),
+        gpu_type=gtype,
+        gpus=gpus,
+        cpu=_quantity(allocatable, "cpu"),
+        memory_gb=_quantity(allocatable, "memory") / 2**30,
+    )
+    return offer, unknown

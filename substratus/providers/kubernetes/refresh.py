@@ -1,10 +1,11 @@
 """``Refresher``: what exists on the cluster for every recorded resource (DESIGN §5, §8).
 
-One LIST per kind per namespace (with nothing recorded, one ``GET /version`` so an
-unreachable cluster fails the plan, not the apply), selected by
-``app.kubernetes.io/managed-by=substratus``: Jobs where builds, Datasets or Models are
-recorded, Deployments and Services for ModelServers, Pods and Services for Notebooks; and, for
-``gs://`` artifacts, one list of completion markers per store. Never one GET per resource.
+One LIST per kind per namespace, selected by ``app.kubernetes.io/managed-by=substratus``: Jobs
+where builds, Datasets or Models are recorded, Deployments and Services for ModelServers, Pods
+and Services for Notebooks; and, for ``gs://`` artifacts, one list of completion markers per
+store. Never one GET per resource. Plus, whatever is recorded, what the cluster offers
+(``capacity``, see below): one LIST of the nodes (which also makes an unreachable cluster fail
+the plan, not the apply) and one GET of cluster-autoscaler's status ConfigMap.
 Per record:
 
 - a ``pending`` operation (an apply was interrupted): its Job running → ``running``, succeeded →
@@ -16,18 +17,36 @@ Per record:
   replicas are available than configured;
 - Notebook: ``missing`` without its pod, ``degraded`` when the pod ended or was edited, or runs
   although the notebook is suspended.
+
+``capacity`` (a ``Capacity``, after ``observe``): one ``NodeOffer`` per node (``gpu.node_offer``:
+type from the GKE accelerator or GPU feature discovery labels, allocatable GPUs, cpu, memory);
+``unknown_types`` when a node has GPUs of a type that cannot be told; ``autoprovisioning`` when a
+node belongs to a GKE node auto-provisioning pool (``cloud.google.com/gke-nodepool: nap-…``, also
+Autopilot) or cluster-autoscaler names such a node group. cluster-autoscaler's status
+(``kube-system/cluster-autoscaler-status``, YAML since 1.30 or the older text) lists its node
+groups: a group that can grow but has no node now (scale from zero) becomes a template offer of
+unknown shape (``gpu_type=None, gpus=0, source="template"``) — its GPU type is only known to the
+cloud API. Not detected: NAP with no NAP node yet, scale-from-zero pools when the status is not
+readable (GKE without it, other autoscalers such as Karpenter), taints, cordons and the GPUs
+already in use (capacity is the shape of the nodes, not their free room). Listing the nodes is
+forbidden to a user with only the namespaced Role: capacity is then unknown, with the reason
+(``unknown_reason``); an unreadable autoscaler status is only not seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from substratus.engine.runtime import Observation
+import yaml
+
+from substratus.engine.runtime import Capacity, NodeOffer, Observation
 from substratus.engine.statefile import ResourceRecord
 from substratus.providers.kubernetes import artifacts, jobs, names
-from substratus.providers.kubernetes.cluster import Cluster
+from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.fields import changed, owned
+from substratus.providers.kubernetes.gpu import node_offer
 
 KINDS_FOR = {
     "build": ("Job",),
@@ -38,6 +57,12 @@ KINDS_FOR = {
 }
 
 Index = dict[tuple[str, str, str], dict[str, Any]]
+GKE_NODEPOOL = "cloud.google.com/gke-nodepool"
+AUTOSCALER_STATUS = ("kube-system", "cluster-autoscaler-status")
+NODES_FORBIDDEN = (
+    "listing the cluster's nodes is not allowed ({message}); grant the optional ClusterRole "
+    "in examples/kubernetes/rbac.yaml to check GPU types and counts at plan time"
+)
 
 
 def _edits(rec: ResourceRecord, index: Index, ns: str) -> list[str]:
@@ -63,9 +88,76 @@ def _edits(rec: ResourceRecord, index: Index, ns: str) -> list[str]:
     return out
 
 
+def autoscaler_groups(configmap: Mapping[str, Any] | None) -> list[tuple[str, int, int]]:
+    """(name, registered nodes, max size) of each node group in cluster-autoscaler's status
+    ConfigMap: the YAML document of 1.30+ or the older text; [] when there is none."""
+    text = str(((configmap or {}).get("data") or {}).get("status") or "")
+    try:
+        doc = yaml.safe_load(text) if "autoscalerStatus:" in text else None
+    except yaml.YAMLError:
+        doc = None
+    out: list[tuple[str, int, int]] = []
+    if isinstance(doc, dict):
+        for group in doc.get("nodeGroups") or []:
+            health = (group or {}).get("health") or {}
+            registered = ((health.get("nodeCounts") or {}).get("registered") or {}).get("total")
+            out.append(
+                (str(group.get("name")), int(registered or 0), int(health.get("maxSize") or 0))
+            )
+        return out
+    for m in re.finditer(r"Name:\s*(\S+)\s*\n\s*Health:([^\n]*)", text):
+        registered = re.search(r"registered=(\d+)", m.group(2))
+        biggest = re.search(r"maxSize=(\d+)", m.group(2))
+        out.append(
+            (
+                m.group(1),
+                int(registered.group(1) if registered else 0),
+                int(biggest.group(1) if biggest else 0),
+            )
+        )
+    return out
+
+
+def capacity_of(
+    nodes: Iterable[Mapping[str, Any]], groups: Iterable[tuple[str, int, int]] = ()
+) -> Capacity:
+    """What the nodes and the autoscaler's node groups (``autoscaler_groups``) offer."""
+    offers: list[NodeOffer] = []
+    unknown = autoprovisioning = False
+    for node in nodes:
+        offer, untyped = node_offer(node)
+        offers.append(offer)
+        unknown = unknown or untyped
+        pool = str(((node.get("metadata") or {}).get("labels") or {}).get(GKE_NODEPOOL) or "")
+        autoprovisioning = autoprovisioning or pool.startswith("nap-")
+    for name, registered, biggest in groups:
+        short = name.rstrip("/").rsplit("/", 1)[-1]  # GKE names groups by instance group URL
+        autoprovisioning = autoprovisioning or "-nap-" in short or short.startswith("nap-")
+        if registered == 0 and biggest > 0:  # scales from zero: its shape is not visible
+            offers.append(NodeOffer(short, None, 0, source="template"))
+    return Capacity(tuple(offers), unknown, autoprovisioning)
+
+
 class Refresher:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self.capacity: Capacity | None = None
+
+    def _capacity(self) -> Capacity:
+        """One LIST of the nodes and one GET of the autoscaler's status (see the module doc)."""
+        try:
+            found = self.cluster.request("GET", "/api/v1/nodes", what="the cluster's nodes")
+        except ClusterError as exc:
+            if exc.status != 403:
+                raise
+            return Capacity(unknown_reason=NODES_FORBIDDEN.format(message=exc.message))
+        try:
+            status = self.cluster.get("ConfigMap", *AUTOSCALER_STATUS)
+        except ClusterError as exc:
+            if exc.status != 403:
+                raise
+            status = None
+        return capacity_of((found or {}).get("items") or [], autoscaler_groups(status))
 
     def _index(self, records: Mapping[str, ResourceRecord]) -> Index:
         wanted: dict[str, set[str]] = {}
@@ -83,8 +175,8 @@ class Refresher:
         return index
 
     def observe(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
-        if not records:  # nothing to list: still make sure the cluster answers before planning
-            self.cluster.request("GET", "/version", what="the API server version")
+        # first, whatever is recorded: an unreachable cluster fails the plan, not the apply
+        self.capacity = self._capacity()
         index = self._index(records)
         urls = [
             str(r.outputs["artifacts"])

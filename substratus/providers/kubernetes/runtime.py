@@ -13,8 +13,9 @@ Per kind (names in ``names``, objects in ``manifests``):
   deletes the pod); outputs the object names, ``endpoint`` and ``fields`` (the owned-field hashes
   refresh compares, see ``fields``).
 
-``refresh`` is ``refresh.Refresher`` (one LIST per kind per namespace). Cluster errors become
-``RunError``s during apply and diagnostics while planning. The cluster is contacted on first use.
+``refresh`` is ``refresh.Refresher`` (one LIST per kind per namespace, and one of the nodes);
+``capacity()`` is what that refresh saw the nodes offer. Cluster errors become ``RunError``s
+during apply and diagnostics while planning. The cluster is contacted on first use.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.runtime import (
+    Capacity,
     DeleteRequest,
     ExternalResource,
     Observation,
@@ -79,6 +81,7 @@ class KubernetesRuntime:
         self.timing = timing or Timing.from_env()
         self.cluster = cluster or Cluster(context, kubeconfig)
         self._accounts: set[tuple[str, str]] = set()
+        self._capacity: Capacity | None = None
 
     @property
     def store(self) -> Store:
@@ -93,7 +96,14 @@ class KubernetesRuntime:
         return check_resources(resources, self.artifacts_url, self.cloud, self.registry)
 
     def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
-        return _planning(lambda: Refresher(self.cluster).observe(records))
+        refresher = Refresher(self.cluster)
+        observed = _planning(lambda: refresher.observe(records))
+        self._capacity = refresher.capacity
+        return observed
+
+    def capacity(self) -> Capacity | None:
+        """What the nodes offered at the last ``refresh`` (None before one)."""
+        return self._capacity
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         if kind not in JOB_KINDS:

@@ -1,0 +1,206 @@
+"""Plan-time capacity checks: can the place a runtime runs on take the GPUs the plan asks for?
+
+Pure. Inputs are the plan's changes that start workloads — create, replace or update of a
+Dataset, a Model with a loader or trainer, a ModelServer with replicas and a Notebook that is not
+suspended — and the ``Capacity`` the runtime observed during the plan's refresh. Each workload's
+GPU request (``spec.trainer.resources.gpu`` when the trainer has resources, else
+``spec.resources.gpu``; the same rule as the runtimes) is held against the offers, one pod per
+node:
+
+- a typed request (``4 × nvidia-h100``) that no offer has the type of is a warning naming the
+  types the cluster offers; one whose type exists but that no single offer has that many of is a
+  count warning;
+- an untyped request needs an offer of any type with that many GPUs;
+- nothing is ruled out when the cluster can autoprovision node pools, when an offer is an
+  autoscaler template of unknown shape (``gpu_type=None, gpus=0, source="template"``: a node
+  group with no node now), nor — for a type — when some node has GPUs of unknown type (and, for a
+  count, enough of them). These cases produce no diagnostic: a plan that may well work is not
+  flagged;
+- with ``strict`` the findings are errors and ``add_capacity_diagnostics`` raises
+  ``DiagnosticError`` (the plan fails before anything runs);
+- a ``Capacity`` with ``unknown_reason`` checks nothing and, when the plan asks for GPUs, adds one
+  warning saying why. ``None`` (no refresh, or a runtime without ``capacity()``) adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from substratus.engine.config import Config
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Severity
+from substratus.engine.plan import Action, Plan
+from substratus.engine.runtime import Capacity, NodeOffer
+
+RUNS = (Action.CREATE, Action.REPLACE, Action.UPDATE)
+SHOWN = 6  # offers named in a message; the rest are counted
+NOT_SEEN = (
+    "Not seen from the cluster: node pools scaled to zero (unless cluster-autoscaler publishes "
+    "its status) and node auto-provisioning that has not created a node yet; if one of them "
+    "offers it, the pod still runs."
+)
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """One workload's GPUs: ``count`` of ``gpu_type`` (None: any type) on one node."""
+
+    address: str
+    path: str  # the field path of the request, e.g. "spec.trainer.resources.gpu"
+    gpu_type: str | None
+    count: int
+
+
+def _runs(kind: str, spec: Mapping[str, Any]) -> bool:
+    if kind == "dataset":
+        return True
+    if kind == "model":
+        return bool(spec.get("loader") or spec.get("trainer"))
+    if kind == "modelserver":
+        return int(spec.get("replicas", 1)) > 0
+    return kind == "notebook" and not spec.get("suspend")
+
+
+def gpu_requests(plan: Plan) -> list[GpuRequest]:
+    """The GPU requests of the workloads this plan starts or rolls out, in plan order."""
+    out: list[GpuRequest] = []
+    for change in plan.resource_changes:
+        spec = change.after or {}
+        if change.action not in RUNS or not _runs(change.kind, spec):
+            continue
+        trainer = spec.get("trainer") or {}
+        path = "spec.trainer.resources" if trainer.get("resources") else "spec.resources"
+        gpu = (trainer.get("resources") or spec.get("resources") or {}).get("gpu") or {}
+        count = int(gpu.get("count") or 0)
+        if count > 0:
+            gtype = gpu.get("type")
+            out.append(
+                GpuRequest(change.address, f"{path}.gpu", str(gtype) if gtype else None, count)
+            )
+    return out
+
+
+def describe_offers(capacity: Capacity) -> str:
+    """``8 × nvidia-l4 on kwok-gpu-0, 1 × nvidia-t4 on node-a and 2 more nodes, …``."""
+    groups: dict[tuple[str, int, str], list[str]] = {}
+    for o in capacity.offers:
+        if o.gpus > 0:
+            groups.setdefault((o.gpu_type or "", o.gpus, o.source), []).append(o.name)
+    if not groups:
+        n = sum(1 for o in capacity.offers if o.source == "node")
+        return f"the cluster has {n} node{'s' * (n != 1)}, none with GPUs"
+    parts = []
+    for (gtype, gpus, source), names in sorted(groups.items(), key=lambda g: (g[0][0], -g[0][1])):
+        what = gtype or "GPU of unknown type"
+        where = f"autoscaler template {names[0]}" if source == "template" else names[0]
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        parts.append(f"{gpus} × {what} on {where}{more}")
+    if len(parts) > SHOWN:
+        parts = [*parts[:SHOWN], f"and {len(parts) - SHOWN} more"]
+    return "the cluster offers: " + ", ".join(parts)
+
+
+def _blind(capacity: Capacity) -> bool:
+    """Whether nodes of any shape may appear (autoprovisioning, or a template of unknown shape)."""
+    return capacity.autoprovisioning or any(
+        o.source == "template" and o.gpu_type is None and o.gpus == 0 for o in capacity.offers
+    )
+
+
+def _most(offers: Iterable[NodeOffer]) -> int:
+    return max((o.gpus for o in offers), default=0)
+
+
+def _problem(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
+    """(summary, detail) when no offer can take ``req`` and nothing hides one that could."""
+    if _blind(capacity):
+        return None
+    offers, n = capacity.offers, req.count
+    untyped = [o for o in offers if o.gpu_type is None and o.gpus > 0]
+    if req.gpu_type is None:
+        best = _most(offers)
+        if best >= n:
+            return None
+        if best == 0:
+            return (
+                f"{req.address} asks for {n} GPU{'s' * (n != 1)}, but no node offers GPUs "
+                f"({describe_offers(capacity)})",
+                f"The pod would wait for a node that never comes. Add a node pool with GPUs. "
+                f"{NOT_SEEN}",
+            )
+        return (
+            f"{req.address} asks for {n} GPUs on one node, but no node has more than {best} "
+            f"({describe_offers(capacity)})",
+            f"A pod runs on one node: ask for at most {best} GPUs, or add a node pool whose nodes "
+            f"have {n}. {NOT_SEEN}",
+        )
+    same = [o for o in offers if o.gpu_type == req.gpu_type]
+    what = f"{n} × {req.gpu_type}"
+    if not same:
+        if capacity.unknown_types:
+            return None
+        return (
+            f"{req.address} asks for {what}, but no node offers {req.gpu_type} "
+            f"({describe_offers(capacity)})",
+            f"The pod would wait for a node that never comes (Unschedulable). Ask for a GPU type "
+            f"the cluster offers, or add a node pool with {req.gpu_type} GPUs. {NOT_SEEN}",
+        )
+    best = _most(same)
+    if best >= n or (capacity.unknown_types and _most(untyped) >= n):
+        return None
+    return (
+        f"{req.address} asks for {what} on one node, but no node has more than {best} × "
+        f"{req.gpu_type} ({describe_offers(capacity)})",
+        f"A pod runs on one node: ask for at most {best} × {req.gpu_type}, or add a node pool "
+        f"whose nodes have {n}. {NOT_SEEN}",
+    )
+
+
+def check_capacity(
+    requests: Iterable[GpuRequest], capacity: Capacity, strict: bool = False
+) -> list[Diagnostic]:
+    """A diagnostic per request no offer can take (warnings; errors when ``strict``)."""
+    severity = Severity.ERROR if strict else Severity.WARNING
+    out = []
+    for req in requests:
+        found = _problem(req, capacity)
+        if found is not None:
+            out.append(Diagnostic(severity, found[0], found[1], req.address, None, req.path))
+    return out
+
+
+def capacity_diagnostics(
+    plan: Plan, config: Config, capacity: Capacity | None, strict: bool = False
+) -> list[Diagnostic]:
+    """The capacity findings of ``plan`` with file:line from ``config`` (see the module doc)."""
+    requests = gpu_requests(plan)
+    if capacity is None or not requests:
+        return []
+    if capacity.unknown_reason:
+        reason = capacity.unknown_reason.rstrip(".")
+        return [
+            Diagnostic.warning(
+                "GPU types and counts were not checked against the cluster",
+                f"{reason[:1].upper()}{reason[1:]}.",
+            )
+        ]
+    by_address = {str(a): r for a, r in config.resources.items()}
+    out = []
+    for d in check_capacity(requests, capacity, strict):
+        res = by_address.get(d.address or "")
+        source = res.source_of(d.path or "spec") if res is not None else None
+        out.append(Diagnostic(d.severity, d.summary, d.detail, d.address, source, d.path))
+    return out
+
+
+def add_capacity_diagnostics(
+    plan: Plan, config: Config, capacity: Capacity | None, strict: bool = False
+) -> None:
+    """Add the capacity warnings to ``plan.warnings``; raise ``DiagnosticError`` with the
+    errors when ``strict`` finds any."""
+    found = capacity_diagnostics(plan, config, capacity, strict)
+    errors = [d for d in found if d.is_error]
+    if errors:
+        raise DiagnosticError(errors)
+    plan.warnings.extend(found)

@@ -1,0 +1,304 @@
+"""The plan's estimate: what an apply will consume and roughly cost (the plan JSON's ``estimate``).
+
+``estimate(changes, state, table, ...)`` is pure. What runs:
+
+- jobs: ``create``/``replace`` of builds, Datasets and Models with a loader or a trainer. Each
+  requests the canonical spec's ``resources`` (a trainer's ``trainer.resources`` replace the
+  Model's; a build is the build Job's 2 vCPU). Its duration is the prior state's ``last_run`` of
+  the same address when that run succeeded; otherwise (never run, or the last run failed) it is
+  unknown, and the job is counted in ``jobs_unknown`` and not in the cost.
+- services: ``create``/``update``/``replace`` of ModelServers (``replicas`` × resources) and of
+  Notebooks that are not suspended, and ``delete`` of either (or a notebook being suspended),
+  which frees what it ran. Their ``hourly`` and ``gpus_added`` are the *change* in what runs
+  continuously (after − before); ``hourly_after`` is what the resource costs per hour afterwards.
+
+The document (every key always present; money in USD, rounded to 1/10,000)::
+
+    {currency: "USD", prices: {source, date|null, spot, overridden, gpu_hour: {type: rate},
+                               cpu_hour, memory_gb_hour},
+     resources: [{address, kind, action, role: job|service, gpu: {type, count}|null, cpu,
+                  memory_gb, replicas, duration_seconds|null, duration_source:
+                  last_run|unknown|last_run_failed|null, gpu_hours|null, cost|null,
+                  hourly|null, hourly_after|null, gpus_added, max_cost|null}],
+     totals: {jobs, jobs_unknown, gpu_hours, jobs_cost, hourly, gpus_added, gpus_added_by_type,
+              gpus, cpu, memory_gb},
+     assumptions: [str]}
+
+``check_limits(estimate, max_cost)`` reads only that document (so a saved plan can be checked
+later) and returns the errors (a job over its ``lifecycle.maxCost``, a service over it per
+hour, the jobs together over ``--max-cost``) and warnings (a cap that cannot be checked because
+a duration is unknown). ``attach_estimate(plan, ...)`` does both for a new plan: it sets
+``plan.estimate``, adds the warnings to the plan and raises ``DiagnosticError`` on the errors, so
+a plan over a cap fails before anything runs. The words are in ``engine.estimate_text``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.estimate_text import assumptions, describe, money, price_label
+from substratus.engine.plan import Action, Plan, ResourceChange
+from substratus.engine.prices import CURRENCY, PriceTable, price_table
+from substratus.engine.spec import Prices
+from substratus.engine.statefile import StateFile
+
+JOB_KINDS = frozenset({"build", "dataset", "model"})
+SERVICE_KINDS = frozenset({"modelserver", "notebook"})
+BUILD_RESOURCES: dict[str, Any] = {"cpu": 2, "memory": 0}  # the build Job's request
+_JOB_ACTIONS = (Action.CREATE, Action.REPLACE)
+_SERVICE_ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
+
+
+def requested(kind: str, spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What one instance of a resource requests (``resources`` form), or None: runs nothing."""
+    if spec is None:
+        return None
+    if kind == "build":
+        return BUILD_RESOURCES
+    if kind == "model" and "loader" not in spec and "trainer" not in spec:
+        return None
+    if kind == "notebook" and spec.get("suspend"):
+        return None
+    trainer = spec.get("trainer") if kind == "model" else None
+    res = (trainer or {}).get("resources") or spec.get("resources") or {}
+    return {"cpu": 2, "memory": 10, **res}
+
+
+def _replicas(kind: str, spec: Mapping[str, Any] | None) -> int:
+    if requested(kind, spec) is None:
+        return 0
+    return int((spec or {}).get("replicas", 1)) if kind == "modelserver" else 1
+
+
+def _gpu(res: Mapping[str, Any] | None) -> tuple[str | None, int]:
+    gpu = (res or {}).get("gpu") or {}
+    return (gpu.get("type"), int(gpu.get("count", 1))) if gpu else (None, 0)
+
+
+def _hourly(table: PriceTable, res: Mapping[str, Any] | None, replicas: int) -> float:
+    if res is None or not replicas:
+        return 0.0
+    gtype, gpus = _gpu(res)
+    return replicas * table.hourly(gtype, gpus, float(res["cpu"]), float(res["memory"]))
+
+
+def _entry(change: ResourceChange, res: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    gtype, gpus = _gpu(res)
+    return {
+        "address": change.address,
+        "kind": change.kind,
+        "action": change.action.value,
+        "role": "job" if change.kind in JOB_KINDS else "service",
+        "gpu": {"type": gtype, "count": gpus} if gpus else None,
+        "cpu": res["cpu"],
+        "memory_gb": res["memory"],
+        "replicas": replicas,
+        "duration_seconds": None,
+        "duration_source": None,
+        "gpu_hours": None,
+        "cost": None,
+        "hourly": None,
+        "hourly_after": None,
+        "gpus_added": 0,
+        "max_cost": change.lifecycle.get("maxCost"),
+    }
+
+
+def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> dict[str, Any]:
+    res = requested(change.kind, change.after) or {}
+    entry = _entry(change, res, 1)
+    rec = state.resources.get(change.address) if state is not None else None
+    run = rec.last_run if rec is not None else None
+    if run is None or run.outcome != "succeeded":
+        entry["duration_source"] = "unknown" if run is None else "last_run_failed"
+        return entry
+    hours = run.seconds / 3600
+    entry["duration_seconds"] = run.seconds
+    entry["duration_source"] = "last_run"
+    entry["gpu_hours"] = round(hours * _gpu(res)[1], 3)
+    entry["cost"] = round(hours * _hourly(table, res, 1), 4)
+    return entry
+
+
+def _service(change: ResourceChange, table: PriceTable, missing: set[str]) -> dict[str, Any]:
+    was_running = change.action is not Action.CREATE and change.address not in missing
+    before = change.before if was_running else None
+    after = change.after if change.action is not Action.DELETE else None
+    res_before, res_after = requested(change.kind, before), requested(change.kind, after)
+    n_before, n_after = _replicas(change.kind, before), _replicas(change.kind, after)
+    shown = res_after if res_after is not None else res_before or {}
+    entry = _entry(change, {"cpu": 0, "memory": 0, **shown}, n_after or n_before)
+    hourly_after = _hourly(table, res_after, n_after)
+    entry["hourly_after"] = round(hourly_after, 4)
+    entry["hourly"] = round(hourly_after - _hourly(table, res_before, n_before), 4)
+    entry["gpus_added"] = n_after * _gpu(res_after)[1] - n_before * _gpu(res_before)[1]
+    return entry
+
+
+def _gpus_added(changes: list[ResourceChange], missing: set[str]) -> dict[str, int]:
+    """GPUs running after − before, by type, over the services (a type change counts twice)."""
+    added: dict[str, int] = {}
+    for c in changes:
+        if c.kind not in SERVICE_KINDS:
+            continue
+        running = c.action is not Action.CREATE and c.address not in missing
+        after = c.after if c.action is not Action.DELETE else None
+        for spec, sign in ((c.before if running else None, -1), (after, 1)):
+            gtype, gpus = _gpu(requested(c.kind, spec))
+            n = sign * gpus * _replicas(c.kind, spec)
+            if n:
+                key = gtype or "unspecified"
+                added[key] = added.get(key, 0) + n
+    return {k: v for k, v in sorted(added.items()) if v}
+
+
+def _runs(change: ResourceChange) -> bool:
+    if change.kind in JOB_KINDS:
+        return change.action in _JOB_ACTIONS and requested(change.kind, change.after) is not None
+    if change.kind in SERVICE_KINDS and change.action in _SERVICE_ACTIONS:
+        specs = (change.before, change.after)
+        return any(requested(change.kind, s) is not None for s in specs)
+    return False
+
+
+def estimate(
+    changes: Iterable[ResourceChange],
+    state: StateFile | None,
+    table: PriceTable,
+    missing: Iterable[str] = (),
+    runtime: str | None = None,
+) -> dict[str, Any]:
+    """The estimate document of a plan's changes (see the module docstring)."""
+    gone = set(missing)
+    running = [c for c in changes if _runs(c)]
+    entries = [
+        _job(c, state, table) if c.kind in JOB_KINDS else _service(c, table, gone) for c in running
+    ]
+    return {
+        "currency": CURRENCY,
+        "prices": table.to_json(),
+        "resources": entries,
+        "totals": _totals(entries, _gpus_added(running, gone), _requests(running)),
+        "assumptions": assumptions(entries, table.to_json(), runtime),
+    }
+
+
+def _requests(changes: list[ResourceChange]) -> dict[str, Any]:
+    """GPUs by type, vCPUs and GB of memory requested by what runs (jobs, and services as they
+    run after the apply: replicas × resources; one that stops requests nothing)."""
+    gpus: dict[str, int] = {}
+    cpu = memory = 0.0
+    for c in changes:
+        after = c.after if c.action is not Action.DELETE else None
+        res, n = requested(c.kind, after), _replicas(c.kind, after)
+        if res is None or not n:
+            continue
+        gtype, count = _gpu(res)
+        if count:
+            gpus[gtype or "unspecified"] = gpus.get(gtype or "unspecified", 0) + n * count
+        cpu, memory = cpu + n * float(res["cpu"]), memory + n * float(res["memory"])
+    whole = [int(x) if float(x).is_integer() else round(x, 3) for x in (cpu, memory)]
+    return {"gpus": dict(sorted(gpus.items())), "cpu": whole[0], "memory_gb": whole[1]}
+
+
+def _totals(
+    entries: list[dict[str, Any]], added: dict[str, int], requests: dict[str, Any]
+) -> dict[str, Any]:
+    jobs = [e for e in entries if e["role"] == "job"]
+    services = [e for e in entries if e["role"] == "service"]
+    return {
+        "jobs": len(jobs),
+        "jobs_unknown": sum(e["cost"] is None for e in jobs),
+        "gpu_hours": round(sum(e["gpu_hours"] or 0 for e in jobs), 3),
+        "jobs_cost": round(sum(e["cost"] or 0 for e in jobs), 4),
+        "hourly": round(sum(e["hourly"] for e in services), 4),
+        "gpus_added": sum(e["gpus_added"] for e in services),
+        "gpus_added_by_type": added,
+        **requests,
+    }
+
+
+# -- limits ------------------------------------------------------------------------------------
+def check_limits(
+    est: Mapping[str, Any], max_cost: float | None = None
+) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """(errors, warnings) of the estimate against ``lifecycle.maxCost`` and ``--max-cost``."""
+    errors: list[Diagnostic] = []
+    warnings: list[Diagnostic] = []
+    entries = list(est.get("resources", []))
+    prices = price_label(est.get("prices", {}))
+    for e in entries:
+        cap = e.get("max_cost")
+        if cap is None:
+            continue
+        what = e["cost"] if e["role"] == "job" else e["hourly_after"]
+        per = "" if e["role"] == "job" else "/hour"
+        if what is None:
+            warnings.append(
+                Diagnostic.warning(
+                    "lifecycle.maxCost cannot be checked",
+                    f"No successful run of {e['address']} is recorded, so the cost of this run "
+                    f"is unknown and not checked against its lifecycle.maxCost of "
+                    f"{money(cap)}. Later plans check it against this run's duration.",
+                    address=e["address"],
+                )
+            )
+        elif what > cap:
+            errors.append(
+                Diagnostic.error(
+                    f"{e['address']} would cost more than its lifecycle.maxCost",
+                    f"{e['address']} would cost ≈ {money(what)}{per} ({describe(e)}), over its "
+                    f"lifecycle.maxCost of {money(cap)}{per}, at {prices}. Nothing was run.\n\n"
+                    "Lower its resources (or replicas), set your team's rates or spot: true "
+                    "in spec.prices of kind: Project, or raise lifecycle.maxCost.",
+                    address=e["address"],
+                )
+            )
+    totals = est.get("totals", {})
+    if max_cost is not None and totals.get("jobs_cost", 0) > max_cost:
+        top = sorted((e for e in entries if e["cost"]), key=lambda e: -e["cost"])[:3]
+        lines = "\n".join(f"  {e['address']}: ≈ {money(e['cost'])} ({describe(e)})" for e in top)
+        errors.append(
+            Diagnostic.error(
+                "The plan would cost more than --max-cost",
+                f"The jobs of this plan would cost ≈ {money(totals['jobs_cost'])}, over "
+                f"--max-cost {money(max_cost)}, at {prices}. Nothing was run. The jobs that "
+                f"cost most:\n\n{lines}\n\nApply fewer of them (--target), lower their "
+                "resources, set your team's rates or spot: true in spec.prices of kind: "
+                "Project, or raise --max-cost.",
+            )
+        )
+    if max_cost is not None and totals.get("jobs_unknown"):
+        n = totals["jobs_unknown"]
+        warnings.append(
+            Diagnostic.warning(
+                "--max-cost checks only the jobs of known duration",
+                f"{n} job{'s' if n != 1 else ''} of this plan {'have' if n != 1 else 'has'} no "
+                "successful run recorded; their cost is unknown and not counted.",
+            )
+        )
+    return errors, warnings
+
+
+def attach_estimate(
+    plan: Plan,
+    state: StateFile | None,
+    prices: Prices | None = None,
+    max_cost: float | None = None,
+) -> None:
+    """Set ``plan.estimate``; raise ``DiagnosticError`` when it is over a cost limit."""
+    missing = {d.address for d in plan.drift if d.status == "missing"}
+    runtime = plan.settings.get("runtime")
+    plan.estimate = estimate(
+        plan.resource_changes,
+        state,
+        price_table(prices),
+        missing,
+        runtime if isinstance(runtime, str) else None,
+    )
+    errors, warnings = check_limits(plan.estimate, max_cost)
+    if errors:
+        raise DiagnosticError(errors)
+    plan.warnings.extend(warnings)
