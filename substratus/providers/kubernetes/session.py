@@ -35,6 +35,7 @@ from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 
 ATTEMPTS = 4
 CONTAINER = "notebook"
+PIDFILE = "/tmp/.substratus-nbwatch.pid"
 READ = (
     "import base64,hashlib,sys\n"
     "d=open(sys.argv[1],'rb').read()\n"
@@ -134,9 +135,12 @@ class KubeNotebookSession:
     def _watch(self) -> Iterator[dict[str, Any]]:
         from substratus.notebook.watcher import WATCHER_SCRIPT
 
+        # its pid is kept in the pod: closing an exec stream does not stop the command there
+        # (the API server keeps the node's end open), so ``close`` kills it by that pid
         command = [
-            "python3",
+            "sh",
             "-c",
+            f'echo $$ > {PIDFILE}; exec python3 -c "$0" "$@"',
             WATCHER_SCRIPT,
             "/content",
             str(self.interval),
@@ -198,3 +202,12 @@ class KubeNotebookSession:
         if self._exec is not None:
             with contextlib.suppress(Exception):
                 self._exec.close()
+            with contextlib.suppress(ClusterError, RunError):  # best effort: the pod may be gone
+                streams.exec_output(
+                    self.cluster,
+                    self.namespace,
+                    self.pod,
+                    CONTAINER,
+                    ["sh", "-c", f"kill $(cat {PIDFILE}) 2>/dev/null; rm -f {PIDFILE}"],
+                    timeout=10,
+                )
