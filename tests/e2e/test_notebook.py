@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -65,9 +66,14 @@ def cli(project: Path, *args: str, check: int | None = 0) -> subprocess.Complete
     return proc
 
 
-def session(project: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+def session(project: Path, *args: str, browser: bool = False) -> tuple[subprocess.Popen[str], str]:
+    opener = project.parent / "browser.sh"  # $BROWSER: what "open the browser" runs
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {project.parent / "opened.txt"}\n')
+    opener.chmod(0o755)
+    flags = [] if browser else ["--no-open-browser"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "substratus", "notebook", *args, "--no-open-browser"],
+        [sys.executable, "-m", "substratus", "notebook", *args, *flags],
+        env={**os.environ, "BROWSER": f"{opener} %s"},
         cwd=project,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -115,8 +121,14 @@ def test_a_directory_becomes_a_notebook_that_suspends_and_resumes(tmp_path: Path
         artifacts = nb["outputs"]["artifacts"]
         assert "No changes." in cli(project, "plan", "--detailed-exitcode").stdout
 
-        proc, url = session(project, "experiments")  # resume by name
+        proc, url = session(project, "experiments", browser=True)  # resume by name
         base, _, token = url.partition("/?token=")
+        opened = project.parent / "opened.txt"
+        wait = 0
+        while not opened.exists() and wait < 50:
+            time.sleep(0.1)
+            wait += 1
+        assert opened.read_text().split() == [url]  # the browser was opened at the URL
         assert get(f"{base}/api?token={token}")[1]["authorized"] is True
         quit_session(proc)
         state = json.loads(cli(project, "state", "pull").stdout)["resources"]
@@ -145,6 +157,8 @@ def test_notebook_mistakes_are_one_clear_message(tmp_path: Path) -> None:
     both = cli(project, "notebook", "x", "-d", "experiments", check=1)
     assert "Give one notebook" in both.stderr
     bad_from = cli(project, "notebook", "--from", "model.none", check=1)
+    cluster = cli(project, "notebook", "-d", "experiments", "--runtime", "kubernetes", check=1)
+    assert "No Dockerfile in" in cluster.stderr  # nothing was contacted or written
     assert "--from model.none: no such Model or Dataset" in bad_from.stderr
-    for proc in (no_script, unknown, both, bad_from):
+    for proc in (no_script, unknown, both, bad_from, cluster):
         assert "Traceback" not in proc.stderr

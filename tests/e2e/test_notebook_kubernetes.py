@@ -194,6 +194,46 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
             text=True,
         )
         assert "No changes." in plan.stdout, plan.stdout + plan.stderr
+
+        # run it again: the same notebook resumes, with the same artifacts
+        state = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "substratus", "state", "pull"],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["resources"]["notebook.lab"]
+        again = subprocess.Popen(
+            args,
+            cwd=project,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert again.stdout is not None
+        for line in again.stdout:
+            if line.strip().startswith("http://"):
+                break
+        pod_status, _ = kube_cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/lab-notebook")
+        assert pod_status == 200
+        out, _ = again.communicate("q\n", timeout=120)
+        assert again.returncode == 0, out
+        resumed = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "substratus", "state", "pull"],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["resources"]["notebook.lab"]
+        assert resumed["outputs"]["artifacts"] == state["outputs"]["artifacts"]
     finally:
         mappings.close()
         subprocess.run(
