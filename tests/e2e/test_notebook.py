@@ -162,3 +162,49 @@ def test_notebook_mistakes_are_one_clear_message(tmp_path: Path) -> None:
     assert "--from model.none: no such Model or Dataset" in bad_from.stderr
     for proc in (no_script, unknown, both, bad_from, cluster):
         assert "Traceback" not in proc.stderr
+
+
+FROM_MODEL = """\
+kind: Dataset
+name: data
+spec:
+  container: {local: {path: ./loader}, command: ["python3", "load.py"]}
+---
+kind: Model
+name: tuned
+spec:
+  container: {local: {path: ./trainer}, command: ["python3", "train.py"]}
+  trainer:
+    dataset: data
+    params: {epochs: 3}
+"""
+
+
+def test_a_notebook_from_a_model_has_its_code_params_and_dataset(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    (project / "substratus.yaml").write_text(FROM_MODEL)
+    (project / "loader").mkdir()
+    (project / "loader" / "load.py").write_text(
+        "import os, pathlib\n"
+        "out = pathlib.Path(os.environ['CONTENT_DIR']) / 'artifacts' / 'rows.txt'\n"
+        "out.write_text('a\\nb\\n')\n"
+    )
+    (project / "experiments").rename(project / "trainer")
+    (project / "trainer" / "train.py").write_text("print('training')\n")
+    try:
+        proc, url = session(project, "--from", "model.tuned")
+        base, _, token = url.partition("/?token=")
+        api = get(f"{base}/api?token={token}")[1]
+        assert api["cwd"] == str(project / "trainer")  # the model's code, itself
+        content = Path(api["content"])
+        assert json.loads((content / "params.json").read_text()) == {"epochs": 3}
+        assert (content / "data" / "rows.txt").read_text() == "a\nb\n"  # its dataset, mounted
+        quit_session(proc)
+        state = json.loads(cli(project, "state", "pull").stdout)["resources"]
+        assert "model.tuned" not in state  # only what the notebook needs was applied
+        spec = state["notebook.tuned-model"]["spec"]
+        assert spec["dataset"] == {"name": "data"} and spec["params"] == {"epochs": 3}
+        assert "No changes." not in cli(project, "plan").stdout  # model.tuned is still to do
+    finally:
+        cli(project, "destroy", "--auto-approve", "--no-lock", check=None)
+        kill_leftovers(tmp_path)

@@ -110,7 +110,7 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
     shim.write_text(SHIM)
     mappings = StreamMappings(kube_cluster)
     try:
-        mappings.forward_port(ns, "lab-notebook", 8888, jupyter)
+        forward = mappings.forward_port(ns, "lab-notebook", 8888, jupyter)
         mappings.exec_as(
             ns,
             "lab-notebook",
@@ -161,6 +161,15 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
             assert r.status == 200
         token = url.split("token=", 1)[1]
         assert token in Jupyter.tokens  # the Secret's token reached Jupyter
+
+        # the forward drops (here: its mapping goes away): requests fail meanwhile, and the
+        # session reconnects by itself once the pod's port answers again
+        forward.remove()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=10)
+        forward = mappings.forward_port(ns, "lab-notebook", 8888, jupyter)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
 
         # work in the notebook: a new file, an edit to a file also changed locally, a delete
         (local / "notes.md").write_text("changed here too\n")
