@@ -7,8 +7,8 @@ One JSON object per line, in this order, each with a ``type``:
 - ``drift``: each change made outside substratus (``address``, ``status``, ``message``);
 - ``planned_change``: each resource change, no-ops included (``change``: the same object as in
   the plan file's ``resource_changes``, so ``actions`` reads as in Terraform);
-- ``change_summary``: ``add``, ``change``, ``destroy``, ``replace``, ``has_changes`` and the
-  plan's ``sha256`` (of the plan document, as ``--out`` writes it);
+- ``change_summary``: ``add``, ``change``, ``destroy``, ``replace``, ``has_changes``, the
+  plan's ``sha256`` (of the plan document, as ``--out`` writes it) and the estimate's totals;
 - ``plan_saved``: ``path`` and ``sha256`` when ``--out`` was given.
 
 Sensitive values are already masked in the ``Plan`` (as in every other output).
@@ -48,6 +48,7 @@ def plan_events(plan: Plan, saved: Path | None = None) -> Iterator[dict[str, Any
         **plan.summary(),
         "has_changes": plan.has_changes,
         "sha256": sha,
+        "estimate": dict((plan.estimate or {}).get("totals") or {}),
     }
     if saved is not None:
         yield {"type": "plan_saved", "path": str(saved), "sha256": sha}

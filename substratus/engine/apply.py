@@ -331,12 +331,15 @@ class Walker:
                 applied_at=now_iso(),
                 lifecycle=change.lifecycle,
                 previous_digest=previous,
-                last_run=RunRecord(
-                    started_at=started_at,
-                    finished_at=now_iso(),
-                    outcome="succeeded",
-                    seconds=round(_seconds_since(started_at), 3),
+                last_run=(
+                    run := RunRecord(
+                        started_at=started_at,
+                        finished_at=now_iso(),
+                        outcome="succeeded",
+                        seconds=round(_seconds_since(started_at), 3),
+                    )
                 ),
+                last_success=run,
             )
             self._persist([change.address])
 

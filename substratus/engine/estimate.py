@@ -5,8 +5,9 @@
 - jobs: ``create``/``replace`` of builds, Datasets and Models with a loader or a trainer. Each
   requests the canonical spec's ``resources`` (a trainer's ``trainer.resources`` replace the
   Model's; a build is the build Job's 2 vCPU). Its duration is the prior state's ``last_run`` of
-  the same address when that run succeeded; otherwise (never run, or the last run failed) it is
-  unknown, and the job is counted in ``jobs_unknown`` and not in the cost.
+  the same address when that run succeeded, else its ``last_success`` (an earlier run that
+  succeeded); otherwise (never run, or no run succeeded) it is unknown, and the job is counted
+  in ``jobs_unknown`` and not in the cost.
 - services: ``create``/``update``/``replace`` of ModelServers (``replicas`` × resources) and of
   Notebooks that are not suspended, and ``delete`` of either (or a notebook being suspended),
   which frees what it ran. Their ``hourly`` and ``gpus_added`` are the *change* in what runs
@@ -18,7 +19,7 @@ The document (every key always present; money in USD, rounded to 1/10,000)::
                                cpu_hour, memory_gb_hour},
      resources: [{address, kind, action, role: job|service, gpu: {type, count}|null, cpu,
                   memory_gb, replicas, duration_seconds|null, duration_source:
-                  last_run|unknown|last_run_failed|null, gpu_hours|null, cost|null,
+                  last_run|last_success|unknown|last_run_failed|null, gpu_hours|null, cost|null,
                   hourly|null, hourly_after|null, gpus_added, max_cost|null}],
      totals: {jobs, jobs_unknown, gpu_hours, jobs_cost, hourly, gpus_added, gpus_added_by_type,
               gpus, cpu, memory_gb},
@@ -110,13 +111,20 @@ def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> 
     res = requested(change.kind, change.after) or {}
     entry = _entry(change, res, 1)
     rec = state.resources.get(change.address) if state is not None else None
-    run = rec.last_run if rec is not None else None
-    if run is None or run.outcome != "succeeded":
-        entry["duration_source"] = "unknown" if run is None else "last_run_failed"
+    last = rec.last_run if rec is not None else None
+    run = last if last is not None and last.outcome == "succeeded" else None
+    source = "last_run"
+    if run is None and rec is not None and rec.last_success is not None:
+        run, source = (
+            rec.last_success,
+            "last_success",
+        )  # the last run failed; an earlier one did not
+    if run is None:
+        entry["duration_source"] = "unknown" if last is None else "last_run_failed"
         return entry
     hours = run.seconds / 3600
     entry["duration_seconds"] = run.seconds
-    entry["duration_source"] = "last_run"
+    entry["duration_source"] = source
     entry["gpu_hours"] = round(hours * _gpu(res)[1], 3)
     entry["cost"] = round(hours * _hourly(table, res, 1), 4)
     return entry

@@ -71,6 +71,9 @@ class ResourceRecord(BaseModel):
     previous_digest: str | None = None
     pending: PendingOperation | None = None
     last_run: RunRecord | None = None
+    last_success: RunRecord | None = (
+        None  # the last run that succeeded (durations survive a failure)
+    )
 
 
 class StateFile(BaseModel):

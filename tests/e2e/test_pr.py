@@ -92,6 +92,7 @@ def test_plan_json_streams_events_and_markdown_matches_show(project: Project) ->
     assert kinds.count("planned_change") == 8
     summary = next(e for e in events if e["type"] == "change_summary")
     assert summary["add"] == 8 and summary["has_changes"] is True
+    assert summary["estimate"]["jobs_unknown"] == 7  # never run: durations unknown
     assert summary["sha256"] == sha256_of(project.dir / "plan.json")
     assert events[-1] == {
         "type": "plan_saved",

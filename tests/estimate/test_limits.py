@@ -115,3 +115,23 @@ def test_a_saved_plan_is_checked_against_its_recorded_estimate(
     errors, _ = check_limits(saved.estimate, 1.0)
     assert [e.summary for e in errors] == ["The plan would cost more than --max-cost"]
     assert check_limits(saved.estimate, 10.0) == ([], [])
+
+
+def test_a_failed_run_keeps_the_duration_of_the_last_success() -> None:
+    from substratus.engine.estimate import _job
+    from substratus.engine.plan import Action, ResourceChange
+    from substratus.engine.prices import price_table
+    from substratus.engine.statefile import ResourceRecord, RunRecord, StateFile
+
+    ok = RunRecord(started_at="a", finished_at="b", outcome="succeeded", seconds=3600.0)
+    bad = RunRecord(started_at="c", finished_at="d", outcome="failed", seconds=5.0)
+    spec = {"container": {"image": "x"}, "loader": {}, "resources": {"cpu": 2, "memory": 8}}
+    change = ResourceChange("dataset.d", "dataset", "default", "d", Action.REPLACE, after=spec)
+    rec = ResourceRecord(
+        kind="dataset", namespace="default", name="d", digest="x", last_run=bad, last_success=ok
+    )
+    entry = _job(change, StateFile(resources={"dataset.d": rec}), price_table())
+    assert entry["duration_seconds"] == 3600.0 and entry["duration_source"] == "last_success"
+    rec.last_success = None
+    entry = _job(change, StateFile(resources={"dataset.d": rec}), price_table())
+    assert entry["duration_seconds"] is None and entry["duration_source"] == "last_run_failed"

@@ -45,7 +45,8 @@ class Harness:
         failed: frozenset[str] = frozenset(),
     ) -> None:
         """Make the recorded ``last_run`` of each resource deterministic: ``seconds[address]``
-        (else ``default``; else no run recorded), outcome failed for the ``failed`` addresses."""
+        (else ``default``; else no run recorded), outcome failed for the ``failed`` addresses
+        (which then have no successful run on record either); ``last_success`` follows."""
         state, token = self.backend.read()
         assert state is not None
         for address, rec in state.resources.items():
@@ -60,6 +61,8 @@ class Harness:
                     seconds=value,
                 )
             )
+            succeeded = rec.last_run is not None and rec.last_run.outcome == "succeeded"
+            rec.last_success = rec.last_run if succeeded else None
         self.backend.write(state, token, [])  # the serial unchanged: as the apply left it
 
     def state(self) -> StateFile:
