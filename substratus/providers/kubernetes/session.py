@@ -9,15 +9,13 @@ reported by a watcher running in the pod.
 - ``changes()``: ``python3 -c WATCHER_SCRIPT /content INTERVAL`` in the notebook container over
   ``exec``; its JSON lines are yielded as dicts; a dropped stream is reopened (bounded retries
   with backoff; the watcher's state file in the pod makes it resume without re-reporting).
-- ``read_file(path)``: the file's bytes through ``exec`` (base64 + SHA-256, verified).
+- ``read_file(path)``: the file's bytes through ``exec`` (the watcher module's read script:
+  base64 + SHA-256, verified; paths escaping ``/content`` are refused in the pod).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import json
 import select
 import socket
@@ -36,11 +34,6 @@ from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 ATTEMPTS = 4
 CONTAINER = "notebook"
 PIDFILE = "/tmp/.substratus-nbwatch.pid"
-READ = (
-    "import base64,hashlib,sys\n"
-    "d=open(sys.argv[1],'rb').read()\n"
-    "sys.stdout.write(hashlib.sha256(d).hexdigest()+'\\n'+base64.b64encode(d).decode()+'\\n')\n"
-)
 
 
 def _listen(port: int) -> socket.socket:
@@ -133,19 +126,16 @@ class KubeNotebookSession:
         return self._watch()
 
     def _watch(self) -> Iterator[dict[str, Any]]:
-        from substratus.notebook.watcher import WATCHER_SCRIPT
+        from substratus.notebook.watcher import watcher_command
 
         # its pid is kept in the pod: closing an exec stream does not stop the command there
         # (the API server keeps the node's end open), so ``close`` kills it by that pid
         command = [
             "sh",
             "-c",
-            f'echo $$ > {PIDFILE}; exec python3 -c "$0" "$@"',
-            WATCHER_SCRIPT,
-            "/content",
-            str(self.interval),
-            "--state",
-            "/tmp/.substratus-nbwatch.json",
+            f'echo $$ > {PIDFILE}; exec "$@"',
+            "sh",
+            *watcher_command("/content", self.interval),
         ]
         failures = 0
         while not self._closed.is_set():
@@ -178,21 +168,14 @@ class KubeNotebookSession:
                 time.sleep(0.5 * 2**failures)
 
     def read_file(self, path: str) -> bytes:
-        for _ in range(2):
+        from substratus.notebook.watcher import decode_read_output, read_command
+
+        for _ in range(2):  # once more if the file changed while it was read
             out = streams.exec_output(
-                self.cluster,
-                self.namespace,
-                self.pod,
-                CONTAINER,
-                ["python3", "-c", READ, f"/content/{path}"],
+                self.cluster, self.namespace, self.pod, CONTAINER, read_command(path)
             )
-            sha, _, encoded = out.strip().partition("\n")
-            try:
-                data = base64.b64decode(encoded.strip(), validate=True)
-            except binascii.Error:
-                continue
-            if hashlib.sha256(data).hexdigest() == sha.strip():
-                return data
+            with contextlib.suppress(ValueError):
+                return decode_read_output(out.encode())
         raise RunError(f"could not read /content/{path} from the notebook intact")
 
     def close(self) -> None:
