@@ -180,6 +180,15 @@ class KubernetesRuntime:
             ) from exc
         return str(url)
 
+    def _mounts(self, request: RunRequest, artifacts_url: str) -> list[Mount]:
+        """Its own artifacts read-write, and the inputs it has (data, model) read-only."""
+        mounts = [Mount("artifacts", artifacts_url, False)]
+        for role in ("data", "model"):
+            url = self._input(request, role)
+            if url:
+                mounts.append(Mount(role, url, True))
+        return mounts
+
     def _workload(
         self, request: RunRequest, mounts: list[Mount], owned_env: Mapping[str, str] | None = None
     ) -> Workload:
@@ -206,11 +215,7 @@ class KubernetesRuntime:
     def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         ns, kind = request.namespace, request.kind
         version = self.store.version(ns, kind, request.name, request.digest).url
-        mounts = [Mount("artifacts", version, False)]
-        for role in ("data", "model"):
-            url = self._input(request, role)
-            if url:
-                mounts.append(Mount(role, url, True))
+        mounts = self._mounts(request, version)
         w = self._workload(request, mounts)
         name = names.job_name(kind, request.name, request.digest)
         self._service_account(ns, kind)
@@ -283,11 +288,7 @@ class KubernetesRuntime:
         if spec.get("suspend"):
             servers.suspend(self.cluster, ns, name, ctx, self.timing)
             return {**out, "suspended": True}
-        mounts = [Mount("artifacts", work, False)]
-        for role in ("data", "model"):
-            url = self._input(request, role)
-            if url:
-                mounts.append(Mount(role, url, True))
+        mounts = self._mounts(request, work)
         w = self._workload(request, mounts)
         self._service_account(ns, "notebook")
         pod, svc = servers.notebook(
