@@ -23,7 +23,7 @@ import yaml
 
 from tests.e2e.conftest import ROOT, Project
 from tests.support.gcs import GcsServer
-from tests.support.kube import ControlPlane
+from tests.support.kube import ControlPlane, node_manifest
 
 FALCON = ROOT / "examples" / "falcon-7b"
 IMAGES_URL = "https://github.com/substratusai/images"
@@ -376,26 +376,7 @@ def test_drift_is_found_on_managed_fields_and_repaired(
 
 
 def _fake_node(name: str, accelerator: str) -> dict[str, Any]:
-    capacity = {
-        "cpu": "64",
-        "memory": "512Gi",
-        "ephemeral-storage": "1Ti",
-        "pods": "110",
-        "nvidia.com/gpu": "8",
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"type": "kwok", "cloud.google.com/gke-accelerator": accelerator},
-        },
-        "status": {
-            "capacity": dict(capacity),
-            "allocatable": dict(capacity),
-        },
-    }
+    return node_manifest(name, {"type": "kwok", "cloud.google.com/gke-accelerator": accelerator})
 
 
 def test_an_interrupted_apply_leaves_a_job_the_next_apply_adopts(

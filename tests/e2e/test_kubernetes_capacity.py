@@ -19,30 +19,14 @@ import yaml
 
 from tests.e2e.conftest import ROOT
 from tests.e2e.test_kubernetes import KubeProject, tiny_project
-from tests.support.kube import ControlPlane
+from tests.support.kube import ControlPlane, node_manifest
 
 RBAC = ROOT / "examples" / "kubernetes" / "rbac.yaml"
 STATUS_PATH = "/api/v1/namespaces/kube-system/configmaps"
 
 
 def kwok_node(name: str, labels: dict[str, str], gpus: int) -> dict[str, Any]:
-    resources = {
-        "cpu": "32",
-        "memory": "256Gi",
-        "ephemeral-storage": "1Ti",
-        "pods": "110",
-        "nvidia.com/gpu": str(gpus),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"type": "kwok", "kubernetes.io/hostname": name, **labels},
-        },
-        "status": {"capacity": dict(resources), "allocatable": dict(resources)},
-    }
+    return node_manifest(name, {"type": "kwok", **labels}, gpus=gpus, cpu="32", memory="256Gi")
 
 
 @pytest.fixture

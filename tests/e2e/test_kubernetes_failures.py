@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_kubernetes import Cluster, KubeProject, tiny_project, uuid_suffix, wait_for
-from tests.support.kube import ControlPlane
+from tests.support.kube import ControlPlane, node_manifest
 
 T4_LABEL = "nvidia-tesla-t4"  # what GKE puts on a node of GPU type nvidia-t4
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -142,31 +142,11 @@ class FakeKubelet:
         return int(server.server_address[1])
 
     def _node(self) -> dict[str, Any]:
-        capacity = {
-            "cpu": "64",
-            "memory": "512Gi",
-            "ephemeral-storage": "1Ti",
-            "pods": "110",
-            "nvidia.com/gpu": "8",
-        }
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": self.name,
-                "labels": {
-                    "kubernetes.io/hostname": self.name,
-                    "kubernetes.io/os": "linux",
-                    "cloud.google.com/gke-accelerator": T4_LABEL,
-                },
-            },
-            "spec": {"taints": [dict(GPU_TAINT)]},
-            "status": {
-                "capacity": dict(capacity),
-                "allocatable": dict(capacity),
-                "conditions": [self._ready()],
-            },
-        }
+        labels = {"kubernetes.io/os": "linux", "cloud.google.com/gke-accelerator": T4_LABEL}
+        node = node_manifest(self.name, labels, kwok=False)  # this test plays its kubelet
+        node["spec"] = {"taints": [dict(GPU_TAINT)]}
+        node["status"]["conditions"] = [self._ready()]
+        return node
 
     def _ready(self) -> dict[str, Any]:
         now = _now()

@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import kill_leftovers
+from tests.e2e.test_kubernetes import wait_for
 
 STAND_IN = """\
 import json, os
@@ -124,10 +124,7 @@ def test_a_directory_becomes_a_notebook_that_suspends_and_resumes(tmp_path: Path
         proc, url = session(project, "experiments", browser=True)  # resume by name
         base, _, token = url.partition("/?token=")
         opened = project.parent / "opened.txt"
-        wait = 0
-        while not opened.exists() and wait < 50:
-            time.sleep(0.1)
-            wait += 1
+        wait_for(opened.exists, "the browser to be opened", 5)
         assert opened.read_text().split() == [url]  # the browser was opened at the URL
         assert get(f"{base}/api?token={token}")[1]["authorized"] is True
         quit_session(proc)

@@ -16,13 +16,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from tests.e2e.test_kubernetes import wait_for
 from tests.support.kube import ControlPlane
 from tests.support.kube_streams import StreamMappings
 
@@ -68,14 +69,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def recorded(project: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The notebook's record in the state (`substratus state pull`)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "substratus", "state", "pull"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(json.loads(out)["resources"]["notebook.lab"])
 
 
 @pytest.fixture
@@ -210,16 +214,7 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
         assert "No changes." in plan.stdout, plan.stdout + plan.stderr
 
         # run it again: the same notebook resumes, with the same artifacts
-        state = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "substratus", "state", "pull"],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )["resources"]["notebook.lab"]
+        state = recorded(project, env)
         again = subprocess.Popen(
             args,
             cwd=project,
@@ -237,16 +232,7 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
         assert pod_status == 200
         out, _ = again.communicate("q\n", timeout=120)
         assert again.returncode == 0, out
-        resumed = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "substratus", "state", "pull"],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )["resources"]["notebook.lab"]
+        resumed = recorded(project, env)
         assert resumed["outputs"]["artifacts"] == state["outputs"]["artifacts"]
     finally:
         mappings.close()

@@ -699,30 +699,48 @@ class ControlPlane:
         write(self.combined_kubeconfig, ["admin", "user"])
 
 
-def _fake_node() -> dict[str, Any]:
+def node_manifest(
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    gpus: int = 8,
+    cpu: str = "64",
+    memory: str = "512Gi",
+    storage: str = "1Ti",
+    pods: str = "110",
+    kwok: bool = True,
+) -> dict[str, Any]:
+    """A Node for the test cluster (``labels`` added to ``kubernetes.io/hostname``), with equal
+    capacity and allocatable; ``kwok``: annotated so kwok runs it (else the test plays its
+    kubelet)."""
     resources = {
-        "cpu": "256",
-        "memory": "2Ti",
-        "ephemeral-storage": "10Ti",
-        "pods": "3000",
-        GPU_RESOURCE: "64",
+        "cpu": cpu,
+        "memory": memory,
+        "ephemeral-storage": storage,
+        "pods": pods,
+        GPU_RESOURCE: str(gpus),
     }
+    meta: dict[str, Any] = {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}}
+    if kwok:
+        meta["annotations"] = {KWOK_ANNOTATION: "fake"}
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {
-            "name": FAKE_NODE,
-            "annotations": {KWOK_ANNOTATION: "fake"},
-            "labels": {
-                "type": "kwok",
-                "kubernetes.io/hostname": FAKE_NODE,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                ACCELERATOR_LABEL: "nvidia-l4",
-            },
-        },
-        "status": {"capacity": resources, "allocatable": dict(resources)},
+        "metadata": meta,
+        "status": {"capacity": dict(resources), "allocatable": dict(resources)},
     }
+
+
+def _fake_node() -> dict[str, Any]:
+    labels = {
+        "type": "kwok",
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        ACCELERATOR_LABEL: "nvidia-l4",
+    }
+    return node_manifest(
+        FAKE_NODE, labels, gpus=64, cpu="256", memory="2Ti", storage="10Ti", pods="3000"
+    )
 
 
 def _kwok_plural(kind: str) -> str:
