@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,12 @@ import yaml
 from tests.e2e.conftest import ROOT, Project
 from tests.support.gcs import GcsServer
 from tests.support.kube import ControlPlane, node_manifest
+from tests.support.waiting import wait_for
 
 FALCON = ROOT / "examples" / "falcon-7b"
 IMAGES_URL = "https://github.com/substratusai/images"
 BUCKET = "my-bucket"  # the example's bucket, in the emulator
 MANAGED = "app.kubernetes.io/managed-by%3Dsubstratus"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Cluster:

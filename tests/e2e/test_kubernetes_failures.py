@@ -26,8 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_kubernetes import Cluster, KubeProject, tiny_project, uuid_suffix, wait_for
+from tests.e2e.test_kubernetes import Cluster, KubeProject, tiny_project, uuid_suffix
 from tests.support.kube import ControlPlane, node_manifest
+from tests.support.waiting import wait_for
 
 T4_LABEL = "nvidia-tesla-t4"  # what GKE puts on a node of GPU type nvidia-t4
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import kill_leftovers
-from tests.e2e.test_kubernetes import wait_for
+from tests.support.waiting import wait_for
 
 STAND_IN = """\
 import json, os

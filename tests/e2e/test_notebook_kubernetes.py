@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.e2e.test_kubernetes import wait_for
 from tests.support.kube import ControlPlane
 from tests.support.kube_streams import StreamMappings
+from tests.support.waiting import wait_for
 
 # python3 "in the pod": the same program, with /content and /tmp mapped into the test's dirs
 SHIM = """\

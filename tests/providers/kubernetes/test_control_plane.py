@@ -8,7 +8,6 @@ namespace; every wait is a bounded poll.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,21 +16,13 @@ from kubernetes import client  # type: ignore[import-untyped, unused-ignore]
 from kubernetes.client import ApiException  # type: ignore[import-untyped, unused-ignore]
 
 from tests.support.kube import ACCELERATOR_LABEL, FAKE_NODE, GPU_RESOURCE, ControlPlane
+from tests.support.waiting import wait_for
 
 TIMEOUT = 20.0
 
 
 def _poll(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    """Call ``check`` until it returns something truthy; return that, or fail after
-    ``timeout`` seconds with the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}")
+    return wait_for(check, what, timeout, interval=0.1)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ from kubernetes.stream.ws_client import (  # type: ignore[import-untyped, unused
 
 from tests.support.kube import FAKE_NODE, ControlPlane
 from tests.support.kube_streams import StreamMappings, append_log
+from tests.support.waiting import wait_for
 
 TIMEOUT = 20.0
 NOTEBOOK_PORT = 8888
@@ -48,14 +49,7 @@ V4 = {"sec-websocket-protocol": "v4.channel.k8s.io"}  # the client offers v5 fir
 
 
 def _poll(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last value: {last!r}")
+    return wait_for(check, what, timeout, interval=0.02)
 
 
 @pytest.fixture(scope="module")
