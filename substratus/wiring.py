@@ -1,6 +1,9 @@
 """Composition: settings (flags > SUBSTRATUS_* env > ``kind: Project`` > defaults) → a state
 backend and a runtime. Part of the CLI layer; the engine never imports it.
 
+``<config dir>`` is the configuration's root: the deepest directory containing every ``-f`` path
+(``engine.config.config_root``), whatever their order.
+
 With no settings at all everything is local: state in ``<config dir>/.substratus/state``,
 artifacts in ``<config dir>/.substratus/artifacts``, runs and logs in ``<config dir>/.substratus``
 (``.substratus/workspaces/<name>/`` for a workspace other than ``default``).
@@ -69,8 +72,10 @@ class Resolved:
 
 
 def config_dir(paths: list[str]) -> Path:
-    first = Path(paths[0]) if paths else Path(".")
-    return (first if first.is_dir() else first.parent).resolve()
+    """The configuration's root (``engine.config.config_root``): where ``.substratus/`` is."""
+    from substratus.engine.config import config_root
+
+    return config_root(paths)
 
 
 def workspace_file(base: Path) -> Path:

@@ -13,6 +13,13 @@ Contracts:
   run left behind is replaced by the next apply and removed by destroy.
 - ``cancel()`` (Ctrl-C) stops starting new work; running work is detached (it stays pending in
   the state and a later apply adopts it); the state is persisted.
+- Every run makes a new version (``statefile.new_version``), named and added to the record's
+  ``versions`` before it starts; only the pending run of an interrupted apply at the same digest
+  is adopted (its version again). A record-only update (``ResourceChange.record_only``) rewrites
+  the record without calling the runtime.
+- After a successful apply, the versions this state created and no longer keeps are handed to
+  the runtime's garbage collection (with the versions of other states it uses, so they are kept);
+  what it removed is dropped from the records.
 - The walker never branches on kinds or reasons: it calls the ``Runtime`` with typed requests.
 """
 
@@ -27,11 +34,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from substratus.engine.address import Address
 from substratus.engine.backend import Backend
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
     DeleteRequest,
     Detached,
+    Garbage,
+    Held,
+    Owner,
     RunContext,
     RunError,
     RunRequest,
@@ -39,10 +50,12 @@ from substratus.engine.runtime import (
 )
 from substratus.engine.sensitive import reveal
 from substratus.engine.statefile import (
+    DIGEST_FORMAT,
     PendingOperation,
     ResourceRecord,
     RunRecord,
     StateFile,
+    new_version,
     now_iso,
 )
 
@@ -104,6 +117,10 @@ class Walker:
             if c.action is Action.READ
         }
 
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.state.lineage, self.plan.workspace)
+
     # -- persistence ---------------------------------------------------------------------------
     def _persist(self, changed: list[str]) -> None:
         """Write the state (caller holds ``self._lock``)."""
@@ -140,6 +157,9 @@ class Walker:
             self._apply_refresh_only()
             return self.result
         nodes = {c.address: c for c in self.plan.changes()}
+        if self.plan.runs():  # best effort: a store that refuses now is written after the apply
+            with contextlib.suppress(RunError):
+                self.runtime.hold(self.owner, self._held(planned=True))
         waits = self._waits_for(nodes)
         remaining = {a: len(w) for a, w in waits.items()}
         dependents: dict[str, list[str]] = {a: [] for a in nodes}
@@ -190,8 +210,49 @@ class Walker:
                 if a not in handled:
                     self.result.skipped.setdefault(a, "apply was interrupted")
         elif self.result.ok:
-            self.runtime.collect_garbage(self.state.resources)
+            self._collect_garbage()
         return self.result
+
+    def _held(self, planned: bool = False) -> list[Held]:
+        """Versions of resources outside this state that its records use (external inputs);
+        ``planned``: also those the plan's reads will feed into what it runs."""
+        default_ns = str(self.plan.settings.get("namespace") or "default")
+        held: set[Held] = set()
+        if planned:
+            for c in self.plan.resource_changes:
+                if c.action is Action.READ and c.digest_after:
+                    held.add(Held(c.kind, c.namespace, c.name, c.digest_after))
+        for rec in self.state.resources.values():
+            for dep in rec.dependencies:
+                version = rec.dependency_digests.get(dep)
+                if dep in self.state.resources or not version:
+                    continue
+                with contextlib.suppress(ValueError):
+                    addr = Address.parse(dep)
+                    ns = addr.namespace or default_ns
+                    held.add(Held(addr.kind, ns, addr.name, version))
+        return sorted(held, key=str)
+
+    def _collect_garbage(self) -> None:
+        garbage = [
+            Garbage(address, rec.kind, rec.namespace, rec.name, version)
+            for address, rec in sorted(self.state.resources.items())
+            for version in rec.garbage()
+        ]
+        try:
+            self.runtime.hold(self.owner, self._held())
+        except RunError:
+            return  # without our holds recorded, remove nothing: a later apply collects it
+        removed = self.runtime.collect_garbage(self.owner, garbage)
+        changed = []
+        with self._lock:
+            for address, version in sorted(removed):
+                rec = self.state.resources.get(address)
+                if rec is not None and version in rec.versions:
+                    rec.versions.remove(version)
+                    changed.append(address)
+            if changed:
+                self._persist(sorted(set(changed)))
 
     def _skip(self, change: ResourceChange, upstream: str) -> None:
         msg = f"not applied: upstream {upstream} failed"
@@ -223,6 +284,8 @@ class Walker:
         try:
             if change.action is Action.DELETE:
                 self._delete(change, ctx)
+            elif change.record_only:
+                self._record_only(change)
             else:
                 self._create(change, ctx, started_at)
         except Detached as exc:
@@ -273,10 +336,11 @@ class Walker:
         digest = change.digest_after or ""
         with self._lock:
             rec = self.state.resources.get(change.address)
-            adopt = (
-                rec.pending.intent
-                if rec is not None and rec.pending is not None and rec.pending.digest == digest
-                else None
+            pending = rec.pending if rec is not None else None
+            adopting = pending is not None and pending.digest == digest
+            adopt = pending.intent if pending is not None and adopting else None
+            version = (
+                pending.run_version if pending is not None and adopting else new_version(digest)
             )
         request = RunRequest(
             address=change.address,
@@ -294,6 +358,8 @@ class Walker:
             prior_outputs=dict(rec.outputs) if rec is not None and rec.digest else None,
             intent=adopt,
             config_dir=self.config_dir,
+            version=version,
+            owner=self.owner,
         )
         intent = dict(adopt) if adopt is not None else self.runtime.intent(request)
         with self._lock:
@@ -310,7 +376,10 @@ class Walker:
                 dependencies=change.depends_on,
                 started_at=started_at,
                 intent=intent,
+                version=version,
             )
+            if version not in rec.versions:
+                rec.versions.append(version)
             self._persist([change.address])
         outputs = self.runtime.apply(request, ctx)
         with self._lock:
@@ -318,6 +387,9 @@ class Walker:
             previous = rec.previous_digest
             if rec.digest and rec.digest != digest:
                 previous = rec.digest
+            prior_version = rec.current_version if rec.digest else rec.prior_version
+            if prior_version == version:
+                prior_version = rec.prior_version
             self.state.resources[change.address] = ResourceRecord(
                 kind=change.kind,
                 namespace=change.namespace,
@@ -340,7 +412,26 @@ class Walker:
                     )
                 ),
                 last_success=run,
+                version=version,
+                previous_version=prior_version,
+                versions=rec.owned_versions(),
+                digest_format=DIGEST_FORMAT,
             )
+            self._persist([change.address])
+
+    def _record_only(self, change: ResourceChange) -> None:
+        """Rewrite the record (spec, lifecycle, digest, inputs) of a resource that runs on as it
+        is: the runtime is not called."""
+        with self._lock:
+            rec = self.state.resources.get(change.address)
+            if rec is None or not rec.digest:
+                raise RunError(f"{change.address} has no completed run to update the record of")
+            rec.spec = change.after or {}
+            rec.lifecycle = dict(change.lifecycle)
+            rec.digest = change.digest_after or rec.digest
+            rec.digest_format = DIGEST_FORMAT
+            rec.dependencies = list(change.depends_on)
+            rec.dependency_digests = {d: self._digests.get(d, "") for d in change.depends_on}
             self._persist([change.address])
 
     def _record_failure(self, change: ResourceChange, started_at: str, seconds: float) -> None:
@@ -377,8 +468,10 @@ class Walker:
                 digest=rec.digest,
                 spec=rec.spec,
                 outputs=rec.outputs,
-                retain_artifacts=bool(rec.lifecycle.get("retainArtifacts")),
+                retain_artifacts=bool(change.lifecycle.get("retainArtifacts")),
                 intent=rec.pending.intent if rec.pending else None,
+                versions=tuple(rec.owned_versions()),
+                owner=self.owner,
             ),
             ctx,
         )

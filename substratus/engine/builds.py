@@ -2,86 +2,137 @@
 
 Every resource whose container comes from ``git:`` or ``local:`` depends on a ``build`` resource
 that makes that source runnable (a checkout or a copy for the local runtime, an image for
-Kubernetes). Identical sources share one build. A build's name is derived from its source (the
-directory name, or the repository and sub-path), made unique with a short hash when two different
-sources would get the same name. Local paths are resolved relative to the declaring file.
+Kubernetes). Identical sources share one build.
+
+A build's name depends on its own source and nothing else — not on other resources, not on the
+order of files, not on where the configuration lives — so adding an unrelated resource or moving
+the configuration never renames a build:
+
+- a local directory is named after its path relative to the configuration's root
+  (``config.config_root``): ``trainer`` for ``./trainer``; a path that is not already a valid name
+  (``sub/trainer``, ``.``, upper case, over 40 characters) is slugged and suffixed with a hash of
+  the path (``sub-trainer-3fa2c1``);
+- a git source is named after its repository and sub-path, suffixed with a hash of the URL, ref and
+  sub-path (``hf-llm-trainer-0c1d2e``).
+
+Local paths (a ``local`` directory, a ``git`` URL that is a local path) are stored in the spec
+relative to the root (``resolve_location`` turns them back into absolute paths for a runtime)
+and absolute in ``Resource.origin``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
-from substratus.engine.address import Address
+from substratus.engine.address import NAME_MAX, NAME_RE, Address
 from substratus.engine.diagnostic import Diagnostics
 from substratus.engine.resource import Dependency, Resource
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
+_PLAIN_MAX = 40
 
 
 def _slug(text: str) -> str:
     s = _SLUG.sub("-", text.lower()).strip("-")
-    return s[:40].strip("-") or "context"
+    return s[:_PLAIN_MAX].strip("-") or "context"
+
+
+def _hashed(label: str, key: tuple[str, ...]) -> str:
+    suffix = hashlib.sha256("\0".join(key).encode()).hexdigest()[:6]
+    return f"{_slug(label)}-{suffix}"
 
 
 def _is_remote(url: str) -> bool:
     return "://" in url or url.startswith("git@")
 
 
-def attach_builds(resources: dict[Address, Resource], diags: Diagnostics) -> None:
-    """Add build resources (and ``build`` dependencies) for git/local containers."""
-    wanted: dict[tuple[str, ...], tuple[str, dict[str, str], list[Resource]]] = {}
-    for res in list(resources.values()):
-        container = res.spec.get("container") or {}
-        base = Path(res.file).parent if res.file else Path.cwd()
-        if "local" in container:
-            raw = container["local"]["path"]
-            path = (base / raw).resolve()
-            if not path.is_dir():
-                diags.error(
-                    "Build context not found",
-                    f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
-                    "directory with your code, relative to this file.",
-                    source=res.source_of("spec.container.local.path"),
-                    address=str(res.address),
-                    path="spec.container.local.path",
-                )
-                continue
-            key: tuple[str, ...] = ("local", str(path))
-            spec = {"source": "local", "path": str(path)}
-            label = path.name
-        elif "git" in container:
-            git = container["git"]
-            url = git["url"] if _is_remote(git["url"]) else str((base / git["url"]).resolve())
-            key = ("git", url, git["ref"], git["path"])
-            spec = {"source": "git", "url": url, "ref": git["ref"], "path": git["path"]}
-            repo = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
-            label = f"{repo}-{Path(git['path']).name}" if git["path"] else repo
-        else:
-            continue
-        entry = wanted.setdefault(key, (label, spec, []))
-        entry[2].append(res)
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
 
-    names: dict[str, list[tuple[str, ...]]] = {}
-    for key, (label, _spec, _users) in wanted.items():
-        names.setdefault(_slug(label), []).append(key)
-    for slug, keys in names.items():
-        for key in keys:
-            label, spec, users = wanted[key]
-            name = slug
-            if len(keys) > 1:
-                suffix = hashlib.sha256("\0".join(key).encode()).hexdigest()[:6]
-                name = f"{slug[:43]}-{suffix}"
-            address = Address("build", name)
-            first = users[0]
-            resources[address] = Resource(
-                address=address,
-                kind="build",
-                namespace=first.namespace,
-                name=name,
-                spec=spec,
-                source=first.source_of("spec.container"),
+
+def resolve_location(value: str, config_dir: str | Path) -> str:
+    """The absolute location of a build spec's ``path`` or local git ``url`` (stored relative to
+    the configuration's root; absolute in records written before)."""
+    if _is_remote(value):
+        return value
+    return str((Path(config_dir) / value).resolve())
+
+
+def _local_name(rel: str) -> str:
+    if len(rel) <= _PLAIN_MAX and NAME_RE.match(rel):
+        return rel
+    return _hashed(rel, ("local", rel))
+
+
+def _source(
+    res: Resource, root: Path, diags: Diagnostics
+) -> tuple[tuple[str, ...], str, dict[str, str], dict[str, str]] | None:
+    """(key, name, spec, origin) of a resource's build source, None when it has none."""
+    container = res.spec.get("container") or {}
+    base = Path(res.file).parent if res.file else Path.cwd()
+    if "local" in container:
+        raw = container["local"]["path"]
+        path = (base / raw).resolve()
+        if not path.is_dir():
+            diags.error(
+                "Build context not found",
+                f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
+                "directory with your code, relative to this file.",
+                source=res.source_of("spec.container.local.path"),
+                address=str(res.address),
+                path="spec.container.local.path",
             )
-            for user in users:
-                user.dependencies.insert(0, Dependency("build", address, "spec.container"))
+            return None
+        rel = _relative(path, root)
+        spec = {"source": "local", "path": rel}
+        return ("local", rel), _local_name(rel), spec, {"path": str(path)}
+    if "git" in container:
+        git = container["git"]
+        remote = _is_remote(git["url"])
+        absolute = git["url"] if remote else str((base / git["url"]).resolve())
+        url = git["url"] if remote else _relative(Path(absolute), root)
+        key = ("git", url, git["ref"], git["path"])
+        spec = {"source": "git", "url": url, "ref": git["ref"], "path": git["path"]}
+        repo = absolute.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+        label = f"{repo}-{Path(git['path']).name}" if git["path"] else repo
+        return key, _hashed(label, key), spec, {} if remote else {"url": absolute}
+    return None
+
+
+def attach_builds(resources: dict[Address, Resource], diags: Diagnostics, root: Path) -> None:
+    """Add build resources (and ``build`` dependencies) for git/local containers."""
+    wanted: dict[tuple[str, ...], tuple[str, dict[str, str], dict[str, str], list[Resource]]] = {}
+    for res in list(resources.values()):
+        found = _source(res, root, diags)
+        if found is not None:
+            key, name, spec, origin = found
+            wanted.setdefault(key, (name, spec, origin, []))[3].append(res)
+    taken: dict[str, tuple[str, ...]] = {}
+    for key, (name, spec, origin, users) in sorted(wanted.items()):
+        first = min(users, key=lambda r: str(r.address))
+        if name in taken or len(name) > NAME_MAX:
+            diags.error(
+                "Build names collide",
+                f"The build sources {taken.get(name, key)} and {key} would both be named "
+                f"build.{name}. Rename one of the directories.",
+                source=first.source_of("spec.container"),
+                address=str(first.address),
+                path="spec.container",
+            )
+            continue
+        taken[name] = key
+        address = Address("build", name)
+        resources[address] = Resource(
+            address=address,
+            kind="build",
+            namespace=first.namespace,
+            name=name,
+            spec=spec,
+            source=first.source_of("spec.container"),
+            origin=origin,
+        )
+        for user in users:
+            user.dependencies.insert(0, Dependency("build", address, "spec.container"))

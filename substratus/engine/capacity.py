@@ -67,7 +67,7 @@ def gpu_requests(plan: Plan) -> list[GpuRequest]:
     out: list[GpuRequest] = []
     for change in plan.resource_changes:
         spec = change.after or {}
-        if change.action not in RUNS or not _runs(change.kind, spec):
+        if change.action not in RUNS or change.record_only or not _runs(change.kind, spec):
             continue
         trainer = spec.get("trainer") or {}
         path = "spec.trainer.resources" if trainer.get("resources") else "spec.resources"

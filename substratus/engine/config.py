@@ -85,6 +85,18 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
     return unique, diags
 
 
+def config_root(paths: list[str]) -> Path:
+    """The configuration's root: the deepest directory that contains every ``-f`` path (a
+    directory given with ``-f`` counts as itself, a file as the directory it is in); the current
+    directory without ``-f``. The default state, artifacts and runs live in ``<root>/.substratus``
+    and build sources are named relative to it, so the order of ``-f`` flags never matters."""
+    dirs = []
+    for raw in paths or ["."]:
+        p = Path(raw).resolve()
+        dirs.append(p if p.is_dir() else p.parent)
+    return Path(os.path.commonpath([str(d) for d in dirs]))
+
+
 def display_path(p: Path) -> str:
     try:
         return os.path.relpath(p)
@@ -99,17 +111,17 @@ def load_config(paths: list[str], namespace: str | None = None) -> Config:
     diags.extend(found)
     digest = hashlib.sha256()
     docs: list[Document] = []
-    base = files[0].parent if files else Path.cwd()
-    for f in files:
+    root = config_root(paths)
+    for f in sorted(files, key=lambda f: os.path.relpath(f, root)):
         text = f.read_text(encoding="utf-8", errors="replace")
         rel = display_path(f)
-        digest.update(os.path.relpath(f, base).encode() + b"\0" + text.encode() + b"\0")
+        digest.update(os.path.relpath(f, root).encode() + b"\0" + text.encode() + b"\0")
         parsed, errs = load_documents(text, rel)
         diags.extend(errs)
         docs.extend(d for d in parsed if d.data is not None)
     diags.raise_if_errors()
 
-    settings = Settings(base_dir=files[0].parent if files else Path.cwd())
+    settings = Settings(base_dir=root)
     normalized: list[tuple[Document, dict[str, Any], PathMap]] = []
     for doc in docs:
         data, pmap, errs = normalize(doc)
@@ -139,7 +151,7 @@ def load_config(paths: list[str], namespace: str | None = None) -> Config:
         resources[res.address] = res
     external = _resolve_references(resources, diags)
     diags.raise_if_errors()
-    attach_builds(resources, diags)
+    attach_builds(resources, diags, root)
     diags.raise_if_errors()
     return Config(
         resources=resources,

@@ -163,6 +163,8 @@ def _gpus_added(changes: list[ResourceChange], missing: set[str]) -> dict[str, i
 
 
 def _runs(change: ResourceChange) -> bool:
+    if change.record_only:  # the record is rewritten; nothing runs or restarts
+        return False
     if change.kind in JOB_KINDS:
         return change.action in _JOB_ACTIONS and requested(change.kind, change.after) is not None
     if change.kind in SERVICE_KINDS and change.action in _SERVICE_ACTIONS:

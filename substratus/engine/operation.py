@@ -25,7 +25,7 @@ from substratus.engine.graph import build_graph
 from substratus.engine.lineage import resolve_sources
 from substratus.engine.plan import Mode, Plan
 from substratus.engine.planner import PlanRequest, make_plan
-from substratus.engine.runtime import ExternalResource, ResourceView, Runtime
+from substratus.engine.runtime import ExternalResource, Owner, ResourceView, Runtime
 from substratus.engine.statefile import StateFile
 
 
@@ -95,7 +95,8 @@ def build_plan(
         resolve_sources(config.resources.values())
     observations = None
     if options.refresh:  # also with nothing recorded: the runtime checks it can reach its target
-        observations = runtime.refresh(state.resources if state is not None else {})
+        owner = Owner(state.lineage if state is not None else None, options.workspace)
+        observations = runtime.refresh(state.resources if state is not None else {}, owner)
     externals = read_externals(config, runtime) if options.mode is not Mode.DESTROY else {}
     plan = make_plan(
         PlanRequest(

@@ -3,7 +3,9 @@
 ``ResourceChange`` field semantics per action: ``before`` is ``None`` for create/read, ``after``
 is ``None`` for delete, both are the canonical specs otherwise. ``digest_before``/``digest_after``
 likewise. ``reasons`` are for humans (apply never branches on them). ``inputs`` maps a runtime role
-(``build``, ``data``, ``model``) to the address whose outputs feed it. ``Plan.to_json`` writes the
+(``build``, ``data``, ``model``) to the address whose outputs feed it. ``record_only`` marks an
+``update`` that only rewrites the resource's record (lifecycle, ``sensitive:`` marking, the digest's
+format, renamed inputs): nothing runs, nothing restarts. ``Plan.to_json`` writes the
 stable, versioned plan document; ``Plan.from_json`` reads it back and refuses other format versions.
 ``check_fresh`` is the staleness rule of ``apply PLANFILE``.
 """
@@ -58,7 +60,7 @@ class Mode(enum.Enum):
 @dataclass(frozen=True)
 class Reason:
     code: str  # new | field_changed | dependency_changed | source_changed | drift | tainted |
-    #            requested | not_in_config | destroy | adopt | external
+    #            requested | not_in_config | destroy | adopt | external | record
     message: str
     path: str | None = None
     address: str | None = None
@@ -81,6 +83,7 @@ class ResourceChange:
     inputs: dict[str, str] = field(default_factory=dict)
     lifecycle: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] | None = None  # read: what was read; otherwise prior outputs
+    record_only: bool = False  # an update of the record alone: nothing runs
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +118,8 @@ class Plan:
     config_files: list[str] = field(default_factory=list)
     workspace: str = "default"
     targets: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)  # --replace addresses
+    refresh: bool = True  # made with a refresh (--no-refresh: False)
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
     created_at: str = ""
@@ -125,6 +130,10 @@ class Plan:
     def changes(self) -> list[ResourceChange]:
         """Changes that do something (no no-ops, no reads)."""
         return [c for c in self.resource_changes if c.action not in (Action.NOOP, Action.READ)]
+
+    def runs(self) -> list[ResourceChange]:
+        """Changes that run or restart a workload (no deletes, no record-only updates)."""
+        return [c for c in self.changes() if c.action is not Action.DELETE and not c.record_only]
 
     def summary(self) -> dict[str, int]:
         add = change = destroy = replace = 0
@@ -160,6 +169,8 @@ class Plan:
             "config_digest": self.config_digest,
             "config_files": self.config_files,
             "targets": self.targets,
+            "replace": self.replace,
+            "refresh": self.refresh,
             "settings": self.settings,
             "resource_changes": [c.to_json() for c in self.resource_changes],
             "drift": [asdict(d) for d in self.drift],
@@ -199,6 +210,8 @@ class Plan:
                 config_files=list(d.get("config_files", [])),
                 workspace=d.get("workspace", "default"),
                 targets=list(d.get("targets", [])),
+                replace=list(d.get("replace", [])),
+                refresh=bool(d.get("refresh", True)),
                 settings=dict(d.get("settings", {})),
                 warnings=[Diagnostic.from_json(w) for w in d.get("warnings", [])],
                 created_at=d.get("created_at", ""),

@@ -11,8 +11,11 @@ hands everything here. Rules:
 - in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``);
 - drift: recorded but missing → ``create`` again; unhealthy → ``update``/``replace``;
 - ``tainted`` or ``--replace`` → ``replace`` (``create`` for a tainted record whose first apply
-  failed); a pending operation left by an interrupted apply at
+  failed), run again into a new version; a pending operation left by an interrupted apply at
   the same digest is adopted (reason ``adopt``);
+- digest unchanged but the record differs — ``lifecycle``, ``sensitive:`` marking, renamed
+  inputs, a digest of an older format that still matches (``lineage.legacy_digests``) — →
+  ``update`` with ``record_only``: the record is rewritten, nothing runs;
 - references to resources not in the configuration → ``read`` of what the runtime found, or a
   "dangling reference" error.
 """
@@ -28,14 +31,24 @@ from substratus.engine.address import Address
 from substratus.engine.config import Config, dangling_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.graph import build_graph, topological, with_dependencies
-from substratus.engine.lineage import compute_digests, field_changes
+from substratus.engine.lineage import compute_digests, field_changes, legacy_digests
 from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
 from substratus.engine.resource import Dependency
 from substratus.engine.runtime import ExternalResource, Observation
 from substratus.engine.spec import REPLACE_ON_CHANGE
-from substratus.engine.statefile import ResourceRecord, StateFile, now_iso
+from substratus.engine.statefile import DIGEST_FORMAT, ResourceRecord, StateFile, now_iso
 
 IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
+
+
+@dataclass(frozen=True)
+class Digests:
+    """What the configuration resolves to: digests and effective specs (``engine.lineage``),
+    and format 1 digests where records of that format exist (else empty)."""
+
+    new: Mapping[Address, str]
+    specs: Mapping[Address, dict[str, object]]
+    legacy: Mapping[Address, str]
 
 
 @dataclass
@@ -92,10 +105,14 @@ def make_plan(req: PlanRequest) -> Plan:
         configured = {str(x) for x in cfg.resources}
         removed = {a for a in records if a not in configured}
         external_digests = _reads(req, removed, changes, errors)
-        digests = compute_digests(order, cfg.resources, external_digests)
+        digests, specs = compute_digests(order, cfg.resources, external_digests, records)
+        legacy: Mapping[Address, str] = {}
+        if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
+            legacy = legacy_digests(order, cfg.resources, external_digests, records)
+        current = Digests(digests, specs, legacy)
         for addr in order:
             if addr in selected:
-                change = _plan_resource(req, addr, digests, changes, obs)
+                change = _plan_resource(req, addr, current, changes, obs)
                 changes[change.address] = change
         if not req.targets or any(str(t) in removed for t in req.targets):
             wanted = {str(t) for t in req.targets}
@@ -125,6 +142,8 @@ def make_plan(req: PlanRequest) -> Plan:
         config_files=cfg.files,
         workspace=req.workspace,
         targets=[str(t) for t in req.targets],
+        replace=[str(a) for a in req.replace],
+        refresh=req.observations is not None,
         settings=dict(req.settings),
         warnings=warnings,
         created_at=now_iso(),
@@ -167,21 +186,21 @@ def _reads(
 def _plan_resource(
     req: PlanRequest,
     addr: Address,
-    digests: Mapping[Address, str],
+    current: Digests,
     changes: Mapping[str, ResourceChange],
     obs: Mapping[str, Observation],
 ) -> ResourceChange:
     res = req.config.resources[addr]
     key = str(addr)
     rec = req.state.resources.get(key) if req.state else None
-    new = digests[addr]
+    new = current.new[addr]
     change = ResourceChange(
         address=key,
         kind=res.kind,
         namespace=res.namespace,
         name=res.name,
         action=Action.NOOP,
-        after=res.spec,
+        after=dict(current.specs[addr]),
         digest_after=new,
         depends_on=[str(d.address) for d in res.dependencies],
         inputs={d.role: str(d.address) for d in res.dependencies},
@@ -197,11 +216,16 @@ def _plan_resource(
             change.reasons.append(Reason("new", f"{key} is not in the state yet"))
     else:
         change.before, change.digest_before = rec.spec, rec.digest
-        if rec.digest != new:
+        same = rec.digest == new or (
+            rec.digest_format < DIGEST_FORMAT and current.legacy.get(addr) == rec.digest
+        )
+        if not same:
             in_place = res.kind not in REPLACE_ON_CHANGE
             change.action = Action.UPDATE if in_place else Action.REPLACE
             change.reasons.extend(
-                _why(res.lifecycle.ignoreChanges, rec, change, digests, changes, res.dependencies)
+                _why(
+                    res.lifecycle.ignoreChanges, rec, change, current.new, changes, res.dependencies
+                )
             )
             if not in_place:
                 change.replace_paths = [r.path for r in change.reasons if r.path]
@@ -214,17 +238,46 @@ def _plan_resource(
         elif seen is not None and seen.status == "degraded":
             change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
             change.reasons.append(Reason("drift", seen.message or "unhealthy"))
+        else:
+            record = _record_changes(rec, change)
+            if record:
+                change.action, change.record_only = Action.UPDATE, True
+                change.reasons.extend(record)
     if addr in req.replace and change.action in (Action.NOOP, Action.UPDATE):
-        change.action = Action.REPLACE
+        change.action, change.record_only = Action.REPLACE, False
+        change.reasons = [r for r in change.reasons if r.code != "record"]
         change.reasons.append(Reason("requested", "replacement requested with --replace"))
     pending = rec.pending if rec is not None else None
     adoptable = seen is not None and seen.pending in ("running", "completed")
     if pending is not None and pending.digest == new and seen is not None and adoptable:
         message = seen.pending_message or "work left by an interrupted apply will be adopted"
         change.reasons.append(Reason("adopt", message))
-        if change.action is Action.NOOP:
+        if change.action is Action.NOOP or change.record_only:
             change.action = Action.CREATE if rec is None or not rec.digest else Action.UPDATE
+            change.record_only = False
     return change
+
+
+def _record_changes(rec: ResourceRecord, change: ResourceChange) -> list[Reason]:
+    """Why the record of an unchanged resource must be rewritten (nothing runs for it)."""
+    out: list[Reason] = []
+    keys = sorted(
+        k
+        for k in set(rec.lifecycle) | set(change.lifecycle)
+        if rec.lifecycle.get(k) != change.lifecycle.get(k)
+    )
+    if keys:
+        out.append(Reason("record", f"lifecycle changed ({', '.join(keys)}); nothing runs"))
+    if rec.spec != change.after:
+        paths = field_changes(rec.spec, change.after or {})
+        shown = ", ".join(paths) or "the spec"
+        out.append(Reason("record", f"{shown} recorded anew (same content); nothing runs"))
+    if rec.dependencies != change.depends_on:
+        renamed = f"{', '.join(rec.dependencies) or '(none)'} → {', '.join(change.depends_on)}"
+        out.append(Reason("record", f"its inputs were renamed ({renamed}); nothing runs"))
+    if not out and rec.digest_format < DIGEST_FORMAT:
+        out.append(Reason("record", "its digest is recorded in the current format; nothing runs"))
+    return out
 
 
 def _why(
@@ -263,9 +316,17 @@ def _why(
 
 
 def _delete(
-    rec: ResourceRecord, key: str, code: str, message: str, errors: list[Diagnostic]
+    rec: ResourceRecord,
+    key: str,
+    code: str,
+    message: str,
+    errors: list[Diagnostic],
+    lifecycle: dict[str, object] | None = None,
 ) -> ResourceChange:
-    if rec.lifecycle.get("preventDestroy"):
+    """A delete; ``lifecycle``: the configured one, which wins over the recorded one (a
+    resource still in the configuration is destroyed as it is configured now)."""
+    lifecycle = dict(rec.lifecycle) if lifecycle is None else lifecycle
+    if lifecycle.get("preventDestroy"):
         errors.append(
             Diagnostic.error(
                 "Resource cannot be destroyed",
@@ -285,7 +346,7 @@ def _delete(
         before=rec.spec,
         digest_before=rec.digest,
         depends_on=list(rec.dependencies),
-        lifecycle=dict(rec.lifecycle),
+        lifecycle=lifecycle,
     )
 
 
@@ -318,8 +379,10 @@ def _plan_destroy(
             if str(t) in dependents:
                 subset |= {str(t)} | set(nx.descendants(dependents, str(t)))
         subset &= set(records)
+    configured = {str(a): r.lifecycle for a, r in req.config.resources.items()}
     for a in _reverse_state_order(records, subset):
-        changes[a] = _delete(records[a], a, "destroy", "destroy requested", errors)
+        lifecycle = configured[a].model_dump(exclude_defaults=True) if a in configured else None
+        changes[a] = _delete(records[a], a, "destroy", "destroy requested", errors, lifecycle)
 
 
 def _drift(

@@ -114,6 +114,8 @@ def render_change(change: ResourceChange, paint: Painter) -> list[str]:
     head = HEADLINE[change.action]
     if change.action is Action.CREATE and change.before:
         head = "will be created again"
+    if change.record_only:
+        head = "will be updated in-place (record only: nothing runs)"
     lines = [paint(f"  # {change.address} {head}", "bold")]
     changed = [r.path for r in change.reasons if r.path and r.code in _FIELD_CODES]
     if changed:
@@ -121,13 +123,17 @@ def render_change(change: ResourceChange, paint: Painter) -> list[str]:
     for r in change.reasons:
         if r.code == "new" or (r.path and r.code in _FIELD_CODES):
             continue
-        because = "" if r.code in ("adopt", "external") else "because "
+        because = "" if r.code in ("adopt", "external", "record", "requested") else "because "
         lines.append(f"  # ({because}{r.message})")
     kind_label = change.kind
     lines.append(f'{paint(symbol.rjust(3), style)} {kind_label} "{change.name}" {{')
-    fields = _field_lines(change, paint)
-    if not fields and change.action in (Action.UPDATE, Action.REPLACE):
-        fields = [paint("        # (no field changes; its inputs changed)", "dim")]
+    fields = [] if change.record_only else _field_lines(change, paint)
+    if not fields and change.action in (Action.UPDATE, Action.REPLACE) and not change.record_only:
+        inputs = any(r.code == "dependency_changed" for r in change.reasons)
+        note = "its inputs changed" if inputs else "it runs again into a new version"
+        if change.action is Action.UPDATE:
+            note = "its inputs changed" if inputs else "it is rolled out again"
+        fields = [paint(f"        # (no field changes; {note})", "dim")]
     elif not fields and change.action is Action.CREATE:
         fields = [paint("        # (same definition as recorded; it is created again)", "dim")]
     if change.action is Action.READ and change.outputs:

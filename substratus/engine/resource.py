@@ -40,6 +40,10 @@ class Resource:
     lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
     path_map: dict[tuple[str | int, ...], tuple[str | int, ...]] = field(default_factory=dict)
     file: str = ""
+    # Builds only: where the source is on this machine (``path`` of a local directory, ``url`` of
+    # a repository given as a local path), absolute. The spec holds them relative to the
+    # configuration's root, so that moving the configuration changes no spec and no digest.
+    origin: dict[str, str] = field(default_factory=dict)
 
     def source_of(self, path: str) -> Source | None:
         """``file:line`` of a dotted field path (longest known prefix), for diagnostics."""

@@ -6,7 +6,7 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
 - ``check(resources)`` returns diagnostics (with ``address`` and field ``path``; the engine adds
   file:line) for resources this runtime cannot run, for example an image-only container on the
   local runtime. Pure; no side effects.
-- ``refresh(records)`` observes every recorded resource in one batch (a runtime lists what it
+- ``refresh(records, owner)`` observes every recorded resource in one batch (a runtime lists what it
   manages once per kind, never one call per resource) and returns an ``Observation`` per address
   it was given: whether the recorded object still exists and is healthy, and — for a record with
   a ``pending`` operation — whether the work an interrupted apply started is still running, has
@@ -15,18 +15,31 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
 - ``read_external(kind, namespace, name)`` finds a Dataset/Model that the configuration
   references but does not declare (an external dependency, the ``read`` action): its newest
   complete version in the artifact store (or cluster), or ``None`` when there is none.
-- ``intent(request)`` returns the deterministic names of what ``apply`` will create (run
-  directory, job name, port…). The engine records it in the state *before* calling ``apply``.
-- ``apply(request, ctx)`` makes the resource exist at ``request.digest`` and returns its outputs
-  (JSON-serialisable: artifact URL, endpoint, pid…). It is idempotent for a given digest: if the
-  work was already done, or is still running from an interrupted apply (``request.intent``), it
-  adopts it instead of starting again. It reports phases through ``ctx.phase`` and raises
-  ``RunError`` on failure (with the tail of the workload's log) or ``Detached`` when
+- ``intent(request)`` returns the names of what ``apply`` will create (run directory, job name,
+  port…), derived from ``request.version``. The engine records it in the state *before* calling
+  ``apply``.
+- ``apply(request, ctx)`` makes the resource exist at ``request.digest`` as the new version
+  ``request.version`` and returns its outputs (JSON-serialisable: artifact URL, endpoint, pid…).
+  Every call runs the workload into that version, except when the work of that very version was
+  started by an interrupted apply (``request.intent`` is then given): a run still going is waited
+  for, a completed one adopted — and only then may it say "adopted". It never reuses a version of
+  another run, of another state, or of the same digest. It reports phases through ``ctx.phase``
+  and raises ``RunError`` on failure (with the tail of the workload's log) or ``Detached`` when
   ``ctx.cancelled`` is set and it stopped waiting for work that continues on its own.
-- ``delete(request, ctx)`` removes what ``apply`` created (keeping artifacts when asked) and waits
-  until it is gone. Deleting something already gone is not an error.
-- ``collect_garbage(records)`` removes artifact versions no record refers to (current and
-  previous versions are kept). Called after a successful apply.
+- ``delete(request, ctx)`` removes what ``apply`` created — the versions in
+  ``request.versions``, never another state's, and none another state holds — (keeping artifacts
+  when asked) and waits until it is gone. Deleting something already gone is not an error.
+- ``hold(owner, held)`` records ``held`` — the versions of other states' resources that this
+  state's resources use (external dependencies) — as this state's holds in the artifact store,
+  replacing the ones it recorded before, so that their owners keep them. Called before an apply
+  runs anything (with what it will use) and after it.
+- ``collect_garbage(owner, garbage)`` removes the versions in ``garbage`` (which this state
+  created and no longer needs, see ``StateFile``) except those another state holds or that are
+  still running, and returns the ``(address, version)`` pairs it removed (or found gone). Called
+  after a successful apply. Best effort: what it cannot remove now is tried again next time.
+- Ownership: whatever a runtime creates carries ``owner`` (the state's lineage and workspace);
+  it deletes and garbage-collects only what this state created (``DeleteRequest.versions``,
+  ``garbage``) and never what another state still holds.
 - ``capacity()`` (optional: runtimes may lack it) returns the ``Capacity`` observed by the last
   ``refresh`` (no extra call of its own), or ``None`` when it is not known (no refresh yet); a
   ``Capacity`` with ``unknown_reason`` when the refresh could not observe it and can say why.
@@ -41,6 +54,15 @@ from typing import Any, Literal, Protocol
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.statefile import ResourceRecord
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The state a runtime acts for: its lineage (None before the state's first write) and
+    workspace. What a runtime creates carries it; it removes only what carries it."""
+
+    lineage: str | None = None
+    workspace: str = "default"
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,12 @@ class RunRequest:
     prior_outputs: Mapping[str, Any] | None = None  # what the last apply recorded (update/replace)
     intent: Mapping[str, Any] | None = None  # left by an interrupted apply at the same digest
     config_dir: str = "."  # directory the configuration was loaded from
+    version: str = ""  # the version this run makes (StateFile); "" = the digest's first 16
+    owner: Owner = field(default_factory=Owner)
+
+    @property
+    def run_version(self) -> str:
+        return self.version or self.digest.split(":", 1)[-1][:16]
 
 
 @dataclass(frozen=True)
@@ -81,6 +109,30 @@ class DeleteRequest:
     outputs: Mapping[str, Any]
     retain_artifacts: bool = False
     intent: Mapping[str, Any] | None = None
+    versions: tuple[str, ...] = ()  # every version of it this state created (remove only those)
+    owner: Owner = field(default_factory=Owner)
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """A version a state created and no longer needs (``ResourceRecord.garbage``)."""
+
+    address: str
+    kind: str
+    namespace: str
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Held:
+    """A version of a resource outside this state (an external dependency) that a resource of
+    this state uses: its owner must not remove it."""
+
+    kind: str
+    namespace: str
+    name: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -162,7 +214,9 @@ class Runtime(Protocol):
 
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]: ...
 
-    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]: ...
+    def refresh(
+        self, records: Mapping[str, ResourceRecord], owner: Owner
+    ) -> dict[str, Observation]: ...
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None: ...
 
@@ -172,4 +226,6 @@ class Runtime(Protocol):
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None: ...
 
-    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None: ...
+    def hold(self, owner: Owner, held: Sequence[Held]) -> None: ...
+
+    def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]: ...

@@ -8,12 +8,24 @@ A ``ResourceRecord`` holds the canonical spec that was applied, its digest, its 
 (addresses), the outputs the runtime returned (artifact URL, endpoint, pid, …), a status
 (``ready`` or ``tainted``) and, while an apply of it is under way, a ``pending`` operation with the
 intent the runtime recorded *before* starting (deterministic names), so a later run can find or
-adopt what an interrupted apply left behind. This module does no I/O.
+adopt what an interrupted apply left behind.
+
+Versions: every run of a resource makes a new *version* (``{digest[:16]}-{token}``, see
+``new_version``), named before it starts and recorded in the pending operation, so a requested
+replacement, or a second state sharing the artifact store, never reuses (or collides with) an
+existing version. A record lists in ``versions`` every version this state created for the resource
+and has not removed yet: garbage collection and destroy remove only those (``garbage``), never what
+another state made. ``version`` is the one its outputs point at, ``previous_version`` the one before
+it; both are kept (``keep``). Records written before versions existed have ``version == ""``: their
+version is the digest's first 16 characters (``legacy_version``). ``digest_format`` says how
+``digest`` was computed (``engine.lineage``); records without it are format 1. This module does no
+I/O.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,6 +35,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from substratus import __version__
 
 STATE_FORMAT_VERSION = 1
+# How new records' digests are computed (engine.lineage): 2 since digests stopped depending on
+# build addresses, ``ignoreChanges`` and ``sensitive:`` marking. Records without it are format 1.
+DIGEST_FORMAT = 2
+
+
+def legacy_version(digest: str) -> str:
+    """The version name of a run made before versions existed: the digest's first 16 chars."""
+    return digest.split(":", 1)[-1][:16]
+
+
+def new_version(digest: str) -> str:
+    """A fresh version name for a run at ``digest``: unique, and sorted by nothing but chance."""
+    return f"{legacy_version(digest)}-{secrets.token_hex(3)}"
 
 
 def now_iso() -> str:
@@ -40,6 +65,11 @@ class PendingOperation(BaseModel):
     dependencies: list[str] = Field(default_factory=list)
     started_at: str
     intent: dict[str, Any] = Field(default_factory=dict)
+    version: str = ""  # the version this run makes ("" in states written before versions)
+
+    @property
+    def run_version(self) -> str:
+        return self.version or legacy_version(self.digest)
 
 
 class RunRecord(BaseModel):
@@ -74,6 +104,43 @@ class ResourceRecord(BaseModel):
     last_success: RunRecord | None = (
         None  # the last run that succeeded (durations survive a failure)
     )
+    version: str = ""  # the version the outputs point at ("" before versions: legacy_version)
+    previous_version: str | None = None
+    versions: list[str] = Field(default_factory=list)  # created by this state, not yet removed
+    digest_format: int = 1
+
+    @property
+    def current_version(self) -> str | None:
+        """The version the outputs point at (None when nothing completed)."""
+        if self.version:
+            return self.version
+        return legacy_version(self.digest) if self.digest else None
+
+    @property
+    def prior_version(self) -> str | None:
+        """The version before the current one (kept for a roll-back)."""
+        if self.previous_version or self.version:
+            return self.previous_version
+        return legacy_version(self.previous_digest) if self.previous_digest else None
+
+    def keep(self) -> set[str]:
+        """Versions garbage collection must keep: current, previous and one being made."""
+        kept = {self.current_version, self.prior_version}
+        if self.pending is not None:
+            kept.add(self.pending.run_version)
+        return {v for v in kept if v}
+
+    def owned_versions(self) -> list[str]:
+        """Every version this state created for the resource, known versions first."""
+        known = [self.current_version, self.prior_version]
+        if self.pending is not None:
+            known.append(self.pending.run_version)
+        return list(dict.fromkeys(v for v in [*self.versions, *known] if v))
+
+    def garbage(self) -> list[str]:
+        """Versions this state created and no longer needs."""
+        kept = self.keep()
+        return [v for v in self.versions if v not in kept]
 
 
 class StateFile(BaseModel):

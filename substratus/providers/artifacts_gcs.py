@@ -46,7 +46,8 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
 from substratus.engine.diagnostic import Diagnostic
-from substratus.engine.runtime import RunError
+from substratus.engine.runtime import Held, Owner, RunError
+from substratus.providers import holds
 from substratus.providers.local.artifacts import PARTIAL_SUFFIX, Mirror, MirroredStore
 
 MARKER = ".substratus-complete"
@@ -375,6 +376,43 @@ def _emulator_credentials() -> Any:
         return _emulator_signer[0]
 
 
+# -- holds (``substratus.providers.holds``) ------------------------------------------------------
+
+
+def read_holds(url: str, owner: Owner) -> set[str]:
+    """Versions held by every state but ``owner`` in the store ``url``: one list call, and one
+    download per other state holding something."""
+    where = GsPath.parse(url).child(*holds.HOLDS_DIR.split("/"))
+    mine = where.child(holds.document_name(owner.lineage)).key if owner.lineage else None
+    bucket = client().bucket(where.bucket)
+    out: set[str] = set()
+    for found in _list(where)[0]:
+        if found.name != mine and found.name.endswith(".json"):
+            with _errors(f"reading gs://{where.bucket}/{found.name}", where):
+                try:
+                    out |= holds.decode(bucket.blob(found.name).download_as_bytes(retry=RETRY))
+                except api.NotFound:  # released meanwhile
+                    continue
+    return out
+
+
+def write_holds(url: str, owner: Owner, held: Iterable[Held]) -> None:
+    """Set ``owner``'s holds in the store ``url`` (an empty set removes its document)."""
+    if not owner.lineage:
+        return
+    held = list(held)
+    where = GsPath.parse(url).child(*holds.HOLDS_DIR.split("/"), holds.document_name(owner.lineage))
+    blob = client().bucket(where.bucket).blob(where.key)
+    with _errors(f"writing {where.url}", where):
+        if held:
+            blob.upload_from_string(
+                holds.encode(owner, held), content_type="application/json", retry=RETRY
+            )
+        else:
+            with contextlib.suppress(api.NotFound):
+                blob.delete(retry=RETRY)
+
+
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -461,6 +499,12 @@ class GcsArtifactStore(MirroredStore):
         if marker is None:
             raise RunError(f"{where.url} was deleted while it was being published")
         self.mirror.record(version, marker.generation)
+
+    def others_holds(self, owner: Owner) -> set[str]:
+        return read_holds(self.url, owner)
+
+    def set_holds(self, owner: Owner, held: Iterable[Held]) -> None:
+        write_holds(self.url, owner, held)
 
     def check(self) -> list[Diagnostic]:
         """Credentials exist (no network call; access is checked before the first job)."""

@@ -172,11 +172,12 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
     assert "Apply complete! Resources: 6 added" in applied.stdout
 
     # the build: a Kaniko Job cloning the commit the plan resolved
-    build = _job(cluster, "images-dataset-loader-http-bld-")
+    build = _job(cluster, "images-dataset-loader-http-bcd7da-bld-")
     spec = build["spec"]["template"]["spec"]
     args = spec["containers"][0]["args"]
     commit = _git("rev-parse", "HEAD", cwd=falcon.dir.parent / "images")
-    image = f"us-central1-docker.pkg.dev/my-project/substratus/images-dataset-loader-http:{commit}"
+    registry = "us-central1-docker.pkg.dev/my-project/substratus"
+    image = f"{registry}/images-dataset-loader-http-bcd7da:{commit}"
     assert f"--destination={image}" in args
     assert "--context-sub-path=dataset-loader-http" in args
     clone_env = {e["name"]: e["value"] for e in spec["initContainers"][0]["env"]}

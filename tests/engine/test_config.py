@@ -53,7 +53,7 @@ def test_operator_manifest_is_translated(tmp_path: Path) -> None:
     data = cfg.resources[Address("dataset", "data")]
     assert data.spec["container"]["git"]["ref"] == "v1"
     builds = [a for a in cfg.resources if a.kind == "build"]
-    assert [str(b) for b in builds] == ["build.images-loader"]
+    assert [str(b) for b in builds] == ["build.images-loader-f0fd73"]
 
 
 def test_every_error_is_reported_at_once_with_lines(tmp_path: Path) -> None:

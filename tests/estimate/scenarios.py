@@ -28,7 +28,7 @@ DURATIONS = {
     "model.base-ngram": 300.0,
     "model.tuned-ngram": 1800.0,
     # falcon-7b
-    "build.images-dataset-loader-http": 185.0,
+    "build.images-dataset-loader-http-bcd7da": 185.0,
     "dataset.k8s-instructions": 95.0,
     "model.falcon-7b": 1260.0,  # 21 min to download the weights
     "model.falcon-7b-k8s": 5400.0,  # 1 h 30 min of training on 4 x L4

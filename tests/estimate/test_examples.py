@@ -94,7 +94,7 @@ def test_falcon_first_plan_lists_what_runs_with_trainer_resources(
     rows = by_address(plan)
     # The suspended notebook runs nothing; the Model's trainer.resources replace its resources.
     assert sorted(rows) == [
-        "build.images-dataset-loader-http",
+        "build.images-dataset-loader-http-bcd7da",
         "dataset.k8s-instructions",
         "model.falcon-7b",
         "model.falcon-7b-k8s",
@@ -104,7 +104,7 @@ def test_falcon_first_plan_lists_what_runs_with_trainer_resources(
     assert trained["gpu"] == {"type": "nvidia-l4", "count": 4}
     assert (trained["cpu"], trained["memory_gb"]) == (2, 64)
     assert trained["duration_seconds"] is None and trained["duration_source"] == "unknown"
-    assert rows["build.images-dataset-loader-http"]["cpu"] == 2
+    assert rows["build.images-dataset-loader-http-bcd7da"]["cpu"] == 2
     totals = plan.estimate["totals"]
     assert totals["jobs"] == 4 and totals["jobs_unknown"] == 4 and totals["jobs_cost"] == 0
     assert totals["gpus_added"] == 1 and totals["gpus_added_by_type"] == {"nvidia-l4": 1}

@@ -81,7 +81,11 @@ def test_max_cost_names_the_jobs_that_cost_most(
     h = falcon(tmp_path, monkeypatch)
     everything = [
         Address.parse(a)
-        for a in ("build.images-dataset-loader-http", "dataset.k8s-instructions", "model.falcon-7b")
+        for a in (
+            "build.images-dataset-loader-http-bcd7da",
+            "dataset.k8s-instructions",
+            "model.falcon-7b",
+        )
     ]
     text = sc.config(h).replace("num_train_epochs: 1", "num_train_epochs: 2")
     plan = h.plan(text, replace=everything)
@@ -93,7 +97,11 @@ def test_max_cost_names_the_jobs_that_cost_most(
     assert d.summary == "The plan would cost more than --max-cost"
     assert "would cost ≈ $3.90, over --max-cost $2.00" in d.detail
     listed = [line.split(":")[0].strip() for line in d.detail.splitlines() if ": ≈" in line]
-    assert listed == ["model.falcon-7b-k8s", "model.falcon-7b", "build.images-dataset-loader-http"]
+    assert listed == [
+        "model.falcon-7b-k8s",
+        "model.falcon-7b",
+        "build.images-dataset-loader-http-bcd7da",
+    ]
     assert "--target" in d.detail and "raise --max-cost" in d.detail
     # Under the limit: the plan is made.
     assert h.plan(text, replace=everything, max_cost=4.0).estimate["totals"]["jobs"] == 4

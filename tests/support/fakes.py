@@ -15,7 +15,10 @@ from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import (
     DeleteRequest,
     ExternalResource,
+    Garbage,
+    Held,
     Observation,
+    Owner,
     ResourceView,
     RunContext,
     RunError,
@@ -33,11 +36,16 @@ class FakeRuntime:
         self.fail: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.externals: dict[tuple[str, str, str], ExternalResource] = {}
+        self.versions: set[tuple[str, str]] = set()  # (address, version) of every run's output
+        self.collected: list[tuple[str, str]] = []
+        self.held: list[Held] = []
 
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
         return []
 
-    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
+    def refresh(
+        self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
+    ) -> dict[str, Observation]:
         out = {}
         for addr, rec in records.items():
             if addr in self.missing or (rec.digest and self.live.get(addr) != rec.digest):
@@ -58,8 +66,9 @@ class FakeRuntime:
             raise RunError(f"{request.address} failed", "log tail")
         self.live[request.address] = request.digest
         self.missing.discard(request.address)
+        self.versions.add((request.address, request.run_version))
         return {
-            "artifacts": f"mem://{request.address}/{request.digest[:16]}",
+            "artifacts": f"mem://{request.address}/{request.run_version}",
             "inputs": {k: v.get("artifacts") for k, v in sorted(request.inputs.items())},
         }
 
@@ -67,8 +76,14 @@ class FakeRuntime:
         self.calls.append(("delete", request.address))
         self.live.pop(request.address, None)
 
-    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
-        pass
+    def hold(self, owner: Owner, held: Sequence[Held]) -> None:
+        self.held = list(held)
+
+    def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
+        out = {(g.address, g.version) for g in garbage}
+        self.versions -= out
+        self.collected.extend(sorted(out))
+        return out
 
 
 class MemoryBackend:

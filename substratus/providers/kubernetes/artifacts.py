@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from substratus.engine.runtime import Held, Owner
+from substratus.providers.holds import read_file_holds, write_file_holds
 from substratus.providers.kubernetes.volumes import Location
 from substratus.providers.local.files import remove_tree
 
@@ -76,3 +78,30 @@ def remove(url: str) -> bool:
         return False
     remove_tree(local)
     return True
+
+
+def others_holds(store_url: str, owner: Owner) -> set[str]:
+    """Versions states other than ``owner`` hold in the store (``providers.holds``); nothing
+    for a store out of reach from here (pvc://: nothing here removes its versions either)."""
+    loc = Location.parse(store_url)
+    if loc.scheme == "gs":
+        from substratus.providers import artifacts_gcs
+
+        return artifacts_gcs.read_holds(store_url, owner)
+    local = _local(loc)
+    return read_file_holds(local, owner) if local is not None else set()
+
+
+def set_holds(store_url: str, owner: Owner, held: Iterable[Held]) -> None:
+    """Record ``owner``'s holds in the store (where it is reachable from here)."""
+    if not store_url:
+        return
+    loc = Location.parse(store_url)
+    if loc.scheme == "gs":
+        from substratus.providers import artifacts_gcs
+
+        artifacts_gcs.write_holds(store_url, owner, held)
+        return
+    local = _local(loc)
+    if local is not None:
+        write_file_holds(local, owner, held)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from substratus.engine.builds import resolve_location
 from substratus.engine.runtime import RunContext, RunRequest
 from substratus.providers.kubernetes import jobs, manifests, names
 from substratus.providers.kubernetes.cluster import Cluster
@@ -34,7 +35,8 @@ def build(
     out: dict[str, Any] = {}
     if spec.get("source") == "git":
         tag = str(spec["commit"])
-        source = BuildSource(git_url=str(spec["url"]), commit=tag, path=str(spec.get("path")))
+        url = resolve_location(str(spec["url"]), request.config_dir)
+        source = BuildSource(git_url=url, commit=tag, path=str(spec.get("path")))
     else:
         from substratus.providers.kubernetes.upload import upload_context
 
@@ -42,7 +44,7 @@ def build(
         tag = short_digest(content_hash)
         target = store.upload(ns, request.name, content_hash)
         uploaded = upload_context(
-            Path(str(spec["path"])),
+            Path(resolve_location(str(spec["path"]), request.config_dir)),
             content_hash,
             store.url,
             target.key.removeprefix(store.base.key).lstrip("/"),
@@ -62,6 +64,6 @@ def build(
         cloud,
         resources=None if cloud == "kind" else {"cpu": 2},
     )
-    name = names.job_name("build", request.name, request.digest)
+    name = names.job_name("build", request.name, request.run_version)
     jobs.run(cluster, manifests.kaniko_job(w, name, source), None, ctx, timing)
     return {**out, "image": image, "job": name}

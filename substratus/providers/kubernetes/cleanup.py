@@ -2,25 +2,24 @@
 
 ``delete`` removes a resource's objects — every Job of a build/Dataset/Model (all its digests),
 a server's Deployment, Service and ConfigMap, a notebook's Pod, Service, ConfigMap and token
-Secret — waits until they are gone, then its artifacts unless ``retain_artifacts`` (a Model that
-only names a ``url`` keeps it: those weights are not ours). ``collect_garbage`` deletes Jobs and
-artifact versions of digests no record keeps (current, previous and pending are kept); it is best
-effort and tries again after the next apply.
+Secret — waits until they are gone, then the artifact versions the state created
+(``DeleteRequest.versions``, not those another state holds) unless ``retain_artifacts`` (a Model
+that only names a ``url`` keeps it: those weights are not ours). ``collect_garbage`` deletes the
+Jobs and artifact versions of a state's garbage; it is best effort and tries again after the
+next apply.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
+from collections.abc import Sequence
 
-from substratus.engine.runtime import DeleteRequest, RunContext, RunError
-from substratus.engine.statefile import ResourceRecord
+from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext, RunError
+from substratus.providers import holds
 from substratus.providers.kubernetes import artifacts, names
 from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.volumes import Store
 from substratus.providers.kubernetes.waits import Timing, delete_and_wait
 from substratus.providers.kubernetes.workloads import JOB_KINDS, is_job
-from substratus.providers.local.files import short_digest
 
 
 def delete(
@@ -52,33 +51,42 @@ def delete(
         return
     if kind == "model" and not is_job(kind, request.spec) and request.spec:
         return  # a url model: the weights are not ours
-    where = store.notebook(ns, name) if kind == "notebook" else store.resource(ns, kind, name)
-    ctx.phase(f"removing artifacts {where.url}")
-    if not artifacts.remove(where.url):
-        ctx.phase(f"artifacts at {where.url} are not reachable from here; remove them yourself")
+    if kind == "notebook":
+        where = [store.notebook(ns, name).url]
+    else:
+        held = artifacts.others_holds(store.url, request.owner)
+        where = [
+            store.version(ns, kind, name, v).url
+            for v in request.versions
+            if holds.key(ns, kind, name, v) not in held
+        ]
+    for url in where:
+        ctx.phase(f"removing artifacts {url}")
+        if not artifacts.remove(url):
+            ctx.phase(f"artifacts at {url} are not reachable from here; remove them yourself")
 
 
-def collect_garbage(cluster: Cluster, store: Store, records: Mapping[str, ResourceRecord]) -> None:
-    """Old Jobs and artifact versions of Datasets/Models (current + previous are kept)."""
-    by_ns: dict[str, dict[str, set[str]]] = {}
-    for address, rec in records.items():
-        if rec.kind not in ("build", *JOB_KINDS):
+def collect_garbage(
+    cluster: Cluster, store: Store, owner: Owner, garbage: Sequence[Garbage]
+) -> set[tuple[str, str]]:
+    """Remove the Jobs and artifact versions of the given versions (a state's garbage), except
+    versions another state holds. Best effort: what fails now is tried after the next apply."""
+    if not garbage:
+        return set()
+    try:
+        held = artifacts.others_holds(store.url, owner)
+    except RunError:
+        return set()
+    removed: set[tuple[str, str]] = set()
+    for g in garbage:
+        try:
+            if g.kind in ("build", *JOB_KINDS):
+                cluster.delete("Job", g.namespace, names.job_name(g.kind, g.name, g.version))
+            if g.kind in JOB_KINDS:
+                if holds.key(g.namespace, g.kind, g.name, g.version) in held:
+                    continue
+                artifacts.remove(store.version(g.namespace, g.kind, g.name, g.version).url)
+        except (ClusterError, RunError):
             continue
-        keep = {short_digest(d) for d in (rec.digest, rec.previous_digest) if d}
-        if rec.pending is not None:
-            keep.add(short_digest(rec.pending.digest))
-        by_ns.setdefault(rec.namespace, {})[names.label_address(address)] = keep
-        if rec.kind in JOB_KINDS and is_job(rec.kind, rec.spec):
-            with contextlib.suppress(RunError):  # best effort, retried after the next apply
-                for url in artifacts.versions(
-                    store.resource(rec.namespace, rec.kind, rec.name).url
-                ):
-                    if url.rsplit("/", 1)[-1] not in keep:
-                        artifacts.remove(url)
-    with contextlib.suppress(ClusterError):
-        for ns, keeps in by_ns.items():
-            for job in cluster.list("Job", ns):
-                labels = job["metadata"].get("labels") or {}
-                kept = keeps.get(labels.get(names.ADDRESS, ""))
-                if kept is not None and labels.get(names.DIGEST) not in kept:
-                    cluster.delete("Job", ns, job["metadata"]["name"])
+        removed.add((g.address, g.version))
+    return removed

@@ -6,8 +6,9 @@ address; the namespace is the object's own) and ``substratus.ai/digest`` (the fi
 of the digest it was applied at); the full address and digest are annotations. Names are
 deterministic, so an interrupted apply's objects are found again:
 
-- a Job per run: ``{name}-{bld|data|model}-{digest[:8]}`` (≤ 63 characters, the limit of the
-  ``job-name`` label its pods get), its params ConfigMap ``{job}-params``;
+- a Job per run (one version, ``RunRequest.version``): ``{name}-{bld|data|model}-{tag}`` with
+  ``tag`` the version's digest prefix and token (``run_tag``; ≤ 63 characters, the limit of
+  the ``job-name`` label its pods get), its params ConfigMap ``{job}-params``;
 - a ModelServer: Deployment and Service ``{name}-server``, ConfigMap ``{name}-server-params``;
 - a Notebook: Pod and Service ``{name}-notebook``, ConfigMap ``{name}-notebook-params``, Secret
   ``{name}-notebook-token``.
@@ -59,8 +60,15 @@ def address_selector(address: str) -> str:
     return f"{SELECTOR},{ADDRESS}={label_address(address)}"
 
 
-def job_name(kind: str, name: str, digest: str) -> str:
-    suffix = f"-{JOB_SUFFIX[kind]}-{short_digest(digest)[:8]}"
+def run_tag(version: str) -> str:
+    """The short tag of a version in object names: ``{digest[:8]}-{token}``, or the first 8
+    digest characters of a version made before versions had tokens."""
+    digest, _, token = version.partition("-")
+    return f"{digest[:8]}-{token}" if token else digest[:8]
+
+
+def job_name(kind: str, name: str, version: str) -> str:
+    suffix = f"-{JOB_SUFFIX[kind]}-{run_tag(version)}"
     return name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
 

@@ -5,8 +5,8 @@ Per kind (names in ``names``, objects in ``manifests``):
 - build → a Kaniko Job: a git source is cloned at the commit resolved at plan time, a local
   directory is uploaded first (``upload``; skipped when the same content is there); pushes
   ``{registry}/{build}:{commit | contentHash[:16]}``; outputs ``image``, ``job`` (+ ``context``);
-- dataset, model with a loader or trainer → a Job per digest writing
-  ``{artifacts}/{ns}/{kind}s/{name}/{digest[:16]}``, sealed complete when it succeeds; outputs
+- dataset, model with a loader or trainer → a Job per run writing the version
+  ``{artifacts}/{ns}/{kind}s/{name}/{version}``, sealed complete when it succeeds; outputs
   ``artifacts``, ``job``, ``image``;
 - model with only a ``url`` → that location; outputs ``artifacts``;
 - modelserver → Deployment + Service rolled out in place; notebook → Pod + Service (``suspend``
@@ -30,7 +30,10 @@ from substratus.engine.runtime import (
     Capacity,
     DeleteRequest,
     ExternalResource,
+    Garbage,
+    Held,
     Observation,
+    Owner,
     ResourceView,
     RunContext,
     RunError,
@@ -95,7 +98,9 @@ class KubernetesRuntime:
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
         return check_resources(resources, self.artifacts_url, self.cloud, self.registry)
 
-    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
+    def refresh(
+        self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
+    ) -> dict[str, Observation]:
         refresher = Refresher(self.cluster)
         observed = _planning(lambda: refresher.observe(records))
         self._capacity = refresher.capacity
@@ -129,7 +134,7 @@ class KubernetesRuntime:
     def intent(self, request: RunRequest) -> dict[str, Any]:
         kind, ns = request.kind, request.namespace
         if kind == "build" or is_job(kind, request.spec):
-            return {"job": names.job_name(kind, request.name, request.digest), "namespace": ns}
+            return {"job": names.job_name(kind, request.name, request.run_version), "namespace": ns}
         if kind == "modelserver":
             return {"deployment": names.server_name(request.name), "namespace": ns}
         if kind == "notebook":
@@ -214,10 +219,10 @@ class KubernetesRuntime:
 
     def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         ns, kind = request.namespace, request.kind
-        version = self.store.version(ns, kind, request.name, request.digest).url
+        version = self.store.version(ns, kind, request.name, request.run_version).url
         mounts = self._mounts(request, version)
         w = self._workload(request, mounts)
-        name = names.job_name(kind, request.name, request.digest)
+        name = names.job_name(kind, request.name, request.run_version)
         self._service_account(ns, kind)
         job = manifests.job(w, name)
         jobs.run(
@@ -334,9 +339,12 @@ class KubernetesRuntime:
         pod = str(outputs.get("pod") or names.notebook_name(name))
         return KubeNotebookSession(self.cluster, namespace, pod, token, local_port)
 
-    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
-        """Old Jobs and artifact versions of Datasets/Models (current + previous are kept)."""
-        cleanup.collect_garbage(self.cluster, self.store, records)
+    def hold(self, owner: Owner, held: Sequence[Held]) -> None:
+        artifacts.set_holds(self.store.url, owner, held)
+
+    def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
+        """The Jobs and artifact versions a state no longer needs (``cleanup``)."""
+        return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
 
 
 def _planning(step: Callable[[], T]) -> T:

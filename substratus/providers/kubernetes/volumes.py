@@ -10,7 +10,7 @@ The store URL decides the volume type:
 - ``pvc://claim[/prefix]`` (any cluster): a PersistentVolumeClaim (ReadWriteMany for parallel jobs).
 
 Every mount selects its directory with ``subPath``. Versions are
-``{prefix}/{namespace}/{kind}s/{name}/{digest[:16]}`` as on every runtime, notebooks keep
+``{prefix}/{namespace}/{kind}s/{name}/{version}`` as on every runtime, notebooks keep
 ``{prefix}/{namespace}/notebooks/{name}`` across runs, and uploaded build contexts are
 ``{prefix}/{namespace}/builds/{name}/{contentHash[:16]}/context.tar.gz``. Pure; no I/O.
 """
@@ -84,8 +84,8 @@ class Store:
     def resource(self, namespace: str, kind: str, name: str) -> Location:
         return self.base.child(namespace, f"{kind}s", name)
 
-    def version(self, namespace: str, kind: str, name: str, digest: str) -> Location:
-        return self.resource(namespace, kind, name).child(short_digest(digest))
+    def version(self, namespace: str, kind: str, name: str, version: str) -> Location:
+        return self.resource(namespace, kind, name).child(version)
 
     def notebook(self, namespace: str, name: str) -> Location:
         return self.base.child(namespace, "notebooks", name)

@@ -1,9 +1,11 @@
 """The artifact store: where dataset and model versions (and notebook work) live.
 
-Layout (DESIGN §4): ``{root}/{namespace}/{kind}s/{name}/{digest[:16]}/`` is a completed version;
-``{digest[:16]}.partial/`` beside it is a job's output while it runs, renamed to the version
-directory only when the job exits 0 — so "the version directory exists" means "the job
-completed". Notebooks keep one persistent ``{root}/{namespace}/notebooks/{name}/`` directory.
+Layout (DESIGN §4): ``{root}/{namespace}/{kind}s/{name}/{version}/`` is a completed version (a
+version is named ``{digest[:16]}-{token}`` by the engine, one per run; ``{digest[:16]}`` in
+stores written before); ``{version}.partial/`` beside it is a job's output while it runs, renamed
+to the version directory only when the job exits 0 — so "the version directory exists" means
+"the job completed". Notebooks keep one persistent ``{root}/{namespace}/notebooks/{name}/``
+directory. ``{root}/.substratus/holds/`` holds each state's holds (``providers.holds``).
 
 ``ArtifactStore`` is the seam for other stores. ``FileArtifactStore`` is ``file://``; a remote
 store (``gs://``: ``substratus.providers.artifacts_gcs``, imported lazily) stages versions in its
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from substratus.engine.diagnostic import Diagnostic
-from substratus.providers.local.files import make_read_only, remove_tree, short_digest
+from substratus.engine.runtime import Held, Owner
+from substratus.providers.holds import read_file_holds, write_file_holds
+from substratus.providers.local.files import make_read_only, remove_tree
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -36,9 +40,9 @@ class ArtifactStore(Protocol):
 
     def resource_dir(self, namespace: str, kind: str, name: str) -> Path: ...
 
-    def path_for(self, namespace: str, kind: str, name: str, digest: str) -> Path: ...
+    def path_for(self, namespace: str, kind: str, name: str, version: str) -> Path: ...
 
-    def partial_path_for(self, namespace: str, kind: str, name: str, digest: str) -> Path: ...
+    def partial_path_for(self, namespace: str, kind: str, name: str, version: str) -> Path: ...
 
     def notebook_dir(self, namespace: str, name: str) -> Path: ...
 
@@ -64,6 +68,14 @@ class ArtifactStore(Protocol):
         """Problems with the store a plan can report (no network calls)."""
         ...
 
+    def others_holds(self, owner: Owner) -> set[str]:
+        """Versions (``holds.key``) that states other than ``owner`` hold in this store."""
+        ...
+
+    def set_holds(self, owner: Owner, held: Iterable[Held]) -> None:
+        """Record ``owner``'s holds in this store."""
+        ...
+
 
 class FileArtifactStore:
     """Artifacts in a local directory (``file:///abs/dir``)."""
@@ -75,14 +87,20 @@ class FileArtifactStore:
     def resource_dir(self, namespace: str, kind: str, name: str) -> Path:
         return self.root / namespace / f"{kind}s" / name
 
-    def path_for(self, namespace: str, kind: str, name: str, digest: str) -> Path:
-        return self.resource_dir(namespace, kind, name) / short_digest(digest)
+    def path_for(self, namespace: str, kind: str, name: str, version: str) -> Path:
+        return self.resource_dir(namespace, kind, name) / version
 
-    def partial_path_for(self, namespace: str, kind: str, name: str, digest: str) -> Path:
-        return self.resource_dir(namespace, kind, name) / (short_digest(digest) + PARTIAL_SUFFIX)
+    def partial_path_for(self, namespace: str, kind: str, name: str, version: str) -> Path:
+        return self.resource_dir(namespace, kind, name) / (version + PARTIAL_SUFFIX)
 
     def notebook_dir(self, namespace: str, name: str) -> Path:
         return self.resource_dir(namespace, "notebook", name)
+
+    def others_holds(self, owner: Owner) -> set[str]:
+        return read_file_holds(self.root, owner)
+
+    def set_holds(self, owner: Owner, held: Iterable[Held]) -> None:
+        write_file_holds(self.root, owner, held)
 
     def url_for(self, path: Path) -> str:
         return path.resolve().as_uri()
@@ -201,11 +219,11 @@ class MirroredStore:
     def resource_dir(self, namespace: str, kind: str, name: str) -> Path:
         return self.mirror.path(self.bucket, self.key(namespace, f"{kind}s", name))
 
-    def path_for(self, namespace: str, kind: str, name: str, digest: str) -> Path:
-        return self.resource_dir(namespace, kind, name) / short_digest(digest)
+    def path_for(self, namespace: str, kind: str, name: str, version: str) -> Path:
+        return self.resource_dir(namespace, kind, name) / version
 
-    def partial_path_for(self, namespace: str, kind: str, name: str, digest: str) -> Path:
-        return self.resource_dir(namespace, kind, name) / (short_digest(digest) + PARTIAL_SUFFIX)
+    def partial_path_for(self, namespace: str, kind: str, name: str, version: str) -> Path:
+        return self.resource_dir(namespace, kind, name) / (version + PARTIAL_SUFFIX)
 
     def notebook_dir(self, namespace: str, name: str) -> Path:
         return self.workdir / "notebooks" / namespace / name

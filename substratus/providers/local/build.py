@@ -1,10 +1,11 @@
 """Build contexts: the local runtime's "image build" materialises the directory a workload runs in.
 
-``materialise(spec, target)`` creates ``target`` (``builds/{digest[:16]}/``) from a canonical build
-spec — ``{"source": "git", "url", "ref", "path", "commit"}`` or ``{"source": "local", "path",
-"contentHash"}`` — and returns the context directory (the ``path`` sub-directory of a git
-checkout, or the copy of a local directory). Work happens in a temporary sibling that is renamed
-into place atomically; if ``target`` already exists it is adopted as is (its name is the digest).
+``materialise(spec, target)`` creates ``target`` (``builds/{version}/``) from a canonical build
+spec with absolute locations — ``{"source": "git", "url", "ref", "path", "commit"}`` or
+``{"source": "local", "path", "contentHash"}`` — and returns the context directory (the ``path``
+sub-directory of a git checkout, or the copy of a local directory). Work happens in a temporary
+sibling that is renamed into place atomically; an existing ``target`` is adopted as is only when
+``adopt`` (an interrupted apply made it), else it is an error.
 A local copy is verified against the planned content hash. Failures raise ``RunError``.
 """
 
@@ -86,10 +87,12 @@ def _copy(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> N
 
 
 def materialise(
-    spec: Mapping[str, Any], target: Path, phase: Callable[[str], None]
+    spec: Mapping[str, Any], target: Path, phase: Callable[[str], None], adopt: bool = True
 ) -> tuple[Path, bool]:
     """Create ``target`` from ``spec``; returns (context directory, adopted)."""
     if target.is_dir():
+        if not adopt:
+            raise RunError(f"the new build directory {target} exists already", "apply again")
         return context_dir(spec, target), True
     source = spec.get("source")
     if source not in ("git", "local"):

@@ -1,14 +1,16 @@
 """Jobs: Dataset and Model loaders and trainers as supervised processes.
 
-A job run at a digest has a run directory (``workdir.RunFiles``), a partial output directory in
-the artifact store and a final version directory (for a remote store, in its local mirror).
-``apply`` adopts a version complete in the store at once, publishes one that completed only
-locally, waits for a supervisor that an interrupted apply left running, or starts one
-(``supervise.py``) under the run's ``flock`` and publishes its output when it succeeds. Inputs
+A job run makes one version (``RunRequest.version``): a run directory (``workdir.RunFiles``), a
+partial output directory in the artifact store and a final version directory (for a remote
+store, in its local mirror). ``apply`` of the version an interrupted apply started
+(``RunRequest.intent``) adopts it when it is complete in the store, publishes it when it
+completed only locally, or waits for the supervisor still running it; otherwise it starts a
+supervisor (``supervise.py``) under the run's ``flock`` and publishes its output when it
+succeeds. Inputs
 are resolved by their own URL (``input_dir``: a gs:// version is fetched first). It raises
 ``Detached`` when cancelled (the job goes on) and ``RunError`` with the log tail when the job
-fails. ``delete`` and ``collect_garbage`` stop what runs and remove run directories and versions.
-Refresh reads ``status``.
+fails. ``delete`` and ``remove_version`` stop what runs and remove the run directories and
+versions they are given — those a state created — and nothing else. Refresh reads ``status``.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
-from substratus.providers.local.artifacts import PARTIAL_SUFFIX, ArtifactStore, input_dir
-from substratus.providers.local.files import log_tail, read_json, remove_tree, short_digest
+from substratus.providers import holds
+from substratus.providers.local.artifacts import ArtifactStore, input_dir
+from substratus.providers.local.files import log_tail, read_json, remove_tree
 from substratus.providers.local.process import ProcessRef, stop
 from substratus.providers.local.workdir import RunFiles, Workdir
 from substratus.providers.local.workload import prepare_content, secret_env_names, workload_env
@@ -63,11 +66,11 @@ class Jobs:
     def __init__(self, workdir: Workdir, store: ArtifactStore, poll: float) -> None:
         self.workdir, self.store, self.poll = workdir, store, poll
 
-    def names(self, namespace: str, kind: str, name: str, digest: str) -> JobNames:
+    def names(self, namespace: str, kind: str, name: str, version: str) -> JobNames:
         return JobNames(
-            self.workdir.run(namespace, kind, name, digest),
-            self.store.partial_path_for(namespace, kind, name, digest),
-            self.store.path_for(namespace, kind, name, digest),
+            self.workdir.run(namespace, kind, name, version),
+            self.store.partial_path_for(namespace, kind, name, version),
+            self.store.path_for(namespace, kind, name, version),
         )
 
     def version_outputs(self, version: Path) -> dict[str, Any]:
@@ -90,15 +93,18 @@ class Jobs:
     # -- apply --------------------------------------------------------------------------------
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
-        names = self.names(request.namespace, request.kind, request.name, request.digest)
-        if self.store.complete(names.final):
-            ctx.phase("adopted a completed run")
+        names = self.names(request.namespace, request.kind, request.name, request.run_version)
+        complete = self.store.complete(names.final)  # also checks the store can be written
+        if request.intent is None and (complete or names.final.exists()):
+            raise RunError(f"the new version {names.final} exists already", "apply again")
+        if complete:
+            ctx.phase("adopted the run an interrupted apply completed")
             return self.outputs(names)
         if names.final.is_dir():  # completed here, not yet published to a remote store
             self.store.publish(names.final, ctx.phase)
             return self.outputs(names)
         popen: subprocess.Popen[bytes] | None = None
-        ref = supervisor_of(names.run)
+        ref = supervisor_of(names.run) if request.intent is not None else None
         if ref is not None:
             ctx.phase(f"waiting for pid {ref.pid} started by an interrupted apply")
         else:
@@ -232,13 +238,24 @@ class Jobs:
             if ref is not None:
                 stop(ref)
 
-    def delete(self, namespace: str, kind: str, name: str, retain_artifacts: bool) -> None:
-        for run in self.workdir.runs_of(namespace, kind, name):
-            self._stop_run(run)
-            remove_tree(run.dir)
-        for entry in self.store.entries(namespace, kind, name):
-            if not retain_artifacts or entry.name.endswith(PARTIAL_SUFFIX):
-                self.store.remove(entry)
+    def delete(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        versions: Iterable[str],
+        retain_artifacts: bool,
+        held: Set[str],
+    ) -> None:
+        """Stop and remove the given versions of a resource (keep the artifacts of those
+        ``held`` by another state, and all of them with ``retain_artifacts``)."""
+        for version in versions:
+            names = self.names(namespace, kind, name, version)
+            self._stop_run(names.run)
+            remove_tree(names.run.dir)
+            self.store.remove(names.partial)
+            if not retain_artifacts and holds.key(namespace, kind, name, version) not in held:
+                self.store.remove(names.final)
         for base in (
             self.store.resource_dir(namespace, kind, name),
             self.workdir.resource_runs(namespace, kind, name),
@@ -246,20 +263,17 @@ class Jobs:
             with contextlib.suppress(OSError):
                 base.rmdir()
 
-    def collect_garbage(self, namespace: str, kind: str, name: str, keep: set[str]) -> None:
-        """Remove versions and run dirs whose short digest is not in ``keep``, and dead partials."""
-        for entry in self.store.entries(namespace, kind, name):
-            short = entry.name.removesuffix(PARTIAL_SUFFIX)
-            run = self.workdir.run(namespace, kind, name, short)
-            if entry.name.endswith(PARTIAL_SUFFIX):
-                if supervisor_of(run) is None:
-                    self.store.remove(entry)
-            elif short not in keep:
-                self.store.remove(entry)
-        for run in self.workdir.runs_of(namespace, kind, name):
-            if run.dir.name not in keep and supervisor_of(run) is None:
-                remove_tree(run.dir)
-
-
-def keep_set(*digests: str | None) -> set[str]:
-    return {short_digest(d) for d in digests if d}
+    def remove_version(
+        self, namespace: str, kind: str, name: str, version: str, held: Set[str]
+    ) -> bool:
+        """Remove one version a state no longer needs (its artifacts, partial output and run
+        directory); False while it still runs or another state holds it."""
+        names = self.names(namespace, kind, name, version)
+        if supervisor_of(names.run) is not None:
+            return False
+        if holds.key(namespace, kind, name, version) in held:
+            return False
+        self.store.remove(names.partial)
+        self.store.remove(names.final)
+        remove_tree(names.run.dir)
+        return True

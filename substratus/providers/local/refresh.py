@@ -53,15 +53,16 @@ class Refresher:
 
     def pending(self, record: ResourceRecord, op: PendingOperation) -> tuple[Pending, str]:
         ns, kind, name = record.namespace, record.kind, record.name
+        version = op.run_version
         if kind == "build":
-            if self.workdir.build_dir(op.digest).is_dir():
+            if self.workdir.build_dir(version).is_dir():
                 return "completed", "the build context of the interrupted apply is complete"
             return "gone", "the interrupted build did not finish"
         if kind in SERVER_KINDS:
-            return self.servers.pending(kind, self.workdir.run(ns, kind, name, op.digest))
+            return self.servers.pending(kind, self.workdir.run(ns, kind, name, version))
         if kind == "model" and not (op.spec.get("loader") or op.spec.get("trainer")):
             return "gone", "nothing was left running"
-        return self.jobs.status(self.jobs.names(ns, kind, name, op.digest))
+        return self.jobs.status(self.jobs.names(ns, kind, name, version))
 
     def observe(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
         observations = {}

@@ -6,7 +6,7 @@ versions (``file://``, default ``{workdir}/artifacts``, or ``gs://bucket/prefix`
 ``{workdir}/cache/gcs``). Inputs are resolved by the URL their producer recorded, so stores mix:
 a gs:// input is fetched into the mirror, a file:// one is linked as is. Per kind:
 
-- build → a build context directory (``build.py``); outputs ``context_dir`` (and
+- build → a build context directory per version (``build.py``); outputs ``context_dir`` (and
   ``source_dir``, the directory itself, for a local source);
 - dataset, model with a loader or trainer → a supervised job (``job.py``); outputs ``artifacts``,
   ``artifacts_path`` (the local directory: for gs:// its mirror), ``log``, ``run_dir``;
@@ -18,6 +18,10 @@ a gs:// input is fetched into the mirror, a file:// one is linked as is. Per kin
   ``pid_start``, ``port``, ``endpoint``, ``log``, ``run_dir`` (+ ``url``, ``artifacts``,
   ``artifacts_path`` for notebooks); ``{"replicas": 0}`` or ``{"suspended": True, …}`` when
   nothing should run.
+
+Everything is named by the run's version (``RunRequest.version``). ``delete`` and
+``collect_garbage`` remove only the versions (artifacts, runs, builds) a state's records name,
+and keep those another state holds (``providers.holds``, in the artifact store).
 
 This class only dispatches; it holds no state beyond its two locations. Store problems found
 while planning (refresh, ``read_external``) are diagnostics; during apply, ``RunError``s.
@@ -31,11 +35,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from substratus.engine.builds import resolve_location
 from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.runtime import (
     DeleteRequest,
     ExternalResource,
+    Garbage,
+    Held,
     Observation,
+    Owner,
     ResourceView,
     RunContext,
     RunError,
@@ -52,7 +60,7 @@ from substratus.providers.local.artifacts import (
 )
 from substratus.providers.local.build import context_dir, materialise
 from substratus.providers.local.files import remove_tree
-from substratus.providers.local.job import Jobs, keep_set
+from substratus.providers.local.job import Jobs
 from substratus.providers.local.refresh import Refresher
 from substratus.providers.local.server import Servers
 from substratus.providers.local.session import LocalNotebookSession
@@ -88,7 +96,9 @@ class LocalRuntime:
         uses_store = any(is_job(r.kind, r.spec) for r in resources)
         return checks.check(resources) + (self.store.check() if uses_store else [])
 
-    def refresh(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
+    def refresh(
+        self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
+    ) -> dict[str, Observation]:
         return _planning(lambda: self._refresher.observe(records))
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
@@ -103,10 +113,10 @@ class LocalRuntime:
     def intent(self, request: RunRequest) -> dict[str, Any]:
         kind = request.kind
         if kind == "build":
-            target = self.workdir.build_dir(request.digest)
+            target = self.workdir.build_dir(request.run_version)
             return {"build_dir": str(target), "context_dir": str(context_dir(request.spec, target))}
         if is_job(kind, request.spec):
-            names = self.jobs.names(request.namespace, kind, request.name, request.digest)
+            names = self.jobs.names(request.namespace, kind, request.name, request.run_version)
             return self.jobs.intent(names)
         if kind in SERVER_KINDS:
             return self.servers.intent(request)
@@ -115,14 +125,7 @@ class LocalRuntime:
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         kind = request.kind
         if kind == "build":
-            target = self.workdir.build_dir(request.digest)
-            context, adopted = materialise(request.spec, target, ctx.phase)
-            if adopted:
-                ctx.phase("adopted an existing build context")
-            out = {"context_dir": str(context)}
-            if request.spec.get("source") == "local":  # notebooks work in the directory itself
-                out["source_dir"] = str(request.spec["path"])
-            return out
+            return self._build(request, ctx)
         if is_job(kind, request.spec):
             return self.jobs.apply(request, ctx)
         if kind == "model":
@@ -130,6 +133,20 @@ class LocalRuntime:
         if kind in SERVER_KINDS:
             return self.servers.apply(self._local_inputs(request, ctx), ctx)
         raise RunError(f"the local runtime does not know the kind {kind!r}")
+
+    def _build(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        spec = dict(request.spec)
+        for key in ("path", "url") if spec.get("source") == "local" else ("url",):
+            if key in spec:
+                spec[key] = resolve_location(str(spec[key]), request.config_dir)
+        target = self.workdir.build_dir(request.run_version)
+        context, adopted = materialise(spec, target, ctx.phase, adopt=request.intent is not None)
+        if adopted:
+            ctx.phase("adopted the build context an interrupted apply made")
+        out = {"context_dir": str(context)}
+        if spec.get("source") == "local":  # notebooks work in the directory itself
+            out["source_dir"] = str(spec["path"])
+        return out
 
     def _local_inputs(self, request: RunRequest, ctx: RunContext) -> RunRequest:
         """The request with gs:// inputs fetched into the mirror (``artifacts_path`` local)."""
@@ -157,11 +174,15 @@ class LocalRuntime:
         kind, ns, name = request.kind, request.namespace, request.name
         ctx.phase("deleting")
         if kind == "build":
-            remove_tree(self.workdir.build_dir(request.digest))
+            for version in request.versions:
+                remove_tree(self.workdir.build_dir(version))
         elif kind in JOB_KINDS:  # also a pending-only record (empty spec) or a url model
-            self.jobs.delete(ns, kind, name, request.retain_artifacts)
+            held = self.store.others_holds(request.owner) if not request.retain_artifacts else set()
+            self.jobs.delete(ns, kind, name, request.versions, request.retain_artifacts, held)
         elif kind in SERVER_KINDS:
-            self.servers.delete(ns, kind, name, request.outputs, request.retain_artifacts)
+            self.servers.delete(
+                ns, kind, name, request.outputs, request.versions, request.retain_artifacts
+            )
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
@@ -169,24 +190,34 @@ class LocalRuntime:
         """The running notebook as it is: local already (see ``engine.session``)."""
         return LocalNotebookSession(outputs)
 
-    def collect_garbage(self, records: Mapping[str, ResourceRecord]) -> None:
-        builds: set[str] = set()
-        for record in records.values():
-            if record.kind == "build":
-                pending = record.pending.digest if record.pending else None
-                builds |= keep_set(record.digest, record.previous_digest, pending)
-        if self.workdir.builds.is_dir():
-            for entry in self.workdir.builds.iterdir():
-                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in builds:
-                    remove_tree(entry)
-        for record in records.values():
-            if record.kind not in JOB_KINDS:
-                continue
-            pending = record.pending.digest if record.pending else None
-            keep = keep_set(record.digest, record.previous_digest, pending)
-            # best effort: what a remote store refuses now is collected after a later apply
-            with contextlib.suppress(RunError):
-                self.jobs.collect_garbage(record.namespace, record.kind, record.name, keep)
+    def hold(self, owner: Owner, held: Sequence[Held]) -> None:
+        self.store.set_holds(owner, held)
+
+    def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
+        """Remove what a state no longer needs: build contexts, run directories and artifact
+        versions it created, except those still running or held by another state."""
+        if not garbage:
+            return set()
+        try:
+            held = self.store.others_holds(owner)
+        except RunError:
+            return set()  # the holds are unknown: remove nothing now (best effort)
+        removed: set[tuple[str, str]] = set()
+        for g in garbage:
+            with contextlib.suppress(RunError):  # a store that refuses now: next time
+                if self._remove(g, held):
+                    removed.add((g.address, g.version))
+        return removed
+
+    def _remove(self, g: Garbage, held: set[str]) -> bool:
+        if g.kind == "build":
+            remove_tree(self.workdir.build_dir(g.version))
+            return True
+        if g.kind in JOB_KINDS:
+            return self.jobs.remove_version(g.namespace, g.kind, g.name, g.version, held)
+        if g.kind in SERVER_KINDS:
+            return self.servers.remove_run(g.namespace, g.kind, g.name, g.version)
+        return True
 
 
 def _planning(step: Callable[[], T]) -> T:

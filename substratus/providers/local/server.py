@@ -1,8 +1,9 @@
 """ModelServers and Notebooks: detached processes on a free local port.
 
-A server run at a digest lives in ``runs/{ns}/{kind}s/{name}/{digest[:16]}/`` with its
-``content/``, ``log.txt`` and ``process.json`` (the outputs: pid, start time, port, endpoint…).
-``apply`` adopts a live process recorded there (waiting until healthy) or starts a new one in a
+A server run (one version, ``RunRequest.version``) lives in ``runs/{ns}/{kind}s/{name}/{version}/``
+with its ``content/``, ``log.txt`` and ``process.json`` (the outputs: pid, start time, port,
+endpoint…). ``apply`` of the version an interrupted apply started adopts the live process
+recorded there (waiting until healthy); otherwise it starts a new one in a
 new session, waits until ``GET /`` is healthy (200 for servers, any answer below 500 for
 notebooks), and only then stops the previous process (zero-downtime update). ``replicas: 0`` and
 ``suspend: true`` stop it. Processes are signalled only when pid and start time both match.
@@ -10,10 +11,11 @@ notebooks), and only then stops the previous process (zero-downtime update). ``r
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,7 +62,7 @@ class Servers:
         self.workdir, self.store, self.poll = workdir, store, poll
 
     def run(self, request: RunRequest) -> RunFiles:
-        return self.workdir.run(request.namespace, request.kind, request.name, request.digest)
+        return self.workdir.run(request.namespace, request.kind, request.name, request.run_version)
 
     def intent(self, request: RunRequest) -> dict[str, Any]:
         run = self.run(request)
@@ -82,7 +84,10 @@ class Servers:
         outputs = read_json(run.process)
         ref = ProcessRef.from_json(outputs)
         popen: subprocess.Popen[bytes] | None = None
-        if outputs is not None and ref is not None and ref.alive():
+        live = outputs is not None and ref is not None and ref.alive()
+        if live and request.intent is None:
+            raise RunError(f"the new run {run.dir} exists already", "apply again")
+        if outputs is not None and ref is not None and live:
             ctx.phase(f"adopting pid {ref.pid}")
         else:
             outputs, popen = self._start(request, run)
@@ -240,16 +245,34 @@ class Servers:
         return "running", f"pid {ref.pid} left running by an interrupted apply"
 
     def delete(
-        self, namespace: str, kind: str, name: str, outputs: Mapping[str, Any], retain: bool
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        outputs: Mapping[str, Any],
+        versions: Iterable[str],
+        retain: bool,
     ) -> None:
+        """Stop the recorded process and those of the given runs; remove those runs (and a
+        notebook's work unless ``retain``)."""
+        runs = [self.workdir.run(namespace, kind, name, v) for v in versions]
         refs = [ProcessRef.from_json(dict(outputs))]
-        refs += [
-            ProcessRef.from_json(read_json(run.process))
-            for run in self.workdir.runs_of(namespace, kind, name)
-        ]
+        refs += [ProcessRef.from_json(read_json(run.process)) for run in runs]
         for ref in refs:
             if ref is not None:
                 stop(ref)
-        remove_tree(self.workdir.resource_runs(namespace, kind, name))
+        for run in runs:
+            remove_tree(run.dir)
+        with contextlib.suppress(OSError):
+            self.workdir.resource_runs(namespace, kind, name).rmdir()
         if kind == "notebook" and not retain:
             self.store.remove(self.store.notebook_dir(namespace, name))
+
+    def remove_run(self, namespace: str, kind: str, name: str, version: str) -> bool:
+        """Remove a run no longer needed; False while its process still runs."""
+        run = self.workdir.run(namespace, kind, name, version)
+        ref = ProcessRef.from_json(read_json(run.process))
+        if ref is not None and ref.alive():
+            return False
+        remove_tree(run.dir)
+        return True

@@ -1,10 +1,10 @@
 """The working directory of the local runtime (``.substratus`` beside the configuration).
 
-Layout, all names derived from (namespace, kind, name, digest) so ``intent`` can name them before
-anything exists:
+Layout, all names derived from (namespace, kind, name, version) — a version names one run
+(``engine.statefile``) — so ``intent`` can name them before anything exists:
 
-- ``builds/{digest[:16]}/`` — a materialised build context (a git checkout or a copy);
-- ``runs/{namespace}/{kind}s/{name}/{digest[:16]}/`` — one run of a workload: ``content/`` (its
+- ``builds/{version}/`` — a materialised build context (a git checkout or a copy);
+- ``runs/{namespace}/{kind}s/{name}/{version}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
   ``child.json`` (pids with start times), ``exit_code``, ``process.json`` (a server's process).
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from substratus.providers.local.files import short_digest
 
 
 @dataclass(frozen=True)
@@ -62,14 +60,14 @@ class Workdir:
     def builds(self) -> Path:
         return self.root / "builds"
 
-    def build_dir(self, digest: str) -> Path:
-        return self.builds / short_digest(digest)
+    def build_dir(self, version: str) -> Path:
+        return self.builds / version
 
     def resource_runs(self, namespace: str, kind: str, name: str) -> Path:
         return self.root / "runs" / namespace / f"{kind}s" / name
 
-    def run(self, namespace: str, kind: str, name: str, digest: str) -> RunFiles:
-        return RunFiles(self.resource_runs(namespace, kind, name) / short_digest(digest))
+    def run(self, namespace: str, kind: str, name: str, version: str) -> RunFiles:
+        return RunFiles(self.resource_runs(namespace, kind, name) / version)
 
     def runs_of(self, namespace: str, kind: str, name: str) -> list[RunFiles]:
         base = self.resource_runs(namespace, kind, name)

@@ -3,6 +3,7 @@ the errors a user can fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,10 @@ def test_a_job_uploads_its_version_and_writes_the_marker_last(
     phases: list[str] = []
     out = gs_runtime.apply(req, RunContext(phase=phases.append))
 
-    url = f"{store_url}/default/datasets/d/{short(req.digest)}"
+    url = f"{store_url}/default/datasets/d/{req.run_version}"
     mirror = tmp_path / "a/.substratus/cache/gcs" / gcs_bucket / "artifacts/default/datasets/d"
     assert out["artifacts"] == url
-    assert out["artifacts_path"] == str(mirror / short(req.digest))
+    assert out["artifacts_path"] == str(mirror / req.run_version)
     local = files_under(Path(out["artifacts_path"]))
     assert len(local) == 9  # 7 shards, weights.bin, inputs.json
     found = objects(emulator, url)
@@ -63,13 +64,15 @@ def test_a_job_uploads_its_version_and_writes_the_marker_last(
     assert phases[-1] == f"marking {url} complete"
     assert not Path(out["artifacts_path"]).stat().st_mode & 0o222
 
-    again: list[str] = []
-    assert gs_runtime.apply(req, RunContext(phase=again.append)) == out
-    assert again == ["adopted a completed run"]
+    again: list[str] = []  # resuming the interrupted apply of this version
+    resumed = dataclasses.replace(req, intent=gs_runtime.intent(req))
+    assert gs_runtime.apply(resumed, RunContext(phase=again.append)) == out
+    assert again == ["adopted the run an interrupted apply completed"]
     elsewhere: list[str] = []  # another machine: the marker alone says the version is complete
-    other = request("dataset", "d", req.spec, digest=req.digest, inputs={"build": built})
-    out_b = LocalRuntime(tmp_path / "b", store_url).apply(other, RunContext(phase=elsewhere.append))
-    assert elsewhere == ["adopted a completed run"]
+    out_b = LocalRuntime(tmp_path / "b", store_url).apply(
+        resumed, RunContext(phase=elsewhere.append)
+    )
+    assert elsewhere == ["adopted the run an interrupted apply completed"]
     assert out_b["artifacts"] == url
     assert runs(counter) == 1
 
@@ -85,7 +88,7 @@ def test_a_version_completed_only_locally_is_published_by_the_next_apply(
     monkeypatch.setattr(artifacts_gcs, "RETRY", artifacts_gcs.RETRY.with_timeout(1.0))
     counter = tmp_path / "count"
     req = request("dataset", "d", many_spec({"counter": str(counter)}), inputs={"build": built})
-    url = f"{store_url}/default/datasets/d/{short(req.digest)}"
+    url = f"{store_url}/default/datasets/d/{req.run_version}"
     with (
         emulator.proxy.faults(
             rate=1.0, statuses=(503,), only_methods=("POST",), object_regex=re.escape(MARKER)
@@ -99,12 +102,7 @@ def test_a_version_completed_only_locally_is_published_by_the_next_apply(
     assert gs_runtime.refresh({req.address: rec})[req.address].pending == "completed"
 
     phases: list[str] = []
-    out = gs_runtime.apply(
-        request(
-            "dataset", "d", req.spec, digest=req.digest, inputs={"build": built}, intent=intent
-        ),
-        RunContext(phase=phases.append),
-    )
+    out = gs_runtime.apply(dataclasses.replace(req, intent=intent), RunContext(phase=phases.append))
     assert phases[0].startswith("uploading 5 files")
     assert MARKER in objects(emulator, out["artifacts"])
     assert runs(counter) == 1

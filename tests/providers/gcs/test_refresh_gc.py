@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from substratus.engine.runtime import RunContext
+from substratus.engine.runtime import Garbage, Held, Owner, RunContext
 from substratus.providers.artifacts_gcs import MARKER, GsPath
 from substratus.providers.local import LocalRuntime
 from tests.providers.local.helpers import delete_request, digest_of, record, request
@@ -14,6 +14,8 @@ from tests.support.gcs import GcsServer
 
 from .conftest import MakeRuntime
 from .helpers import delete_objects, list_calls, many_spec, objects
+
+OWNER = Owner("this-lineage", "default")
 
 
 def test_refresh_checks_every_marker_with_one_list_call(
@@ -80,7 +82,7 @@ def test_read_external_finds_the_newest_complete_version(
     assert gs_runtime.read_external("modelserver", "default", "shared") is None
 
 
-def test_collect_garbage_keeps_the_current_and_previous_versions(
+def test_collect_garbage_removes_only_the_state_s_garbage_and_keeps_what_others_hold(
     make_runtime: MakeRuntime,
     gs_runtime: LocalRuntime,
     built: dict[str, Any],
@@ -91,25 +93,28 @@ def test_collect_garbage_keeps_the_current_and_previous_versions(
         request(
             "dataset", "d", many_spec({"v": i}), digest=digest_of(f"v{i}"), inputs={"build": built}
         )
-        for i in range(3)
+        for i in range(4)
     ]
-    # v0 was written by another machine: this one knows it only from the bucket
+    # v0 was written by another machine of this state: this one knows it only from the state
     outs = [make_runtime("b", store_url).apply(reqs[0], RunContext())]
     outs += [gs_runtime.apply(req, RunContext()) for req in reqs[1:]]
-    leftover = gs_runtime.store.partial_path_for("default", "dataset", "d", digest_of("dead"))
-    leftover.mkdir(parents=True)
-    assert len(gs_runtime.store.entries("default", "dataset", "d")) == 4
+    other = Owner("other-lineage", "default")
+    make_runtime("c", store_url).hold(other, [Held("dataset", "default", "d", reqs[1].run_version)])
 
-    rec = record(reqs[2], outs[2], previous_digest=reqs[1].digest)
-    gs_runtime.collect_garbage({"dataset.d": rec})
+    garbage = [Garbage(r.address, r.kind, r.namespace, r.name, r.run_version) for r in reqs[:2]]
+    removed = gs_runtime.collect_garbage(OWNER, garbage)
+    assert removed == {(reqs[0].address, reqs[0].run_version)}
     assert objects(emulator, outs[0]["artifacts"]) == {}
-    for out in outs[1:]:
+    for out in outs[1:]:  # v1 is held by the other state; v2 and v3 are not garbage
         assert MARKER in objects(emulator, out["artifacts"])
         assert Path(out["artifacts_path"]).is_dir()
-    assert not leftover.exists()
-    assert [p.name for p in gs_runtime.store.entries("default", "dataset", "d")] == sorted(
-        Path(o["artifacts_path"]).name for o in outs[1:]
-    )
+
+    make_runtime("c", store_url).hold(other, [])
+    assert objects(emulator, f"{store_url}/.substratus/holds") == {}
+    assert gs_runtime.collect_garbage(OWNER, garbage[1:]) == {
+        (reqs[1].address, reqs[1].run_version)
+    }
+    assert objects(emulator, outs[1]["artifacts"]) == {}
 
 
 def test_delete_removes_every_version_unless_artifacts_are_retained(

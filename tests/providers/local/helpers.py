@@ -13,7 +13,7 @@ from typing import Any
 
 from substratus.engine.runtime import DeleteRequest, RunContext, RunRequest
 from substratus.engine.source import hash_directory
-from substratus.engine.statefile import PendingOperation, ResourceRecord
+from substratus.engine.statefile import PendingOperation, ResourceRecord, new_version
 from substratus.providers.local.files import read_json
 from substratus.providers.local.process import ProcessRef, stop
 
@@ -101,12 +101,15 @@ def request(
     namespace: str = "default",
     **kwargs: Any,
 ) -> RunRequest:
+    """A request for a new run (a fresh version, as the engine makes one per run)."""
+    digest = digest or digest_of(f"{kind}/{name}/{sorted(spec.items())!r}")
+    kwargs.setdefault("version", new_version(digest))
     return RunRequest(
         address=f"{kind}.{name}",
         kind=kind,
         namespace=namespace,
         name=name,
-        digest=digest or digest_of(f"{kind}/{name}/{sorted(spec.items())!r}"),
+        digest=digest,
         spec=spec,
         **kwargs,
     )
@@ -158,6 +161,8 @@ def kill_leftovers(root: Path) -> None:
 
 
 def delete_request(req: RunRequest, outputs: Mapping[str, Any], **kwargs: Any) -> DeleteRequest:
+    """A delete of what ``req`` made (its version, as the state lists it)."""
+    kwargs.setdefault("versions", (req.run_version,))
     return DeleteRequest(
         req.address, req.kind, req.namespace, req.name, req.digest, req.spec, outputs, **kwargs
     )
@@ -171,7 +176,7 @@ def record(req: RunRequest, outputs: Mapping[str, Any], **kwargs: Any) -> Resour
         spec=dict(req.spec),
         digest=req.digest,
         outputs=dict(outputs),
-        **kwargs,
+        **{"version": req.run_version, "versions": [req.run_version], **kwargs},
     )
 
 
@@ -182,4 +187,5 @@ def pending(req: RunRequest, intent: Mapping[str, Any], action: str = "create") 
         spec=dict(req.spec),
         started_at="2024-01-01T00:00:00Z",
         intent=dict(intent),
+        version=req.run_version,
     )

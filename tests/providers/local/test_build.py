@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -31,23 +32,26 @@ def test_local_build_copies_the_context_and_adopts_it_again(
     (src / "__pycache__").mkdir()
     (src / "__pycache__" / "a.pyc").write_text("junk")
     req = request("build", "src", local_build_spec(src))
-    assert runtime.intent(req)["context_dir"] == str(runtime.workdir.build_dir(req.digest))
-    assert not runtime.workdir.build_dir(req.digest).exists()  # intent has no side effects
+    assert runtime.intent(req)["context_dir"] == str(runtime.workdir.build_dir(req.run_version))
+    assert not runtime.workdir.build_dir(req.run_version).exists()  # intent has no side effects
 
     phases: list[str] = []
     out = runtime.apply(req, RunContext(phase=phases.append))
     ctx = Path(out["context_dir"])
-    assert ctx == runtime.workdir.build_dir(req.digest)
+    assert ctx == runtime.workdir.build_dir(req.run_version)
     assert (ctx / "lib" / "a.py").read_text() == "x = 1\n"
     assert (ctx / "run.sh").stat().st_mode & 0o100  # executable bit kept
     assert not (ctx / "__pycache__").exists()
     assert not any(p.name.startswith(".") for p in ctx.parent.iterdir())  # no temp dir left
 
-    (src / "lib" / "a.py").write_text("x = 2\n")  # same digest: the existing copy is adopted
-    phases.clear()
-    assert runtime.apply(req, RunContext(phase=phases.append)) == out
+    (src / "lib" / "a.py").write_text("x = 2\n")
+    phases.clear()  # the version an interrupted apply made is adopted as it is
+    resumed = dataclasses.replace(req, intent=runtime.intent(req))
+    assert runtime.apply(resumed, RunContext(phase=phases.append)) == out
     assert (ctx / "lib" / "a.py").read_text() == "x = 1\n"
     assert any("adopted" in p for p in phases)
+    with pytest.raises(RunError, match="exists already"):  # a new run never reuses a version
+        runtime.apply(req, RunContext())
 
     runtime.delete(delete_request(req, out), RunContext())
     assert not ctx.exists()
@@ -65,7 +69,7 @@ def test_local_build_refuses_a_context_that_changed_since_the_plan(
         runtime.apply(req, RunContext())
     assert err.value.message == f"the build context {src} changed since the plan was made"
     assert err.value.detail == "plan again"
-    assert not runtime.workdir.build_dir(req.digest).exists()
+    assert not runtime.workdir.build_dir(req.run_version).exists()
     assert list(runtime.workdir.builds.iterdir()) == []  # the temp dir was removed
 
 
@@ -84,7 +88,7 @@ def test_git_build_checks_out_the_planned_commit_and_uses_the_sub_directory(
     req = request("build", "repo", spec)
     out = runtime.apply(req, RunContext())
     ctx = Path(out["context_dir"])
-    assert ctx == runtime.workdir.build_dir(req.digest) / "trainer"
+    assert ctx == runtime.workdir.build_dir(req.run_version) / "trainer"
     assert (ctx / "train.py").read_text() == "print(1)\n"
     assert runtime.intent(req)["context_dir"] == str(ctx)
 

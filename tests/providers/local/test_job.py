@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from substratus.engine.runtime import Detached, RunContext, RunError
+from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext, RunError
 from substratus.providers.local import LocalRuntime
 from substratus.providers.local.files import read_json
 from substratus.providers.local.process import ProcessRef
@@ -28,6 +28,8 @@ from .helpers import (
     request,
     wait_for,
 )
+
+OWNER = Owner("this-lineage", "default")
 
 
 def runs(counter: Path) -> int:
@@ -57,8 +59,9 @@ def test_job_runs_in_the_build_context_with_the_workload_contract(
     phases: list[str] = []
     out = runtime.apply(req, RunContext(phase=phases.append))
 
-    version = runtime.store.path_for("default", "model", "tuned", req.digest)
-    assert version.name == req.digest.removeprefix("sha256:")[:16]
+    version = runtime.store.path_for("default", "model", "tuned", req.run_version)
+    assert version.name == req.run_version
+    assert version.name.startswith(req.digest.removeprefix("sha256:")[:16] + "-")
     assert out == {
         "artifacts": version.as_uri(),
         "artifacts_path": str(version),
@@ -81,7 +84,7 @@ def test_job_runs_in_the_build_context_with_the_workload_contract(
     assert json.loads((content / "params.json").read_text()) == params
     assert (content / "params.json").read_text() == json.dumps(params, indent=2) + "\n"
     assert (content / "artifacts").resolve() == version
-    assert not runtime.store.partial_path_for("default", "model", "tuned", req.digest).exists()
+    assert not runtime.store.partial_path_for("default", "model", "tuned", req.run_version).exists()
     assert "loading squad" in Path(out["log"]).read_text()
     assert not version.stat().st_mode & 0o222  # completed versions are read-only
     assert any(p.startswith("running (pid ") for p in phases)
@@ -97,7 +100,7 @@ def test_job_failure_raises_with_the_log_tail(runtime: LocalRuntime, built: dict
     assert tail[-1] == "something went wrong"
     assert tail[0] == "line 11"
     assert err.value.log_path == runtime.intent(req)["log"]
-    assert not runtime.store.path_for("default", "dataset", "bad", req.digest).exists()
+    assert not runtime.store.path_for("default", "dataset", "bad", req.run_version).exists()
     observed = runtime.refresh({"dataset.bad": record(req, {}, pending=pending(req, {}))})
     assert observed["dataset.bad"].pending == "gone"
     assert "exited with code 3" in observed["dataset.bad"].pending_message
@@ -132,16 +135,24 @@ def test_a_command_that_does_not_exist_fails_clearly(
     assert "cannot run 'no-such-program-xyz'" in err.value.detail
 
 
-def test_reapply_of_a_completed_job_adopts_it(
+def test_only_the_run_an_interrupted_apply_completed_is_adopted(
     runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
 ) -> None:
     counter = tmp_path / "count"
-    req = request("dataset", "d", job_spec({"counter": str(counter)}), inputs={"build": built})
+    spec = job_spec({"counter": str(counter)})
+    req = request("dataset", "d", spec, inputs={"build": built})
     first = runtime.apply(req, RunContext())
     phases: list[str] = []
-    assert runtime.apply(req, RunContext(phase=phases.append)) == first
+    resumed = dataclasses.replace(req, intent=runtime.intent(req))
+    assert runtime.apply(resumed, RunContext(phase=phases.append)) == first
     assert runs(counter) == 1
-    assert phases == ["adopted a completed run"]
+    assert phases == ["adopted the run an interrupted apply completed"]
+
+    again = request("dataset", "d", spec, digest=req.digest, inputs={"build": built})
+    second = runtime.apply(again, RunContext(phase=phases.append))  # same digest, a new run
+    assert runs(counter) == 2
+    assert second["artifacts_path"] != first["artifacts_path"]
+    assert Path(first["artifacts_path"], "out.json").exists()  # the earlier version is kept
 
 
 def test_a_detached_job_keeps_running_and_the_next_apply_adopts_it(
@@ -164,7 +175,7 @@ def test_a_detached_job_keeps_running_and_the_next_apply_adopts_it(
     assert observed.pending_message == f"pid {supervisor.pid} left running by an interrupted apply"
 
     phases: list[str] = []
-    again = request("dataset", "slow", job_spec(params), inputs={"build": built}, intent=intent)
+    again = dataclasses.replace(req, intent=intent)  # the same version, as the engine resumes it
     out = runtime.apply(again, RunContext(phase=phases.append))
     assert phases[0] == f"waiting for pid {supervisor.pid} started by an interrupted apply"
     assert Path(out["artifacts_path"], "out.json").exists()
@@ -200,6 +211,7 @@ def test_a_job_survives_kill_9_of_the_applying_process(
             "digest": req.digest,
             "spec": dict(req.spec),
             "inputs": {"build": built},
+            "version": req.version,
         },
     }
     applier = subprocess.Popen(
@@ -216,10 +228,7 @@ def test_a_job_survives_kill_9_of_the_applying_process(
     intent = runtime.intent(req)
     rec = record(req, {}, status="pending", pending=pending(req, intent))
     assert runtime.refresh({req.address: rec})[req.address].pending == "running"
-    out = runtime.apply(
-        request("dataset", "crash", job_spec(params), inputs={"build": built}, intent=intent),
-        RunContext(),
-    )
+    out = runtime.apply(dataclasses.replace(req, intent=intent), RunContext())
     assert json.loads(Path(out["artifacts_path"], "out.json").read_text())["params"] == params
     assert runs(counter) == 1
 
@@ -263,9 +272,9 @@ def test_delete_stops_a_running_job(
     wait_for(lambda: (run_dir / "child.json").exists())
     child = ProcessRef.from_json(read_json(run_dir / "child.json"))
     assert child is not None and child.alive()
-    partial = runtime.store.partial_path_for("default", "dataset", "long", req.digest)
-    other = record(req, {}).model_copy(update={"digest": digest_of("other")})
-    runtime.collect_garbage({"dataset.long": other})  # a running job's partial output stays
+    partial = runtime.store.partial_path_for("default", "dataset", "long", req.run_version)
+    garbage = [Garbage(req.address, req.kind, req.namespace, req.name, req.run_version)]
+    assert runtime.collect_garbage(OWNER, garbage) == set()  # a running job's output stays
     assert partial.is_dir()
     assert run_dir.is_dir()
     pending_only = dataclasses.replace(delete_request(req, {}), spec={}, digest="")
@@ -275,27 +284,36 @@ def test_delete_stops_a_running_job(
     assert not partial.exists()
 
 
-def test_collect_garbage_keeps_the_current_and_previous_versions(
+def test_collect_garbage_removes_only_the_garbage_it_is_given_and_not_what_others_hold(
     runtime: LocalRuntime, built: dict[str, Any]
 ) -> None:
-    outs = []
-    reqs = []
-    for i in range(3):
-        req = request(
+    reqs = [
+        request(
             "dataset", "d", job_spec({"v": i}), digest=digest_of(f"v{i}"), inputs={"build": built}
         )
-        reqs.append(req)
-        outs.append(runtime.apply(req, RunContext()))
-    leftover = runtime.store.partial_path_for("default", "dataset", "d", digest_of("dead"))
-    leftover.mkdir()
-    rec = record(reqs[2], outs[2], previous_digest=reqs[1].digest)
-    runtime.collect_garbage({"dataset.d": rec})
+        for i in range(4)
+    ]
+    outs = [runtime.apply(req, RunContext()) for req in reqs]
+    foreign = runtime.store.partial_path_for("default", "dataset", "d", "0123456789abcdef-000000")
+    foreign.mkdir()  # another state's run in progress: not ours to collect
+    other = Owner("other-lineage", "default")
+    held = [Held("dataset", "default", "d", reqs[1].run_version)]
+    runtime.hold(other, held)  # another state uses v1
+
+    garbage = [Garbage(r.address, r.kind, r.namespace, r.name, r.run_version) for r in reqs[:2]]
+    removed = runtime.collect_garbage(OWNER, garbage)
+    assert removed == {(reqs[0].address, reqs[0].run_version)}
     assert not Path(outs[0]["artifacts_path"]).exists()
     assert not Path(outs[0]["run_dir"]).exists()
-    assert Path(outs[1]["artifacts_path"]).is_dir()
-    assert Path(outs[2]["artifacts_path"]).is_dir()
-    assert Path(outs[1]["run_dir"]).is_dir()
-    assert not leftover.exists()
+    assert Path(outs[1]["artifacts_path"]).is_dir()  # held by the other state
+    for out in outs[2:]:
+        assert Path(out["artifacts_path"]).is_dir()
+        assert Path(out["run_dir"]).is_dir()
+    assert foreign.is_dir()
+
+    runtime.hold(other, [])  # released: the next collection removes it
+    assert runtime.collect_garbage(OWNER, garbage[1:]) == {(reqs[1].address, reqs[1].run_version)}
+    assert not Path(outs[1]["artifacts_path"]).exists()
 
 
 def test_inputs_of_a_job_must_exist(

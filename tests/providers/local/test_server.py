@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -65,7 +66,8 @@ def test_server_starts_detached_and_answers(
     assert body["model"] == ["weights.bin"]
     assert "listening on" in Path(out["log"]).read_text()
 
-    assert runtime.apply(req, RunContext()) == out  # idempotent: the live process is adopted
+    resumed = dataclasses.replace(req, intent=runtime.intent(req))
+    assert runtime.apply(resumed, RunContext()) == out  # an interrupted apply's process: adopted
     runtime.delete(delete_request(req, out), RunContext())
     assert not ref_of(out).alive()
     assert not Path(out["run_dir"]).exists()
@@ -157,7 +159,7 @@ def test_an_interrupted_start_is_pending_and_adopted(
 
     wait_for(lambda: runtime.refresh({"s": rec})["s"].pending == "completed")
     phases: list[str] = []
-    again = request("modelserver", "srv", server_spec({"startup": 0.6}), inputs=inputs)
+    again = dataclasses.replace(req, intent=intent)  # the same version, as the engine resumes it
     out = runtime.apply(again, RunContext(phase=phases.append))
     assert phases[0] == f"adopting pid {out['pid']}"
     assert get(out["endpoint"] + "/")[0] == 200
