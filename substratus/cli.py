@@ -45,6 +45,7 @@ from substratus.cli_options import (
     Target,
     Timeout,
     Workspace,
+    workspace_given,
 )
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.operation import read_externals, validate_config
@@ -259,6 +260,7 @@ def plan(
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     planfile: Annotated[
         Path | None,
         typer.Argument(help="A plan saved with `plan --out`; applied exactly, without a prompt."),
@@ -318,9 +320,10 @@ def apply(
             )
         if expect_sha256:
             check_reviewed(planfile, expect_sha256)
-        if max_cost is not None:
-            check_saved_cost(planfile, max_cost)
-        apply_saved(planfile, files, workspace, parallelism, timeout, as_json, lock, lock_timeout)
+        asked = workspace if workspace_given(ctx, files) else None
+        apply_saved(
+            planfile, files, asked, parallelism, timeout, as_json, lock, lock_timeout, max_cost
+        )
         return
     if expect_sha256:
         raise fail(
@@ -395,25 +398,6 @@ def destroy(
         "destroy",
         context,
     )
-
-
-def check_saved_cost(planfile: Path, max_cost: float) -> None:
-    """``apply PLANFILE --max-cost``: the estimate recorded in the plan (prices and durations as
-    reviewed) against the cap; fails before anything runs."""
-    from substratus.cli_apply import read_plan
-    from substratus.engine.estimate import check_limits
-
-    saved = read_plan(planfile)
-    if not saved.estimate:
-        raise fail(
-            "The saved plan has no estimate",
-            f"{planfile} was made by a substratus without cost estimates, so --max-cost cannot "
-            "be checked. Plan again and apply the new plan.",
-        )
-    errors, warnings = check_limits(saved.estimate, max_cost)
-    if errors:
-        raise DiagnosticError(errors)
-    print_diagnostics(warnings, use_color(False))
 
 
 @app.command()

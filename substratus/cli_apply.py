@@ -29,6 +29,7 @@ from substratus.engine.operation import PlanOptions, build_plan
 from substratus.engine.plan import Mode, Plan, staleness
 from substratus.engine.render import render_plan
 from substratus.engine.runtime import Runtime
+from substratus.engine.saved import differences
 from substratus.engine.statefile import StateFile
 from substratus.errors import EXIT_ERROR, print_diagnostics, use_color
 from substratus.wiring import Resolved, make_backend, make_runtime, resolve
@@ -207,16 +208,18 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
             "recorded in the state; the next apply adopts it.",
             file=sys.stderr,
         )
+    where = f" (workspace {plan.workspace})" if plan.workspace != "default" else ""
     if result.ok and not as_json:
         if plan.mode is Mode.DESTROY:
-            print(f"\nDestroy complete! Resources: {s['destroy']} destroyed.")
+            print(f"\nDestroy complete{where}! Resources: {s['destroy']} destroyed.")
         elif plan.mode is Mode.REFRESH_ONLY:
             print(
-                f"\nApply complete! Recorded {len(result.done)} change(s) made outside substratus."
+                f"\nApply complete{where}! Recorded {len(result.done)} change(s) made outside "
+                "substratus."
             )
         else:
             print(
-                f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
+                f"\nApply complete{where}! Resources: {s['add']} added, {s['change']} changed, "
                 f"{s['destroy']} destroyed."
             )
     if not result.ok:
@@ -288,15 +291,27 @@ def plan_and_apply(
 def apply_saved(
     planfile: Path,
     files: list[str] | None,
-    workspace: str,
+    workspace: str | None,
     parallelism: int,
     timeout: float | None,
     as_json: bool,
     lock: bool,
     lock_timeout: str,
+    max_cost: float | None = None,
 ) -> None:
+    """Apply a saved plan: plan again with its options against the same state and
+    configuration (``engine.saved``), refuse any difference, and run the plan made again.
+    ``workspace``: the one asked for (``--workspace``, ``SUBSTRATUS_WORKSPACE`` or selected),
+    None when none was; another than the plan's is refused."""
     the_plan = read_plan(planfile)
     st = the_plan.settings
+    if workspace is not None and workspace != the_plan.workspace:
+        raise fail(
+            "The saved plan is for another workspace",
+            f"{planfile} was made for the workspace {the_plan.workspace!r}, but this command "
+            f"acts on {workspace!r}. Apply it in its own workspace (--workspace "
+            f"{the_plan.workspace}), or plan again in {workspace!r}.",
+        )
     paths = files or the_plan.config_files
     cfg = load_config(paths, namespace=str(st.get("namespace") or "default"))
     if cfg.digest != the_plan.config_digest:
@@ -305,7 +320,7 @@ def apply_saved(
             f"The configuration files ({', '.join(cfg.files)}) changed since {planfile} "
             "was created. Run plan again and apply the new plan.",
         )
-    r = Resolved.from_plan_settings(st, the_plan.workspace or workspace)
+    r = Resolved.from_plan_settings(st, the_plan.workspace)
     backend = make_backend(r)
     with locked(backend, "apply", lock, lock_timeout):
         current, token = backend.read()
@@ -314,11 +329,38 @@ def apply_saved(
         )
         if reason:
             raise fail("Saved plan is stale", reason)
-        if not the_plan.has_changes:
+        derived = _derive(the_plan, cfg, current, r, max_cost)
+        problems = differences(the_plan, derived)
+        if problems:
+            shown = "\n".join(f"  - {p}" for p in problems[:20])
+            more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise fail(
+                "The saved plan is not what its configuration and state produce",
+                f"{planfile} differs from the plan made again from the same configuration and "
+                f"state:\n{shown}{more}\n\nNothing was applied. The file was edited, or "
+                "something changed outside substratus since it was made: run plan again, "
+                "review it, and apply the new plan.",
+            )
+        if not derived.has_changes:
             print("No changes. Nothing to apply.")
             return
-        result = walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
-    report(the_plan, result, as_json)
+        result = walk(derived, current, token, backend, r, parallelism, as_json, timeout, cfg)
+    report(derived, result, as_json)
+
+
+def _derive(
+    saved: Plan, cfg: Config, current: StateFile | None, r: Resolved, max_cost: float | None
+) -> Plan:
+    """The plan ``saved``'s options make from this configuration and state now."""
+    options = PlanOptions(
+        mode=saved.mode,
+        targets=addresses(saved.targets, "the plan file's targets"),
+        replace=addresses(saved.replace, "the plan file's replacements"),
+        refresh=saved.refresh,
+        workspace=saved.workspace,
+        max_cost=max_cost,
+    )
+    return build_plan(cfg, current, make_runtime(r), options, settings=saved.settings)
 
 
 @dataclass
@@ -415,6 +457,9 @@ def setup(
 
 
 def print_plan(plan: Plan, color: bool) -> None:
+    """The plan as text, headed by its workspace when that is not ``default``."""
+    if plan.workspace != "default":
+        print(f"Workspace: {plan.workspace}\n")
     print(render_plan(plan, color=color), end="")
 
 

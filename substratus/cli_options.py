@@ -34,6 +34,17 @@ def _workspace(ctx: typer.Context, value: str) -> str:
     return selected_workspace(config_dir(list(files or ["."]))) or value
 
 
+def workspace_given(ctx: typer.Context, files: list[str] | None) -> bool:
+    """Whether a workspace was asked for: ``--workspace``, ``SUBSTRATUS_WORKSPACE``, or one
+    ``workspace select`` chose for the configuration."""
+    source = ctx.get_parameter_source("workspace")
+    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+        return True
+    from substratus.wiring import config_dir, selected_workspace
+
+    return selected_workspace(config_dir(list(files or ["."]))) is not None
+
+
 Workspace = Annotated[
     str,
     typer.Option(

@@ -19,7 +19,9 @@ a gs:// input is fetched into the mirror, a file:// one is linked as is. Per kin
   ``artifacts_path`` for notebooks); ``{"replicas": 0}`` or ``{"suspended": True, …}`` when
   nothing should run.
 
-Everything is named by the run's version (``RunRequest.version``). ``delete`` and
+Every output records the working directory it was made in (``workdir``); outputs read back
+from the state are ``rebase``d to where it is now (the configuration directory may have been
+moved). Everything is named by the run's version (``RunRequest.version``). ``delete`` and
 ``collect_garbage`` remove only the versions (artifacts, runs, builds) a state's records name,
 and keep those another state holds (``providers.holds``, in the artifact store).
 
@@ -64,7 +66,7 @@ from substratus.providers.local.job import Jobs
 from substratus.providers.local.refresh import Refresher
 from substratus.providers.local.server import Servers
 from substratus.providers.local.session import LocalNotebookSession
-from substratus.providers.local.workdir import Workdir
+from substratus.providers.local.workdir import Workdir, rebase
 
 JOB_KINDS = ("dataset", "model")
 SERVER_KINDS = ("modelserver", "notebook")
@@ -99,7 +101,11 @@ class LocalRuntime:
     def refresh(
         self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
     ) -> dict[str, Observation]:
-        return _planning(lambda: self._refresher.observe(records))
+        root = self.workdir.root
+        here = {
+            a: r.model_copy(update={"outputs": rebase(r.outputs, root)}) for a, r in records.items()
+        }
+        return _planning(lambda: self._refresher.observe(here))
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         """The newest completed version of a Dataset/Model in the artifact store, if any."""
@@ -123,6 +129,15 @@ class LocalRuntime:
         return {}
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        root = self.workdir.root
+        request = dataclasses.replace(
+            request,
+            inputs={role: rebase(out, root) for role, out in request.inputs.items()},
+            prior_outputs=rebase(request.prior_outputs, root) if request.prior_outputs else None,
+        )
+        return {**self._apply(request, ctx), "workdir": str(root)}
+
+    def _apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         kind = request.kind
         if kind == "build":
             return self._build(request, ctx)
@@ -180,15 +195,14 @@ class LocalRuntime:
             held = self.store.others_holds(request.owner) if not request.retain_artifacts else set()
             self.jobs.delete(ns, kind, name, request.versions, request.retain_artifacts, held)
         elif kind in SERVER_KINDS:
-            self.servers.delete(
-                ns, kind, name, request.outputs, request.versions, request.retain_artifacts
-            )
+            outputs = rebase(request.outputs, self.workdir.root)
+            self.servers.delete(ns, kind, name, outputs, request.versions, request.retain_artifacts)
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
     ) -> LocalNotebookSession:
         """The running notebook as it is: local already (see ``engine.session``)."""
-        return LocalNotebookSession(outputs)
+        return LocalNotebookSession(rebase(outputs, self.workdir.root))
 
     def hold(self, owner: Owner, held: Sequence[Held]) -> None:
         self.store.set_holds(owner, held)

@@ -8,13 +8,19 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
   ``child.json`` (pids with start times), ``exit_code``, ``process.json`` (a server's process).
 
+Outputs record the working directory they were made in (``workdir``); ``rebase`` moves their
+paths to where that directory is now, so moving or renaming the configuration directory (which
+holds ``.substratus``) loses nothing.
+
 This module only computes paths; ``RunFiles`` names the files inside one run directory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -75,3 +81,22 @@ class Workdir:
             return [RunFiles(p) for p in sorted(base.iterdir()) if p.is_dir()]
         except OSError:
             return []
+
+
+def rebase(outputs: Mapping[str, Any] | None, root: Path) -> dict[str, Any]:
+    """``outputs`` with the paths (and ``file://`` URLs) inside the working directory they
+    were recorded in moved to ``root``, where that directory is now."""
+    out = dict(outputs or {})
+    old = out.get("workdir")
+    if not isinstance(old, str) or old == str(root):
+        return out
+    moves = ((old, str(root)), (Path(old).as_uri(), root.as_uri()))
+
+    def move(value: Any) -> Any:
+        if isinstance(value, str):
+            for before, after in moves:
+                if value == before or value.startswith(before + "/"):
+                    return after + value[len(before) :]
+        return value
+
+    return {**{k: move(v) for k, v in out.items()}, "workdir": str(root)}
