@@ -49,7 +49,7 @@ def test_server_starts_detached_and_answers(
     spec["container"]["env"] = {"EXTRA": "1"}
     req = request("modelserver", "srv", spec, inputs=inputs)
     out = runtime.apply(req, RunContext())
-    assert set(out) == {"pid", "pid_start", "port", "endpoint", "log", "run_dir"}
+    assert set(out) == {"pid", "pid_start", "port", "endpoint", "log", "run_dir", "workdir"}
     assert out["endpoint"] == f"http://127.0.0.1:{out['port']}"
     assert os.getpgid(out["pid"]) == out["pid"]  # its own session, survives the apply
     status, body = get(out["endpoint"] + "/")
@@ -180,7 +180,10 @@ def test_replicas_zero_stops_the_server(runtime: LocalRuntime, inputs: dict[str,
         action="update",
         prior_outputs=out,
     )
-    assert runtime.apply(zero, RunContext()) == {"replicas": 0}
+    assert runtime.apply(zero, RunContext()) == {
+        "replicas": 0,
+        "workdir": str(runtime.workdir.root),
+    }
     assert not ref_of(out).alive()
     assert runtime.refresh({"s": record(zero, {"replicas": 0})})["s"].status == "present"
 
