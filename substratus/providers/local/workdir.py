@@ -8,9 +8,9 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
   ``child.json`` (pids with start times), ``exit_code``, ``process.json`` (a server's process).
 
-Outputs record the working directory they were made in (``workdir``); ``rebase`` moves their
-paths to where that directory is now, so moving or renaming the configuration directory (which
-holds ``.substratus``) loses nothing.
+Outputs record the working directory they were made in (``workdir``); when that directory is gone,
+``rebase`` moves their paths to where this one is now, so moving or renaming the configuration
+directory (which holds ``.substratus``) loses nothing.
 
 This module only computes paths; ``RunFiles`` names the files inside one run directory.
 """
@@ -85,10 +85,11 @@ class Workdir:
 
 def rebase(outputs: Mapping[str, Any] | None, root: Path) -> dict[str, Any]:
     """``outputs`` with the paths (and ``file://`` URLs) inside the working directory they
-    were recorded in moved to ``root``, where that directory is now."""
+    were recorded in moved to ``root``, where that directory is now — when it is not where it
+    was any more (outputs of another working directory that still exists are left alone)."""
     out = dict(outputs or {})
     old = out.get("workdir")
-    if not isinstance(old, str) or old == str(root):
+    if not isinstance(old, str) or old == str(root) or Path(old).exists():
         return out
     moves = ((old, str(root)), (Path(old).as_uri(), root.as_uri()))
 

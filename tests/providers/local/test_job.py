@@ -67,6 +67,7 @@ def test_job_runs_in_the_build_context_with_the_workload_contract(
         "artifacts_path": str(version),
         "log": intent["log"],
         "run_dir": intent["run_dir"],
+        "workdir": str(runtime.workdir.root),
     }
     result = json.loads((version / "out.json").read_text())
     assert result["params"] == params
@@ -329,7 +330,11 @@ def test_model_with_only_a_url_is_checked(runtime: LocalRuntime, model_dir: Path
     req = request("model", "base", {"url": model_dir.as_uri()})
     assert runtime.intent(req) == {}
     out = runtime.apply(req, RunContext())
-    assert out == {"artifacts": model_dir.as_uri(), "artifacts_path": str(model_dir)}
+    assert out == {
+        "artifacts": model_dir.as_uri(),
+        "artifacts_path": str(model_dir),
+        "workdir": str(runtime.workdir.root),
+    }
     relative = request("model", "rel", {"url": "weights"}, config_dir=str(model_dir.parent))
     assert runtime.apply(relative, RunContext())["artifacts_path"] == str(model_dir)
     with pytest.raises(RunError, match="do not exist"):
