@@ -239,7 +239,7 @@ def plan(
         for event in plan_events(the_plan, out):
             emit(event)
     elif output_format == "markdown":
-        print(plan_markdown(the_plan, p.resolved), end="")
+        print(plan_markdown(the_plan, p.resolved, plan_file=out), end="")
     else:
         print_plan(the_plan, use_color(no_color) and sys.stdout.isatty())
     if out is not None:

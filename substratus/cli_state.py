@@ -106,7 +106,8 @@ def show(
         elif output_format == "markdown":
             from substratus.cli_ci import file_sha256, plan_markdown
 
-            print(plan_markdown(the_plan, sha256=file_sha256(planfile)), end="")
+            sha = file_sha256(planfile)
+            print(plan_markdown(the_plan, sha256=sha, plan_file=planfile), end="")
         else:
             print(render_plan(the_plan, color=use_color(no_color) and sys.stdout.isatty()), end="")
         return

@@ -105,6 +105,26 @@ def test_plan_json_streams_events_and_markdown_matches_show(project: Project) ->
     assert f"Plan SHA-256: `{sha256_of(project.dir / 'plan.json')}`" in shown
 
 
+def test_markdown_names_the_saved_plan_file_or_says_none_was_saved(project: Project) -> None:
+    unsaved = project.run("plan", "--format", "markdown").stdout
+    assert "This plan was not saved, so it cannot be applied exactly as shown." in unsaved
+    assert "`substratus plan --out plan.json`" in unsaved
+    assert "To apply exactly this plan" not in unsaved and "Plan SHA-256" not in unsaved
+    assert not (project.dir / "plan.json").exists()
+
+    (project.dir / "plans").mkdir()
+    saved = project.run("plan", "--format", "markdown", "--out", "plans/pr-7.json").stdout
+    sha = sha256_of(project.dir / "plans" / "pr-7.json")
+    apply_line = (
+        f"To apply exactly this plan: `substratus apply plans/pr-7.json --expect-sha256 {sha}`"
+    )
+    assert saved.endswith(apply_line + "\n") and "not saved" not in saved
+    shown = project.run("show", "--format", "markdown", "plans/pr-7.json").stdout
+    assert shown == saved
+    applied = project.run("apply", "plans/pr-7.json", "--expect-sha256", sha)
+    assert "Apply complete! Resources: 8 added" in applied.stdout
+
+
 def test_graph_prints_the_configuration_and_a_plan(project: Project) -> None:
     mermaid = project.run("graph", "--format", "mermaid").stdout
     assert check_mermaid(mermaid) == []
