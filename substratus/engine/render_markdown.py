@@ -35,7 +35,7 @@ from substratus.engine.estimate_text import markdown_section
 from substratus.engine.mdtext import code_span, escape_html, escape_md, escape_md_code, fence
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.render import HEADLINE, LEGEND, SYMBOL, Painter, render_change, summary_line
-from substratus.engine.render_graph import STYLE, mermaid, plan_graph
+from substratus.engine.render_graph import STYLE, changes_graph, mermaid
 
 GITHUB_COMMENT_LIMIT = 65_536
 # Mermaid's defaults (maxTextSize 50,000; maxEdges 500, 280 in some 10.x releases): a larger
@@ -306,7 +306,7 @@ def _grouped(changes: list[ResourceChange]) -> str:
 def _graph(plan: Plan) -> str:
     if not plan.changes():
         return ""
-    nodes, edges, actions = plan_graph(plan)
+    nodes, edges, actions = changes_graph(plan)
     text = mermaid(nodes, edges, actions)
     if len(nodes) > GRAPH_MAX_NODES or len(edges) > GRAPH_MAX_EDGES or len(text) > GRAPH_MAX_CHARS:
         return (

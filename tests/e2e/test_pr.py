@@ -140,6 +140,38 @@ def test_graph_prints_the_configuration_and_a_plan(project: Project) -> None:
         assert svg.returncode == 0 and "<svg" in svg.stdout
 
 
+def mermaid_graph(text: str) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """Labels by address (``"~ modelserver.x"`` → ``modelserver.x``: ``"~"``) and edges by
+    address, read back from a flowchart ``graph`` printed."""
+    labels = dict(re.findall(r'^  (n\d+)\["([^"]*)"\]$', text, flags=re.M))
+    symbol = {i: lab.rsplit(" ", 1)[0] if " " in lab else "" for i, lab in labels.items()}
+    address = {i: lab.rsplit(" ", 1)[-1] for i, lab in labels.items()}
+    edges = re.findall(r"^  (n\d+) --> (n\d+)$", text, flags=re.M)
+    return (
+        {address[i]: symbol[i] for i in labels},
+        {(address[a], address[b]) for a, b in edges},
+    )
+
+
+def test_the_graph_of_a_plan_shows_every_resource_and_edge(project: Project) -> None:
+    project.run("apply", "--auto-approve")
+    project.edit(
+        "substratus.yaml", "  model: tuned-ngram\n", "  model: tuned-ngram\n  params: {v: 2}\n"
+    )
+    project.run("plan", "--out", "plan.json")
+    text = project.run("graph", "plan.json", "--format", "mermaid").stdout
+    assert check_mermaid(text) == []
+    symbols, edges = mermaid_graph(text)
+    configured, config_edges = mermaid_graph(project.run("graph", "--format", "mermaid").stdout)
+    assert set(symbols) == set(configured) and len(symbols) == 8
+    assert edges == config_edges and len(edges) == 7
+    assert symbols.pop("modelserver.tuned-ngram") == "~"
+    assert set(symbols.values()) == {""}  # the 7 unchanged resources, drawn as no-ops
+    assert "class " in text and " noop" in text and " update" in text
+    dot = project.run("graph", "plan.json").stdout
+    assert dot.count(" -> ") == 7 and dot.count('fillcolor="#f6f8fa"') == 7
+
+
 def shutil_which(name: str) -> str | None:
     import shutil
 
