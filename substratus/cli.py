@@ -131,9 +131,8 @@ def validate(
             found = read_externals(cfg, rt)
             from substratus.engine.config import raise_dangling
 
-            raise_dangling(
-                [u for a, us in cfg.external.items() if a not in found for u in us], cfg.resources
-            )
+            missing = [u for a, us in cfg.external.items() if a not in found for u in us]
+            raise_dangling(missing, cfg.resources, "the artifact store (validate reads no state)")
     except DiagnosticError as exc:
         if as_json:
             import json
