@@ -49,7 +49,7 @@ from substratus.engine.statefile import (
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # start | phase | done | failed | skipped | detached
+    kind: str  # start | phase | notice | done | failed | skipped | detached
     address: str
     action: str
     message: str = ""
@@ -216,6 +216,9 @@ class Walker:
         ctx = RunContext(
             phase=lambda msg: self.on_event(
                 Event("phase", change.address, change.action.value, msg, time.monotonic() - start)
+            ),
+            notice=lambda msg: self.on_event(
+                Event("notice", change.address, change.action.value, msg, time.monotonic() - start)
             ),
             cancelled=self.cancelled,
             timeout=self.timeout,
