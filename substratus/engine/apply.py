@@ -242,7 +242,8 @@ class Walker:
             return
         except RunError as exc:
             self.result.failed[change.address] = exc
-            self._record_failure(change, started_at, time.monotonic() - start)
+            # Said before it is recorded: when the state cannot be written either (a full disk),
+            # the reason the resource failed is not lost with that error.
             self.on_event(
                 Event(
                     "failed",
@@ -253,6 +254,7 @@ class Walker:
                     exc.detail,
                 )
             )
+            self._record_failure(change, started_at, time.monotonic() - start)
             return
         except Exception as exc:  # unexpected: contain it to this node
             err = RunError(f"unexpected error: {type(exc).__name__}: {exc}")

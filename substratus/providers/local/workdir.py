@@ -6,7 +6,9 @@ anything exists:
 - ``builds/{digest[:16]}/`` — a materialised build context (a git checkout or a copy);
 - ``runs/{namespace}/{kind}s/{name}/{digest[:16]}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
-  ``child.json`` (pids with start times), ``exit_code``, ``process.json`` (a server's process).
+  ``child.json`` (pids with start times), ``exit_code`` (the code, then the reason a job failed
+  when known), ``reserve`` (space a supervisor sets aside for its last writes),
+  ``process.json`` (a server's process).
 
 This module only computes paths; ``RunFiles`` names the files inside one run directory.
 """
@@ -48,6 +50,10 @@ class RunFiles:
     @property
     def exit_code(self) -> Path:
         return self.dir / "exit_code"
+
+    @property
+    def reserve(self) -> Path:
+        return self.dir / "reserve"
 
     @property
     def process(self) -> Path:
