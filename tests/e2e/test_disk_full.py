@@ -7,7 +7,8 @@ private mount namespace (``unshare``) with a small tmpfs where the full disk bit
 - only the artifact store (``--artifacts``): the job's own error reaches its log, and the
   failure names the full file system;
 - ``.substratus`` with a state too large for what is left: the state cannot record the failure,
-  and the apply says both why the job failed and why the state could not be written.
+  and the apply says both why the job failed and why the state could not be written;
+- a model server that fills the disk while it starts says so too.
 
 Runs are counted by the job itself (``$RUNS_LOG``). Where a tmpfs cannot be mounted (no
 ``unshare``, no root and no user namespaces) the tests skip locally and fail in CI.
@@ -156,3 +157,40 @@ def test_a_state_the_full_disk_cannot_take_does_not_hide_why_the_job_failed(
     assert out.stderr.startswith(f"Error: could not write the state to {state}/")
     assert "No space left on device" in out.stderr.splitlines()[0]
     assert "Traceback" not in out.stderr
+
+
+SERVER = """\
+kind: Model
+name: weights
+spec: {url: WEIGHTS}
+---
+kind: ModelServer
+name: api
+spec:
+  container: {local: {path: ./app}, command: ["python3", "cache.py"]}
+  model: weights
+"""
+
+# A server that fills the disk while it loads (and so exits before it answers GET /).
+CACHE = """\
+import os, pathlib
+with open(pathlib.Path(os.environ["CONTENT_DIR"]) / "cache.bin", "wb") as fh:
+    for _ in range(64):
+        fh.write(b"\\0" * (1 << 20))
+"""
+
+
+def test_a_server_that_fills_the_disk_says_no_space_left(filling: Project) -> None:
+    weights = filling.dir.parent / "weights"
+    weights.mkdir()
+    (filling.dir / "substratus.yaml").write_text(SERVER.replace("WEIGHTS", weights.as_uri()))
+    (filling.dir / "app" / "cache.py").write_text(CACHE)
+    out = run_on_tmpfs(filling, filling.dir / ".substratus", "8m", "apply", "--auto-approve")
+    assert out.returncode == 1, out.stdout + out.stderr
+    failed = next(line for line in out.stdout.splitlines() if "Creation FAILED" in line)
+    run_dir = filling.dir / ".substratus" / "runs" / "default" / "modelservers" / "api"
+    assert "modelserver.api: Creation FAILED" in failed
+    assert f"exited with code 1 (No space left on device: the file system holding {run_dir}/" in (
+        failed
+    )
+    assert failed.endswith("before answering GET /")

@@ -12,7 +12,9 @@ re-apply after a crash keep the URL users call. Two processes cannot share a por
 previous process is stopped first and a local roll-out has a short gap (the time the new
 process needs to answer ``GET /``); if it fails to start, nothing serves until the next apply.
 When another program holds the recorded port, a free port is used and the move is reported as
-a notice (``RunContext.notice``), never silently. A first start takes a free port.
+a notice (``RunContext.notice``), never silently. A process that exits before it is healthy
+fails with its log's tail, and with "No space left on device" when its run directory's file
+system is full (its log may not hold why). A first start takes a free port.
 ``replicas: 0`` and ``suspend: true`` stop the process. Processes are signalled only when pid
 and start time both match.
 """
@@ -30,7 +32,13 @@ from typing import Any, Literal
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
 from substratus.providers.contract import quantization_env
 from substratus.providers.local.artifacts import ArtifactStore
-from substratus.providers.local.files import log_tail, read_json, remove_tree, write_json
+from substratus.providers.local.files import (
+    disk_full,
+    log_tail,
+    read_json,
+    remove_tree,
+    write_json,
+)
 from substratus.providers.local.process import (
     ProcessRef,
     claim_port,
@@ -234,6 +242,8 @@ class Servers:
             code = popen.poll() if popen is not None else (None if ref.alive() else -1)
             if code is not None:
                 ended = f" with code {code}" if code >= 0 and popen is not None else ""
+                full = disk_full([run.dir])  # its log may not hold why
+                ended += f" ({full})" if full else ""
                 raise RunError(
                     f"{request.kind} process {ref.pid} exited{ended} before answering GET /",
                     log_tail(run.log),
