@@ -1,9 +1,9 @@
 """Model servers on the local runtime, through the CLI: what the plan shows is what runs.
 
 - ``replicas`` above 1 is refused before anything runs (one process per server), 0 and 1 plan;
-- an in-place update and a restart after the server died keep its endpoint (the recorded port),
-  and the new version answers there; a port taken by another program moves the server and the
-  apply says so.
+- an in-place update, a restart after the server died and a re-apply after the applying CLI
+  was killed mid roll-out keep its endpoint (the recorded port), and the new version answers
+  there; a port taken by another program moves the server and the apply says so.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Project
@@ -106,3 +107,46 @@ def test_a_taken_port_moves_the_endpoint_and_the_apply_says_so(project: Project)
         f"endpoint moves from {before['endpoint']} to {after['endpoint']}"
     ) in applied
     assert status(after["endpoint"])["status"] == "ok"
+
+
+# The slow project's server, answering GET / with its params; it takes PARAM_STARTUP seconds to
+# start listening.
+SLOW_SERVE = """\
+import json, os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+time.sleep(float(os.environ.get("PARAM_STARTUP", "0")))
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"v": os.environ.get("PARAM_V")}).encode()
+        self.send_response(200); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def test_a_reapply_after_a_crash_mid_rollout_keeps_the_endpoint(slow_project: Project) -> None:
+    p = slow_project
+    (p.dir / "app" / "serve.py").write_text(SLOW_SERVE)
+    p.edit("substratus.yaml", "  model: trained\n", "  model: trained\n  params: {v: 1}\n")
+    p.run("apply", "--auto-approve")
+    outputs = json.loads(p.run("output", "--json").stdout)["modelserver.api"]
+    assert status(outputs["endpoint"]) == {"v": "1"}
+    p.edit("substratus.yaml", "params: {v: 1}", "params: {v: 2, startup: 3}")
+    proc = p.popen("apply", "--auto-approve")
+    old_run = Path(outputs["run_dir"])
+
+    def new_process() -> list[Path]:
+        return [f for f in old_run.parent.glob("*/process.json") if f.parent != old_run]
+
+    (record,) = wait_for(new_process, "the new version's process to be recorded")
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI dies while the new version starts
+    proc.wait(timeout=10)
+    lock = json.loads((p.dir / ".substratus" / "state" / "default.lock").read_text())
+    p.run("force-unlock", "--force", lock["id"])
+    assert "interrupted" in p.run("plan").stdout
+    p.run("apply", "--auto-approve")
+    after = json.loads(p.run("output", "--json").stdout)["modelserver.api"]
+    assert after["endpoint"] == outputs["endpoint"] and not alive(outputs["pid"])
+    assert after["pid"] == json.loads(record.read_text())["pid"]  # adopted, not started again
+    assert status(after["endpoint"]) == {"v": "2"}
