@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import urllib.request
@@ -73,6 +74,9 @@ def test_an_update_keeps_the_endpoint_and_the_new_version_answers_there(project:
     )
     plan = project.run("plan").stdout
     assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan
+    notes = re.sub(r"\n\s*#\s*", " ", plan)  # the estimate's wrapped assumptions, unwrapped
+    assert "a local update stops the old process before it starts the new one" in notes
+    assert "briefly runs both versions" not in notes
     applied = project.run("apply", "--auto-approve").stdout
     assert "modelserver.tuned-ngram: Modifications complete" in applied
     after = server_outputs(project)
