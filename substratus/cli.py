@@ -132,9 +132,8 @@ def validate(
             found = read_externals(cfg, rt)
             from substratus.engine.config import raise_dangling
 
-            raise_dangling(
-                [u for a, us in cfg.external.items() if a not in found for u in us], cfg.resources
-            )
+            missing = [u for a, us in cfg.external.items() if a not in found for u in us]
+            raise_dangling(missing, cfg.resources, "the artifact store (validate reads no state)")
     except DiagnosticError as exc:
         if as_json:
             import json
@@ -240,7 +239,7 @@ def plan(
         for event in plan_events(the_plan, out):
             emit(event)
     elif output_format == "markdown":
-        print(plan_markdown(the_plan, p.resolved), end="")
+        print(plan_markdown(the_plan, p.resolved, plan_file=out), end="")
     else:
         print_plan(the_plan, use_color(no_color) and sys.stdout.isatty())
     if out is not None:

@@ -410,8 +410,8 @@ def prepare(
     )
     options = PlanOptions(
         mode=mode,
-        targets=addresses(target, "--target"),
-        replace=addresses(replace, "--replace"),
+        targets=addresses(target, "--target", cfg.default_namespace),
+        replace=addresses(replace, "--replace", cfg.default_namespace),
         refresh=refresh,
         workspace=workspace,
         strict=strict,

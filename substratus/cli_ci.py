@@ -1,8 +1,9 @@
 """CI commands and outputs (DESIGN §10): plans as Markdown, sticky pull-request comments, the
 dependency graph, and applying exactly the plan that was reviewed. Part of the CLI layer.
 
-- ``plan_markdown(plan, resolved)``: the pull-request rendering of a plan (title: workspace and
-  configuration directory), its hash being the saved plan's SHA-256;
+- ``plan_markdown(plan, resolved, sha256, plan_file)``: the pull-request rendering of a plan
+  (title: workspace and configuration directory); for a plan saved to ``plan_file`` it names
+  that file and its SHA-256, otherwise it says the plan was not saved;
 - ``check_reviewed(planfile, expected)``: refuses a plan file whose SHA-256 (of its bytes) is
   not the reviewed one; ``expected`` ``pr`` reads the hash from the plan comment on the pull
   request (GitHub Actions environment);
@@ -35,12 +36,23 @@ def plan_title(plan: Plan, resolved: Resolved | None = None) -> str:
     return f"substratus plan: workspace `{plan.workspace}` in `{base.name or base}`"
 
 
-def plan_markdown(plan: Plan, resolved: Resolved | None = None, sha256: str = "") -> str:
-    """``sha256``: of the plan file it was read from (default: of the document ``--out``
-    writes, which is the same thing for a plan just made)."""
+def plan_markdown(
+    plan: Plan,
+    resolved: Resolved | None = None,
+    sha256: str = "",
+    plan_file: Path | None = None,
+) -> str:
+    """``plan_file``: where the plan was saved (None: not saved, and the text says so);
+    ``sha256``: of that file (default: of the document ``--out`` writes, which is the same
+    thing for a plan just made)."""
     from substratus.engine.render_markdown import render_markdown
 
-    return render_markdown(plan, sha256=sha256 or plan.sha256(), title=plan_title(plan, resolved))
+    return render_markdown(
+        plan,
+        sha256=sha256 or plan.sha256(),
+        title=plan_title(plan, resolved),
+        plan_file=None if plan_file is None else str(plan_file),
+    )
 
 
 def check_reviewed(planfile: Path, expected: str) -> None:

@@ -153,11 +153,16 @@ def parse_duration(text: str) -> float:
     raise fail(f"Invalid duration {text!r}", "Write a duration like 0s, 30s, 2m or 1h.")
 
 
-def addresses(values: list[str] | None, flag: str) -> list[Address]:
+def addresses(values: list[str] | None, flag: str, default_namespace: str = "") -> list[Address]:
+    """Parse ``flag``'s addresses; a namespace part naming ``default_namespace`` is dropped, as
+    in every address substratus prints (``default/model.x`` is ``model.x``)."""
     out = []
     for v in values or []:
         try:
-            out.append(Address.parse(v))
+            addr = Address.parse(v)
         except ValueError as exc:
             raise fail(f"Invalid {flag} address", str(exc) + ".") from exc
+        if addr.namespace is not None and addr.namespace == default_namespace:
+            addr = Address(addr.kind, addr.name)
+        out.append(addr)
     return out

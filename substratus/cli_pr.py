@@ -29,7 +29,7 @@ from substratus.engine.diagnostic import fail
 def graph(
     planfile: Annotated[
         Path | None,
-        typer.Argument(help="A saved plan: show its resources coloured by action."),
+        typer.Argument(help="A saved plan: show all its resources coloured by action."),
     ] = None,
     files: Files = None,
     output_format: Annotated[

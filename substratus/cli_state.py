@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Protocol, runtime_checkable
 
@@ -26,7 +27,7 @@ from substratus.engine.backend import Backend, LockNotFound, StateConflict
 from substratus.engine.config import load_config
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.render import render_plan
-from substratus.engine.statefile import StateFile
+from substratus.engine.statefile import ResourceRecord, StateFile
 from substratus.errors import use_color
 from substratus.wiring import (
     config_dir,
@@ -65,6 +66,16 @@ def _backend(files: list[str] | None, state: str | None, workspace: str) -> Back
         cfg, paths, state=state, runtime=None, artifacts=None, workspace=workspace, namespace=None
     )
     return make_backend(r)
+
+
+def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
+    """The state key of ``address``: as written, or without a namespace part that names the
+    record's own (default) namespace — ``default/model.x`` is recorded as ``model.x``."""
+    if address in records:
+        return address
+    namespace, _, short = address.partition("/")
+    rec = records.get(short) if short else None
+    return short if rec is not None and rec.namespace == namespace else address
 
 
 def _read(backend: Backend) -> StateFile:
@@ -106,7 +117,8 @@ def show(
         elif output_format == "markdown":
             from substratus.cli_ci import file_sha256, plan_markdown
 
-            print(plan_markdown(the_plan, sha256=file_sha256(planfile)), end="")
+            sha = file_sha256(planfile)
+            print(plan_markdown(the_plan, sha256=sha, plan_file=planfile), end="")
         else:
             print(render_plan(the_plan, color=use_color(no_color) and sys.stdout.isatty()), end="")
         return
@@ -146,6 +158,7 @@ def state_show(
 ) -> None:
     """Show one recorded resource.  Example: substratus state show model.tuned-ngram"""
     current = _read(_backend(files, state, workspace))
+    address = recorded_key(current.resources, address)
     rec = current.resources.get(address)
     if rec is None:
         raise fail(
@@ -171,6 +184,8 @@ def state_rm(
     backend = _backend(files, state, workspace)
     with locked(backend, "state rm", lock, lock_timeout):
         current, token = backend.read()
+        if current is not None:
+            addresses = [recorded_key(current.resources, a) for a in addresses]
         missing = [a for a in addresses if current is None or a not in current.resources]
         if missing or current is None:
             raise fail("Not in the state", f"{', '.join(missing)}: see `substratus state list`.")
@@ -380,6 +395,8 @@ def output(
     """
     current, _ = _backend(files, state, workspace).read()
     records = (current or StateFile()).resources
+    if address is not None:
+        address = recorded_key(records, address)
     if address is not None and address not in records:
         raise fail(
             f"No resource {address} in the state",

@@ -1,5 +1,6 @@
 """Live progress of an apply: one line per running resource on a TTY, plain lines otherwise,
-NDJSON events with ``--json``. Consumes ``engine.apply.Event``s; part of the CLI layer."""
+NDJSON events with ``--json``. Consumes ``engine.apply.Event``s; part of the CLI layer.
+Phases may be throttled (plain lines: a "Still ..." line every 10 s); notices always print."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ class PlainProgress:
                         f"{e.address}: Still {ing.lower()}... [{_secs(e.elapsed)} "
                         f"elapsed] {e.message}"
                     )
+            elif e.kind == "notice":
+                self._print(f"{e.address}: {e.message}")
             elif e.kind == "done":
                 self._print(f"{e.address}: {noun} complete after {_secs(e.elapsed)}")
             elif e.kind == "failed":
@@ -120,6 +123,8 @@ class LiveProgress:
             elif e.kind == "phase" and e.address in self.running:
                 a, s, _ = self.running[e.address]
                 self.running[e.address] = (a, s, e.message)
+            elif e.kind == "notice":
+                self.console.print(Text(f"{e.address}: {e.message}", style="yellow"))
             else:
                 self.running.pop(e.address, None)
                 msg = {

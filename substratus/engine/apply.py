@@ -62,7 +62,7 @@ from substratus.engine.statefile import (
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # start | phase | done | failed | skipped | detached
+    kind: str  # start | phase | notice | done | failed | skipped | detached
     address: str
     action: str
     message: str = ""
@@ -278,6 +278,9 @@ class Walker:
             phase=lambda msg: self.on_event(
                 Event("phase", change.address, change.action.value, msg, time.monotonic() - start)
             ),
+            notice=lambda msg: self.on_event(
+                Event("notice", change.address, change.action.value, msg, time.monotonic() - start)
+            ),
             cancelled=self.cancelled,
             timeout=self.timeout,
         )
@@ -302,7 +305,8 @@ class Walker:
             return
         except RunError as exc:
             self.result.failed[change.address] = exc
-            self._record_failure(change, started_at, time.monotonic() - start)
+            # Said before it is recorded: when the state cannot be written either (a full disk),
+            # the reason the resource failed is not lost with that error.
             self.on_event(
                 Event(
                     "failed",
@@ -313,6 +317,7 @@ class Walker:
                     exc.detail,
                 )
             )
+            self._record_failure(change, started_at, time.monotonic() - start)
             return
         except Exception as exc:  # unexpected: contain it to this node
             err = RunError(f"unexpected error: {type(exc).__name__}: {exc}")

@@ -353,9 +353,13 @@ def _resolve_references(
 
 
 def dangling_reference(
-    res: Resource, dep: Dependency, resources: dict[Address, Resource]
+    res: Resource,
+    dep: Dependency,
+    resources: dict[Address, Resource],
+    searched: str = "the state or the artifact store",
 ) -> Diagnostic:
-    """The diagnostic for a reference that is neither configured nor found outside."""
+    """The diagnostic for a reference that is neither configured nor found in ``searched``
+    (what was looked in: the planner reads the state and the runtime, ``validate`` no state)."""
     import difflib
 
     same_kind = [str(a) for a in resources if a.kind == dep.address.kind]
@@ -364,8 +368,23 @@ def dangling_reference(
     return Diagnostic.error(
         f"Reference to undeclared resource {dep.address}",
         f"{dep.path} of {res.address} names {dep.address}, which is not in the configuration "
-        f"and was not found in the state or the artifact store.{hint} Declare it, or fix the "
-        "name.",
+        f"and was not found in {searched}.{hint} Declare it, or fix the name.",
+        source=res.source_of(dep.path),
+        address=str(res.address),
+        path=dep.path,
+    )
+
+
+def removed_reference(res: Resource, dep: Dependency) -> Diagnostic:
+    """The diagnostic for a reference to a resource removed from the configuration that the
+    state still records: the plan would destroy it while ``res`` still uses it."""
+    return Diagnostic.error(
+        f"{dep.address} was removed from the configuration but {res.address} still uses it",
+        f"{dep.path} of {res.address} names {dep.address}, which is still recorded in the "
+        "state but no longer in the configuration, so applying the configuration would destroy "
+        f"it while {res.address} depends on it. Keep {dep.address} in the configuration, or "
+        f"first remove or repoint {dep.path} of {res.address}; then {dep.address} can be "
+        "destroyed.",
         source=res.source_of(dep.path),
         address=str(res.address),
         path=dep.path,
@@ -373,7 +392,9 @@ def dangling_reference(
 
 
 def raise_dangling(
-    missing: list[tuple[Resource, Dependency]], resources: dict[Address, Resource]
+    missing: list[tuple[Resource, Dependency]],
+    resources: dict[Address, Resource],
+    searched: str = "the state or the artifact store",
 ) -> None:
     if missing:
-        raise DiagnosticError([dangling_reference(r, d, resources) for r, d in missing])
+        raise DiagnosticError([dangling_reference(r, d, resources, searched) for r, d in missing])

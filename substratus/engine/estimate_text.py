@@ -134,9 +134,14 @@ def assumptions(
     services = [e for e in entries if e["role"] == "service"]
     if services:
         rolling = any(e["action"] in ("update", "replace") for e in services)
+        how = (
+            "; a local update stops the old process before it starts the new one."
+            if runtime == "local"
+            else "; a rolling update briefly runs both versions."
+        )
         out.append(
             "Servers and notebooks: the change in what runs continuously"
-            + ("; a rolling update briefly runs both versions." if rolling else ".")
+            + (how if rolling else ".")
         )
     if any(e["kind"] == "build" for e in entries):
         out.append("Builds: the build Job's request of 2 vCPU.")

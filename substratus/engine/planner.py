@@ -17,7 +17,10 @@ hands everything here. Rules:
   inputs, a digest of an older format that still matches (``lineage.legacy_digests``) — →
   ``update`` with ``record_only``: the record is rewritten, nothing runs;
 - references to resources not in the configuration → ``read`` of what the runtime found, or a
-  "dangling reference" error.
+  "dangling reference" error; a reference to a resource removed from the configuration that the
+  state still records is an error that says so (it would be destroyed while in use);
+- ``--target``/``--replace`` name configured or recorded resources; ``--replace`` of a resource
+  removed from the configuration is an error (the plan destroys it).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from substratus.engine.address import Address
-from substratus.engine.config import Config, dangling_reference
+from substratus.engine.config import Config, dangling_reference, removed_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.graph import build_graph, topological, with_dependencies
 from substratus.engine.lineage import compute_digests, field_changes, legacy_digests
@@ -72,18 +75,8 @@ def make_plan(req: PlanRequest) -> Plan:
     obs = req.observations or {}
     graph = req.graph if req.graph is not None else build_graph(cfg.resources)
     order = topological(graph)
-    errors: list[Diagnostic] = []
     warnings = list(cfg.warnings)
-
-    for addr in req.targets + req.replace:
-        if addr not in cfg.resources and str(addr) not in records:
-            errors.append(
-                Diagnostic.error(
-                    f"No resource {addr}",
-                    f"{addr} is neither in the configuration nor in the state. Check the address "
-                    "(see `substratus state list`).",
-                )
-            )
+    errors = _unknown_addresses(req, records)
     if errors:
         raise DiagnosticError(errors)
 
@@ -150,6 +143,31 @@ def make_plan(req: PlanRequest) -> Plan:
     )
 
 
+def _unknown_addresses(req: PlanRequest, records: Mapping[str, ResourceRecord]) -> list[Diagnostic]:
+    """Errors for ``--target``/``--replace`` addresses the plan cannot act on as asked."""
+    errors: list[Diagnostic] = []
+    for addr in req.targets + req.replace:
+        if addr not in req.config.resources and str(addr) not in records:
+            errors.append(
+                Diagnostic.error(
+                    f"No resource {addr}",
+                    f"{addr} is neither in the configuration nor in the state. Check the address "
+                    "(see `substratus state list`).",
+                )
+            )
+    for addr in req.replace:
+        if addr not in req.config.resources and str(addr) in records:
+            errors.append(
+                Diagnostic.error(
+                    f"Cannot replace {addr}: it was removed from the configuration",
+                    f"{addr} is still recorded in the state but no longer configured, so this "
+                    f"plan destroys it. Declare it again to replace it, or drop --replace {addr}.",
+                    address=str(addr),
+                )
+            )
+    return errors
+
+
 def _reads(
     req: PlanRequest,
     removed: set[str],
@@ -159,7 +177,10 @@ def _reads(
     digests: dict[Address, str] = {}
     for addr, users in sorted(req.config.external.items(), key=lambda kv: str(kv[0])):
         found = req.externals.get(addr)
-        if found is None or str(addr) in removed:
+        if str(addr) in removed:  # still recorded in the state
+            errors.extend(removed_reference(r, d) for r, d in users)
+            continue
+        if found is None:
             errors.extend(dangling_reference(r, d, req.config.resources) for r, d in users)
             continue
         digests[addr] = found.digest

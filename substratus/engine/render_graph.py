@@ -9,9 +9,12 @@ its plan symbol (``+ dataset.squad``, ``-/+ model.tuned``) and coloured by actio
 update amber, replace orange, delete red, read blue, no-op grey. Output is deterministic (sorted
 nodes, edges and classes) and ends with a newline.
 
-``plan_graph(plan)`` is the graph of a plan: every change (not no-ops, not reads) plus the reads
-and no-ops a change directly depends on, with their ``depends_on`` edges. ``config_graph(config)``
-is the configured graph (resources, implicit builds and external dependencies).
+``plan_graph(plan)`` is the whole graph of a plan (``substratus graph PLANFILE``): every resource
+of the plan — changes, reads and no-ops, each styled by its action — with every ``depends_on``
+edge between them. ``changes_graph(plan)`` is the pull-request comment's smaller graph: every
+change (not no-ops, not reads) plus the reads and no-ops a change directly depends on, with the
+edges between those. ``config_graph(config)`` is the configured graph (resources, implicit
+builds and external dependencies).
 ``check_mermaid(text)`` is a structural check of what ``mermaid`` writes (no renderer runs
 offline); it returns problems, empty when fine. Pure functions; no I/O.
 """
@@ -134,12 +137,23 @@ def dot(
 
 
 def plan_graph(plan: Plan) -> tuple[list[str], list[Edge], dict[str, Action]]:
+    """Nodes, edges and actions of every resource of the plan (changes, reads and no-ops)."""
+    return _subgraph(plan, {c.address for c in plan.resource_changes})
+
+
+def changes_graph(plan: Plan) -> tuple[list[str], list[Edge], dict[str, Action]]:
     """Nodes, edges and actions of the plan's changes and the reads/no-ops they depend on."""
     by_address = {c.address: c for c in plan.resource_changes}
     acting = plan.changes()
     chosen = {c.address for c in acting}
     for c in acting:
         chosen.update(d for d in c.depends_on if d in by_address)
+    return _subgraph(plan, chosen)
+
+
+def _subgraph(plan: Plan, chosen: set[str]) -> tuple[list[str], list[Edge], dict[str, Action]]:
+    """The ``chosen`` resources of the plan with every ``depends_on`` edge among them."""
+    by_address = {c.address: c for c in plan.resource_changes}
     edges = sorted(
         {
             (dep, address)

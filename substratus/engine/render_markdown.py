@@ -8,9 +8,12 @@ collapsed ``<details>``, one ``<details>`` per resource with its field diff in a
 (the text renderer's block, symbols moved to column 0 so GitHub colours them), a Mermaid graph
 of the changes coloured by action (a one-line note instead when too large for GitHub to draw),
 the estimate (``engine.estimate_text``: its totals line, and its per-resource table and
-assumptions collapsed at levels 0 and 1), and a footer: the plan's SHA-256 (given by the
-caller: the hash of the saved plan file), the substratus version, mode and workspace, and
-``substratus apply <plan_file> --expect-sha256``.
+assumptions collapsed at levels 0 and 1), and a footer: the substratus version, mode and
+workspace and, for a plan saved to ``plan_file``, its SHA-256 (given by the caller: the hash of
+that file) and ``substratus apply <plan_file> --expect-sha256 <sha256>``. Without ``plan_file``
+the plan was not saved: the footer shows no hash (it would be the hash of no file) and says how
+to save a plan to apply exactly (``substratus plan --out plan.json``), never naming a file that
+was not written.
 
 The text fits in ``budget`` characters, at the first level of ``LEVELS`` that fits: 0 full; 1 one
 line per resource (action and reasons); 2 addresses only, grouped by action; 3 the same without the
@@ -32,7 +35,7 @@ from substratus.engine.estimate_text import markdown_section
 from substratus.engine.mdtext import code_span, escape_html, escape_md, escape_md_code, fence
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.render import HEADLINE, LEGEND, SYMBOL, Painter, render_change, summary_line
-from substratus.engine.render_graph import STYLE, mermaid, plan_graph
+from substratus.engine.render_graph import STYLE, changes_graph, mermaid
 
 GITHUB_COMMENT_LIMIT = 65_536
 # Mermaid's defaults (maxTextSize 50,000; maxEdges 500, 280 in some 10.x releases): a larger
@@ -65,7 +68,7 @@ class _Args:
     sha256: str
     title: str
     budget: int
-    plan_file: str
+    plan_file: str | None  # None: the plan was not saved
     full_plan_at: str
 
 
@@ -75,7 +78,7 @@ def render_markdown(
     sha256: str,
     title: str = "",
     budget: int = GITHUB_COMMENT_LIMIT,
-    plan_file: str = "plan.json",
+    plan_file: str | None = None,
     full_plan_at: str = "the job summary",
 ) -> str:
     """The plan as Markdown of at most ``budget`` characters (see the module docstring)."""
@@ -95,7 +98,7 @@ def render_markdown_with_level(
     sha256: str,
     title: str = "",
     budget: int = GITHUB_COMMENT_LIMIT,
-    plan_file: str = "plan.json",
+    plan_file: str | None = None,
     full_plan_at: str = "the job summary",
 ) -> MarkdownPlan:
     """Like ``render_markdown``, also saying which level of ``LEVELS`` was used."""
@@ -303,7 +306,7 @@ def _grouped(changes: list[ResourceChange]) -> str:
 def _graph(plan: Plan) -> str:
     if not plan.changes():
         return ""
-    nodes, edges, actions = plan_graph(plan)
+    nodes, edges, actions = changes_graph(plan)
     text = mermaid(nodes, edges, actions)
     if len(nodes) > GRAPH_MAX_NODES or len(edges) > GRAPH_MAX_EDGES or len(text) > GRAPH_MAX_CHARS:
         return (
@@ -332,9 +335,18 @@ def _diagnostic(d: Diagnostic) -> str:
 
 def _footer(a: _Args) -> str:
     plan = a.plan
+    about = (
+        f"substratus {code_span(plan.substratus_version or 'unknown')} · mode "
+        f"{code_span(plan.mode.value)} · workspace {code_span(plan.workspace)}"
+    )
+    if a.plan_file is None:
+        return (
+            f"---\n{about}\n\nThis plan was not saved, so it cannot be applied exactly as "
+            f"shown. To review and apply exactly one plan, save it: "
+            f"{code_span('substratus plan --out plan.json')}, then "
+            f"{code_span('substratus apply plan.json --expect-sha256 <its SHA-256>')}."
+        )
     return (
-        f"---\nPlan SHA-256: {code_span(a.sha256)} · substratus "
-        f"{code_span(plan.substratus_version or 'unknown')} · mode {code_span(plan.mode.value)} · "
-        f"workspace {code_span(plan.workspace)}\n\nTo apply exactly this plan: "
+        f"---\nPlan SHA-256: {code_span(a.sha256)} · {about}\n\nTo apply exactly this plan: "
         f"{code_span(f'substratus apply {a.plan_file} --expect-sha256 {a.sha256}')}"
     )

@@ -158,9 +158,12 @@ class ExternalResource:
 
 @dataclass
 class RunContext:
-    """Passed to ``apply``/``delete``: progress reporting and cancellation."""
+    """Passed to ``apply``/``delete``: progress reporting and cancellation. ``phase`` is the
+    current step (shown while it lasts, may be throttled); ``notice`` is something the user must
+    see even when progress is throttled (e.g. a changed endpoint)."""
 
     phase: Callable[[str], None] = lambda _msg: None
+    notice: Callable[[str], None] = lambda _msg: None
     cancelled: threading.Event = field(default_factory=threading.Event)
     timeout: float | None = None
 

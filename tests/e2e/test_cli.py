@@ -36,6 +36,7 @@ def test_user_errors_are_diagnostics_with_lines_and_exit_1(project: Project) -> 
     out = project.run("validate", check=1)
     assert "broken.yaml:5, modelserver.dangling, spec.model" in out.stderr
     assert "Did you mean model.tuned-ngram?" in out.stderr
+    assert "not found in the artifact store (validate reads no state)" in out.stderr
     js = json.loads(project.run("validate", "--json", check=1).stdout)
     assert js["valid"] is False and js["diagnostics"][0]["line"] == 5
 
@@ -250,3 +251,32 @@ def test_sensitive_params_never_reach_output_plan_or_state(tmp_path: Path) -> No
     bad = p.run("validate", check=1)
     assert "Invalid sensitive path 'spec.loader.params.nope'" in bad.stderr
     assert "substratus.yaml:6" in bad.stderr
+
+
+def test_a_removed_resource_is_never_called_missing_from_the_state(slow_project: Project) -> None:
+    p = slow_project
+    p.run("apply", "--auto-approve")
+    config = p.dir / "substratus.yaml"
+    dataset, model, server = config.read_text().split("---\n")
+    config.write_text(model + "---\n" + server)
+    line = config.read_text().splitlines().index("    dataset: data") + 1
+    for args in (["plan"], ["apply", "--auto-approve"], ["plan", "--target", "dataset.data"]):
+        out = p.run(*args, check=1).stderr
+        assert "Traceback" not in out and "not found in the state" not in out
+        assert (
+            "dataset.data was removed from the configuration but model.trained still uses it" in out
+        )
+        assert f"substratus.yaml:{line}, model.trained, spec.trainer.dataset" in out
+        assert "still recorded in the state" in out
+        assert "Keep dataset.data in the configuration, or first remove or repoint" in out
+    for address in ("dataset.data", "default/dataset.data"):  # as recorded, or namespaced
+        assert '"dataset.data"' in p.run("state", "show", address).stdout
+        assert "dataset.data.artifacts = " in p.run("output", address).stdout
+
+    config.write_text(dataset + "---\n" + model)  # the server is removed, nothing uses it
+    replace = p.run("plan", "--replace", "modelserver.api", check=1).stderr
+    assert "Cannot replace modelserver.api: it was removed from the configuration" in replace
+    assert "still recorded in the state" in replace and "Traceback" not in replace
+    for address in ("modelserver.api", "default/modelserver.api"):
+        targeted = p.run("plan", "--target", address).stdout
+        assert "Plan: 0 to add, 0 to change, 1 to destroy." in targeted

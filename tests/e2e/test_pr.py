@@ -105,6 +105,26 @@ def test_plan_json_streams_events_and_markdown_matches_show(project: Project) ->
     assert f"Plan SHA-256: `{sha256_of(project.dir / 'plan.json')}`" in shown
 
 
+def test_markdown_names_the_saved_plan_file_or_says_none_was_saved(project: Project) -> None:
+    unsaved = project.run("plan", "--format", "markdown").stdout
+    assert "This plan was not saved, so it cannot be applied exactly as shown." in unsaved
+    assert "`substratus plan --out plan.json`" in unsaved
+    assert "To apply exactly this plan" not in unsaved and "Plan SHA-256" not in unsaved
+    assert not (project.dir / "plan.json").exists()
+
+    (project.dir / "plans").mkdir()
+    saved = project.run("plan", "--format", "markdown", "--out", "plans/pr-7.json").stdout
+    sha = sha256_of(project.dir / "plans" / "pr-7.json")
+    apply_line = (
+        f"To apply exactly this plan: `substratus apply plans/pr-7.json --expect-sha256 {sha}`"
+    )
+    assert saved.endswith(apply_line + "\n") and "not saved" not in saved
+    shown = project.run("show", "--format", "markdown", "plans/pr-7.json").stdout
+    assert shown == saved
+    applied = project.run("apply", "plans/pr-7.json", "--expect-sha256", sha)
+    assert "Apply complete! Resources: 8 added" in applied.stdout
+
+
 def test_graph_prints_the_configuration_and_a_plan(project: Project) -> None:
     mermaid = project.run("graph", "--format", "mermaid").stdout
     assert check_mermaid(mermaid) == []
@@ -118,6 +138,38 @@ def test_graph_prints_the_configuration_and_a_plan(project: Project) -> None:
     if shutil_which("dot"):
         svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True)
         assert svg.returncode == 0 and "<svg" in svg.stdout
+
+
+def mermaid_graph(text: str) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """Labels by address (``"~ modelserver.x"`` → ``modelserver.x``: ``"~"``) and edges by
+    address, read back from a flowchart ``graph`` printed."""
+    labels = dict(re.findall(r'^  (n\d+)\["([^"]*)"\]$', text, flags=re.M))
+    symbol = {i: lab.rsplit(" ", 1)[0] if " " in lab else "" for i, lab in labels.items()}
+    address = {i: lab.rsplit(" ", 1)[-1] for i, lab in labels.items()}
+    edges = re.findall(r"^  (n\d+) --> (n\d+)$", text, flags=re.M)
+    return (
+        {address[i]: symbol[i] for i in labels},
+        {(address[a], address[b]) for a, b in edges},
+    )
+
+
+def test_the_graph_of_a_plan_shows_every_resource_and_edge(project: Project) -> None:
+    project.run("apply", "--auto-approve")
+    project.edit(
+        "substratus.yaml", "  model: tuned-ngram\n", "  model: tuned-ngram\n  params: {v: 2}\n"
+    )
+    project.run("plan", "--out", "plan.json")
+    text = project.run("graph", "plan.json", "--format", "mermaid").stdout
+    assert check_mermaid(text) == []
+    symbols, edges = mermaid_graph(text)
+    configured, config_edges = mermaid_graph(project.run("graph", "--format", "mermaid").stdout)
+    assert set(symbols) == set(configured) and len(symbols) == 8
+    assert edges == config_edges and len(edges) == 7
+    assert symbols.pop("modelserver.tuned-ngram") == "~"
+    assert set(symbols.values()) == {""}  # the 7 unchanged resources, drawn as no-ops
+    assert "class " in text and " noop" in text and " update" in text
+    dot = project.run("graph", "plan.json").stdout
+    assert dot.count(" -> ") == 7 and dot.count('fillcolor="#f6f8fa"') == 7
 
 
 def shutil_which(name: str) -> str | None:

@@ -67,7 +67,7 @@ def test_markdown_shows_totals_and_collapses_the_rows(
     plan = falcon_replan(tmp_path, monkeypatch)
     text = render_markdown(plan, sha256=SHA)
     assert layout_problems(text) == []
-    section = text[text.index("### Estimate") : text.index("\n---\nPlan SHA-256")]
+    section = text[text.index("### Estimate") : text.index("\n---\n")]
     assert section.startswith(
         "### Estimate\n\n**≈ \\$3.86 for the jobs (6 GPU-hours), no change in what the servers "
         "cost per hour** — an estimate, not a quote, at on-demand prices (Google Cloud list "

@@ -45,26 +45,55 @@ CASES: dict[str, Callable[[Path], Plan]] = {
     "destructive": destructive_plan,
     "no-changes": no_changes_plan,
 }
+# Where each golden case's plan was saved (None: not saved, as `plan --format markdown` alone).
+SAVED_AS: dict[str, str | None] = {
+    "small": "plan.json",
+    "destructive": "out/reviewed.json",
+    "no-changes": None,
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str, tmp_path: Path) -> None:
     plan = CASES[case](tmp_path)
-    got = render_markdown(plan, sha256=SHA, title=f"substratus plan: `default` · examples/{case}")
+    saved = SAVED_AS[case]
+    title = f"substratus plan: `default` · examples/{case}"
+    got = render_markdown(plan, sha256=SHA, title=title, plan_file=saved)
     expected = GOLDEN / f"{case}.md"
     if os.environ.get("UPDATE_GOLDEN"):
         expected.write_text(got, encoding="utf-8")
     assert expected.exists(), f"no expectation yet: run with UPDATE_GOLDEN=1 and review {case}"
     assert got == expected.read_text(encoding="utf-8")
     assert layout_problems(got) == []
-    assert f"Plan SHA-256: `{SHA}`" in got
-    assert f"`substratus apply plan.json --expect-sha256 {SHA}`" in got
+    assert_footer(got, saved)
     assert "Plan: " in got and NOTICE not in got
     if plan.changes():
         assert check_mermaid(mermaid_block(got)) == []
     else:
         assert "No changes. Your resources match the configuration." in got
         assert "```mermaid" not in got and "[!WARNING]" not in got
+
+
+def assert_footer(text: str, saved: str | None) -> None:
+    """A saved plan names its file and hash; an unsaved one names neither and says so."""
+    if saved is not None:
+        assert f"Plan SHA-256: `{SHA}`" in text
+        assert text.endswith(
+            f"To apply exactly this plan: `substratus apply {saved} --expect-sha256 {SHA}`\n"
+        )
+    else:
+        assert SHA not in text and "Plan SHA-256" not in text
+        assert "This plan was not saved, so it cannot be applied exactly as shown." in text
+        assert "`substratus plan --out plan.json`" in text
+        assert "To apply exactly this plan" not in text
+
+
+def test_the_footer_names_the_saved_file_or_says_the_plan_was_not_saved(tmp_path: Path) -> None:
+    plan = small_plan(tmp_path)
+    assert_footer(render_markdown(plan, sha256=SHA), None)
+    assert_footer(render_markdown(plan, sha256=SHA, plan_file="ci/p 1.json"), "ci/p 1.json")
+    for budget in (GITHUB_COMMENT_LIMIT, 1500):
+        assert_footer(render_markdown(large_plan(), sha256=SHA, budget=budget), None)
 
 
 def test_destructive_changes_are_all_in_the_warning(tmp_path: Path) -> None:
@@ -153,7 +182,7 @@ def test_sensitive_values_stay_masked(tmp_path: Path) -> None:
 
 def test_large_plan_fits_the_comment_limit() -> None:
     plan = large_plan()
-    result = render_markdown_with_level(plan, sha256=SHA, title="big")
+    result = render_markdown_with_level(plan, sha256=SHA, title="big", plan_file="plan.json")
     text = result.text
     assert len(plan.resource_changes) >= 3000
     assert len(text) <= GITHUB_COMMENT_LIMIT
@@ -172,8 +201,8 @@ def test_large_plan_fits_the_comment_limit() -> None:
     shown = len(re.findall(r"^- `", text.split("### Resources (3,150)")[1], flags=re.M))
     assert shown + int(more.group(1).replace(",", "")) == 3150
     assert "```mermaid" not in text
-    assert text.endswith(f"`substratus apply plan.json --expect-sha256 {SHA}`\n")
-    assert render_markdown(large_plan(), sha256=SHA, title="big") == text
+    assert_footer(text, "plan.json")
+    assert render_markdown(large_plan(), sha256=SHA, title="big", plan_file="plan.json") == text
     assert layout_problems(text) == []
 
 

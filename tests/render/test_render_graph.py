@@ -10,6 +10,7 @@ from substratus.engine.config import load_config
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.render_graph import (
     STYLE,
+    changes_graph,
     check_mermaid,
     config_graph,
     dot,
@@ -125,8 +126,8 @@ def _change(address: str, action: Action, depends_on: list[str]) -> ResourceChan
     return ResourceChange(address, kind, "default", name, action, depends_on=depends_on)
 
 
-def test_plan_graph_keeps_changes_and_their_direct_dependencies() -> None:
-    plan = Plan(
+def _mixed_plan() -> Plan:
+    return Plan(
         Mode.NORMAL,
         [
             _change("dataset.far", Action.NOOP, []),
@@ -134,11 +135,34 @@ def test_plan_graph_keeps_changes_and_their_direct_dependencies() -> None:
             _change("model.ext", Action.READ, []),
             _change("model.tuned", Action.REPLACE, ["dataset.squad", "model.ext"]),
             _change("modelserver.tuned", Action.UPDATE, ["model.tuned"]),
-            _change("notebook.unrelated", Action.NOOP, []),
+            _change("notebook.unrelated", Action.NOOP, ["model.ext"]),
             _change("modelserver.old", Action.DELETE, ["model.gone"]),
         ],
     )
+
+
+def test_plan_graph_shows_every_resource_and_every_edge_between_them() -> None:
+    plan = _mixed_plan()
     nodes, edges, actions = plan_graph(plan)
+    assert nodes == sorted(c.address for c in plan.resource_changes)
+    assert edges == [
+        ("dataset.far", "dataset.squad"),
+        ("dataset.squad", "model.tuned"),
+        ("model.ext", "model.tuned"),
+        ("model.ext", "notebook.unrelated"),
+        ("model.tuned", "modelserver.tuned"),
+    ]  # model.gone is not in the plan: no edge to nowhere
+    assert actions == {c.address: c.action for c in plan.resource_changes}
+    text = mermaid(nodes, edges, actions)
+    assert check_mermaid(text) == []
+    assert '"dataset.far"' in text and '"#60;= model.ext"' in text  # no-op and read drawn
+    assert "class n0,n1,n6 noop" in text and "class n2 read" in text
+    unchanged = Plan(Mode.NORMAL, [_change("dataset.far", Action.NOOP, [])])
+    assert plan_graph(unchanged) == (["dataset.far"], [], {"dataset.far": Action.NOOP})
+
+
+def test_changes_graph_keeps_changes_and_their_direct_dependencies() -> None:
+    nodes, edges, actions = changes_graph(_mixed_plan())
     assert nodes == [
         "dataset.squad",
         "model.ext",

@@ -42,6 +42,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[import-untyped, unused-ignore]
 
+from tests.support.ci import in_ci
 from tests.support.gcs_proxy import ProxyControl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -354,17 +355,13 @@ def start_gcs_server(tmp_dir: Path) -> GcsServer:
     )
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
     """One fake-gcs-server + fault proxy for the whole test session."""
     try:
         find_fake_gcs_binary()
     except GcsEmulatorUnavailable as exc:
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"GCS emulator required in CI: {exc}", pytrace=False)
         pytest.skip(f"GCS emulator unavailable: {exc}")
     server = start_gcs_server(tmp_path_factory.mktemp("gcs"))

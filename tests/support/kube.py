@@ -75,6 +75,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.ci import in_ci
+
 K8S_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
@@ -863,10 +865,6 @@ def _report(request: pytest.FixtureRequest, line: str) -> None:
         reporter.write_line(line)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(scope="session")
 def kube_cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     """One control plane for the whole session (see the module docstring). Use
@@ -874,7 +872,7 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     try:
         assets = find_kube_assets()
     except KubeAssetsUnavailable as exc:
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"Kubernetes test control plane required in CI: {exc}", pytrace=False)
         pytest.skip(str(exc))
     plane = ControlPlane.start(assets=assets)

@@ -3,8 +3,10 @@
 One error per problem, each with the resource ``address`` and the field ``path``:
 an image-only container (no local process can run an image), a job or server without a
 ``command`` (notebooks default to ``notebook.sh``), env values that reference Kubernetes Secrets
-(never readable here) and a Model ``url`` that is not a local path. ``replicas`` above 1 is a
-warning: the local runtime runs one process.
+(never readable here), a Model ``url`` that is not a local path, and a ModelServer with
+``replicas`` above 1: the local runtime runs one process per server (N processes cannot share one
+port), so a plan that promised N replicas — and an estimate that billed N — would not be what
+runs. ``replicas: 0`` (stopped) and ``1`` are fine.
 """
 
 from __future__ import annotations
@@ -75,13 +77,20 @@ def check(resources: Sequence[ResourceView]) -> list[Diagnostic]:
                     path="spec.url",
                 )
             )
-        replicas = spec.get("replicas")
-        if view.kind == "modelserver" and isinstance(replicas, int) and replicas > 1:
-            diagnostics.append(
-                Diagnostic.warning(
-                    f"the local runtime runs one process, not {replicas} replicas",
-                    address=view.address,
-                    path="spec.replicas",
-                )
-            )
+        diagnostics += _replicas(view)
     return diagnostics
+
+
+def _replicas(view: ResourceView) -> list[Diagnostic]:
+    replicas = view.spec.get("replicas")
+    if view.kind != "modelserver" or not isinstance(replicas, int) or replicas <= 1:
+        return []
+    return [
+        Diagnostic.error(
+            f"the local runtime cannot run {replicas} replicas of a model server",
+            "it runs one process per server (replicas cannot share its port); set "
+            f"`replicas: 1` (or 0 to stop it), {_USE_KUBERNETES} (--runtime kubernetes)",
+            address=view.address,
+            path="spec.replicas",
+        )
+    ]

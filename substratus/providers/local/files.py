@@ -1,4 +1,5 @@
-"""File-system helpers of the local runtime: atomic JSON records, read-only trees, removal.
+"""File-system helpers of the local runtime: atomic JSON records, read-only trees, removal,
+and telling a full disk (``disk_full``) apart from other reasons a job failed.
 
 Everything here is best effort where the operating system allows less (``chmod`` does not stop
 root) and never raises for something that is already gone. No engine imports: the supervisor
@@ -8,6 +9,7 @@ process uses this module too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+# Below this much free space (or with no free inode) a file system counts as full: a write that
+# failed there failed for want of space.
+FULL_BELOW = 1 << 20
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 
 def short_digest(digest: str) -> str:
@@ -78,6 +84,26 @@ def remove_tree(path: Path) -> None:
         return
     _chmod_tree(path, writable=True)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def disk_full(paths: list[Path]) -> str | None:
+    """``No space left on device: …`` naming the first of ``paths`` (or its nearest existing
+    parent) on a full file system — less than ``FULL_BELOW`` bytes available or no inode —
+    or None when none is full or it cannot be told."""
+    for path in paths:
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            fs = os.statvfs(probe)
+        except OSError:
+            continue
+        free = fs.f_bavail * fs.f_frsize
+        if fs.f_files and fs.f_favail == 0:
+            return f"{NO_SPACE}: the file system holding {path} has no free inodes"
+        if free < FULL_BELOW:
+            return f"{NO_SPACE}: the file system holding {path} is full ({free:,} bytes free)"
+    return None
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

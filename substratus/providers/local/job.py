@@ -9,8 +9,12 @@ supervisor (``supervise.py``) under the run's ``flock`` and publishes its output
 succeeds. Inputs
 are resolved by their own URL (``input_dir``: a gs:// version is fetched first). It raises
 ``Detached`` when cancelled (the job goes on) and ``RunError`` with the log tail when the job
-fails. ``delete`` and ``remove_version`` stop what runs and remove the run directories and
-versions they are given — those a state created — and nothing else. Refresh reads ``status``.
+fails — its message ends with the reason the supervisor recorded (a full disk: "No space left on
+device", naming the file system) or, when the supervisor recorded nothing, a full disk found
+now; a job that cannot be started (its run directory not prepared) is a ``RunError`` naming
+the OS error. ``delete`` and ``remove_version`` stop what runs and remove the run directories
+and versions they are given — those a state created — and nothing else. Refresh reads
+``status``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any, Literal
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
 from substratus.providers import holds
 from substratus.providers.local.artifacts import ArtifactStore, input_dir
-from substratus.providers.local.files import log_tail, read_json, remove_tree
+from substratus.providers.local.files import disk_full, log_tail, read_json, remove_tree
 from substratus.providers.local.process import ProcessRef, stop
 from substratus.providers.local.workdir import RunFiles, Workdir
 from substratus.providers.local.workload import prepare_content, secret_env_names, workload_env
@@ -57,9 +61,18 @@ def supervisor_of(run: RunFiles) -> ProcessRef | None:
 
 def exit_code_of(run: RunFiles) -> int | None:
     try:
-        return int(run.exit_code.read_text().strip())
+        return int(run.exit_code.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return None
+
+
+def exit_reason_of(run: RunFiles) -> str:
+    """Why the job failed, as its supervisor recorded it (second line of ``exit_code``)."""
+    try:
+        lines = run.exit_code.read_text().splitlines()
+    except OSError:
+        return ""
+    return lines[1].strip() if len(lines) > 1 else ""
 
 
 class Jobs:
@@ -114,11 +127,17 @@ class Jobs:
             self.store.publish(names.final, ctx.phase)
             return self.outputs(names)
         code = exit_code_of(names.run)
-        detail = log_tail(names.run.log)
-        log = str(names.run.log)
+        # No exit code: its supervisor was killed, or could not write it on a full disk.
+        reason = (
+            exit_reason_of(names.run)
+            if code is not None
+            else disk_full([names.run.dir, names.partial]) or ""
+        )
+        why = f": {reason}" if reason else ""
+        detail, log = log_tail(names.run.log), str(names.run.log)
         if code is None:
-            raise RunError(f"{request.kind} job was stopped before it finished", detail, log)
-        raise RunError(f"{request.kind} job exited with code {code}", detail, log)
+            raise RunError(f"{request.kind} job was stopped before it finished{why}", detail, log)
+        raise RunError(f"{request.kind} job exited with code {code}{why}", detail, log)
 
     def _launch(
         self, request: RunRequest, names: JobNames
@@ -126,7 +145,12 @@ class Jobs:
         """Start a supervisor, or find the one another process is starting right now."""
         deadline = time.monotonic() + 10.0
         while True:
-            popen = self._start(request, names)
+            try:
+                popen = self._start(request, names)
+            except OSError as exc:
+                where = disk_full([names.run.dir, names.partial]) or ""
+                what = f"cannot start the {request.kind} job in {names.run.dir}: {exc}"
+                raise RunError(what, where) from exc
             if popen is not None:
                 return popen, ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
             ref = supervisor_of(names.run)
@@ -229,8 +253,9 @@ class Jobs:
         ref = supervisor_of(names.run)
         if ref is not None:
             return "running", f"pid {ref.pid} left running by an interrupted apply"
-        code = exit_code_of(names.run)
+        code, reason = exit_code_of(names.run), exit_reason_of(names.run)
         ended = f" (it exited with code {code})" if code is not None else ""
+        ended = f"{ended[:-1]}: {reason})" if ended and reason else ended
         return "gone", f"the job started by an interrupted apply is no longer running{ended}"
 
     def _stop_run(self, run: RunFiles) -> None:

@@ -115,9 +115,28 @@ _issued: set[int] = set()
 _issued_lock = threading.Lock()
 
 
+def claim_port(port: int) -> None:
+    """Keep ``free_port`` from handing out ``port`` in this process (a server is moving back
+    onto it after its previous process stops)."""
+    with _issued_lock:
+        _issued.add(port)
+
+
+def port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:PORT now: nothing listens there (bound with
+    SO_REUSEADDR, as HTTP servers bind, so connections closing on it do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now (never the same twice in one process,
-    so parallel starts do not race for one port)."""
+    nor one claimed with ``claim_port``, so parallel starts do not race for one port)."""
     with _issued_lock:
         while True:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -1,12 +1,22 @@
-"""ModelServers and Notebooks: detached processes on a free local port.
+"""ModelServers and Notebooks: detached processes on a local port that stays theirs.
 
 A server run (one version, ``RunRequest.version``) lives in ``runs/{ns}/{kind}s/{name}/{version}/``
 with its ``content/``, ``log.txt`` and ``process.json`` (the outputs: pid, start time, port,
 endpoint…). ``apply`` of the version an interrupted apply started adopts the live process
-recorded there (waiting until healthy); otherwise it starts a new one in a
-new session, waits until ``GET /`` is healthy (200 for servers, any answer below 500 for
-notebooks), and only then stops the previous process (zero-downtime update). ``replicas: 0`` and
-``suspend: true`` stop it. Processes are signalled only when pid and start time both match.
+recorded there (waiting until healthy); otherwise it starts a new one in a new session and waits
+until ``GET /`` is healthy (200 for servers, any answer below 500 for notebooks).
+
+The endpoint is kept: a new process gets the port recorded before (the previous outputs, or
+this run's ``process.json`` after a crash) so an in-place update, a restart after drift and a
+re-apply after a crash keep the URL users call. Two processes cannot share a port, so the
+previous process is stopped first and a local roll-out has a short gap (the time the new
+process needs to answer ``GET /``); if it fails to start, nothing serves until the next apply.
+When another program holds the recorded port, a free port is used and the move is reported as
+a notice (``RunContext.notice``), never silently. A process that exits before it is healthy
+fails with its log's tail, and with "No space left on device" when its run directory's file
+system is full (its log may not hold why). A first start takes a free port.
+``replicas: 0`` and ``suspend: true`` stop the process. Processes are signalled only when pid
+and start time both match.
 """
 
 from __future__ import annotations
@@ -16,14 +26,28 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
 from substratus.providers.contract import quantization_env
 from substratus.providers.local.artifacts import ArtifactStore
-from substratus.providers.local.files import log_tail, read_json, remove_tree, write_json
-from substratus.providers.local.process import ProcessRef, free_port, http_status, stop
+from substratus.providers.local.files import (
+    disk_full,
+    log_tail,
+    read_json,
+    remove_tree,
+    write_json,
+)
+from substratus.providers.local.process import (
+    ProcessRef,
+    claim_port,
+    free_port,
+    http_status,
+    port_free,
+    stop,
+)
 from substratus.providers.local.workdir import RunFiles, Workdir
 from substratus.providers.local.workload import (
     input_path,
@@ -55,6 +79,16 @@ def _command(kind: str, spec: Mapping[str, Any], context: Path) -> list[str]:
         if candidate.is_file():
             return [str(candidate)]
     return [NOTEBOOK_COMMAND]  # from $PATH, as in the images
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """A new process: its directory, command, input links and extra outputs."""
+
+    context: Path
+    command: list[str]
+    links: dict[str, Path]
+    extra: dict[str, Any]
 
 
 class Servers:
@@ -90,16 +124,40 @@ class Servers:
         if outputs is not None and ref is not None and live:
             ctx.phase(f"adopting pid {ref.pid}")
         else:
-            outputs, popen = self._start(request, run)
+            launch = self._prepare(request)
+            port = self._port(request, run, outputs, ctx)
+            outputs, popen = self._start(request, run, launch, port)
             ref = ProcessRef.from_json(outputs)
         assert ref is not None
         self._wait_healthy(request, ref, popen, int(outputs["port"]), run, ctx)
         self._stop_others(request, run, ref, ctx)
         return outputs
 
-    def _start(
-        self, request: RunRequest, run: RunFiles
-    ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+    def _port(
+        self,
+        request: RunRequest,
+        run: RunFiles,
+        recorded: Mapping[str, Any] | None,
+        ctx: RunContext,
+    ) -> int:
+        """The port for a new process: the one recorded before (its previous process stopped
+        first), or a free one when there is none or another program holds it (said so)."""
+        port = dict(request.prior_outputs or {}).get("port") or (recorded or {}).get("port")
+        if not isinstance(port, int):
+            return free_port()
+        claim_port(port)
+        self._stop_others(request, run, None, ctx)  # its previous process frees the port
+        if port_free(port):
+            return port
+        new = free_port()
+        ctx.notice(
+            f"port {port} is in use by another program: the endpoint moves from "
+            f"http://127.0.0.1:{port} to http://127.0.0.1:{new}"
+        )
+        return new
+
+    def _prepare(self, request: RunRequest) -> _Launch:
+        """What a new process runs, checked before anything is stopped or started."""
         spec, kind = request.spec, request.kind
         build = request.inputs.get("build") or {}
         context = build.get("context_dir")
@@ -125,12 +183,18 @@ class Servers:
         extra: dict[str, Any] = {}
         if kind == "notebook":
             extra = self._notebook_artifacts(request)
-            Path(extra["artifacts_path"]).mkdir(parents=True, exist_ok=True)
             links["artifacts"] = Path(extra["artifacts_path"])
+        return _Launch(Path(str(context)), command, links, extra)
+
+    def _start(
+        self, request: RunRequest, run: RunFiles, launch: _Launch, port: int
+    ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+        spec, kind, extra = request.spec, request.kind, dict(launch.extra)
+        if kind == "notebook":  # its persistent work directory
+            launch.links["artifacts"].mkdir(parents=True, exist_ok=True)
         params = dict(spec.get("params") or {})
         run.dir.mkdir(parents=True, exist_ok=True)
-        prepare_content(run.content, params, links)
-        port = free_port()
+        prepare_content(run.content, params, launch.links)
         owned = {"CONTENT_DIR": str(run.content), "PORT": str(port)}
         endpoint = f"http://127.0.0.1:{port}"
         if kind == "notebook":
@@ -142,8 +206,8 @@ class Servers:
         try:
             with run.log.open("wb") as log:
                 popen = subprocess.Popen(
-                    command,
-                    cwd=str(context),
+                    launch.command,
+                    cwd=str(launch.context),
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -151,7 +215,9 @@ class Servers:
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise RunError(f"cannot start {command[0]!r}: {exc}", log_path=str(run.log)) from exc
+            raise RunError(
+                f"cannot start {launch.command[0]!r}: {exc}", log_path=str(run.log)
+            ) from exc
         ref = ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
         outputs = {
             **ref.to_json(),
@@ -180,6 +246,8 @@ class Servers:
             code = popen.poll() if popen is not None else (None if ref.alive() else -1)
             if code is not None:
                 ended = f" with code {code}" if code >= 0 and popen is not None else ""
+                full = disk_full([run.dir])  # its log may not hold why
+                ended += f" ({full})" if full else ""
                 raise RunError(
                     f"{request.kind} process {ref.pid} exited{ended} before answering GET /",
                     log_tail(run.log),

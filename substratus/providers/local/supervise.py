@@ -5,12 +5,21 @@ apply. It is started with the job's working directory, environment and ``log.txt
 stdout/stderr, and the run's ``lock`` file descriptor (an exclusive ``flock`` it holds for its
 whole life, so no second supervisor starts for the same run). It then:
 
-1. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
-2. runs the command, forwarding SIGTERM/SIGINT to it;
-3. on exit code 0, renames the partial artifacts directory to the final version directory (the
+1. sets aside ``reserve`` (``RESERVE_BYTES`` allocated in the run directory), so that what it
+   must write at the end still fits when the job fills the disk; when even that fails the disk
+   is full already and the job is not started;
+2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
+3. runs the command, forwarding SIGTERM/SIGINT to it;
+4. notes whether the file system of the run directory or of the partial artifacts is full
+   (``files.disk_full``: the job's own writes, its log and these records all fail there), then
+   frees the reserve;
+5. on exit code 0, renames the partial artifacts directory to the final version directory (the
    only way a version comes to exist), points ``content/artifacts`` at it and makes it
    read-only (best effort);
-4. writes ``exit_code`` last (a signal N is recorded as 128+N).
+6. on failure with a reason it knows (a full disk, artifacts it could not publish) appends the
+   reason to the log, whose own lines may have been lost;
+7. writes ``exit_code`` last: the code (a signal N is recorded as 128+N) on the first line, the
+   reason, if any, on the second.
 
 It imports nothing from the engine so it starts fast.
 """
@@ -18,6 +27,8 @@ It imports nothing from the engine so it starts fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -25,9 +36,11 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from substratus.providers.local.files import make_read_only, remove_tree, write_json
+from substratus.providers.local.files import disk_full, make_read_only, remove_tree, write_json
 from substratus.providers.local.process import ProcessRef
 from substratus.providers.local.workdir import RunFiles
+
+RESERVE_BYTES = 64 * 1024
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -58,24 +71,48 @@ def _publish(partial: Path, final: Path, run: RunFiles) -> None:
     make_read_only(final)
 
 
-def _write_exit_code(run: RunFiles, code: int) -> None:
+def _reserve(run: RunFiles) -> None:
+    """Allocate ``RESERVE_BYTES`` in the run directory. Raises ``OSError`` when there is no
+    space for it; a file system that cannot allocate ahead is run without a reserve."""
+    try:
+        fd = os.open(run.reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        run.reserve.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+
+
+def _say(text: str) -> None:
+    """A line in the log (stderr); lost when even that cannot be written."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"substratus: {text}", file=sys.stderr, flush=True)
+
+
+def _write_exit_code(run: RunFiles, code: int, reason: str = "") -> None:
     tmp = run.exit_code.with_name(".exit_code.tmp")
-    tmp.write_text(f"{code}\n")
+    tmp.write_text(f"{code}\n{reason}\n" if reason else f"{code}\n")
     os.replace(tmp, run.exit_code)
 
 
-def supervise(args: argparse.Namespace) -> int:
-    run = RunFiles(args.run_dir)
-    me = ProcessRef.of(os.getpid())
-    if me is not None:
-        write_json(run.supervisor, me.to_json())
-    try:
-        child = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        print(f"substratus: cannot run {args.command[0]!r}: {exc}", file=sys.stderr, flush=True)
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
-        _write_exit_code(run, code)
-        return code
+def _not_started(run: RunFiles, command: str, exc: OSError) -> int:
+    """Record why the command never ran (127: not found, 126: other); a full disk is said."""
+    code = 127 if isinstance(exc, FileNotFoundError) else 126
+    reason = f"cannot run {command!r}: {exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"the job was not started: {disk_full([run.dir]) or exc.strerror}"
+    _say(reason)
+    with contextlib.suppress(OSError):
+        _write_exit_code(run, code, reason)
+    return code
+
+
+def _run(args: argparse.Namespace, run: RunFiles) -> tuple[int, str]:
+    """Run the command; its exit code and, when known, why it failed."""
+    child = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:
@@ -85,18 +122,39 @@ def supervise(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, forward)
     started = ProcessRef.of(child.pid)
     if started is not None:
-        write_json(run.child, started.to_json())
+        with contextlib.suppress(OSError):  # only lost if this supervisor is killed too
+            write_json(run.child, started.to_json())
     code = child.wait()
-    if code < 0:
-        code = 128 - code
+    full = disk_full([run.dir, args.partial])
+    return (128 - code if code < 0 else code), full or ""
+
+
+def supervise(args: argparse.Namespace) -> int:
+    run = RunFiles(args.run_dir)
+    try:
+        _reserve(run)
+        me = ProcessRef.of(os.getpid())
+        if me is not None:
+            write_json(run.supervisor, me.to_json())
+    except OSError as exc:
+        run.reserve.unlink(missing_ok=True)
+        return _not_started(run, args.command[0], exc)
+    try:
+        code, reason = _run(args, run)
+    except OSError as exc:
+        run.reserve.unlink(missing_ok=True)
+        return _not_started(run, args.command[0], exc)
+    run.reserve.unlink(missing_ok=True)  # what follows must fit even on a full disk
     if code == 0:
         try:
             _publish(args.partial, args.final, run)
+            reason = ""
         except OSError as exc:
-            print(f"substratus: cannot publish the artifacts: {exc}", file=sys.stderr, flush=True)
-            code = 1
+            code, reason = 1, f"cannot publish the artifacts: {exc.strerror or exc}"
+    if reason:
+        _say(reason)
     sys.stdout.flush()
-    _write_exit_code(run, code)
+    _write_exit_code(run, code, reason)
     return code
 
 

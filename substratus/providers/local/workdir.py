@@ -6,7 +6,9 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
 - ``builds/{version}/`` — a materialised build context (a git checkout or a copy);
 - ``runs/{namespace}/{kind}s/{name}/{version}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
-  ``child.json`` (pids with start times), ``exit_code``, ``process.json`` (a server's process).
+  ``child.json`` (pids with start times), ``exit_code`` (the code, then the reason a job failed
+  when known), ``reserve`` (space a supervisor sets aside for its last writes),
+  ``process.json`` (a server's process).
 
 Outputs record the working directory they were made in (``workdir``); when that directory is gone,
 ``rebase`` moves their paths to where this one is now, so moving or renaming the configuration
@@ -52,6 +54,10 @@ class RunFiles:
     @property
     def exit_code(self) -> Path:
         return self.dir / "exit_code"
+
+    @property
+    def reserve(self) -> Path:
+        return self.dir / "reserve"
 
     @property
     def process(self) -> Path:

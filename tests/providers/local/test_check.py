@@ -50,9 +50,16 @@ def test_image_only_container_missing_command_and_secrets_are_errors(
     assert "file://" in url.detail
 
 
-def test_replicas_above_one_is_a_warning(runtime: LocalRuntime) -> None:
-    spec = {"container": {"local": {}, "command": ["s"], "env": {}}, "replicas": 3}
-    (diag,) = runtime.check([view("modelserver.s", spec)])
-    assert diag.severity is Severity.WARNING
-    assert diag.path == "spec.replicas"
-    assert "one process" in diag.summary
+def test_replicas_above_one_is_an_error_zero_and_one_are_fine(runtime: LocalRuntime) -> None:
+    container = {"local": {}, "command": ["s"], "env": {}}
+    (diag,) = runtime.check([view("modelserver.s", {"container": container, "replicas": 3})])
+    assert diag.severity is Severity.ERROR
+    assert (diag.address, diag.path) == ("modelserver.s", "spec.replicas")
+    assert diag.summary == "the local runtime cannot run 3 replicas of a model server"
+    assert "one process per server" in diag.detail and "`replicas: 1`" in diag.detail
+    assert "--runtime kubernetes" in diag.detail
+    for replicas in (0, 1):
+        assert (
+            runtime.check([view("modelserver.s", {"container": container, "replicas": replicas})])
+            == []
+        )

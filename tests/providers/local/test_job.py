@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext, RunError
-from substratus.providers.local import LocalRuntime
+from substratus.providers.local import LocalRuntime, supervise
 from substratus.providers.local.files import read_json
 from substratus.providers.local.process import ProcessRef
 
@@ -134,6 +135,39 @@ def test_a_command_that_does_not_exist_fails_clearly(
     with pytest.raises(RunError, match="exited with code 127") as err:
         runtime.apply(request("dataset", "missing", spec, inputs={"build": built}), RunContext())
     assert "cannot run 'no-such-program-xyz'" in err.value.detail
+
+
+def test_a_job_that_cannot_be_started_names_the_os_error(
+    runtime: LocalRuntime, built: dict[str, Any]
+) -> None:
+    runs_of_kind = runtime.workdir.resource_runs("default", "dataset", "x").parent
+    runs_of_kind.parent.mkdir(parents=True)
+    runs_of_kind.write_text("not a directory")
+    req = request("dataset", "x", job_spec({}), inputs={"build": built})
+    with pytest.raises(RunError) as err:
+        runtime.apply(req, RunContext())
+    assert err.value.message.startswith(
+        f"cannot start the dataset job in {runtime.intent(req)['run_dir']}: [Errno"
+    )
+
+
+def test_a_supervisor_without_room_for_its_records_does_not_start_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "ran"
+    argv = ["--run-dir", str(run), "--partial", str(tmp_path / "p"), "--final", str(tmp_path / "f")]
+    code = supervise.main([*argv, "--", "touch", str(marker)])
+    assert code == 126 and not marker.exists()
+    assert (run / "exit_code").read_text() == (
+        "126\nthe job was not started: No space left on device\n"
+    )
+    assert not (run / "reserve").exists()
 
 
 def test_only_the_run_an_interrupted_apply_completed_is_adopted(

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import threading
 import urllib.parse
 from pathlib import Path
@@ -74,12 +75,13 @@ def test_server_starts_detached_and_answers(
     runtime.delete(delete_request(req, out), RunContext())  # already gone is fine
 
 
-def test_update_starts_the_new_process_before_stopping_the_old(
+def test_update_stops_the_old_process_then_starts_the_new_one_on_its_port(
     runtime: LocalRuntime, inputs: dict[str, Any]
 ) -> None:
     old_req = request("modelserver", "srv", server_spec({"v": 1}), inputs=inputs)
     old = runtime.apply(old_req, RunContext())
     phases: list[str] = []
+    notices: list[str] = []
     new_req = request(
         "modelserver",
         "srv",
@@ -88,13 +90,48 @@ def test_update_starts_the_new_process_before_stopping_the_old(
         action="update",
         prior_outputs=old,
     )
-    new = runtime.apply(new_req, RunContext(phase=phases.append))
+    new = runtime.apply(new_req, RunContext(phase=phases.append, notice=notices.append))
     assert new["pid"] != old["pid"]
     assert ref_of(new).alive()
     assert not ref_of(old).alive()
+    assert (new["port"], new["endpoint"]) == (old["port"], old["endpoint"])
     assert get(new["endpoint"] + "/")[1]["env"]["PARAM_V"] == "2"
     waiting = next(i for i, p in enumerate(phases) if p.startswith("waiting for"))
-    assert phases.index(f"stopping pid {old['pid']}") > waiting
+    assert phases.index(f"stopping pid {old['pid']}") < waiting  # one port: stop, then start
+    assert notices == []
+
+
+def test_a_recorded_port_held_by_another_program_moves_the_server_and_says_so(
+    runtime: LocalRuntime, inputs: dict[str, Any]
+) -> None:
+    req = request("modelserver", "srv", server_spec(), inputs=inputs)
+    old = runtime.apply(req, RunContext())
+    os.killpg(old["pid"], signal.SIGKILL)  # the server died (drift) ...
+    wait_for(lambda: not ref_of(old).alive())
+    with socket.socket() as squatter:  # ... and another program took its port
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old["port"]))
+        squatter.listen()
+        again = request("modelserver", "srv", server_spec(), inputs=inputs, prior_outputs=old)
+        notices: list[str] = []
+        new = runtime.apply(again, RunContext(notice=notices.append))
+    assert new["port"] != old["port"] and get(new["endpoint"] + "/")[0] == 200
+    assert notices == [
+        f"port {old['port']} is in use by another program: the endpoint moves from "
+        f"{old['endpoint']} to {new['endpoint']}"
+    ]
+
+
+def test_an_update_that_cannot_start_leaves_the_old_process_serving(
+    runtime: LocalRuntime, inputs: dict[str, Any]
+) -> None:
+    old = runtime.apply(request("modelserver", "srv", server_spec(), inputs=inputs), RunContext())
+    spec = server_spec({"v": 2})
+    spec["container"]["command"] = []
+    broken = request("modelserver", "srv", spec, inputs=inputs, prior_outputs=old)
+    with pytest.raises(RunError, match=r"container\.command is not set"):
+        runtime.apply(broken, RunContext())
+    assert ref_of(old).alive() and get(old["endpoint"] + "/")[0] == 200
 
 
 def test_a_server_that_exits_fails_with_its_log(
