@@ -1,12 +1,15 @@
-"""CLI commands about the recorded state: ``show``, ``state list|show|rm|pull|push``,
+"""CLI commands about the recorded state: ``show``, ``state list|show|rm|pull|push|recover``,
 ``workspace list|select|delete``, ``force-unlock`` and ``output``. Registered on
 ``substratus.cli.app``.
+
+``state recover`` rebuilds a damaged state (a journal that does not belong to its base, which
+every other command refuses to read) through the backend's ``Recovers.recover``, under the lock.
 
 Workspaces: ``select`` records the choice in ``<config dir>/.substratus/workspace`` (read by every
 command when neither ``--workspace`` nor ``SUBSTRATUS_WORKSPACE`` is given); ``delete`` refuses
 ``default`` and the selected workspace, takes the workspace's lock, refuses a state that still
-records resources unless ``--force``, and removes the state with compare-and-swap where the
-backend offers it (GCS: ``delete_workspace``; local files: under the lock).
+records resources unless ``--force``, and removes the state with compare-and-swap
+(``delete_workspace``, under the lock).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import typer
 from substratus.cli import app
 from substratus.cli_apply import locked, read_plan
 from substratus.cli_options import Files, Lock, LockTimeout, NoColor, StateUrl, Workspace
-from substratus.engine.backend import Backend, LockNotFound, StateConflict
+from substratus.engine.backend import Backend, LockNotFound, Recovers, StateConflict
 from substratus.engine.config import load_config
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.render import render_plan
@@ -254,6 +257,40 @@ def state_push(
     print(f"Pushed {file} (serial {new.serial}, {len(new.resources)} resources).")
 
 
+@state_app.command("recover")
+def state_recover(
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A copy of the state the journal continues (default: the backend's own copies).",
+        ),
+    ] = None,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+) -> None:
+    """Rebuild a damaged state by replaying its journal over a copy of the state it continues.
+
+    Use it when a command reports that the state journal does not belong to the state. The
+    damaged files are kept beside the new ones. Examples: substratus state recover;
+    substratus state recover --from backup.json
+    """
+    source = None
+    if from_file is not None:
+        try:
+            source = (str(from_file), from_file.read_bytes())
+        except OSError as exc:
+            raise fail("Cannot read the state file", f"{from_file}: {exc.strerror}.") from exc
+    backend = _backend(files, state, workspace)
+    if not isinstance(backend, Recovers):
+        raise fail("This state backend cannot rebuild a state", f"{backend.url}")
+    with locked(backend, "state recover", lock, lock_timeout):
+        print(backend.recover(source))
+
+
 @workspace_app.command("list")
 def workspace_list(
     files: Files = None, workspace: Workspace = "default", state: StateUrl = None
@@ -337,18 +374,9 @@ def workspace_delete(
 
 
 def _delete_state(backend: Backend, token: str | None) -> None:
-    if isinstance(backend, _DeletesWorkspace):
-        backend.delete_workspace(token)
-        return
-    from substratus.state import FileBackend
-
-    if not isinstance(backend, FileBackend):
+    if not isinstance(backend, _DeletesWorkspace):
         raise fail("This state backend cannot delete workspaces", f"{backend.url}")
-    for path in (backend.state_path, backend.journal_path, backend.backup_path):
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise fail("Cannot delete the workspace", f"{path}: {exc.strerror}.") from exc
+    backend.delete_workspace(token)
 
 
 @app.command("force-unlock")

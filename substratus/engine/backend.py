@@ -20,6 +20,11 @@ protocol. Contracts every backend keeps:
   ``LockNotFound`` when the lock was taken over or removed. After ``lock`` it sets ``takeover``
   to the holder of the expired lock it took over (``None`` otherwise). The file backend has no
   lease.
+- Optional, ``Recovers``: ``recover(source)`` rebuilds a damaged state (a journal that does not
+  belong to its base, which ``read`` refuses) by replaying the journal over a copy of the state it
+  continues: ``source`` = ``(name, bytes)`` of a copy the user names, else the backend's own
+  copies. It returns what it did for the user, writes nothing when the state reads correctly, and
+  raises ``DiagnosticError`` (nothing written) when no copy can be used. The caller holds the lock.
 """
 
 from __future__ import annotations
@@ -149,3 +154,10 @@ class LeaseRenewal(Protocol):
         ...
 
     def renew(self, lock_id: str) -> None: ...
+
+
+@runtime_checkable
+class Recovers(Protocol):
+    """A backend that can rebuild a damaged state from its journal (``state recover``)."""
+
+    def recover(self, source: tuple[str, bytes] | None) -> str: ...

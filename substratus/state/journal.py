@@ -9,18 +9,29 @@ journal ``<ws>.journal`` beside it. Each line records one ``write``::
 
 ``set`` holds the records of the changed addresses present in the state, ``remove`` the changed
 addresses absent from it. Replaying a line puts those records in place, drops those addresses and
-takes every top-level field other than ``resources`` from the line. No I/O here: ``scan`` reads
-bytes, ``replay`` edits a decoded base document, ``encode_line`` builds one line.
+takes every top-level field other than ``resources`` from the line. A compaction that leaves
+lines behind first appends a *seal*, ``{"base":"<sha256 of the base>","sealed":"<sha256 of the
+new base>"}`` (``"sealed":null`` when the workspace is being deleted): the proof that those lines
+are in the base it installs. No I/O here: ``scan`` reads bytes, ``replay`` edits a decoded base
+document, ``encode_line`` and ``encode_seal`` build lines.
 
 ``scan`` rules (the same for a reader without the lock and for a writer under it):
 
 - Lines end with ``\\n``. Bytes after the last ``\\n`` are a torn tail (a crash mid-append) and are
   ignored; so is a last line that is not valid JSON (garbage left by a crash). A line is never
   torn anywhere else: ``JournalCorrupt``.
-- A line whose ``base`` is not the base file's sha256 is stale (a compaction renamed the new base
-  in place and stopped before removing the journal): ignored.
-- Every other line must be a well-formed entry of the same lineage whose serial is exactly one
-  more than the previous one's (the base's for the first line); otherwise ``JournalCorrupt``.
+- A write whose ``base`` is the base file's sha256 is *folded*: it must be a well-formed entry of
+  the same lineage whose serial is exactly one more than the previous one's (the base's for the
+  first); otherwise ``JournalCorrupt``.
+- A write with another ``base`` is *stale* only when it is provably in the base already: a later
+  seal of its base names the sha256 of this base file (the compaction that installed this base
+  had it), or ``null`` (that base was deleted with its workspace). Nothing else proves it — not
+  the lineage, not the serial (a copy of the state from elsewhere can have any serial).
+- Any other write is *foreign* (``Scan.foreign``): the base was edited, damaged or replaced after
+  it was written, so neither file alone is the state. Callers refuse to use the state then.
+- A seal of this base (``Scan.sealed``) means a compaction began and stopped before installing
+  its new base: the lines before it still apply, and the next write compacts instead of
+  appending. Seals of other bases are stale.
 
 The version token (``Position.token``) is the base sha256 alone while no line applies, else
 ``<base sha256>:<lines>:<chain>``, ``chain`` being sha256 chained over the bytes of every applied
@@ -40,6 +51,7 @@ from substratus.engine.diagnostic import fail
 from substratus.engine.statefile import STATE_FORMAT_VERSION, StateFile
 
 TOP_LEVEL = ("lineage", "serial", "version", "substratus_version")
+SEAL = "sealed"
 
 
 class JournalCorrupt(ValueError):
@@ -55,7 +67,7 @@ class JournalCorrupt(ValueError):
 class Position:
     """Where a replay stands: the base, and the last line applied on top of it (if any)."""
 
-    base: str  # sha256 hex of the base file's bytes
+    base: str  # sha256 hex of the base file's bytes ("" when there is no base)
     lineage: str
     serial: int
     version: int
@@ -68,6 +80,15 @@ class Position:
         return self.base if not self.lines else f"{self.base}:{self.lines}:{self.chain}"
 
 
+@dataclass(frozen=True)
+class Foreign:
+    """A write that neither belongs to the base nor is provably in it (1-based ``line``)."""
+
+    line: int
+    base: str
+    serial: int | None  # ``None`` when the line has no integer serial
+
+
 @dataclass
 class Scan:
     """What ``scan`` found in some journal bytes, from the position it started at."""
@@ -76,11 +97,14 @@ class Scan:
     entries: list[dict[str, Any]] = field(default_factory=list)
     end: int = 0  # offset just after the last whole line (applied or stale); a torn tail follows
     last: bytes = b""  # that line
-    stale: int = 0
+    stale: int = 0  # lines of other bases that are provably in this one (writes and seals)
+    sealed: bool = False  # a seal of this base: the next write compacts
+    foreign: list[Foreign] = field(default_factory=list)
 
 
 def scan(data: bytes, at: Position) -> Scan:
-    """Parse and check the lines in ``data``, continuing from ``at``; raises ``JournalCorrupt``."""
+    """Parse and classify the lines in ``data``, continuing from ``at`` (see the module
+    docstring); raises ``JournalCorrupt``. Foreign writes are returned, not raised."""
     found = Scan(at)
     pos = 0
     while (newline := data.find(b"\n", pos)) != -1:
@@ -94,26 +118,58 @@ def scan(data: bytes, at: Position) -> Scan:
             raise JournalCorrupt(line_no, "not valid JSON") from None
         if not isinstance(entry, dict) or not isinstance(entry.get("base"), str):
             raise JournalCorrupt(line_no, "not a journal entry (no `base`)")
-        if entry["base"] != found.at.base:
-            found.stale += 1
-            found.at = replace(found.at, seen=line_no)
-        else:
-            problem = _problem(entry, found.at)
-            if problem:
-                raise JournalCorrupt(line_no, problem)
-            chain = hashlib.sha256((found.at.chain or found.at.base).encode() + raw).hexdigest()
-            found.at = replace(
-                found.at,
-                serial=entry["serial"],
-                version=entry["version"],
-                lines=found.at.lines + 1,
-                seen=line_no,
-                chain=chain,
+        if SEAL in entry:
+            _seal(entry, line_no, found)
+        elif entry["base"] != found.at.base:
+            serial = entry.get("serial")
+            found.foreign.append(
+                Foreign(line_no, entry["base"], serial if type(serial) is int else None)
             )
-            found.entries.append(entry)
+        else:
+            _fold(entry, raw, line_no, found)
+        found.at = replace(found.at, seen=line_no)
         found.last = raw
         pos = found.end = newline + 1
     return found
+
+
+def _seal(entry: dict[str, Any], line_no: int, found: Scan) -> None:
+    installed = entry[SEAL]
+    if installed is not None and not isinstance(installed, str):
+        raise JournalCorrupt(line_no, "`sealed` is neither a sha256 nor null")
+    if entry["base"] == found.at.base:
+        found.sealed = True
+        return
+    found.stale += 1
+    if installed is None or installed == found.at.base:  # proves the writes of its base
+        proven = [f for f in found.foreign if f.base == entry["base"]]
+        found.foreign = [f for f in found.foreign if f.base != entry["base"]]
+        found.stale += len(proven)
+
+
+def _fold(entry: dict[str, Any], raw: bytes, line_no: int, found: Scan) -> None:
+    problem = _problem(entry, found.at)
+    if problem:
+        raise JournalCorrupt(line_no, problem)
+    chain = hashlib.sha256((found.at.chain or found.at.base).encode() + raw).hexdigest()
+    found.at = replace(
+        found.at,
+        serial=entry["serial"],
+        version=entry["version"],
+        lines=found.at.lines + 1,
+        chain=chain,
+    )
+    found.entries.append(entry)
+
+
+def describe(foreign: list[Foreign]) -> str:
+    """``"3 writes after serial 4 (serials 5–7)"`` for messages."""
+    count = f"{len(foreign)} write{'s' if len(foreign) != 1 else ''}"
+    serials = sorted(f.serial for f in foreign if f.serial is not None)
+    if not serials:
+        return count
+    span = f"serial {serials[0]}" if len(serials) == 1 else f"serials {serials[0]}–{serials[-1]}"
+    return f"{count} after serial {serials[0] - 1} ({span})"
 
 
 def _problem(entry: dict[str, Any], at: Position) -> str:
@@ -161,6 +217,12 @@ def encode_line(base: str, state: StateFile, changed: Iterable[str]) -> bytes:
     head = _dump({"base": base, **{key: getattr(state, key) for key in TOP_LEVEL}})
     tail = f',"set":{{{",".join(records)}}},"remove":{_dump(removed)}}}\n'
     return (head[:-1] + tail).encode()
+
+
+def encode_seal(base: str, installed: str | None) -> bytes:
+    """The seal a compaction appends before it installs the base whose sha256 is ``installed``
+    (``None``: the base is being deleted), proving the lines of ``base`` are in it."""
+    return (_dump({"base": base, SEAL: installed}) + "\n").encode()
 
 
 def _dump(value: Any) -> str:

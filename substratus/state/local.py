@@ -6,6 +6,7 @@ Files, per workspace ``<ws>``, in ``DIR`` (created on first write or lock):
 - ``<ws>.journal``: one JSON line per write since the last compaction (``journal``); the state is
   the base with these lines replayed. Absent right after a compaction.
 - ``<ws>.json.backup``: the state before a backend object's first write (so once per run).
+- ``<ws>.json.damaged``, ``<ws>.journal.damaged``: the files a ``recover`` replaced.
 - ``<ws>.lock``: the lock, ``LockInfo`` JSON with a fresh uuid4 ``id``, created with ``O_EXCL``.
 - ``.<ws>.json.<random>.tmp``: transient, during a compaction.
 
@@ -26,6 +27,11 @@ Contracts (``engine.backend``), and where they differ from Terraform's local bac
   process on this host is reported as such with the command that removes it. A lock file that is
   empty or not JSON (a crash while creating it) is reported with holder ``unknown`` and the id
   ``invalid-<sha256 prefix of its bytes>``, which ``force_unlock`` accepts.
+- A damaged state is never read as a smaller one: a journal that does not belong to its base (the
+  base edited, damaged, replaced by another copy or removed) makes ``read`` and ``write`` raise a
+  ``DiagnosticError`` naming both files; ``recover(source)`` (``Recovers``, ``recovery``)
+  rebuilds the state from the journal and the backup, the base or a copy the user names.
+  ``delete_workspace(token)`` removes a workspace's files with compare-and-swap (``store``).
 - Unreadable/corrupt state and file-system errors (permissions, read-only, full disk) are
   ``DiagnosticError``s naming the path and the fix.
 """
@@ -45,6 +51,7 @@ from substratus.engine.statefile import StateFile
 from substratus.state.files import dir_guard, ensure_dir, os_failure, write_all
 from substratus.state.lockfile import encode_lock, held_note, read_lock
 from substratus.state.locking import lock_with_timeout
+from substratus.state.recovery import recover
 from substratus.state.store import StateStore
 from substratus.state.workspace import DEFAULT_WORKSPACE, check_workspace, is_workspace_name
 
@@ -104,6 +111,12 @@ class FileBackend:
 
     def write(self, state: StateFile, expected_token: str | None, changed: list[str]) -> str:
         return self.store.write(state, expected_token, changed)
+
+    def recover(self, source: tuple[str, bytes] | None) -> str:
+        return recover(self.store.files, source)
+
+    def delete_workspace(self, expected_token: str | None) -> None:
+        self.store.delete(expected_token)
 
     def workspaces(self) -> list[str]:
         names = {DEFAULT_WORKSPACE}

@@ -9,21 +9,31 @@ write, so once per run: ``cp`` it over ``<ws>.json`` and remove the journal to g
   takes no lock and still sees one completed write: the base is only ever replaced by rename, the
   journal only grows by whole lines or is removed after a compaction made it stale; the base is
   read, then the journal, then the base's inode is checked again (a compaction in between: read
-  again). Torn tails and stale lines are ignored; a corrupt journal is a ``DiagnosticError`` naming
-  the file and the fix.
+  again). Torn tails and provably stale lines are ignored; a corrupt journal, or one that does not
+  belong to the base, is a ``DiagnosticError`` naming the files and the fix.
 - ``write(state, expected_token, changed)`` holds the directory ``flock`` (``files.dir_guard``),
   compares the current token with ``expected_token`` (``StateConflict`` when they differ, nothing
   written), then appends one line for ``changed`` (``files.append_durably``: one ``os.write``,
   ``fsync``) when the journal stays below ``max(64 KiB, size of the base)``, and otherwise
-  compacts: the whole state is written atomically (``files.atomic_write``: temp, ``fsync``,
-  rename, ``fsync`` of the directory), then the journal is removed. It compacts too when a line
-  could not be replayed exactly: no base yet, ``changed`` empty or naming an address in neither
-  state, a record count ``changed`` does not explain, another lineage or format version, a serial
-  that is not the stored one plus one, or a journal holding stale lines. A journal only grows to
-  the size of the base between compactions, so an apply of N resources writes O(N) bytes.
+  compacts: the journal's lines are sealed first (``journal.encode_seal``: one durable line
+  naming the sha256 of the new base, the proof that they are in it; a journal with none of this
+  base's lines is removed instead), then the whole state is written atomically
+  (``files.atomic_write``: temp, ``fsync``, rename, ``fsync`` of the directory), then the journal
+  is removed. It compacts too when a line could not be replayed exactly: no base yet, ``changed``
+  empty or naming an address in neither state, a record count ``changed`` does not explain,
+  another lineage or format version, a serial that is not the stored one plus one, a journal
+  holding stale lines, or a sealed journal (a compaction that stopped before its rename). A
+  journal only grows to the size of the base between compactions, so an apply of N resources
+  writes O(N) bytes.
+- ``delete(expected_token)`` (``workspace delete``) is compare-and-swap too: it seals the
+  journal's lines as deleted (``"sealed":null``), then removes the base, the journal and the
+  backup; a journal left by a crash in between is ignored by readers.
 - Crash safety: a crash mid-append leaves a torn tail (ignored; the next append cuts it off); a
-  crash during a compaction leaves the old base and its journal (before the rename) or the new
-  base and a stale journal (after it): ``read`` returns the state before or after the write.
+  crash during a compaction leaves the old base and its journal, perhaps sealed (before the
+  rename), or the new base and the sealed, stale journal (after it): ``read`` returns the state
+  before or after the write. A journal that is neither (the base was edited, damaged or replaced
+  by hand) is never ignored: ``read`` and ``write`` refuse it (``snapshot``), and
+  ``recovery.recover`` rebuilds it.
 - A writer re-reads nothing it already knows: the base is identified by ``stat`` (inode, size,
   mtime, ctime) and its first bytes (which hold the lineage and serial), the journal by its inode,
   and only the lines appended since its last read or write are scanned. Anything else (another
@@ -51,7 +61,7 @@ from substratus.state.files import (
     sha256_hex,
     stat_key,
 )
-from substratus.state.journal import Position, appendable, encode_line, scan
+from substratus.state.journal import Position, appendable, encode_line, encode_seal, scan
 from substratus.state.snapshot import HEAD_BYTES, StateFiles, Stored
 
 MIN_JOURNAL_BYTES = 64 * 1024
@@ -105,6 +115,29 @@ class StateStore:
             self._known = known
         return known.at.token
 
+    def delete(self, expected_token: str | None) -> None:
+        """Remove the state, its journal and its backup (``workspace delete``), compare-and-swap
+        on ``expected_token``. A crash midway leaves the state before or after: the journal's
+        lines are sealed as deleted (``journal``) before the base goes, so a journal left
+        without its base is ignored."""
+        directory = self.state_path.parent
+        if not directory.is_dir() and expected_token is None:
+            return
+        with dir_guard(directory):
+            current = self._current()
+            if (current.at.token if current else None) != expected_token:
+                raise StateConflict(self._conflict_message(expected_token, current))
+            self._known = None
+            try:
+                if current is not None and current.journal_id is not None:
+                    self._retire_journal(current, None)
+                for path in (self.state_path, self.journal_path, self.backup_path):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                fsync_dir(directory)
+            except OSError as exc:
+                raise os_failure("delete the state", self.state_path, exc) from exc
+
     # -- writing ------------------------------------------------------------------------------
 
     def _line(self, state: StateFile, current: Stored | None, changed: list[str]) -> bytes | None:
@@ -112,7 +145,7 @@ class StateStore:
         if not self.journal or current is None or not changed:
             return None
         at = current.at
-        if current.stale and at.lines:  # lines of two bases: rewrite rather than mix more in
+        if current.sealed or (current.stale and at.lines):  # a compaction began; two bases
             return None
         if not appendable(state, (at.lineage, at.version, at.serial), current.addresses, changed):
             return None
@@ -155,12 +188,26 @@ class StateStore:
                     os.unlink(self.journal_path)
                 fsync_dir(self.state_path.parent)  # its lines would apply to this base again
         else:
+            if current is not None and current.journal_id is not None:
+                self._retire_journal(current, sha)
             atomic_write(self.state_path, data)
-            with contextlib.suppress(OSError):  # stale now: harmless if it stays, no fsync needed
+            with contextlib.suppress(OSError):  # provably stale now: harmless if it stays
                 os.unlink(self.journal_path)
         info = os.stat(self.state_path)
         at = Position(sha, state.lineage, state.serial, state.version)
         return Stored(stat_key(info), data[:HEAD_BYTES], len(data), at, set(state.resources))
+
+    def _retire_journal(self, current: Stored, installed: str | None) -> None:
+        """Before the base ``current`` is replaced by the one whose sha256 is ``installed``
+        (``None``: removed): seal the journal's lines of this base, the proof that they are in
+        the new base, or remove a journal that holds none (its stale lines prove nothing then)."""
+        if current.at.lines:
+            seal = encode_seal(current.at.base, installed)
+            append_durably(self.journal_path, seal, current.journal_end)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.journal_path)
+        fsync_dir(self.state_path.parent)
 
     def _snapshot(self, current: Stored) -> bytes:
         """The bytes of the stored state ``current``, for the backup."""

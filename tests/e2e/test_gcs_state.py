@@ -1,9 +1,11 @@
 """`substratus apply` against a state in a GCS bucket (fake-gcs-server behind the fault proxy):
-faults, concurrent applies from several processes, and a SIGKILLed apply recovered after its
-lease expires. The local runtime runs the workloads for real."""
+faults, concurrent applies from several processes, a SIGKILLed apply recovered after its lease
+expires, and a state object edited under its journal. The local runtime runs the workloads for
+real."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -138,4 +140,51 @@ def test_sigkilled_apply_is_recovered_after_its_lease_expires(
     assert runs.count("3") == 1, runs  # the trainer ran once: adopted, not restarted
     final = p.run("plan", "--detailed-exitcode", "--state", url, env=env)
     assert "No changes." in final.stdout
+    p.run("destroy", "--auto-approve", "--state", url, env=env)
+
+
+def _objects(gcs: GcsServer, bucket: str, prefix: str) -> dict[str, tuple[int, bytes]]:
+    """Every object under ``prefix`` but the lock: name → (generation, bytes)."""
+    found = gcs.direct_client().list_blobs(bucket, prefix=prefix)
+    return {
+        b.name: (int(b.generation), b.download_as_bytes())
+        for b in found
+        if not b.name.endswith(".lock")
+    }
+
+
+def test_an_edited_state_object_stops_every_command_until_it_is_recovered(
+    slow_project: Project, gcs_server: GcsServer, gcs_bucket: str
+) -> None:
+    p, env = slow_project, _env(gcs_server)
+    url = f"gs://{gcs_bucket}/edited"
+    # Without the lock nothing folds the journal at the end, as after a crash.
+    p.run("apply", "--auto-approve", "--no-lock", "--state", url, env=env)
+    blob = gcs_server.direct_client().bucket(gcs_bucket).blob("edited/default.json")
+    doc = json.loads(blob.download_as_bytes())
+    doc["resources"]["build.app"]["status"] = "tainted"
+    blob.upload_from_string(json.dumps(doc, indent=2))  # as `gcloud storage cp` of an edit would
+    before = _objects(gcs_server, gcs_bucket, "edited/")
+    assert any(".journal/" in name for name in before)
+    runs = Path(os.environ["RUNS_LOG"]).read_text().split()
+
+    for command in (["state", "list"], ["plan"], ["apply", "--auto-approve"]):
+        out = p.run(*command, "--state", url, check=1, env=env)
+        err = out.stderr
+        assert "does not belong to the state" in err, (command, err)
+        assert f"{url}/default.json" in err and f"{url}/default.journal/" in err, (command, err)
+        assert f"substratus state recover --state {url}" in err, (command, err)
+        assert "Traceback" not in err and "to add" not in out.stdout, (command, out.stdout)
+        assert _objects(gcs_server, gcs_bucket, "edited/") == before, command
+    assert Path(os.environ["RUNS_LOG"]).read_text().split() == runs
+
+    recovered = p.run("state", "recover", "--state", url, env=env)
+    assert "Rebuilt the state" in recovered.stdout, recovered.stdout
+    kept = _objects(gcs_server, gcs_bucket, "edited/")["edited/default.json.damaged"]
+    assert kept[1] == before["edited/default.json"][1]
+    listed = p.run("state", "list", "--state", url, env=env).stdout.split()
+    assert listed == ["build.app", "dataset.data", "model.trained", "modelserver.api"]
+    final = p.run("plan", "--detailed-exitcode", "--state", url, env=env)
+    assert "No changes." in final.stdout
+    assert Path(os.environ["RUNS_LOG"]).read_text().split() == runs  # nothing ran again
     p.run("destroy", "--auto-approve", "--state", url, env=env)

@@ -44,9 +44,14 @@ def _crash_while_writing(directory: str, fn: str, when: str, changed: list[str])
     state, token = backend.read()
     assert state is not None
     _next_state(state)
+    fn, _, nth = fn.partition("#")  # "write#2": the second call
+    calls = [int(nth or 1)]
     real = getattr(os, fn)
 
     def dying(*args: Any, **kwargs: Any) -> Any:
+        calls[0] -= 1
+        if calls[0]:
+            return real(*args, **kwargs)
         if when == "half":
             real(args[0], bytes(args[1][: len(args[1]) // 2]))
         elif when == "after":
@@ -65,9 +70,11 @@ CRASH_POINTS = [
     ("append", "fsync", "before", {"before", "after"}),  # written, not yet synced
     ("append", "fsync", "after", {"after"}),
     ("append-new-journal", "fsync", "after", {"after"}),  # before the directory fsync
-    ("compact", "write", "half", {"before"}),
+    ("compact", "write", "half", {"before"}),  # the seal of the journal's lines
     ("compact", "fsync", "before", {"before"}),
-    ("compact", "replace", "before", {"before"}),
+    ("compact", "write#2", "half", {"before"}),  # the new base, in its temp file
+    ("compact", "fsync#2", "before", {"before"}),
+    ("compact", "replace", "before", {"before"}),  # sealed, not renamed: the next write compacts
     ("compact", "replace", "after", {"after"}),  # the journal left behind is stale
     ("compact", "unlink", "before", {"after"}),
 ]

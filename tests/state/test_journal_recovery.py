@@ -21,6 +21,7 @@ from tests.state.journal_workload import (
     record,
     seed,
     seeded,
+    sha,
     step,
 )
 
@@ -94,16 +95,26 @@ def test_malformed_record_in_a_line_is_a_diagnostic(backend: FileBackend) -> Non
     assert str(backend.journal_path) in message(info.value)
 
 
-def test_stale_journal_after_a_compaction_is_ignored(backend: FileBackend) -> None:
+def test_stale_journal_left_by_a_compaction_is_ignored(
+    backend: FileBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state, token = seeded(backend, "a")
     for name in ("b", "c"):
         state.resources[f"model.{name}"] = record(name)
         token = step(backend, state, token, [f"model.{name}"])
-    journal = backend.journal_path.read_bytes()
+    old_base = sha(backend.state_path)
+    real_unlink = os.unlink
+
+    def crash_before_removing_the_journal(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path) != os.fspath(backend.journal_path):
+            real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", crash_before_removing_the_journal)
     del state.resources["model.b"]
     state.serial += 1
-    token = backend.write(state, token, [])  # compaction ...
-    backend.journal_path.write_bytes(journal)  # ... that "crashed" before removing the journal
+    token = backend.write(state, token, [])  # a compaction that "crashed" after the rename
+    monkeypatch.undo()
+    assert lines(backend)[-1] == {"base": old_base, "sealed": sha(backend.state_path)}
 
     assert FileBackend(backend.directory).read() == (state, token)
     state.resources["model.d"] = record("d")
@@ -112,15 +123,54 @@ def test_stale_journal_after_a_compaction_is_ignored(backend: FileBackend) -> No
     assert FileBackend(backend.directory).read() == (state, token)
 
 
-def test_journal_without_a_base_is_ignored(backend: FileBackend) -> None:
+def test_a_journal_without_its_base_is_refused(backend: FileBackend) -> None:
     state, token = seeded(backend, "a")
     step(backend, state, token, ["model.a"])
     backend.state_path.unlink()
+    journal = backend.journal_path.read_bytes()
+    with pytest.raises(DiagnosticError) as info:
+        FileBackend(backend.directory).read()
+    text = message(info.value)
+    assert f"the state {backend.state_path} is missing" in text
+    assert f"{backend.journal_path} holds 1 write after serial 1 (serial 2)" in text
+    assert "substratus state recover" in text
+    with pytest.raises(DiagnosticError):
+        FileBackend(backend.directory).write(seed(), None, ["model.x"])
+    assert backend.journal_path.read_bytes() == journal and not backend.state_path.exists()
+
+
+def test_a_workspace_delete_that_crashed_leaves_a_journal_that_is_ignored(
+    backend: FileBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, token = seeded(backend, "a")
+    token = step(backend, state, token, ["model.a"])
+    real_unlink = os.unlink
+
+    def crash_after_removing_the_base(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_unlink(path, *args, **kwargs)
+        if os.fspath(path) == os.fspath(backend.state_path):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "unlink", crash_after_removing_the_base)
+    with pytest.raises(KeyboardInterrupt):
+        backend.delete_workspace(token)
+    monkeypatch.undo()
+    assert lines(backend)[-1] == {"base": token.split(":")[0], "sealed": None}
     assert FileBackend(backend.directory).read() == (None, None)
     fresh = seed()
     token = FileBackend(backend.directory).write(fresh, None, ["model.x"])
     assert not backend.journal_path.exists()
     assert FileBackend(backend.directory).read() == (fresh, token)
+
+
+def test_a_workspace_delete_is_compare_and_swap(backend: FileBackend) -> None:
+    state, token = seeded(backend, "a")
+    newer = step(FileBackend(backend.directory), state, token, ["model.a"])
+    with pytest.raises(StateConflict):
+        backend.delete_workspace(token)
+    assert FileBackend(backend.directory).read() == (state, newer)
+    backend.delete_workspace(newer)
+    assert sorted(p.name for p in backend.directory.iterdir()) == []
 
 
 # -- compare-and-swap and tokens ------------------------------------------------------------------

@@ -8,7 +8,8 @@ run is taken over safely. Modules:
 - ``layout``: the URL, object names, version tokens and settings (no I/O);
 - ``client``: the only module that imports the Google Cloud SDK (retries, error mapping);
 - ``errors``: the diagnostics a user can act on (missing bucket, permissions, credentials);
-- ``reading`` and ``store``: the state (base + journal) with compare-and-swap;
+- ``reading`` and ``store``: the state (base + journal) with compare-and-swap; ``recovery``:
+  ``state recover``, rebuilding a damaged state from its journal;
 - ``lock``: the lock (generation ids, lease, renewal, takeover);
 - ``backend``: ``GcsBackend``, the ``Backend`` tying them together.
 """

@@ -11,7 +11,8 @@ is ``lock.GcsLock`` (generation ids, lease, safe takeover), the objects are name
 - ``workspaces()`` lists ``<prefix>/`` with delimiter ``/``: every valid name ``W`` with a
   ``W.json``, plus ``default``. ``delete_workspace(token)`` removes the state of this workspace
   and its journal (CAS on ``token``: ``StateConflict`` when it changed since it was read); the
-  caller holds the lock and releases it afterwards.
+  caller holds the lock and releases it afterwards. ``recover(source)`` rebuilds a damaged state
+  (``gcs.recovery``), also under the caller's lock.
 - Settings: ``lease_seconds`` (default ``SUBSTRATUS_LOCK_LEASE`` or 60 s) and ``deadline_seconds``
   for retries (default ``SUBSTRATUS_GCS_DEADLINE`` or 120 s).
 """
@@ -89,6 +90,9 @@ class GcsBackend:
 
     def delete_workspace(self, expected_token: str | None) -> None:
         self.store.delete(expected_token)
+
+    def recover(self, source: tuple[str, bytes] | None) -> str:
+        return self.store.recover(source)
 
     # -- lock --------------------------------------------------------------------------------
 

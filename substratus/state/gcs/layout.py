@@ -7,8 +7,8 @@ No I/O here. Contracts:
 - Objects of workspace ``W`` (``Names``), under ``PREFIX/`` (or at the top of the bucket):
   ``W.json`` (the base state), ``W.lock`` (the lock) and the journal, one object per write on top
   of the base: ``W.journal/<generation of the base>/<serial:012d>.json``. Keying the journal by
-  the base's generation means a compaction (a new base) starts a fresh journal, and journal
-  objects of an older base are ignored by readers whatever is left of them.
+  the base's generation means a compaction (a new base) starts a fresh journal; journal objects
+  of another base are never applied, and ignored only when provably in the base (``reading``).
 - ``Token``: the version a reader saw, ``"<base generation>:<serial>"``, with ``":sealed"`` when
   the journal of that base ends with a seal (a compaction claimed the next slot and may not have
   finished). The serial names the next journal slot: ``serial + 1``.

@@ -10,8 +10,8 @@ contiguous from the base's). Token: ``layout.Token``, ``G:<serial>`` (``:sealed`
 - ``read()`` lists the workspace's objects once, downloads the base with ``if_generation_match``
   of the listed generation, then each entry of that generation the same way. A 404/412 or a gap
   on the way means a writer compacted meanwhile: read again (up to ``READ_ATTEMPTS``). So a read
-  returns the state as of its listing, never a mix. Entries of older bases are ignored (and
-  deleted by the next compaction).
+  returns the state as of its listing, never a mix. Journals of other bases are ignored (and
+  deleted by the next compaction) when provably in the base, else refused (``reading``).
 - ``write(state, expected, changed)`` is compare-and-swap, enforced by GCS preconditions and never
   by a read first. Incremental write (``changed`` non-empty, ``serial`` = stored + 1, same
   lineage, the journal small: entries < ``max(MIN_ENTRIES, records)`` and bytes <=
@@ -21,13 +21,16 @@ contiguous from the base's). Token: ``layout.Token``, ``G:<serial>`` (``:sealed`
   token could otherwise fill a freed slot of a journal nobody reads). Otherwise a compaction:
   create the seal in that same slot (``if_generation_match=0``; a sealed token skips this), then
   upload the whole state with ``if_generation_match=G`` (``0`` when there is no base), then
-  delete the old journal objects best-effort. The seal is what makes compaction safe: nobody can
+  delete the old journal objects best-effort, the seal last (``remove``), so what an
+  interrupted clean-up leaves is still sealed. The seal is what makes compaction safe: nobody can
   append to a journal whose base is about to be replaced. Any 412: ``StateConflict``, nothing
   (lasting) written. Bytes uploaded over an apply of N resources are O(N): entries are the size
   of a change and the journal only grows to the size of the base between compactions.
 - Crash safety: each step is one atomic object write; a crash leaves the state before or after
   the write in progress. After a crash between seal and upload the journal stays sealed and the
   next write compacts directly (the base upload is then the compare-and-swap).
+- ``recover(source)`` rebuilds a damaged state (``gcs.recovery``); ``install`` uploads a base
+  with a generation precondition for it.
 - ``fold()`` (called before the lock is released) compacts what this store journaled, so the
   next reader downloads one object. For that it keeps a private copy of the stored state
   (``Known.mirror``), taken at its first append of a run and then updated with the changed
@@ -48,6 +51,7 @@ from substratus.engine.statefile import StateFile
 from substratus.state.gcs.client import Bucket, Missing, ObjectInfo, Precondition
 from substratus.state.gcs.layout import Names, Token
 from substratus.state.gcs.reading import SEAL, Moved, load
+from substratus.state.gcs.recovery import recover
 from substratus.state.journal import appendable, encode_line
 
 MIN_JOURNAL_BYTES = 64 * 1024
@@ -123,6 +127,19 @@ class StateStore:
             raise StateConflict(self._conflict(expected)) from None
         return str(self._known.token)
 
+    def recover(self, source: tuple[str, bytes] | None) -> str:
+        """``state recover`` (``gcs.recovery``)."""
+        self._known = None
+        try:
+            return recover(self, source)
+        finally:
+            self._known = None
+
+    def install(self, state: StateFile, if_generation_match: int) -> None:
+        """Upload ``state`` as the base (``Precondition`` unless the base is that generation)."""
+        self._known = None
+        self.create(self.names.state, state.to_json().encode(), if_generation_match)
+
     def journaled(self) -> bool:
         """Whether this store appended journal entries since the last compaction."""
         known = self._known
@@ -146,13 +163,13 @@ class StateStore:
         try:
             if token is not None:
                 if not token.sealed:
-                    self._create(self.names.entry(token.generation, token.serial + 1), SEAL, 0)
+                    self.create(self.names.entry(token.generation, token.serial + 1), SEAL, 0)
                 self.bucket.delete(self.names.state, if_generation_match=token.generation)
         except (Precondition, Missing):
             raise StateConflict(self._conflict(expected)) from None
         self._known = None
         objects, _ = self.bucket.list_objects(self.names.journal_root)
-        self._remove([o.name for o in objects])
+        self.remove([o.name for o in objects])
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -175,12 +192,12 @@ class StateStore:
         self, state: StateFile, token: Token, entry: bytes, changed: list[str], known: Known
     ) -> Known:
         name = self.names.entry(token.generation, token.serial + 1)
-        self._create(name, entry, 0)
+        self.create(name, entry, 0)
         base = self.bucket.stat(self.names.state)
         if base is None or base.generation != token.generation:
             # A compaction replaced the base and cleared its journal meanwhile, so this slot was
             # free again: the entry is an orphan no reader will apply (or already folded in).
-            self._remove([name])
+            self.remove([name])
             raise Precondition(name, False)
         if known.mirror is None:  # once per run: the state as written, i.e. as now stored
             known.mirror = state.model_copy(deep=True)
@@ -202,8 +219,8 @@ class StateStore:
     def _compact(self, state: StateFile, token: Token | None, known: Known | None) -> Known:
         data = state.to_json().encode()
         if token is not None and not token.sealed:  # nobody may append to this journal now
-            self._create(self.names.entry(token.generation, token.serial + 1), SEAL, 0)
-        info = self._create(self.names.state, data, token.generation if token else 0)
+            self.create(self.names.entry(token.generation, token.serial + 1), SEAL, 0)
+        info = self.create(self.names.state, data, token.generation if token else 0)
         if token is not None:
             self._cleanup(token, known)
         return Known(
@@ -218,7 +235,7 @@ class StateStore:
             mirror=None,
         )
 
-    def _create(self, name: str, data: bytes, if_generation_match: int) -> ObjectInfo:
+    def create(self, name: str, data: bytes, if_generation_match: int) -> ObjectInfo:
         nonce = f"{self._writer}-{next(self._count)}"
         return self.bucket.create(
             name, data, if_generation_match=if_generation_match, metadata={"writer": nonce}
@@ -228,21 +245,22 @@ class StateStore:
         """Delete the journal of the replaced base ``token.generation`` and older leftovers."""
         try:
             if known is not None and known.token == token:
-                names = [
+                names = known.stale + [
                     self.names.entry(token.generation, serial)
                     for serial in range(known.base_serial + 1, token.serial + 2)
                 ]
-                names += known.stale
             else:
                 objects, _ = self.bucket.list_objects(self.names.journal(token.generation))
                 names = [o.name for o in objects]
         except DiagnosticError as exc:
             log.debug("left old journal objects of %s behind: %s", self.uri, exc)
             return
-        self._remove(names)
+        self.remove(names)
 
-    def _remove(self, names: list[str]) -> None:
-        for name in reversed(names):  # best-effort: readers ignore journals of older bases
+    def remove(self, names: list[str]) -> None:
+        """Delete ``names`` in order, best-effort. Callers list a journal's seal last, so what
+        an interrupted clean-up leaves is still sealed, which readers ignore."""
+        for name in names:
             with contextlib.suppress(Missing, Precondition, DiagnosticError):
                 self.bucket.delete(name)
 

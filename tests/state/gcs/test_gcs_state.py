@@ -13,6 +13,7 @@ from substratus.state import open_backend
 from substratus.state.gcs import GcsBackend, parse_url
 from substratus.state.gcs.layout import Token
 from substratus.state.gcs.reading import SEAL
+from substratus.state.journal import encode_line
 from tests.state.gcs.conftest import MakeBackend
 from tests.state.gcs.helpers import add, journal, objects, state_of, text
 from tests.support.gcs import GcsServer
@@ -199,17 +200,43 @@ def test_interrupted_compaction_is_finished_by_the_next_write(
     assert journal(emulator, backend) == []
 
 
-def test_journals_of_older_bases_are_ignored_and_cleaned_up(
+def test_journals_of_older_bases_in_the_base_are_ignored_and_cleaned_up(
     backend: GcsBackend, emulator: GcsServer
 ) -> None:
-    state = state_of("a")
+    state = state_of("a", serial=5)
     backend.write(state, None, [])
-    put(emulator, backend, "default.journal/1/000000000002.json", b"left over")
+    older = state_of("a", serial=4)
+    put(emulator, backend, "default.journal/1/000000000004.json", encode_line("1", older, []))
+    put(emulator, backend, "default.journal/2/000000000009.json", b"{}")
+    put(emulator, backend, "default.journal/2/000000000010.json", SEAL)  # claimed: sealed
     got, token = backend.read()
     assert got == state
     token = backend.write(state, token, add(state, "b"))
     backend.write(state, token, [])  # the compaction deletes them
     assert journal(emulator, backend) == []
+
+
+def _foreign_entry(serial: int, lineage: str | None = None) -> bytes:
+    entry = state_of("a", serial=serial)
+    entry.lineage = lineage or entry.lineage
+    return encode_line("1", entry, [])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"left over", _foreign_entry(6), _foreign_entry(2, "00000000-0000-4000-8000-0000000000dd")],
+    ids=["not-an-entry", "newer-than-the-base", "another-lineage"],
+)
+def test_a_journal_of_an_older_base_not_in_the_base_is_refused(
+    backend: GcsBackend, emulator: GcsServer, data: bytes
+) -> None:
+    backend.write(state_of("a", serial=5), None, [])
+    put(emulator, backend, "default.journal/1/000000000006.json", data)
+    with pytest.raises(DiagnosticError) as info:
+        backend.read()
+    message = text(info.value)
+    assert f"the state journal {backend.url}/default.journal/1/ does not belong" in message
+    assert f"substratus state recover --state {backend.url}" in message
 
 
 def test_a_corrupt_journal_object_is_a_diagnostic(backend: GcsBackend, emulator: GcsServer) -> None:
