@@ -103,7 +103,7 @@ class ResourceChange:
 @dataclass(frozen=True)
 class Drift:
     address: str
-    status: str  # missing | degraded | pending-running | pending-completed | pending-gone
+    status: str  # missing | degraded | changed | pending-running | pending-completed | pending-gone
     message: str
 
 

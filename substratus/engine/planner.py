@@ -9,7 +9,8 @@ hands everything here. Rules:
   ``update`` in place for ModelServers and Notebooks; reasons name the changed fields (deepdiff on
   this resource only) and the changed dependencies ("dataset.x changed");
 - in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``);
-- drift: recorded but missing → ``create`` again; unhealthy → ``update``/``replace``;
+- drift: recorded but missing → ``create`` again; unhealthy, or artifacts changed outside
+  substratus → ``update``/``replace``;
 - ``tainted`` or ``--replace`` → ``replace`` (``create`` for a tainted record whose first apply
   failed), run again into a new version; a pending operation left by an interrupted apply at
   the same digest is adopted (reason ``adopt``);
@@ -256,7 +257,7 @@ def _plan_resource(
         elif seen is not None and seen.status == "missing":
             change.action = Action.CREATE
             change.reasons.append(Reason("drift", seen.message or "deleted outside substratus"))
-        elif seen is not None and seen.status == "degraded":
+        elif seen is not None and seen.status in ("degraded", "changed"):
             change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
             change.reasons.append(Reason("drift", seen.message or "unhealthy"))
         else:

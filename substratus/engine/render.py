@@ -173,9 +173,11 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         )
         out.append("")
         for d in plan.drift:
-            verb = {"missing": "has been deleted", "degraded": "is unhealthy"}.get(
-                d.status, f"has an interrupted operation ({d.status.removeprefix('pending-')})"
-            )
+            verb = {
+                "missing": "has been deleted",
+                "degraded": "is unhealthy",
+                "changed": "has changed",
+            }.get(d.status, f"has an interrupted operation ({d.status.removeprefix('pending-')})")
             out.append(f"  # {d.address} {verb}: {d.message}")
         out.append("")
         if plan.mode is Mode.REFRESH_ONLY:

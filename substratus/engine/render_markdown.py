@@ -53,7 +53,7 @@ LEVELS = (
 _COLOUR = {"create": "green", "update": "amber", "replace": "orange", "delete": "red"}
 _COLOUR |= {"read": "blue", "noop": "grey"}
 _FIELD_CODES = ("field_changed", "source_changed")
-_DRIFT_VERB = {"missing": "has been deleted", "degraded": "is unhealthy"}
+_DRIFT_VERB = {"missing": "has been deleted", "degraded": "is unhealthy", "changed": "has changed"}
 
 
 @dataclass(frozen=True)

@@ -139,8 +139,9 @@ class Held:
 class Observation:
     """What a refresh found for one recorded resource."""
 
-    # present: exists and healthy; missing: deleted outside substratus; degraded: exists, unhealthy
-    status: Literal["present", "missing", "degraded"] = "present"
+    # present: exists and healthy; missing: deleted outside substratus; degraded: exists,
+    # unhealthy; changed: its artifacts were changed outside substratus
+    status: Literal["present", "missing", "degraded", "changed"] = "present"
     message: str = ""  # human text for drift, e.g. "process 1234 is not running"
     # For a record with a pending operation: what became of the interrupted work.
     pending: Literal["none", "running", "completed", "gone"] = "none"

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -167,7 +168,10 @@ def preflight(bucket: str, needed: frozenset[str]) -> None:
 
 
 def _list(
-    where: GsPath, glob: str = "", delimiter: str | None = None
+    where: GsPath,
+    glob: str = "",
+    delimiter: str | None = None,
+    fields: str = "items(name,generation,timeCreated),prefixes,nextPageToken",
 ) -> tuple[list[Any], set[str]]:
     """(objects, sub-prefixes) under ``where``; ``glob`` (relative) is a server-side filter
     where GCS supports it (callers still check names: emulators ignore it)."""
@@ -178,7 +182,7 @@ def _list(
             prefix=where.dir_prefix,
             delimiter=delimiter,
             match_glob=where.dir_prefix + glob if glob and plain else None,
-            fields="items(name,generation,timeCreated),prefixes,nextPageToken",
+            fields=fields,
             retry=RETRY,
         )
         objects = list(pages)
@@ -195,6 +199,62 @@ def marker_of(where: GsPath) -> Any | None:
     preflight(where.bucket, READ)
     with _errors(f"reading {where.child(MARKER).url}", where):
         return client().bucket(where.bucket).get_blob(where.child(MARKER).key, retry=RETRY)
+
+
+def fingerprint(files: Mapping[str, Mapping[str, Any]]) -> str:
+    """The identity of a version's content: its files' paths, sizes and CRC32Cs (as a marker's
+    manifest lists them, or as a listing finds them)."""
+    rows = sorted([rel, f.get("size"), f.get("crc32c")] for rel, f in files.items())
+    return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def inspect_versions(wanted: Mapping[str, str | None]) -> dict[str, list[str] | None]:
+    """For each version URL (with the fingerprint recorded when it completed, if any): None when
+    it is not complete (no marker), else what changed in it since (``[]``: nothing; only
+    checked when a fingerprint is given). One list call per store prefix; a marker is read
+    only for a version that changed."""
+    by_root: dict[GsPath, list[GsPath]] = {}
+    for url in wanted:
+        version = GsPath.parse(url)
+        parts = version.key.split("/")  # {prefix…}/{namespace}/{kind}s/{name}/{version}
+        by_root.setdefault(GsPath(version.bucket, "/".join(parts[:-4])), []).append(version)
+    out: dict[str, list[str] | None] = {}
+    for root, versions in by_root.items():
+        objects = _list(root, fields="items(name,size,crc32c),nextPageToken")[0]
+        for version in versions:
+            inside = {
+                o.name.removeprefix(version.dir_prefix): o
+                for o in objects
+                if o.name.startswith(version.dir_prefix) and not o.name.endswith("/")
+            }
+            if MARKER not in inside:
+                out[version.url] = None
+                continue
+            del inside[MARKER]
+            found = {rel: {"size": o.size, "crc32c": o.crc32c} for rel, o in inside.items()}
+            recorded = wanted[version.url]
+            out[version.url] = (
+                [] if recorded is None or fingerprint(found) == recorded else _diff(version, found)
+            )
+    return out
+
+
+def _diff(version: GsPath, found: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What differs between a version's objects and its marker's manifest."""
+    marker = marker_of(version)
+    if marker is None:
+        return ["the completion marker was removed"]
+    with _errors(f"reading {version.child(MARKER).url}", version):
+        files: dict[str, Any] = json.loads(marker.download_as_bytes(retry=RETRY)).get("files", {})
+    out = [f"{rel} deleted" for rel in sorted(set(files) - set(found))]
+    out += [f"{rel} added" for rel in sorted(set(found) - set(files))]
+    out += [
+        f"{rel} modified"
+        for rel in sorted(set(files) & set(found))
+        if (files[rel].get("size"), files[rel].get("crc32c"))
+        != (found[rel]["size"], found[rel]["crc32c"])
+    ]
+    return out or ["its files changed"]
 
 
 def complete_versions(urls: Iterable[str]) -> set[str]:
@@ -232,7 +292,9 @@ def fetch(url: str, workdir: Path) -> Path:
 def _download(where: GsPath, marker: Any, into: Path) -> None:
     bucket = client().bucket(where.bucket)
     with _errors(f"downloading {where.url}", where):
-        manifest = json.loads(marker.download_as_bytes(retry=RETRY))
+        raw = marker.download_as_bytes(retry=RETRY)
+    manifest = json.loads(raw)
+    (into / MARKER).write_bytes(raw)  # a complete version has its marker, as in the store
     files: dict[str, dict[str, Any]] = manifest.get("files") or {}
     for rel in manifest.get("dirs") or []:
         (into / rel).mkdir(parents=True, exist_ok=True)
@@ -422,6 +484,7 @@ class GcsArtifactStore(MirroredStore):
     def __init__(self, url: str, workdir: Path) -> None:
         root = GsPath.parse(url)
         super().__init__("gs", root.bucket, root.key, workdir, "gcs")
+        self._fingerprints: dict[str, str] = {}
 
     def _version(self, path: Path) -> GsPath:
         found = self.mirror.locate(path)
@@ -463,7 +526,7 @@ class GcsArtifactStore(MirroredStore):
         """Upload a completed local version, then create its marker (last)."""
         where = self._version(version)
         preflight(where.bucket, WRITE)
-        files = sorted(p for p in version.rglob("*") if p.is_file())
+        files = sorted(p for p in version.rglob("*") if p.is_file() and p.name != MARKER)
         empty = (p for p in version.rglob("*") if p.is_dir() and not any(p.iterdir()))
         dirs = sorted(p.relative_to(version).as_posix() for p in empty)
         size = sum(p.stat().st_size for p in files)
@@ -477,9 +540,10 @@ class GcsArtifactStore(MirroredStore):
                 blob.upload_from_filename(str(path), checksum="auto", retry=RETRY)
             return rel, {"size": blob.size, "crc32c": blob.crc32c, "generation": blob.generation}
 
+        uploaded: dict[str, dict[str, Any]] = dict(_parallel(upload, files))
         manifest = {
             "format": 1,
-            "files": dict(_parallel(upload, files)),
+            "files": uploaded,
             "dirs": dirs,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
@@ -499,6 +563,20 @@ class GcsArtifactStore(MirroredStore):
         if marker is None:
             raise RunError(f"{where.url} was deleted while it was being published")
         self.mirror.record(version, marker.generation)
+        self._fingerprints[str(version)] = fingerprint(uploaded)
+
+    def fingerprint(self, version: Path) -> str | None:
+        """The content fingerprint of a complete version (its marker is read unless this
+        process published it)."""
+        known = self._fingerprints.get(str(version))
+        if known is not None:
+            return known
+        marker = marker_of(self._version(version))
+        if marker is None:
+            return None
+        with _errors(f"reading {marker.name}", self._version(version)):
+            files = json.loads(marker.download_as_bytes(retry=RETRY)).get("files", {})
+        return fingerprint(files)
 
     def others_holds(self, owner: Owner) -> set[str]:
         return read_holds(self.url, owner)

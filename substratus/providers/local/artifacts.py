@@ -10,7 +10,7 @@ directory. ``{root}/.substratus/holds/`` holds each state's holds (``providers.h
 ``ArtifactStore`` is the seam for other stores. ``FileArtifactStore`` is ``file://``; a remote
 store (``gs://``: ``substratus.providers.artifacts_gcs``, imported lazily) stages versions in its
 local ``Mirror`` and ``publish``es them; there ``complete`` asks the remote store. ``open_store``
-picks a store by URL; ``input_dir`` and ``present_versions`` resolve recorded outputs by their own
+picks a store by URL; ``input_dir`` and ``inspect_remote`` resolve recorded outputs by their own
 URL scheme, so inputs come from whichever store produced them. This module creates nothing
 until asked to remove, mirror or publish something.
 """
@@ -62,6 +62,11 @@ class ArtifactStore(Protocol):
 
     def newest(self, namespace: str, kind: str, name: str) -> Path | None:
         """The most recently completed version of a resource."""
+        ...
+
+    def fingerprint(self, version: Path) -> str | None:
+        """A remote store's identity of a complete version's content (None: the store keeps
+        none; a ``file://`` version is checked against its manifest file instead)."""
         ...
 
     def check(self) -> list[Diagnostic]:
@@ -127,6 +132,9 @@ class FileArtifactStore:
             p for p in self.entries(namespace, kind, name) if not p.name.endswith(PARTIAL_SUFFIX)
         ]
         return max(versions, key=lambda p: p.stat().st_ctime, default=None)
+
+    def fingerprint(self, version: Path) -> str | None:
+        return None
 
     def check(self) -> list[Diagnostic]:
         return []
@@ -287,11 +295,13 @@ def input_dir(inputs: Mapping[str, Mapping[str, Any]], role: str, workdir: Path)
     return Path(value) if value else None
 
 
-def present_versions(urls: Iterable[str]) -> set[str]:
-    """Which of these remote version URLs are complete (one list call per store prefix)."""
-    remote = sorted({u for u in urls if is_remote(u)})
+def inspect_remote(wanted: Mapping[str, str | None]) -> dict[str, list[str] | None]:
+    """Remote version URLs (with their recorded content fingerprints) → None when incomplete,
+    else what changed in them (one list call per store prefix,
+    ``artifacts_gcs.inspect_versions``)."""
+    remote = {u: fp for u, fp in wanted.items() if is_remote(u)}
     if not remote:
-        return set()
-    from substratus.providers.artifacts_gcs import complete_versions
+        return {}
+    from substratus.providers.artifacts_gcs import inspect_versions
 
-    return complete_versions(remote)
+    return inspect_versions(remote)

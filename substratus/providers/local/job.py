@@ -96,6 +96,13 @@ class Jobs:
             "run_dir": str(names.run.dir),
         }
 
+    def _completed(self, names: JobNames) -> dict[str, Any]:
+        """The outputs of a completed run, with its content fingerprint where the store keeps
+        one (``manifest``: refresh compares it to notice changes made outside substratus)."""
+        out = self.outputs(names)
+        found = self.store.fingerprint(names.final)
+        return {**out, "manifest": found} if found else out
+
     def newest_version(self, namespace: str, kind: str, name: str) -> Path | None:
         """The most recently completed version directory of a resource."""
         return self.store.newest(namespace, kind, name)
@@ -112,10 +119,10 @@ class Jobs:
             raise RunError(f"the new version {names.final} exists already", "apply again")
         if complete:
             ctx.phase("adopted the run an interrupted apply completed")
-            return self.outputs(names)
+            return self._completed(names)
         if names.final.is_dir():  # completed here, not yet published to a remote store
             self.store.publish(names.final, ctx.phase)
-            return self.outputs(names)
+            return self._completed(names)
         popen: subprocess.Popen[bytes] | None = None
         ref = supervisor_of(names.run) if request.intent is not None else None
         if ref is not None:
@@ -125,7 +132,7 @@ class Jobs:
         self._wait(request, ref, popen, ctx)
         if names.final.is_dir():
             self.store.publish(names.final, ctx.phase)
-            return self.outputs(names)
+            return self._completed(names)
         code = exit_code_of(names.run)
         # No exit code: its supervisor was killed, or could not write it on a full disk.
         reason = (
@@ -202,6 +209,18 @@ class Jobs:
                 links[role] = path
         return Path(str(context)), command, links
 
+    @staticmethod
+    def _labels(request: RunRequest) -> list[str]:
+        """What the version's manifest records about where it comes from."""
+        labels = {
+            "address": request.address,
+            "digest": request.digest,
+            "version": request.run_version,
+            "lineage": request.owner.lineage or "",
+            "workspace": request.owner.workspace,
+        }
+        return [f"--label={k}={v}" for k, v in labels.items()]
+
     def _start(self, request: RunRequest, names: JobNames) -> subprocess.Popen[bytes] | None:
         """Start a supervisor under the run's lock; None when another process holds the lock."""
         context, command, links = self._inputs(request)
@@ -225,7 +244,7 @@ class Jobs:
             env = workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
             argv = [sys.executable, "-P", "-m", SUPERVISOR, "--run-dir", str(run.dir)]
             argv += ["--partial", str(names.partial), "--final", str(names.final)]
-            argv += ["--lock-fd", str(fd), "--", *command]
+            argv += ["--lock-fd", str(fd), *self._labels(request), "--", *command]
             with run.log.open("wb") as log:
                 popen = subprocess.Popen(
                     argv,

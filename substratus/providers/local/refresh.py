@@ -1,28 +1,40 @@
 """Refresh: what exists now of each recorded resource, in one pass (``LocalRuntime.refresh``).
 
 Builds and versions are checked by path, versions in a remote store by their markers (one list
-call per store prefix for all records, ``present_versions``), servers by pid + start time and one
-``GET /``; no subprocess is started. For a record with a pending operation, the work the
-interrupted apply started is reported as ``completed`` (a final version or a healthy process for
-the pending digest exists), ``running`` (its supervisor or process is alive) or ``gone``.
+call per store prefix for all records, ``inspect_remote``), servers by pid + start time and one
+``GET /``; no subprocess is started. A completed version whose files differ from its manifest
+(``manifest.changes`` for ``file://``; for ``gs://`` the content fingerprint recorded in its
+outputs against the listing) is ``changed``: "artifacts changed outside substratus". For a
+record with a pending operation, the work the interrupted apply started is reported as
+``completed`` (a final version or a healthy process for the pending digest exists), ``running``
+(its supervisor or process is alive) or ``gone``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine.runtime import Observation
 from substratus.engine.statefile import PendingOperation, ResourceRecord
-from substratus.providers.local.artifacts import is_remote, present_versions
+from substratus.providers.local import manifest
+from substratus.providers.local.artifacts import inspect_remote, is_remote
 from substratus.providers.local.job import Jobs
 from substratus.providers.local.server import Servers
 from substratus.providers.local.workdir import Workdir
 
-Status = Literal["present", "missing", "degraded"]
+Status = Literal["present", "missing", "degraded", "changed"]
+CHANGED = "artifacts changed outside substratus"
 Pending = Literal["none", "running", "completed", "gone"]
 SERVER_KINDS = ("modelserver", "notebook")
+
+
+def _changed(changes: list[str], where: str) -> tuple[Status, str]:
+    if not changes:
+        return "present", ""
+    shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+    return "changed", f"{CHANGED} at {where}: {shown}"
 
 
 def _path_status(outputs: Mapping[str, Any], key: str, what: str) -> tuple[Status, str]:
@@ -36,8 +48,11 @@ class Refresher:
     def __init__(self, workdir: Workdir, jobs: Jobs, servers: Servers) -> None:
         self.workdir, self.jobs, self.servers = workdir, jobs, servers
 
-    def status(self, record: ResourceRecord, present: Set[str] = frozenset()) -> tuple[Status, str]:
-        """Status of a recorded resource; ``present``: the complete remote version URLs."""
+    def status(
+        self, record: ResourceRecord, remote: Mapping[str, list[str] | None] | None = None
+    ) -> tuple[Status, str]:
+        """Status of a recorded resource; ``remote``: what ``inspect_remote`` found of the
+        remote versions."""
         outputs = record.outputs
         if record.kind == "build":
             status, message = _path_status(outputs, "context_dir", "the build context")
@@ -46,10 +61,15 @@ class Refresher:
             return self.servers.status(record.kind, outputs)
         url = outputs.get("artifacts")
         if is_remote(url):
-            if url in present:
-                return "present", ""
-            return "missing", f"artifacts at {url} were deleted outside substratus"
-        return _path_status(outputs, "artifacts_path", "artifacts")
+            found = (remote or {}).get(str(url))
+            if found is None:
+                return "missing", f"artifacts at {url} were deleted outside substratus"
+            return _changed(found, str(url))
+        status, message = _path_status(outputs, "artifacts_path", "artifacts")
+        path = outputs.get("artifacts_path")
+        if status == "present" and path and record.kind in ("dataset", "model"):
+            return _changed(manifest.changes(Path(str(path))) or [], str(path))
+        return status, message
 
     def pending(self, record: ResourceRecord, op: PendingOperation) -> tuple[Pending, str]:
         ns, kind, name = record.namespace, record.kind, record.name
@@ -66,10 +86,14 @@ class Refresher:
 
     def observe(self, records: Mapping[str, ResourceRecord]) -> dict[str, Observation]:
         observations = {}
-        urls = [r.outputs.get("artifacts") for r in records.values() if r.kind not in SERVER_KINDS]
-        present = present_versions(str(u) for u in urls if is_remote(u))
+        wanted = {
+            str(r.outputs["artifacts"]): r.outputs.get("manifest")
+            for r in records.values()
+            if r.kind not in SERVER_KINDS and is_remote(r.outputs.get("artifacts"))
+        }
+        remote = inspect_remote(wanted)
         for address, record in records.items():
-            status, message = self.status(record, present)
+            status, message = self.status(record, remote)
             if record.pending is None:
                 observations[address] = Observation(status, message)
                 continue

@@ -13,9 +13,10 @@ whole life, so no second supervisor starts for the same run). It then:
 4. notes whether the file system of the run directory or of the partial artifacts is full
    (``files.disk_full``: the job's own writes, its log and these records all fail there), then
    frees the reserve;
-5. on exit code 0, renames the partial artifacts directory to the final version directory (the
-   only way a version comes to exist), points ``content/artifacts`` at it and makes it
-   read-only (best effort);
+5. on exit code 0, writes the version's manifest (``manifest.py``: paths, sizes, times and
+   hashes, with the ``--label`` values) into the partial artifacts directory, renames it to
+   the final version directory (the only way a version comes to exist), points
+   ``content/artifacts`` at it and makes it read-only (best effort);
 6. on failure with a reason it knows (a full disk, artifacts it could not publish) appends the
    reason to the log, whose own lines may have been lost;
 7. writes ``exit_code`` last: the code (a signal N is recorded as 128+N) on the first line, the
@@ -36,6 +37,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from substratus.providers.local import manifest
 from substratus.providers.local.files import disk_full, make_read_only, remove_tree, write_json
 from substratus.providers.local.process import ProcessRef
 from substratus.providers.local.workdir import RunFiles
@@ -49,6 +51,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--partial", required=True, type=Path)
     parser.add_argument("--final", required=True, type=Path)
     parser.add_argument("--lock-fd", type=int, default=None, help="held open until exit")
+    parser.add_argument(
+        "--label", action="append", default=[], help="KEY=VALUE recorded in the manifest"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -58,10 +63,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _publish(partial: Path, final: Path, run: RunFiles) -> None:
+def _publish(partial: Path, final: Path, run: RunFiles, labels: list[str]) -> None:
     if final.exists():  # completed before (cannot happen under the lock; keep the first)
         remove_tree(partial)
     else:
+        manifest.write(partial, dict(label.partition("=")[::2] for label in labels))
         partial.rename(final)
     link = run.content / "artifacts"
     tmp = run.content / ".artifacts.tmp"
@@ -147,7 +153,7 @@ def supervise(args: argparse.Namespace) -> int:
     run.reserve.unlink(missing_ok=True)  # what follows must fit even on a full disk
     if code == 0:
         try:
-            _publish(args.partial, args.final, run)
+            _publish(args.partial, args.final, run, args.label)
             reason = ""
         except OSError as exc:
             code, reason = 1, f"cannot publish the artifacts: {exc.strerror or exc}"

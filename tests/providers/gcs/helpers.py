@@ -77,7 +77,13 @@ def delete_objects(server: GcsServer, url: str, only: str | None = None) -> None
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """The files of a version directory (its local manifest file aside: the store's marker is
+    its own object)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).as_posix() != ".substratus-complete"
+    }
 
 
 def list_calls(server: GcsServer, bucket: str) -> int:

@@ -64,7 +64,7 @@ def test_a_trainer_reads_a_gcs_dataset_and_a_file_base_model(
     fetched = mirror_of(tmp_path, "b", data["artifacts"])
     assert seen["data"]["target"] == str(fetched)  # downloaded on machine b, not machine a's copy
     assert seen["data"]["tag"] == "data"
-    assert seen["data"]["files"] == sorted(files_under(Path(data["artifacts_path"])))
+    assert seen["data"]["files"] == sorted([*files_under(Path(data["artifacts_path"])), MARKER])
     assert seen["model"]["target"] == base["artifacts_path"]
     assert seen["model"]["tag"] == "base"
     assert not fetched.stat().st_mode & 0o222
