@@ -431,6 +431,9 @@ class Walker:
             rec = self.state.resources.get(change.address)
             if rec is None or not rec.digest:
                 raise RunError(f"{change.address} has no completed run to update the record of")
+            # pin the versions first: a record without them names them by its (old) digest
+            rec.version, rec.previous_version = rec.current_version or "", rec.prior_version
+            rec.versions = rec.owned_versions()
             rec.spec = change.after or {}
             rec.lifecycle = dict(change.lifecycle)
             rec.digest = change.digest_after or rec.digest

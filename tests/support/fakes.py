@@ -31,7 +31,7 @@ class FakeRuntime:
     name = "fake"
 
     def __init__(self) -> None:
-        self.live: dict[str, str] = {}  # address -> digest of what "runs"
+        self.live: dict[str, str] = {}  # address -> version of what "runs"
         self.missing: set[str] = set()
         self.fail: set[str] = set()
         self.calls: list[tuple[str, str]] = []
@@ -48,7 +48,7 @@ class FakeRuntime:
     ) -> dict[str, Observation]:
         out = {}
         for addr, rec in records.items():
-            if addr in self.missing or (rec.digest and self.live.get(addr) != rec.digest):
+            if addr in self.missing or (rec.digest and self.live.get(addr) != rec.current_version):
                 out[addr] = Observation("missing", f"{addr} is gone")
             else:
                 out[addr] = Observation("present")
@@ -64,7 +64,7 @@ class FakeRuntime:
         self.calls.append((request.action, request.address))
         if request.address in self.fail:
             raise RunError(f"{request.address} failed", "log tail")
-        self.live[request.address] = request.digest
+        self.live[request.address] = request.run_version
         self.missing.discard(request.address)
         self.versions.add((request.address, request.run_version))
         return {
