@@ -42,7 +42,7 @@ def test_an_unchanged_legacy_state_reruns_nothing(tmp_path: Path) -> None:
     for address, rec in state.resources.items():  # the versions it made are still its own
         if address in legacy:
             assert rec.current_version == legacy[address].current_version, address
-            assert rec.digest != legacy[address].digest, address
+            assert rec.kind == "build" or rec.digest != legacy[address].digest, address
     assert state.resources["model.tuned"].dependencies[0] == new_build
     token = state.resources["dataset.corpus"].spec["loader"]["params"]["token"]
     assert set(token) == {"$sensitive"}
