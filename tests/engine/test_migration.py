@@ -21,7 +21,9 @@ def _harness(tmp_path: Path) -> Harness:
     h = Harness(root)
     state = StateFile.from_json((LEGACY / "state.json").read_text())
     h.backend.write(state, None, [])
-    h.runtime.live = {a: r.current_version or "" for a, r in state.resources.items()}
+    h.runtime.live = {
+        (state.lineage, a): r.current_version or "" for a, r in state.resources.items()
+    }
     return h
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def applied(h: Harness, failed: frozenset[str] = frozenset()) -> Harness:
     return h
 
 
-def replan(h: Harness, old: str, new: str, **options: object) -> Plan:
+def replan(h: Harness, old: str, new: str, **options: Any) -> Plan:
     """Plan after replacing ``old`` by ``new`` in the configuration."""
     text = config(h)
     assert old in text, old

@@ -7,16 +7,20 @@ block YAML), all of which mean the same configuration. The model knows the depen
 independently of the engine, so the tests can say what a plan *should* contain.
 
 Strategies: ``configs()`` builds random valid DAGs of Datasets, loader/url/trained Models,
-ModelServers and Notebooks with random params; ``draw_edit(draw, cfg)`` makes one random valid
+ModelServers and Notebooks with random params, from images or from local build contexts
+(``CONTEXTS``, several with the same basename); ``draw_edit(draw, cfg)`` makes one random valid
 edit (change a param, add a resource, remove a leaf, change a server's replicas/quantization,
-rename a resource and its references, point a trained Model at another Dataset).
+rename a resource and its references, point a trained Model at another Dataset, and the
+metadata edits: ``lifecycle`` and ``sensitive:``, which must never run anything).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -57,6 +61,9 @@ class Res:
     model: Key | None = None  # ModelServer model / Notebook sourceModel (a Model)
     replicas: int = 1
     bits: int = 16
+    context: str | None = None  # a local build context (a directory of CONTEXTS) for the image
+    lifecycle: dict[str, Any] = field(default_factory=dict)
+    sensitive: list[str] = field(default_factory=list)  # param keys marked sensitive
 
     @property
     def key(self) -> Key:
@@ -70,6 +77,17 @@ class Res:
     def has_params(self) -> bool:
         return not (self.kind == "model" and self.mode == "url")
 
+    @property
+    def params_path(self) -> str:
+        """Where its params are: spec.loader.params, spec.trainer.params or spec.params."""
+        if self.kind == "dataset" or (self.kind == "model" and self.mode == "loader"):
+            return "spec.loader.params"
+        return "spec.trainer.params" if self.kind == "model" else "spec.params"
+
+    @property
+    def protected(self) -> bool:
+        return bool(self.lifecycle.get("preventDestroy"))
+
     def refs(self) -> list[str]:
         out = []
         if self.base is not None:
@@ -79,6 +97,17 @@ class Res:
         if self.model is not None:
             out.append(address("model", self.model))
         return out
+
+
+def build_address(context: str) -> str:
+    """The documented rule (``engine.builds``): a build is named by its context's path relative
+    to the configuration's root — the path itself when it is a valid name of at most 40
+    characters, else its slug and a hash of the path. Nothing else names it."""
+    if len(context) <= 40 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", context):
+        return f"build.{context}"
+    slug = re.sub(r"[^a-z0-9-]+", "-", context.lower()).strip("-")[:40].strip("-") or "context"
+    suffix = hashlib.sha256(("local\0" + context).encode()).hexdigest()[:6]
+    return f"build.{slug}-{suffix}"
 
 
 def address(kind: str, key: Key) -> str:
@@ -96,7 +125,11 @@ class Cfg:
 
     @property
     def addresses(self) -> set[str]:
-        return {r.address for r in self.resources}
+        """Every address the engine plans: the resources and the builds of their contexts."""
+        return {r.address for r in self.resources} | self.builds()
+
+    def builds(self) -> set[str]:
+        return {build_address(r.context) for r in self.resources if r.context is not None}
 
     def get(self, address: str) -> Res:
         return next(r for r in self.resources if r.address == address)
@@ -108,8 +141,12 @@ class Cfg:
         return {r.key for r in self.resources if r.kind == kind}
 
     def deps(self) -> dict[str, set[str]]:
-        """address -> the addresses it references directly."""
-        return {r.address: set(r.refs()) for r in self.resources}
+        """address -> the addresses it references directly (its build included)."""
+        out = {r.address: set(r.refs()) for r in self.resources}
+        for r in self.resources:
+            if r.context is not None:
+                out[r.address].add(build_address(r.context))
+        return {**{b: set() for b in self.builds()}, **out}
 
     def dependents(self, address: str) -> set[str]:
         """Everything that (transitively) depends on ``address``."""
@@ -167,6 +204,8 @@ def document(r: Res, style: Style = DEFAULT_STYLE) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if r.image is not None:
         spec["container"] = {"image": r.image}
+        if r.context is not None:
+            spec["container"] = {"local": {"path": f"./{r.context}"}, "command": ["run"]}
         if explicit:
             spec["container"]["env"] = {}
     kind = DOC_KIND[r.kind]
@@ -211,6 +250,10 @@ def document(r: Res, style: Style = DEFAULT_STYLE) -> dict[str, Any]:
     if r.namespace != "default" or style.explicit_namespace:
         doc["namespace"] = r.namespace
     doc["spec"] = spec
+    if r.lifecycle:
+        doc["lifecycle"] = r.lifecycle
+    if r.sensitive:
+        doc["sensitive"] = [f"{r.params_path}.{k}" for k in r.sensitive]
     return doc
 
 
@@ -240,6 +283,8 @@ def same(a: Any, b: Any) -> bool:
 # -- strategies ---------------------------------------------------------------------------------
 
 NAME_POOL = ["a", "b", "base", "squad", "tuned", "falcon-7b", "k8s-docs", "x1"]
+# Local build contexts the harness creates (``make_contexts``): several share a basename.
+CONTEXTS = ("app", "sub/app", "deep/sub/app", "tool", "sub/tool")
 names = st.one_of(
     st.sampled_from(NAME_POOL),
     st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True),
@@ -305,8 +350,10 @@ def draw_resource(draw: Draw[Any], cfg: Cfg, kind: str | None = None) -> Res:
     name, namespace = fresh_key(draw, cfg, base_kind)
     image = draw(st.sampled_from(IMAGES[base_kind]))
     r = Res(base_kind, name, image, mode, params=draw(params), namespace=namespace)
+    if draw(st.booleans()):
+        r.context = draw(st.sampled_from(CONTEXTS))
     if choice == "model-url":
-        r.image = None
+        r.image = r.context = None
         r.params = {}
         r.url = draw(st.sampled_from(["gs://weights/", "https://hf.co/"])) + name
     elif choice == "model-trainer":
@@ -345,15 +392,32 @@ def different_params(draw: Draw[Any], old: dict[str, Any]) -> dict[str, Any]:
     return new
 
 
+def make_contexts(root: Any) -> None:
+    """Create every directory of ``CONTEXTS`` under ``root`` (a ``Path``), each with its own
+    content."""
+    for rel in CONTEXTS:
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        (root / rel / "run").write_text(f"#!/bin/sh\necho {rel}\n")
+
+
+def metadata_keys(r: Res) -> list[str]:
+    """Param keys that a ``sensitive:`` or ``ignoreChanges`` path can name."""
+    if not r.has_params:
+        return []
+    return sorted(k for k in r.params if k and "." not in k and "[" not in k)
+
+
 def applicable_edits(cfg: Cfg) -> list[str]:
-    out = ["add"]
+    out = ["add", "lifecycle"] if cfg.resources else ["add"]
     if any(r.has_params for r in cfg.resources):
         out.append("param")
-    if cfg.leaves():
+    if any(metadata_keys(r) for r in cfg.resources):
+        out.append("sensitive")
+    if [r for r in cfg.leaves() if not r.protected]:
         out.append("remove-leaf")
     if cfg.of_kind("modelserver"):
         out.append("server")
-    if cfg.resources:
+    if [r for r in cfg.resources if not r.protected]:
         out.append("rename")
     if cfg.of_kind("model", "trainer") and len(cfg.of_kind("dataset")) >= 2:
         out.append("retarget")
@@ -372,8 +436,10 @@ def draw_edit(draw: Draw[Any], cfg: Cfg) -> tuple[str, Cfg]:
         r = draw(st.sampled_from([r for r in new.resources if r.has_params]))
         r.params = different_params(draw, r.params)
         return f"change params of {r.address}", new
+    if edit in ("lifecycle", "sensitive"):
+        return draw_metadata_edit(draw, new, edit)
     if edit == "remove-leaf":
-        r = draw(st.sampled_from(new.leaves()))
+        r = draw(st.sampled_from([r for r in new.leaves() if not r.protected]))
         new.resources.remove(r)
         return f"remove {r.address}", new
     if edit == "server":
@@ -384,7 +450,7 @@ def draw_edit(draw: Draw[Any], cfg: Cfg) -> tuple[str, Cfg]:
         r.bits = draw(st.sampled_from([b for b in (4, 8, 16) if b != r.bits]))
         return f"{r.address} quantization -> {r.bits}", new
     if edit == "rename":  # a new name and/or namespace; references follow
-        r = draw(st.sampled_from(new.resources))
+        r = draw(st.sampled_from([r for r in new.resources if not r.protected]))
         old_address, old_key = r.address, r.key
         r.name, r.namespace = fresh_key(draw, new, r.kind)
         for other in new.resources:
@@ -400,3 +466,37 @@ def draw_edit(draw: Draw[Any], cfg: Cfg) -> tuple[str, Cfg]:
     r = draw(st.sampled_from(new.of_kind("model", "trainer")))
     r.dataset = draw(st.sampled_from(sorted(new.keys("dataset") - {r.dataset or ("", "")})))
     return f"{r.address} trains on {address('dataset', r.dataset)}", new
+
+
+def draw_metadata_edit(draw: Draw[Any], new: Cfg, edit: str) -> tuple[str, Cfg]:
+    """A ``lifecycle`` or ``sensitive:`` edit of one resource of ``new`` (edited in place)."""
+    if edit == "sensitive":
+        r = draw(st.sampled_from([r for r in new.resources if metadata_keys(r)]))
+        k = draw(st.sampled_from(metadata_keys(r)))
+        r.sensitive = [x for x in r.sensitive if x != k] if k in r.sensitive else [*r.sensitive, k]
+        return f"{r.address} sensitive -> {r.sensitive}", new
+    r = draw(st.sampled_from(new.resources))
+    what = draw(st.sampled_from(["preventDestroy", "retainArtifacts", "maxCost", "ignoreChanges"]))
+    lc = r.lifecycle
+    if what == "ignoreChanges":
+        keys = metadata_keys(r)
+        paths = [f"{r.params_path}.{k}" for k in keys] or ["spec.resources.cpu"]
+        path = draw(st.sampled_from(paths))
+        ignored = [p for p in lc.get("ignoreChanges", []) if p != path]
+        if path not in lc.get("ignoreChanges", []):
+            ignored.append(path)
+        lc["ignoreChanges"] = ignored
+    elif what == "maxCost":
+        lc["maxCost"] = None if lc.get("maxCost") else 1_000_000
+    else:
+        lc[what] = not lc.get(what)
+    r.lifecycle = {k: v for k, v in lc.items() if v}
+    return f"{r.address} lifecycle -> {r.lifecycle}", new
+
+
+def unprotected(cfg: Cfg) -> tuple[str, Cfg]:
+    """``cfg`` without ``preventDestroy`` anywhere (to destroy it)."""
+    new = cfg.copy()
+    for r in new.resources:
+        r.lifecycle.pop("preventDestroy", None)
+    return "lift preventDestroy", new

@@ -11,7 +11,15 @@ directory, generates a random valid configuration (``tests.property.configs``) a
 6. failure containment: a failing resource fails, its dependents are skipped, the rest is done,
    and the next plan/apply converges;
 7. drift: a resource deleted outside substratus is re-created, alone, at the same digest;
-8. formatting: the same configuration written differently plans no changes.
+8. formatting: the same configuration written differently plans no changes;
+9. what runs is what the plan says (counted at the runtime, after every apply): exactly the
+   plan's creates, replaces and in-place roll-outs — a ``lifecycle`` or ``sensitive:`` edit
+   runs nothing, ``--replace`` runs exactly what it names, into new versions;
+10. position is not content: splitting the configuration into files, passing them in any
+    order, renaming its directory or adding an unrelated resource whose build context has the
+    same basename changes no digest;
+11. shared stores: states sharing one artifact store never remove a version another records;
+    after every apply, every version any state keeps is in the store.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from typing import Any
 from hypothesis import given, note
 from hypothesis import strategies as st
 
+from substratus.engine.address import Address
 from substratus.engine.apply import ApplyResult
 from substratus.engine.plan import Action, Mode, Plan
+from substratus.providers.holds import key as store_key
 from tests.property.configs import (
     DEFAULT_STYLE,
     Cfg,
@@ -34,10 +44,16 @@ from tests.property.configs import (
     configs,
     different_params,
     draw_edit,
+    draw_metadata_edit,
+    draw_resource,
+    make_contexts,
+    metadata_keys,
     render,
     styles,
+    unprotected,
 )
 from tests.support.engine import Harness
+from tests.support.fakes import FakeRuntime
 
 IN_PLACE = {"modelserver", "notebook"}
 RUNTIME_ACTION = {
@@ -49,9 +65,12 @@ RUNTIME_ACTION = {
 
 
 @contextmanager
-def harness() -> Iterator[Harness]:
+def harness(runtime: FakeRuntime | None = None) -> Iterator[Harness]:
     with tempfile.TemporaryDirectory(prefix="substratus-prop-") as tmp:
-        yield Harness(Path(tmp))
+        root = Path(tmp) / "config"
+        root.mkdir()
+        make_contexts(root)
+        yield Harness(root, runtime)
 
 
 def plan(h: Harness, cfg: Cfg, style: Style = DEFAULT_STYLE, **options: Any) -> Plan:
@@ -97,10 +116,11 @@ def assert_order(
 ) -> None:
     """The runtime saw each change that was not skipped once, in dependency order (from the
     model's graph, not the engine's)."""
+    runs = [c for c in p.changes() if c.action is Action.DELETE or not c.record_only]
     expected = sorted(
-        (RUNTIME_ACTION[c.action], c.address) for c in p.changes() if c.address not in skipped
+        (RUNTIME_ACTION[c.action], c.address) for c in runs if c.address not in skipped
     )
-    assert sorted(calls) == expected
+    assert sorted(calls) == expected  # record-only updates call nothing
     position = {address: i for i, (_action, address) in enumerate(calls)}
     creates = {a for action, a in calls if action != "delete"}
     deletes = {a for action, a in calls if action == "delete"}
@@ -118,7 +138,20 @@ def apply(h: Harness, p: Plan, cfg: Cfg, prior: Cfg | None) -> ApplyResult:
     start = len(h.runtime.calls)
     result = h.apply(p)
     assert_order(h.runtime.calls[start:], p, cfg, prior, set(result.skipped))
+    assert_versions_kept(h)
     return result
+
+
+def assert_versions_kept(*hs: Harness) -> None:
+    """Every version any state keeps (current, previous, one being made) is in the store."""
+    for h in hs:
+        state, _ = h.backend.read()
+        for address, rec in (state.resources if state else {}).items():
+            if rec.status != "ready":
+                continue
+            for version in rec.keep():
+                k = store_key(rec.namespace, rec.kind, rec.name, version)
+                assert k in h.runtime.store, f"{address}: its version {version} is gone"
 
 
 def converge(
@@ -207,10 +240,14 @@ def test_destroy_then_recreate(cfg: Cfg, data: st.DataObject) -> None:
             note(f"edit: {what}")
             converge(h, edited, cfg)
             cfg = edited
+        if any(r.protected for r in cfg.resources):
+            _what, lifted = unprotected(cfg)
+            converge(h, lifted, cfg)
+            cfg = lifted
         p = plan(h, cfg, mode=Mode.DESTROY)
         assert sorted(by_address(p)) == sorted(cfg.addresses)
         assert all(c.action is Action.DELETE for c in p.resource_changes), describe(p)
-        assert p.summary()["destroy"] == len(cfg.resources)
+        assert p.summary()["destroy"] == len(cfg.addresses)
         result = apply(h, p, Cfg(), cfg)
         assert result.ok
         assert h.state().resources == {}
@@ -233,9 +270,10 @@ def test_failure_is_contained_and_recovers(cfg: Cfg, data: st.DataObject) -> Non
             prior, cfg = cfg, edited
         p = plan(h, cfg)
         changing = [c.address for c in p.changes() if c.action is not Action.DELETE]
-        if not changing:  # e.g. removing a leaf: nothing runs that could fail
+        running = [c.address for c in p.runs()]
+        if not running:  # e.g. removing a leaf: nothing runs that could fail
             return
-        bad = data.draw(st.sampled_from(sorted(changing)), label="failing address")
+        bad = data.draw(st.sampled_from(sorted(running)), label="failing address")
         h.runtime.fail.add(bad)
         before = h.state().resources.get(bad) if prior is not None else None
         result = apply(h, p, cfg, prior)
@@ -318,3 +356,117 @@ def test_formatting_does_not_matter(cfg: Cfg, written: Style, rewritten: Style) 
     with harness() as h:
         converge(h, cfg, None, written)
         assert_empty(plan(h, cfg, rewritten), cfg)
+
+
+@given(configs(max_size=8), st.data())
+def test_metadata_edits_run_nothing(cfg: Cfg, data: st.DataObject) -> None:
+    """Property 9: lifecycle and ``sensitive:`` edits rewrite records; nothing runs."""
+    with harness() as h:
+        converge(h, cfg, None)
+        for _ in range(data.draw(st.integers(1, 3), label="edits")):
+            kind = data.draw(st.sampled_from(["lifecycle", "sensitive"]), label="kind")
+            if kind == "sensitive" and not any(metadata_keys(r) for r in cfg.resources):
+                kind = "lifecycle"
+            what, edited = draw_metadata_edit(data.draw, cfg.copy(), kind)
+            note(f"edit: {what}")
+            p = plan(h, edited)
+            assert p.runs() == [], describe(p)
+            assert all(c.record_only for c in p.changes()), describe(p)
+            start = len(h.runtime.calls)
+            converge(h, edited, cfg)
+            assert h.runtime.calls[start:] == []  # counted at the runtime: nothing ran
+            cfg = edited
+
+
+@given(configs(max_size=8), st.data())
+def test_replace_runs_again_exactly_what_it_names(cfg: Cfg, data: st.DataObject) -> None:
+    """Property 9: ``--replace`` runs exactly the named resources again, into new versions."""
+    with harness() as h:
+        converge(h, cfg, None)
+        named = data.draw(
+            st.sets(st.sampled_from(sorted(cfg.addresses)), min_size=1, max_size=3), label="replace"
+        )
+        before = {a: r.current_version for a, r in h.state().resources.items()}
+        p = plan(h, cfg, replace=[Address.parse(a) for a in sorted(named)])
+        assert sorted(c.address for c in p.runs()) == sorted(named), describe(p)
+        assert all(c.action is Action.REPLACE for c in p.changes())
+        assert all([r.code for r in c.reasons] == ["requested"] for c in p.changes())
+        start = len(h.runtime.calls)
+        assert apply(h, p, cfg, cfg).ok
+        assert sorted(a for _action, a in h.runtime.calls[start:]) == sorted(named)
+        after = {a: r.current_version for a, r in h.state().resources.items()}
+        assert {a for a in after if after[a] != before[a]} == named  # new versions, only there
+        assert_empty(h.plan(), cfg)
+
+
+@given(configs(max_size=8), st.data())
+def test_position_is_not_content(cfg: Cfg, data: st.DataObject) -> None:
+    """Property 10: files, their order, the directory's name and unrelated resources change no
+    digest."""
+    with harness() as h:
+        converge(h, cfg, None)
+        digests = {a: r.digest for a, r in h.state().resources.items()}
+        # split into two files, planned in either order
+        docs = render(cfg).split("\n---\n")
+        cut = data.draw(st.integers(0, len(docs)), label="cut")
+        (h.root / "substratus.yaml").unlink()
+        (h.root / "one.yaml").write_text("\n---\n".join(docs[:cut]) or "kind: Project\n")
+        (h.root / "two.yaml").write_text("\n---\n".join(docs[cut:]) or "kind: Project\n")
+        for paths in (["one.yaml", "two.yaml"], ["two.yaml", "one.yaml"]):
+            assert_empty(h.plan(paths=paths), cfg)
+        # the directory renamed
+        moved = h.root.with_name("renamed")
+        h.root.rename(moved)
+        h.root = moved
+        assert_empty(h.plan(), cfg)
+        # an unrelated resource, maybe with a context of the same basename as another's
+        extra = draw_resource(data.draw, cfg)
+        note(f"add {extra.address} (context {extra.context})")
+        grown = cfg.copy()
+        grown.resources.append(extra)
+        (h.root / "two.yaml").unlink()
+        (h.root / "one.yaml").unlink()
+        p = plan(h, grown)
+        new = grown.addresses - cfg.addresses
+        assert sorted(c.address for c in p.changes()) == sorted(new), describe(p)
+        assert {c.address: c.digest_after for c in p.resource_changes if c.address in digests} == {
+            a: d for a, d in digests.items()
+        }
+        converge(h, grown, cfg)
+
+
+@given(configs(max_size=6), configs(max_size=6), st.data())
+def test_states_sharing_a_store_keep_each_others_versions(
+    first: Cfg, second: Cfg, data: st.DataObject
+) -> None:
+    """Property 11: two states sharing one artifact store (even with the same addresses) never
+    remove a version the other keeps — by garbage collection or by destroy."""
+    store = FakeRuntime()
+    with harness(store) as a, harness(store) as b:
+        cfgs = {"a": first, "b": second}
+        hs = {"a": a, "b": b}
+        applied: dict[str, Cfg | None] = {"a": None, "b": None}
+        for _ in range(data.draw(st.integers(2, 6), label="steps")):
+            who = data.draw(st.sampled_from(["a", "b"]), label="state")
+            step = data.draw(st.sampled_from(["apply", "edit", "destroy"]), label="step")
+            h, cfg = hs[who], cfgs[who]
+            if step == "edit":
+                what, cfg = draw_edit(data.draw, cfg)
+                note(f"{who}: edit {what}")
+                if not cfg.resources and applied[who] is None:
+                    continue  # nothing was ever applied, and there is nothing to apply
+            if step == "destroy" and applied[who] is not None:
+                note(f"{who}: destroy")
+                _what, lifted = unprotected(cfg)
+                converge(h, lifted, applied[who])
+                p = plan(h, lifted, mode=Mode.DESTROY)
+                assert h.apply(p).ok
+                applied[who], cfgs[who] = None, lifted
+            else:
+                note(f"{who}: apply")
+                converge(h, cfg, applied[who])
+                applied[who], cfgs[who] = cfg, cfg
+            assert_versions_kept(a, b)
+            for other in ("a", "b"):  # and nothing the other state keeps needs to run again
+                if applied[other] is not None:
+                    assert_empty(hs[other].plan(), cfgs[other])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from substratus.engine.apply import ApplyResult, Walker
 from substratus.engine.config import load_config
@@ -14,9 +15,13 @@ from tests.support.fakes import FakeRuntime, MemoryBackend
 
 
 class Harness:
-    def __init__(self, root: Path) -> None:
+    """One configuration directory and its state; ``runtime`` may be shared with other
+    harnesses (a shared artifact store). ``plan(paths=...)`` plans ``-f`` paths (relative to
+    ``root``) in that order; by default the whole directory."""
+
+    def __init__(self, root: Path, runtime: FakeRuntime | None = None) -> None:
         self.root = root
-        self.runtime = FakeRuntime()
+        self.runtime = runtime or FakeRuntime()
         self.backend = MemoryBackend()
 
     def write(self, text: str, name: str = "substratus.yaml") -> Path:
@@ -24,17 +29,25 @@ class Harness:
         path.write_text(text, encoding="utf-8")
         return path
 
-    def plan(self, text: str | None = None, **options: object) -> Plan:
+    def plan(
+        self, text: str | None = None, *, paths: list[str] | None = None, **options: Any
+    ) -> Plan:
         if text is not None:
             self.write(text)
-        cfg = load_config([str(self.root)])
+        cfg = load_config([str(self.root / p) for p in paths] if paths else [str(self.root)])
         state, _ = self.backend.read()
-        return build_plan(cfg, state, self.runtime, PlanOptions(**options))  # type: ignore[arg-type]
+        return build_plan(cfg, state, self.runtime, PlanOptions(**options))
 
     def apply(self, plan: Plan) -> ApplyResult:
         state, token = self.backend.read()
         walker = Walker(
-            plan, state or StateFile.new(), token, self.backend, self.runtime, parallelism=4
+            plan,
+            state or StateFile.new(),
+            token,
+            self.backend,
+            self.runtime,
+            parallelism=4,
+            config_dir=str(self.root),
         )
         return walker.run()
 

@@ -25,20 +25,26 @@ from substratus.engine.runtime import (
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord, StateFile
+from substratus.providers.holds import held_key, key
 
 
 class FakeRuntime:
+    """A runtime in memory. ``live`` maps (state lineage, address) to the version that runs;
+    ``store`` is a shared artifact store: the versions (``holds.key``) every run made and no
+    delete or garbage collection removed; ``holds`` what each state holds of others'. Several
+    harnesses (states) may share one instance, as configurations share a store."""
+
     name = "fake"
 
     def __init__(self) -> None:
-        self.live: dict[str, str] = {}  # address -> version of what "runs"
+        self.live: dict[tuple[str | None, str], str] = {}
         self.missing: set[str] = set()
         self.fail: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.externals: dict[tuple[str, str, str], ExternalResource] = {}
-        self.versions: set[tuple[str, str]] = set()  # (address, version) of every run's output
+        self.store: set[str] = set()
+        self.holds: dict[str | None, set[str]] = {}
         self.collected: list[tuple[str, str]] = []
-        self.held: list[Held] = []
 
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
         return []
@@ -48,7 +54,8 @@ class FakeRuntime:
     ) -> dict[str, Observation]:
         out = {}
         for addr, rec in records.items():
-            if addr in self.missing or (rec.digest and self.live.get(addr) != rec.current_version):
+            running = self.live.get((owner.lineage, addr))
+            if addr in self.missing or (rec.digest and running != rec.current_version):
                 out[addr] = Observation("missing", f"{addr} is gone")
             else:
                 out[addr] = Observation("present")
@@ -58,30 +65,44 @@ class FakeRuntime:
         return self.externals.get((kind, namespace, name))
 
     def intent(self, request: RunRequest) -> dict[str, Any]:
-        return {"name": f"{request.name}-{request.digest[:8]}"}
+        return {"name": f"{request.name}-{request.run_version}"}
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         self.calls.append((request.action, request.address))
         if request.address in self.fail:
             raise RunError(f"{request.address} failed", "log tail")
-        self.live[request.address] = request.run_version
+        self.live[(request.owner.lineage, request.address)] = request.run_version
         self.missing.discard(request.address)
-        self.versions.add((request.address, request.run_version))
+        self.store.add(key(request.namespace, request.kind, request.name, request.run_version))
         return {
             "artifacts": f"mem://{request.address}/{request.run_version}",
             "inputs": {k: v.get("artifacts") for k, v in sorted(request.inputs.items())},
         }
 
+    def _held_by_others(self, owner: Owner) -> set[str]:
+        return {v for lineage, held in self.holds.items() if lineage != owner.lineage for v in held}
+
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
         self.calls.append(("delete", request.address))
-        self.live.pop(request.address, None)
+        self.live.pop((request.owner.lineage, request.address), None)
+        if not request.retain_artifacts:
+            held = self._held_by_others(request.owner)
+            for v in request.versions:
+                k = key(request.namespace, request.kind, request.name, v)
+                if k not in held:
+                    self.store.discard(k)
 
     def hold(self, owner: Owner, held: Sequence[Held]) -> None:
-        self.held = list(held)
+        self.holds[owner.lineage] = {held_key(h) for h in held}
 
     def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
-        out = {(g.address, g.version) for g in garbage}
-        self.versions -= out
+        held = self._held_by_others(owner)
+        out = set()
+        for g in garbage:
+            k = key(g.namespace, g.kind, g.name, g.version)
+            if k not in held:
+                self.store.discard(k)
+                out.add((g.address, g.version))
         self.collected.extend(sorted(out))
         return out
 
