@@ -24,8 +24,8 @@ from substratus.engine.backend import (
     ci_context,
 )
 from substratus.engine.config import Config, load_config
-from substratus.engine.diagnostic import Diagnostic, fail
-from substratus.engine.operation import PlanOptions, build_plan
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError, fail
+from substratus.engine.operation import PlanOptions, build_plan, run_conflicts
 from substratus.engine.plan import Mode, Plan, staleness
 from substratus.engine.render import render_plan
 from substratus.engine.runtime import Runtime
@@ -149,10 +149,11 @@ def walk(
     as_json: bool,
     timeout: float | None,
     config: Config,
+    runtime: Runtime | None = None,
 ) -> ApplyResult:
     from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
-    runtime = make_runtime(r)
+    runtime = runtime or make_runtime(r)
     progress: Any
     if as_json:
         progress = JsonProgress()
@@ -317,7 +318,13 @@ def apply_saved(
         if not the_plan.has_changes:
             print("No changes. Nothing to apply.")
             return
-        result = walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
+        runtime = make_runtime(r)  # objects the runs would take over: refused before any runs
+        conflicts = [d for d in run_conflicts(the_plan, cfg, current, runtime) if d.is_error]
+        if conflicts:
+            raise DiagnosticError(conflicts)
+        result = walk(
+            the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg, runtime
+        )
     report(the_plan, result, as_json)
 
 
