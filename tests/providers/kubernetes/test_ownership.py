@@ -1,8 +1,9 @@
 """Ownership of cluster objects (``ownership``, ``guard``, ``cleanup``, ``conflicts``,
-``notebooks.token``): the rules offline, and the guarded writes and deletes against the real
-control plane — including the moment between substratus checking an object and acting on it,
-when someone replaces it (simulated by a ``Cluster`` that lets a "colleague" swap the object
-right after substratus read it)."""
+``notebooks.token``, ``servers.rollout``): the rules offline, and the guarded writes and deletes
+against the real control plane — including the moment between substratus checking an object and
+acting on it, when someone replaces it (simulated by a ``Cluster`` that lets a "colleague" swap
+the object right after substratus read it), and objects made before objects carried identities,
+which only the state recording them may claim."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from typing import Any
 import pytest
 
 from substratus.engine.runtime import DeleteRequest, Owner, PlannedRun, RunContext, RunError
-from substratus.providers.kubernetes import cleanup, conflicts, guard, manifests, names, notebooks
+from substratus.providers.kubernetes import (
+    cleanup,
+    conflicts,
+    guard,
+    manifests,
+    names,
+    notebooks,
+    servers,
+)
 from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.manifests import Workload
 from substratus.providers.kubernetes.ownership import is_mine, whose
@@ -254,3 +263,43 @@ def test_plan_time_conflicts_cost_one_list_per_kind_and_namespace(
     ]
     assert "lineage x" in found[0].detail and "not made by substratus" in found[1].detail
     assert conflicts.find(cluster, runs(0)[:0], OURS) == []
+
+
+def test_objects_made_before_identities_are_claimed_only_by_the_state_recording_them(
+    cluster: Cluster, ns: str
+) -> None:
+    cluster.create(manifests.service_account(ns, "model-server"))
+    older = server(ns, Owner(None, "default"))  # no lineage label: made before identities
+    made = [
+        _make(cluster, manifests.params_configmap(older, "api-server-params")),
+        _make(cluster, manifests.deployment(older, "api-server", 1)),
+        _make(cluster, manifests.service(older, "api-server", 8080, "http-serve")),
+    ]
+    selector = made[1]["spec"]["selector"]
+
+    def rollout(recorded: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        w = server(ns)
+        return servers.rollout(
+            cluster,
+            manifests.deployment(w, "api-server", 1),
+            manifests.service(w, "api-server", 8080, "http-serve"),
+            manifests.params_configmap(w, "api-server-params"),
+            RunContext(),
+            TIMING,
+            OURS,
+            recorded,
+        )
+
+    with pytest.raises(ClusterError) as refused:
+        rollout(recorded=False)  # a state without a record of it may not take it
+    assert "made by substratus for modelserver.api before objects" in refused.value.detail
+    live = cluster.get("Deployment", ns, "api-server")
+    assert live is not None and live["metadata"]["generation"] == made[1]["metadata"]["generation"]
+    dep, svc = rollout(recorded=True)  # the state that records it claims it
+    assert [dep["metadata"]["uid"], svc["metadata"]["uid"]] == [
+        made[1]["metadata"]["uid"],
+        made[2]["metadata"]["uid"],
+    ]
+    assert dep["metadata"]["labels"][names.LINEAGE] == LINEAGE  # stamped with the identity
+    assert dep["spec"]["selector"] == selector  # immutable: kept
+    assert svc["spec"]["selector"][names.LINEAGE] == LINEAGE
