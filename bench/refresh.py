@@ -20,13 +20,15 @@ Deployments available) is started for the whole run, or an existing cluster is u
    with the CPU seconds each control-plane process and the CLI spent meanwhile (from ``/proc``:
    which component limits the apply);
 3. the state is read with ``substratus.state.open_backend`` and ``--repeat`` refreshes are run
-   in this process, each with a new ``KubernetesRuntime(cloud="kind", kubeconfig=…)`` (so each
+   in this process for the state's owner (its lineage, workspace ``default``: only its objects
+   count), each with a new ``KubernetesRuntime(cloud="kind", kubeconfig=…)`` (so each
    pays for its connection, as a ``plan`` does): API requests in total and per verb
    (``Cluster.requests``, ``Cluster.by_verb``), LIST calls and the objects they returned, the
    observations' statuses (all ``present`` after a successful apply) and the wall time (median,
    min and max of the runs);
 4. ``python -m substratus plan --detailed-exitcode`` through the CLI (``--repeat`` times, median),
-   which must answer "No changes." (exit 0).
+   which must answer "No changes." (exit 0; with nothing to run, the plan-time check for
+   objects the runs would take over, ``KubernetesRuntime.conflicts``, makes no request).
 
 ``LIST calls`` are calls of ``Cluster.list`` (one per kind per namespace); ``requests`` are HTTP
 requests, one per page of at most 500 objects of a LIST. Nothing is asserted about time; the
@@ -59,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from substratus.engine.runtime import Observation
+from substratus.engine.runtime import Observation, Owner
 from substratus.engine.statefile import ResourceRecord
 from substratus.providers.kubernetes import KubernetesRuntime, names
 from substratus.providers.kubernetes.cluster import Cluster
@@ -171,9 +173,15 @@ class CountingCluster(Cluster):
         self.listed: Counter[str] = Counter()
 
     def list(
-        self, kind: str, namespace: str, selector: str = names.SELECTOR, fields: str = ""
+        self,
+        kind: str,
+        namespace: str,
+        selector: str = names.SELECTOR,
+        fields: str = "",
+        page: int | None = None,
+        metadata_only: bool = False,
     ) -> list[dict[str, Any]]:
-        items = super().list(kind, namespace, selector, fields)
+        items = super().list(kind, namespace, selector, fields, page, metadata_only)
         self.lists += 1
         self.listed[kind] += len(items)
         return items
@@ -281,7 +289,7 @@ def fail(what: str, text: str) -> SystemExit:
 
 
 def refresh_once(
-    records: Mapping[str, ResourceRecord], artifacts_url: str, kubeconfig: Path
+    records: Mapping[str, ResourceRecord], owner: Owner, artifacts_url: str, kubeconfig: Path
 ) -> tuple[float, CountingCluster, dict[str, Observation]]:
     cluster = CountingCluster(None, str(kubeconfig))
     runtime = KubernetesRuntime(
@@ -292,7 +300,7 @@ def refresh_once(
         cluster=cluster,
     )
     start = time.perf_counter()
-    observed = runtime.refresh(records)
+    observed = runtime.refresh(records, owner)
     return time.perf_counter() - start, cluster, observed
 
 
@@ -336,7 +344,10 @@ def run_one(
     first: CountingCluster | None = None
     statuses: Counter[str] = Counter()
     for i in range(repeat):
-        seconds, cluster, observed = refresh_once(state.resources, artifacts_url, where.kubeconfig)
+        owner = Owner(state.lineage, "default")
+        seconds, cluster, observed = refresh_once(
+            state.resources, owner, artifacts_url, where.kubeconfig
+        )
         times.append(seconds)
         if i == 0:
             first = cluster

@@ -24,8 +24,8 @@ from substratus.engine.backend import (
     ci_context,
 )
 from substratus.engine.config import Config, load_config
-from substratus.engine.diagnostic import Diagnostic, fail
-from substratus.engine.operation import PlanOptions, build_plan
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError, fail
+from substratus.engine.operation import PlanOptions, build_plan, run_conflicts
 from substratus.engine.plan import Mode, Plan, staleness
 from substratus.engine.render import render_plan
 from substratus.engine.runtime import Runtime
@@ -150,10 +150,11 @@ def walk(
     as_json: bool,
     timeout: float | None,
     config: Config,
+    runtime: Runtime | None = None,
 ) -> ApplyResult:
     from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
-    runtime = make_runtime(r)
+    runtime = runtime or make_runtime(r)
     progress: Any
     if as_json:
         progress = JsonProgress()
@@ -329,7 +330,8 @@ def apply_saved(
         )
         if reason:
             raise fail("Saved plan is stale", reason)
-        derived = _derive(the_plan, cfg, current, r, max_cost)
+        runtime = make_runtime(r)
+        derived = _derive(the_plan, cfg, current, runtime, max_cost)
         problems = differences(the_plan, derived)
         if problems:
             shown = "\n".join(f"  - {p}" for p in problems[:20])
@@ -344,12 +346,22 @@ def apply_saved(
         if not derived.has_changes:
             print("No changes. Nothing to apply.")
             return
-        result = walk(derived, current, token, backend, r, parallelism, as_json, timeout, cfg)
+        if not derived.refresh:  # a plan made with a refresh checked this already
+            conflicts = [d for d in run_conflicts(derived, cfg, current, runtime) if d.is_error]
+            if conflicts:
+                raise DiagnosticError(conflicts)
+        result = walk(
+            derived, current, token, backend, r, parallelism, as_json, timeout, cfg, runtime
+        )
     report(derived, result, as_json)
 
 
 def _derive(
-    saved: Plan, cfg: Config, current: StateFile | None, r: Resolved, max_cost: float | None
+    saved: Plan,
+    cfg: Config,
+    current: StateFile | None,
+    runtime: Runtime,
+    max_cost: float | None,
 ) -> Plan:
     """The plan ``saved``'s options make from this configuration and state now."""
     options = PlanOptions(
@@ -360,7 +372,7 @@ def _derive(
         workspace=saved.workspace,
         max_cost=max_cost,
     )
-    return build_plan(cfg, current, make_runtime(r), options, settings=saved.settings)
+    return build_plan(cfg, current, runtime, options, settings=saved.settings)
 
 
 @dataclass

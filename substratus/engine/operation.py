@@ -3,7 +3,9 @@
 ``validate_config`` checks a loaded configuration against a runtime (without touching the state).
 ``build_plan`` resolves build sources, checks the runtime can run everything, refreshes the
 recorded resources through the runtime (one batch), reads external dependencies, calls the
-pure planner and holds the plan's GPU requests against what the refresh saw the runtime offer
+pure planner, asks the runtime whether the plan's runs would have to take over objects that are
+not this state's (``run_conflicts``: errors, before anything runs — also called before a saved
+plan is applied), holds the plan's GPU requests against what the refresh saw the runtime offer
 (``engine.capacity``: warnings, errors with ``PlanOptions.strict``), and estimates what it will
 consume and cost (``engine.estimate``: a plan over ``lifecycle.maxCost`` or
 ``PlanOptions.max_cost`` fails). The CLI owns locking and printing; this module owns the order of
@@ -23,9 +25,9 @@ from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.estimate import attach_estimate
 from substratus.engine.graph import build_graph
 from substratus.engine.lineage import resolve_sources
-from substratus.engine.plan import Mode, Plan
+from substratus.engine.plan import Action, Mode, Plan
 from substratus.engine.planner import PlanRequest, make_plan
-from substratus.engine.runtime import ExternalResource, Owner, ResourceView, Runtime
+from substratus.engine.runtime import ExternalResource, Owner, PlannedRun, ResourceView, Runtime
 from substratus.engine.statefile import StateFile
 
 
@@ -72,6 +74,42 @@ def validate_config(config: Config, runtime: Runtime | None) -> tuple[list[Diagn
     return diags, graph
 
 
+def run_conflicts(
+    plan: Plan, config: Config, state: StateFile | None, runtime: Runtime
+) -> list[Diagnostic]:
+    """What the runtime says the plan's runs would have to take over (``Runtime.conflicts``,
+    optional), with file:line filled in from the configuration; [] when nothing runs."""
+    check = getattr(runtime, "conflicts", None)
+    recorded = state.resources if state is not None else {}
+    runs = [
+        PlannedRun(
+            address=c.address,
+            kind=c.kind,
+            namespace=c.namespace,
+            name=c.name,
+            action="replace"
+            if c.action is Action.REPLACE
+            else "update"
+            if c.action is Action.UPDATE
+            else "create",
+            spec=c.after or {},
+            recorded=c.address in recorded,
+        )
+        for c in plan.runs()
+    ]
+    if check is None or not runs:
+        return []
+    owner = Owner(state.lineage if state is not None else None, plan.workspace)
+    by_address = {str(a): r for a, r in config.resources.items()}
+    out = []
+    for d in check(runs, owner):
+        res = by_address.get(d.address or "")
+        if res is not None and d.source is None:
+            d = Diagnostic(d.severity, d.summary, d.detail, d.address, res.source, d.path)
+        out.append(d)
+    return out
+
+
 def read_externals(config: Config, runtime: Runtime) -> dict[Address, ExternalResource]:
     found: dict[Address, ExternalResource] = {}
     for addr in config.external:
@@ -112,7 +150,12 @@ def build_plan(
             graph=graph,
         )
     )
-    if observations is not None:  # capacity: what the refresh saw (None: not known)
+    if observations is not None:  # objects the runs would take over: refused before anything runs
+        found = run_conflicts(plan, config, state, runtime)
+        if any(d.is_error for d in found):
+            raise DiagnosticError([d for d in found if d.is_error])
+        plan.warnings.extend(found)
+        # capacity: what the refresh saw (None: not known)
         capacity = getattr(runtime, "capacity", lambda: None)()
         add_capacity_diagnostics(plan, config, capacity, options.strict)
     attach_estimate(plan, state, config.settings.project.prices, options.max_cost)

@@ -40,6 +40,13 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
 - Ownership: whatever a runtime creates carries ``owner`` (the state's lineage and workspace);
   it deletes and garbage-collects only what this state created (``DeleteRequest.versions``,
   ``garbage``) and never what another state still holds.
+- ``conflicts(runs, owner)`` (optional: runtimes may lack it) returns an error diagnostic (with
+  the run's ``address``) for every object a planned run (``PlannedRun``: a create, update or
+  replace the plan will run) would have to create or change that exists and does not carry
+  ``owner`` — another state's, or not made by substratus: ``apply`` would refuse to take it
+  over. The engine calls it after planning (refreshing plans only) and before a saved plan is
+  applied, so such a plan fails before anything runs. A bounded number of requests, not one per
+  run (the Kubernetes runtime lists each kind once per namespace).
 - ``capacity()`` (optional: runtimes may lack it) returns the ``Capacity`` observed by the last
   ``refresh`` (no extra call of its own), or ``None`` when it is not known (no refresh yet); a
   ``Capacity`` with ``unknown_reason`` when the refresh could not observe it and can say why.
@@ -96,6 +103,19 @@ class ResourceView:
     address: str
     kind: str
     spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A resource a plan will run (create, update or replace), as ``conflicts`` sees it."""
+
+    address: str
+    kind: str
+    namespace: str
+    name: str
+    action: Literal["create", "update", "replace"]
+    spec: Mapping[str, Any]  # canonical spec, defaults filled
+    recorded: bool = False  # the state records it: what it made before is this state's
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class Cluster:
             "Pod": ("/api/v1", "pods"),
             "Service": ("/api/v1", "services"),
             "ConfigMap": ("/api/v1", "configmaps"),
+            "Secret": ("/api/v1", "secrets"),
+            "ServiceAccount": ("/api/v1", "serviceaccounts"),
         }[kind]
         return f"{prefix}/namespaces/{self.ns}/{plural}" + (f"/{name}" if name else "")
 

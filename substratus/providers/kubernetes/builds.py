@@ -63,7 +63,11 @@ def build(
         image,
         cloud,
         resources=None if cloud == "kind" else {"cpu": 2},
+        owner=request.owner,
+        version=request.run_version,
     )
     name = names.job_name("build", request.name, request.run_version)
-    jobs.run(cluster, manifests.kaniko_job(w, name, source), None, ctx, timing)
+    recorded = request.prior_outputs is not None or request.intent is not None
+    job = manifests.kaniko_job(w, name, source)
+    jobs.run(cluster, job, None, ctx, timing, request.owner, recorded)
     return {**out, "image": image, "job": name}

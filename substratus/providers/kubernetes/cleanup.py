@@ -1,69 +1,118 @@
 """Removing what apply made: ``delete`` (destroy) and ``collect_garbage`` (after an apply).
 
-``delete`` removes a resource's objects — every Job of a build/Dataset/Model (all its digests),
-a server's Deployment, Service and ConfigMap, a notebook's Pod, Service, ConfigMap and token
-Secret — waits until they are gone, then the artifact versions the state created
-(``DeleteRequest.versions``, not those another state holds) unless ``retain_artifacts`` (a Model
-that only names a ``url`` keeps it: those weights are not ours). ``collect_garbage`` deletes the
-Jobs and artifact versions of a state's garbage; it is best effort and tries again after the
-next apply.
+Only the state's objects are deleted (``ownership.is_mine``: the identity of the state in their
+labels, or — made before objects carried identities — the name the state's record gives), each
+with a uid precondition (``guard``), so an object of another state or workspace, one not made by
+substratus, and a same-named replacement made meanwhile are never deleted; they are named on the
+phase line and left alone.
+
+``delete`` removes a resource's objects — the Jobs of a build/Dataset/Model that this state
+made (one LIST of the address's Jobs, whichever state made them, kept to the state's), a
+server's Deployment, Service and ConfigMap, a notebook's Pod, Service, ConfigMap and token
+Secret (named by the record's outputs) — waits until they are gone, then the artifact versions
+the state created (``DeleteRequest.versions``, not those another state holds) unless
+``retain_artifacts`` (a Model that only names a ``url`` keeps it: those weights are not ours);
+a notebook's work directory only when a run of it completed (its outputs name it).
+``collect_garbage`` deletes the Jobs and artifact versions of a state's garbage; it is best
+effort and tries again after the next apply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext, RunError
 from substratus.providers import holds
-from substratus.providers.kubernetes import artifacts, names
+from substratus.providers.kubernetes import artifacts, guard, names, ownership
 from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.volumes import Store
-from substratus.providers.kubernetes.waits import Timing, delete_and_wait
+from substratus.providers.kubernetes.waits import Ref, Timing
 from substratus.providers.kubernetes.workloads import JOB_KINDS, is_job
+
+
+def _jobs(cluster: Cluster, request: DeleteRequest, ctx: RunContext) -> list[Ref]:
+    """The Jobs of the resource this state made: carrying its identity, or (made before
+    identities) named after one of its versions."""
+    kind, ns, name = request.kind, request.namespace, request.name
+    named = {names.job_name(kind, name, v) for v in request.versions}
+    named |= {str(x) for x in (request.outputs.get("job"), (request.intent or {}).get("job")) if x}
+    out: list[Ref] = []
+    for job in cluster.list("Job", ns, names.address_selector(request.address)):
+        meta = job["metadata"]
+        found = ownership.whose(job, request.owner)
+        if found == "ours" or (found == "unclaimed" and meta["name"] in named):
+            out.append(Ref("Job", ns, meta["name"], meta["uid"]))
+        else:
+            what = ownership.describe("Job", ns, meta["name"])
+            ctx.phase(f"left {what} alone: it was {ownership.made_by(job, request.owner)}")
+    return out
+
+
+def _named(request: DeleteRequest) -> list[tuple[str, str, str]]:
+    """The fixed-name objects of a server or notebook: as its record names them."""
+    ns, name, out = request.namespace, request.name, request.outputs
+    ws = request.owner.workspace
+    intent = request.intent or {}
+    if request.kind == "modelserver":
+        server = str(out.get("deployment") or intent.get("deployment") or "")
+        server = server or names.server_name(name, ws)
+        return [
+            ("Deployment", ns, server),
+            ("Service", ns, str(out.get("service") or server)),
+            ("ConfigMap", ns, names.params_name(server)),
+        ]
+    if request.kind == "notebook":
+        nb = str(out.get("pod") or intent.get("pod") or "") or names.notebook_name(name, ws)
+        return [
+            ("Pod", ns, nb),
+            ("Service", ns, str(out.get("service") or nb)),
+            ("ConfigMap", ns, names.params_name(nb)),
+            ("Secret", ns, str(out.get("token_secret") or names.token_name(name, ws))),
+        ]
+    return []
+
+
+def _artifacts(store: Store, request: DeleteRequest) -> list[str]:
+    """The artifact locations to remove with the resource."""
+    kind, ns, name = request.kind, request.namespace, request.name
+    if request.retain_artifacts or kind not in (*JOB_KINDS, "notebook"):
+        return []
+    if kind == "model" and not is_job(kind, request.spec) and request.spec:
+        return []  # a url model: the weights are not ours
+    if kind == "notebook":
+        work = request.outputs.get("artifacts")
+        return [store.notebook(ns, name).url] if work else []
+    held = artifacts.others_holds(store.url, request.owner)
+    return [
+        store.version(ns, kind, name, v).url
+        for v in request.versions
+        if holds.key(ns, kind, name, v) not in held
+    ]
 
 
 def delete(
     cluster: Cluster, store: Store, timing: Timing, request: DeleteRequest, ctx: RunContext
 ) -> None:
-    kind, ns, name = request.kind, request.namespace, request.name
     ctx.phase("deleting")
-    objects: list[tuple[str, str, str]] = []
-    if kind in ("build", *JOB_KINDS):
-        selector = names.address_selector(request.address)
-        objects += [("Job", ns, j["metadata"]["name"]) for j in cluster.list("Job", ns, selector)]
-    elif kind == "modelserver":
-        server = names.server_name(name)
-        objects += [
-            ("Deployment", ns, server),
-            ("Service", ns, server),
-            ("ConfigMap", ns, names.params_name(server)),
-        ]
-    elif kind == "notebook":
-        nb = names.notebook_name(name)
-        objects += [
-            ("Pod", ns, nb),
-            ("Service", ns, nb),
-            ("ConfigMap", ns, names.params_name(nb)),
-            ("Secret", ns, names.token_name(name)),
-        ]
-    delete_and_wait(cluster, objects, ctx, timing)
-    if request.retain_artifacts or kind not in (*JOB_KINDS, "notebook"):
-        return
-    if kind == "model" and not is_job(kind, request.spec) and request.spec:
-        return  # a url model: the weights are not ours
-    if kind == "notebook":
-        where = [store.notebook(ns, name).url]
+    if request.kind in ("build", *JOB_KINDS):
+        refs = _jobs(cluster, request, ctx)
     else:
-        held = artifacts.others_holds(store.url, request.owner)
-        where = [
-            store.version(ns, kind, name, v).url
-            for v in request.versions
-            if holds.key(ns, kind, name, v) not in held
-        ]
-    for url in where:
+        refs = guard.mine(cluster, _named(request), request.owner, request.address, ctx)
+    guard.remove(cluster, refs, ctx, timing)
+    for url in _artifacts(store, request):
         ctx.phase(f"removing artifacts {url}")
         if not artifacts.remove(url):
             ctx.phase(f"artifacts at {url} are not reachable from here; remove them yourself")
+
+
+def _delete_job(cluster: Cluster, owner: Owner, g: Garbage) -> None:
+    """Delete the Job of a garbage version if it is the state's (a Job made before identities
+    is, by its name: the version is the state's)."""
+    name = names.job_name(g.kind, g.name, g.version)
+    live: Mapping[str, Any] | None = cluster.get("Job", g.namespace, name, metadata_only=True)
+    if live is not None and ownership.is_mine(live, owner, g.address):
+        cluster.delete("Job", g.namespace, name, uid=str(live["metadata"]["uid"]))
 
 
 def collect_garbage(
@@ -81,7 +130,7 @@ def collect_garbage(
     for g in garbage:
         try:
             if g.kind in ("build", *JOB_KINDS):
-                cluster.delete("Job", g.namespace, names.job_name(g.kind, g.name, g.version))
+                _delete_job(cluster, owner, g)
             if g.kind in JOB_KINDS:
                 if holds.key(g.namespace, g.kind, g.name, g.version) in held:
                     continue

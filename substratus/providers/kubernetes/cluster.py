@@ -5,14 +5,27 @@ Access follows kubectl: ``KUBECONFIG`` (``:``-separated files are merged) or ``~
 with ``context`` (else its current context), else the in-cluster service account. The connection
 is made on first use, so validating a configuration never touches a cluster.
 
-Objects are plain dicts. ``apply`` is server-side apply (field manager ``substratus``, forced:
-substratus owns what it declares); ``list`` reads a label-selected collection in one request (or
-in pages); ``get`` answers ``None`` for a missing object and ``delete`` ``False`` for one
-already gone. Transient failures (429, 5xx, resets) are retried with backoff — every call here
-is idempotent. Everything else is a ``ClusterError`` whose message says what failed and what to
-do: unreachable server, 401, 403 (with the permission the API server says is missing), 404
-namespace, 409, 422 (with the fields), quota. ``requests`` counts the HTTP requests sent (for
-``bench/refresh.py``).
+Objects are plain dicts. Writes never land on an object other than the one the caller checked:
+
+- ``apply(obj, uid)`` is server-side apply (field manager ``substratus``, forced: substratus
+  owns what it declares) onto the object with that uid: the uid travels in the patch, so the API
+  server refuses it when the object was deleted (409) or replaced (422) meanwhile;
+- ``apply_new(obj)`` is server-side apply that only creates: its ``metadata.resourceVersion`` is
+  one no stored object can have, so the API server refuses it (409, answered ``None``) when an
+  object of that name exists, and an absent one is created atomically (the resource version of a
+  new object is the store's);
+- ``create(obj)`` is a plain create (POST, ``None`` when the name is taken), for objects
+  substratus never changes afterwards (a notebook's token Secret, shared ServiceAccounts);
+- ``delete(kind, ns, name, uid=…)`` carries ``preconditions.uid``: a same-named replacement is
+  never deleted (answered ``"replaced"``; ``"gone"`` when there is nothing to delete).
+
+``list`` reads a label-selected collection in one request (or in pages); ``get`` answers ``None``
+for a missing object; both can ask for metadata only (``PartialObjectMetadata``: names, labels,
+uids — never a Secret's data). Transient failures (429, 5xx, resets) are retried with backoff —
+every call here is idempotent. Everything else is a ``ClusterError`` whose message says what
+failed and what to do: unreachable server, 401, 403 (with the permission the API server says is
+missing), 404 namespace, 409, 422 (with the fields), quota. ``requests`` counts the HTTP
+requests sent (for ``bench/refresh.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import time
 import urllib.parse
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from substratus.providers.kubernetes import names
 
@@ -44,6 +57,13 @@ KINDS: dict[str, tuple[str, str]] = {
     "ServiceAccount": ("/api/v1", "serviceaccounts"),
     "Event": ("/api/v1", "events"),
 }
+JSON = "application/json"
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+# No stored object has this resource version (etcd revisions are far smaller): an apply that
+# carries it can only create.
+NEVER_STORED = "9223372036854775807"
+Deleted = Literal["deleted", "gone", "replaced"]
 
 
 class ClusterError(Exception):
@@ -139,14 +159,15 @@ class Cluster:
         path: str,
         query: dict[str, str] | None = None,
         body: Any = None,
-        content_type: str = "application/json",
+        content_type: str = JSON,
         what: str = "",
+        accept: str = JSON,
     ) -> Any:
         """One API call with retries; the decoded JSON (``None`` on 404 of a GET/DELETE)."""
         import urllib3
 
         api = self._client()
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         params = list((query or {}).items())
         # the client serialises JSON bodies itself; other content types are sent as text
         is_json = content_type == "application/json"
@@ -237,7 +258,33 @@ class Cluster:
 
     # -- objects ---------------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any], uid: str) -> dict[str, Any]:
+        """Server-side apply onto the object ``uid`` (see the module docstring)."""
+        meta = obj["metadata"]
+        body = {**obj, "metadata": {**meta, "uid": uid}}
+        try:
+            return self._apply(body)
+        except ClusterError as exc:
+            replaced = exc.status == 422 and "metadata.uid" in exc.message
+            if exc.status != 409 and not replaced:
+                raise
+            raise ClusterError(
+                f"{_describe(obj)} was deleted or replaced while substratus applied it",
+                "Someone else changed it at the same time; plan and apply again.",
+                409,
+            ) from exc
+
+    def apply_new(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply that only creates; ``None`` when the name is taken."""
+        body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": NEVER_STORED}}
+        try:
+            return self._apply(body)
+        except ClusterError as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         path = _path(obj["kind"], meta["namespace"], meta["name"])
         query = {"fieldManager": names.MANAGER, "force": "true"}
@@ -259,8 +306,15 @@ class Cluster:
             raise
         return dict(out or {})
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        out = self.request("GET", _path(kind, namespace, name), what=f"{kind} {namespace}/{name}")
+    def get(
+        self, kind: str, namespace: str, name: str, metadata_only: bool = False
+    ) -> dict[str, Any] | None:
+        out = self.request(
+            "GET",
+            _path(kind, namespace, name),
+            what=f"{kind} {namespace}/{name}",
+            accept=METADATA if metadata_only else JSON,
+        )
         return dict(out) if out is not None else None
 
     def list(
@@ -270,10 +324,12 @@ class Cluster:
         selector: str = names.SELECTOR,
         fields: str = "",
         page: int | None = None,
+        metadata_only: bool = False,
     ) -> list[dict[str, Any]]:
         """Every object of ``kind`` in ``namespace`` matching the selectors. ``page=None`` asks
         for one response (served from the API server's watch cache: one request whatever the
-        count); a page size pages with ``continue`` tokens."""
+        count); a page size pages with ``continue`` tokens. ``metadata_only``: each object's
+        ``metadata`` alone."""
         items: list[dict[str, Any]] = []
         query = {"labelSelector": selector} if selector else {}
         if page:
@@ -287,6 +343,7 @@ class Cluster:
                     _path(kind, namespace),
                     query,
                     what=f"{KINDS[kind][1]} in namespace {namespace}",
+                    accept=METADATA_LIST if metadata_only else JSON,
                 )
                 or {}
             )
@@ -299,12 +356,35 @@ class Cluster:
             query["continue"] = token
         return items
 
-    def delete(self, kind: str, namespace: str, name: str, propagation: str = "Background") -> bool:
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
-        out = self.request(
-            "DELETE", _path(kind, namespace, name), None, body, what=f"{kind} {namespace}/{name}"
-        )
-        return out is not None
+    def delete(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        propagation: str = "Background",
+        uid: str = "",
+    ) -> Deleted:
+        """Delete an object — only the one with ``uid`` when given (see the module docstring)."""
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": propagation,
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            out = self.request(
+                "DELETE",
+                _path(kind, namespace, name),
+                None,
+                body,
+                what=f"{kind} {namespace}/{name}",
+            )
+        except ClusterError as exc:
+            if uid and exc.status == 409:
+                return "replaced"
+            raise
+        return "deleted" if out is not None else "gone"
 
     def log(self, namespace: str, pod: str, container: str, tail: int = 30) -> str:
         """The last lines of a container's log ("" when there is none to read)."""

@@ -1,10 +1,11 @@
-"""Jobs: a build, a Dataset/Model load or a training run, one Job per resource and digest.
+"""Jobs: a build, a Dataset/Model load or a training run, one Job per resource and run (version).
 
-``run(cluster, job, configmap, ctx, timing)`` makes the Job exist and waits for it:
+``run(cluster, job, configmap, ctx, timing, owner, recorded)`` makes the Job exist and waits:
 
-- a Job with that (deterministic) name that already succeeded is adopted without running again;
-  a running one is adopted and waited for; a failed one (an earlier attempt at the same digest)
-  is deleted and created anew;
+- a Job of that (deterministic, per-version) name exists only when an interrupted apply started
+  this very run: one that succeeded is adopted without running again, a running one is adopted
+  and waited for, a failed one (an earlier attempt of the run) is deleted and created anew — and
+  one that is not the state's (``ownership``) is refused, never taken over (``guard``);
 - the params ConfigMap is applied with an owner reference to the Job, so deleting the Job
   deletes it;
 - while waiting, the phase line shows what the pod does; a pod that cannot pull its image or
@@ -24,10 +25,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from substratus.engine.runtime import Detached, RunContext, RunError
+from substratus.engine.runtime import Detached, Owner, RunContext, RunError
+from substratus.providers.kubernetes import guard, names
 from substratus.providers.kubernetes import pods as podinfo
 from substratus.providers.kubernetes.cluster import Cluster
-from substratus.providers.kubernetes.waits import Timing, delete_and_wait
+from substratus.providers.kubernetes.waits import Ref, Timing, delete_and_wait
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LOG_TAIL = 30
@@ -89,27 +91,35 @@ def run(
     configmap: dict[str, Any] | None,
     ctx: RunContext,
     timing: Timing,
+    owner: Owner,
+    recorded: bool = False,
 ) -> dict[str, Any]:
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    existing = cluster.get("Job", ns, name)
+    address = str(job["metadata"]["annotations"][names.ADDRESS])
+    existing = guard.check(cluster, [job], owner, address, recorded)[0]
     if existing is not None and state(existing) == "failed":
         ctx.phase(f"deleting the failed job {name} of an earlier attempt")
-        delete_and_wait(cluster, [("Job", ns, name)], ctx, timing)
+        delete_and_wait(cluster, [_ref(existing)], ctx, timing)
         existing = None
     if existing is not None:
         ctx.phase(f"adopting job {name}")
         live = existing
     else:
         ctx.phase(f"creating job {name}")
-        live = cluster.apply(job)
+        live = guard.put(cluster, job, None, owner, address, recorded)
     if configmap is not None:
         uid = (live.get("metadata") or {}).get("uid")
         meta = configmap["metadata"]
         meta["ownerReferences"] = [
             {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
         ]
-        cluster.apply(configmap)
+        guard.ensure(cluster, [configmap], owner, address, recorded)
     return wait(cluster, ns, name, ctx, timing)
+
+
+def _ref(job: Mapping[str, Any]) -> Ref:
+    meta = job["metadata"]
+    return Ref("Job", str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
 
 
 def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) -> dict[str, Any]:
@@ -136,13 +146,13 @@ def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) 
         found = podinfo.problem(pods)
         if found is not None and found.kind == "fatal":
             detail = _explain(cluster, ns, pods)
-            delete_and_wait(cluster, [("Job", ns, name)], RunContext(), timing)
+            delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
             raise RunError(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
         if found is not None:
             unschedulable_since = unschedulable_since or time.monotonic()
             waited = time.monotonic() - unschedulable_since
             if waited >= timing.unschedulable:
-                delete_and_wait(cluster, [("Job", ns, name)], RunContext(), timing)
+                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
                 raise RunError(
                     f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
                     "No node offers what the pod asks for (GPU type and count, CPU, memory) "
@@ -155,7 +165,7 @@ def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) 
         if no_pods >= 3:
             why = _create_failure(cluster, ns, name)
             if why:
-                delete_and_wait(cluster, [("Job", ns, name)], RunContext(), timing)
+                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
                 quota = "exceeded quota" in why
                 raise RunError(
                     f"job {ns}/{name} cannot create its pod: {why}",

@@ -12,7 +12,10 @@ functions here turn it into the original operator's objects so existing images k
   ``GET /``, notebook Pod + Service on 8888 (readiness ``GET /api``, ``NOTEBOOK_TOKEN`` from a
   Secret), Kaniko build Job (git clone init container or an uploaded tarball).
 
-Every object is labelled and annotated by ``names``. Pure functions; no I/O.
+Every object is labelled and annotated by ``names`` with the workload's ``owner`` (the state
+that makes it) and, on the object itself, the ``version`` of the run; selectors of Deployments
+and Services include the owner's identity, so the objects of two workspaces or states with the
+same addresses never select each other's pods. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from substratus.engine.runtime import Owner
 from substratus.engine.spec import SECRET_REF
 from substratus.providers.contract import CONTENT, NOTEBOOK_PORT, SERVER_PORT, param_env
 from substratus.providers.kubernetes import gpu, names, volumes
@@ -67,14 +71,23 @@ class Workload:
     resources: Mapping[str, Any] | None = None
     mounts: Sequence[Mount] = ()
     owned_env: Mapping[str, str] = field(default_factory=dict)  # set by substratus, applied last
+    owner: Owner = field(default_factory=Owner)  # the state that makes it
+    version: str = ""  # the run (RunRequest.version) that applies it
+
+
+def _labels(w: Workload, role: str = "") -> dict[str, str]:
+    return names.labels(w.address, w.digest, role or ROLES[w.kind], w.owner)
 
 
 def metadata(w: Workload, name: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    labels = _labels(w)
+    if w.version:
+        labels[names.VERSION] = names.label_value(w.version)
     return {
         "name": name,
         "namespace": w.namespace,
-        "labels": names.labels(w.address, w.digest, ROLES[w.kind]),
-        "annotations": {**names.object_annotations(w.address, w.digest), **(extra or {})},
+        "labels": labels,
+        "annotations": {**names.object_annotations(w.address, w.digest, w.owner), **(extra or {})},
     }
 
 
@@ -141,8 +154,8 @@ def pod_template(w: Workload, params_cm: str, restart: str) -> dict[str, Any]:
     if restart:
         spec["restartPolicy"] = restart
     meta = {
-        "labels": names.labels(w.address, w.digest, ROLES[w.kind]),
-        "annotations": {**names.object_annotations(w.address, w.digest), **annotations},
+        "labels": _labels(w),
+        "annotations": {**names.object_annotations(w.address, w.digest, w.owner), **annotations},
     }
     return {"metadata": meta, "spec": spec}
 
@@ -159,7 +172,11 @@ def job(w: Workload, name: str) -> dict[str, Any]:
 
 
 def _selector(w: Workload) -> dict[str, str]:
-    return {names.ADDRESS: names.label_address(w.address), names.ROLE: ROLES[w.kind]}
+    return {
+        names.ADDRESS: names.label_address(w.address),
+        names.ROLE: ROLES[w.kind],
+        **names.identity_labels(w.owner),
+    }
 
 
 def deployment(w: Workload, name: str, replicas: int) -> dict[str, Any]:
@@ -221,6 +238,7 @@ def token_secret(w: Workload, name: str, token: str) -> dict[str, Any]:
 
 
 def service_account(namespace: str, name: str) -> dict[str, Any]:
+    """A ServiceAccount shared by every state of the namespace: no owner identity."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -322,9 +340,9 @@ def kaniko_job(w: Workload, name: str, source: BuildSource) -> dict[str, Any]:
     if vols:
         spec["volumes"] = vols
     meta = {
-        "labels": names.labels(w.address, w.digest, "build"),
+        "labels": _labels(w, "build"),
         "annotations": {
-            **names.object_annotations(w.address, w.digest),
+            **names.object_annotations(w.address, w.digest, w.owner),
             "kubectl.kubernetes.io/default-container": "builder",
         },
     }

@@ -3,7 +3,12 @@
 One LIST per kind per namespace, selected by ``app.kubernetes.io/managed-by=substratus``: Jobs
 where builds, Datasets or Models are recorded, Deployments and Services for ModelServers, Pods
 and Services for Notebooks; and, for ``gs://`` artifacts, one list of completion markers per
-store. Never one GET per resource. Plus, whatever is recorded, what the cluster offers
+store. Never one GET per resource. The selector is every state's (not only this one's), so an
+object this state made before objects carried identities is found too; of what it lists, an
+object counts for a record only when it is the state's (``ownership.is_mine``, the record
+claiming such an older object of its address) — an object of another state or workspace under
+a recorded name is not ours: the record's object is gone (and the plan's ``conflicts`` then
+refuses to take the name over). Plus, whatever is recorded, what the cluster offers
 (``capacity``, see below): one LIST of the nodes (which also makes an unreachable cluster fail
 the plan, not the apply) and one GET of cluster-autoscaler's status ConfigMap.
 Per record:
@@ -41,9 +46,9 @@ from typing import Any
 
 import yaml
 
-from substratus.engine.runtime import Capacity, NodeOffer, Observation
+from substratus.engine.runtime import Capacity, NodeOffer, Observation, Owner
 from substratus.engine.statefile import ResourceRecord
-from substratus.providers.kubernetes import artifacts, jobs, names
+from substratus.providers.kubernetes import artifacts, jobs, names, ownership
 from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.fields import changed, owned
 from substratus.providers.kubernetes.gpu import node_offer
@@ -65,8 +70,9 @@ NODES_FORBIDDEN = (
 )
 
 
-def _edits(rec: ResourceRecord, index: Index, ns: str) -> list[str]:
-    """Human lines for objects whose managed fields changed or that are gone."""
+def _edits(rec: ResourceRecord, index: Mine, ns: str) -> list[str]:
+    """Human lines for objects whose managed fields changed or that are gone (``index``: the
+    state's objects)."""
     out: list[str] = []
     for key, recorded in sorted((rec.outputs.get("fields") or {}).items()):
         kind, _, name = key.partition("/")
@@ -138,9 +144,28 @@ def capacity_of(
     return Capacity(tuple(offers), unknown, autoprovisioning)
 
 
+class Mine:
+    """The listed objects as one record sees them: only the state's (``get`` answers None for
+    an object of another state, or one not made by substratus)."""
+
+    def __init__(self, index: Index, owner: Owner, address: str) -> None:
+        self.index, self.owner, self.address = index, owner, address
+
+    def get(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
+        obj = self.index.get(key)
+        return obj if obj is not None and ownership.is_mine(obj, self.owner, self.address) else None
+
+    def gone(self, kind: str, ns: str, name: str) -> str:
+        """Why the state's ``kind`` ``ns/name`` is not found."""
+        text = f"{kind.lower()} {ns}/{name} was deleted outside substratus"
+        if (kind, ns, name) in self.index:
+            text += "; an object that is not this state's has its name now"
+        return text
+
+
 class Refresher:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    def __init__(self, cluster: Cluster, owner: Owner = Owner()) -> None:
+        self.cluster, self.owner = cluster, owner
         self.capacity: Capacity | None = None
 
     def _capacity(self) -> Capacity:
@@ -160,6 +185,7 @@ class Refresher:
         return capacity_of((found or {}).get("items") or [], autoscaler_groups(status))
 
     def _index(self, records: Mapping[str, ResourceRecord]) -> Index:
+        """Every substratus object of the kinds and namespaces the records need."""
         wanted: dict[str, set[str]] = {}
         for rec in records.values():
             ns = str((rec.pending.intent if rec.pending else {}).get("namespace") or rec.namespace)
@@ -188,13 +214,14 @@ class Refresher:
         complete = artifacts.complete(urls)
         out: dict[str, Observation] = {}
         for address, rec in records.items():
+            mine = Mine(index, self.owner, address)
             if rec.pending is not None:
-                out[address] = self._pending(rec, index)
+                out[address] = self._pending(rec, mine)
             else:
-                out[address] = self._observe(rec, index, complete)
+                out[address] = self._observe(rec, mine, complete)
         return out
 
-    def _pending(self, rec: ResourceRecord, index: Index) -> Observation:
+    def _pending(self, rec: ResourceRecord, index: Mine) -> Observation:
         assert rec.pending is not None
         intent = rec.pending.intent
         ns = str(intent.get("namespace") or rec.namespace)
@@ -215,25 +242,27 @@ class Refresher:
             else ("Pod", intent.get("pod"))
         )
         obj = index.get((kind, ns, str(name)))
-        annotations = (obj or {}).get("metadata", {}).get("annotations") or {}
-        if obj is not None and annotations.get(names.DIGEST) == rec.pending.digest:
+        meta = (obj or {}).get("metadata") or {}
+        if rec.pending.version:  # the run that applied it
+            applied = (meta.get("labels") or {}).get(names.VERSION) == rec.pending.version
+        else:
+            applied = (meta.get("annotations") or {}).get(names.DIGEST) == rec.pending.digest
+        if obj is not None and applied:
             return _with(present, "running", f"{kind.lower()} {name} was applied; adopting it")
         return _with(present, "gone", f"{kind.lower()} {name} was not applied")
 
-    def _observe(self, rec: ResourceRecord, index: Index, complete: set[str] | None) -> Observation:
-        ns, outputs = rec.namespace, rec.outputs
+    def _observe(self, rec: ResourceRecord, index: Mine, complete: set[str] | None) -> Observation:
+        ns, outputs, ws = rec.namespace, rec.outputs, self.owner.workspace
         if rec.kind in ("dataset", "model"):
             url = outputs.get("artifacts")
             if complete is not None and outputs.get("job") and url and url not in complete:
                 return Observation("missing", f"the artifacts {url} are missing from the store")
             return Observation()
         if rec.kind == "modelserver":
-            name = str(outputs.get("deployment") or names.server_name(rec.name))
+            name = str(outputs.get("deployment") or names.server_name(rec.name, ws))
             dep = index.get(("Deployment", ns, name))
             if dep is None:
-                return Observation(
-                    "missing", f"deployment {ns}/{name} was deleted outside substratus"
-                )
+                return Observation("missing", index.gone("Deployment", ns, name))
             problems = _edits(rec, index, ns)
             want = int((dep.get("spec") or {}).get("replicas") or 0)
             ready = int((dep.get("status") or {}).get("availableReplicas") or 0)
@@ -241,7 +270,7 @@ class Refresher:
                 problems.append(f"only {ready} of {want} replicas of {name} are available")
             return Observation("degraded", "; ".join(problems)) if problems else Observation()
         if rec.kind == "notebook":
-            name = str(outputs.get("pod") or names.notebook_name(rec.name))
+            name = str(outputs.get("pod") or names.notebook_name(rec.name, ws))
             pod = index.get(("Pod", ns, name))
             if outputs.get("suspended"):
                 if pod is not None:
@@ -250,7 +279,7 @@ class Refresher:
                     )
                 return Observation()
             if pod is None:
-                return Observation("missing", f"pod {ns}/{name} was deleted outside substratus")
+                return Observation("missing", index.gone("Pod", ns, name))
             phase = (pod.get("status") or {}).get("phase")
             if phase in ("Succeeded", "Failed"):
                 return Observation("degraded", f"pod {name} has ended ({phase})")

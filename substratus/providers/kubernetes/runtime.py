@@ -9,9 +9,21 @@ Per kind (names in ``names``, objects in ``manifests``):
   ``{artifacts}/{ns}/{kind}s/{name}/{version}``, sealed complete when it succeeds; outputs
   ``artifacts``, ``job``, ``image``;
 - model with only a ``url`` → that location; outputs ``artifacts``;
-- modelserver → Deployment + Service rolled out in place; notebook → Pod + Service (``suspend``
-  deletes the pod); outputs the object names, ``endpoint`` and ``fields`` (the owned-field hashes
-  refresh compares, see ``fields``).
+- modelserver → Deployment + Service rolled out in place (a requested replacement restarts the
+  pods); notebook → Pod + Service (``suspend`` deletes the pod, a requested replacement
+  recreates it); outputs the object names, ``endpoint``, ``fields`` (the owned-field hashes
+  refresh compares, see ``fields``) and, for a notebook, the uid of its token Secret.
+
+Ownership (``ownership``, ``guard``): every object carries the identity of the state that makes
+it (``RunRequest.owner``); apply never writes onto an object that is not the state's (refused
+with what to do), destroy and garbage collection delete only the state's objects, with uid
+preconditions (``cleanup``). ``conflicts`` finds, at plan time, the objects a plan would have to
+take over (``conflicts`` module). Objects a resource keeps across runs are named after its stem,
+which includes the workspace (``names.stem``). The ServiceAccounts pods run as
+(``names.SERVICE_ACCOUNTS``, the original operator's names, which Workload Identity bindings
+refer to) are shared by every state of a namespace: created when missing (a plain create: an
+existing one — another state's, or an admin's with its annotations — is used as it is), never
+changed, never deleted.
 
 ``refresh`` is ``refresh.Refresher`` (one LIST per kind per namespace, and one of the nodes);
 ``capacity()`` is what that refresh saw the nodes offer. Cluster errors become ``RunError``s
@@ -20,7 +32,6 @@ during apply and diagnostics while planning. The cluster is contacted on first u
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +45,7 @@ from substratus.engine.runtime import (
     Held,
     Observation,
     Owner,
+    PlannedRun,
     ResourceView,
     RunContext,
     RunError,
@@ -45,9 +57,11 @@ from substratus.providers.kubernetes import (
     artifacts,
     builds,
     cleanup,
+    conflicts,
     jobs,
     manifests,
     names,
+    notebooks,
     servers,
 )
 from substratus.providers.kubernetes.check import check_resources
@@ -101,10 +115,14 @@ class KubernetesRuntime:
     def refresh(
         self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
     ) -> dict[str, Observation]:
-        refresher = Refresher(self.cluster)
+        refresher = Refresher(self.cluster, owner)
         observed = _planning(lambda: refresher.observe(records))
         self._capacity = refresher.capacity
         return observed
+
+    def conflicts(self, runs: Sequence[PlannedRun], owner: Owner) -> list[Diagnostic]:
+        """The objects the plan's runs would have to take over (``conflicts``)."""
+        return _planning(lambda: conflicts.find(self.cluster, runs, owner))
 
     def capacity(self) -> Capacity | None:
         """What the nodes offered at the last ``refresh`` (None before one)."""
@@ -128,17 +146,18 @@ class KubernetesRuntime:
         if not done:
             return None
         newest = max(done, key=lambda j: str((j.get("status") or {}).get("completionTime", "")))
-        version = newest["metadata"]["labels"][names.DIGEST]
+        labels = newest["metadata"]["labels"]
+        version = labels.get(names.VERSION) or labels[names.DIGEST]
         return ExternalResource(digest=version, outputs={"artifacts": resource.child(version).url})
 
     def intent(self, request: RunRequest) -> dict[str, Any]:
-        kind, ns = request.kind, request.namespace
+        kind, ns, ws = request.kind, request.namespace, request.owner.workspace
         if kind == "build" or is_job(kind, request.spec):
             return {"job": names.job_name(kind, request.name, request.run_version), "namespace": ns}
         if kind == "modelserver":
-            return {"deployment": names.server_name(request.name), "namespace": ns}
+            return {"deployment": names.server_name(request.name, ws), "namespace": ns}
         if kind == "notebook":
-            return {"pod": names.notebook_name(request.name), "namespace": ns}
+            return {"pod": names.notebook_name(request.name, ws), "namespace": ns}
         return {}
 
     # -- apply -----------------------------------------------------------------------------------
@@ -162,7 +181,7 @@ class KubernetesRuntime:
     def _service_account(self, namespace: str, kind: str) -> None:
         key = (namespace, names.SERVICE_ACCOUNTS[kind])
         if key not in self._accounts:
-            self.cluster.apply(manifests.service_account(*key))
+            self.cluster.create(manifests.service_account(*key))  # None: it exists; used as is
             self._accounts.add(key)
 
     def _image(self, request: RunRequest) -> str:
@@ -215,6 +234,8 @@ class KubernetesRuntime:
             resources=res,
             mounts=mounts,
             owned_env=dict(owned_env or {}),
+            owner=request.owner,
+            version=request.run_version,
         )
 
     def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
@@ -231,6 +252,8 @@ class KubernetesRuntime:
             manifests.params_configmap(w, names.params_name(name)),
             ctx,
             self.timing,
+            request.owner,
+            _recorded(request),
         )
         ctx.phase("recording the new version")
         artifacts.seal(version)
@@ -256,7 +279,7 @@ class KubernetesRuntime:
             raise RunError(f"{request.address} has no model to serve")
         owned_env = {"PORT": str(SERVER_PORT), **quantization_env(spec)}
         w = self._workload(request, [Mount("model", model, True)], owned_env)
-        name = names.server_name(request.name)
+        name = names.server_name(request.name, request.owner.workspace)
         replicas = int(spec.get("replicas", 1))
         self._service_account(ns, "modelserver")
         dep, svc = servers.rollout(
@@ -266,6 +289,9 @@ class KubernetesRuntime:
             manifests.params_configmap(w, names.params_name(name)),
             ctx,
             self.timing,
+            request.owner,
+            _recorded(request),
+            restart=request.run_version if request.action == "replace" else "",
         )
         return {
             "deployment": name,
@@ -279,34 +305,40 @@ class KubernetesRuntime:
         }
 
     def _notebook(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
-        ns, spec = request.namespace, request.spec
-        name = names.notebook_name(request.name)
+        ns, spec, ws = request.namespace, request.spec, request.owner.workspace
+        name, secret = names.notebook_name(request.name, ws), names.token_name(request.name, ws)
         work = self.store.notebook(ns, request.name).url
         out: dict[str, Any] = {
             "pod": name,
             "service": name,
             "namespace": ns,
             "artifacts": work,
-            "token_secret": names.token_name(request.name),
+            "token_secret": secret,
             "endpoint": f"http://{name}.{ns}.svc:{NOTEBOOK_PORT}",
         }
         if spec.get("suspend"):
-            servers.suspend(self.cluster, ns, name, ctx, self.timing)
+            claim = request.address if _recorded(request) else None
+            notebooks.suspend(self.cluster, ns, name, ctx, self.timing, request.owner, claim)
             return {**out, "suspended": True}
-        mounts = self._mounts(request, work)
-        w = self._workload(request, mounts)
+        w = self._workload(request, self._mounts(request, work))
         self._service_account(ns, "notebook")
-        pod, svc = servers.notebook(
+        pod, svc, token = notebooks.start(
             self.cluster,
-            manifests.notebook_pod(w, name, names.token_name(request.name)),
-            manifests.service(w, name, NOTEBOOK_PORT, "notebook"),
-            manifests.params_configmap(w, names.params_name(name)),
-            manifests.token_secret(w, names.token_name(request.name), ""),
+            (
+                manifests.token_secret(w, secret, ""),
+                manifests.params_configmap(w, names.params_name(name)),
+                manifests.notebook_pod(w, name, secret),
+                manifests.service(w, name, NOTEBOOK_PORT, "notebook"),
+            ),
             ctx,
             self.timing,
+            request.owner,
+            _recorded(request),
+            recreate=request.action == "replace",
         )
         fields = {f"Pod/{name}": owned(pod), f"Service/{name}": owned(svc)}
-        return {**out, "suspended": False, "fields": fields}
+        uid = token["metadata"]["uid"]
+        return {**out, "suspended": False, "fields": fields, "token_uid": uid}
 
     # -- delete ----------------------------------------------------------------------------------
 
@@ -319,23 +351,16 @@ class KubernetesRuntime:
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
     ) -> Any:
-        """A port-forward to the notebook pod and its file watcher (``session``)."""
+        """A port-forward to the notebook pod and its file watcher (``session``), with the
+        token of the Secret apply made for it (``notebooks.token``)."""
         from substratus.providers.kubernetes.session import KubeNotebookSession
 
         if outputs.get("suspended"):
             raise RunError(f"notebook {namespace}/{name} is suspended")
-        secret = str(outputs.get("token_secret") or names.token_name(name))
         try:
-            found = self.cluster.get("Secret", namespace, secret) or {}
+            token = notebooks.token(self.cluster, namespace, f"notebook.{name}", outputs)
         except ClusterError as exc:
             raise RunError(exc.message, exc.detail) from exc
-        encoded = str((found.get("data") or {}).get("token") or "")
-        if not encoded:
-            raise RunError(
-                f"the notebook token Secret {namespace}/{secret} is missing",
-                "Apply the notebook again: substratus notebook NAME",
-            )
-        token = base64.b64decode(encoded).decode()
         pod = str(outputs.get("pod") or names.notebook_name(name))
         return KubeNotebookSession(self.cluster, namespace, pod, token, local_port)
 
@@ -345,6 +370,11 @@ class KubernetesRuntime:
     def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
         """The Jobs and artifact versions a state no longer needs (``cleanup``)."""
         return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
+
+
+def _recorded(request: RunRequest) -> bool:
+    """Whether the state records the resource (a completed run, or the one being adopted)."""
+    return request.prior_outputs is not None or request.intent is not None
 
 
 def _planning(step: Callable[[], T]) -> T:

@@ -1,30 +1,29 @@
-"""Long-running workloads: a ModelServer's Deployment + Service, a Notebook's Pod + Service.
+"""A ModelServer's Deployment + Service, and the clock long-running workloads wait with.
 
-``rollout`` applies the params ConfigMap, the Deployment and the Service and waits until the
-rollout is available: the controller has seen the new generation, every replica runs the new
-template and is available, and no old pod is left. A new model version changes the pod template
-(its digest annotation and mounts), so it rolls out in place; ``replicas: 0`` scales to zero.
-A pod that cannot pull its image, keeps crashing or stays unschedulable past the grace period
-fails the apply with the reason — the old pods keep serving. ``ProgressDeadlineExceeded`` too.
-
-``notebook`` makes the notebook Pod run at its digest (a pod's spec is immutable, so a pod of
-another digest is deleted first), with its token Secret (created once, never printed) and
-Service, and waits until it is Ready; ``suspend`` deletes the pod and keeps everything else.
-Waiting stops at ``ctx.timeout`` (default 15 minutes: model servers load weights first).
+``rollout`` checks the params ConfigMap, the Deployment and the Service first — one that exists
+and is not the state's is refused before anything is written (``guard``) — then applies them and
+waits until the rollout is available: the controller has seen the new generation, every replica
+runs the new template and is available, and no old pod is left. A new model version changes the
+pod template (its digest label and mounts), so it rolls out in place; a requested replacement
+(``restart``: the run's version) sets the template's ``substratus.ai/restart`` annotation, so it
+rolls even at the same digest (any other run keeps the annotation's value); ``replicas: 0``
+scales to zero. An existing Deployment keeps its selector (immutable). A pod that cannot pull its
+image, keeps crashing or stays unschedulable past the grace period fails the apply with the
+reason — the old pods keep serving. ``ProgressDeadlineExceeded`` too. Waiting stops at
+``ctx.timeout`` (default 15 minutes: model servers load weights first).
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from substratus.engine.runtime import Detached, RunContext, RunError
-from substratus.providers.kubernetes import names
+from substratus.engine.runtime import Detached, Owner, RunContext, RunError
+from substratus.providers.kubernetes import guard, names
 from substratus.providers.kubernetes import pods as podinfo
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
-from substratus.providers.kubernetes.waits import Timing, delete_and_wait
+from substratus.providers.kubernetes.cluster import Cluster
+from substratus.providers.kubernetes.waits import Timing
 
 DEFAULT_TIMEOUT = 900.0
 
@@ -48,7 +47,7 @@ def _deadline_exceeded(dep: Mapping[str, Any]) -> str:
     return ""
 
 
-class _Clock:
+class Clock:
     def __init__(self, ctx: RunContext, timing: Timing, what: str, after_fatal: str) -> None:
         self.ctx, self.timing, self.what, self.after_fatal = ctx, timing, what, after_fatal
         self.start = time.monotonic()
@@ -84,6 +83,18 @@ class _Clock:
         self.ctx.cancelled.wait(self.timing.poll)
 
 
+def _carry(deployment: dict[str, Any], live: Mapping[str, Any] | None, restart: str) -> None:
+    """Keep what an existing Deployment has that this apply must not change: its selector and,
+    unless this run restarts the pods, the template's restart annotation."""
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    before = ((live or {}).get("spec") or {}).get("template", {}).get("metadata", {})
+    previous = (before.get("annotations") or {}).get(names.RESTART)
+    if restart or previous:
+        annotations[names.RESTART] = restart or previous
+    if live is not None:
+        deployment["spec"]["selector"] = live["spec"]["selector"]
+
+
 def rollout(
     cluster: Cluster,
     deployment: dict[str, Any],
@@ -91,19 +102,28 @@ def rollout(
     configmap: dict[str, Any],
     ctx: RunContext,
     timing: Timing,
+    owner: Owner,
+    recorded: bool = False,
+    restart: str = "",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     ns, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+    address = str(deployment["metadata"]["annotations"][names.ADDRESS])
+    objs = [configmap, deployment, service]
+    live = guard.check(cluster, objs, owner, address, recorded)
+    _carry(deployment, live[1], restart)
     ctx.phase(f"applying deployment {name}")
-    cluster.apply(configmap)
-    cluster.apply(deployment)
-    svc = cluster.apply(service)
-    selector = f"{names.SELECTOR},{names.ADDRESS}={deployment['metadata']['labels'][names.ADDRESS]}"
-    clock = _Clock(
+    applied = [
+        guard.put(cluster, o, found, owner, address, recorded)
+        for o, found in zip(objs, live, strict=True)
+    ]
+    uid, svc = applied[1]["metadata"]["uid"], applied[2]
+    selector = names.owner_selector(address, owner)
+    clock = Clock(
         ctx, timing, f"deployment {ns}/{name}", "The previous version (if any) keeps running."
     )
     while True:
         dep = cluster.get("Deployment", ns, name)
-        if dep is None:
+        if dep is None or dep["metadata"].get("uid") != uid:
             raise RunError(f"deployment {ns}/{name} was deleted during its rollout")
         done, line = rollout_state(dep)
         if done:
@@ -113,60 +133,3 @@ def rollout(
             raise RunError(f"deployment {ns}/{name}: {stuck}", "Look at its pods' events.")
         pods = cluster.list("Pod", ns, selector)
         clock.tick(line, podinfo.problem(pods))
-
-
-def _ready(pod: Mapping[str, Any]) -> bool:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
-def notebook(
-    cluster: Cluster,
-    pod: dict[str, Any],
-    service: dict[str, Any],
-    configmap: dict[str, Any],
-    secret: dict[str, Any],
-    ctx: RunContext,
-    timing: Timing,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-    if cluster.get("Secret", ns, secret["metadata"]["name"]) is None:
-        secret["stringData"] = {"token": secrets.token_urlsafe(24)}
-        cluster.create(secret)
-    cluster.apply(configmap)
-    existing = cluster.get("Pod", ns, name)
-    digest = pod["metadata"]["annotations"][names.DIGEST]
-    if existing is not None:
-        stale = (existing["metadata"].get("annotations") or {}).get(names.DIGEST) != digest
-        ended = (existing.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-        if stale or ended:
-            ctx.phase(f"replacing pod {name}")
-            delete_and_wait(cluster, [("Pod", ns, name)], ctx, timing)
-    ctx.phase(f"applying pod {name}")
-    try:
-        cluster.apply(pod)
-    except ClusterError as exc:
-        if exc.status != 422:
-            raise
-        delete_and_wait(cluster, [("Pod", ns, name)], ctx, timing)  # an immutable field changed
-        cluster.apply(pod)
-    svc = cluster.apply(service)
-    clock = _Clock(
-        ctx, timing, f"notebook pod {ns}/{name}", "The notebook's pod was replaced by this one."
-    )
-    while True:
-        current = cluster.get("Pod", ns, name)
-        if current is None:
-            raise RunError(f"pod {ns}/{name} was deleted while it started")
-        if _ready(current):
-            return current, svc
-        if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            raise RunError(f"notebook pod {ns}/{name} exited", podinfo.failure([current]))
-        clock.tick(podinfo.progress([current]), podinfo.problem([current]))
-
-
-def suspend(cluster: Cluster, namespace: str, name: str, ctx: RunContext, timing: Timing) -> None:
-    ctx.phase(f"suspending: deleting pod {name}")
-    delete_and_wait(cluster, [("Pod", namespace, name)], ctx, timing)

@@ -4,8 +4,10 @@
 default 2), ``unschedulable`` seconds a pod may stay unschedulable before the run fails — time for
 a cluster autoscaler to add a node (``SUBSTRATUS_UNSCHEDULABLE_TIMEOUT``, default 600) — and
 ``delete`` seconds a deletion may take. ``delete_and_wait`` deletes objects (foreground
-propagation: a Job is gone only when its pods are) and returns when every one is gone; a
-cancelled wait raises ``Detached`` (the deletion goes on in the cluster).
+propagation: a Job is gone only when its pods are) — each ``Ref`` with a uid only if it is still
+that object (``preconditions.uid``: a same-named replacement is never deleted, and counts as
+gone) — and returns when every one is gone; a cancelled wait raises ``Detached`` (the deletion
+goes on in the cluster).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from substratus.engine.runtime import Detached, RunContext, RunError
 from substratus.providers.kubernetes.cluster import Cluster
@@ -40,28 +43,50 @@ class Timing:
         )
 
 
+@dataclass(frozen=True)
+class Ref:
+    """One object to delete: the one with ``uid`` (any object of that name when empty)."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
 def elapsed(start: float) -> str:
     secs = int(time.monotonic() - start)
     return f"{secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"{secs}s"
 
 
+def _present(cluster: Cluster, ref: Ref) -> bool:
+    live: dict[str, Any] | None = cluster.get(ref.kind, ref.namespace, ref.name, metadata_only=True)
+    return live is not None and (not ref.uid or live["metadata"].get("uid") == ref.uid)
+
+
 def delete_and_wait(
     cluster: Cluster,
-    objects: Sequence[tuple[str, str, str]],
+    objects: Sequence[Ref],
     ctx: RunContext,
     timing: Timing,
 ) -> None:
-    """Delete ``(kind, namespace, name)`` objects and wait until all are gone."""
-    remaining = [o for o in objects if cluster.delete(*o, propagation="Foreground")]
+    """Delete ``objects`` and wait until all are gone."""
+    remaining = [
+        o
+        for o in objects
+        if cluster.delete(o.kind, o.namespace, o.name, "Foreground", o.uid) == "deleted"
+    ]
     start = time.monotonic()
     while remaining:
         if ctx.cancelled.is_set():
-            raise Detached(f"deleting {', '.join(n for _, _, n in remaining)} goes on")
-        remaining = [o for o in remaining if cluster.get(*o) is not None]
+            raise Detached(f"deleting {', '.join(o.name for o in remaining)} goes on")
+        remaining = [o for o in remaining if _present(cluster, o)]
         if not remaining:
             return
         if time.monotonic() - start > timing.delete:
-            names = ", ".join(f"{k} {ns}/{n}" for k, ns, n in remaining)
+            names = ", ".join(str(o) for o in remaining)
             raise RunError(
                 f"{names} still exist {timing.delete:.0f} s after they were deleted",
                 "Look for finalizers that block them (kubectl get -o yaml) and run destroy again.",
