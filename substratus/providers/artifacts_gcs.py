@@ -599,11 +599,13 @@ class GcsArtifactStore(MirroredStore):
 # -- versions written by cluster jobs (the Kubernetes runtime) -----------------------------------
 
 
-def seal(url: str) -> None:
+def seal(url: str) -> str:
     """Mark a version a cluster job wrote (through GCS FUSE) complete: the marker lists the
-    objects found under it now. Idempotent: an existing marker is kept."""
+    objects found under it now. Idempotent: an existing marker is kept. Returns the version's
+    content fingerprint (``fingerprint``) as its marker records it."""
     where = GsPath.parse(url)
-    objects = [o for o in _list(where)[0] if o.name != where.child(MARKER).key]
+    listed = _list(where, fields="items(name,size,crc32c,generation),nextPageToken")[0]
+    objects = [o for o in listed if o.name != where.child(MARKER).key]
     files = {
         o.name.removeprefix(where.dir_prefix): {
             "size": o.size,
@@ -626,17 +628,17 @@ def seal(url: str) -> None:
         "host": socket.gethostname(),
     }
     marker = client().bucket(where.bucket).blob(where.child(MARKER).key)
-    # sealed before: keep that marker
-    with (
-        _errors(f"writing {where.child(MARKER).url}", where),
-        contextlib.suppress(api.PreconditionFailed),
-    ):
-        marker.upload_from_string(
-            json.dumps(manifest, indent=1, sort_keys=True),
-            content_type="application/json",
-            if_generation_match=0,
-            retry=RETRY,
-        )
+    with _errors(f"writing {where.child(MARKER).url}", where):
+        try:
+            marker.upload_from_string(
+                json.dumps(manifest, indent=1, sort_keys=True),
+                content_type="application/json",
+                if_generation_match=0,
+                retry=RETRY,
+            )
+        except api.PreconditionFailed:  # sealed before: keep that marker
+            files = json.loads(marker.download_as_bytes(retry=RETRY)).get("files", {})
+    return fingerprint(files)
 
 
 def newest_version(url: str) -> str | None:

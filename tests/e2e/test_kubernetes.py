@@ -563,3 +563,24 @@ def test_an_object_the_api_server_rejects_names_the_field(
     assert 'spec.containers[0].image: Invalid value: "nb:1 "' in text
     assert "Traceback" not in text
     assert cluster.get("Pod", "lab-notebook") is None
+
+
+def test_an_object_changed_in_a_gs_version_is_noticed_and_the_job_runs_again(
+    falcon: KubeProject, kube_cluster: ControlPlane, gcs_server: GcsServer
+) -> None:
+    target = ["--target", "dataset.k8s-instructions"]
+    falcon.sub("apply", "--auto-approve", *target)
+    cluster = Cluster(kube_cluster, falcon.flags[1])
+    jobs_before = {j["metadata"]["name"] for j in cluster.items("Job")}
+    assert "No changes." in falcon.sub("plan", *target).stdout
+    state = json.loads(falcon.sub("state", "pull", "--state", falcon.flags[3], flags=False).stdout)
+    url = state["resources"]["dataset.k8s-instructions"]["outputs"]["artifacts"]
+    key = url.removeprefix(f"gs://{BUCKET}/") + "/planted.jsonl"
+    gcs_server.client().bucket(BUCKET).blob(key).upload_from_string(b"{}\n")
+    plan = falcon.sub("plan", "--detailed-exitcode", *target, check=2).stdout
+    assert f"artifacts changed outside substratus at {url}: planted.jsonl added" in plan
+    assert "# dataset.k8s-instructions must be replaced" in plan
+    falcon.sub("apply", "--auto-approve", *target)
+    new = {j["metadata"]["name"] for j in cluster.items("Job")} - jobs_before
+    assert len([n for n in new if "-data-" in n]) == 1  # the loader ran again, once
+    assert "No changes." in falcon.sub("plan", *target).stdout

@@ -11,7 +11,7 @@ reachable from here at all: completion is the Job's success, and cleaning is lef
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from substratus.engine.runtime import Held, Owner
@@ -25,22 +25,25 @@ def _local(loc: Location) -> Path | None:
     return path if loc.scheme == "file" and Path(loc.root).is_dir() else None
 
 
-def seal(url: str) -> None:
-    """Mark a version complete after its job succeeded."""
+def seal(url: str) -> str | None:
+    """Mark a version complete after its job succeeded; its content fingerprint (gs://), which
+    refresh compares to notice changes made outside substratus."""
     if url.startswith("gs://"):
         from substratus.providers import artifacts_gcs
 
-        artifacts_gcs.seal(url)
+        return artifacts_gcs.seal(url)
+    return None
 
 
-def complete(urls: Iterable[str]) -> set[str] | None:
-    """Which gs:// versions are complete (``None``: nothing here can be checked)."""
-    gs = [u for u in urls if u.startswith("gs://")]
+def inspect(wanted: Mapping[str, str | None]) -> dict[str, list[str] | None] | None:
+    """gs:// versions (with their recorded fingerprints) → None when not complete, else what
+    changed in them; ``None`` overall when nothing here can be checked."""
+    gs = {u: fp for u, fp in wanted.items() if u.startswith("gs://")}
     if not gs:
         return None
     from substratus.providers import artifacts_gcs
 
-    return artifacts_gcs.complete_versions(gs)
+    return artifacts_gcs.inspect_versions(gs)
 
 
 def newest(resource_url: str) -> str | None:

@@ -16,7 +16,9 @@ Per record:
 - a ``pending`` operation (an apply was interrupted): its Job running → ``running``, succeeded →
   ``completed`` (adopted), failed or absent → ``gone``; a pending server/notebook whose object
   exists at the pending digest → ``running`` (the apply re-applies and waits);
-- Dataset/Model: ``missing`` when its gs:// version is not complete in the store any more;
+- Dataset/Model: ``missing`` when its gs:// version is not complete in the store any more,
+  ``changed`` when its objects differ from the content fingerprint recorded when it was sealed
+  ("artifacts changed outside substratus");
 - ModelServer: ``missing`` when its Deployment is gone; ``degraded`` when one of the fields we
   manage was changed by hand (``fields``: scaled, image edited…), its Service is gone, or fewer
   replicas are available than configured;
@@ -204,14 +206,14 @@ class Refresher:
         # first, whatever is recorded: an unreachable cluster fails the plan, not the apply
         self.capacity = self._capacity()
         index = self._index(records)
-        urls = [
-            str(r.outputs["artifacts"])
+        wanted = {
+            str(r.outputs["artifacts"]): r.outputs.get("manifest")
             for r in records.values()
             if r.kind in ("dataset", "model")
             and r.outputs.get("job")
             and r.outputs.get("artifacts")
-        ]
-        complete = artifacts.complete(urls)
+        }
+        complete = artifacts.inspect(wanted)
         out: dict[str, Observation] = {}
         for address, rec in records.items():
             mine = Mine(index, self.owner, address)
@@ -251,12 +253,24 @@ class Refresher:
             return _with(present, "running", f"{kind.lower()} {name} was applied; adopting it")
         return _with(present, "gone", f"{kind.lower()} {name} was not applied")
 
-    def _observe(self, rec: ResourceRecord, index: Mine, complete: set[str] | None) -> Observation:
+    def _observe(
+        self, rec: ResourceRecord, index: Mine, complete: Mapping[str, list[str] | None] | None
+    ) -> Observation:
         ns, outputs, ws = rec.namespace, rec.outputs, self.owner.workspace
         if rec.kind in ("dataset", "model"):
-            url = outputs.get("artifacts")
-            if complete is not None and outputs.get("job") and url and url not in complete:
+            url = str(outputs.get("artifacts") or "")
+            if complete is None or not outputs.get("job") or not url:
+                return Observation()
+            changes = complete.get(url)
+            if changes is None:
                 return Observation("missing", f"the artifacts {url} are missing from the store")
+            if changes:
+                shown = ", ".join(changes[:5]) + (
+                    f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+                )
+                return Observation(
+                    "changed", f"artifacts changed outside substratus at {url}: {shown}"
+                )
             return Observation()
         if rec.kind == "modelserver":
             name = str(outputs.get("deployment") or names.server_name(rec.name, ws))

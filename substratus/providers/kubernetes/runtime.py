@@ -256,8 +256,9 @@ class KubernetesRuntime:
             _recorded(request),
         )
         ctx.phase("recording the new version")
-        artifacts.seal(version)
-        return {"artifacts": version, "job": name, "image": w.image}
+        sealed = artifacts.seal(version)
+        out = {"artifacts": version, "job": name, "image": w.image}
+        return {**out, "manifest": sealed} if sealed else out
 
     def _build(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         self._service_account(request.namespace, "build")
