@@ -201,6 +201,17 @@ def marker_of(where: GsPath) -> Any | None:
         return client().bucket(where.bucket).get_blob(where.child(MARKER).key, retry=RETRY)
 
 
+def _manifest(files: dict[str, dict[str, Any]], dirs: list[str]) -> dict[str, Any]:
+    """The marker's document: each file's size, CRC32C and generation, and empty directories."""
+    return {
+        "format": 1,
+        "files": files,
+        "dirs": dirs,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+
+
 def fingerprint(files: Mapping[str, Mapping[str, Any]]) -> str:
     """The identity of a version's content: its files' paths, sizes and CRC32Cs (as a marker's
     manifest lists them, or as a listing finds them)."""
@@ -541,13 +552,7 @@ class GcsArtifactStore(MirroredStore):
             return rel, {"size": blob.size, "crc32c": blob.crc32c, "generation": blob.generation}
 
         uploaded: dict[str, dict[str, Any]] = dict(_parallel(upload, files))
-        manifest = {
-            "format": 1,
-            "files": uploaded,
-            "dirs": dirs,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "host": socket.gethostname(),
-        }
+        manifest = _manifest(uploaded, dirs)
         phase(f"marking {where.url} complete")
         marker = bucket.blob(where.child(MARKER).key)
         with _errors(f"writing {where.child(MARKER).url}", where):
@@ -620,13 +625,7 @@ def seal(url: str) -> str:
         for o in objects
         if o.name.endswith("/") and o.name != where.dir_prefix
     )
-    manifest = {
-        "format": 1,
-        "files": files,
-        "dirs": dirs,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
+    manifest = _manifest(files, dirs)
     marker = client().bucket(where.bucket).blob(where.child(MARKER).key)
     with _errors(f"writing {where.child(MARKER).url}", where):
         try:

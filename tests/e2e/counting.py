@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.conftest import SERVE
+
 JOB = """\
 import json, os, pathlib
 content = pathlib.Path(os.environ["CONTENT_DIR"])
@@ -22,16 +24,6 @@ with open(os.environ["RUNS_LOG"], "a") as fh:
 (content / "artifacts" / "out.txt").write_text(json.dumps(params))
 """
 
-SERVE = """\
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-    def log_message(self, *a):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"""
 
 PIPELINE = """\
 kind: Dataset
@@ -60,6 +52,13 @@ def write_app(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "job.py").write_text(JOB)
     (folder / "serve.py").write_text(SERVE)
+
+
+def only_model(name: str) -> str:
+    """The pipeline's trained Model alone (its Dataset is then an external dependency), its
+    runs counted as ``name``."""
+    doc = PIPELINE.split("---\n")[1]
+    return doc.replace("params: {name: trained}", f"params: {{name: {name}}}")
 
 
 def make_pipeline(root: Path, config: str = PIPELINE) -> Path:

@@ -18,18 +18,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Project, kill_leftovers
-from tests.e2e.counting import make_pipeline, runs, state
+from tests.e2e.counting import PIPELINE, make_pipeline, only_model, runs, state
 from tests.support.gcs import GcsServer
-
-ONLY_MODEL = """\
-kind: Model
-name: trained
-spec:
-  container: {local: {path: ./app}, command: ["python3", "job.py"]}
-  trainer:
-    dataset: data
-    params: {name: c-trained}
-"""
 
 
 @pytest.fixture
@@ -40,9 +30,7 @@ def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     kill_leftovers(tmp_path)
 
 
-def _project(root: Path, config: str | None = None) -> Project:
-    if config is None:
-        return Project(make_pipeline(root))
+def _project(root: Path, config: str = PIPELINE) -> Project:
     return Project(make_pipeline(root, config))
 
 
@@ -98,7 +86,7 @@ def test_a_version_another_configuration_uses_is_kept_until_it_lets_go(
     store = tmp_path / "shared"
     art = ["--artifacts", store.as_uri()]
     a = _project(tmp_path / "a")
-    c = _project(tmp_path / "c", ONLY_MODEL)
+    c = _project(tmp_path / "c", only_model("c-trained"))
     a.run("apply", "--auto-approve", *art)
     plan = c.run("plan", *art)
     assert "<= read" in plan.stdout or "will be read" in plan.stdout
