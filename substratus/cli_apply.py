@@ -332,17 +332,7 @@ def apply_saved(
             raise fail("Saved plan is stale", reason)
         runtime = make_runtime(r)
         derived = _derive(the_plan, cfg, current, runtime, max_cost)
-        problems = differences(the_plan, derived)
-        if problems:
-            shown = "\n".join(f"  - {p}" for p in problems[:20])
-            more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise fail(
-                "The saved plan is not what its configuration and state produce",
-                f"{planfile} differs from the plan made again from the same configuration and "
-                f"state:\n{shown}{more}\n\nNothing was applied. The file was edited, or "
-                "something changed outside substratus since it was made: run plan again, "
-                "review it, and apply the new plan.",
-            )
+        _refuse_differences(planfile, differences(the_plan, derived))
         if not derived.has_changes:
             print("No changes. Nothing to apply.")
             return
@@ -354,6 +344,21 @@ def apply_saved(
             derived, current, token, backend, r, parallelism, as_json, timeout, cfg, runtime
         )
     report(derived, result, as_json)
+
+
+def _refuse_differences(planfile: Path, problems: list[str]) -> None:
+    """Stop when a saved plan differs from the plan made again (``engine.saved``)."""
+    if not problems:
+        return
+    shown = "\n".join(f"  - {p}" for p in problems[:20])
+    more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+    raise fail(
+        "The saved plan is not what its configuration and state produce",
+        f"{planfile} differs from the plan made again from the same configuration and "
+        f"state:\n{shown}{more}\n\nNothing was applied. The file was edited, or "
+        "something changed outside substratus since it was made: run plan again, "
+        "review it, and apply the new plan.",
+    )
 
 
 def _derive(

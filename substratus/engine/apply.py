@@ -389,40 +389,51 @@ class Walker:
         outputs = self.runtime.apply(request, ctx)
         with self._lock:
             rec = self.state.resources[change.address]
-            previous = rec.previous_digest
-            if rec.digest and rec.digest != digest:
-                previous = rec.digest
-            prior_version = rec.current_version if rec.digest else rec.prior_version
-            if prior_version == version:
-                prior_version = rec.prior_version
-            self.state.resources[change.address] = ResourceRecord(
-                kind=change.kind,
-                namespace=change.namespace,
-                name=change.name,
-                spec=change.after or {},
-                digest=digest,
-                dependencies=change.depends_on,
-                dependency_digests={d: self._digests.get(d, "") for d in change.depends_on},
-                outputs=dict(outputs),
-                status="ready",
-                applied_at=now_iso(),
-                lifecycle=change.lifecycle,
-                previous_digest=previous,
-                last_run=(
-                    run := RunRecord(
-                        started_at=started_at,
-                        finished_at=now_iso(),
-                        outcome="succeeded",
-                        seconds=round(_seconds_since(started_at), 3),
-                    )
-                ),
-                last_success=run,
-                version=version,
-                previous_version=prior_version,
-                versions=rec.owned_versions(),
-                digest_format=DIGEST_FORMAT,
+            self.state.resources[change.address] = self._completed(
+                change, rec, version, dict(outputs), started_at
             )
             self._persist([change.address])
+
+    def _completed(
+        self,
+        change: ResourceChange,
+        rec: ResourceRecord,
+        version: str,
+        outputs: dict[str, Any],
+        started_at: str,
+    ) -> ResourceRecord:
+        """The record of a run that completed (``rec``: the record it replaces)."""
+        digest = change.digest_after or ""
+        previous = rec.digest if rec.digest and rec.digest != digest else rec.previous_digest
+        prior_version = rec.current_version if rec.digest else rec.prior_version
+        if prior_version == version:
+            prior_version = rec.prior_version
+        run = RunRecord(
+            started_at=started_at,
+            finished_at=now_iso(),
+            outcome="succeeded",
+            seconds=round(_seconds_since(started_at), 3),
+        )
+        return ResourceRecord(
+            kind=change.kind,
+            namespace=change.namespace,
+            name=change.name,
+            spec=change.after or {},
+            digest=digest,
+            dependencies=change.depends_on,
+            dependency_digests={d: self._digests.get(d, "") for d in change.depends_on},
+            outputs=outputs,
+            status="ready",
+            applied_at=now_iso(),
+            lifecycle=change.lifecycle,
+            previous_digest=previous,
+            last_run=run,
+            last_success=run,
+            version=version,
+            previous_version=prior_version,
+            versions=rec.owned_versions(),
+            digest_format=DIGEST_FORMAT,
+        )
 
     def _record_only(self, change: ResourceChange) -> None:
         """Rewrite the record (spec, lifecycle, digest, inputs) of a resource that runs on as it

@@ -37,7 +37,7 @@ from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.graph import build_graph, topological, with_dependencies
 from substratus.engine.lineage import compute_digests, field_changes, legacy_digests
 from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
-from substratus.engine.resource import Dependency
+from substratus.engine.resource import Dependency, Resource
 from substratus.engine.runtime import ExternalResource, Observation
 from substratus.engine.spec import REPLACE_ON_CHANGE
 from substratus.engine.statefile import DIGEST_FORMAT, ResourceRecord, StateFile, now_iso
@@ -237,34 +237,7 @@ def _plan_resource(
         else:
             change.reasons.append(Reason("new", f"{key} is not in the state yet"))
     else:
-        change.before, change.digest_before = rec.spec, rec.digest
-        same = rec.digest == new or (
-            rec.digest_format < DIGEST_FORMAT and current.legacy.get(addr) == rec.digest
-        )
-        if not same:
-            in_place = res.kind not in REPLACE_ON_CHANGE
-            change.action = Action.UPDATE if in_place else Action.REPLACE
-            change.reasons.extend(
-                _why(
-                    res.lifecycle.ignoreChanges, rec, change, current.new, changes, res.dependencies
-                )
-            )
-            if not in_place:
-                change.replace_paths = [r.path for r in change.reasons if r.path]
-        elif rec.status == "tainted":
-            change.action = Action.REPLACE
-            change.reasons.append(Reason("tainted", f"{key} is tainted: its last apply failed"))
-        elif seen is not None and seen.status == "missing":
-            change.action = Action.CREATE
-            change.reasons.append(Reason("drift", seen.message or "deleted outside substratus"))
-        elif seen is not None and seen.status in ("degraded", "changed"):
-            change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
-            change.reasons.append(Reason("drift", seen.message or "unhealthy"))
-        else:
-            record = _record_changes(rec, change)
-            if record:
-                change.action, change.record_only = Action.UPDATE, True
-                change.reasons.extend(record)
+        _plan_recorded(res, rec, change, current, changes, seen)
     if addr in req.replace and change.action in (Action.NOOP, Action.UPDATE):
         change.action, change.record_only = Action.REPLACE, False
         change.reasons = [r for r in change.reasons if r.code != "record"]
@@ -278,6 +251,45 @@ def _plan_resource(
             change.action = Action.CREATE if rec is None or not rec.digest else Action.UPDATE
             change.record_only = False
     return change
+
+
+def _plan_recorded(
+    res: Resource,
+    rec: ResourceRecord,
+    change: ResourceChange,
+    current: Digests,
+    changes: Mapping[str, ResourceChange],
+    seen: Observation | None,
+) -> None:
+    """The action for a resource the state records as completed (see the module docstring)."""
+    change.before, change.digest_before = rec.spec, rec.digest
+    addr = res.address
+    same = rec.digest == current.new[addr] or (
+        rec.digest_format < DIGEST_FORMAT and current.legacy.get(addr) == rec.digest
+    )
+    if not same:
+        in_place = res.kind not in REPLACE_ON_CHANGE
+        change.action = Action.UPDATE if in_place else Action.REPLACE
+        change.reasons.extend(
+            _why(res.lifecycle.ignoreChanges, rec, change, current.new, changes, res.dependencies)
+        )
+        if not in_place:
+            change.replace_paths = [r.path for r in change.reasons if r.path]
+    elif rec.status == "tainted":
+        change.action = Action.REPLACE
+        why = f"{change.address} is tainted: its last apply failed"
+        change.reasons.append(Reason("tainted", why))
+    elif seen is not None and seen.status == "missing":
+        change.action = Action.CREATE
+        change.reasons.append(Reason("drift", seen.message or "deleted outside substratus"))
+    elif seen is not None and seen.status in ("degraded", "changed"):
+        change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
+        change.reasons.append(Reason("drift", seen.message or "unhealthy"))
+    else:
+        record = _record_changes(rec, change)
+        if record:
+            change.action, change.record_only = Action.UPDATE, True
+            change.reasons.extend(record)
 
 
 def _record_changes(rec: ResourceRecord, change: ResourceChange) -> list[Reason]:
