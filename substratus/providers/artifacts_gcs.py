@@ -201,15 +201,29 @@ def marker_of(where: GsPath) -> Any | None:
         return client().bucket(where.bucket).get_blob(where.child(MARKER).key, retry=RETRY)
 
 
-def _manifest(files: dict[str, dict[str, Any]], dirs: list[str]) -> dict[str, Any]:
-    """The marker's document: each file's size, CRC32C and generation, and empty directories."""
-    return {
+def _create_marker(
+    where: GsPath, marker: Any, files: dict[str, dict[str, Any]], dirs: list[str]
+) -> bool:
+    """Create a version's marker — each file's size, CRC32C and generation, and its empty
+    directories — unless one exists (then False: the version was completed before)."""
+    manifest = {
         "format": 1,
         "files": files,
         "dirs": dirs,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
     }
+    with _errors(f"writing {where.child(MARKER).url}", where):
+        try:
+            marker.upload_from_string(
+                json.dumps(manifest, indent=1, sort_keys=True),
+                content_type="application/json",
+                if_generation_match=0,
+                retry=RETRY,
+            )
+        except api.PreconditionFailed:
+            return False
+    return True
 
 
 def fingerprint(files: Mapping[str, Mapping[str, Any]]) -> str:
@@ -552,18 +566,10 @@ class GcsArtifactStore(MirroredStore):
             return rel, {"size": blob.size, "crc32c": blob.crc32c, "generation": blob.generation}
 
         uploaded: dict[str, dict[str, Any]] = dict(_parallel(upload, files))
-        manifest = _manifest(uploaded, dirs)
         phase(f"marking {where.url} complete")
         marker = bucket.blob(where.child(MARKER).key)
-        with _errors(f"writing {where.child(MARKER).url}", where):
-            try:
-                marker.upload_from_string(
-                    json.dumps(manifest, indent=1, sort_keys=True),
-                    content_type="application/json",
-                    if_generation_match=0,
-                    retry=RETRY,
-                )
-            except api.PreconditionFailed:  # completed by a concurrent or retried publish
+        if not _create_marker(where, marker, uploaded, dirs):  # a concurrent or retried publish
+            with _errors(f"reading {where.child(MARKER).url}", where):
                 marker = bucket.get_blob(marker.name, retry=RETRY)
         if marker is None:
             raise RunError(f"{where.url} was deleted while it was being published")
@@ -625,17 +631,9 @@ def seal(url: str) -> str:
         for o in objects
         if o.name.endswith("/") and o.name != where.dir_prefix
     )
-    manifest = _manifest(files, dirs)
     marker = client().bucket(where.bucket).blob(where.child(MARKER).key)
-    with _errors(f"writing {where.child(MARKER).url}", where):
-        try:
-            marker.upload_from_string(
-                json.dumps(manifest, indent=1, sort_keys=True),
-                content_type="application/json",
-                if_generation_match=0,
-                retry=RETRY,
-            )
-        except api.PreconditionFailed:  # sealed before: keep that marker
+    if not _create_marker(where, marker, files, dirs):  # sealed before: keep that marker
+        with _errors(f"reading {where.child(MARKER).url}", where):
             files = json.loads(marker.download_as_bytes(retry=RETRY)).get("files", {})
     return fingerprint(files)
 
