@@ -184,6 +184,37 @@ def _project(
 def _resource(
     doc: Document, data: dict[str, Any], pmap: PathMap, default_ns: str, diags: Diagnostics
 ) -> Resource | None:
+    """One resource document to a Resource, or None with the reasons added to ``diags``."""
+    kind = _kind(doc, data, pmap, diags)
+    identity = _identity(doc, data, pmap, default_ns, diags) if kind else None
+    if kind is None or identity is None:
+        return None
+    name, ns, ok = identity
+    address = Address(kind, name, None if ns == default_ns else ns)
+    spec_obj = _spec(doc, data, pmap, kind, address, diags)
+    lifecycle = _lifecycle(doc, data, pmap, address, diags)
+    spec = canonical(spec_obj) if spec_obj is not None else {}
+    paths = _sensitive_paths(doc, data, pmap, spec, str(address), diags)
+    if not ok or spec_obj is None or lifecycle is None or paths is None:
+        return None
+    res = Resource(
+        address=address,
+        kind=kind,
+        namespace=ns,
+        name=name,
+        spec=spec,
+        secrets=mask(spec, paths),
+        lifecycle=lifecycle,
+        source=doc.source(),
+        lines=doc.lines,
+        path_map=pmap,
+        file=doc.file,
+    )
+    res.dependencies.extend(_dependencies(res, default_ns))
+    return res
+
+
+def _kind(doc: Document, data: dict[str, Any], pmap: PathMap, diags: Diagnostics) -> str | None:
     raw_kind = data.get("kind")
     kind = KIND_ALIASES.get(raw_kind) if isinstance(raw_kind, str) else None
     if kind is None:
@@ -193,8 +224,13 @@ def _resource(
             source=doc.source(original_path(("kind",), pmap)),
             path="kind",
         )
-        return None
-    ok = True
+    return kind
+
+
+def _identity(
+    doc: Document, data: dict[str, Any], pmap: PathMap, default_ns: str, diags: Diagnostics
+) -> tuple[str, str, bool] | None:
+    """(name, namespace, valid) of a document; None when it has no name at all."""
     name = data.get("name")
     name_path = original_path(("name",), pmap)
     if not isinstance(name, str):
@@ -205,14 +241,15 @@ def _resource(
             path=path_str(name_path),
         )
         return None
+    ok = True
     problem = name_problem(name)
     if problem:
         diags.error(
             "Invalid name", problem + ".", source=doc.source(name_path), path=path_str(name_path)
         )
         ok = False
-    ns = data.get("namespace") or default_ns
-    ns_problem = name_problem(str(ns), 63)
+    ns = str(data.get("namespace") or default_ns)
+    ns_problem = name_problem(ns, 63)
     if ns_problem:
         ns_path = original_path(("namespace",), pmap)
         diags.error(
@@ -222,53 +259,54 @@ def _resource(
             path=path_str(ns_path),
         )
         ok = False
-    address = Address(kind, name, None if ns == default_ns else str(ns))
+    return name, ns, ok
+
+
+def _spec(
+    doc: Document,
+    data: dict[str, Any],
+    pmap: PathMap,
+    kind: str,
+    address: Address,
+    diags: Diagnostics,
+) -> BaseModel | None:
     model_cls: type[BaseModel] = SPEC_MODELS[kind]
     spec_data = data.get("spec")
-    if spec_data is None:
-        spec_data = {}
-    spec_obj = lifecycle = None
     try:
-        spec_obj = model_cls.model_validate(spec_data)
+        return model_cls.model_validate({} if spec_data is None else spec_data)
     except ValidationError as exc:
         diags.extend(pydantic_diagnostics(exc, model_cls, doc, ("spec",), pmap, str(address)))
-        ok = False
+        return None
+
+
+def _lifecycle(
+    doc: Document, data: dict[str, Any], pmap: PathMap, address: Address, diags: Diagnostics
+) -> Lifecycle | None:
     try:
         raw_lifecycle = data.get("lifecycle")
         lifecycle = Lifecycle.model_validate(raw_lifecycle) if raw_lifecycle else _NO_LIFECYCLE
-        for i, p in enumerate(lifecycle.ignoreChanges):
-            if not p.startswith("spec."):
-                lp = original_path(("lifecycle", "ignoreChanges", i), pmap)
-                diags.error(
-                    "Invalid ignoreChanges path",
-                    f"{p!r} must be a field path under spec, like spec.loader.params.x.",
-                    source=doc.source(lp),
-                    address=str(address),
-                    path=path_str(lp),
-                )
-                ok = False
     except ValidationError as exc:
         diags.extend(pydantic_diagnostics(exc, Lifecycle, doc, ("lifecycle",), pmap, str(address)))
-        ok = False
-    spec = canonical(spec_obj) if spec_obj is not None else {}
-    paths = _sensitive_paths(doc, data, pmap, spec, str(address), diags)
-    if not ok or spec_obj is None or lifecycle is None or paths is None:
         return None
-    secrets = mask(spec, paths)
-    res = Resource(
-        address=address,
-        kind=kind,
-        namespace=str(ns),
-        name=name,
-        spec=spec,
-        secrets=secrets,
-        lifecycle=lifecycle,
-        source=doc.source(),
-        lines=doc.lines,
-        path_map=pmap,
-        file=doc.file,
-    )
-    for field_path, ref_kind, role in REFERENCES[kind]:
+    ok = True
+    for i, p in enumerate(lifecycle.ignoreChanges):
+        if not p.startswith("spec."):
+            lp = original_path(("lifecycle", "ignoreChanges", i), pmap)
+            diags.error(
+                "Invalid ignoreChanges path",
+                f"{p!r} must be a field path under spec, like spec.loader.params.x.",
+                source=doc.source(lp),
+                address=str(address),
+                path=path_str(lp),
+            )
+            ok = False
+    return lifecycle if ok else None
+
+
+def _dependencies(res: Resource, default_ns: str) -> list[Dependency]:
+    """The references in a resource's spec; a reference's own namespace is made implicit."""
+    found = []
+    for field_path, ref_kind, role in REFERENCES[res.kind]:
         node: Any = res.spec
         for part in field_path:
             node = node.get(part) if isinstance(node, dict) else None
@@ -277,8 +315,8 @@ def _resource(
             if node.get("namespace") == res.namespace:
                 del node["namespace"]  # canonical: a reference's own namespace is implied
             target = Address(ref_kind, node["name"], None if target_ns == default_ns else target_ns)
-            res.dependencies.append(Dependency(role, target, "spec." + ".".join(field_path)))
-    return res
+            found.append(Dependency(role, target, "spec." + ".".join(field_path)))
+    return found
 
 
 def _sensitive_paths(
