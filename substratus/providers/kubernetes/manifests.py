@@ -262,66 +262,17 @@ class BuildSource:
 
 def kaniko_job(w: Workload, name: str, source: BuildSource) -> dict[str, Any]:
     """The build Job: Kaniko pushes ``w.image``; ``w.resources`` None means no requests (kind)."""
+    context, vols, mounts, init = _kaniko_context(source)
     args = [
+        *context,
         f"--destination={w.image}",
         "--cache=true",
         "--compressed-caching=false",
         "--log-format=text",
         "--log-timestamp=false",
     ]
-    vols: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
-    init: list[dict[str, Any]] = []
-    if source.git_url:
-        vols.append({"name": "workspace", "emptyDir": {}})
-        mounts.append({"name": "workspace", "mountPath": "/workspace"})
-        clone = (
-            'git clone --quiet --no-checkout "$GIT_URL" /workspace && '
-            'git -C /workspace checkout --quiet --detach "$GIT_COMMIT"'
-        )
-        init.append(
-            {
-                "name": "git-clone",
-                "image": GIT_IMAGE,
-                "command": ["sh", "-c", clone],
-                "env": [
-                    {"name": "GIT_URL", "value": source.git_url},
-                    {"name": "GIT_COMMIT", "value": source.commit},
-                ],
-                "volumeMounts": list(mounts),
-            }
-        )
-        args.insert(0, "--context=dir:///workspace")
-        if source.path.strip("/"):
-            args.insert(1, f"--context-sub-path={source.path.strip('/')}")
-    else:
-        loc = volumes.Location.parse(source.tarball)
-        if loc.scheme == "gs":
-            args.insert(0, f"--context={source.tarball}")
-        else:
-            if loc.scheme == "file":  # mount the tarball's directory, read the file
-                directory, _, inside = loc.root.rpartition("/")
-                loc = volumes.Location("file", directory or "/", "")
-            else:
-                inside, loc = loc.key, volumes.Location(loc.scheme, loc.root, "")
-            vol, vm = volumes.mount("context", loc.url, True)
-            vm["mountPath"] = "/context"
-            vols.append(vol)
-            mounts.append(vm)
-            args.insert(0, f"--context=tar:///context/{inside}")
     if w.cloud == "gcp":  # workload identity must be ready before Kaniko checks push access
-        probe = (
-            "for i in $(seq 1 30); do curl -sf -H 'Metadata-Flavor: Google' "
-            "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/"
-            "token >/dev/null && exit 0; sleep 2; done; exit 1"
-        )
-        init.append(
-            {
-                "name": "gcp-workload-identity-readiness-check",
-                "image": GCLOUD_IMAGE,
-                "command": ["sh", "-c", probe],
-            }
-        )
+        init.append(_workload_identity_check())
     builder: dict[str, Any] = {"name": "builder", "image": KANIKO_IMAGE, "args": args}
     if mounts:
         builder["volumeMounts"] = mounts
@@ -351,4 +302,58 @@ def kaniko_job(w: Workload, name: str, source: BuildSource) -> dict[str, Any]:
         "kind": "Job",
         "metadata": metadata(w, name, {"image": w.image}),
         "spec": {"backoffLimit": 1, "template": {"metadata": meta, "spec": spec}},
+    }
+
+
+Mounts = list[dict[str, Any]]
+
+
+def _kaniko_context(source: BuildSource) -> tuple[list[str], Mounts, Mounts, Mounts]:
+    """Kaniko's context arguments, and the volumes, mounts and init containers they need."""
+    vols: Mounts = []
+    mounts: Mounts = []
+    if source.git_url:
+        vols.append({"name": "workspace", "emptyDir": {}})
+        mounts.append({"name": "workspace", "mountPath": "/workspace"})
+        clone = (
+            'git clone --quiet --no-checkout "$GIT_URL" /workspace && '
+            'git -C /workspace checkout --quiet --detach "$GIT_COMMIT"'
+        )
+        init = {
+            "name": "git-clone",
+            "image": GIT_IMAGE,
+            "command": ["sh", "-c", clone],
+            "env": [
+                {"name": "GIT_URL", "value": source.git_url},
+                {"name": "GIT_COMMIT", "value": source.commit},
+            ],
+            "volumeMounts": list(mounts),
+        }
+        args = ["--context=dir:///workspace"]
+        if source.path.strip("/"):
+            args.append(f"--context-sub-path={source.path.strip('/')}")
+        return args, vols, mounts, [init]
+    loc = volumes.Location.parse(source.tarball)
+    if loc.scheme == "gs":
+        return [f"--context={source.tarball}"], vols, mounts, []
+    if loc.scheme == "file":  # mount the tarball's directory, read the file
+        directory, _, inside = loc.root.rpartition("/")
+        loc = volumes.Location("file", directory or "/", "")
+    else:
+        inside, loc = loc.key, volumes.Location(loc.scheme, loc.root, "")
+    vol, vm = volumes.mount("context", loc.url, True)
+    vm["mountPath"] = "/context"
+    return [f"--context=tar:///context/{inside}"], [vol], [vm], []
+
+
+def _workload_identity_check() -> dict[str, Any]:
+    probe = (
+        "for i in $(seq 1 30); do curl -sf -H 'Metadata-Flavor: Google' "
+        "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/"
+        "token >/dev/null && exit 0; sleep 2; done; exit 1"
+    )
+    return {
+        "name": "gcp-workload-identity-readiness-check",
+        "image": GCLOUD_IMAGE,
+        "command": ["sh", "-c", probe],
     }
