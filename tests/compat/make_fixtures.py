@@ -2,13 +2,16 @@
 
     PYTHONPATH=$PWD python -m tests.compat.make_fixtures [--force]
 
-writes ``tests/compat/v<version>/`` (``v0_1_0`` for substratus 0.1.0; ``--force`` replaces an
-existing one) — never run by the test suite. Each fixture is made by the real CLI
-(``python -m substratus``) in a fresh temp directory, copied here, and the temp directory is
-removed, so the absolute paths the state records (outputs' ``workdir``, artifact paths, a saved
-plan's settings) point at a directory that no longer exists: ``tests/compat/test_upgrade.py``
-copies the fixtures elsewhere and relies on the runtime's ``rebase`` exactly as a user who moved
-their project would.
+writes ``tests/compat/v<version>/`` (``v0.1.0`` for substratus 0.1.0; ``--force`` replaces an
+existing one) — never run by the test suite. The directory name is not a Python identifier on
+purpose: mypy (``packages = ["tests"]``) does not descend into it, and ``tests/compat/ruff.toml``
+keeps ruff away, so the job scripts stay byte for byte what the apply built from.
+
+Each fixture is made by the real CLI (``python -m substratus``) in a fresh temp directory,
+copied here, and the temp directory is removed, so the absolute paths the state records
+(outputs' ``workdir``, artifact paths, a saved plan's settings) point at a directory that no
+longer exists: ``tests/compat/test_upgrade.py`` copies the fixtures elsewhere and relies on the
+runtime's ``rebase`` exactly as a user who moved their project would.
 
 - ``file/project``: a configuration (``substratus.yaml``, ``app/``) and the ``.substratus/``
   directory one ``apply`` left: the file-backend state (base ``default.json`` plus its
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="replace an existing directory")
     args = parser.parse_args(argv)
-    out = HERE / ("v" + __version__.replace(".", "_"))
+    out = HERE / f"v{__version__}"
     if out.exists():
         if not args.force:
             raise SystemExit(f"{out} exists; fixtures of a released version are never remade")
