@@ -195,10 +195,7 @@ class Plan:
         if not isinstance(d, dict) or "format_version" not in d:
             raise ValueError("not a substratus plan file (no format_version)")
         if d["format_version"] != PLAN_FORMAT_VERSION:
-            raise ValueError(
-                f"plan format {d['format_version']} is not supported by substratus "
-                f"{__version__} (it reads {PLAN_FORMAT_VERSION}); plan again"
-            )
+            raise ValueError(_other_format(d["format_version"]))
         try:
             return cls(
                 mode=Mode(d["mode"]),
@@ -220,6 +217,31 @@ class Plan:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"the plan file is malformed: {exc}") from exc
+
+
+def _other_format(found: object) -> str:
+    """Why a plan file of another format version is refused: who made it and what to do."""
+    reads = f"substratus {__version__} reads {PLAN_FORMAT_VERSION}"
+    try:
+        older = _format_key(found) < _format_key(PLAN_FORMAT_VERSION)
+    except ValueError:
+        return f"plan format {found!r} is unknown ({reads}); run `substratus plan` again"
+    if older:
+        return (
+            f"it was made by an older substratus (plan format {found}; {reads}); "
+            "run `substratus plan` again"
+        )
+    return (
+        f"it was made by a newer substratus (plan format {found}; {reads}); upgrade "
+        "substratus, or run `substratus plan` again with this one"
+    )
+
+
+def _format_key(version: object) -> tuple[int, ...]:
+    """``"1.0"`` → ``(1, 0)``; raises ``ValueError`` for anything else."""
+    if not isinstance(version, str):
+        raise ValueError(version)
+    return tuple(int(part) for part in version.split("."))
 
 
 def staleness(plan: Plan, lineage: str | None, serial: int | None) -> str | None:
