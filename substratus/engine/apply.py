@@ -36,7 +36,7 @@ from typing import Any
 
 from substratus.engine.address import Address
 from substratus.engine.backend import Backend
-from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+from substratus.engine.plan import Action, DriftStatus, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
     DeleteRequest,
     Detached,
@@ -496,7 +496,7 @@ class Walker:
         with self._lock:
             changed = []
             for d in self.plan.drift:
-                if d.status == "missing" and d.address in self.state.resources:
+                if d.status is DriftStatus.MISSING and d.address in self.state.resources:
                     del self.state.resources[d.address]
                     changed.append(d.address)
                     self.result.done.append(d.address)

@@ -108,24 +108,7 @@ def make_plan(req: PlanRequest) -> Plan:
     if req.mode is Mode.DESTROY:
         _plan_destroy(req, graph, records, changes, errors)
     else:
-        configured = {str(x) for x in cfg.resources}
-        removed = {a for a in records if a not in configured}
-        external_digests = _reads(req, removed, changes, errors)
-        digests, specs = compute_digests(order, cfg.resources, external_digests, records)
-        legacy: Mapping[Address, str] = {}
-        if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
-            legacy = legacy_digests(order, cfg.resources, external_digests, records)
-        current = Digests(digests, specs, legacy)
-        for addr in order:
-            if addr in selected:
-                change = _plan_resource(req, addr, current, changes, obs)
-                changes[change.address] = change
-        if not req.targets or any(str(t) in removed for t in req.targets):
-            wanted = {str(t) for t in req.targets}
-            for a in _reverse_state_order(records, removed):
-                if not wanted or a in wanted:
-                    why = f"{a} is not in the configuration"
-                    changes[a] = _delete(records[a], a, Why.NOT_IN_CONFIG, why, errors)
+        _plan_configured(req, order, selected, changes, errors)
     if errors:
         raise DiagnosticError(errors)
 
@@ -154,6 +137,37 @@ def make_plan(req: PlanRequest) -> Plan:
         warnings=warnings,
         created_at=now_iso(),
     )
+
+
+def _plan_configured(
+    req: PlanRequest,
+    order: Sequence[Address],
+    selected: set[Address],
+    changes: dict[str, ResourceChange],
+    errors: list[Diagnostic],
+) -> None:
+    """The changes of a normal or refresh-only plan: reads, the ``selected`` configured
+    resources in ``order``, then deletes of recorded resources no longer configured."""
+    cfg, obs = req.config, req.observations or {}
+    records = req.state.resources if req.state else {}
+    configured = {str(x) for x in cfg.resources}
+    removed = {a for a in records if a not in configured}
+    external_digests = _reads(req, removed, changes, errors)
+    digests, specs = compute_digests(order, cfg.resources, external_digests, records)
+    legacy: Mapping[Address, str] = {}
+    if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
+        legacy = legacy_digests(order, cfg.resources, external_digests, records)
+    current = Digests(digests, specs, legacy)
+    for addr in order:
+        if addr in selected:
+            change = _plan_resource(req, addr, current, changes, obs)
+            changes[change.address] = change
+    if not req.targets or any(str(t) in removed for t in req.targets):
+        wanted = {str(t) for t in req.targets}
+        for a in _reverse_state_order(records, removed):
+            if not wanted or a in wanted:
+                why = f"{a} is not in the configuration"
+                changes[a] = _delete(records[a], a, Why.NOT_IN_CONFIG, why, errors)
 
 
 def _unknown_addresses(req: PlanRequest, records: Mapping[str, ResourceRecord]) -> list[Diagnostic]:

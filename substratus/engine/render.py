@@ -140,34 +140,42 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
 
 
+def _drift_lines(plan: Plan, paint: Painter) -> list[str]:
+    """The drift ("Objects have changed outside of substratus") and what the plan does."""
+    if not plan.drift:
+        return []
+    out: list[str] = []
+    out.append(paint("Note: Objects have changed outside of substratus", "bold"))
+    out.append("")
+    out.append(
+        "substratus detected the following changes made outside of substratus since "
+        'the last "substratus apply":'
+    )
+    out.append("")
+    for d in plan.drift:
+        out.append(f"  # {d.address} {d.status.verb}: {d.message}")
+    out.append("")
+    if plan.mode is Mode.REFRESH_ONLY:
+        out.append(
+            "This is a refresh-only plan, so substratus will not take any actions to "
+            "undo these. If you were expecting these changes then you can apply this "
+            "plan to record the updated values in the state without changing any "
+            "resources."
+        )
+        out.append("")
+    else:
+        out.append(
+            "Unless you have made equivalent changes to your configuration, the plan "
+            "below repairs them."
+        )
+        out.append("")
+    return out
+
+
 def render_plan(plan: Plan, color: bool = False) -> str:
     paint = Painter(color)
     out: list[str] = []
-    if plan.drift:
-        out.append(paint("Note: Objects have changed outside of substratus", "bold"))
-        out.append("")
-        out.append(
-            "substratus detected the following changes made outside of substratus since "
-            'the last "substratus apply":'
-        )
-        out.append("")
-        for d in plan.drift:
-            out.append(f"  # {d.address} {d.status.verb}: {d.message}")
-        out.append("")
-        if plan.mode is Mode.REFRESH_ONLY:
-            out.append(
-                "This is a refresh-only plan, so substratus will not take any actions to "
-                "undo these. If you were expecting these changes then you can apply this "
-                "plan to record the updated values in the state without changing any "
-                "resources."
-            )
-            out.append("")
-        else:
-            out.append(
-                "Unless you have made equivalent changes to your configuration, the plan "
-                "below repairs them."
-            )
-            out.append("")
+    out += _drift_lines(plan, paint)
     for w in plan.warnings:
         out.append(render_diagnostic(w, paint))
     changes = [c for c in plan.resource_changes if c.action is not Action.NOOP]
