@@ -26,7 +26,7 @@ from substratus.engine.backend import (
 from substratus.engine.config import Config, load_config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError, fail
 from substratus.engine.operation import PlanOptions, build_plan, run_conflicts
-from substratus.engine.plan import Mode, Plan, staleness
+from substratus.engine.plan import Mode, Plan, PlanSettings, staleness
 from substratus.engine.render import render_plan
 from substratus.engine.runtime import Runtime
 from substratus.engine.saved import differences
@@ -305,7 +305,7 @@ def apply_saved(
     ``workspace``: the one asked for (``--workspace``, ``SUBSTRATUS_WORKSPACE`` or selected),
     None when none was; another than the plan's is refused."""
     the_plan = read_plan(planfile)
-    st = the_plan.settings
+    st = the_plan.settings.to_json()
     if workspace is not None and workspace != the_plan.workspace:
         raise fail(
             "The saved plan is for another workspace",
@@ -313,7 +313,7 @@ def apply_saved(
             f"acts on {workspace!r}. Apply it in its own workspace (--workspace "
             f"{the_plan.workspace}), or plan again in {workspace!r}.",
         )
-    paths = files or the_plan.config_files
+    paths = files or list(the_plan.config_files)
     cfg = load_config(paths, namespace=str(st.get("namespace") or "default"))
     if cfg.digest != the_plan.config_digest:
         raise fail(
@@ -371,8 +371,8 @@ def _derive(
     """The plan ``saved``'s options make from this configuration and state now."""
     options = PlanOptions(
         mode=saved.mode,
-        targets=addresses(saved.targets, "the plan file's targets"),
-        replace=addresses(saved.replace, "the plan file's replacements"),
+        targets=addresses(list(saved.targets), "the plan file's targets"),
+        replace=addresses(list(saved.replace), "the plan file's replacements"),
         refresh=saved.refresh,
         workspace=saved.workspace,
         max_cost=max_cost,
@@ -397,7 +397,7 @@ class Prepared:
             current,
             self.runtime,
             self.options,
-            settings=self.resolved.as_plan_settings(),
+            settings=PlanSettings.of(self.resolved.as_plan_settings()),
         )
 
 

@@ -32,7 +32,7 @@ def file_sha256(path: Path) -> str:
 
 
 def plan_title(plan: Plan, resolved: Resolved | None = None) -> str:
-    base = Path(str(plan.settings.get("base") or (resolved.base if resolved else ".")))
+    base = Path(str(plan.settings.base or (resolved.base if resolved else ".")))
     return f"substratus plan: workspace `{plan.workspace}` in `{base.name or base}`"
 
 
@@ -61,7 +61,7 @@ def check_reviewed(planfile: Path, expected: str) -> None:
     want = expected.strip().lower()
     if want == "pr":
         plan = Plan.from_json(planfile.read_text(encoding="utf-8"))
-        want = reviewed_sha256_from_pr(plan.workspace, str(plan.settings.get("base") or "."))
+        want = reviewed_sha256_from_pr(plan.workspace, plan.settings.base or ".")
     if not SHA256.match(want):
         raise fail(
             f"--expect-sha256 {expected!r} is not a SHA-256",

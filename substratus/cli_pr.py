@@ -100,7 +100,7 @@ def comment(
         ),
     )
     ctx = github_context(env, pr=pr, repo=repo)
-    mark = marker(the_plan.workspace, str(the_plan.settings.get("base") or "."), environ=env)
+    mark = marker(the_plan.workspace, the_plan.settings.base or ".", environ=env)
     body = render_markdown(
         the_plan,
         sha256=sha,

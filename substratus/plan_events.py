@@ -48,7 +48,7 @@ def plan_events(plan: Plan, saved: Path | None = None) -> Iterator[dict[str, Any
         **plan.summary(),
         "has_changes": plan.has_changes,
         "sha256": sha,
-        "estimate": dict((plan.estimate or {}).get("totals") or {}),
+        "estimate": dict(plan.estimate_json().get("totals") or {}),
     }
     if saved is not None:
         yield {"type": "plan_saved", "path": str(saved), "sha256": sha}

@@ -15,13 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from substratus.engine.apply import Event
-
-VERB = {
-    "create": ("Creating", "Creation"),
-    "update": ("Modifying", "Modifications"),
-    "replace": ("Replacing", "Replacement"),
-    "delete": ("Destroying", "Destruction"),
-}
+from substratus.engine.plan import Action
 
 
 def _secs(x: float) -> str:
@@ -38,7 +32,7 @@ class PlainProgress:
         self._lock = threading.Lock()
 
     def __call__(self, e: Event) -> None:
-        ing, noun = VERB.get(e.action, ("Applying", "Apply"))
+        ing, noun = e.action.look.ing, e.action.look.noun
         with self._lock:
             if e.kind == "start":
                 self._last[e.address] = time.monotonic()
@@ -96,7 +90,7 @@ class LiveProgress:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.running: dict[str, tuple[str, float, str]] = {}
+        self.running: dict[str, tuple[Action, float, str]] = {}
         self._lock = threading.Lock()
         self.live = Live(
             self._render(),
@@ -111,12 +105,12 @@ class LiveProgress:
         t = Text()
         now = time.monotonic()
         for addr, (action, started, phase) in sorted(self.running.items()):
-            ing = VERB.get(action, ("Applying", ""))[0]
+            ing = action.look.ing
             t.append(f"  {addr}: {ing}... [{_secs(now - started)}] {phase}\n")
         return t
 
     def __call__(self, e: Event) -> None:
-        noun = VERB.get(e.action, ("Applying", "Apply"))[1]
+        noun = e.action.look.noun
         with self._lock:
             if e.kind == "start":
                 self.running[e.address] = (e.action, time.monotonic(), "")

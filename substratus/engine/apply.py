@@ -36,7 +36,7 @@ from typing import Any
 
 from substratus.engine.address import Address
 from substratus.engine.backend import Backend
-from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+from substratus.engine.plan import Action, DriftStatus, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
     DeleteRequest,
     Detached,
@@ -64,7 +64,7 @@ from substratus.engine.statefile import (
 class Event:
     kind: str  # start | phase | notice | done | failed | skipped | detached
     address: str
-    action: str
+    action: Action
     message: str = ""
     elapsed: float = 0.0
     detail: str = ""
@@ -216,7 +216,7 @@ class Walker:
     def _held(self, planned: bool = False) -> list[Held]:
         """Versions of resources outside this state that its records use (external inputs);
         ``planned``: also those the plan's reads will feed into what it runs."""
-        default_ns = str(self.plan.settings.get("namespace") or "default")
+        default_ns = self.plan.settings.namespace or "default"
         held: set[Held] = set()
         if planned:
             for c in self.plan.resource_changes:
@@ -257,7 +257,7 @@ class Walker:
     def _skip(self, change: ResourceChange, upstream: str) -> None:
         msg = f"not applied: upstream {upstream} failed"
         self.result.skipped[change.address] = msg
-        self.on_event(Event("skipped", change.address, change.action.value, msg))
+        self.on_event(Event("skipped", change.address, change.action, msg))
 
     # -- one node ------------------------------------------------------------------------------
     def _inputs(self, change: ResourceChange) -> dict[str, dict[str, Any]]:
@@ -273,13 +273,13 @@ class Walker:
     def _run_node(self, change: ResourceChange) -> None:
         start = time.monotonic()
         started_at = now_iso()
-        self.on_event(Event("start", change.address, change.action.value))
+        self.on_event(Event("start", change.address, change.action))
         ctx = RunContext(
             phase=lambda msg: self.on_event(
-                Event("phase", change.address, change.action.value, msg, time.monotonic() - start)
+                Event("phase", change.address, change.action, msg, time.monotonic() - start)
             ),
             notice=lambda msg: self.on_event(
-                Event("notice", change.address, change.action.value, msg, time.monotonic() - start)
+                Event("notice", change.address, change.action, msg, time.monotonic() - start)
             ),
             cancelled=self.cancelled,
             timeout=self.timeout,
@@ -297,7 +297,7 @@ class Walker:
                 Event(
                     "detached",
                     change.address,
-                    change.action.value,
+                    change.action,
                     str(exc) or "still running; the next apply adopts it",
                     time.monotonic() - start,
                 )
@@ -311,7 +311,7 @@ class Walker:
                 Event(
                     "failed",
                     change.address,
-                    change.action.value,
+                    change.action,
                     exc.message,
                     time.monotonic() - start,
                     exc.detail,
@@ -326,16 +326,14 @@ class Walker:
                 Event(
                     "failed",
                     change.address,
-                    change.action.value,
+                    change.action,
                     err.message,
                     time.monotonic() - start,
                 )
             )
             return
         self.result.done.append(change.address)
-        self.on_event(
-            Event("done", change.address, change.action.value, "", time.monotonic() - start)
-        )
+        self.on_event(Event("done", change.address, change.action, "", time.monotonic() - start))
 
     def _create(self, change: ResourceChange, ctx: RunContext, started_at: str) -> None:
         digest = change.digest_after or ""
@@ -355,11 +353,7 @@ class Walker:
             digest=digest,
             spec=reveal(change.after or {}, self.secrets.get(change.address)),
             inputs=self._inputs(change),
-            action="replace"
-            if change.action is Action.REPLACE
-            else "update"
-            if change.action is Action.UPDATE
-            else "create",
+            action=change.action,
             prior_outputs=dict(rec.outputs) if rec is not None and rec.digest else None,
             intent=adopt,
             config_dir=self.config_dir,
@@ -375,7 +369,7 @@ class Walker:
                 )
                 self.state.resources[change.address] = rec
             rec.pending = PendingOperation(
-                action=change.action.value,
+                action=change.action,
                 digest=digest,
                 spec=change.after or {},
                 dependencies=change.depends_on,
@@ -502,7 +496,7 @@ class Walker:
         with self._lock:
             changed = []
             for d in self.plan.drift:
-                if d.status == "missing" and d.address in self.state.resources:
+                if d.status is DriftStatus.MISSING and d.address in self.state.resources:
                     del self.state.resources[d.address]
                     changed.append(d.address)
                     self.result.done.append(d.address)

@@ -16,7 +16,7 @@ node:
   group with no node now), nor — for a type — when some node has GPUs of unknown type (and, for a
   count, enough of them). These cases produce no diagnostic: a plan that may well work is not
   flagged;
-- with ``strict`` the findings are errors and ``add_capacity_diagnostics`` raises
+- with ``strict`` the findings are errors and ``checked_capacity`` raises
   ``DiagnosticError`` (the plan fails before anything runs);
 - a ``Capacity`` with ``unknown_reason`` checks nothing and, when the plan asks for GPUs, adds one
   warning saying why. ``None`` (no refresh, or a runtime without ``capacity()``) adds nothing.
@@ -194,13 +194,13 @@ def capacity_diagnostics(
     return out
 
 
-def add_capacity_diagnostics(
+def checked_capacity(
     plan: Plan, config: Config, capacity: Capacity | None, strict: bool = False
-) -> None:
-    """Add the capacity warnings to ``plan.warnings``; raise ``DiagnosticError`` with the
-    errors when ``strict`` finds any."""
+) -> list[Diagnostic]:
+    """The capacity warnings of ``plan`` (for its ``warnings``); raise ``DiagnosticError`` with
+    the errors when ``strict`` finds any."""
     found = capacity_diagnostics(plan, config, capacity, strict)
     errors = [d for d in found if d.is_error]
     if errors:
         raise DiagnosticError(errors)
-    plan.warnings.extend(found)
+    return found

@@ -28,9 +28,10 @@ The document (every key always present; money in USD, rounded to 1/10,000)::
 ``check_limits(estimate, max_cost)`` reads only that document (so a saved plan can be checked
 later) and returns the errors (a job over its ``lifecycle.maxCost``, a service over it per
 hour, the jobs together over ``--max-cost``) and warnings (a cap that cannot be checked because
-a duration is unknown). ``attach_estimate(plan, ...)`` does both for a new plan: it sets
-``plan.estimate``, adds the warnings to the plan and raises ``DiagnosticError`` on the errors, so
-a plan over a cap fails before anything runs. The words are in ``engine.estimate_text``.
+a duration is unknown). ``checked_estimate(plan, ...)`` does both for a new plan: it returns the
+``Estimate`` and the warnings (for the plan's ``estimate`` and ``warnings``) and raises
+``DiagnosticError`` on the errors, so a plan over a cap fails before anything runs.
+The words are in ``engine.estimate_text``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.estimate_text import assumptions, describe, money, price_label
-from substratus.engine.plan import Action, Plan, ResourceChange
+from substratus.engine.plan import Action, DriftStatus, Plan, ResourceChange
+from substratus.engine.plan_estimate import Estimate
 from substratus.engine.prices import CURRENCY, PriceTable, price_table
 from substratus.engine.spec import Prices
 from substratus.engine.statefile import StateFile
@@ -292,23 +294,19 @@ def check_limits(
     return errors, warnings
 
 
-def attach_estimate(
+def checked_estimate(
     plan: Plan,
     state: StateFile | None,
     prices: Prices | None = None,
     max_cost: float | None = None,
-) -> None:
-    """Set ``plan.estimate``; raise ``DiagnosticError`` when it is over a cost limit."""
-    missing = {d.address for d in plan.drift if d.status == "missing"}
-    runtime = plan.settings.get("runtime")
-    plan.estimate = estimate(
-        plan.resource_changes,
-        state,
-        price_table(prices),
-        missing,
-        runtime if isinstance(runtime, str) else None,
+) -> tuple[Estimate, list[Diagnostic]]:
+    """The estimate of ``plan`` and its warnings; raise ``DiagnosticError`` when it is over a
+    cost limit."""
+    missing = {d.address for d in plan.drift if d.status is DriftStatus.MISSING}
+    document = estimate(
+        plan.resource_changes, state, price_table(prices), missing, plan.settings.runtime
     )
-    errors, warnings = check_limits(plan.estimate, max_cost)
+    errors, warnings = check_limits(document, max_cost)
     if errors:
         raise DiagnosticError(errors)
-    plan.warnings.extend(warnings)
+    return Estimate.of(document), warnings

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from substratus.engine.mdtext import code_span, escape_md
+from substratus.engine.plan import Action
 
-_SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 Paint = Callable[[str, str], str]
 
 
@@ -133,7 +133,7 @@ def assumptions(
         )
     services = [e for e in entries if e["role"] == "service"]
     if services:
-        rolling = any(e["action"] in ("update", "replace") for e in services)
+        rolling = any(Action(e["action"]) in (Action.UPDATE, Action.REPLACE) for e in services)
         how = (
             "; a local update stops the old process before it starts the new one."
             if runtime == "local"
@@ -157,7 +157,9 @@ def assumptions(
 
 def _when(e: Mapping[str, Any]) -> str:
     if e["role"] == "service":
-        return "stops" if e["action"] == "delete" or not e["hourly_after"] else "serves"
+        return (
+            "stops" if Action(e["action"]) is Action.DELETE or not e["hourly_after"] else "serves"
+        )
     if e["duration_seconds"] is not None:
         return duration(e["duration_seconds"])
     return "last run failed" if e["duration_source"] == "last_run_failed" else "unknown duration"
@@ -175,7 +177,8 @@ def _cost(e: Mapping[str, Any]) -> str:
 
 def _rows(est: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return [
-        (_SYMBOL[e["action"]], e["address"], uses(e), _when(e), _cost(e)) for e in est["resources"]
+        (Action(e["action"]).symbol, e["address"], uses(e), _when(e), _cost(e))
+        for e in est["resources"]
     ]
 
 

@@ -14,18 +14,18 @@ the steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
 from substratus.engine.address import Address
-from substratus.engine.capacity import add_capacity_diagnostics
+from substratus.engine.capacity import checked_capacity
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
-from substratus.engine.estimate import attach_estimate
+from substratus.engine.estimate import checked_estimate
 from substratus.engine.graph import build_graph
 from substratus.engine.lineage import resolve_sources
-from substratus.engine.plan import Action, Mode, Plan
+from substratus.engine.plan import Mode, Plan, PlanSettings
 from substratus.engine.planner import PlanRequest, make_plan
 from substratus.engine.runtime import ExternalResource, Owner, PlannedRun, ResourceView, Runtime
 from substratus.engine.statefile import StateFile
@@ -87,11 +87,7 @@ def run_conflicts(
             kind=c.kind,
             namespace=c.namespace,
             name=c.name,
-            action="replace"
-            if c.action is Action.REPLACE
-            else "update"
-            if c.action is Action.UPDATE
-            else "create",
+            action=c.action,
             spec=c.after or {},
             recorded=c.address in recorded,
         )
@@ -125,8 +121,10 @@ def build_plan(
     state: StateFile | None,
     runtime: Runtime,
     options: PlanOptions,
-    settings: dict[str, object] | None = None,
+    settings: PlanSettings | None = None,
 ) -> Plan:
+    """The plan of ``config`` against ``state`` (see the module docstring), built complete:
+    its warnings hold the runtime's, the capacity findings and the estimate's."""
     graph = None
     if options.mode is not Mode.DESTROY:
         graph = validate_config(config, runtime)[1]
@@ -146,17 +144,18 @@ def build_plan(
             targets=options.targets,
             replace=options.replace,
             workspace=options.workspace,
-            settings=dict(settings or {}),
+            settings=settings or PlanSettings(),
             graph=graph,
         )
     )
+    warnings = list(plan.warnings)
     if observations is not None:  # objects the runs would take over: refused before anything runs
         found = run_conflicts(plan, config, state, runtime)
         if any(d.is_error for d in found):
             raise DiagnosticError([d for d in found if d.is_error])
-        plan.warnings.extend(found)
+        warnings += found
         # capacity: what the refresh saw (None: not known)
         capacity = getattr(runtime, "capacity", lambda: None)()
-        add_capacity_diagnostics(plan, config, capacity, options.strict)
-    attach_estimate(plan, state, config.settings.project.prices, options.max_cost)
-    return plan
+        warnings += checked_capacity(plan, config, capacity, options.strict)
+    cost, over = checked_estimate(plan, state, config.settings.project.prices, options.max_cost)
+    return replace(plan, warnings=[*warnings, *over], estimate=cost)

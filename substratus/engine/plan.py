@@ -2,29 +2,45 @@
 
 ``ResourceChange`` field semantics per action: ``before`` is ``None`` for create/read, ``after``
 is ``None`` for delete, both are the canonical specs otherwise. ``digest_before``/``digest_after``
-likewise. ``reasons`` are for humans (apply never branches on them). ``inputs`` maps a runtime role
-(``build``, ``data``, ``model``) to the address whose outputs feed it. ``record_only`` marks an
-``update`` that only rewrites the resource's record (lifecycle, ``sensitive:`` marking, the digest's
-format, renamed inputs): nothing runs, nothing restarts. ``Plan.to_json`` writes the
-stable, versioned plan document; ``Plan.from_json`` reads it back and refuses other format versions.
-``check_fresh`` is the staleness rule of ``apply PLANFILE``.
+likewise. ``reasons`` are for humans (apply never branches on them). ``dependencies`` is the one
+list of what the resource depends on, in order: each an address and, for a configured
+resource, the runtime role (``build``, ``data``, ``model``) it feeds; ``depends_on`` (the
+addresses) and ``inputs`` (role → address) are views of it. ``record_only`` marks an ``update``
+that only rewrites the resource's record (lifecycle, ``sensitive:`` marking, the digest's
+format, renamed inputs): nothing runs, nothing restarts.
+
+A ``Plan`` and its ``ResourceChange``s are frozen: the plan is built complete (warnings,
+settings, estimate) and never changed afterwards; derive another with ``dataclasses.replace``.
+``Plan.to_json`` writes the stable, versioned plan document (``engine.plan_document``, through
+pydantic); ``Plan.from_json`` reads it back and refuses other format versions. ``staleness`` is
+the staleness rule of ``apply PLANFILE``.
+
+``Action``, ``ReasonCode`` and ``DriftStatus`` are str-valued enums (their values are the plan
+document's strings). How each action is shown — symbol, colour, headline, legend, progress verbs,
+graph class and colours — is defined once, in ``ACTION_LOOK`` (``Action.look``).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from substratus import __version__
 from substratus.engine.diagnostic import Diagnostic
 
+if TYPE_CHECKING:
+    from substratus.engine.plan_estimate import Estimate
+
 PLAN_FORMAT_VERSION = "1.0"
 
 
-class Action(enum.Enum):
+class Action(enum.StrEnum):
     CREATE = "create"
     UPDATE = "update"
     REPLACE = "replace"
@@ -34,97 +50,247 @@ class Action(enum.Enum):
 
     @property
     def json_actions(self) -> list[str]:
-        return {
-            Action.CREATE: ["create"],
-            Action.UPDATE: ["update"],
-            Action.REPLACE: ["delete", "create"],
-            Action.DELETE: ["delete"],
-            Action.READ: ["read"],
-            Action.NOOP: ["no-op"],
-        }[self]
+        """The plan document's ``actions`` (Terraform's: a replace is delete then create)."""
+        if self is Action.REPLACE:
+            return [Action.DELETE.value, Action.CREATE.value]
+        return [self.value]
 
     @classmethod
-    def from_json_actions(cls, actions: list[str]) -> Action:
+    def from_json_actions(cls, actions: Sequence[str]) -> Action:
         for a in cls:
-            if a.json_actions == actions:
+            if a.json_actions == list(actions):
                 return a
-        raise ValueError(f"unknown actions {actions!r}")
+        raise ValueError(f"unknown actions {list(actions)!r}")
+
+    @property
+    def look(self) -> ActionLook:
+        """How this action is shown everywhere (``ACTION_LOOK``)."""
+        return ACTION_LOOK[self]
+
+    @property
+    def symbol(self) -> str:
+        return ACTION_LOOK[self].symbol
 
 
-class Mode(enum.Enum):
+@dataclass(frozen=True)
+class ActionLook:
+    """How one action is shown: ``symbol`` (``+``, ``-/+`` …; none for a no-op), ``style``
+    (the terminal colour), ``headline`` ("will be created") and ``legend`` (the symbol legend's
+    words), the progress verbs ``ing``/``noun`` ("Creating", "Creation"), and in graphs the
+    ``colour`` name, Mermaid/DOT ``graph_class``, ``fill`` and ``stroke``."""
+
+    symbol: str
+    style: str
+    headline: str
+    legend: str
+    ing: str
+    noun: str
+    colour: str
+    graph_class: str
+    fill: str
+    stroke: str
+
+    @property
+    def legend_short(self) -> str:
+        """The legend without its parenthesised note ("destroy and then create replacement")."""
+        return self.legend.split(" (")[0]
+
+
+# Graph colours: GitHub Primer, dark text on light fill.
+ACTION_LOOK: Mapping[Action, ActionLook] = MappingProxyType(
+    {
+        Action.CREATE: ActionLook(
+            "+", "green", "will be created", "create", "Creating", "Creation",
+            "green", "create", "#dafbe1", "#1a7f37",
+        ),
+        Action.UPDATE: ActionLook(
+            "~", "yellow", "will be updated in-place", "update in-place", "Modifying",
+            "Modifications", "amber", "update", "#fff8c5", "#9a6700",
+        ),
+        Action.REPLACE: ActionLook(
+            "-/+", "red", "must be replaced",
+            "destroy and then create replacement (run again into a new version)",
+            "Replacing", "Replacement", "orange", "replace", "#fff1e5", "#bc4c00",
+        ),
+        Action.DELETE: ActionLook(
+            "-", "red", "will be destroyed", "destroy", "Destroying", "Destruction",
+            "red", "delete", "#ffebe9", "#cf222e",
+        ),
+        Action.READ: ActionLook(
+            "<=", "cyan", "will be read", "read (external dependency)", "Applying", "Apply",
+            "blue", "read", "#ddf4ff", "#0969da",
+        ),
+        Action.NOOP: ActionLook(
+            "", "dim", "is unchanged", "unchanged", "Applying", "Apply",
+            "grey", "noop", "#f6f8fa", "#6e7781",
+        ),
+    }
+)  # fmt: skip
+SHOWN_ACTIONS = tuple(a for a in Action if a is not Action.NOOP)  # in legend order
+
+
+class Mode(enum.StrEnum):
     NORMAL = "normal"
     DESTROY = "destroy"
     REFRESH_ONLY = "refresh-only"
 
 
+class ReasonCode(enum.StrEnum):
+    NEW = "new"
+    FIELD_CHANGED = "field_changed"
+    DEPENDENCY_CHANGED = "dependency_changed"
+    SOURCE_CHANGED = "source_changed"
+    DRIFT = "drift"
+    TAINTED = "tainted"
+    REQUESTED = "requested"
+    NOT_IN_CONFIG = "not_in_config"
+    DESTROY = "destroy"
+    ADOPT = "adopt"
+    EXTERNAL = "external"
+    RECORD = "record"
+
+    @property
+    def is_field(self) -> bool:
+        """A changed field (of the spec or of a build's source): its ``path`` is the field."""
+        return self in (ReasonCode.FIELD_CHANGED, ReasonCode.SOURCE_CHANGED)
+
+
+class DriftStatus(enum.StrEnum):
+    MISSING = "missing"
+    DEGRADED = "degraded"
+    CHANGED = "changed"
+    PENDING_RUNNING = "pending-running"
+    PENDING_COMPLETED = "pending-completed"
+    PENDING_GONE = "pending-gone"
+
+    @property
+    def verb(self) -> str:
+        """What happened, after the address: "has been deleted", "has an interrupted … "."""
+        if self is DriftStatus.MISSING:
+            return "has been deleted"
+        if self is DriftStatus.DEGRADED:
+            return "is unhealthy"
+        if self is DriftStatus.CHANGED:
+            return "has changed"
+        return f"has an interrupted operation ({self.value.removeprefix('pending-')})"
+
+
 @dataclass(frozen=True)
 class Reason:
-    code: str  # new | field_changed | dependency_changed | source_changed | drift | tainted |
-    #            requested | not_in_config | destroy | adopt | external | record
+    code: ReasonCode
     message: str
     path: str | None = None
     address: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class Input:
+    """One dependency of a change: the ``address`` it depends on and, for a configured
+    resource, the runtime ``role`` (``build``, ``data``, ``model``) whose outputs it feeds."""
+
+    address: str
+    role: str | None = None
+
+
+def _frozen(obj: object, name: str, value: object) -> None:
+    # Normalises a sequence field to a tuple while a frozen value is being constructed.
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
 class ResourceChange:
     address: str
     kind: str
     namespace: str
     name: str
     action: Action
-    reasons: list[Reason] = field(default_factory=list)
+    reasons: Sequence[Reason] = ()
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     digest_before: str | None = None
     digest_after: str | None = None
-    replace_paths: list[str] = field(default_factory=list)
-    depends_on: list[str] = field(default_factory=list)
-    inputs: dict[str, str] = field(default_factory=dict)
+    replace_paths: Sequence[str] = ()
+    dependencies: Sequence[Input] = ()
     lifecycle: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] | None = None  # read: what was read; otherwise prior outputs
     record_only: bool = False  # an update of the record alone: nothing runs
 
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["actions"] = self.action.json_actions
-        del d["action"]
-        d["reasons"] = [{k: v for k, v in asdict(r).items() if v is not None} for r in self.reasons]
-        return d
+    def __post_init__(self) -> None:
+        for name in ("reasons", "replace_paths", "dependencies"):
+            _frozen(self, name, tuple(getattr(self, name)))
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ResourceChange:
-        d = dict(d)
-        action = Action.from_json_actions(d.pop("actions"))
-        reasons = [Reason(**r) for r in d.pop("reasons", [])]
-        return cls(action=action, reasons=reasons, **d)
+    @property
+    def depends_on(self) -> list[str]:
+        """The addresses this change depends on, in order."""
+        return [d.address for d in self.dependencies]
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Role → address of the dependencies that feed a runtime role."""
+        return {d.role: d.address for d in self.dependencies if d.role is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        from substratus.engine.plan_document import ChangeDocument
+
+        return ChangeDocument.of(self).dump()
 
 
 @dataclass(frozen=True)
 class Drift:
     address: str
-    status: str  # missing | degraded | changed | pending-running | pending-completed | pending-gone
+    status: DriftStatus
     message: str
 
 
-@dataclass
+class PlanSettings(BaseModel):
+    """What a saved plan fixes about where it applies (``wiring.Resolved.as_plan_settings``):
+    the state and artifact locations, the runtime and its options; ``None``: not set. The
+    document writes the keys that were given (``PlanSettings()``: ``{}``, a plan made without
+    settings, as the engine's tests make); unknown keys are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    state: str | None = None
+    artifacts: str | None = None
+    runtime: str | None = None
+    workdir: str | None = None
+    namespace: str | None = None
+    base: str | None = None
+    context: str | None = None
+    cloud: str | None = None
+    registry: str | None = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> PlanSettings:
+        return cls.model_validate(dict(values))
+
+    def to_json(self) -> dict[str, Any]:
+        """The document's ``settings``: the keys given, in field order."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+@dataclass(frozen=True)
 class Plan:
     mode: Mode
-    resource_changes: list[ResourceChange]
-    drift: list[Drift] = field(default_factory=list)
+    resource_changes: Sequence[ResourceChange]
+    drift: Sequence[Drift] = ()
     prior_lineage: str | None = None
     prior_serial: int | None = None
     config_digest: str = ""
-    config_files: list[str] = field(default_factory=list)
+    config_files: Sequence[str] = ()
     workspace: str = "default"
-    targets: list[str] = field(default_factory=list)
-    replace: list[str] = field(default_factory=list)  # --replace addresses
+    targets: Sequence[str] = ()
+    replace: Sequence[str] = ()  # --replace addresses
     refresh: bool = True  # made with a refresh (--no-refresh: False)
-    settings: dict[str, Any] = field(default_factory=dict)
-    warnings: list[Diagnostic] = field(default_factory=list)
+    settings: PlanSettings = field(default_factory=PlanSettings)
+    warnings: Sequence[Diagnostic] = ()
     created_at: str = ""
     substratus_version: str = __version__
-    estimate: dict[str, Any] = field(default_factory=dict)
+    estimate: Estimate | None = None  # None: not estimated (the document's ``{}``)
+
+    def __post_init__(self) -> None:
+        for name in ("resource_changes", "drift", "config_files", "targets", "replace", "warnings"):
+            _frozen(self, name, tuple(getattr(self, name)))
 
     # -- views --------------------------------------------------------------------------------
     def changes(self) -> list[ResourceChange]:
@@ -157,30 +323,20 @@ class Plan:
             return bool(self.drift)
         return bool(self.changes())
 
+    def estimate_json(self) -> dict[str, Any]:
+        """The document's ``estimate`` (``{}`` when the plan was not estimated)."""
+        return {} if self.estimate is None else self.estimate.to_json()
+
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": PLAN_FORMAT_VERSION,
-            "substratus_version": self.substratus_version,
-            "created_at": self.created_at,
-            "mode": self.mode.value,
-            "workspace": self.workspace,
-            "prior_state": {"lineage": self.prior_lineage, "serial": self.prior_serial},
-            "config_digest": self.config_digest,
-            "config_files": self.config_files,
-            "targets": self.targets,
-            "replace": self.replace,
-            "refresh": self.refresh,
-            "settings": self.settings,
-            "resource_changes": [c.to_json() for c in self.resource_changes],
-            "drift": [asdict(d) for d in self.drift],
-            "summary": self.summary(),
-            "warnings": [w.to_json() for w in self.warnings],
-            "estimate": self.estimate,
-        }
+        from substratus.engine.plan_document import PlanDocument
+
+        return PlanDocument.of(self).dump()
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        from substratus.engine.plan_document import PlanDocument
+
+        return PlanDocument.of(self).text()
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
@@ -188,60 +344,9 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> Plan:
         """Parse a saved plan; raises ``ValueError`` with a readable reason."""
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a plan file: invalid JSON ({exc})") from exc
-        if not isinstance(d, dict) or "format_version" not in d:
-            raise ValueError("not a substratus plan file (no format_version)")
-        if d["format_version"] != PLAN_FORMAT_VERSION:
-            raise ValueError(_other_format(d["format_version"]))
-        try:
-            return cls(
-                mode=Mode(d["mode"]),
-                resource_changes=[ResourceChange.from_json(c) for c in d["resource_changes"]],
-                drift=[Drift(**x) for x in d.get("drift", [])],
-                prior_lineage=d["prior_state"]["lineage"],
-                prior_serial=d["prior_state"]["serial"],
-                config_digest=d["config_digest"],
-                config_files=list(d.get("config_files", [])),
-                workspace=d.get("workspace", "default"),
-                targets=list(d.get("targets", [])),
-                replace=list(d.get("replace", [])),
-                refresh=bool(d.get("refresh", True)),
-                settings=dict(d.get("settings", {})),
-                warnings=[Diagnostic.from_json(w) for w in d.get("warnings", [])],
-                created_at=d.get("created_at", ""),
-                substratus_version=d.get("substratus_version", ""),
-                estimate=dict(d.get("estimate", {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"the plan file is malformed: {exc}") from exc
+        from substratus.engine.plan_document import read_plan
 
-
-def _other_format(found: object) -> str:
-    """Why a plan file of another format version is refused: who made it and what to do."""
-    reads = f"substratus {__version__} reads {PLAN_FORMAT_VERSION}"
-    try:
-        older = _format_key(found) < _format_key(PLAN_FORMAT_VERSION)
-    except ValueError:
-        return f"plan format {found!r} is unknown ({reads}); run `substratus plan` again"
-    if older:
-        return (
-            f"it was made by an older substratus (plan format {found}; {reads}); "
-            "run `substratus plan` again"
-        )
-    return (
-        f"it was made by a newer substratus (plan format {found}; {reads}); upgrade "
-        "substratus, or run `substratus plan` again with this one"
-    )
-
-
-def _format_key(version: object) -> tuple[int, ...]:
-    """``"1.0"`` → ``(1, 0)``; raises ``ValueError`` for anything else."""
-    if not isinstance(version, str):
-        raise ValueError(version)
-    return tuple(int(part) for part in version.split("."))
+        return read_plan(text)
 
 
 def staleness(plan: Plan, lineage: str | None, serial: int | None) -> str | None:

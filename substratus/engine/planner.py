@@ -27,7 +27,8 @@ hands everything here. Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import networkx as nx
 
@@ -36,7 +37,18 @@ from substratus.engine.config import Config, dangling_reference, removed_referen
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.graph import build_graph, topological, with_dependencies
 from substratus.engine.lineage import compute_digests, field_changes, legacy_digests
-from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
+from substratus.engine.plan import (
+    Action,
+    Drift,
+    DriftStatus,
+    Input,
+    Mode,
+    Plan,
+    PlanSettings,
+    Reason,
+    ResourceChange,
+)
+from substratus.engine.plan import ReasonCode as Why
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.runtime import ExternalResource, Observation
 from substratus.engine.spec import REPLACE_ON_CHANGE
@@ -65,7 +77,7 @@ class PlanRequest:
     targets: list[Address] = field(default_factory=list)
     replace: list[Address] = field(default_factory=list)
     workspace: str = "default"
-    settings: dict[str, object] = field(default_factory=dict)
+    settings: PlanSettings = field(default_factory=PlanSettings)
     graph: nx.DiGraph | None = None  # the configuration's graph, if already built
 
 
@@ -96,25 +108,7 @@ def make_plan(req: PlanRequest) -> Plan:
     if req.mode is Mode.DESTROY:
         _plan_destroy(req, graph, records, changes, errors)
     else:
-        configured = {str(x) for x in cfg.resources}
-        removed = {a for a in records if a not in configured}
-        external_digests = _reads(req, removed, changes, errors)
-        digests, specs = compute_digests(order, cfg.resources, external_digests, records)
-        legacy: Mapping[Address, str] = {}
-        if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
-            legacy = legacy_digests(order, cfg.resources, external_digests, records)
-        current = Digests(digests, specs, legacy)
-        for addr in order:
-            if addr in selected:
-                change = _plan_resource(req, addr, current, changes, obs)
-                changes[change.address] = change
-        if not req.targets or any(str(t) in removed for t in req.targets):
-            wanted = {str(t) for t in req.targets}
-            for a in _reverse_state_order(records, removed):
-                if not wanted or a in wanted:
-                    changes[a] = _delete(
-                        records[a], a, "not_in_config", f"{a} is not in the configuration", errors
-                    )
+        _plan_configured(req, order, selected, changes, errors)
     if errors:
         raise DiagnosticError(errors)
 
@@ -123,9 +117,10 @@ def make_plan(req: PlanRequest) -> Plan:
         drift = [d for d in drift if d.address in changes]
     result = list(changes.values())
     if req.mode is Mode.REFRESH_ONLY:
-        for c in result:
-            if c.action is not Action.READ:
-                c.action, c.reasons = Action.NOOP, []
+        result = [
+            c if c.action is Action.READ else replace(c, action=Action.NOOP, reasons=())
+            for c in result
+        ]
     return Plan(
         mode=req.mode,
         resource_changes=result,
@@ -138,10 +133,41 @@ def make_plan(req: PlanRequest) -> Plan:
         targets=[str(t) for t in req.targets],
         replace=[str(a) for a in req.replace],
         refresh=req.observations is not None,
-        settings=dict(req.settings),
+        settings=req.settings,
         warnings=warnings,
         created_at=now_iso(),
     )
+
+
+def _plan_configured(
+    req: PlanRequest,
+    order: Sequence[Address],
+    selected: set[Address],
+    changes: dict[str, ResourceChange],
+    errors: list[Diagnostic],
+) -> None:
+    """The changes of a normal or refresh-only plan: reads, the ``selected`` configured
+    resources in ``order``, then deletes of recorded resources no longer configured."""
+    cfg, obs = req.config, req.observations or {}
+    records = req.state.resources if req.state else {}
+    configured = {str(x) for x in cfg.resources}
+    removed = {a for a in records if a not in configured}
+    external_digests = _reads(req, removed, changes, errors)
+    digests, specs = compute_digests(order, cfg.resources, external_digests, records)
+    legacy: Mapping[Address, str] = {}
+    if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
+        legacy = legacy_digests(order, cfg.resources, external_digests, records)
+    current = Digests(digests, specs, legacy)
+    for addr in order:
+        if addr in selected:
+            change = _plan_resource(req, addr, current, changes, obs)
+            changes[change.address] = change
+    if not req.targets or any(str(t) in removed for t in req.targets):
+        wanted = {str(t) for t in req.targets}
+        for a in _reverse_state_order(records, removed):
+            if not wanted or a in wanted:
+                why = f"{a} is not in the configuration"
+                changes[a] = _delete(records[a], a, Why.NOT_IN_CONFIG, why, errors)
 
 
 def _unknown_addresses(req: PlanRequest, records: Mapping[str, ResourceRecord]) -> list[Diagnostic]:
@@ -194,7 +220,7 @@ def _reads(
             action=Action.READ,
             reasons=[
                 Reason(
-                    "external",
+                    Why.EXTERNAL,
                     f"{addr} is not in the configuration; its newest "
                     "version is read from the runtime",
                 )
@@ -203,6 +229,48 @@ def _reads(
             outputs=dict(found.outputs),
         )
     return digests
+
+
+@dataclass
+class _Draft:
+    """A change while the planner decides it; ``freeze`` makes the ``ResourceChange``."""
+
+    address: str
+    kind: str
+    namespace: str
+    name: str
+    after: dict[str, Any]
+    digest_after: str
+    dependencies: list[Input]
+    lifecycle: dict[str, Any]
+    action: Action = Action.NOOP
+    reasons: list[Reason] = field(default_factory=list)
+    before: dict[str, Any] | None = None
+    digest_before: str | None = None
+    replace_paths: list[str] = field(default_factory=list)
+    record_only: bool = False
+
+    @property
+    def depends_on(self) -> list[str]:
+        return [d.address for d in self.dependencies]
+
+    def freeze(self) -> ResourceChange:
+        return ResourceChange(
+            address=self.address,
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            action=self.action,
+            reasons=self.reasons,
+            before=self.before,
+            after=self.after,
+            digest_before=self.digest_before,
+            digest_after=self.digest_after,
+            replace_paths=self.replace_paths,
+            dependencies=self.dependencies,
+            lifecycle=self.lifecycle,
+            record_only=self.record_only,
+        )
 
 
 def _plan_resource(
@@ -216,16 +284,14 @@ def _plan_resource(
     key = str(addr)
     rec = req.state.resources.get(key) if req.state else None
     new = current.new[addr]
-    change = ResourceChange(
+    change = _Draft(
         address=key,
         kind=res.kind,
         namespace=res.namespace,
         name=res.name,
-        action=Action.NOOP,
         after=dict(current.specs[addr]),
         digest_after=new,
-        depends_on=[str(d.address) for d in res.dependencies],
-        inputs={d.role: str(d.address) for d in res.dependencies},
+        dependencies=[Input(str(d.address), d.role) for d in res.dependencies],
         lifecycle=res.lifecycle.model_dump(exclude_defaults=True),
     )
     seen = obs.get(key)
@@ -233,30 +299,30 @@ def _plan_resource(
         change.action = Action.CREATE
         if rec is not None and rec.status == "tainted":
             why = f"{key} is tainted: its first apply failed; what it left behind is replaced"
-            change.reasons.append(Reason("tainted", why))
+            change.reasons.append(Reason(Why.TAINTED, why))
         else:
-            change.reasons.append(Reason("new", f"{key} is not in the state yet"))
+            change.reasons.append(Reason(Why.NEW, f"{key} is not in the state yet"))
     else:
         _plan_recorded(res, rec, change, current, changes, seen)
     if addr in req.replace and change.action in (Action.NOOP, Action.UPDATE):
         change.action, change.record_only = Action.REPLACE, False
-        change.reasons = [r for r in change.reasons if r.code != "record"]
-        change.reasons.append(Reason("requested", "replacement requested with --replace"))
+        change.reasons = [r for r in change.reasons if r.code is not Why.RECORD]
+        change.reasons.append(Reason(Why.REQUESTED, "replacement requested with --replace"))
     pending = rec.pending if rec is not None else None
     adoptable = seen is not None and seen.pending in ("running", "completed")
     if pending is not None and pending.digest == new and seen is not None and adoptable:
         message = seen.pending_message or "work left by an interrupted apply will be adopted"
-        change.reasons.append(Reason("adopt", message))
+        change.reasons.append(Reason(Why.ADOPT, message))
         if change.action is Action.NOOP or change.record_only:
             change.action = Action.CREATE if rec is None or not rec.digest else Action.UPDATE
             change.record_only = False
-    return change
+    return change.freeze()
 
 
 def _plan_recorded(
     res: Resource,
     rec: ResourceRecord,
-    change: ResourceChange,
+    change: _Draft,
     current: Digests,
     changes: Mapping[str, ResourceChange],
     seen: Observation | None,
@@ -278,13 +344,13 @@ def _plan_recorded(
     elif rec.status == "tainted":
         change.action = Action.REPLACE
         why = f"{change.address} is tainted: its last apply failed"
-        change.reasons.append(Reason("tainted", why))
+        change.reasons.append(Reason(Why.TAINTED, why))
     elif seen is not None and seen.status == "missing":
         change.action = Action.CREATE
-        change.reasons.append(Reason("drift", seen.message or "deleted outside substratus"))
+        change.reasons.append(Reason(Why.DRIFT, seen.message or "deleted outside substratus"))
     elif seen is not None and seen.status in ("degraded", "changed"):
         change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
-        change.reasons.append(Reason("drift", seen.message or "unhealthy"))
+        change.reasons.append(Reason(Why.DRIFT, seen.message or "unhealthy"))
     else:
         record = _record_changes(rec, change)
         if record:
@@ -292,7 +358,7 @@ def _plan_recorded(
             change.reasons.extend(record)
 
 
-def _record_changes(rec: ResourceRecord, change: ResourceChange) -> list[Reason]:
+def _record_changes(rec: ResourceRecord, change: _Draft) -> list[Reason]:
     """Why the record of an unchanged resource must be rewritten (nothing runs for it)."""
     out: list[Reason] = []
     keys = sorted(
@@ -301,23 +367,23 @@ def _record_changes(rec: ResourceRecord, change: ResourceChange) -> list[Reason]
         if rec.lifecycle.get(k) != change.lifecycle.get(k)
     )
     if keys:
-        out.append(Reason("record", f"lifecycle changed ({', '.join(keys)}); nothing runs"))
+        out.append(Reason(Why.RECORD, f"lifecycle changed ({', '.join(keys)}); nothing runs"))
     if rec.spec != change.after:
         paths = field_changes(rec.spec, change.after or {})
         shown = ", ".join(paths) or "the spec"
-        out.append(Reason("record", f"{shown} recorded anew (same content); nothing runs"))
+        out.append(Reason(Why.RECORD, f"{shown} recorded anew (same content); nothing runs"))
     if rec.dependencies != change.depends_on:
         renamed = f"{', '.join(rec.dependencies) or '(none)'} → {', '.join(change.depends_on)}"
-        out.append(Reason("record", f"its inputs were renamed ({renamed}); nothing runs"))
+        out.append(Reason(Why.RECORD, f"its inputs were renamed ({renamed}); nothing runs"))
     if not out and rec.digest_format < DIGEST_FORMAT:
-        out.append(Reason("record", "its digest is recorded in the current format; nothing runs"))
+        out.append(Reason(Why.RECORD, "its digest is recorded in the current format; nothing runs"))
     return out
 
 
 def _why(
     ignored: list[str],
     rec: ResourceRecord,
-    change: ResourceChange,
+    change: _Draft,
     digests: Mapping[Address, str],
     changes: Mapping[str, ResourceChange],
     deps: Sequence[Dependency],
@@ -327,9 +393,9 @@ def _why(
         if any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in ignored):
             continue
         if change.kind == "build":
-            reasons.append(Reason("source_changed", f"{path} changed (new source content)", path))
+            reasons.append(Reason(Why.SOURCE_CHANGED, f"{path} changed (new source content)", path))
         else:
-            reasons.append(Reason("field_changed", f"{path} changed", path))
+            reasons.append(Reason(Why.FIELD_CHANGED, f"{path} changed", path))
     for dep in deps:
         dep_addr = dep.address
         old = rec.dependency_digests.get(str(dep_addr))
@@ -343,16 +409,16 @@ def _why(
                 if verb
                 else f"{dep_addr} changed{detail}"
             )
-            reasons.append(Reason("dependency_changed", msg, address=str(dep_addr)))
+            reasons.append(Reason(Why.DEPENDENCY_CHANGED, msg, address=str(dep_addr)))
     if not reasons:
-        reasons.append(Reason("field_changed", "the resource's definition changed"))
+        reasons.append(Reason(Why.FIELD_CHANGED, "the resource's definition changed"))
     return reasons
 
 
 def _delete(
     rec: ResourceRecord,
     key: str,
-    code: str,
+    code: Why,
     message: str,
     errors: list[Diagnostic],
     lifecycle: dict[str, object] | None = None,
@@ -379,7 +445,7 @@ def _delete(
         reasons=[Reason(code, message)],
         before=rec.spec,
         digest_before=rec.digest,
-        depends_on=list(rec.dependencies),
+        dependencies=[Input(d) for d in rec.dependencies],
         lifecycle=lifecycle,
     )
 
@@ -416,7 +482,7 @@ def _plan_destroy(
     configured = {str(a): r.lifecycle for a, r in req.config.resources.items()}
     for a in _reverse_state_order(records, subset):
         lifecycle = configured[a].model_dump(exclude_defaults=True) if a in configured else None
-        changes[a] = _delete(records[a], a, "destroy", "destroy requested", errors, lifecycle)
+        changes[a] = _delete(records[a], a, Why.DESTROY, "destroy requested", errors, lifecycle)
 
 
 def _drift(
@@ -428,7 +494,7 @@ def _drift(
         if key not in records:
             continue
         if o.status != "present":
-            out.append(Drift(key, o.status, o.message))
+            out.append(Drift(key, DriftStatus(o.status), o.message))
         if o.pending != "none" and records[key].pending is not None:
-            out.append(Drift(key, f"pending-{o.pending}", o.pending_message))
+            out.append(Drift(key, DriftStatus(f"pending-{o.pending}"), o.pending_message))
     return out

@@ -15,31 +15,10 @@ from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import text_section
-from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
 from substratus.engine.sensitive import is_marker
 
 _COLORS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
-SYMBOL = {
-    Action.CREATE: ("+", "green"),
-    Action.UPDATE: ("~", "yellow"),
-    Action.REPLACE: ("-/+", "red"),
-    Action.DELETE: ("-", "red"),
-    Action.READ: ("<=", "cyan"),
-}
-HEADLINE = {
-    Action.CREATE: "will be created",
-    Action.UPDATE: "will be updated in-place",
-    Action.REPLACE: "must be replaced",
-    Action.DELETE: "will be destroyed",
-    Action.READ: "will be read",
-}
-LEGEND = {
-    Action.CREATE: "create",
-    Action.UPDATE: "update in-place",
-    Action.REPLACE: "destroy and then create replacement (run again into a new version)",
-    Action.DELETE: "destroy",
-    Action.READ: "read (external dependency)",
-}
 
 
 class Painter:
@@ -106,30 +85,30 @@ def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
 
 
 _MISSING = object()
-_FIELD_CODES = ("field_changed", "source_changed")
+_NO_BECAUSE = (ReasonCode.ADOPT, ReasonCode.EXTERNAL, ReasonCode.RECORD, ReasonCode.REQUESTED)
 
 
 def render_change(change: ResourceChange, paint: Painter) -> list[str]:
-    symbol, style = SYMBOL[change.action]
-    head = HEADLINE[change.action]
+    look = change.action.look
+    head = look.headline
     if change.action is Action.CREATE and change.before:
         head = "will be created again"
     if change.record_only:
         head = "will be updated in-place (record only: nothing runs)"
     lines = [paint(f"  # {change.address} {head}", "bold")]
-    changed = [r.path for r in change.reasons if r.path and r.code in _FIELD_CODES]
+    changed = [r.path for r in change.reasons if r.path and r.code.is_field]
     if changed:
         lines.append(f"  # (because {', '.join(changed)} changed)")
     for r in change.reasons:
-        if r.code == "new" or (r.path and r.code in _FIELD_CODES):
+        if r.code is ReasonCode.NEW or (r.path and r.code.is_field):
             continue
-        because = "" if r.code in ("adopt", "external", "record", "requested") else "because "
+        because = "" if r.code in _NO_BECAUSE else "because "
         lines.append(f"  # ({because}{r.message})")
     kind_label = change.kind
-    lines.append(f'{paint(symbol.rjust(3), style)} {kind_label} "{change.name}" {{')
+    lines.append(f'{paint(look.symbol.rjust(3), look.style)} {kind_label} "{change.name}" {{')
     fields = [] if change.record_only else _field_lines(change, paint)
     if not fields and change.action in (Action.UPDATE, Action.REPLACE) and not change.record_only:
-        inputs = any(r.code == "dependency_changed" for r in change.reasons)
+        inputs = any(r.code is ReasonCode.DEPENDENCY_CHANGED for r in change.reasons)
         note = "its inputs changed" if inputs else "it runs again into a new version"
         if change.action is Action.UPDATE:
             note = "its inputs changed" if inputs else "it is rolled out again"
@@ -161,39 +140,42 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
 
 
+def _drift_lines(plan: Plan, paint: Painter) -> list[str]:
+    """The drift ("Objects have changed outside of substratus") and what the plan does."""
+    if not plan.drift:
+        return []
+    out: list[str] = []
+    out.append(paint("Note: Objects have changed outside of substratus", "bold"))
+    out.append("")
+    out.append(
+        "substratus detected the following changes made outside of substratus since "
+        'the last "substratus apply":'
+    )
+    out.append("")
+    for d in plan.drift:
+        out.append(f"  # {d.address} {d.status.verb}: {d.message}")
+    out.append("")
+    if plan.mode is Mode.REFRESH_ONLY:
+        out.append(
+            "This is a refresh-only plan, so substratus will not take any actions to "
+            "undo these. If you were expecting these changes then you can apply this "
+            "plan to record the updated values in the state without changing any "
+            "resources."
+        )
+        out.append("")
+    else:
+        out.append(
+            "Unless you have made equivalent changes to your configuration, the plan "
+            "below repairs them."
+        )
+        out.append("")
+    return out
+
+
 def render_plan(plan: Plan, color: bool = False) -> str:
     paint = Painter(color)
     out: list[str] = []
-    if plan.drift:
-        out.append(paint("Note: Objects have changed outside of substratus", "bold"))
-        out.append("")
-        out.append(
-            "substratus detected the following changes made outside of substratus since "
-            'the last "substratus apply":'
-        )
-        out.append("")
-        for d in plan.drift:
-            verb = {
-                "missing": "has been deleted",
-                "degraded": "is unhealthy",
-                "changed": "has changed",
-            }.get(d.status, f"has an interrupted operation ({d.status.removeprefix('pending-')})")
-            out.append(f"  # {d.address} {verb}: {d.message}")
-        out.append("")
-        if plan.mode is Mode.REFRESH_ONLY:
-            out.append(
-                "This is a refresh-only plan, so substratus will not take any actions to "
-                "undo these. If you were expecting these changes then you can apply this "
-                "plan to record the updated values in the state without changing any "
-                "resources."
-            )
-            out.append("")
-        else:
-            out.append(
-                "Unless you have made equivalent changes to your configuration, the plan "
-                "below repairs them."
-            )
-            out.append("")
+    out += _drift_lines(plan, paint)
     for w in plan.warnings:
         out.append(render_diagnostic(w, paint))
     changes = [c for c in plan.resource_changes if c.action is not Action.NOOP]
@@ -212,11 +194,10 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         else:
             out.append("No changes. Your resources match the configuration.")
         return "\n".join(out).rstrip() + "\n"
-    used = [a for a in SYMBOL if any(c.action is a for c in changes)]
+    used = [a for a in SHOWN_ACTIONS if any(c.action is a for c in changes)]
     out.append("Resource actions are indicated with the following symbols:")
     for a in used:
-        sym, style = SYMBOL[a]
-        out.append(f"  {paint(sym.rjust(3), style)} {LEGEND[a]}")
+        out.append(f"  {paint(a.look.symbol.rjust(3), a.look.style)} {a.look.legend}")
     out.append("")
     out.append("substratus will perform the following actions:")
     out.append("")
@@ -224,7 +205,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         out.extend(render_change(c, paint))
         out.append("")
     out.append(paint(summary_line(plan), "bold"))
-    estimate = text_section(plan.estimate, paint)
+    estimate = text_section(plan.estimate_json(), paint)
     if estimate:
         out += ["", *estimate]
     return "\n".join(out).rstrip() + "\n"

@@ -32,15 +32,6 @@ if TYPE_CHECKING:
 
 Edge = tuple[str, str]
 
-# action -> (class name, plan symbol, fill, stroke); GitHub Primer colours, dark text on light fill.
-STYLE: dict[Action, tuple[str, str, str, str]] = {
-    Action.CREATE: ("create", "+", "#dafbe1", "#1a7f37"),
-    Action.UPDATE: ("update", "~", "#fff8c5", "#9a6700"),
-    Action.REPLACE: ("replace", "-/+", "#fff1e5", "#bc4c00"),
-    Action.DELETE: ("delete", "-", "#ffebe9", "#cf222e"),
-    Action.READ: ("read", "<=", "#ddf4ff", "#0969da"),
-    Action.NOOP: ("noop", "", "#f6f8fa", "#6e7781"),
-}
 TEXT_COLOR = "#1f2328"
 _SAFE = re.compile(r"[A-Za-z0-9 ._/+=~:,()-]")
 
@@ -56,7 +47,7 @@ def node_ids(nodes: Iterable[str], edges: Iterable[Edge] = ()) -> dict[str, str]
 def label(address: str, actions: Mapping[str, Action] | None) -> str:
     """The unescaped node label: ``<symbol> <address>`` (just the address without a symbol)."""
     action = actions.get(address) if actions else None
-    symbol = STYLE[action][1] if action is not None else ""
+    symbol = action.symbol if action is not None else ""
     return f"{symbol} {address}" if symbol else address
 
 
@@ -83,7 +74,7 @@ def _classes(
     if not actions:
         return []
     out = []
-    for action in STYLE:
+    for action in Action:
         members = [ids[a] for a in ids if actions.get(a) is action]
         if members:
             out.append((action, members))
@@ -103,8 +94,8 @@ def mermaid(
     lines += [f'  {i}["{_mermaid_text(label(a, actions))}"]' for a, i in ids.items()]
     lines += [f"  {a} --> {b}" for a, b in _sorted_edges(edges, ids)]
     for action, members in _classes(ids, actions):
-        name, _symbol, fill, stroke = STYLE[action]
-        lines.append(f"  classDef {name} fill:{fill},stroke:{stroke},color:{TEXT_COLOR}")
+        name, look = action.look.graph_class, action.look
+        lines.append(f"  classDef {name} fill:{look.fill},stroke:{look.stroke},color:{TEXT_COLOR}")
         lines.append(f"  class {','.join(members)} {name}")
     return "\n".join(lines) + "\n"
 
@@ -128,8 +119,7 @@ def dot(
         action = actions.get(address) if actions else None
         attrs = f'label="{_dot_text(label(address, actions))}"'
         if action is not None:
-            _name, _symbol, fill, stroke = STYLE[action]
-            attrs += f', fillcolor="{fill}", color="{stroke}"'
+            attrs += f', fillcolor="{action.look.fill}", color="{action.look.stroke}"'
         lines.append(f"  {i} [{attrs}];")
     lines += [f"  {a} -> {b};" for a, b in _sorted_edges(edges, ids)]
     lines.append("}")

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import markdown_section
 from substratus.engine.mdtext import code_span, escape_html, escape_md, escape_md_code, fence
-from substratus.engine.plan import Action, Mode, Plan, ResourceChange
-from substratus.engine.render import HEADLINE, LEGEND, SYMBOL, Painter, render_change, summary_line
-from substratus.engine.render_graph import STYLE, changes_graph, mermaid
+from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
+from substratus.engine.render import Painter, render_change, summary_line
+from substratus.engine.render_graph import changes_graph, mermaid
 
 GITHUB_COMMENT_LIMIT = 65_536
 # Mermaid's defaults (maxTextSize 50,000; maxEdges 500, 280 in some 10.x releases): a larger
@@ -50,10 +50,7 @@ LEVELS = (
     "warning list as addresses only",
     "warning list cut to fit",
 )
-_COLOUR = {"create": "green", "update": "amber", "replace": "orange", "delete": "red"}
-_COLOUR |= {"read": "blue", "noop": "grey"}
-_FIELD_CODES = ("field_changed", "source_changed")
-_DRIFT_VERB = {"missing": "has been deleted", "degraded": "is unhealthy", "changed": "has changed"}
+_NO_BECAUSE = (ReasonCode.ADOPT, ReasonCode.EXTERNAL)
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ def _render(a: _Args, level: int, keep: int) -> str:
                 parts.append(_more(len(listed) - shown, "resource", where))
     if level <= 2:
         parts.append(_graph(plan))
-    parts.append(markdown_section(plan.estimate, full=level <= 1))
+    parts.append(markdown_section(plan.estimate_json(), full=level <= 1))
     parts.append(_footer(a))
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -196,24 +193,24 @@ def _summary(plan: Plan) -> str:
 
 def _why(change: ResourceChange) -> list[str]:
     """The reasons as the text renderer words them: changed fields first, in one phrase."""
-    fields = [r.path for r in change.reasons if r.path and r.code in _FIELD_CODES]
+    fields = [r.path for r in change.reasons if r.path and r.code.is_field]
     out = [f"because {', '.join(fields)} changed"] if fields else []
     for r in change.reasons:
-        if r.code == "new" or (r.path and r.code in _FIELD_CODES):
+        if r.code is ReasonCode.NEW or (r.path and r.code.is_field):
             continue
-        out.append(r.message if r.code in ("adopt", "external") else f"because {r.message}")
+        out.append(r.message if r.code in _NO_BECAUSE else f"because {r.message}")
     return out
 
 
 def _headline(change: ResourceChange) -> str:
     if change.action is Action.CREATE and change.before:
         return "will be created again"
-    return HEADLINE[change.action]
+    return change.action.look.headline
 
 
 def _one_line(change: ResourceChange) -> str:
     why = "; ".join(_why(change))
-    symbol = code_span(SYMBOL[change.action][0])
+    symbol = code_span(change.action.look.symbol)
     text = f"{symbol} {code_span(change.address)} {_headline(change)}"
     return f"{text} ({escape_md(why)})" if why else text
 
@@ -238,7 +235,7 @@ def _warning(plan: Plan, warn: int, keep: int, where: str) -> str:
             names = [code_span(c.address) for c in shown if c.action is action]
             if names:
                 lines.append(
-                    f"> **{code_span(SYMBOL[action][0])} {LEGEND[action].split(' (')[0]}:** "
+                    f"> **{code_span(action.look.symbol)} {action.look.legend_short}:** "
                     + ", ".join(names)
                 )
         if len(shown) < len(changes):
@@ -257,8 +254,7 @@ def _drift(plan: Plan, level: int) -> str:
         return head + "They are listed in the full plan.\n\n</details>"
     lines = []
     for d in plan.drift:
-        pending = d.status.removeprefix("pending-")
-        verb = _DRIFT_VERB.get(d.status, f"has an interrupted operation ({pending})")
+        verb = d.status.verb
         detail = f": {escape_md(d.message)}" if level < 2 else ""
         lines.append(f"- {code_span(d.address)} {escape_md(verb)}{detail}")
     after = (
@@ -284,7 +280,7 @@ def _diff_lines(change: ResourceChange) -> str:
 def _details(change: ResourceChange) -> str:
     why = next(iter(_why(change)), "")
     summary = (
-        f"<code>{escape_html(SYMBOL[change.action][0])}</code> <b>{escape_html(change.address)}"
+        f"<code>{escape_html(change.action.look.symbol)}</code> <b>{escape_html(change.address)}"
         f"</b> {_headline(change)}{' — ' + escape_html(why) if why else ''}"
     )
     return (
@@ -295,10 +291,10 @@ def _details(change: ResourceChange) -> str:
 
 def _grouped(changes: list[ResourceChange]) -> str:
     blocks = []
-    for action in SYMBOL:
+    for action in SHOWN_ACTIONS:
         group = [c for c in changes if c.action is action]
         if group:
-            head = f"**{code_span(SYMBOL[action][0])} {LEGEND[action].split(' (')[0]}**"
+            head = f"**{code_span(action.look.symbol)} {action.look.legend_short}**"
             blocks.append(head + "\n" + "\n".join(f"- {code_span(c.address)}" for c in group))
     return "\n\n".join(blocks)
 
@@ -313,10 +309,10 @@ def _graph(plan: Plan) -> str:
             f"The graph of the changes has {len(nodes):,} resources and {len(edges):,} edges, too "
             "many for GitHub to draw; `substratus graph` prints it."
         )
-    used = [act for act in STYLE if act in actions.values()]
+    used = [act for act in Action if act in actions.values()]
     legend = " · ".join(
-        f"{_COLOUR[STYLE[act][0]]}: {code_span(STYLE[act][1]) + ' ' if STYLE[act][1] else ''}"
-        f"{LEGEND[act].split(' (')[0] if act in LEGEND else 'unchanged'}"
+        f"{act.look.colour}: {code_span(act.symbol) + ' ' if act.symbol else ''}"
+        f"{act.look.legend_short}"
         for act in used
     )
     return (

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.plan import Action
 from substratus.engine.statefile import ResourceRecord
 
 
@@ -84,7 +85,7 @@ class RunRequest:
     spec: Mapping[str, Any]  # canonical spec, defaults filled (see engine.spec)
     # Outputs of the resources this one depends on, by role: "build", "data", "model".
     inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    action: Literal["create", "update", "replace"] = "create"
+    action: Action = Action.CREATE  # create | update | replace
     prior_outputs: Mapping[str, Any] | None = None  # what the last apply recorded (update/replace)
     intent: Mapping[str, Any] | None = None  # left by an interrupted apply at the same digest
     config_dir: str = "."  # directory the configuration was loaded from
@@ -113,7 +114,7 @@ class PlannedRun:
     kind: str
     namespace: str
     name: str
-    action: Literal["create", "update", "replace"]
+    action: Action  # create | update | replace
     spec: Mapping[str, Any]  # canonical spec, defaults filled
     recorded: bool = False  # the state records it: what it made before is this state's
 

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from substratus import __version__
+from substratus.engine.plan import Action
 
 STATE_FORMAT_VERSION = 1
 # How new records' digests are computed (engine.lineage): 2 since digests stopped depending on
@@ -59,7 +60,7 @@ class PendingOperation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: str
+    action: Action
     digest: str
     spec: dict[str, Any]
     dependencies: list[str] = Field(default_factory=list)

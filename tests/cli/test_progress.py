@@ -9,6 +9,7 @@ import json
 from rich.console import Console
 
 from substratus.engine.apply import Event
+from substratus.engine.plan import Action
 from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
 NOTICE = "port 1 is in use by another program: the endpoint moves"
@@ -16,11 +17,11 @@ NOTICE = "port 1 is in use by another program: the endpoint moves"
 
 def events() -> list[Event]:
     return [
-        Event("start", "modelserver.api", "update"),
-        Event("phase", "modelserver.api", "update", "stopping pid 7", 0.1),
-        Event("notice", "modelserver.api", "update", NOTICE, 0.2),
-        Event("phase", "modelserver.api", "update", "waiting for http://127.0.0.1:2/", 0.3),
-        Event("done", "modelserver.api", "update", "", 0.4),
+        Event("start", "modelserver.api", Action.UPDATE),
+        Event("phase", "modelserver.api", Action.UPDATE, "stopping pid 7", 0.1),
+        Event("notice", "modelserver.api", Action.UPDATE, NOTICE, 0.2),
+        Event("phase", "modelserver.api", Action.UPDATE, "waiting for http://127.0.0.1:2/", 0.3),
+        Event("done", "modelserver.api", Action.UPDATE, "", 0.4),
     ]
 
 

@@ -402,8 +402,8 @@ def test_strict_fails_the_plan_before_anything_runs(tmp_path: Path) -> None:
 
 
 def test_no_refresh_or_no_capacity_checks_nothing(tmp_path: Path) -> None:
-    assert harness(tmp_path, CLUSTER).plan(CONFIG, refresh=False, strict=True).warnings == []
-    assert Harness(tmp_path).plan(CONFIG, strict=True).warnings == []  # runtime without it
+    assert harness(tmp_path, CLUSTER).plan(CONFIG, refresh=False, strict=True).warnings == ()
+    assert Harness(tmp_path).plan(CONFIG, strict=True).warnings == ()  # runtime without it
 
 
 def test_unknown_capacity_is_one_note_and_only_when_gpus_are_asked_for(tmp_path: Path) -> None:
@@ -413,4 +413,4 @@ def test_unknown_capacity_is_one_note_and_only_when_gpus_are_asked_for(tmp_path:
     assert not note.is_error
     assert note.summary == "GPU types and counts were not checked against the cluster"
     assert note.detail == "Substratus may not list the cluster's nodes (403)."
-    assert h.plan(CONFIG.split("---")[-1]).warnings == []  # no GPU asked for
+    assert h.plan(CONFIG.split("---")[-1]).warnings == ()  # no GPU asked for

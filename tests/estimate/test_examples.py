@@ -68,8 +68,8 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = CASES[case](tmp_path, monkeypatch)
-    got_text = "\n".join(text_section(plan.estimate, Painter(False))) + "\n"
-    got_json = json.dumps(plan.estimate, indent=2, sort_keys=True) + "\n"
+    got_text = "\n".join(text_section(plan.estimate_json(), Painter(False))) + "\n"
+    got_json = json.dumps(plan.estimate_json(), indent=2, sort_keys=True) + "\n"
     exp_text, exp_json = GOLDEN / f"{case}.txt", GOLDEN / f"{case}.json"
     if os.environ.get("UPDATE_GOLDEN"):
         exp_text.write_text(got_text, encoding="utf-8")
@@ -84,7 +84,7 @@ def test_golden(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def by_address(plan: Plan) -> dict[str, dict[str, object]]:
-    return {e["address"]: e for e in plan.estimate["resources"]}
+    return {e["address"]: e for e in plan.estimate_json()["resources"]}
 
 
 def test_falcon_first_plan_lists_what_runs_with_trainer_resources(
@@ -105,14 +105,14 @@ def test_falcon_first_plan_lists_what_runs_with_trainer_resources(
     assert (trained["cpu"], trained["memory_gb"]) == (2, 64)
     assert trained["duration_seconds"] is None and trained["duration_source"] == "unknown"
     assert rows["build.images-dataset-loader-http-bcd7da"]["cpu"] == 2
-    totals = plan.estimate["totals"]
+    totals = plan.estimate_json()["totals"]
     assert totals["jobs"] == 4 and totals["jobs_unknown"] == 4 and totals["jobs_cost"] == 0
     assert totals["gpus_added"] == 1 and totals["gpus_added_by_type"] == {"nvidia-l4": 1}
     # 1 L4 + 2 vCPU + 10 GB, at the list prices: 0.56 + 2 * 0.0316 + 10 * 0.00424
     assert totals["hourly"] == pytest.approx(0.6656)
     assert (
         "4 jobs of unknown duration (no successful run recorded) are not counted."
-        in (plan.estimate["assumptions"])
+        in (plan.estimate_json()["assumptions"])
     )
 
 
@@ -126,7 +126,7 @@ def test_falcon_retrain_uses_the_last_successful_run(
     assert trained["gpu_hours"] == 6 and trained["cost"] == pytest.approx(3.8618, abs=1e-4)
     server = by_address(plan)["modelserver.falcon-7b-k8s"]
     assert server["action"] == "update" and server["hourly"] == 0 and server["gpus_added"] == 0
-    assert plan.estimate["totals"]["jobs_unknown"] == 0
+    assert plan.estimate_json()["totals"]["jobs_unknown"] == 0
 
 
 def test_a_failed_last_run_leaves_the_duration_unknown(
@@ -145,8 +145,8 @@ def test_servers_scaled_and_notebook_resumed_add_gpus(
     rows = by_address(plan)
     assert rows["modelserver.falcon-7b-k8s"]["gpus_added"] == 2  # 1 -> 3 replicas of 1 L4
     assert rows["notebook.falcon-7b-dev"]["gpus_added"] == 1  # suspended -> running
-    assert plan.estimate["totals"]["gpus_added_by_type"] == {"nvidia-l4": 3}
-    assert plan.estimate["totals"]["jobs"] == 0
+    assert plan.estimate_json()["totals"]["gpus_added_by_type"] == {"nvidia-l4": 3}
+    assert plan.estimate_json()["totals"]["jobs"] == 0
 
 
 def test_a_server_moved_to_another_gpu_type_adds_one_and_frees_the_other(
@@ -161,7 +161,7 @@ def test_a_server_moved_to_another_gpu_type_adds_one_and_frees_the_other(
     server = by_address(plan)["modelserver.falcon-7b-k8s"]
     assert server["gpu"] == {"type": "nvidia-a100", "count": 1} and server["gpus_added"] == 0
     assert server["hourly"] == pytest.approx(2.93 - 0.56)
-    totals = plan.estimate["totals"]
+    totals = plan.estimate_json()["totals"]
     assert totals["gpus_added_by_type"] == {"nvidia-a100": 1, "nvidia-l4": -1}
     assert "(+1 × nvidia-a100, -1 × nvidia-l4)" in render_plan(plan)
 
@@ -171,9 +171,11 @@ def test_destroying_the_falcon_example_frees_its_server(
 ) -> None:
     h = sc.applied(sc.falcon(tmp_path, monkeypatch))
     plan = h.plan(mode=Mode.DESTROY)
-    [server] = plan.estimate["resources"]  # jobs are not run by a destroy; the notebook is off
+    [server] = plan.estimate_json()[
+        "resources"
+    ]  # jobs are not run by a destroy; the notebook is off
     assert server["address"] == "modelserver.falcon-7b-k8s" and server["action"] == "delete"
-    totals = plan.estimate["totals"]
+    totals = plan.estimate_json()["totals"]
     assert totals["gpus_added"] == -1 and totals["hourly"] == pytest.approx(-0.6656)
     assert totals["gpus"] == {} and totals["cpu"] == 0
     assert "Total: - $0.67/hour for the servers (-1 × nvidia-l4)." in render_plan(plan)

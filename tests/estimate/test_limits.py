@@ -47,7 +47,9 @@ def test_a_job_over_its_max_cost_fails_the_plan(
 
     plan = h.plan(with_lifecycle(changed, TRAINED, 5))
     assert not [w for w in plan.warnings if "maxCost" in w.summary]
-    row = next(e for e in plan.estimate["resources"] if e["address"] == "model.falcon-7b-k8s")
+    row = next(
+        e for e in plan.estimate_json()["resources"] if e["address"] == "model.falcon-7b-k8s"
+    )
     assert row["max_cost"] == 5
 
 
@@ -89,7 +91,7 @@ def test_max_cost_names_the_jobs_that_cost_most(
     ]
     text = sc.config(h).replace("num_train_epochs: 1", "num_train_epochs: 2")
     plan = h.plan(text, replace=everything)
-    total = plan.estimate["totals"]["jobs_cost"]
+    total = plan.estimate_json()["totals"]["jobs_cost"]
     assert total == pytest.approx(3.9048, abs=1e-3)  # 3.8618 + 0.0370 + 0.0032 + 0.0028
     with pytest.raises(DiagnosticError) as err:
         h.plan(text, replace=everything, max_cost=2.0)
@@ -104,7 +106,7 @@ def test_max_cost_names_the_jobs_that_cost_most(
     ]
     assert "--target" in d.detail and "raise --max-cost" in d.detail
     # Under the limit: the plan is made.
-    assert h.plan(text, replace=everything, max_cost=4.0).estimate["totals"]["jobs"] == 4
+    assert h.plan(text, replace=everything, max_cost=4.0).estimate_json()["totals"]["jobs"] == 4
 
 
 def test_max_cost_counts_only_jobs_of_known_duration(
@@ -120,9 +122,9 @@ def test_a_saved_plan_is_checked_against_its_recorded_estimate(
 ) -> None:
     h = falcon(tmp_path, monkeypatch)
     saved = Plan.from_json(h.plan(sc.config(h).replace(*NEW_DATA)).to_json())
-    errors, _ = check_limits(saved.estimate, 1.0)
+    errors, _ = check_limits(saved.estimate_json(), 1.0)
     assert [e.summary for e in errors] == ["The plan would cost more than --max-cost"]
-    assert check_limits(saved.estimate, 10.0) == ([], [])
+    assert check_limits(saved.estimate_json(), 10.0) == ([], [])
 
 
 def test_a_failed_run_keeps_the_duration_of_the_last_success() -> None:

@@ -75,7 +75,7 @@ def test_project_rates_price_the_falcon_plan(
     text = sc.config(h).replace("kind: Project\nspec:\n", RATES, 1)
     text = text.replace("k8s-instructions.jsonl", "k8s-instructions-v2.jsonl")
     plan = h.plan(text)
-    est = plan.estimate
+    est = plan.estimate_json()
     assert est["prices"]["source"] == "ACME negotiated rates 2026"
     assert est["prices"]["gpu_hour"]["nvidia-l4"] == 0.7 and est["prices"]["spot"] is False
     assert est["prices"]["date"] == PRICES_DATE  # other GPU types keep their list prices
@@ -84,10 +84,12 @@ def test_project_rates_price_the_falcon_plan(
     assert "ACME negotiated rates 2026" in render_plan(plan)
 
     spot = h.plan(text.replace("    source: ACME", "    spot: true\n    source: ACME"))
-    assert spot.estimate["prices"]["spot"] is True
+    assert spot.estimate_json()["prices"]["spot"] is True
     # 1.5 h * (4 * 0.28 + 2 * 0.03 + 64 * 0.004): a bare number is the spot rate too
-    assert _trained_cost(spot.estimate) == pytest.approx(1.5 * (1.12 + 0.06 + 0.256), abs=1e-4)
-    assert spot.estimate["assumptions"][0].startswith(
+    assert _trained_cost(spot.estimate_json()) == pytest.approx(
+        1.5 * (1.12 + 0.06 + 0.256), abs=1e-4
+    )
+    assert spot.estimate_json()["assumptions"][0].startswith(
         "At spot prices (ACME negotiated rates 2026, list prices of 2026-11-28) per hour"
     )
 

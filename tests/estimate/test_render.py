@@ -5,6 +5,7 @@ kept only at the two longest budget levels)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from substratus.engine.estimate import estimate
 from substratus.engine.estimate_text import money, totals_line
 from substratus.engine.mdtext import escape_md
 from substratus.engine.plan import Plan
+from substratus.engine.plan_estimate import Estimate
 from substratus.engine.prices import price_table
 from substratus.engine.render import render_plan
 from substratus.engine.render_markdown import render_markdown, render_markdown_with_level
@@ -56,7 +58,7 @@ def test_the_json_estimate_is_stable_and_survives_a_round_trip(
 def test_nothing_to_run_is_an_empty_estimate_without_a_section(tmp_path: Path) -> None:
     h = sc.applied(sc.quickstart(tmp_path))
     plan = h.plan()
-    assert plan.estimate["resources"] == [] and plan.estimate["totals"]["jobs"] == 0
+    assert plan.estimate_json()["resources"] == [] and plan.estimate_json()["totals"]["jobs"] == 0
     assert "Estimate" not in render_plan(plan)
     assert "### Estimate" not in render_markdown(plan, sha256=SHA)
 
@@ -83,8 +85,10 @@ def test_markdown_shows_totals_and_collapses_the_rows(
 
 def test_markdown_keeps_only_the_totals_line_at_short_levels() -> None:
     plan = large_plan()
-    plan.estimate = estimate(plan.resource_changes, None, price_table())
-    line = escape_md(totals_line(plan.estimate))[1:]  # the Markdown capitalises the first letter
+    plan = replace(plan, estimate=Estimate.of(estimate(plan.resource_changes, None, price_table())))
+    line = escape_md(totals_line(plan.estimate_json()))[
+        1:
+    ]  # the Markdown capitalises the first letter
     full = render_markdown_with_level(plan, sha256=SHA, budget=10**9)
     assert full.level == 0 and "Per resource (3,000) and assumptions" in full.text
     seen = set()
@@ -104,7 +108,7 @@ def test_user_text_in_the_price_source_is_escaped(
     plan = falcon_replan(tmp_path, monkeypatch)
     source = "ACME | <b>rates</b> *2026* @octo-org/finance"
     table = price_table(Prices(source=source))
-    plan.estimate = estimate(plan.resource_changes, None, table)
+    plan = replace(plan, estimate=Estimate.of(estimate(plan.resource_changes, None, table)))
     text = render_markdown(plan, sha256=SHA)
     assert layout_problems(text) == []
     assert "ACME \\| &lt;b&gt;rates&lt;/b&gt; \\*2026\\* @&#8203;octo-org/finance" in text

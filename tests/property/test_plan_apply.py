@@ -96,7 +96,7 @@ def assert_empty(p: Plan, cfg: Cfg) -> None:
     assert all(c.action is Action.NOOP for c in p.resource_changes), describe(p)
     assert sorted(by_address(p)) == sorted(cfg.addresses)
     assert p.summary() == {"add": 0, "change": 0, "destroy": 0, "replace": 0}
-    assert p.drift == []
+    assert p.drift == ()
 
 
 def assert_state(h: Harness, cfg: Cfg, applied: Plan) -> None:

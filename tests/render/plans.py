@@ -4,11 +4,24 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from substratus.engine.address import Address
-from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
+from substratus.engine.plan import (
+    Action,
+    Drift,
+    DriftStatus,
+    Input,
+    Mode,
+    Plan,
+    Reason,
+    ResourceChange,
+)
+from substratus.engine.plan import (
+    ReasonCode as Why,
+)
 from tests.support.engine import Harness
 
 SECRET = "hunter2-secret"
@@ -73,7 +86,7 @@ def _harness(tmp_path: Path) -> Harness:
 
 def _normalised(plan: Plan, tmp_path: Path) -> Plan:
     """Make a planner's plan independent of the machine (build paths, version)."""
-    plan.substratus_version = "0.0.0-test"
+    plan = replace(plan, substratus_version="0.0.0-test")
     for c in plan.resource_changes:
         for spec in (c.before, c.after):
             if spec and isinstance(spec.get("path"), str):
@@ -113,7 +126,7 @@ def _change(
     kind, name = local.split(".")
     return ResourceChange(
         address, kind, namespace or "default", name, action, [reason], before, after,
-        depends_on=deps,
+        dependencies=[Input(d) for d in deps],
     )  # fmt: skip
 
 
@@ -122,29 +135,32 @@ def large_plan(
 ) -> Plan:
     """A synthetic plan of 3,150 resources (by default): far over GitHub's comment limit."""
     changes = [
-        _change(f"dataset.d{i:04}", Action.CREATE, Reason("new", "not in the state yet"), None,
+        _change(f"dataset.d{i:04}", Action.CREATE, Reason(Why.NEW, "not in the state yet"), None,
                 {"loader": {"params": {"limit": i, "urls": f"https://example.com/{i}.jsonl"}}}, [])
         for i in range(creates)
     ]  # fmt: skip
     changes += [
         _change(f"team-b/modelserver.s{i:04}", Action.UPDATE,
-                Reason("field_changed", "spec.replicas changed", "spec.replicas"),
+                Reason(Why.FIELD_CHANGED, "spec.replicas changed", "spec.replicas"),
                 {"replicas": 1}, {"replicas": 2}, [f"model.m{i:04}"])
         for i in range(updates)
     ]  # fmt: skip
     changes += [
         _change(f"model.m{i:04}", Action.REPLACE,
-                Reason("dependency_changed", f"dataset.d{i:04} changed", None, f"dataset.d{i:04}"),
+                Reason(Why.DEPENDENCY_CHANGED, f"dataset.d{i:04} changed", None,
+                       f"dataset.d{i:04}"),
                 {"x": 1}, {"x": 1}, [f"dataset.d{i:04}"])
         for i in range(replaces)
     ]  # fmt: skip
     changes += [
         _change(f"notebook.n{i:04}", Action.DELETE,
-                Reason("not_in_config", f"notebook.n{i:04} is not in the configuration"),
+                Reason(Why.NOT_IN_CONFIG, f"notebook.n{i:04} is not in the configuration"),
                 {"suspend": False}, None, [])
         for i in range(deletes)
     ]  # fmt: skip
-    drift = [Drift(f"notebook.n{i:04}", "degraded", "the pod is not ready") for i in range(20)]
+    drift = [
+        Drift(f"notebook.n{i:04}", DriftStatus.DEGRADED, "the pod is not ready") for i in range(20)
+    ]
     return Plan(Mode.NORMAL, changes, drift, substratus_version="0.0.0-test")
 
 

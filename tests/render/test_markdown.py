@@ -14,12 +14,22 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from substratus.engine.diagnostic import Diagnostic
-from substratus.engine.plan import Action, Drift, Mode, Plan, Reason, ResourceChange
+from substratus.engine.plan import (
+    Action,
+    Drift,
+    DriftStatus,
+    Mode,
+    Plan,
+    Reason,
+    ReasonCode,
+    ResourceChange,
+)
 from substratus.engine.render_graph import check_mermaid
 from substratus.engine.render_markdown import (
     GITHUB_COMMENT_LIMIT,
@@ -131,7 +141,10 @@ def test_user_text_is_escaped_outside_code() -> None:
         "default",
         "tuned",
         Action.REPLACE,
-        [Reason("drift", evil), Reason("field_changed", "p changed", "spec.params.`k`")],
+        [
+            Reason(ReasonCode.DRIFT, evil),
+            Reason(ReasonCode.FIELD_CHANGED, "p changed", "spec.params.`k`"),
+        ],
         {"params": {"`k`": "```"}},
         {"params": {"`k`": "```\n</details>"}},
     )
@@ -149,7 +162,8 @@ def test_user_text_is_escaped_outside_code() -> None:
         assert "\\*\\*bold\\*\\*" in outside and "\\[link\\]" in outside and "\\$m\\$" in outside
     full = render_markdown(plan, sha256=SHA)
     assert "<b>model.tuned</b> must be replaced — because spec.params.`k` changed</summary>" in full
-    change.reasons = [Reason("drift", evil)]  # now the first reason, shown in <summary>
+    change = replace(change, reasons=[Reason(ReasonCode.DRIFT, evil)])  # the first reason now
+    plan = Plan(Mode.NORMAL, [change], substratus_version="0.0.0-test")  # shown in <summary>
     full = render_markdown(plan, sha256=SHA)
     assert (
         "must be replaced — because `x` &lt;/summary&gt;&lt;/details&gt;&lt;img src=x&gt; "
@@ -256,7 +270,7 @@ def test_warning_section_is_shortened_only_when_it_alone_does_not_fit(
     deletes: int, level: int
 ) -> None:
     plan = large_plan(creates=0, updates=0, replaces=0, deletes=deletes)
-    plan.mode = Mode.DESTROY
+    plan = replace(plan, mode=Mode.DESTROY)
     result = render_markdown_with_level(plan, sha256=SHA)
     assert len(result.text) <= GITHUB_COMMENT_LIMIT
     assert result.level == level, LEVELS[result.level]
@@ -275,16 +289,16 @@ def test_warning_section_is_shortened_only_when_it_alone_does_not_fit(
 
 
 def test_modes_and_plan_warnings() -> None:
-    drift = [Drift("modelserver.api", "missing", "the process is gone")]
-    drift.append(Drift("model.tuned", "pending-running", "job tuned-1 is still running"))
+    drift = [Drift("modelserver.api", DriftStatus.MISSING, "the process is gone")]
+    drift.append(Drift("model.tuned", DriftStatus.PENDING_RUNNING, "job tuned-1 is still running"))
     refresh = Plan(Mode.REFRESH_ONLY, [], drift, substratus_version="0.0.0-test")
     text = render_markdown(refresh, sha256=SHA)
     assert "records 2 objects changed outside of substratus in the state" in text
     assert "- `modelserver.api` has been deleted: the process is gone" in text
     assert "- `model.tuned` has an interrupted operation (running): job tuned-1" in text
     assert "mode `refresh-only`" in text and "```mermaid" not in text
-    destroy = Plan(Mode.DESTROY, [], substratus_version="0.0.0-test")
-    destroy.warnings.append(Diagnostic.warning("Deprecated *field*", "Use `x`.", address="model.a"))
+    warning = Diagnostic.warning("Deprecated *field*", "Use `x`.", address="model.a")
+    destroy = Plan(Mode.DESTROY, [], warnings=[warning], substratus_version="0.0.0-test")
     text = render_markdown(destroy, sha256=SHA)
     assert "No changes. No objects need to be destroyed." in text
     assert "> [!NOTE]\n> **Warning: Deprecated \\*field\\*** (model.a)\n> Use \\`x\\`." in text

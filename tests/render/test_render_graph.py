@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 from substratus.engine.config import load_config
-from substratus.engine.plan import Action, Mode, Plan, ResourceChange
+from substratus.engine.plan import ACTION_LOOK, Action, Input, Mode, Plan, ResourceChange
 from substratus.engine.render_graph import (
-    STYLE,
     changes_graph,
     check_mermaid,
     config_graph,
@@ -71,16 +70,16 @@ def test_ids_are_stable_and_cover_edge_ends() -> None:
 
 
 def test_every_action_has_its_own_colour_and_symbol() -> None:
-    fills = {style[2] for style in STYLE.values()}
+    fills = {look.fill for look in ACTION_LOOK.values()}
     assert len(fills) == len(Action)
     nodes = [f"model.m{i}" for i in range(len(Action))]
     actions = dict(zip(nodes, Action, strict=True))
     text = mermaid(nodes, [], actions)
     assert check_mermaid(text) == []
-    for (name, _symbol, fill, stroke), action in ((STYLE[a], a) for a in Action):
-        assert f"classDef {name} fill:{fill},stroke:{stroke}," in text
+    for look, action in ((ACTION_LOOK[a], a) for a in Action):
+        assert f"classDef {look.graph_class} fill:{look.fill},stroke:{look.stroke}," in text
         member = next(n for n, a in actions.items() if a is action)
-        assert f"class {node_ids(nodes)[member]} {name}\n" in text
+        assert f"class {node_ids(nodes)[member]} {look.graph_class}\n" in text
     assert '"+ model.m0"' in text and '"~ model.m1"' in text and '"- model.m3"' in text
     assert '"model.m5"' in text  # no-op: the address alone, coloured grey
 
@@ -123,7 +122,8 @@ def test_check_mermaid_finds_problems() -> None:
 
 def _change(address: str, action: Action, depends_on: list[str]) -> ResourceChange:
     kind, name = address.rsplit("/", 1)[-1].split(".")
-    return ResourceChange(address, kind, "default", name, action, depends_on=depends_on)
+    deps = [Input(d) for d in depends_on]
+    return ResourceChange(address, kind, "default", name, action, dependencies=deps)
 
 
 def _mixed_plan() -> Plan:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from substratus.engine.diagnostic import Diagnostic, fail
+from substratus.engine.plan import Action
 from substratus.engine.runtime import (
     Capacity,
     DeleteRequest,
@@ -292,7 +293,7 @@ class KubernetesRuntime:
             self.timing,
             request.owner,
             _recorded(request),
-            restart=request.run_version if request.action == "replace" else "",
+            restart=request.run_version if request.action is Action.REPLACE else "",
         )
         return {
             "deployment": name,
@@ -335,7 +336,7 @@ class KubernetesRuntime:
             self.timing,
             request.owner,
             _recorded(request),
-            recreate=request.action == "replace",
+            recreate=request.action is Action.REPLACE,
         )
         fields = {f"Pod/{name}": owned(pod), f"Service/{name}": owned(svc)}
         uid = token["metadata"]["uid"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from substratus.engine.plan import Action
 from substratus.engine.runtime import DeleteRequest, Owner, PlannedRun, RunContext, RunError
 from substratus.providers.kubernetes import (
     cleanup,
@@ -245,9 +246,9 @@ def test_plan_time_conflicts_cost_one_list_per_kind_and_namespace(
 ) -> None:
     def runs(n: int) -> list[PlannedRun]:
         return [
-            PlannedRun(f"modelserver.s{i}", "modelserver", ns, f"s{i}", "create", {})
+            PlannedRun(f"modelserver.s{i}", "modelserver", ns, f"s{i}", Action.CREATE, {})
             for i in range(n)
-        ] + [PlannedRun("notebook.lab", "notebook", ns, "lab", "create", {})]
+        ] + [PlannedRun("notebook.lab", "notebook", ns, "lab", Action.CREATE, {})]
 
     cluster.create(_secret(ns, "lab-notebook-token", {"app": "theirs"}))
     _make(cluster, manifests.service(server(ns, Owner("x", "default")), "s3-server", 80, "x"))
