@@ -23,15 +23,15 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 
 import typer
 
-from substratus.cli import app
-from substratus.cli_apply import locked, read_plan
-from substratus.cli_options import Files, Lock, LockTimeout, NoColor, StateUrl, Workspace
+from substratus.cli.app import app
+from substratus.cli.apply import locked, read_plan
+from substratus.cli.errors import use_color
+from substratus.cli.options import Files, Lock, LockTimeout, NoColor, StateUrl, Workspace
 from substratus.engine.backend import Backend, LockNotFound, Recovers, StateConflict
 from substratus.engine.config import load_config
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.render import render_plan
 from substratus.engine.statefile import ResourceRecord, StateFile
-from substratus.errors import use_color
 from substratus.wiring import (
     config_dir,
     current_workspace,
@@ -118,7 +118,7 @@ def show(
         if as_json:
             print(the_plan.to_json(), end="")
         elif output_format == "markdown":
-            from substratus.cli_ci import file_sha256, plan_markdown
+            from substratus.ci.review import file_sha256, plan_markdown
 
             sha = file_sha256(planfile)
             print(plan_markdown(the_plan, sha256=sha, plan_file=planfile), end="")

@@ -1,10 +1,10 @@
 """The ``substratus`` command line (typer): the composition root.
 
 It wires configuration, a state backend and a runtime together (``substratus.wiring``), owns
-locking, prompting and printing, and maps every outcome to an exit code (``substratus.errors``):
+locking, prompting and printing, and maps every outcome to an exit code (``substratus.cli.errors``):
 0 success / no changes, 1 error, 2 ``plan --detailed-exitcode`` with changes. Shared options are
-in ``substratus.cli_options``, running an apply (lock, prompt, walk, report) in
-``substratus.cli_apply``, and the commands about the state itself in ``substratus.cli_state``.
+in ``substratus.cli.options``, running an apply (lock, prompt, walk, report) in
+``substratus.cli.apply``, and the commands about the state itself in ``substratus.cli_state``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Annotated
 import typer
 
 from substratus import __version__
-from substratus.cli_apply import (
+from substratus.ci.review import check_reviewed, plan_markdown
+from substratus.cli.apply import (
     apply_saved,
     locked,
     plan_and_apply,
@@ -26,8 +27,15 @@ from substratus.cli_apply import (
     setup,
     write_plan,
 )
-from substratus.cli_ci import check_reviewed, plan_markdown
-from substratus.cli_options import (
+from substratus.cli.errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    print_diagnostics,
+    report_unexpected,
+    use_color,
+)
+from substratus.cli.events import emit, plan_events, version_event
+from substratus.cli.options import (
     ArtifactsOpt,
     AutoApprove,
     Context,
@@ -50,14 +58,6 @@ from substratus.cli_options import (
 from substratus.engine.diagnostic import DiagnosticError, fail
 from substratus.engine.operation import read_externals, validate_config
 from substratus.engine.plan import Mode
-from substratus.errors import (
-    EXIT_CHANGES,
-    EXIT_ERROR,
-    print_diagnostics,
-    report_unexpected,
-    use_color,
-)
-from substratus.plan_events import emit, plan_events, version_event
 from substratus.wiring import make_runtime
 
 Strict = Annotated[
@@ -414,7 +414,10 @@ def tune_gc() -> None:
 
 def main() -> None:
     """Console entry point: runs the app and turns every failure into a clear message."""
-    from substratus import cli_notebook, cli_pr, cli_state  # noqa: F401  (register commands)
+    import importlib
+
+    for module in ("notebook", "graph", "state"):  # register their commands, in this order
+        importlib.import_module(f"substratus.cli.{module}")
 
     tune_gc()
     try:

@@ -29,9 +29,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from substratus.cli import app
-from substratus.cli_apply import Prepared, confirm, locked, print_plan, report, setup, walk
-from substratus.cli_options import (
+from substratus.cli.app import app
+from substratus.cli.apply import Prepared, confirm, locked, print_plan, report, setup, walk
+from substratus.cli.errors import use_color
+from substratus.cli.options import (
     ArtifactsOpt,
     AutoApprove,
     Context,
@@ -52,7 +53,6 @@ from substratus.engine.operation import PlanOptions
 from substratus.engine.plan import Action, Mode
 from substratus.engine.runtime import RunError
 from substratus.engine.session import NotebookAccess, NotebookSession
-from substratus.errors import use_color
 from substratus.wiring import Resolved, make_backend, make_runtime
 
 _SLUG = re.compile(r"[^a-z0-9-]+")

@@ -81,8 +81,8 @@ REVIEWED = re.compile(r"Plan SHA-256: `?([0-9a-f]{64})`?")
 def reviewed_sha256_from_pr(workspace: str, config_dir: str) -> str:
     """The plan hash on OUR sticky comment of the pull request (GitHub Actions environment):
     only a comment ``comment.find_comment`` accepts as ours counts, never a quote of it."""
-    from substratus.comment import find_comment, github_context, marker
-    from substratus.github import GitHub
+    from substratus.ci.comment import find_comment, github_context, marker
+    from substratus.ci.github import GitHub
 
     ctx = github_context(os.environ)
     mark = marker(workspace, config_dir, environ=os.environ)

@@ -13,7 +13,8 @@ from typing import Any
 
 import typer
 
-from substratus.cli_options import addresses, parse_duration
+from substratus.cli.errors import EXIT_ERROR, print_diagnostics, use_color
+from substratus.cli.options import addresses, parse_duration
 from substratus.engine.apply import ApplyResult, Walker
 from substratus.engine.backend import (
     Backend,
@@ -31,7 +32,6 @@ from substratus.engine.render import render_plan
 from substratus.engine.runtime import Runtime
 from substratus.engine.saved import differences
 from substratus.engine.statefile import StateFile
-from substratus.errors import EXIT_ERROR, print_diagnostics, use_color
 from substratus.wiring import Resolved, make_backend, make_runtime, resolve
 
 
@@ -152,7 +152,7 @@ def walk(
     config: Config,
     runtime: Runtime | None = None,
 ) -> ApplyResult:
-    from substratus.progress import JsonProgress, LiveProgress, PlainProgress
+    from substratus.cli.progress import JsonProgress, LiveProgress, PlainProgress
 
     runtime = runtime or make_runtime(r)
     progress: Any

@@ -18,10 +18,10 @@ from typing import Annotated
 
 import typer
 
-from substratus.cli import app
-from substratus.cli_apply import read_plan, setup
-from substratus.cli_ci import file_sha256, plan_title
-from substratus.cli_options import Files, Namespace
+from substratus.ci.review import file_sha256, plan_title
+from substratus.cli.app import app
+from substratus.cli.apply import read_plan, setup
+from substratus.cli.options import Files, Namespace
 from substratus.engine.diagnostic import fail
 
 
@@ -74,7 +74,7 @@ def comment(
 
     Example (GitHub Actions): substratus plan --out plan.json && substratus comment plan.json
     """
-    from substratus.comment import (
+    from substratus.ci.comment import (
         MAX_BODY,
         STEP_SUMMARY_LIMIT,
         github_context,
@@ -82,8 +82,8 @@ def comment(
         upsert,
         write_step_summary,
     )
+    from substratus.ci.github import GitHub
     from substratus.engine.render_markdown import render_markdown
-    from substratus.github import GitHub
 
     the_plan = read_plan(planfile)
     sha = file_sha256(planfile)
