@@ -1,74 +1,26 @@
-"""CLI commands about the recorded state: ``show``, ``state list|show|rm|pull|push|recover``,
-``workspace list|select|delete``, ``force-unlock`` and ``output``. Registered on
-``substratus.cli.app``.
+"""The commands about the recorded state: ``state list|show|rm|pull|push|recover`` and
+``force-unlock``; ``recorded_key`` and ``read_state`` are shared with ``show`` and ``output``.
 
 ``state recover`` rebuilds a damaged state (a journal that does not belong to its base, which
 every other command refuses to read) through the backend's ``Recovers.recover``, under the lock.
-
-Workspaces: ``select`` records the choice in ``<config dir>/.substratus/workspace`` (read by every
-command when neither ``--workspace`` nor ``SUBSTRATUS_WORKSPACE`` is given); ``delete`` refuses
-``default`` and the selected workspace, takes the workspace's lock, refuses a state that still
-records resources unless ``--force``, and removes the state with compare-and-swap
-(``delete_workspace``, under the lock).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Annotated
 
 import typer
 
-from substratus.cli.app import app
-from substratus.cli.apply import locked, read_plan
-from substratus.cli.errors import use_color
-from substratus.cli.options import Files, Lock, LockTimeout, NoColor, StateUrl, Workspace
-from substratus.engine.backend import Backend, LockNotFound, Recovers, StateConflict
-from substratus.engine.config import load_config
-from substratus.engine.diagnostic import DiagnosticError, fail
-from substratus.engine.render import render_plan
+from substratus.cli.locking import locked
+from substratus.cli.options import Files, Lock, LockTimeout, RunOptions, StateUrl, Workspace
+from substratus.cli.prepare import state_backend
+from substratus.engine.backend import Backend, LockNotFound, Recovers
+from substratus.engine.diagnostic import fail
 from substratus.engine.statefile import ResourceRecord, StateFile
-from substratus.wiring import (
-    config_dir,
-    current_workspace,
-    make_backend,
-    resolve,
-    workspace_file,
-)
-
-state_app = typer.Typer(
-    help="Inspect and edit the recorded state (advanced).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(state_app, name="state")
-workspace_app = typer.Typer(
-    help="Workspaces: independent states (and locks) in one backend, e.g. staging and prod.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(workspace_app, name="workspace")
-
-
-@runtime_checkable
-class _DeletesWorkspace(Protocol):
-    def delete_workspace(self, expected_token: str | None) -> None: ...
-
-
-def _backend(files: list[str] | None, state: str | None, workspace: str) -> Backend:
-    paths = files or ["."]
-    try:
-        cfg = load_config(paths)
-    except DiagnosticError:
-        cfg = None  # the state commands work even when the configuration is broken
-    r = resolve(
-        cfg, paths, state=state, runtime=None, artifacts=None, workspace=workspace, namespace=None
-    )
-    return make_backend(r)
 
 
 def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
@@ -81,7 +33,8 @@ def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
     return short if rec is not None and rec.namespace == namespace else address
 
 
-def _read(backend: Backend) -> StateFile:
+def read_state(backend: Backend) -> StateFile:
+    """The state ``backend`` holds; none yet is an error."""
     current, _ = backend.read()
     if current is None:
         raise fail(
@@ -92,75 +45,27 @@ def _read(backend: Backend) -> StateFile:
     return current
 
 
-@app.command()
-def show(
-    planfile: Annotated[
-        Path | None, typer.Argument(help="A saved plan; without it, the state is shown.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+def state_list(
+    ctx: typer.Context,
     files: Files = None,
     workspace: Workspace = "default",
     state: StateUrl = None,
-    no_color: NoColor = False,
-    output_format: Annotated[
-        str, typer.Option("--format", help="text, or markdown (a pull-request comment).")
-    ] = "text",
-) -> None:
-    """Show a saved plan, or the current state.
-
-    Examples: substratus show plan.json; substratus show --json plan.json; substratus show
-    --format markdown plan.json; substratus show
-    """
-    if output_format not in ("text", "markdown"):
-        raise fail(f"Unknown --format {output_format!r}", "Use --format text or --format markdown.")
-    if planfile is not None:
-        the_plan = read_plan(planfile)
-        if as_json:
-            print(the_plan.to_json(), end="")
-        elif output_format == "markdown":
-            from substratus.ci.review import file_sha256, plan_markdown
-
-            sha = file_sha256(planfile)
-            print(plan_markdown(the_plan, sha256=sha, plan_file=planfile), end="")
-        else:
-            print(render_plan(the_plan, color=use_color(no_color) and sys.stdout.isatty()), end="")
-        return
-    current, _ = _backend(files, state, workspace).read()
-    if as_json:
-        print((current or StateFile()).to_json(), end="")
-        return
-    if current is None or not current.resources:
-        print("The state is empty. Run `substratus apply` to create resources.")
-        return
-    for addr, rec in sorted(current.resources.items()):
-        print(
-            f"# {addr}  ({rec.status}, digest {rec.digest[:12] or '-'}, applied "
-            f"{rec.applied_at or '-'})"
-        )
-        for k, v in sorted(rec.outputs.items()):
-            print(f"    {k} = {json.dumps(v)}")
-        print()
-
-
-@state_app.command("list")
-def state_list(
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None
 ) -> None:
     """List the addresses in the state.  Example: substratus state list"""
-    current, _ = _backend(files, state, workspace).read()
+    current, _ = state_backend(RunOptions.from_params(ctx.params)).read()
     for addr in sorted((current or StateFile()).resources):
         print(addr)
 
 
-@state_app.command("show")
 def state_show(
+    ctx: typer.Context,
     address: Annotated[str, typer.Argument(help="Address, e.g. model.base")],
     files: Files = None,
     workspace: Workspace = "default",
     state: StateUrl = None,
 ) -> None:
     """Show one recorded resource.  Example: substratus state show model.tuned-ngram"""
-    current = _read(_backend(files, state, workspace))
+    current = read_state(state_backend(RunOptions.from_params(ctx.params)))
     address = recorded_key(current.resources, address)
     rec = current.resources.get(address)
     if rec is None:
@@ -171,8 +76,8 @@ def state_show(
     print(json.dumps({address: rec.model_dump(mode="json", exclude_none=True)}, indent=2))
 
 
-@state_app.command("rm")
 def state_rm(
+    ctx: typer.Context,
     addresses: Annotated[list[str], typer.Argument(help="Addresses to forget.")],
     files: Files = None,
     workspace: Workspace = "default",
@@ -184,8 +89,9 @@ def state_rm(
 
     Example: substratus state rm modelserver.old
     """
-    backend = _backend(files, state, workspace)
-    with locked(backend, "state rm", lock, lock_timeout):
+    opts = RunOptions.from_params(ctx.params)
+    backend = state_backend(opts)
+    with locked(backend, "state rm", opts.lock.enabled, opts.lock.timeout):
         current, token = backend.read()
         if current is not None:
             addresses = [recorded_key(current.resources, a) for a in addresses]
@@ -201,16 +107,18 @@ def state_rm(
     print(f"Successfully removed {len(addresses)} resource(s) from the state.")
 
 
-@state_app.command("pull")
 def state_pull(
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None
+    ctx: typer.Context,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
 ) -> None:
     """Print the state JSON.  Example: substratus state pull > backup.json"""
-    print(_read(_backend(files, state, workspace)).to_json(), end="")
+    print(read_state(state_backend(RunOptions.from_params(ctx.params))).to_json(), end="")
 
 
-@state_app.command("push")
 def state_push(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A state JSON file (from `state pull`).")],
     force: Annotated[bool, typer.Option("--force", help="Skip lineage/serial checks.")] = False,
     files: Files = None,
@@ -229,8 +137,9 @@ def state_push(
         raise fail("Cannot read the state file", f"{file}: {exc.strerror}.") from exc
     except ValueError as exc:
         raise fail("Invalid state file", f"{file}: {exc}.") from exc
-    backend = _backend(files, state, workspace)
-    with locked(backend, "state push", lock, lock_timeout):
+    opts = RunOptions.from_params(ctx.params)
+    backend = state_backend(opts)
+    with locked(backend, "state push", opts.lock.enabled, opts.lock.timeout):
         current, token = backend.read()
         if current is not None and not force:
             if current.lineage != new.lineage:
@@ -257,8 +166,8 @@ def state_push(
     print(f"Pushed {file} (serial {new.serial}, {len(new.resources)} resources).")
 
 
-@state_app.command("recover")
 def state_recover(
+    ctx: typer.Context,
     from_file: Annotated[
         Path | None,
         typer.Option(
@@ -284,103 +193,16 @@ def state_recover(
             source = (str(from_file), from_file.read_bytes())
         except OSError as exc:
             raise fail("Cannot read the state file", f"{from_file}: {exc.strerror}.") from exc
-    backend = _backend(files, state, workspace)
+    opts = RunOptions.from_params(ctx.params)
+    backend = state_backend(opts)
     if not isinstance(backend, Recovers):
         raise fail("This state backend cannot rebuild a state", f"{backend.url}")
-    with locked(backend, "state recover", lock, lock_timeout):
+    with locked(backend, "state recover", opts.lock.enabled, opts.lock.timeout):
         print(backend.recover(source))
 
 
-@workspace_app.command("list")
-def workspace_list(
-    files: Files = None, workspace: Workspace = "default", state: StateUrl = None
-) -> None:
-    """List the workspaces of the state backend; * marks the current one.
-
-    Example: substratus workspace list
-    """
-    names = _backend(files, state, workspace).workspaces()
-    for name in sorted({*names, workspace}):
-        note = "" if name in names else "  (no state yet)"
-        print(f"{'*' if name == workspace else ' '} {name}{note}")
-
-
-@workspace_app.command("select")
-def workspace_select(
-    name: Annotated[str, typer.Argument(help="The workspace to use from now on.")],
-    files: Files = None,
-    state: StateUrl = None,
-) -> None:
-    """Use NAME when --workspace is not given (recorded for this configuration directory).
-
-    Example: substratus workspace select staging
-    """
-    existing = _backend(files, state, name).workspaces()  # also checks the name
-    path = workspace_file(config_dir(files or ["."]))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(name + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        raise fail("Cannot record the selected workspace", f"{path}: {exc.strerror}.") from exc
-    print(f'Switched to workspace "{name}".')
-    if name not in existing:
-        print("It has no state yet: the first apply in it creates it.")
-    overriding = os.environ.get("SUBSTRATUS_WORKSPACE", "").strip()
-    if overriding and overriding != name:
-        print(f"Note: SUBSTRATUS_WORKSPACE={overriding} is set and takes precedence.")
-
-
-@workspace_app.command("delete")
-def workspace_delete(
-    name: Annotated[str, typer.Argument(help="The workspace to delete.")],
-    force: Annotated[
-        bool, typer.Option("--force", help="Delete even if its state records resources.")
-    ] = False,
-    files: Files = None,
-    state: StateUrl = None,
-    lock: Lock = True,
-    lock_timeout: LockTimeout = "0s",
-) -> None:
-    """Delete a workspace's state (not what it created). Refuses default and the current one.
-
-    Example: substratus workspace delete feature-x
-    """
-    if name == "default":
-        raise fail("Cannot delete the default workspace", "It always exists.")
-    if name == current_workspace(config_dir(files or ["."])):
-        raise fail(
-            f'Cannot delete the current workspace "{name}"',
-            "Select another one first: substratus workspace select default",
-        )
-    backend = _backend(files, state, name)
-    if name not in backend.workspaces():
-        raise fail(f'Workspace "{name}" does not exist', "See `substratus workspace list`.")
-    with locked(backend, "workspace delete", lock, lock_timeout):
-        current, token = backend.read()
-        if current is not None and current.resources and not force:
-            raise fail(
-                f'Workspace "{name}" is not empty',
-                f"Its state records {len(current.resources)} resource(s), which would keep "
-                f"running unmanaged. Destroy them first (substratus destroy --workspace {name}) "
-                "or pass --force to forget them.",
-            )
-        try:
-            _delete_state(backend, token)
-        except StateConflict as exc:
-            raise fail("Cannot delete the workspace", str(exc)) from exc
-    print(f'Deleted workspace "{name}".')
-
-
-def _delete_state(backend: Backend, token: str | None) -> None:
-    if not isinstance(backend, _DeletesWorkspace):
-        raise fail("This state backend cannot delete workspaces", f"{backend.url}")
-    backend.delete_workspace(token)
-
-
-@app.command("force-unlock")
 def force_unlock(
+    ctx: typer.Context,
     lock_id: Annotated[str, typer.Argument(help="The lock ID shown in the lock error.")],
     force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation.")] = False,
     files: Files = None,
@@ -391,7 +213,7 @@ def force_unlock(
 
     Example: substratus force-unlock 6f1c2d3e-...
     """
-    backend = _backend(files, state, workspace)
+    backend = state_backend(RunOptions.from_params(ctx.params))
     if not force:
         if not sys.stdin.isatty():
             raise fail("No confirmation possible", "Pass --force to unlock without a prompt.")
@@ -407,35 +229,3 @@ def force_unlock(
     except LockNotFound as exc:
         raise fail("Cannot force-unlock", f"{exc}") from exc
     print(f"substratus state has been successfully unlocked! Removed lock:\n{removed.describe()}")
-
-
-@app.command()
-def output(
-    address: Annotated[str | None, typer.Argument(help="Only this resource.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
-    files: Files = None,
-    workspace: Workspace = "default",
-    state: StateUrl = None,
-) -> None:
-    """Print the outputs of applied resources (endpoints, artifact URLs, logs).
-
-    Example: substratus output modelserver.tuned-ngram
-    """
-    current, _ = _backend(files, state, workspace).read()
-    records = (current or StateFile()).resources
-    if address is not None:
-        address = recorded_key(records, address)
-    if address is not None and address not in records:
-        raise fail(
-            f"No resource {address} in the state",
-            "See `substratus state list` for the recorded addresses.",
-        )
-    selected: dict[str, Any] = {
-        a: r.outputs for a, r in sorted(records.items()) if address is None or a == address
-    }
-    if as_json:
-        print(json.dumps(selected, indent=2))
-        return
-    for a, outs in selected.items():
-        for k, v in sorted(outs.items()):
-            print(f"{a}.{k} = {json.dumps(v)}")
