@@ -1,5 +1,10 @@
-"""Composition: settings (flags > SUBSTRATUS_* env > ``kind: Project`` > defaults) → a state
-backend and a runtime. Part of the CLI layer; the engine never imports it.
+"""The engine-facing wiring: settings (flags > SUBSTRATUS_* env > ``kind: Project`` > defaults) →
+a state backend and a runtime. Below ``substratus.cli`` and ``substratus.ci``, above the
+providers and state backends; the engine never imports it.
+
+``Overrides`` are the settings a command line gave (the ``settings`` of the CLI's one options
+object, ``cli.options.RunOptions``); ``resolve`` completes them into ``Resolved``, which
+``make_backend`` and ``make_runtime`` turn into the objects the engine works with.
 
 ``<config dir>`` is the configuration's root: the deepest directory containing every ``-f`` path
 (``engine.config.config_root``), whatever their order.
@@ -23,6 +28,19 @@ from substratus.engine.backend import Backend
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
 from substratus.engine.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """The settings given on the command line (or by their ``SUBSTRATUS_*`` variables): None
+    where not given, so that ``kind: Project`` or the default applies (``resolve``)."""
+
+    state: str | None = None
+    runtime: str | None = None
+    artifacts: str | None = None
+    namespace: str | None = None
+    context: str | None = None
+    workspace: str = "default"
 
 
 @dataclass
@@ -102,6 +120,16 @@ def selected_workspace(base: Path) -> str | None:
     return name or None
 
 
+def with_notebooks(paths: list[str]) -> list[str]:
+    """``paths`` and the notebook documents ``substratus notebook -d/--from`` wrote beside the
+    configuration (``.substratus/notebooks/*.yaml``): such a notebook stays a resource of the
+    configuration until its file is deleted."""
+    given = {Path(p).resolve() for p in paths}
+    folder = config_dir(paths) / ".substratus" / "notebooks"
+    extra = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    return [*paths, *(str(p) for p in extra if p.resolve() not in given)]
+
+
 def current_workspace(base: Path) -> str:
     """The workspace commands use when ``--workspace`` is not given."""
     return (
@@ -119,17 +147,11 @@ def _file_url(value: str, base: Path) -> str:
     return "file://" + str((base / p).resolve() if not p.is_absolute() else p)
 
 
-def resolve(
-    config: Config | None,
-    paths: list[str],
-    *,
-    state: str | None,
-    runtime: str | None,
-    artifacts: str | None,
-    workspace: str,
-    namespace: str | None,
-    context: str | None = None,
-) -> Resolved:
+def resolve(config: Config | None, paths: list[str], given: Overrides) -> Resolved:
+    """The settings ``given``, completed from ``config``'s ``kind: Project`` and the defaults
+    (``config`` None: a configuration that could not be loaded, defaults only)."""
+    state, runtime, artifacts = given.state, given.runtime, given.artifacts
+    workspace, namespace, context = given.workspace, given.namespace, given.context
     base = config_dir(paths)
     project = config.settings.project if config else None
     workdir = base / ".substratus"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus.comment import (
+from substratus.ci.comment import (
     MAX_BODY,
     STEP_SUMMARY_LIMIT,
     github_context,
@@ -20,7 +20,7 @@ from substratus.comment import (
     upsert,
     write_step_summary,
 )
-from substratus.github import GitHub, GitHubError
+from substratus.ci.github import GitHub, GitHubError
 from tests.support.github_server import OTHER_PR, PR, REPO, TOKEN, FakeGitHub, User
 
 MARK = "<!-- substratus:plan workspace=default dir=infra/ml -->"

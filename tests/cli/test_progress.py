@@ -8,9 +8,9 @@ import json
 
 from rich.console import Console
 
+from substratus.cli.progress import JsonProgress, LiveProgress, PlainProgress
 from substratus.engine.apply import Event
 from substratus.engine.plan import Action
-from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
 NOTICE = "port 1 is in use by another program: the endpoint moves"
 

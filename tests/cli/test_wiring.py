@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from substratus.wiring import resolve
+from substratus.wiring import Overrides, resolve
 
 
 def _resolve(tmp_path: Path, **kw: str | None) -> tuple[str, str, Path]:
-    r = resolve(
-        None,
-        [str(tmp_path)],
+    given = Overrides(
         state=kw.get("state"),
-        runtime=None,
         artifacts=kw.get("artifacts"),
         workspace=kw.get("workspace") or "default",
-        namespace=None,
     )
+    r = resolve(None, [str(tmp_path)], given)
     return r.state_url, r.artifacts_url, r.workdir
 
 

@@ -1,6 +1,6 @@
 """A fake GitHub REST API for tests: a real HTTP server on 127.0.0.1, standard library only.
 
-It answers, as github.com does, the calls of ``substratus.github``:
+It answers, as github.com does, the calls of ``substratus.ci.github``:
 
 - ``GET /repos/O/R/issues/N/comments`` (``per_page`` default 30, max 100; ``page``; a ``Link``
   header with absolute URLs: ``prev``/``first`` after page 1, ``next``/``last`` before the end),
@@ -18,8 +18,8 @@ It answers, as github.com does, the calls of ``substratus.github``:
   ``secondary_rate_limit(retry_after)`` program GitHub's rate-limit answers.
 - ``FakeGitHub(prefix="/api/v3")`` serves under that path, as GitHub Enterprise Server does.
 - ``log`` records every request in memory (method, path with query, status, the headers we check;
-  never the token). ``client()`` is a ``substratus.github.GitHub`` for this server, without proxies
-  and with ``sleeps`` recording the waits instead of sleeping.
+  never the token). ``client()`` is a ``substratus.ci.github.GitHub`` for this server, without
+  proxies and with ``sleeps`` recording the waits instead of sleeping.
 
 Fixture (import it into ``tests/conftest.py``): ``github_server``, function scope: a started
 server with repository ``REPO`` (pull requests ``PR`` and ``OTHER_PR``) and token ``TOKEN`` for
@@ -42,7 +42,7 @@ from typing import Any, cast
 
 import pytest
 
-from substratus.github import GitHub
+from substratus.ci.github import GitHub
 
 TOKEN = "ghs_fakeActionsToken0123456789"
 REPO, PR, OTHER_PR = "acme/ml", 7, 8

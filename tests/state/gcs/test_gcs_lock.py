@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus.cli_apply import locked
+from substratus.cli.locking import locked
 from substratus.engine.backend import LeaseRenewal, LockHeld, LockInfo, LockNotFound, ci_context
 from substratus.engine.diagnostic import DiagnosticError
 from substratus.state.gcs import GcsBackend

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from substratus.cli_apply import locked
+from substratus.cli.locking import locked
 from substratus.engine.backend import LockHeld, LockInfo
 from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.statefile import ResourceRecord, StateFile

@@ -1,13 +1,13 @@
-"""CI commands and outputs (DESIGN §10): plans as Markdown, sticky pull-request comments, the
-dependency graph, and applying exactly the plan that was reviewed. Part of the CLI layer.
+"""Reviewed plans (DESIGN §10): a plan as Markdown for a pull request, and the check that a plan
+file is exactly the one that was reviewed. Used by the ``plan``, ``show``, ``comment`` and
+``apply`` commands; imports no part of the CLI.
 
 - ``plan_markdown(plan, resolved, sha256, plan_file)``: the pull-request rendering of a plan
   (title: workspace and configuration directory); for a plan saved to ``plan_file`` it names
   that file and its SHA-256, otherwise it says the plan was not saved;
 - ``check_reviewed(planfile, expected)``: refuses a plan file whose SHA-256 (of its bytes) is
   not the reviewed one; ``expected`` ``pr`` reads the hash from the plan comment on the pull
-  request (GitHub Actions environment);
-- the ``graph`` and ``comment`` commands.
+  request (GitHub Actions environment).
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ REVIEWED = re.compile(r"Plan SHA-256: `?([0-9a-f]{64})`?")
 def reviewed_sha256_from_pr(workspace: str, config_dir: str) -> str:
     """The plan hash on OUR sticky comment of the pull request (GitHub Actions environment):
     only a comment ``comment.find_comment`` accepts as ours counts, never a quote of it."""
-    from substratus.comment import find_comment, github_context, marker
-    from substratus.github import GitHub
+    from substratus.ci.comment import find_comment, github_context, marker
+    from substratus.ci.github import GitHub
 
     ctx = github_context(os.environ)
     mark = marker(workspace, config_dir, environ=os.environ)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from substratus.github import DEFAULT_API_URL, GitHub, GitHubError, repo_path
+from substratus.ci.github import DEFAULT_API_URL, GitHub, GitHubError, repo_path
 
 MAX_BODY = 65536  # characters: GitHub's "Body is too long (maximum is 65536 characters)"
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step

@@ -1,10 +1,10 @@
 """The ``notebook`` command: a local directory (or a Notebook of the configuration, or one made
 from a Model/Dataset) to a running Jupyter session in one command, with the work synced back.
-Part of the CLI layer; registered on the app by ``substratus.cli.main``.
+Part of the CLI layer.
 
 The notebook is an ordinary resource: ``-d DIR`` and ``--from model.NAME`` write its document to
 ``<config dir>/.substratus/notebooks/<name>.yaml``, which every command loads with the
-configuration (``cli_apply.with_notebooks``), so the plan and the state see it like any other
+configuration (``wiring.with_notebooks``), so the plan and the state see it like any other
 until that file is deleted. The command plans just that notebook and what it
 needs (``--target``; shown; a plan that would replace or destroy anything else asks first unless
 ``--auto-approve``), applies it with ``suspend: false``, waits until Jupyter answers, prints the
@@ -23,15 +23,16 @@ import sys
 import threading
 import time
 import webbrowser
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 
-from substratus.cli import app
-from substratus.cli_apply import Prepared, confirm, locked, print_plan, report, setup, walk
-from substratus.cli_options import (
+from substratus.cli.console import confirm, plan_color, print_plan
+from substratus.cli.locking import locked
+from substratus.cli.options import (
     ArtifactsOpt,
     AutoApprove,
     Context,
@@ -40,11 +41,14 @@ from substratus.cli_options import (
     LockTimeout,
     Namespace,
     NoColor,
+    RunOptions,
     RuntimeOpt,
     StateUrl,
     Workspace,
     parse_duration,
 )
+from substratus.cli.prepare import Prepared, setup
+from substratus.cli.walk import report, walk
 from substratus.engine.address import Address
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
@@ -52,7 +56,6 @@ from substratus.engine.operation import PlanOptions
 from substratus.engine.plan import Action, Mode
 from substratus.engine.runtime import RunError
 from substratus.engine.session import NotebookAccess, NotebookSession
-from substratus.errors import use_color
 from substratus.wiring import Resolved, make_backend, make_runtime
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
@@ -132,11 +135,8 @@ def _apply(
     cfg: Config,
     r: Resolved,
     addr: Address,
+    opts: RunOptions,
     suspend: bool,
-    auto_approve: bool,
-    lock: bool,
-    lock_timeout: str,
-    color: bool,
     quiet: bool = False,
 ) -> None:
     cfg.resources[addr].spec["suspend"] = suspend
@@ -147,11 +147,11 @@ def _apply(
         make_runtime(r),
         PlanOptions(mode=Mode.NORMAL, targets=[addr], workspace=r.workspace),
     )
-    with locked(prepared.backend, "notebook", lock, lock_timeout):
+    with locked(prepared.backend, "notebook", opts.lock.enabled, opts.lock.timeout):
         current, token = prepared.backend.read()
         plan = prepared.plan(current)
         if not quiet:
-            print_plan(plan, color)
+            print_plan(plan, plan_color(opts.output.no_color))
         if not plan.has_changes:
             return
         others = [
@@ -159,12 +159,12 @@ def _apply(
             for c in plan.changes()
             if c.address != str(addr) and c.action in (Action.DELETE, Action.REPLACE)
         ]
-        if others and not auto_approve:
+        if others and not opts.apply.auto_approve:
             confirm(
                 "This replaces or destroys more than the notebook. Continue?",
                 f"Replacing {', '.join(others)}",
             )
-        result = walk(plan, current, token, prepared.backend, r, 10, False, None, cfg)
+        result = walk(plan, current, token, prepared.backend, r, cfg, opts)
     report(plan, result, False)
 
 
@@ -224,8 +224,8 @@ def _wait_for_quit(stop: threading.Event) -> None:
         stop.set()
 
 
-@app.command()
 def notebook(
+    ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="A Notebook of the configuration.")] = None,
     directory: Annotated[
         Path | None,
@@ -271,22 +271,42 @@ def notebook(
     if sum(x is not None for x in (name, directory, source)) > 1:
         raise fail("Give one notebook", "Use NAME, -d DIR or --from model.NAME, not several.")
     wait = parse_duration(timeout)
-    paths = list(files or ["."])
-    opts: dict[str, Any] = dict(
-        state=state,
-        runtime=runtime,
-        artifacts=artifacts,
-        workspace=workspace,
-        namespace=namespace,
-        context=context,
-    )
-    cfg, r = setup(paths, **opts)
+    opts = RunOptions.from_params(ctx.params, timeout=None)  # its --timeout: waiting for Jupyter
+    cfg, r, addr = _configured(opts, name, directory, source)
+    _apply(cfg, r, addr, opts, False)
+    session = _open_session(r, addr, port)
+    _attend(session, cfg, r, addr, wait, open_browser=not no_open_browser, suspend=not no_suspend)
+    written = directory is not None or source is not None
+    _leave(cfg, r, addr, opts, suspend=not no_suspend, written=written)
+
+
+def _leave(
+    cfg: Config, r: Resolved, addr: Address, opts: RunOptions, *, suspend: bool, written: bool
+) -> None:
+    """Suspend the notebook (applied again with ``suspend: true``, without asking), or leave it
+    running: a document this command ``written`` then declares it running."""
+    generated = r.base / ".substratus" / "notebooks" / f"{addr.name}.yaml"
+    if not suspend and written and generated.is_file():
+        generated.write_text(generated.read_text().replace("suspend: true", "suspend: false"))
+    if suspend:
+        print(f"\nSuspending {addr}...", flush=True)
+        approved = replace(opts, apply=replace(opts.apply, auto_approve=True))
+        _apply(cfg, r, addr, approved, True, quiet=True)
+        print(f"Suspended {addr}; run the same command again to resume it.")
+
+
+def _configured(
+    opts: RunOptions, name: str | None, directory: Path | None, source: str | None
+) -> tuple[Config, Resolved, Address]:
+    """The configuration with the notebook asked for (its document written first for ``-d`` and
+    ``--from``), its settings, and the notebook's address."""
+    cfg, r = setup(opts)
     if directory is not None:  # the document is written where `setup` loads it from
         name = _from_directory(directory, r)
-        cfg, r = setup(paths, **opts)
+        cfg, r = setup(opts)
     elif source is not None:
         name = _from_resource(cfg, source, r)
-        cfg, r = setup(paths, **opts)
+        cfg, r = setup(opts)
     notebooks = [a for a in cfg.resources if a.kind == "notebook" and (name in (None, a.name))]
     if len(notebooks) != 1:
         known = ", ".join(sorted(a.name for a in cfg.resources if a.kind == "notebook")) or "none"
@@ -294,9 +314,11 @@ def notebook(
             f"No notebook {name!r} in the configuration" if name else "Which notebook?",
             f"Notebooks configured: {known}. Give NAME, -d DIR or --from model.NAME.",
         )
-    addr = notebooks[0]
-    color = use_color(no_color) and sys.stdout.isatty()
-    _apply(cfg, r, addr, False, auto_approve, lock, lock_timeout, color)
+    return cfg, r, notebooks[0]
+
+
+def _open_session(r: Resolved, addr: Address, port: int) -> NotebookSession:
+    """A session with the notebook just applied (a port forward on a cluster)."""
     rt = make_runtime(r)
     if not isinstance(rt, NotebookAccess):
         raise fail(f"The {r.runtime} runtime cannot open notebook sessions", "")
@@ -305,14 +327,28 @@ def notebook(
     if record is None:
         raise fail(f"{addr} is not in the state after apply", "Run `substratus plan` to see why.")
     try:
-        session = rt.notebook_session(record.namespace, record.name, record.outputs, port)
+        return rt.notebook_session(record.namespace, record.name, record.outputs, port)
     except RunError as exc:
         raise fail(f"Cannot open {addr}: {exc.message}", exc.detail) from exc
+
+
+def _attend(
+    session: NotebookSession,
+    cfg: Config,
+    r: Resolved,
+    addr: Address,
+    wait: float,
+    *,
+    open_browser: bool,
+    suspend: bool,
+) -> None:
+    """Wait for Jupyter, show (and open) its URL, sync the work back, until the user quits;
+    the session is closed whatever happens."""
     stop = threading.Event()
     try:
         _wait_ready(session, wait)
         print(f"\nNotebook {addr} is ready:\n\n  {session.url}\n", flush=True)
-        if not no_open_browser:
+        if open_browser:
             webbrowser.open(session.url)
         local = _local_dir(cfg, addr)
         if local is not None:
@@ -320,17 +356,10 @@ def notebook(
             if session.changes is not None and r.runtime != "local":
                 print(f"Syncing the notebook's files into {local}", flush=True)
         print(
-            "Press q + Enter or Ctrl-C to stop" + ("." if no_suspend else " and suspend it."),
+            "Press q + Enter or Ctrl-C to stop" + (" and suspend it." if suspend else "."),
             flush=True,
         )
         _wait_for_quit(stop)
     finally:
         stop.set()
         session.close()
-    generated = r.base / ".substratus" / "notebooks" / f"{addr.name}.yaml"
-    if no_suspend and (directory is not None or source is not None) and generated.is_file():
-        generated.write_text(generated.read_text().replace("suspend: true", "suspend: false"))
-    if not no_suspend:
-        print(f"\nSuspending {addr}...", flush=True)
-        _apply(cfg, r, addr, True, True, lock, lock_timeout, color, quiet=True)
-        print(f"Suspended {addr}; run the same command again to resume it.")

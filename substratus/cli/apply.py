@@ -1,0 +1,170 @@
+"""The ``apply`` and ``destroy`` commands: plan, show, confirm and run in dependency order under
+the state lock (``plan_and_apply``), or apply exactly a saved plan (``substratus.cli.saved``),
+optionally only the one that was reviewed (``--expect-sha256``, ``substratus.ci.review``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from substratus.ci.review import check_reviewed
+from substratus.cli.console import confirm, plan_color, print_plan
+from substratus.cli.locking import locked
+from substratus.cli.options import (
+    ArtifactsOpt,
+    AutoApprove,
+    Context,
+    Files,
+    Lock,
+    LockTimeout,
+    MaxCost,
+    Namespace,
+    NoColor,
+    NoRefresh,
+    Parallelism,
+    PlanFile,
+    ProgressJson,
+    RefreshOnly,
+    Replace,
+    RunOptions,
+    RuntimeOpt,
+    StateUrl,
+    Strict,
+    Target,
+    Timeout,
+    Workspace,
+    workspace_given,
+)
+from substratus.cli.prepare import prepare
+from substratus.cli.saved import apply_saved
+from substratus.cli.walk import report, walk
+from substratus.engine.diagnostic import fail
+from substratus.engine.plan import Mode
+
+ExpectSha256 = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-sha256",
+        help="Refuse a saved plan whose SHA-256 differs (the hash shown in review); `pr` "
+        "reads it from the plan comment on the pull request.",
+    ),
+]
+
+
+def apply(
+    ctx: typer.Context,
+    planfile: PlanFile = None,
+    files: Files = None,
+    auto_approve: AutoApprove = False,
+    target: Target = None,
+    replace: Replace = None,
+    refresh_only: RefreshOnly = False,
+    no_refresh: NoRefresh = False,
+    strict: Strict = False,
+    max_cost: MaxCost = None,
+    parallelism: Parallelism = 10,
+    timeout: Timeout = None,
+    as_json: ProgressJson = False,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    runtime: RuntimeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+    no_color: NoColor = False,
+    expect_sha256: ExpectSha256 = None,
+) -> None:
+    """Apply the configuration (plan, confirm, run in dependency order) or a saved plan.
+
+    Examples: substratus apply -f examples/quickstart --auto-approve;
+    substratus plan --out plan.json && substratus apply plan.json
+    """
+    opts = RunOptions.from_params(ctx.params)
+    if planfile is not None:
+        _refuse_fixed(planfile, opts)
+        if expect_sha256:
+            check_reviewed(planfile, expect_sha256)
+        asked = workspace if workspace_given(ctx, files) else None
+        apply_saved(planfile, opts, asked)
+        return
+    if expect_sha256:
+        raise fail(
+            "--expect-sha256 needs a saved plan",
+            "Pass the plan file that was reviewed: substratus apply plan.json --expect-sha256 …",
+        )
+    plan_and_apply(opts)
+
+
+def destroy(
+    ctx: typer.Context,
+    files: Files = None,
+    auto_approve: AutoApprove = False,
+    target: Target = None,
+    parallelism: Parallelism = 10,
+    as_json: ProgressJson = False,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    runtime: RuntimeOpt = None,
+    artifacts: ArtifactsOpt = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+    no_color: NoColor = False,
+) -> None:
+    """Destroy everything recorded in the state (dependents first).
+
+    Example: substratus destroy -f examples/quickstart --auto-approve
+    """
+    plan_and_apply(RunOptions.from_params(ctx.params, destroy=True))
+
+
+def _refuse_fixed(planfile: Path, opts: RunOptions) -> None:
+    """A saved plan fixes what to apply and where: refuse the options that would change it."""
+    fixed = {
+        "--target": opts.plan.targets,
+        "--replace": opts.plan.replace,
+        "--refresh-only": opts.plan.refresh_only,
+        "--no-refresh": not opts.plan.refresh,
+        "--state": opts.settings.state,
+        "--runtime": opts.settings.runtime,
+        "--artifacts": opts.settings.artifacts,
+        "--namespace": opts.settings.namespace,
+        "--context": opts.settings.context,
+    }
+    given = [flag for flag, value in fixed.items() if value]
+    if given:
+        raise fail(
+            f"{', '.join(given)} cannot be used with a saved plan",
+            f"{planfile} already fixes what to apply and where; these options were decided "
+            "when it was made. Plan again with them, or apply the saved plan without them.",
+        )
+
+
+def plan_and_apply(opts: RunOptions) -> None:
+    """Plan, show the plan (not with ``--json``), confirm unless ``--auto-approve``, and apply
+    it, all under the state lock (taken for ``destroy`` with a destroy plan, else ``apply``)."""
+    p = prepare(opts)
+    destroying = p.options.mode is Mode.DESTROY
+    operation = "destroy" if destroying else "apply"
+    with locked(p.backend, operation, opts.lock.enabled, opts.lock.timeout):
+        current, token = p.backend.read()
+        the_plan = p.plan(current)
+        if not opts.output.as_json:
+            print_plan(the_plan, plan_color(opts.output.no_color))
+        if not the_plan.has_changes:
+            return
+        if not opts.apply.auto_approve:
+            question = (
+                "Do you really want to destroy all resources?"
+                if destroying
+                else "Do you want to perform these actions?"
+            )
+            confirm(question, operation)
+        print()
+        result = walk(the_plan, current, token, p.backend, p.resolved, p.config, opts)
+    report(the_plan, result, opts.output.as_json)

@@ -1,0 +1,332 @@
+"""Options shared by the CLI commands (typer ``Annotated`` aliases), their parsing, and the one
+options object a command builds from its command line (``RunOptions``).
+
+Each option also reads a ``SUBSTRATUS_*`` environment variable where DESIGN §9 says so.
+
+Adding a flag: declare it (an alias here when several commands share it), add its field to the
+group of ``RunOptions`` it belongs to and read it in that group's ``from_params``, use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from substratus.engine.address import Address
+from substratus.engine.diagnostic import fail
+from substratus.engine.plan import Mode
+from substratus.wiring import Overrides
+
+Files = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-f",
+        "--file",
+        help="Configuration file or directory of *.yaml (repeatable; default: .).",
+        envvar="SUBSTRATUS_FILE",
+    ),
+]
+
+
+def _workspace(ctx: typer.Context, value: str) -> str:
+    """``--workspace`` or ``SUBSTRATUS_WORKSPACE`` when given, else the selected workspace."""
+    source = ctx.get_parameter_source("workspace")
+    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+        return value
+    from substratus.wiring import config_dir, selected_workspace
+
+    files = ctx.params.get("files")
+    return selected_workspace(config_dir(list(files or ["."]))) or value
+
+
+def workspace_given(ctx: typer.Context, files: list[str] | None) -> bool:
+    """Whether a workspace was asked for: ``--workspace``, ``SUBSTRATUS_WORKSPACE``, or one
+    ``workspace select`` chose for the configuration."""
+    source = ctx.get_parameter_source("workspace")
+    if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+        return True
+    from substratus.wiring import config_dir, selected_workspace
+
+    return selected_workspace(config_dir(list(files or ["."]))) is not None
+
+
+Workspace = Annotated[
+    str,
+    typer.Option(
+        "--workspace",
+        help="State workspace (default: the one `workspace select` chose, else default).",
+        envvar="SUBSTRATUS_WORKSPACE",
+        callback=_workspace,
+    ),
+]
+StateUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        help="State backend: file://DIR (default <config dir>/.substratus/state) or gs://BUCKET/PREFIX.",
+        envvar="SUBSTRATUS_STATE",
+    ),
+]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="Where resources run: local (default) or kubernetes.",
+        envvar="SUBSTRATUS_RUNTIME",
+    ),
+]
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        help="Artifact store URL (default <config dir>/.substratus/artifacts).",
+        envvar="SUBSTRATUS_ARTIFACTS",
+    ),
+]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="Default namespace for resources that name none.",
+        envvar="SUBSTRATUS_NAMESPACE",
+    ),
+]
+Context = Annotated[
+    str | None,
+    typer.Option(
+        "--context", help="Kubernetes context (kubernetes runtime).", envvar="SUBSTRATUS_CONTEXT"
+    ),
+]
+Lock = Annotated[
+    bool,
+    typer.Option(
+        "--lock/--no-lock",
+        help="Lock the state while working (default: lock).",
+        envvar="SUBSTRATUS_LOCK",
+    ),
+]
+LockTimeout = Annotated[
+    str,
+    typer.Option(
+        "--lock-timeout",
+        help="How long to wait for a held lock, e.g. 0s, 30s, 5m.",
+        envvar="SUBSTRATUS_LOCK_TIMEOUT",
+    ),
+]
+NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output without colours.")]
+Parallelism = Annotated[
+    int,
+    typer.Option(
+        "--parallelism",
+        min=1,
+        help="How many resources to apply at once.",
+        envvar="SUBSTRATUS_PARALLELISM",
+    ),
+]
+Target = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Limit to this address and its dependencies (repeatable)."),
+]
+Replace = Annotated[
+    list[str] | None,
+    typer.Option("--replace", help="Force this address to be replaced / run again (repeatable)."),
+]
+NoRefresh = Annotated[
+    bool, typer.Option("--no-refresh", help="Do not check what actually runs; trust the state.")
+]
+RefreshOnly = Annotated[
+    bool,
+    typer.Option(
+        "--refresh-only", help="Only record changes made outside substratus; change nothing."
+    ),
+]
+AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Seconds to wait for a server or notebook to become ready."),
+]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Fail the plan when a GPU type or count asked for is offered by no node (a "
+        "warning otherwise). A saved plan was checked when it was made.",
+        envvar="SUBSTRATUS_STRICT",
+    ),
+]
+MaxCost = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        min=0,
+        metavar="USD",
+        help="Fail before anything runs when the plan's jobs are estimated to cost more than "
+        "USD (jobs of unknown duration are not counted). With a saved plan, its recorded "
+        "estimate is checked.",
+        envvar="SUBSTRATUS_MAX_COST",
+    ),
+]
+ProgressJson = Annotated[bool, typer.Option("--json", help="Stream progress as NDJSON.")]
+PlanFile = Annotated[
+    Path | None,
+    typer.Argument(help="A plan saved with `plan --out`; applied exactly, without a prompt."),
+]
+
+
+def parse_duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    for suffix in ("ms", "s", "m", "h"):
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(t[: -len(suffix)]) * units[suffix]
+    if t.replace(".", "", 1).isdigit():
+        return float(t)
+    raise fail(f"Invalid duration {text!r}", "Write a duration like 0s, 30s, 2m or 1h.")
+
+
+def addresses(
+    values: Sequence[str] | None, flag: str, default_namespace: str = ""
+) -> list[Address]:
+    """Parse ``flag``'s addresses; a namespace part naming ``default_namespace`` is dropped, as
+    in every address substratus prints (``default/model.x`` is ``model.x``)."""
+    out = []
+    for v in values or []:
+        try:
+            addr = Address.parse(v)
+        except ValueError as exc:
+            raise fail(f"Invalid {flag} address", str(exc) + ".") from exc
+        if addr.namespace is not None and addr.namespace == default_namespace:
+            addr = Address(addr.kind, addr.name)
+        out.append(addr)
+    return out
+
+
+# -- the options object ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanFlags:
+    """What to plan: ``--destroy``, ``--refresh-only``, ``--target``, ``--replace``,
+    ``--no-refresh``, ``--strict``, ``--max-cost``."""
+
+    destroy: bool = False
+    refresh_only: bool = False
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    refresh: bool = True
+    strict: bool = False
+    max_cost: float | None = None
+
+    @property
+    def mode(self) -> Mode:
+        """The plan mode; ``--destroy`` with ``--refresh-only`` is refused (when asked for, so a
+        command reports it where it always did)."""
+        if self.destroy and self.refresh_only:
+            raise fail("Incompatible options", "--destroy and --refresh-only cannot be combined.")
+        if self.destroy:
+            return Mode.DESTROY
+        return Mode.REFRESH_ONLY if self.refresh_only else Mode.NORMAL
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> PlanFlags:
+        return cls(
+            destroy=bool(p.get("destroy", False)),
+            refresh_only=bool(p.get("refresh_only", False)),
+            targets=tuple(p.get("target") or ()),
+            replace=tuple(p.get("replace") or ()),
+            refresh=not p.get("no_refresh", False),
+            strict=bool(p.get("strict", False)),
+            max_cost=p.get("max_cost"),
+        )
+
+
+@dataclass(frozen=True)
+class ApplyFlags:
+    """How to apply: ``--auto-approve``, ``--parallelism``, ``--timeout`` (seconds)."""
+
+    auto_approve: bool = False
+    parallelism: int = 10
+    timeout: float | None = None
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> ApplyFlags:
+        return cls(
+            auto_approve=bool(p.get("auto_approve", False)),
+            parallelism=int(p.get("parallelism", 10)),
+            timeout=p.get("timeout"),
+        )
+
+
+@dataclass(frozen=True)
+class LockFlags:
+    """``--lock/--no-lock`` and ``--lock-timeout`` (a duration, parsed when the lock is taken)."""
+
+    enabled: bool = True
+    timeout: str = "0s"
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> LockFlags:
+        return cls(enabled=bool(p.get("lock", True)), timeout=str(p.get("lock_timeout", "0s")))
+
+
+@dataclass(frozen=True)
+class OutputFlags:
+    """``--json``, ``--no-color`` and ``--format``."""
+
+    as_json: bool = False
+    no_color: bool = False
+    format: str = "text"
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> OutputFlags:
+        return cls(
+            as_json=bool(p.get("as_json", False)),
+            no_color=bool(p.get("no_color", False)),
+            format=str(p.get("output_format", "text")),
+        )
+
+
+def _overrides(p: Mapping[str, Any]) -> Overrides:
+    return Overrides(
+        state=p.get("state"),
+        runtime=p.get("runtime"),
+        artifacts=p.get("artifacts"),
+        namespace=p.get("namespace"),
+        context=p.get("context"),
+        workspace=str(p.get("workspace", "default")),
+    )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything one command was asked for, built once from its command line
+    (``from_params``) and passed down unchanged. An option the command does not have keeps its
+    default here. ``files``: the ``-f`` paths (None: none given, the current directory)."""
+
+    files: tuple[str, ...] | None = None
+    settings: Overrides = field(default_factory=Overrides)
+    plan: PlanFlags = field(default_factory=PlanFlags)
+    apply: ApplyFlags = field(default_factory=ApplyFlags)
+    lock: LockFlags = field(default_factory=LockFlags)
+    output: OutputFlags = field(default_factory=OutputFlags)
+
+    @property
+    def paths(self) -> list[str]:
+        """The ``-f`` paths, or the current directory."""
+        return list(self.files or ["."])
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **fixed: Any) -> RunOptions:
+        """The options of a command's parsed parameters (``typer.Context.params``, keyed by the
+        command's parameter names); ``fixed`` values replace or add some (``destroy=True``)."""
+        p = {**params, **fixed}
+        return cls(
+            files=tuple(p.get("files") or ()) or None,
+            settings=_overrides(p),
+            plan=PlanFlags.from_params(p),
+            apply=ApplyFlags.from_params(p),
+            lock=LockFlags.from_params(p),
+            output=OutputFlags.from_params(p),
+        )

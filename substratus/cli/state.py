@@ -1,0 +1,231 @@
+"""The commands about the recorded state: ``state list|show|rm|pull|push|recover`` and
+``force-unlock``; ``recorded_key`` and ``read_state`` are shared with ``show`` and ``output``.
+
+``state recover`` rebuilds a damaged state (a journal that does not belong to its base, which
+every other command refuses to read) through the backend's ``Recovers.recover``, under the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from substratus.cli.locking import locked
+from substratus.cli.options import Files, Lock, LockTimeout, RunOptions, StateUrl, Workspace
+from substratus.cli.prepare import state_backend
+from substratus.engine.backend import Backend, LockNotFound, Recovers
+from substratus.engine.diagnostic import fail
+from substratus.engine.statefile import ResourceRecord, StateFile
+
+
+def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
+    """The state key of ``address``: as written, or without a namespace part that names the
+    record's own (default) namespace — ``default/model.x`` is recorded as ``model.x``."""
+    if address in records:
+        return address
+    namespace, _, short = address.partition("/")
+    rec = records.get(short) if short else None
+    return short if rec is not None and rec.namespace == namespace else address
+
+
+def read_state(backend: Backend) -> StateFile:
+    """The state ``backend`` holds; none yet is an error."""
+    current, _ = backend.read()
+    if current is None:
+        raise fail(
+            "No state",
+            f"There is no state in {backend.url} (workspace "
+            f"{backend.workspace}) yet. Run `substratus apply` first.",
+        )
+    return current
+
+
+def state_list(
+    ctx: typer.Context,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+) -> None:
+    """List the addresses in the state.  Example: substratus state list"""
+    current, _ = state_backend(RunOptions.from_params(ctx.params)).read()
+    for addr in sorted((current or StateFile()).resources):
+        print(addr)
+
+
+def state_show(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="Address, e.g. model.base")],
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+) -> None:
+    """Show one recorded resource.  Example: substratus state show model.tuned-ngram"""
+    current = read_state(state_backend(RunOptions.from_params(ctx.params)))
+    address = recorded_key(current.resources, address)
+    rec = current.resources.get(address)
+    if rec is None:
+        raise fail(
+            f"No resource {address} in the state",
+            "See `substratus state list` for the recorded addresses.",
+        )
+    print(json.dumps({address: rec.model_dump(mode="json", exclude_none=True)}, indent=2))
+
+
+def state_rm(
+    ctx: typer.Context,
+    addresses: Annotated[list[str], typer.Argument(help="Addresses to forget.")],
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+) -> None:
+    """Forget resources without destroying them (they keep running, unmanaged).
+
+    Example: substratus state rm modelserver.old
+    """
+    opts = RunOptions.from_params(ctx.params)
+    backend = state_backend(opts)
+    with locked(backend, "state rm", opts.lock.enabled, opts.lock.timeout):
+        current, token = backend.read()
+        if current is not None:
+            addresses = [recorded_key(current.resources, a) for a in addresses]
+        missing = [a for a in addresses if current is None or a not in current.resources]
+        if missing or current is None:
+            raise fail("Not in the state", f"{', '.join(missing)}: see `substratus state list`.")
+        for a in addresses:
+            del current.resources[a]
+        current.serial += 1
+        backend.write(current, token, list(addresses))
+    for a in addresses:
+        print(f"Removed {a}")
+    print(f"Successfully removed {len(addresses)} resource(s) from the state.")
+
+
+def state_pull(
+    ctx: typer.Context,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+) -> None:
+    """Print the state JSON.  Example: substratus state pull > backup.json"""
+    print(read_state(state_backend(RunOptions.from_params(ctx.params))).to_json(), end="")
+
+
+def state_push(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A state JSON file (from `state pull`).")],
+    force: Annotated[bool, typer.Option("--force", help="Skip lineage/serial checks.")] = False,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+) -> None:
+    """Replace the stored state with a file, refusing an unrelated lineage or an older serial.
+
+    Example: substratus state push backup.json
+    """
+    try:
+        new = StateFile.from_json(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise fail("Cannot read the state file", f"{file}: {exc.strerror}.") from exc
+    except ValueError as exc:
+        raise fail("Invalid state file", f"{file}: {exc}.") from exc
+    opts = RunOptions.from_params(ctx.params)
+    backend = state_backend(opts)
+    with locked(backend, "state push", opts.lock.enabled, opts.lock.timeout):
+        current, token = backend.read()
+        if current is not None and not force:
+            if current.lineage != new.lineage:
+                raise fail(
+                    "Cannot push: different lineage",
+                    f"{file} has lineage {new.lineage}, the stored state "
+                    f"{current.lineage}; they are unrelated states. Use --force only if "
+                    "you are sure.",
+                )
+            if new.serial < current.serial:
+                raise fail(
+                    "Cannot push: older serial",
+                    f"{file} has serial {new.serial}, older than the stored "
+                    f"{current.serial}. Use --force only if you are sure.",
+                )
+            if new.serial == current.serial and new.to_json() != current.to_json():
+                raise fail(
+                    "Cannot push: same serial, different content",
+                    f"Both are at serial {new.serial} but differ. Use --force only if "
+                    "you are sure.",
+                )
+        new.serial = max(new.serial, current.serial + 1 if current else new.serial)
+        backend.write(new, token, sorted(new.resources))
+    print(f"Pushed {file} (serial {new.serial}, {len(new.resources)} resources).")
+
+
+def state_recover(
+    ctx: typer.Context,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A copy of the state the journal continues (default: the backend's own copies).",
+        ),
+    ] = None,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+    lock: Lock = True,
+    lock_timeout: LockTimeout = "0s",
+) -> None:
+    """Rebuild a damaged state by replaying its journal over a copy of the state it continues.
+
+    Use it when a command reports that the state journal does not belong to the state. The
+    damaged files are kept beside the new ones. Examples: substratus state recover;
+    substratus state recover --from backup.json
+    """
+    source = None
+    if from_file is not None:
+        try:
+            source = (str(from_file), from_file.read_bytes())
+        except OSError as exc:
+            raise fail("Cannot read the state file", f"{from_file}: {exc.strerror}.") from exc
+    opts = RunOptions.from_params(ctx.params)
+    backend = state_backend(opts)
+    if not isinstance(backend, Recovers):
+        raise fail("This state backend cannot rebuild a state", f"{backend.url}")
+    with locked(backend, "state recover", opts.lock.enabled, opts.lock.timeout):
+        print(backend.recover(source))
+
+
+def force_unlock(
+    ctx: typer.Context,
+    lock_id: Annotated[str, typer.Argument(help="The lock ID shown in the lock error.")],
+    force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation.")] = False,
+    files: Files = None,
+    workspace: Workspace = "default",
+    state: StateUrl = None,
+) -> None:
+    """Remove a lock left by an operation that died. Dangerous if it is still running.
+
+    Example: substratus force-unlock 6f1c2d3e-...
+    """
+    backend = state_backend(RunOptions.from_params(ctx.params))
+    if not force:
+        if not sys.stdin.isatty():
+            raise fail("No confirmation possible", "Pass --force to unlock without a prompt.")
+        print(
+            "Do you really want to force-unlock?\n  substratus will remove the lock on the "
+            "state. This will allow local substratus commands to modify this state, even "
+            "though it may still be in use. Only 'yes' will be accepted to confirm."
+        )
+        if input("  Enter a value: ").strip() != "yes":
+            raise fail("force-unlock cancelled", "The lock was not removed.")
+    try:
+        removed = backend.force_unlock(lock_id)
+    except LockNotFound as exc:
+        raise fail("Cannot force-unlock", f"{exc}") from exc
+    print(f"substratus state has been successfully unlocked! Removed lock:\n{removed.describe()}")
