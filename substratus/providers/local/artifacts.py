@@ -74,7 +74,7 @@ class ArtifactStore(Protocol):
         ...
 
     def others_holds(self, owner: Owner) -> set[str]:
-        """Versions (``holds.key``) that states other than ``owner`` hold in this store."""
+        """Versions (``kinds.version_key``) that states other than ``owner`` hold in this store."""
         ...
 
     def set_holds(self, owner: Owner, held: Iterable[Held]) -> None:
