@@ -10,7 +10,8 @@ this module; none of them re-derives these rules from the spec.
 - ``Kind``: the five kinds. ``role`` is ``job`` (build, dataset, model: each run completes and
   makes a new version; a change runs it again, ``replaces_on_change``) or ``service``
   (modelserver, notebook: they run continuously and are updated in place). ``versioned``: the
-  kinds whose versions live in the artifact store (dataset, model).
+  kinds whose versions live in the artifact store (dataset, model); ``stores_artifacts`` adds
+  the notebook (its persistent work directory).
 - ``workload(kind, spec)``: what a resource of that spec runs — a ``build``, a ``job`` (a
   Dataset's loader, a Model's loader or trainer), a ``location`` (a Model naming only a ``url``:
   nothing runs), a ``server`` or a ``notebook``.
@@ -107,6 +108,12 @@ class Kind(StrEnum):
         external resources, held by other states and garbage-collected there)."""
         return self in (Kind.DATASET, Kind.MODEL)
 
+    @property
+    def stores_artifacts(self) -> bool:
+        """Dataset, Model (versions) and Notebook (its persistent work directory): the kinds
+        that write to the artifact store."""
+        return self.versioned or self is Kind.NOTEBOOK
+
 
 def _kind(kind: str | Kind) -> Kind | None:
     return kind if isinstance(kind, Kind) else Kind.of(kind)
@@ -124,6 +131,12 @@ def is_job_kind(kind: str) -> bool:
     return k is not None and k.is_job
 
 
+def is_service_kind(kind: str) -> bool:
+    """Whether ``kind`` runs continuously (modelserver, notebook); False for an unknown kind."""
+    k = _kind(kind)
+    return k is not None and k.role is Role.SERVICE
+
+
 def replaces_on_change(kind: str) -> bool:
     """Whether a changed resource of ``kind`` is replaced (run again), not updated in place."""
     k = _kind(kind)
@@ -134,6 +147,12 @@ def versioned(kind: str) -> bool:
     """Whether ``kind`` keeps versions in the artifact store (dataset, model)."""
     k = _kind(kind)
     return k is not None and k.versioned
+
+
+def stores_artifacts(kind: str) -> bool:
+    """Whether ``kind`` writes to the artifact store (dataset, model, notebook)."""
+    k = _kind(kind)
+    return k is not None and k.stores_artifacts
 
 
 def workload(kind: str, spec: Mapping[str, Any]) -> Workload | None:

@@ -520,7 +520,7 @@ class GcsArtifactStore(MirroredStore):
     def entries(self, namespace: str, kind: str, name: str) -> list[Path]:
         """Remote versions and local mirror (or partial) directories of one resource."""
         base = self.resource_dir(namespace, kind, name)
-        where = GsPath(self.bucket, self.key(namespace, f"{kind}s", name))
+        where = GsPath(self.bucket, self.resource_key(namespace, kind, name))
         remote = {base / p.rstrip("/").rsplit("/", 1)[-1] for p in _list(where, delimiter="/")[1]}
         return sorted(remote | self.local_entries(namespace, kind, name))
 
@@ -539,7 +539,7 @@ class GcsArtifactStore(MirroredStore):
 
     def newest(self, namespace: str, kind: str, name: str) -> Path | None:
         """The most recently completed version (by its marker's creation time)."""
-        base = GsPath(self.bucket, self.key(namespace, f"{kind}s", name))
+        base = GsPath(self.bucket, self.resource_key(namespace, kind, name))
         markers = []
         for found in _list(base, glob=f"*/{MARKER}")[0]:
             version, _, rest = found.name.removeprefix(base.dir_prefix).partition("/")
