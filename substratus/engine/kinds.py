@@ -24,7 +24,8 @@ this module; none of them re-derives these rules from the spec.
 - ``artifact_prefix`` / ``version_key`` / ``upload_prefix``: the store layout shared by every
   runtime and by holds: ``{namespace}/{kind}s/{name}[/{version}]`` (a notebook's persistent work
   is ``{namespace}/notebooks/{name}``), uploaded build contexts
-  ``{namespace}/builds/{build}/{short}``.
+  ``{namespace}/builds/{build}/{short}``; ``store_root`` takes a version's key back to its
+  store's prefix.
 - ``kept_versions`` and ``removable``: which versions a state keeps (the current one, the one
   before it, the one an apply is making) and which of those it created may leave the store (not
   with ``lifecycle.retainArtifacts``, not while another state holds them).
@@ -296,6 +297,12 @@ def version_key(namespace: str, kind: str, name: str, version: str) -> str:
     """The store-relative name of one version: ``{namespace}/{kind}s/{name}/{version}`` (the
     name holds documents list)."""
     return f"{artifact_prefix(namespace, kind, name)}/{version}"
+
+
+def store_root(key: str) -> str:
+    """The store's own prefix of a version's object key ``{prefix…}/{version_key}`` (``""``
+    for a store at a bucket's root)."""
+    return "/".join(key.split("/")[:-4])
 
 
 def upload_prefix(namespace: str, build: str, short: str) -> str:

@@ -103,6 +103,8 @@ def test_artifact_layout() -> None:
     assert kinds.version_key("ns", "model", "m", "v1") == "ns/models/m/v1"
     assert kinds.artifact_prefix("ns", Kind.NOTEBOOK, "n") == "ns/notebooks/n"
     assert kinds.upload_prefix("ns", "b", "abc") == "ns/builds/b/abc"
+    assert kinds.store_root("pre/fix/ns/models/m/v1") == "pre/fix"
+    assert kinds.store_root(kinds.version_key("ns", "model", "m", "v1")) == ""
 
 
 def test_which_versions_are_kept_and_which_may_go() -> None:
