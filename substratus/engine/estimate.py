@@ -41,7 +41,7 @@ from typing import Any
 from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.estimate_text import assumptions, describe, money, price_label
-from substratus.engine.kinds import Compute, Role
+from substratus.engine.kinds import Compute
 from substratus.engine.plan import Action, Plan, ResourceChange
 from substratus.engine.prices import CURRENCY, PriceTable, price_table
 from substratus.engine.spec import Prices
@@ -125,7 +125,7 @@ def _gpus_added(changes: list[ResourceChange], missing: set[str]) -> dict[str, i
     """GPUs running after − before, by type, over the services (a type change counts twice)."""
     added: dict[str, int] = {}
     for c in changes:
-        if kinds.role(c.kind) is not Role.SERVICE:
+        if not kinds.is_service_kind(c.kind):
             continue
         running = c.action is not Action.CREATE and c.address not in missing
         after = c.after if c.action is not Action.DELETE else None
