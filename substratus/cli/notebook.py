@@ -49,6 +49,7 @@ from substratus.cli.options import (
 )
 from substratus.cli.prepare import Prepared, setup
 from substratus.cli.walk import report, walk
+from substratus.engine import kinds
 from substratus.engine.address import Address
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
@@ -103,7 +104,7 @@ def _from_directory(directory: Path, r: Resolved) -> str:
 
 def _from_resource(cfg: Config, source: str, r: Resolved) -> str:
     found = [res for a, res in cfg.resources.items() if source in (str(a), f"{a.kind}.{a.name}")]
-    if len(found) != 1 or found[0].kind not in ("model", "dataset"):
+    if len(found) != 1 or not kinds.versioned(found[0].kind):
         raise fail(
             f"--from {source}: no such Model or Dataset in the configuration",
             "Name one as `model.NAME` or `dataset.NAME` (see `substratus state list`).",
@@ -116,8 +117,7 @@ def _from_resource(cfg: Config, source: str, r: Resolved) -> str:
     if "local" in container:
         base = Path(res.file).parent if res.file else r.base
         container["local"] = {"path": str((base / container["local"]["path"]).resolve())}
-    section = res.spec.get("trainer") or res.spec.get("loader") or {}
-    spec: dict[str, Any] = {"container": container, "params": dict(section.get("params") or {})}
+    spec: dict[str, Any] = {"container": container, "params": kinds.params(res.kind, res.spec)}
     trainer = res.spec.get("trainer") or {}
     if trainer.get("baseModel"):
         spec["sourceModel"] = trainer["baseModel"]
@@ -125,7 +125,8 @@ def _from_resource(cfg: Config, source: str, r: Resolved) -> str:
         spec["dataset"] = trainer["dataset"]
     if res.kind == "dataset":
         spec["dataset"] = {"name": res.name}
-    spec["resources"] = trainer.get("resources") or res.spec.get("resources")
+    declared = kinds.resources(res.kind, res.spec)
+    spec["resources"] = dict(declared) if declared is not None else None
     name = _slug(f"{res.name}-{res.kind}")
     _write_document(r.base, name, spec, res.namespace)
     return name

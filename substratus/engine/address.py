@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("build", "dataset", "model", "modelserver", "notebook")
+from substratus.engine.kinds import Kind
+
+KINDS = tuple(k.value for k in Kind)  # build, dataset, model, modelserver, notebook
 
 # Kinds as written in configuration documents -> address kind.
 KIND_ALIASES = {

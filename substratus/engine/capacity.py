@@ -3,9 +3,9 @@
 Pure. Inputs are the plan's changes that start workloads — create, replace or update of a
 Dataset, a Model with a loader or trainer, a ModelServer with replicas and a Notebook that is not
 suspended — and the ``Capacity`` the runtime observed during the plan's refresh. Each workload's
-GPU request (``spec.trainer.resources.gpu`` when the trainer has resources, else
-``spec.resources.gpu``; the same rule as the runtimes) is held against the offers, one pod per
-node:
+GPU request (``engine.kinds.compute``: ``spec.trainer.resources.gpu`` when the trainer has
+resources, else ``spec.resources.gpu``; the same rule as the runtimes) is held against the
+offers, one pod per node:
 
 - a typed request (``4 × nvidia-h100``) that no offer has the type of is a warning naming the
   types the cluster offers; one whose type exists but that no single offer has that many of is a
@@ -24,10 +24,10 @@ node:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
+from substratus.engine import kinds
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Severity
 from substratus.engine.plan import Action, Plan
@@ -52,32 +52,16 @@ class GpuRequest:
     count: int
 
 
-def _runs(kind: str, spec: Mapping[str, Any]) -> bool:
-    if kind == "dataset":
-        return True
-    if kind == "model":
-        return bool(spec.get("loader") or spec.get("trainer"))
-    if kind == "modelserver":
-        return int(spec.get("replicas", 1)) > 0
-    return kind == "notebook" and not spec.get("suspend")
-
-
 def gpu_requests(plan: Plan) -> list[GpuRequest]:
     """The GPU requests of the workloads this plan starts or rolls out, in plan order."""
     out: list[GpuRequest] = []
     for change in plan.resource_changes:
-        spec = change.after or {}
-        if change.action not in RUNS or change.record_only or not _runs(change.kind, spec):
+        if change.action not in RUNS or change.record_only:
             continue
-        trainer = spec.get("trainer") or {}
-        path = "spec.trainer.resources" if trainer.get("resources") else "spec.resources"
-        gpu = (trainer.get("resources") or spec.get("resources") or {}).get("gpu") or {}
-        count = int(gpu.get("count") or 0)
-        if count > 0:
-            gtype = gpu.get("type")
-            out.append(
-                GpuRequest(change.address, f"{path}.gpu", str(gtype) if gtype else None, count)
-            )
+        found = kinds.compute(change.kind, change.after or {})
+        if found is not None and found.replicas > 0 and found.gpus > 0:
+            path = f"{found.path}.gpu"
+            out.append(GpuRequest(change.address, path, found.gpu_type, found.gpus))
     return out
 
 

@@ -39,64 +39,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.estimate_text import assumptions, describe, money, price_label
+from substratus.engine.kinds import Compute
 from substratus.engine.plan import Action, DriftStatus, Plan, ResourceChange
 from substratus.engine.plan_estimate import Estimate
 from substratus.engine.prices import CURRENCY, PriceTable, price_table
 from substratus.engine.spec import Prices
 from substratus.engine.statefile import StateFile
 
-JOB_KINDS = frozenset({"build", "dataset", "model"})
-SERVICE_KINDS = frozenset({"modelserver", "notebook"})
-BUILD_RESOURCES: dict[str, Any] = {"cpu": 2, "memory": 0}  # the build Job's request
 _JOB_ACTIONS = (Action.CREATE, Action.REPLACE)
 _SERVICE_ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
+_NOTHING = Compute(0, 0, None, 0, "")
 
 
-def requested(kind: str, spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What one instance of a resource requests (``resources`` form), or None: runs nothing."""
-    if spec is None:
-        return None
-    if kind == "build":
-        return BUILD_RESOURCES
-    if kind == "model" and "loader" not in spec and "trainer" not in spec:
-        return None
-    if kind == "notebook" and spec.get("suspend"):
-        return None
-    trainer = spec.get("trainer") if kind == "model" else None
-    res = (trainer or {}).get("resources") or spec.get("resources") or {}
-    return {"cpu": 2, "memory": 10, **res}
+def _replicas(c: Compute | None) -> int:
+    return c.replicas if c is not None else 0
 
 
-def _replicas(kind: str, spec: Mapping[str, Any] | None) -> int:
-    if requested(kind, spec) is None:
-        return 0
-    return int((spec or {}).get("replicas", 1)) if kind == "modelserver" else 1
-
-
-def _gpu(res: Mapping[str, Any] | None) -> tuple[str | None, int]:
-    gpu = (res or {}).get("gpu") or {}
-    return (gpu.get("type"), int(gpu.get("count", 1))) if gpu else (None, 0)
-
-
-def _hourly(table: PriceTable, res: Mapping[str, Any] | None, replicas: int) -> float:
-    if res is None or not replicas:
+def _hourly(table: PriceTable, c: Compute | None, replicas: int) -> float:
+    if c is None or not replicas:
         return 0.0
-    gtype, gpus = _gpu(res)
-    return replicas * table.hourly(gtype, gpus, float(res["cpu"]), float(res["memory"]))
+    return replicas * table.hourly(c.gpu_type, c.gpus, float(c.cpu), float(c.memory))
 
 
-def _entry(change: ResourceChange, res: Mapping[str, Any], replicas: int) -> dict[str, Any]:
-    gtype, gpus = _gpu(res)
+def _entry(change: ResourceChange, c: Compute, replicas: int) -> dict[str, Any]:
     return {
         "address": change.address,
         "kind": change.kind,
         "action": change.action.value,
-        "role": "job" if change.kind in JOB_KINDS else "service",
-        "gpu": {"type": gtype, "count": gpus} if gpus else None,
-        "cpu": res["cpu"],
-        "memory_gb": res["memory"],
+        "role": kinds.role(change.kind).value,
+        "gpu": {"type": c.gpu_type, "count": c.gpus} if c.gpus else None,
+        "cpu": c.cpu,
+        "memory_gb": c.memory,
         "replicas": replicas,
         "duration_seconds": None,
         "duration_source": None,
@@ -110,7 +86,7 @@ def _entry(change: ResourceChange, res: Mapping[str, Any], replicas: int) -> dic
 
 
 def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> dict[str, Any]:
-    res = requested(change.kind, change.after) or {}
+    res = kinds.compute(change.kind, change.after) or _NOTHING
     entry = _entry(change, res, 1)
     rec = state.resources.get(change.address) if state is not None else None
     last = rec.last_run if rec is not None else None
@@ -127,7 +103,7 @@ def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> 
     hours = run.seconds / 3600
     entry["duration_seconds"] = run.seconds
     entry["duration_source"] = source
-    entry["gpu_hours"] = round(hours * _gpu(res)[1], 3)
+    entry["gpu_hours"] = round(hours * res.gpus, 3)
     entry["cost"] = round(hours * _hourly(table, res, 1), 4)
     return entry
 
@@ -136,14 +112,14 @@ def _service(change: ResourceChange, table: PriceTable, missing: set[str]) -> di
     was_running = change.action is not Action.CREATE and change.address not in missing
     before = change.before if was_running else None
     after = change.after if change.action is not Action.DELETE else None
-    res_before, res_after = requested(change.kind, before), requested(change.kind, after)
-    n_before, n_after = _replicas(change.kind, before), _replicas(change.kind, after)
-    shown = res_after if res_after is not None else res_before or {}
-    entry = _entry(change, {"cpu": 0, "memory": 0, **shown}, n_after or n_before)
+    res_before, res_after = kinds.compute(change.kind, before), kinds.compute(change.kind, after)
+    n_before, n_after = _replicas(res_before), _replicas(res_after)
+    shown = res_after if res_after is not None else res_before or _NOTHING
+    entry = _entry(change, shown, n_after or n_before)
     hourly_after = _hourly(table, res_after, n_after)
     entry["hourly_after"] = round(hourly_after, 4)
     entry["hourly"] = round(hourly_after - _hourly(table, res_before, n_before), 4)
-    entry["gpus_added"] = n_after * _gpu(res_after)[1] - n_before * _gpu(res_before)[1]
+    entry["gpus_added"] = n_after * _gpus(res_after) - n_before * _gpus(res_before)
     return entry
 
 
@@ -151,27 +127,33 @@ def _gpus_added(changes: list[ResourceChange], missing: set[str]) -> dict[str, i
     """GPUs running after − before, by type, over the services (a type change counts twice)."""
     added: dict[str, int] = {}
     for c in changes:
-        if c.kind not in SERVICE_KINDS:
+        if not kinds.is_service_kind(c.kind):
             continue
         running = c.action is not Action.CREATE and c.address not in missing
         after = c.after if c.action is not Action.DELETE else None
         for spec, sign in ((c.before if running else None, -1), (after, 1)):
-            gtype, gpus = _gpu(requested(c.kind, spec))
-            n = sign * gpus * _replicas(c.kind, spec)
+            found = kinds.compute(c.kind, spec)
+            n = sign * _gpus(found) * _replicas(found)
             if n:
-                key = gtype or "unspecified"
+                key = (found.gpu_type if found else None) or "unspecified"
                 added[key] = added.get(key, 0) + n
     return {k: v for k, v in sorted(added.items()) if v}
+
+
+def _gpus(c: Compute | None) -> int:
+    return c.gpus if c is not None else 0
 
 
 def _runs(change: ResourceChange) -> bool:
     if change.record_only:  # the record is rewritten; nothing runs or restarts
         return False
-    if change.kind in JOB_KINDS:
-        return change.action in _JOB_ACTIONS and requested(change.kind, change.after) is not None
-    if change.kind in SERVICE_KINDS and change.action in _SERVICE_ACTIONS:
+    if kinds.is_job_kind(change.kind):
+        return (
+            change.action in _JOB_ACTIONS and kinds.compute(change.kind, change.after) is not None
+        )
+    if change.action in _SERVICE_ACTIONS:
         specs = (change.before, change.after)
-        return any(requested(change.kind, s) is not None for s in specs)
+        return any(kinds.compute(change.kind, s) is not None for s in specs)
     return False
 
 
@@ -186,7 +168,8 @@ def estimate(
     gone = set(missing)
     running = [c for c in changes if _runs(c)]
     entries = [
-        _job(c, state, table) if c.kind in JOB_KINDS else _service(c, table, gone) for c in running
+        _job(c, state, table) if kinds.is_job_kind(c.kind) else _service(c, table, gone)
+        for c in running
     ]
     return {
         "currency": CURRENCY,
@@ -204,13 +187,14 @@ def _requests(changes: list[ResourceChange]) -> dict[str, Any]:
     cpu = memory = 0.0
     for c in changes:
         after = c.after if c.action is not Action.DELETE else None
-        res, n = requested(c.kind, after), _replicas(c.kind, after)
+        res = kinds.compute(c.kind, after)
+        n = _replicas(res)
         if res is None or not n:
             continue
-        gtype, count = _gpu(res)
-        if count:
-            gpus[gtype or "unspecified"] = gpus.get(gtype or "unspecified", 0) + n * count
-        cpu, memory = cpu + n * float(res["cpu"]), memory + n * float(res["memory"])
+        if res.gpus:
+            key = res.gpu_type or "unspecified"
+            gpus[key] = gpus.get(key, 0) + n * res.gpus
+        cpu, memory = cpu + n * float(res.cpu), memory + n * float(res.memory)
     whole = [int(x) if float(x).is_integer() else round(x, 3) for x in (cpu, memory)]
     return {"gpus": dict(sorted(gpus.items())), "cpu": whole[0], "memory_gb": whole[1]}
 

@@ -36,6 +36,7 @@ from substratus.engine.address import Address
 from substratus.engine.config import Config, dangling_reference, removed_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.graph import build_graph, topological, with_dependencies
+from substratus.engine.kinds import replaces_on_change
 from substratus.engine.lineage import compute_digests, field_changes, legacy_digests
 from substratus.engine.plan import (
     Action,
@@ -51,7 +52,6 @@ from substratus.engine.plan import (
 from substratus.engine.plan import ReasonCode as Why
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.runtime import ExternalResource, Observation
-from substratus.engine.spec import REPLACE_ON_CHANGE
 from substratus.engine.statefile import DIGEST_FORMAT, ResourceRecord, StateFile, now_iso
 
 IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
@@ -334,7 +334,7 @@ def _plan_recorded(
         rec.digest_format < DIGEST_FORMAT and current.legacy.get(addr) == rec.digest
     )
     if not same:
-        in_place = res.kind not in REPLACE_ON_CHANGE
+        in_place = not replaces_on_change(res.kind)
         change.action = Action.UPDATE if in_place else Action.REPLACE
         change.reasons.extend(
             _why(res.lifecycle.ignoreChanges, rec, change, current.new, changes, res.dependencies)
@@ -349,7 +349,7 @@ def _plan_recorded(
         change.action = Action.CREATE
         change.reasons.append(Reason(Why.DRIFT, seen.message or "deleted outside substratus"))
     elif seen is not None and seen.status in ("degraded", "changed"):
-        change.action = Action.REPLACE if res.kind in REPLACE_ON_CHANGE else Action.UPDATE
+        change.action = Action.REPLACE if replaces_on_change(res.kind) else Action.UPDATE
         change.reasons.append(Reason(Why.DRIFT, seen.message or "unhealthy"))
     else:
         record = _record_changes(rec, change)

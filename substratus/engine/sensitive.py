@@ -16,8 +16,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from substratus.engine.kinds import PARAM_SECTIONS
+
 MARK = "$sensitive"
-PARAM_PARENTS = (("loader", "params"), ("trainer", "params"), ("params",))
 
 
 def is_marker(value: Any) -> bool:
@@ -35,7 +36,7 @@ def split_path(path: str) -> tuple[str, ...] | None:
     if len(parts) < 3 or parts[0] != "spec":
         return None
     inner = parts[1:]
-    for parent in PARAM_PARENTS:
+    for parent in PARAM_SECTIONS:
         if inner[: len(parent)] == parent and len(inner) == len(parent) + 1:
             return inner
     return None

@@ -284,9 +284,6 @@ REFERENCES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "notebook": ((("sourceModel",), "model", "model"), (("dataset",), "dataset", "data")),
 }
 
-# Kinds whose change means "run again into a new version" (replace) vs in-place update.
-REPLACE_ON_CHANGE = {"build", "dataset", "model"}
-
 
 def canonical(spec: BaseModel) -> dict[str, Any]:
     """The JSON form with defaults filled (None-valued optional fields dropped)."""

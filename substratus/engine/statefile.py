@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from substratus import __version__
+from substratus.engine.kinds import kept_versions
 from substratus.engine.plan import Action
 
 STATE_FORMAT_VERSION = 1
@@ -126,10 +127,8 @@ class ResourceRecord(BaseModel):
 
     def keep(self) -> set[str]:
         """Versions garbage collection must keep: current, previous and one being made."""
-        kept = {self.current_version, self.prior_version}
-        if self.pending is not None:
-            kept.add(self.pending.run_version)
-        return {v for v in kept if v}
+        pending = self.pending.run_version if self.pending is not None else None
+        return kept_versions(self.current_version, self.prior_version, pending)
 
     def owned_versions(self) -> list[str]:
         """Every version this state created for the resource, known versions first."""

@@ -47,6 +47,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.kinds import store_root
 from substratus.engine.runtime import Held, Owner, RunError
 from substratus.providers import holds
 from substratus.providers.local.artifacts import PARTIAL_SUFFIX, Mirror, MirroredStore
@@ -241,8 +242,7 @@ def inspect_versions(wanted: Mapping[str, str | None]) -> dict[str, list[str] | 
     by_root: dict[GsPath, list[GsPath]] = {}
     for url in wanted:
         version = GsPath.parse(url)
-        parts = version.key.split("/")  # {prefix…}/{namespace}/{kind}s/{name}/{version}
-        by_root.setdefault(GsPath(version.bucket, "/".join(parts[:-4])), []).append(version)
+        by_root.setdefault(GsPath(version.bucket, store_root(version.key)), []).append(version)
     out: dict[str, list[str] | None] = {}
     for root, versions in by_root.items():
         objects = _list(root, fields="items(name,size,crc32c),nextPageToken")[0]
@@ -287,8 +287,7 @@ def complete_versions(urls: Iterable[str]) -> set[str]:
     by_root: dict[GsPath, list[GsPath]] = {}
     for url in urls:
         version = GsPath.parse(url)
-        parts = version.key.split("/")  # {prefix…}/{namespace}/{kind}s/{name}/{digest16}
-        by_root.setdefault(GsPath(version.bucket, "/".join(parts[:-4])), []).append(version)
+        by_root.setdefault(GsPath(version.bucket, store_root(version.key)), []).append(version)
     found: set[str] = set()
     for root, versions in by_root.items():
         names = {o.name for o in _list(root, glob=f"**/{MARKER}")[0]}
@@ -520,7 +519,7 @@ class GcsArtifactStore(MirroredStore):
     def entries(self, namespace: str, kind: str, name: str) -> list[Path]:
         """Remote versions and local mirror (or partial) directories of one resource."""
         base = self.resource_dir(namespace, kind, name)
-        where = GsPath(self.bucket, self.key(namespace, f"{kind}s", name))
+        where = GsPath(self.bucket, self.resource_key(namespace, kind, name))
         remote = {base / p.rstrip("/").rsplit("/", 1)[-1] for p in _list(where, delimiter="/")[1]}
         return sorted(remote | self.local_entries(namespace, kind, name))
 
@@ -539,7 +538,7 @@ class GcsArtifactStore(MirroredStore):
 
     def newest(self, namespace: str, kind: str, name: str) -> Path | None:
         """The most recently completed version (by its marker's creation time)."""
-        base = GsPath(self.bucket, self.key(namespace, f"{kind}s", name))
+        base = GsPath(self.bucket, self.resource_key(namespace, kind, name))
         markers = []
         for found in _list(base, glob=f"*/{MARKER}")[0]:
             version, _, rest = found.name.removeprefix(base.dir_prefix).partition("/")

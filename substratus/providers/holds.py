@@ -7,7 +7,7 @@ another state's version). Each state keeps its holds in one document of the stor
 ``{store}/.substratus/holds/{lineage}.json``::
 
     {"format": 1, "lineage": "…", "workspace": "…", "updated_at": "…",
-     "versions": ["{namespace}/{kind}s/{name}/{version}", …]}
+     "versions": ["{namespace}/{kind}s/{name}/{version}", …]}  # engine.kinds.version_key
 
 rewritten whenever the state's holds are set (an empty set removes the document). A store
 implements the I/O; this module holds the format and the file:// implementation. No engine state
@@ -23,18 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from substratus.engine.kinds import version_key
 from substratus.engine.runtime import Held, Owner
 
 HOLDS_DIR = ".substratus/holds"
 
 
-def key(namespace: str, kind: str, name: str, version: str) -> str:
-    """The store-relative name of a version, as holds list it."""
-    return f"{namespace}/{kind}s/{name}/{version}"
-
-
 def held_key(h: Held) -> str:
-    return key(h.namespace, h.kind, h.name, h.version)
+    """The store-relative name of a held version (``engine.kinds.version_key``)."""
+    return version_key(h.namespace, h.kind, h.name, h.version)
 
 
 def encode(owner: Owner, held: Iterable[Held]) -> bytes:

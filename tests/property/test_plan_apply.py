@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 
 from substratus.engine.address import Address
 from substratus.engine.apply import ApplyResult
+from substratus.engine.kinds import version_key as store_key
 from substratus.engine.plan import Action, Mode, Plan
-from substratus.providers.holds import key as store_key
 from tests.property.configs import (
     DEFAULT_STYLE,
     Cfg,

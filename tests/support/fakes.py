@@ -12,6 +12,7 @@ from typing import Any
 
 from substratus.engine.backend import LockHeld, LockInfo, LockNotFound, StateConflict
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.kinds import version_key as key
 from substratus.engine.runtime import (
     DeleteRequest,
     ExternalResource,
@@ -25,12 +26,12 @@ from substratus.engine.runtime import (
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord, StateFile
-from substratus.providers.holds import held_key, key
+from substratus.providers.holds import held_key
 
 
 class FakeRuntime:
     """A runtime in memory. ``live`` maps (state lineage, address) to the version that runs;
-    ``store`` is a shared artifact store: the versions (``holds.key``) every run made and no
+    ``store`` is a shared artifact store: the versions (``kinds.version_key``) every run made and no
     delete or garbage collection removed; ``holds`` what each state holds of others'. Several
     harnesses (states) may share one instance, as configurations share a store."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import ResourceView
 from substratus.engine.spec import secret_refs
@@ -44,7 +45,7 @@ def _store(url: str, cloud: str) -> list[Diagnostic]:
 def check_resources(
     resources: Sequence[ResourceView], artifacts_url: str, cloud: str, registry: str
 ) -> list[Diagnostic]:
-    needs_store = any(v.kind in ("dataset", "model", "notebook") for v in resources)
+    needs_store = any(kinds.stores_artifacts(v.kind) for v in resources)
     out = _store(artifacts_url, cloud) if needs_store else []
     for view in resources:
         if view.kind == "build" and not registry:

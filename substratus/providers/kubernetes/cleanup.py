@@ -22,13 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from substratus.engine import kinds
 from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext, RunError
-from substratus.providers import holds
 from substratus.providers.kubernetes import artifacts, guard, names, ownership
 from substratus.providers.kubernetes.cluster import Cluster, ClusterError
 from substratus.providers.kubernetes.volumes import Store
 from substratus.providers.kubernetes.waits import Ref, Timing
-from substratus.providers.kubernetes.workloads import JOB_KINDS, is_job
 
 
 def _jobs(cluster: Cluster, request: DeleteRequest, ctx: RunContext) -> list[Ref]:
@@ -76,18 +75,18 @@ def _named(request: DeleteRequest) -> list[tuple[str, str, str]]:
 def _artifacts(store: Store, request: DeleteRequest) -> list[str]:
     """The artifact locations to remove with the resource."""
     kind, ns, name = request.kind, request.namespace, request.name
-    if request.retain_artifacts or kind not in (*JOB_KINDS, "notebook"):
+    if request.retain_artifacts or not kinds.stores_artifacts(kind):
         return []
-    if kind == "model" and not is_job(kind, request.spec) and request.spec:
+    if request.spec and kinds.workload(kind, request.spec) is kinds.Workload.LOCATION:
         return []  # a url model: the weights are not ours
-    if kind == "notebook":
+    if kind == kinds.Kind.NOTEBOOK:
         work = request.outputs.get("artifacts")
         return [store.notebook(ns, name).url] if work else []
     held = artifacts.others_holds(store.url, request.owner)
     return [
         store.version(ns, kind, name, v).url
         for v in request.versions
-        if holds.key(ns, kind, name, v) not in held
+        if kinds.removable(ns, kind, name, v, held)
     ]
 
 
@@ -95,7 +94,7 @@ def delete(
     cluster: Cluster, store: Store, timing: Timing, request: DeleteRequest, ctx: RunContext
 ) -> None:
     ctx.phase("deleting")
-    if request.kind in ("build", *JOB_KINDS):
+    if kinds.is_job_kind(request.kind):  # build, dataset, model: run as Jobs
         refs = _jobs(cluster, request, ctx)
     else:
         refs = guard.mine(cluster, _named(request), request.owner, request.address, ctx)
@@ -129,10 +128,10 @@ def collect_garbage(
     removed: set[tuple[str, str]] = set()
     for g in garbage:
         try:
-            if g.kind in ("build", *JOB_KINDS):
+            if kinds.is_job_kind(g.kind):
                 _delete_job(cluster, owner, g)
-            if g.kind in JOB_KINDS:
-                if holds.key(g.namespace, g.kind, g.name, g.version) in held:
+            if kinds.versioned(g.kind):
+                if not kinds.removable(g.namespace, g.kind, g.name, g.version, held):
                     continue
                 artifacts.remove(store.version(g.namespace, g.kind, g.name, g.version).url)
         except (ClusterError, RunError):

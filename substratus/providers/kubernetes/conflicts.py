@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import Owner, PlannedRun
 from substratus.providers.kubernetes import names, ownership
@@ -33,7 +34,7 @@ def objects(run: PlannedRun, workspace: str) -> list[tuple[str, str]]:
     if run.kind == "modelserver":
         server = names.server_name(run.name, workspace)
         return [("Deployment", server), ("Service", server), ("ConfigMap", f"{server}-params")]
-    if run.kind == "notebook" and not run.spec.get("suspend"):
+    if run.kind == "notebook" and not kinds.suspended(run.kind, run.spec):
         nb = names.notebook_name(run.name, workspace)
         return [
             ("Pod", nb),

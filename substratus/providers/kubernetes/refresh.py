@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from substratus.engine import kinds
 from substratus.engine.runtime import Capacity, NodeOffer, Observation, Owner
 from substratus.engine.statefile import ResourceRecord
 from substratus.providers.kubernetes import artifacts, jobs, names, ownership
@@ -209,9 +210,7 @@ class Refresher:
         wanted = {
             str(r.outputs["artifacts"]): r.outputs.get("manifest")
             for r in records.values()
-            if r.kind in ("dataset", "model")
-            and r.outputs.get("job")
-            and r.outputs.get("artifacts")
+            if kinds.versioned(r.kind) and r.outputs.get("job") and r.outputs.get("artifacts")
         }
         complete = artifacts.inspect(wanted)
         out: dict[str, Observation] = {}
@@ -257,7 +256,7 @@ class Refresher:
         self, rec: ResourceRecord, index: Mine, complete: Mapping[str, list[str] | None] | None
     ) -> Observation:
         ns, outputs, ws = rec.namespace, rec.outputs, self.owner.workspace
-        if rec.kind in ("dataset", "model"):
+        if kinds.versioned(rec.kind):
             url = str(outputs.get("artifacts") or "")
             if complete is None or not outputs.get("job") or not url:
                 return Observation()

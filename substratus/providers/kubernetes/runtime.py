@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.plan import Action
 from substratus.engine.runtime import (
@@ -72,9 +73,9 @@ from substratus.providers.kubernetes.manifests import Mount, Workload
 from substratus.providers.kubernetes.refresh import Refresher
 from substratus.providers.kubernetes.volumes import Location, Store
 from substratus.providers.kubernetes.waits import Timing
-from substratus.providers.kubernetes.workloads import JOB_KINDS, is_job, params_of, resources_of
 
 T = TypeVar("T")
+_RUNS_A_JOB = (kinds.Workload.BUILD, kinds.Workload.JOB)  # a Kubernetes Job per run
 
 
 class KubernetesRuntime:
@@ -130,7 +131,7 @@ class KubernetesRuntime:
         return self._capacity
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
-        if kind not in JOB_KINDS:
+        if not kinds.versioned(kind):
             return None
         return _planning(lambda: self._read_external(kind, namespace, name))
 
@@ -153,7 +154,7 @@ class KubernetesRuntime:
 
     def intent(self, request: RunRequest) -> dict[str, Any]:
         kind, ns, ws = request.kind, request.namespace, request.owner.workspace
-        if kind == "build" or is_job(kind, request.spec):
+        if kinds.workload(kind, request.spec) in _RUNS_A_JOB:
             return {"job": names.job_name(kind, request.name, request.run_version), "namespace": ns}
         if kind == "modelserver":
             return {"deployment": names.server_name(request.name, ws), "namespace": ns}
@@ -167,7 +168,7 @@ class KubernetesRuntime:
         try:
             if request.kind == "build":
                 return self._build(request, ctx)
-            if is_job(request.kind, request.spec):
+            if kinds.is_job(request.kind, request.spec):
                 return self._job(request, ctx)
             if request.kind == "model":
                 return {"artifacts": str(request.spec.get("url") or "")}
@@ -217,7 +218,7 @@ class KubernetesRuntime:
     def _workload(
         self, request: RunRequest, mounts: list[Mount], owned_env: Mapping[str, str] | None = None
     ) -> Workload:
-        res = resources_of(request.kind, request.spec)
+        res = kinds.resources(request.kind, request.spec)
         if self.cloud == "kind" and res:  # laptops: only the GPU is requested (as the operator)
             res = {"gpu": res["gpu"]} if res.get("gpu") else None
         container = request.spec.get("container") or {}
@@ -231,7 +232,7 @@ class KubernetesRuntime:
             cloud=self.cloud,
             command=container.get("command"),
             env=dict(container.get("env") or {}),
-            params=params_of(request.kind, request.spec),
+            params=kinds.params(request.kind, request.spec),
             resources=res,
             mounts=mounts,
             owned_env=dict(owned_env or {}),
@@ -318,7 +319,7 @@ class KubernetesRuntime:
             "token_secret": secret,
             "endpoint": f"http://{name}.{ns}.svc:{NOTEBOOK_PORT}",
         }
-        if spec.get("suspend"):
+        if kinds.suspended(request.kind, spec):
             claim = request.address if _recorded(request) else None
             notebooks.suspend(self.cluster, ns, name, ctx, self.timing, request.owner, claim)
             return {**out, "suspended": True}

@@ -12,7 +12,8 @@ The store URL decides the volume type:
 Every mount selects its directory with ``subPath``. Versions are
 ``{prefix}/{namespace}/{kind}s/{name}/{version}`` as on every runtime, notebooks keep
 ``{prefix}/{namespace}/notebooks/{name}`` across runs, and uploaded build contexts are
-``{prefix}/{namespace}/builds/{name}/{contentHash[:16]}/context.tar.gz``. Pure; no I/O.
+``{prefix}/{namespace}/builds/{name}/{contentHash[:16]}/context.tar.gz`` (``engine.kinds``).
+Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from substratus.engine import kinds
 from substratus.providers.local.files import short_digest
 
 SCHEMES = ("gs", "file", "pvc")
@@ -82,18 +84,17 @@ class Store:
         return self.base.url
 
     def resource(self, namespace: str, kind: str, name: str) -> Location:
-        return self.base.child(namespace, f"{kind}s", name)
+        return self.base.child(kinds.artifact_prefix(namespace, kind, name))
 
     def version(self, namespace: str, kind: str, name: str, version: str) -> Location:
         return self.resource(namespace, kind, name).child(version)
 
     def notebook(self, namespace: str, name: str) -> Location:
-        return self.base.child(namespace, "notebooks", name)
+        return self.base.child(kinds.artifact_prefix(namespace, kinds.Kind.NOTEBOOK, name))
 
     def upload(self, namespace: str, build: str, content_hash: str) -> Location:
-        return self.base.child(
-            namespace, "builds", build, short_digest(content_hash), "context.tar.gz"
-        )
+        prefix = kinds.upload_prefix(namespace, build, short_digest(content_hash))
+        return self.base.child(prefix, "context.tar.gz")
 
 
 def mount(role: str, url: str, read_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:

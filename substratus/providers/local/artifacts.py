@@ -1,8 +1,9 @@
 """The artifact store: where dataset and model versions (and notebook work) live.
 
-Layout (DESIGN §4): ``{root}/{namespace}/{kind}s/{name}/{version}/`` is a completed version (a
-version is named ``{digest[:16]}-{token}`` by the engine, one per run; ``{digest[:16]}`` in
-stores written before); ``{version}.partial/`` beside it is a job's output while it runs, renamed
+Layout (DESIGN §4; ``engine.kinds.artifact_prefix``):
+``{root}/{namespace}/{kind}s/{name}/{version}/`` is a completed version (a version is named
+``{digest[:16]}-{token}`` by the engine, one per run; ``{digest[:16]}`` in stores written
+before); ``{version}.partial/`` beside it is a job's output while it runs, renamed
 to the version directory only when the job exits 0 — so "the version directory exists" means
 "the job completed". Notebooks keep one persistent ``{root}/{namespace}/notebooks/{name}/``
 directory. ``{root}/.substratus/holds/`` holds each state's holds (``providers.holds``).
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import Held, Owner
 from substratus.providers.holds import read_file_holds, write_file_holds
@@ -74,7 +76,7 @@ class ArtifactStore(Protocol):
         ...
 
     def others_holds(self, owner: Owner) -> set[str]:
-        """Versions (``holds.key``) that states other than ``owner`` hold in this store."""
+        """Versions (``kinds.version_key``) that states other than ``owner`` hold in this store."""
         ...
 
     def set_holds(self, owner: Owner, held: Iterable[Held]) -> None:
@@ -90,7 +92,7 @@ class FileArtifactStore:
         self.url = self.root.as_uri()
 
     def resource_dir(self, namespace: str, kind: str, name: str) -> Path:
-        return self.root / namespace / f"{kind}s" / name
+        return self.root / kinds.artifact_prefix(namespace, kind, name)
 
     def path_for(self, namespace: str, kind: str, name: str, version: str) -> Path:
         return self.resource_dir(namespace, kind, name) / version
@@ -99,7 +101,7 @@ class FileArtifactStore:
         return self.resource_dir(namespace, kind, name) / (version + PARTIAL_SUFFIX)
 
     def notebook_dir(self, namespace: str, name: str) -> Path:
-        return self.resource_dir(namespace, "notebook", name)
+        return self.resource_dir(namespace, kinds.Kind.NOTEBOOK, name)
 
     def others_holds(self, owner: Owner) -> set[str]:
         return read_file_holds(self.root, owner)
@@ -224,8 +226,12 @@ class MirroredStore:
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
 
+    def resource_key(self, namespace: str, kind: str, name: str) -> str:
+        """The object-name prefix of a resource's versions (``engine.kinds.artifact_prefix``)."""
+        return self.key(kinds.artifact_prefix(namespace, kind, name))
+
     def resource_dir(self, namespace: str, kind: str, name: str) -> Path:
-        return self.mirror.path(self.bucket, self.key(namespace, f"{kind}s", name))
+        return self.mirror.path(self.bucket, self.resource_key(namespace, kind, name))
 
     def path_for(self, namespace: str, kind: str, name: str, version: str) -> Path:
         return self.resource_dir(namespace, kind, name) / version

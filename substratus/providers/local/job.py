@@ -25,13 +25,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from substratus.engine import kinds
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
-from substratus.providers import holds
 from substratus.providers.local.artifacts import ArtifactStore, input_dir
 from substratus.providers.local.files import disk_full, log_tail, read_json, remove_tree
 from substratus.providers.local.process import ProcessRef, stop
@@ -46,11 +46,6 @@ class JobNames:
     run: RunFiles
     partial: Path
     final: Path
-
-
-def job_params(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    section = spec.get("trainer") if kind == "model" and spec.get("trainer") else spec.get("loader")
-    return dict((section or {}).get("params") or {})
 
 
 def supervisor_of(run: RunFiles) -> ProcessRef | None:
@@ -239,7 +234,7 @@ class Jobs:
                 stale.unlink(missing_ok=True)
             remove_tree(names.partial)
             names.partial.mkdir(parents=True)
-            params = job_params(request.kind, request.spec)
+            params = kinds.params(request.kind, request.spec)
             prepare_content(run.content, params, {**links, "artifacts": names.partial})
             env = workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
             argv = [sys.executable, "-P", "-m", SUPERVISOR, "--run-dir", str(run.dir)]
@@ -298,7 +293,7 @@ class Jobs:
             self._stop_run(names.run)
             remove_tree(names.run.dir)
             self.store.remove(names.partial)
-            if not retain_artifacts and holds.key(namespace, kind, name, version) not in held:
+            if kinds.removable(namespace, kind, name, version, held, retain_artifacts):
                 self.store.remove(names.final)
         for base in (
             self.store.resource_dir(namespace, kind, name),
@@ -315,7 +310,7 @@ class Jobs:
         names = self.names(namespace, kind, name, version)
         if supervisor_of(names.run) is not None:
             return False
-        if holds.key(namespace, kind, name, version) in held:
+        if not kinds.removable(namespace, kind, name, version, held):
             return False
         self.store.remove(names.partial)
         self.store.remove(names.final)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from substratus.engine import kinds
 from substratus.engine.runtime import Observation
 from substratus.engine.statefile import PendingOperation, ResourceRecord
 from substratus.providers.local import manifest
@@ -27,7 +28,6 @@ from substratus.providers.local.workdir import Workdir
 Status = Literal["present", "missing", "degraded", "changed"]
 CHANGED = "artifacts changed outside substratus"
 Pending = Literal["none", "running", "completed", "gone"]
-SERVER_KINDS = ("modelserver", "notebook")
 
 
 def _changed(changes: list[str], where: str) -> tuple[Status, str]:
@@ -57,7 +57,7 @@ class Refresher:
         if record.kind == "build":
             status, message = _path_status(outputs, "context_dir", "the build context")
             return status, message.replace(" were ", " was ")
-        if record.kind in SERVER_KINDS:
+        if kinds.is_service_kind(record.kind):
             return self.servers.status(record.kind, outputs)
         url = outputs.get("artifacts")
         if is_remote(url):
@@ -67,7 +67,7 @@ class Refresher:
             return _changed(found, str(url))
         status, message = _path_status(outputs, "artifacts_path", "artifacts")
         path = outputs.get("artifacts_path")
-        if status == "present" and path and record.kind in ("dataset", "model"):
+        if status == "present" and path and kinds.versioned(record.kind):
             return _changed(manifest.changes(Path(str(path))) or [], str(path))
         return status, message
 
@@ -78,9 +78,9 @@ class Refresher:
             if self.workdir.build_dir(version).is_dir():
                 return "completed", "the build context of the interrupted apply is complete"
             return "gone", "the interrupted build did not finish"
-        if kind in SERVER_KINDS:
+        if kinds.is_service_kind(kind):
             return self.servers.pending(kind, self.workdir.run(ns, kind, name, version))
-        if kind == "model" and not (op.spec.get("loader") or op.spec.get("trainer")):
+        if kinds.workload(kind, op.spec) is kinds.Workload.LOCATION:
             return "gone", "nothing was left running"
         return self.jobs.status(self.jobs.names(ns, kind, name, version))
 
@@ -89,7 +89,7 @@ class Refresher:
         wanted = {
             str(r.outputs["artifacts"]): r.outputs.get("manifest")
             for r in records.values()
-            if r.kind not in SERVER_KINDS and is_remote(r.outputs.get("artifacts"))
+            if not kinds.is_service_kind(r.kind) and is_remote(r.outputs.get("artifacts"))
         }
         remote = inspect_remote(wanted)
         for address, record in records.items():

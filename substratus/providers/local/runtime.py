@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from substratus.engine import kinds
 from substratus.engine.builds import resolve_location
 from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.runtime import (
@@ -68,16 +69,7 @@ from substratus.providers.local.server import Servers
 from substratus.providers.local.session import LocalNotebookSession
 from substratus.providers.local.workdir import Workdir, rebase
 
-JOB_KINDS = ("dataset", "model")
-SERVER_KINDS = ("modelserver", "notebook")
 T = TypeVar("T")
-
-
-def is_job(kind: str, spec: Mapping[str, Any]) -> bool:
-    """Datasets always run a loader; a Model runs only with a loader or a trainer."""
-    if kind == "dataset":
-        return True
-    return kind == "model" and bool(spec.get("loader") or spec.get("trainer"))
 
 
 class LocalRuntime:
@@ -95,7 +87,7 @@ class LocalRuntime:
         self._refresher = Refresher(self.workdir, self.jobs, self.servers)
 
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
-        uses_store = any(is_job(r.kind, r.spec) for r in resources)
+        uses_store = any(kinds.is_job(r.kind, r.spec) for r in resources)
         return checks.check(resources) + (self.store.check() if uses_store else [])
 
     def refresh(
@@ -109,7 +101,7 @@ class LocalRuntime:
 
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         """The newest completed version of a Dataset/Model in the artifact store, if any."""
-        if kind not in JOB_KINDS:
+        if not kinds.versioned(kind):
             return None
         found = _planning(lambda: self.jobs.newest_version(namespace, kind, name))
         if found is None:
@@ -121,10 +113,10 @@ class LocalRuntime:
         if kind == "build":
             target = self.workdir.build_dir(request.run_version)
             return {"build_dir": str(target), "context_dir": str(context_dir(request.spec, target))}
-        if is_job(kind, request.spec):
+        if kinds.is_job(kind, request.spec):
             names = self.jobs.names(request.namespace, kind, request.name, request.run_version)
             return self.jobs.intent(names)
-        if kind in SERVER_KINDS:
+        if kinds.is_service_kind(kind):
             return self.servers.intent(request)
         return {}
 
@@ -141,11 +133,11 @@ class LocalRuntime:
         kind = request.kind
         if kind == "build":
             return self._build(request, ctx)
-        if is_job(kind, request.spec):
+        if kinds.is_job(kind, request.spec):
             return self.jobs.apply(request, ctx)
         if kind == "model":
             return self._model_location(request)
-        if kind in SERVER_KINDS:
+        if kinds.is_service_kind(kind):
             return self.servers.apply(self._local_inputs(request, ctx), ctx)
         raise RunError(f"the local runtime does not know the kind {kind!r}")
 
@@ -191,10 +183,10 @@ class LocalRuntime:
         if kind == "build":
             for version in request.versions:
                 remove_tree(self.workdir.build_dir(version))
-        elif kind in JOB_KINDS:  # also a pending-only record (empty spec) or a url model
+        elif kinds.versioned(kind):  # also a pending-only record (empty spec) or a url model
             held = self.store.others_holds(request.owner) if not request.retain_artifacts else set()
             self.jobs.delete(ns, kind, name, request.versions, request.retain_artifacts, held)
-        elif kind in SERVER_KINDS:
+        elif kinds.is_service_kind(kind):
             outputs = rebase(request.outputs, self.workdir.root)
             self.servers.delete(ns, kind, name, outputs, request.versions, request.retain_artifacts)
 
@@ -227,9 +219,9 @@ class LocalRuntime:
         if g.kind == "build":
             remove_tree(self.workdir.build_dir(g.version))
             return True
-        if g.kind in JOB_KINDS:
+        if kinds.versioned(g.kind):
             return self.jobs.remove_version(g.namespace, g.kind, g.name, g.version, held)
-        if g.kind in SERVER_KINDS:
+        if kinds.is_service_kind(g.kind):
             return self.servers.remove_run(g.namespace, g.kind, g.name, g.version)
         return True
 

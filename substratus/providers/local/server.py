@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from substratus.engine import kinds
 from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
 from substratus.providers.contract import quantization_env
 from substratus.providers.local.artifacts import ArtifactStore
@@ -112,7 +113,7 @@ class Servers:
         if request.kind == "modelserver" and spec.get("replicas", 1) == 0:
             self._stop_others(request, run, None, ctx)
             return {"replicas": 0}
-        if request.kind == "notebook" and spec.get("suspend"):
+        if kinds.suspended(request.kind, spec):
             self._stop_others(request, run, None, ctx)
             return {"suspended": True, **self._notebook_artifacts(request)}
         outputs = read_json(run.process)
@@ -192,7 +193,7 @@ class Servers:
         spec, kind, extra = request.spec, request.kind, dict(launch.extra)
         if kind == "notebook":  # its persistent work directory
             launch.links["artifacts"].mkdir(parents=True, exist_ok=True)
-        params = dict(spec.get("params") or {})
+        params = kinds.params(kind, spec)
         run.dir.mkdir(parents=True, exist_ok=True)
         prepare_content(run.content, params, launch.links)
         owned = {"CONTENT_DIR": str(run.content), "PORT": str(port)}

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from substratus.engine.kinds import artifact_prefix
+
 
 @dataclass(frozen=True)
 class RunFiles:
@@ -76,7 +78,7 @@ class Workdir:
         return self.builds / version
 
     def resource_runs(self, namespace: str, kind: str, name: str) -> Path:
-        return self.root / "runs" / namespace / f"{kind}s" / name
+        return self.root / "runs" / artifact_prefix(namespace, kind, name)
 
     def run(self, namespace: str, kind: str, name: str, version: str) -> RunFiles:
         return RunFiles(self.resource_runs(namespace, kind, name) / version)
