@@ -235,14 +235,16 @@ def _identity(
     name_path = original_path(("name",), pmap)
     if not isinstance(name, str):
         diags.error(
-            "Missing name",
-            "Every resource needs a name.",
+            "Missing name" if name is None else "Invalid name",
+            "Every resource needs a name."
+            if name is None
+            else f"The name must be a string, not {name!r}; quote it.",
             source=doc.source(name_path),
             path=path_str(name_path),
         )
         return None
     ok = True
-    problem = name_problem(name)
+    problem = name_problem(name)  # the whole string: "ok\n" is no name
     if problem:
         diags.error(
             "Invalid name", problem + ".", source=doc.source(name_path), path=path_str(name_path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # Never part of a build context.
 ALWAYS_IGNORED = (".git", ".substratus", "__pycache__", "*.pyc", ".DS_Store")
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT_RE = re.compile(r"\A[0-9a-f]{40}\Z")
 
 
 class SourceError(Exception):
