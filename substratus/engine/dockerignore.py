@@ -69,7 +69,7 @@ def _translate(pattern: str) -> tuple[_Kind, str]:
             regex += "\\" + ch
         elif ch == "\\":
             if i < n:
-                regex, kind = regex + "\\" + pattern[i], _Kind.REGEXP
+                regex, kind = regex + re.escape(pattern[i]), _Kind.REGEXP  # \c is c
                 i += 1
             else:
                 regex += "\\\\"
