@@ -16,6 +16,7 @@ Problems raise ``Refused``; syntax errors propagate as PyYAML's ``MarkedYAMLErro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -51,7 +52,7 @@ class Composer:
         self.anchors: dict[str, yaml.Node] = {}
         self.open: set[int] = set()  # ids of collections being composed
 
-    def documents(self) -> Any:
+    def documents(self) -> Iterator[yaml.Node | None]:
         """Yield the root node of each document (None for an empty one)."""
         loader = self.loader
         loader.get_event()  # StreamStart
