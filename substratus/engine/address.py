@@ -31,7 +31,7 @@ DISPLAY_KIND = {
     "notebook": "Notebook",
 }
 
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_RE = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # \Z: "$" would accept a final "\n"
 NAME_MAX = 50
 _ADDRESS_RE = re.compile(
     r"^(?:(?P<ns>[a-z0-9][-a-z0-9]*)/)?(?P<kind>[a-z]+)\.(?P<name>[-a-z0-9]+)$"

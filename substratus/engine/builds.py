@@ -18,6 +18,11 @@ the configuration never renames a build:
 Local paths (a ``local`` directory, a ``git`` URL that is a local path) are stored in the spec
 relative to the root (``resolve_location`` turns them back into absolute paths for a runtime)
 and absolute in ``Resource.origin``.
+
+A ``local`` directory must be inside the git repository that holds the configuration's root (or
+inside the root, when it is in no repository; ``context_boundary``): a plan hashes and an apply
+copies everything under it, so ``local: {path: ../../..}`` or ``/proc/self`` is an error naming
+the path. Sockets, FIFOs and devices in a context are left out of it, with a warning.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 from substratus.engine.address import NAME_MAX, NAME_RE, Address
 from substratus.engine.diagnostic import Diagnostics
 from substratus.engine.resource import Dependency, Resource
+from substratus.engine.source import SourceError, special_files
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 _PLAIN_MAX = 40
@@ -62,29 +68,80 @@ def resolve_location(value: str, config_dir: str | Path) -> str:
 
 
 def _local_name(rel: str) -> str:
-    if len(rel) <= _PLAIN_MAX and NAME_RE.match(rel):
+    if len(rel) <= _PLAIN_MAX and NAME_RE.fullmatch(rel):
         return rel
     return _hashed(rel, ("local", rel))
 
 
+def context_boundary(root: Path) -> tuple[Path, str]:
+    """The directory local build contexts must be inside, and what it is: the git repository
+    that holds ``root`` (the nearest directory with a ``.git``), else ``root`` itself."""
+    root = root.resolve()
+    for directory in (root, *root.parents):
+        if (directory / ".git").exists():
+            return directory, "the repository"
+    return root, "the configuration directory"
+
+
+def _local_path(
+    res: Resource, base: Path, boundary: tuple[Path, str], diags: Diagnostics
+) -> Path | None:
+    """The resolved ``local.path`` of ``res`` if it is a directory inside ``boundary``."""
+    raw = res.spec["container"]["local"]["path"]
+    path: Path = (base / raw).resolve()
+    where = {
+        "source": res.source_of("spec.container.local.path"),
+        "address": str(res.address),
+        "path": "spec.container.local.path",
+    }
+    inside, label = boundary
+    if path != inside and inside not in path.parents:
+        diags.error(
+            "Build context outside the repository"
+            if label == "the repository"
+            else "Build context outside the configuration directory",
+            f"{raw} resolves to {path}, which is outside {label} ({inside}). A plan hashes and "
+            f"an apply copies everything under local.path, so it must be inside {label}: "
+            "move the code there, or point local.path at a directory inside it.",
+            **where,
+        )
+        return None
+    if not path.is_dir():
+        diags.error(
+            "Build context not found",
+            f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
+            "directory with your code, relative to this file.",
+            **where,
+        )
+        return None
+    try:
+        skipped = special_files(path)
+    except SourceError as exc:
+        diags.error("Cannot read the build context", f"{exc}.", **where)
+        return None
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (
+            f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        )
+        diags.warning(
+            "Special files left out of the build context",
+            f"{path} holds sockets, FIFOs or device files ({shown}), which a build context "
+            "cannot hold; they are not hashed, copied or uploaded. Add them to .dockerignore "
+            "to silence this warning.",
+            **where,
+        )
+    return path
+
+
 def _source(
-    res: Resource, root: Path, diags: Diagnostics
+    res: Resource, root: Path, boundary: tuple[Path, str], diags: Diagnostics
 ) -> tuple[tuple[str, ...], str, dict[str, str], dict[str, str]] | None:
     """(key, name, spec, origin) of a resource's build source, None when it has none."""
     container = res.spec.get("container") or {}
     base = Path(res.file).parent if res.file else Path.cwd()
     if "local" in container:
-        raw = container["local"]["path"]
-        path = (base / raw).resolve()
-        if not path.is_dir():
-            diags.error(
-                "Build context not found",
-                f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
-                "directory with your code, relative to this file.",
-                source=res.source_of("spec.container.local.path"),
-                address=str(res.address),
-                path="spec.container.local.path",
-            )
+        path = _local_path(res, base, boundary, diags)
+        if path is None:
             return None
         rel = _relative(path, root)
         spec = {"source": "local", "path": rel}
@@ -105,8 +162,9 @@ def _source(
 def attach_builds(resources: dict[Address, Resource], diags: Diagnostics, root: Path) -> None:
     """Add build resources (and ``build`` dependencies) for git/local containers."""
     wanted: dict[tuple[str, ...], tuple[str, dict[str, str], dict[str, str], list[Resource]]] = {}
+    boundary = context_boundary(root)
     for res in list(resources.values()):
-        found = _source(res, root, diags)
+        found = _source(res, root, boundary, diags)
         if found is not None:
             key, name, spec, origin = found
             wanted.setdefault(key, (name, spec, origin, []))[3].append(res)

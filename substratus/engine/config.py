@@ -25,7 +25,7 @@ from substratus.engine.documents import PathMap, normalize, original_path
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.sensitive import mask, split_path
 from substratus.engine.spec import REFERENCES, SPEC_MODELS, Lifecycle, ProjectSpec, canonical
-from substratus.engine.validation import pydantic_diagnostics
+from substratus.engine.validation import pydantic_diagnostics, size_diagnostics
 from substratus.engine.yamlsource import Document, load_documents, path_str
 
 DEFAULT_NAMESPACE = "default"
@@ -195,7 +195,9 @@ def _resource(
     lifecycle = _lifecycle(doc, data, pmap, address, diags)
     spec = canonical(spec_obj) if spec_obj is not None else {}
     paths = _sensitive_paths(doc, data, pmap, spec, str(address), diags)
-    if not ok or spec_obj is None or lifecycle is None or paths is None:
+    too_large = size_diagnostics(doc, pmap, spec, str(address))
+    diags.extend(too_large)
+    if not ok or spec_obj is None or lifecycle is None or paths is None or too_large:
         return None
     res = Resource(
         address=address,
@@ -235,14 +237,16 @@ def _identity(
     name_path = original_path(("name",), pmap)
     if not isinstance(name, str):
         diags.error(
-            "Missing name",
-            "Every resource needs a name.",
+            "Missing name" if name is None else "Invalid name",
+            "Every resource needs a name."
+            if name is None
+            else f"The name must be a string, not {name!r}; quote it.",
             source=doc.source(name_path),
             path=path_str(name_path),
         )
         return None
     ok = True
-    problem = name_problem(name)
+    problem = name_problem(name)  # the whole string: "ok\n" is no name
     if problem:
         diags.error(
             "Invalid name", problem + ".", source=doc.source(name_path), path=path_str(name_path)

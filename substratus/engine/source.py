@@ -3,6 +3,20 @@
 This is the only part of the engine that looks outside the configuration at plan time, and it
 only reads: ``git ls-remote`` for refs, the file system for local contexts. Both results go into
 digests, so "the same source" means "the same commit" or "the same bytes".
+
+A local build context is what ``docker build`` would send, and ``context_files`` is the one list
+of it that the content hash, the local runtime's copy and the Kubernetes upload all use:
+
+- ``.dockerignore`` applies with Docker's rules (``engine.dockerignore``); ``ALWAYS_IGNORED``
+  names are left out at any depth whatever it says;
+- symbolic links are entries of their own, never followed: the hash covers the link's target
+  text, a copy recreates the link (a link to a directory is one entry, not its contents);
+- sockets, FIFOs and device files are left out and never opened (``special_files`` lists them,
+  for a warning);
+- regular files are opened only through ``open_regular``, which never blocks and refuses
+  anything that is no longer a regular file.
+
+Problems (an unreadable directory, a malformed .dockerignore) raise ``SourceError``.
 """
 
 from __future__ import annotations
@@ -11,69 +25,133 @@ import fnmatch
 import hashlib
 import os
 import re
+import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, Literal
+
+from substratus.engine.dockerignore import IgnoreRules, PatternError
 
 # Never part of a build context.
 ALWAYS_IGNORED = (".git", ".substratus", "__pycache__", "*.pyc", ".DS_Store")
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT_RE = re.compile(r"\A[0-9a-f]{40}\Z")
+
+Kind = Literal["file", "link", "special"]
 
 
 class SourceError(Exception):
     """A build source cannot be resolved; the message says why and what to do."""
 
 
-def _ignore_patterns(root: Path) -> list[str]:
-    patterns = list(ALWAYS_IGNORED)
+def _rules(root: Path) -> IgnoreRules:
     ignore_file = root / ".dockerignore"
-    if ignore_file.is_file():
-        for line in ignore_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and not line.startswith("!"):
-                patterns.append(line.rstrip("/"))
-    return patterns
+    if not ignore_file.is_file():
+        return IgnoreRules()
+    try:
+        with open_regular(ignore_file, follow=True) as fh:
+            text = fh.read().decode("utf-8", errors="replace")
+        return IgnoreRules.parse(text)
+    except PatternError as exc:
+        raise SourceError(f"{ignore_file}: {exc}") from exc
 
 
-def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+def _kind(entry: os.DirEntry[str]) -> Kind | None:
+    """The kind of a directory entry; None for a directory."""
+    if entry.is_symlink():
+        return "link"
+    if entry.is_dir(follow_symlinks=False):
+        return None
+    return "file" if entry.is_file(follow_symlinks=False) else "special"
+
+
+def _scan(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except OSError as exc:
+        raise SourceError(f"cannot read {directory} in a build context: {exc.strerror}") from exc
+
+
+def context_entries(root: Path) -> list[tuple[str, Path, Kind]]:
+    """Every entry of a build context but directories: (relative POSIX path, absolute path,
+    kind), sorted by path, ``.dockerignore`` and ``ALWAYS_IGNORED`` applied."""
+    rules = _rules(root)
+    found: list[tuple[str, Path, Kind]] = []
+    todo: list[tuple[Path, str, tuple[bool, ...]]] = [(root, "", ())]
+    while todo:
+        directory, prefix, parent = todo.pop()
+        for entry in _scan(directory):
+            if any(fnmatch.fnmatch(entry.name, p) for p in ALWAYS_IGNORED):
+                continue
+            rel = prefix + entry.name
+            excluded, results = rules.match(rel, parent)
+            kind = _kind(entry)
+            if kind is None:
+                if not excluded or rules.walk_excluded(rel):
+                    todo.append((Path(entry.path), rel + "/", results))
+            elif not excluded:
+                found.append((rel, Path(entry.path), kind))
+    return sorted(found)
 
 
 def context_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Files of a build context (relative POSIX path, absolute path), sorted, ignores applied."""
-    patterns = _ignore_patterns(root)
-    entries: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        rel_base = base.relative_to(root).as_posix()
-        keep = []
-        for d in dirnames:
-            rel = d if rel_base == "." else f"{rel_base}/{d}"
-            if not _ignored(rel, d, patterns):
-                keep.append(d)
-        dirnames[:] = sorted(keep)
-        for f in filenames:
-            rel = f if rel_base == "." else f"{rel_base}/{f}"
-            if not _ignored(rel, f, patterns):
-                entries.append((rel, base / f))
-    yield from sorted(entries)
+    """Files and symlinks of a build context (relative POSIX path, absolute path), sorted."""
+    for rel, path, kind in context_entries(root):
+        if kind != "special":
+            yield rel, path
+
+
+def special_files(root: Path) -> list[str]:
+    """The sockets, FIFOs and devices a build context leaves out (relative paths)."""
+    return [rel for rel, _, kind in context_entries(root) if kind == "special"]
+
+
+def open_regular(path: Path, follow: bool = False) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (through a symlink only if
+    ``follow``; never blocking on a FIFO); ``SourceError`` otherwise."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SourceError(f"{path} is not a regular file any more")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def copy_regular(path: Path, dest: Path) -> None:
+    """Copy the regular file ``path`` to ``dest`` with its permission bits."""
+    with open_regular(path) as src, dest.open("xb") as out:
+        shutil.copyfileobj(src, out)
+        os.chmod(dest, stat.S_IMODE(os.fstat(src.fileno()).st_mode))
 
 
 def hash_directory(root: str | Path) -> str:
-    """``sha256:<hex>`` of a build context: relative paths, executable bits and contents."""
+    """``sha256:<hex>`` of a build context: relative paths, executable bits and contents of its
+    files, relative paths and target texts of its symlinks."""
     root = Path(root)
     if not root.is_dir():
         raise SourceError(f"build context {root} is not a directory")
     h = hashlib.sha256()
     for rel, path in context_files(root):
-        mode = "x" if os.access(path, os.X_OK) else "-"
-        h.update(f"{rel}\0{mode}\0".encode())
-        if path.is_symlink():
-            h.update(b"link\0" + os.readlink(path).encode() + b"\0")
-            continue
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 16), b""):
-                h.update(chunk)
+        try:
+            if path.is_symlink():
+                target = os.fsencode(os.readlink(path))
+                h.update(os.fsencode(rel) + b"\0-\0link\0" + target + b"\0")
+                continue
+            mode = b"x" if os.access(path, os.X_OK) else b"-"
+            h.update(os.fsencode(rel) + b"\0" + mode + b"\0")
+            with open_regular(path) as fh:
+                for chunk in iter(lambda: fh.read(1 << 16), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror}") from exc
         h.update(b"\0")
     return "sha256:" + h.hexdigest()
 

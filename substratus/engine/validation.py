@@ -1,8 +1,20 @@
-"""Turn pydantic validation errors into diagnostics with file:line and field path."""
+"""Turn pydantic validation errors into diagnostics with file:line and field path, and check
+what pydantic cannot: that a workload's params, environment and command fit where every runtime
+puts them.
+
+Every top-level param reaches a workload as a ``PARAM_<KEY>`` environment variable, and
+``container.env`` and ``container.command`` reach it as environment and argv. Linux refuses a
+single such string over 128 KiB and all of them together over a quarter of the stack limit
+("Argument list too long"); Kubernetes stores them in the Pod and the params ConfigMap (1 MiB).
+``size_diagnostics`` refuses at validate time, at the value's line, anything over
+``MAX_VALUE_BYTES`` per value and ``MAX_TOTAL_BYTES`` per resource, so no plan promises a run
+that cannot start.
+"""
 
 from __future__ import annotations
 
 import difflib
+import json
 import types
 import typing
 from typing import Any
@@ -11,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.documents import PathMap, original_path
+from substratus.engine.sensitive import PARAM_PARENTS
 from substratus.engine.yamlsource import Document, Path, path_str
 
 
@@ -82,4 +95,66 @@ def pydantic_diagnostics(
             out.append(
                 Diagnostic.error(f"Invalid value for {label}", f"{msg} (got {shown}).", **where)
             )
+    return out
+
+
+MAX_VALUE_BYTES = 64 * 1024  # one param value, environment value or command argument
+MAX_TOTAL_BYTES = 256 * 1024  # all of them together, for one resource
+
+
+def _strings(spec: dict[str, Any]) -> list[tuple[Path, str, int]]:
+    """(spec path, what it is, UTF-8 bytes) of every string a workload gets in env or argv."""
+    out: list[tuple[Path, str, int]] = []
+    for parent in PARAM_PARENTS:
+        node: Any = spec
+        for part in parent:
+            node = node.get(part) if isinstance(node, dict) else None
+        for key, value in (node or {}).items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            size = len(key.encode()) + len(text.encode())
+            out.append((("spec", *parent, key), f"the param {key!r}", size))
+    container = spec.get("container") or {}
+    for key, value in (container.get("env") or {}).items():
+        size = len(key.encode()) + len(str(value).encode())
+        out.append((("spec", "container", "env", key), f"the variable {key}", size))
+    for i, arg in enumerate(container.get("command") or []):
+        out.append((("spec", "container", "command", i), "the argument", len(str(arg).encode())))
+    return out
+
+
+def size_diagnostics(
+    doc: Document, pmap: PathMap, spec: dict[str, Any], address: str
+) -> list[Diagnostic]:
+    """Errors for params, environment values and command arguments too large to pass."""
+    out: list[Diagnostic] = []
+    found = _strings(spec)
+    for path, what, size in found:
+        if size > MAX_VALUE_BYTES:
+            written = original_path(path, pmap)
+            out.append(
+                Diagnostic.error(
+                    "Value too large for the environment",
+                    f"{what.capitalize()} is {size:,} bytes; a workload gets it in its "
+                    f"environment or command line, which takes at most {MAX_VALUE_BYTES:,} "
+                    "bytes per value. Put large data in a file or a dataset and pass its path.",
+                    source=doc.source(written),
+                    address=address,
+                    path=path_str(written),
+                )
+            )
+    total = sum(size for _, _, size in found)
+    if not out and total > MAX_TOTAL_BYTES:
+        path = max(found, key=lambda f: f[2])[0]
+        written = original_path(path[:-1], pmap)
+        out.append(
+            Diagnostic.error(
+                "Params and environment too large",
+                f"The params, environment and command of {address} add up to {total:,} bytes; "
+                f"a workload's environment and command line take at most {MAX_TOTAL_BYTES:,}. "
+                "Put large data in a file or a dataset and pass its path.",
+                source=doc.source(written),
+                address=address,
+                path=path_str(written),
+            )
+        )
     return out

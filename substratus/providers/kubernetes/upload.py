@@ -11,7 +11,8 @@ directories, sorted by name, PAX format, mtime 0, uid/gid 0, empty user and grou
 0755/0644 by the executable bit (as the content hash sees it; directories 0755), symlinks kept
 as symlinks, gzip header with mtime 0 and no file name. It is a function of exactly what the
 content hash covers, so the same content gives the same bytes on any machine with the same zlib.
-Anything else (a FIFO, a socket, a device) is an error.
+Sockets, FIFOs and devices are not in that list (the plan warned about them); an entry that
+turns into one between listing and packing is an error.
 
 ``upload_context(root, content_hash, store_url, key, phase, workdir)`` checks that the context
 still has the planned hash (``RunError`` "… changed since the plan was made" otherwise, before
@@ -56,7 +57,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from substratus.engine.runtime import RunError
-from substratus.engine.source import SourceError, context_files, hash_directory
+from substratus.engine.source import SourceError, context_files, hash_directory, open_regular
 from substratus.providers.local.artifacts import local_path
 
 SIGNED_URL_SECONDS = 15 * 60
@@ -88,7 +89,10 @@ def file_md5(path: Path) -> str:
 def context_tarball(root: Path, dest: Path) -> str:
     """Write the deterministic ``.tar.gz`` of the build context ``root`` to ``dest``; return its
     MD5 (hex). See the module docstring for what "deterministic" covers."""
-    files = dict(context_files(root))
+    try:
+        files = dict(context_files(root))
+    except SourceError as exc:
+        raise RunError(f"could not pack the build context {root}", str(exc)) from exc
     dirs = {str(parent) for rel in files for parent in PurePosixPath(rel).parents} - {"."}
     try:
         with (
@@ -108,7 +112,7 @@ def context_tarball(root: Path, dest: Path) -> str:
                     tar.addfile(info)
                 elif path.is_file():
                     info.mode = 0o755 if os.access(path, os.X_OK) else 0o644  # as hash_directory
-                    with path.open("rb") as fh:
+                    with open_regular(path) as fh:
                         info.size = os.fstat(fh.fileno()).st_size
                         tar.addfile(info, fh)  # OSError if the file shrinks meanwhile
                 else:
@@ -116,7 +120,7 @@ def context_tarball(root: Path, dest: Path) -> str:
                         f"{path} in the build context {root} is neither a file nor a symlink",
                         "remove it or add it to .dockerignore",
                     )
-    except OSError as exc:
+    except (OSError, SourceError) as exc:
         raise RunError(f"could not pack the build context {root}", str(exc)) from exc
     return file_md5(dest)
 

@@ -12,7 +12,6 @@ A local copy is verified against the planned content hash. Failures raise ``RunE
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from substratus.engine.runtime import RunError
-from substratus.engine.source import SourceError, context_files, hash_directory
+from substratus.engine.source import SourceError, context_files, copy_regular, hash_directory
 from substratus.providers.local.files import remove_tree
 
 GIT_TIMEOUT = 600.0
@@ -71,17 +70,17 @@ def _copy(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> N
     phase(f"copying {source}")
     if not source.is_dir():
         raise RunError(f"the build context {source} does not exist", "plan again")
-    for rel, path in context_files(source):
-        dest = tmp / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink():
-            dest.symlink_to(os.readlink(path))
-        else:
-            shutil.copy2(path, dest)
-    try:
+    try:  # the very list the content hash covers: links stay links, special files are left out
+        for rel, path in context_files(source):
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink():
+                dest.symlink_to(os.readlink(path))
+            else:
+                copy_regular(path, dest)
         copied = hash_directory(tmp)
     except SourceError as exc:
-        raise RunError(str(exc)) from exc
+        raise RunError(str(exc), "plan again") from exc
     if copied != spec.get("contentHash"):
         raise RunError(f"the build context {source} changed since the plan was made", "plan again")
 
