@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.documents import PathMap, original_path
-from substratus.engine.sensitive import PARAM_PARENTS
+from substratus.engine.kinds import PARAM_SECTIONS
 from substratus.engine.yamlsource import Document, Path, path_str
 
 
@@ -105,7 +105,7 @@ MAX_TOTAL_BYTES = 256 * 1024  # all of them together, for one resource
 def _strings(spec: dict[str, Any]) -> list[tuple[Path, str, int]]:
     """(spec path, what it is, UTF-8 bytes) of every string a workload gets in env or argv."""
     out: list[tuple[Path, str, int]] = []
-    for parent in PARAM_PARENTS:
+    for parent in PARAM_SECTIONS:
         node: Any = spec
         for part in parent:
             node = node.get(part) if isinstance(node, dict) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,13 +176,18 @@ def test_special_files_are_listed_apart_and_never_opened(tmp_path: Path) -> None
         assert {rel for rel, _ in context_files(root)} == {".dockerignore", "run.py"}
 
 
-def test_an_unreadable_directory_is_an_error(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads every directory")
+def test_an_unreadable_directory_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make(tmp_path / "ctx", "", ["run.py", "locked/x"])
-    (root / "locked").chmod(0)
-    try:
-        with pytest.raises(SourceError, match="cannot read"):
-            hash_directory(root)
-    finally:
-        (root / "locked").chmod(0o755)
+    real_scandir = os.scandir
+    locked = str(root / "locked")
+
+    def scandir(path: str) -> Any:  # as root, chmod 0 cannot make a directory unreadable
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(SourceError, match=r"cannot read .*locked.*Permission denied"):
+        hash_directory(root)
