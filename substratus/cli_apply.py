@@ -202,7 +202,7 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
         )
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
-        print_diagnostics([diag(addr, err.message, detail)])
+        print_diagnostics([diag(addr, err.summary, detail)])
     if result.interrupted:
         print(
             "\nInterrupted: nothing new was started. Work still running was detached and is "

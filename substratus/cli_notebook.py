@@ -48,9 +48,9 @@ from substratus.cli_options import (
 from substratus.engine.address import Address
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
+from substratus.engine.failure import Failure
 from substratus.engine.operation import PlanOptions
 from substratus.engine.plan import Action, Mode
-from substratus.engine.runtime import RunError
 from substratus.engine.session import NotebookAccess, NotebookSession
 from substratus.errors import use_color
 from substratus.wiring import Resolved, make_backend, make_runtime
@@ -306,8 +306,8 @@ def notebook(
         raise fail(f"{addr} is not in the state after apply", "Run `substratus plan` to see why.")
     try:
         session = rt.notebook_session(record.namespace, record.name, record.outputs, port)
-    except RunError as exc:
-        raise fail(f"Cannot open {addr}: {exc.message}", exc.detail) from exc
+    except Failure as exc:
+        raise fail(f"Cannot open {addr}: {exc.summary}", exc.detail) from exc
     stop = threading.Event()
     try:
         _wait_ready(session, wait)

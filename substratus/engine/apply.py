@@ -36,6 +36,7 @@ from typing import Any
 
 from substratus.engine.address import Address
 from substratus.engine.backend import Backend
+from substratus.engine.failure import Failure
 from substratus.engine.plan import Action, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
     DeleteRequest,
@@ -44,7 +45,6 @@ from substratus.engine.runtime import (
     Held,
     Owner,
     RunContext,
-    RunError,
     RunRequest,
     Runtime,
 )
@@ -73,7 +73,7 @@ class Event:
 @dataclass
 class ApplyResult:
     done: list[str] = field(default_factory=list)
-    failed: dict[str, RunError] = field(default_factory=dict)
+    failed: dict[str, Failure] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     detached: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -158,7 +158,7 @@ class Walker:
             return self.result
         nodes = {c.address: c for c in self.plan.changes()}
         if self.plan.runs():  # best effort: a store that refuses now is written after the apply
-            with contextlib.suppress(RunError):
+            with contextlib.suppress(Failure):
                 self.runtime.hold(self.owner, self._held(planned=True))
         waits = self._waits_for(nodes)
         remaining = {a: len(w) for a, w in waits.items()}
@@ -241,7 +241,7 @@ class Walker:
         ]
         try:
             self.runtime.hold(self.owner, self._held())
-        except RunError:
+        except Failure:
             return  # without our holds recorded, remove nothing: a later apply collects it
         removed = self.runtime.collect_garbage(self.owner, garbage)
         changed = []
@@ -303,7 +303,7 @@ class Walker:
                 )
             )
             return
-        except RunError as exc:
+        except Failure as exc:
             self.result.failed[change.address] = exc
             # Said before it is recorded: when the state cannot be written either (a full disk),
             # the reason the resource failed is not lost with that error.
@@ -312,7 +312,7 @@ class Walker:
                     "failed",
                     change.address,
                     change.action.value,
-                    exc.message,
+                    exc.summary,
                     time.monotonic() - start,
                     exc.detail,
                 )
@@ -320,14 +320,14 @@ class Walker:
             self._record_failure(change, started_at, time.monotonic() - start)
             return
         except Exception as exc:  # unexpected: contain it to this node
-            err = RunError(f"unexpected error: {type(exc).__name__}: {exc}")
+            err = Failure(f"unexpected error: {type(exc).__name__}: {exc}")
             self.result.failed[change.address] = err
             self.on_event(
                 Event(
                     "failed",
                     change.address,
                     change.action.value,
-                    err.message,
+                    err.summary,
                     time.monotonic() - start,
                 )
             )
@@ -441,7 +441,7 @@ class Walker:
         with self._lock:
             rec = self.state.resources.get(change.address)
             if rec is None or not rec.digest:
-                raise RunError(f"{change.address} has no completed run to update the record of")
+                raise Failure(f"{change.address} has no completed run to update the record of")
             # pin the versions first: a record without them names them by its (old) digest
             rec.version, rec.previous_version = rec.current_version or "", rec.prior_version
             rec.versions = rec.owned_versions()

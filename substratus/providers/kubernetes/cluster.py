@@ -22,7 +22,7 @@ Objects are plain dicts. Writes never land on an object other than the one the c
 ``list`` reads a label-selected collection in one request (or in pages); ``get`` answers ``None``
 for a missing object; both can ask for metadata only (``PartialObjectMetadata``: names, labels,
 uids — never a Secret's data). Transient failures (429, 5xx, resets) are retried with backoff —
-every call here is idempotent. Everything else is a ``ClusterError`` whose message says what
+every call here is idempotent. Everything else is a ``Failure`` whose message says what
 failed and what to do: unreachable server, 401, 403 (with the permission the API server says is
 missing), 404 namespace, 409, 422 (with the fields), quota. ``requests`` counts the HTTP
 requests sent (for ``bench/refresh.py``).
@@ -39,6 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+from substratus.engine.failure import Failure
 from substratus.providers.kubernetes import names
 
 RBAC_HINT = (
@@ -64,16 +65,6 @@ METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 # carries it can only create.
 NEVER_STORED = "9223372036854775807"
 Deleted = Literal["deleted", "gone", "replaced"]
-
-
-class ClusterError(Exception):
-    """A failed request the user must act on (``message``: what; ``detail``: what to do)."""
-
-    def __init__(self, message: str, detail: str = "", status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-        self.status = status
 
 
 def _path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
@@ -128,14 +119,14 @@ class Cluster:
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
                 api = client.ApiClient(cfg)
             else:
-                raise ClusterError(
+                raise Failure(
                     "no Kubernetes configuration found",
                     f"{files} does not exist and this is not a pod in a cluster. Set KUBECONFIG "
                     "or create a context (e.g. gcloud container clusters get-credentials, "
                     "kind create cluster).",
                 )
         except ConfigException as exc:
-            raise ClusterError(
+            raise Failure(
                 f"cannot use the Kubernetes configuration ({self.where})",
                 f"{exc}. Check --context / the `kubernetes.context` Project setting and "
                 f"`kubectl config get-contexts`.",
@@ -194,7 +185,7 @@ class Cluster:
                     time.sleep(0.2 * 2**attempt)
                     continue
                 reason = getattr(exc, "reason", None) or exc
-                raise ClusterError(
+                raise Failure(
                     f"cannot reach the Kubernetes API server at {api.configuration.host}",
                     f"{reason}. Check that the cluster is running and that {self.where} is the "
                     "right one (--context, KUBECONFIG).",
@@ -215,46 +206,46 @@ class Cluster:
                 continue
             raise self._error(status, data or {}, method, what or path)
 
-    def _error(self, status: int, data: dict[str, Any], method: str, what: str) -> ClusterError:
+    def _error(self, status: int, data: dict[str, Any], method: str, what: str) -> Failure:
         message = str(data.get("message") or data.get("reason") or f"HTTP {status}")
         if status == 401:
-            return ClusterError(
+            return Failure(
                 f"the Kubernetes API server rejected the credentials of {self.where} "
                 "(401 Unauthorized)",
                 "Refresh them (e.g. gcloud container clusters get-credentials, or a new token) "
                 "and try again.",
-                status,
+                status=status,
             )
         if status == 403 and "exceeded quota" in message:
-            return ClusterError(
+            return Failure(
                 f"quota exceeded: {message}",
                 "Raise the namespace's ResourceQuota or ask for fewer resources.",
-                status,
+                status=status,
             )
         if status == 403:
-            return ClusterError(f"permission denied: {message}", RBAC_HINT, status)
+            return Failure(f"permission denied: {message}", RBAC_HINT, status=status)
         if status == 404:
-            return ClusterError(
+            return Failure(
                 f"{what}: {message}",
                 "Create the namespace first (kubectl create namespace NAME) or set "
                 "`kubernetes.namespace` / --namespace.",
-                status,
+                status=status,
             )
         if status == 409:
-            return ClusterError(
+            return Failure(
                 f"conflict on {what}: {message}",
                 "Another client changed it at the same time; run apply again.",
-                status,
+                status=status,
             )
         if status == 422:
             causes = (data.get("details") or {}).get("causes") or []
             fields = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
-            return ClusterError(
+            return Failure(
                 f"Kubernetes rejected {what}: {message}",
                 fields or "Fix the resource's spec and plan again.",
-                status,
+                status=status,
             )
-        return ClusterError(f"{method} {what} failed ({status}): {message}", "", status)
+        return Failure(f"{method} {what} failed ({status}): {message}", "", status=status)
 
     # -- objects ---------------------------------------------------------------------------------
 
@@ -264,14 +255,14 @@ class Cluster:
         body = {**obj, "metadata": {**meta, "uid": uid}}
         try:
             return self._apply(body)
-        except ClusterError as exc:
-            replaced = exc.status == 422 and "metadata.uid" in exc.message
+        except Failure as exc:
+            replaced = exc.status == 422 and "metadata.uid" in exc.summary
             if exc.status != 409 and not replaced:
                 raise
-            raise ClusterError(
+            raise Failure(
                 f"{_describe(obj)} was deleted or replaced while substratus applied it",
                 "Someone else changed it at the same time; plan and apply again.",
-                409,
+                status=409,
             ) from exc
 
     def apply_new(self, obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -279,7 +270,7 @@ class Cluster:
         body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": NEVER_STORED}}
         try:
             return self._apply(body)
-        except ClusterError as exc:
+        except Failure as exc:
             if exc.status == 409:
                 return None
             raise
@@ -300,7 +291,7 @@ class Cluster:
             out = self.request(
                 "POST", _path(obj["kind"], meta["namespace"]), None, obj, what=_describe(obj)
             )
-        except ClusterError as exc:
+        except Failure as exc:
             if exc.status == 409:
                 return None
             raise
@@ -380,7 +371,7 @@ class Cluster:
                 body,
                 what=f"{kind} {namespace}/{name}",
             )
-        except ClusterError as exc:
+        except Failure as exc:
             if uid and exc.status == 409:
                 return "replaced"
             raise

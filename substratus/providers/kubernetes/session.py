@@ -26,10 +26,10 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from substratus.engine.runtime import RunError
+from substratus.engine.failure import Failure
 from substratus.providers.contract import NOTEBOOK_PORT
 from substratus.providers.kubernetes import streams
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 
 ATTEMPTS = 4
 CONTAINER = "notebook"
@@ -47,7 +47,7 @@ def _listen(port: int) -> socket.socket:
             continue
         sock.listen(16)
         return sock
-    raise RunError(f"ports {port}–{port + 20} are all in use on this machine", "Pass --port N.")
+    raise Failure(f"ports {port}–{port + 20} are all in use on this machine", "Pass --port N.")
 
 
 class KubeNotebookSession:
@@ -83,7 +83,7 @@ class KubeNotebookSession:
             try:
                 pf = streams.portforward(self.cluster, self.namespace, self.pod, NOTEBOOK_PORT)
                 return pf, pf.socket(NOTEBOOK_PORT)
-            except (ClusterError, OSError):
+            except (Failure, OSError):
                 if attempt + 1 == ATTEMPTS or self._closed.is_set():
                     raise
                 time.sleep(0.5 * 2**attempt)
@@ -92,7 +92,7 @@ class KubeNotebookSession:
     def _relay(self, conn: socket.socket) -> None:
         try:
             pf, remote = self._open()
-        except (ClusterError, OSError):
+        except (Failure, OSError):
             conn.close()
             return
         remote.setblocking(True)
@@ -143,10 +143,10 @@ class KubeNotebookSession:
                 self._exec = streams.exec_stream(
                     self.cluster, self.namespace, self.pod, CONTAINER, command
                 )
-            except ClusterError as exc:
+            except Failure as exc:
                 failures += 1
                 if failures >= ATTEMPTS:
-                    yield {"op": "error", "path": "", "detail": exc.message}
+                    yield {"op": "error", "path": "", "detail": exc.summary}
                     return
                 time.sleep(0.5 * 2**failures)
                 continue
@@ -176,7 +176,7 @@ class KubeNotebookSession:
             )
             with contextlib.suppress(ValueError):
                 return decode_read_output(out.encode())
-        raise RunError(f"could not read /content/{path} from the notebook intact")
+        raise Failure(f"could not read /content/{path} from the notebook intact")
 
     def close(self) -> None:
         self._closed.set()
@@ -185,7 +185,7 @@ class KubeNotebookSession:
         if self._exec is not None:
             with contextlib.suppress(Exception):
                 self._exec.close()
-            with contextlib.suppress(ClusterError, RunError):  # best effort: the pod may be gone
+            with contextlib.suppress(Failure):  # best effort: the pod may be gone
                 streams.exec_output(
                     self.cluster,
                     self.namespace,

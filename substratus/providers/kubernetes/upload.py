@@ -14,7 +14,7 @@ content hash covers, so the same content gives the same bytes on any machine wit
 Anything else (a FIFO, a socket, a device) is an error.
 
 ``upload_context(root, content_hash, store_url, key, phase, workdir)`` checks that the context
-still has the planned hash (``RunError`` "… changed since the plan was made" otherwise, before
+still has the planned hash (``Failure`` "… changed since the plan was made" otherwise, before
 and again after packing), packs it into a temporary file under ``workdir`` (removed afterwards)
 and puts it at ``{store_url}/{key}``; ``key`` is relative, e.g.
 ``default/builds/<build-name>/<contentHash[:16]>/context.tar.gz``. It returns
@@ -32,7 +32,7 @@ uploaded …") when an object with the same MD5 is already there.
 * ``file:///dir``: the tarball is copied to ``dir/key`` (temporary file + rename), unless a file
   with the same MD5 is there; the directory is a hostPath that a kind node mounts.
 
-Every failure is a ``RunError`` that says what failed and what to do.
+Every failure is a ``Failure`` that says what failed and what to do.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from substratus.engine.runtime import RunError
+from substratus.engine.failure import Failure
 from substratus.engine.source import SourceError, context_files, hash_directory
 from substratus.providers.local.artifacts import local_path
 
@@ -112,12 +112,12 @@ def context_tarball(root: Path, dest: Path) -> str:
                         info.size = os.fstat(fh.fileno()).st_size
                         tar.addfile(info, fh)  # OSError if the file shrinks meanwhile
                 else:
-                    raise RunError(
+                    raise Failure(
                         f"{path} in the build context {root} is neither a file nor a symlink",
                         "remove it or add it to .dockerignore",
                     )
     except OSError as exc:
-        raise RunError(f"could not pack the build context {root}", str(exc)) from exc
+        raise Failure(f"could not pack the build context {root}", str(exc)) from exc
     return file_md5(dest)
 
 
@@ -125,9 +125,9 @@ def _verify(root: Path, content_hash: str) -> None:
     try:
         current = hash_directory(root)
     except (SourceError, OSError) as exc:
-        raise RunError(str(exc), "plan again") from exc
+        raise Failure(str(exc), "plan again") from exc
     if current != content_hash:
-        raise RunError(f"the build context {root} changed since the plan was made", "plan again")
+        raise Failure(f"the build context {root} changed since the plan was made", "plan again")
 
 
 # -- the upload ----------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def upload_context(
     gs = store_url.startswith("gs://")
     directory = None if gs else local_path(store_url)
     if not gs and (directory is None or not store_url.startswith("file://")):
-        raise RunError(
+        raise Failure(
             f"the Kubernetes runtime uploads build contexts to gs://bucket/prefix or "
             f"file:///dir, not {store_url!r}",
             "set artifacts to gs://bucket/prefix (or file:///dir on a kind cluster)",
@@ -186,7 +186,7 @@ def _copy_file(tarball: Path, md5: str, dest: Path, phase: Callable[[str], None]
         finally:
             Path(name).unlink(missing_ok=True)
     except OSError as exc:
-        raise RunError(f"could not copy the build context to {dest}", str(exc)) from exc
+        raise Failure(f"could not copy the build context to {dest}", str(exc)) from exc
     return UploadResult(dest.as_uri(), md5, True)
 
 
@@ -198,7 +198,7 @@ def _upload_gcs(
     try:
         where = gcs.GsPath.parse(store_url).child(key)
     except ValueError as exc:
-        raise RunError(str(exc), "set artifacts to gs://bucket/prefix") from exc
+        raise Failure(str(exc), "set artifacts to gs://bucket/prefix") from exc
     if gcs.object_md5(where.url) == md5:
         phase(f"context already uploaded to {where.url} (md5 {md5})")
         return UploadResult(where.url, md5, False)
@@ -208,7 +208,7 @@ def _upload_gcs(
     _put(signed, tarball, md5_b64, where.url)
     stored = gcs.object_md5(where.url)
     if stored != md5:
-        raise RunError(
+        raise Failure(
             f"the uploaded build context {where.url} has MD5 {stored or 'none'}, not {md5}",
             "it was replaced or corrupted during the upload; apply again",
         )
@@ -237,7 +237,7 @@ def _put(signed_url: str, tarball: Path, md5_b64: str, url: str) -> None:
         except OSError as exc:  # URLError, resets, timeouts (the signed URL is never shown)
             if attempt == PUT_ATTEMPTS:
                 reason = getattr(exc, "reason", exc)
-                raise RunError(
+                raise Failure(
                     f"could not upload the build context to {url}",
                     f"{type(exc).__name__}: {reason}",
                 ) from exc
@@ -255,18 +255,18 @@ def _error_of(body: bytes) -> tuple[str, str]:
     return "", body.decode(errors="replace").strip()[:300]
 
 
-def _put_error(status: int, body: bytes, url: str) -> RunError:
+def _put_error(status: int, body: bytes, url: str) -> Failure:
     code, message = _error_of(body)
     said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     bucket = url.removeprefix("gs://").split("/", 1)[0]
     if status == 400 and code in ("BadDigest", "InvalidDigest"):
-        return RunError(
+        return Failure(
             f"GCS refused the build context uploaded to {url}: its bytes do not match their "
             f"MD5 ({said})",
             "the tarball was changed or corrupted on the way; apply again",
         )
     if status in (401, 403):
-        return RunError(
+        return Failure(
             f"permission denied uploading the build context to {url} ({said})",
             f"the account that signs the URL needs roles/storage.objectAdmin on gs://{bucket} "
             f"(`gcloud storage buckets add-iam-policy-binding gs://{bucket} --member=… "
@@ -274,8 +274,8 @@ def _put_error(status: int, body: bytes, url: str) -> RunError:
             "differs from the signed one or this machine's clock is off",
         )
     if status == 404:
-        return RunError(
+        return Failure(
             f"the bucket gs://{bucket} does not exist (uploading the build context, {said})",
             f"create it (`gcloud storage buckets create gs://{bucket}`) or fix the artifacts URL",
         )
-    return RunError(f"uploading the build context to {url} failed", said)
+    return Failure(f"uploading the build context to {url} failed", said)

@@ -285,7 +285,7 @@ def open_store(url: str, workdir: Path | None = None) -> ArtifactStore:
 
 def input_dir(inputs: Mapping[str, Mapping[str, Any]], role: str, workdir: Path) -> Path | None:
     """The local directory of the input with ``role`` ("data", "model"), if given; a version in
-    gs:// is fetched into the mirror under ``workdir`` first (``RunError`` when it cannot be)."""
+    gs:// is fetched into the mirror under ``workdir`` first (``Failure`` when it cannot be)."""
     given = inputs.get(role) or {}
     if is_remote(given.get("artifacts")):
         from substratus.providers.artifacts_gcs import fetch
