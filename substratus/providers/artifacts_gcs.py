@@ -40,8 +40,7 @@ import google.auth
 import google.auth.transport.requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
-from google.auth.credentials import AnonymousCredentials, Signing
-from google.cloud import storage
+from google.auth.credentials import Signing
 from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
@@ -49,8 +48,9 @@ from google.oauth2 import service_account
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Held, Owner
+from substratus.gcs import client as gcs
 from substratus.providers import holds
-from substratus.providers.local.artifacts import PARTIAL_SUFFIX, Mirror, MirroredStore
+from substratus.providers.mirror import PARTIAL_SUFFIX, Mirror, MirroredStore
 
 MARKER = ".substratus-complete"
 WORKERS = 8
@@ -94,29 +94,13 @@ _clients: dict[str, Any] = {}
 _checked: set[tuple[str, str, frozenset[str]]] = set()
 
 
-def emulator_endpoint() -> str | None:
-    """The URL of the emulator named by ``STORAGE_EMULATOR_HOST``, None without one."""
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
-    if not host:
-        return None
-    return host if "://" in host else f"http://{host}"
-
-
 def client() -> Any:
-    """One client per process (per emulator host): the emulator when ``STORAGE_EMULATOR_HOST``
-    is set, else Application Default Credentials."""
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    """One client per process (per emulator host), made by ``gcs.client.make_client``."""
+    host = os.environ.get(gcs.EMULATOR_ENV, "")
     with _lock:
         if host not in _clients:
-            if endpoint := emulator_endpoint():
-                _clients[host] = storage.Client(
-                    project="substratus",
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                    client_options={"api_endpoint": endpoint},
-                )
-            else:
-                with _errors("reading Google Cloud credentials", None):
-                    _clients[host] = storage.Client()
+            with _errors("reading Google Cloud credentials", None):
+                _clients[host] = gcs.make_client()
         return _clients[host]
 
 
@@ -408,7 +392,7 @@ def signed_put_url(url: str, md5_b64: str, expires_s: int) -> str:
 
 def _signing_arguments() -> dict[str, Any]:
     """How ``generate_signed_url`` signs with the current credentials (see ``signed_put_url``)."""
-    endpoint = emulator_endpoint()
+    endpoint = gcs.emulator_endpoint()
     if endpoint:
         return {"credentials": _emulator_credentials(), "api_access_endpoint": endpoint}
     creds = client()._credentials

@@ -21,11 +21,11 @@ Objects are plain dicts. Writes never land on an object other than the one the c
 
 ``list`` reads a label-selected collection in one request (or in pages); ``get`` answers ``None``
 for a missing object; both can ask for metadata only (``PartialObjectMetadata``: names, labels,
-uids — never a Secret's data). Transient failures (429, 5xx, resets) are retried with backoff —
-every call here is idempotent. Everything else is a ``Failure`` whose message says what
-failed and what to do: unreachable server, 401, 403 (with the permission the API server says is
-missing), 404 namespace, 409, 422 (with the fields), quota. ``requests`` counts the HTTP
-requests sent (for ``bench/refresh.py``).
+uids — never a Secret's data). Transient failures (429, 5xx, resets) are retried with backoff
+(``engine.backoff``) — every call here is idempotent. Everything else is a ``Failure`` whose
+message says what failed and what to do: unreachable server, 401, 403 (with the permission the
+API server says is missing), 404 namespace, 409, 422 (with the fields), quota. ``requests``
+counts the HTTP requests sent (for ``bench/refresh.py``).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+from substratus.engine.backoff import Backoff, GaveUp, retry
 from substratus.engine.failure import Failure
 from substratus.providers.kubernetes import names
 
@@ -47,6 +47,8 @@ RBAC_HINT = (
     "namespace (kubectl apply -n NAMESPACE -f examples/kubernetes/rbac.yaml, then bind it)."
 )
 RETRIES = 5
+# 0.4 s doubling to at most 5 s (±20 %), at most RETRIES requests in all
+REQUESTS = Backoff(first=0.4, maximum=5.0, attempts=RETRIES)
 TIMEOUT = (10.0, 60.0)  # connect, read
 KINDS: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
@@ -65,6 +67,25 @@ METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 # carries it can only create.
 NEVER_STORED = "9223372036854775807"
 Deleted = Literal["deleted", "gone", "replaced"]
+
+
+class _Answer(Exception):
+    """An error answer of the API server (what ``request`` does not return)."""
+
+    def __init__(self, status: int, data: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.data = status, data
+
+
+def _transient(exc: BaseException) -> bool:
+    """429, 5xx, and a connection error the client did not retry already (``MaxRetryError``)."""
+    import urllib3
+
+    if isinstance(exc, _Answer):
+        return exc.status == 429 or exc.status >= 500
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        return False
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
 
 
 def _path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
@@ -163,9 +184,8 @@ class Cluster:
         # the client serialises JSON bodies itself; other content types are sent as text
         is_json = content_type == "application/json"
         payload = body if is_json or body is None else json.dumps(body)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def once() -> Any:
             m, url, hdrs, _, _ = api.param_serialize(
                 method,
                 path,
@@ -175,21 +195,8 @@ class Cluster:
             )
             self.requests += 1
             self.by_verb[method] += 1
-            try:
-                resp = api.call_api(
-                    m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT
-                )
-                resp.read()
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if attempt < RETRIES and not isinstance(exc, urllib3.exceptions.MaxRetryError):
-                    time.sleep(0.2 * 2**attempt)
-                    continue
-                reason = getattr(exc, "reason", None) or exc
-                raise Failure(
-                    f"cannot reach the Kubernetes API server at {api.configuration.host}",
-                    f"{reason}. Check that the cluster is running and that {self.where} is the "
-                    "right one (--context, KUBECONFIG).",
-                ) from exc
+            resp = api.call_api(m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT)
+            resp.read()
             status = int(resp.status)
             data: Any = None
             if resp.data:
@@ -201,10 +208,26 @@ class Cluster:
                 return data
             if status == 404 and method in ("GET", "DELETE"):
                 return None
-            if (status == 429 or status >= 500) and attempt < RETRIES:
-                time.sleep(min(0.2 * 2**attempt, 5.0))
-                continue
-            raise self._error(status, data or {}, method, what or path)
+            raise _Answer(status, data or {})
+
+        try:
+            return retry(once, REQUESTS, retryable=_transient)
+        except GaveUp as exc:
+            raise self._failure(exc.last, method, what or path) from exc.last
+        except (_Answer, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._failure(exc, method, what or path) from exc
+
+    def _failure(self, exc: BaseException, method: str, what: str) -> Failure:
+        """The ``Failure`` of a request that failed with ``exc`` (an answer or no answer)."""
+        if isinstance(exc, _Answer):
+            return self._error(exc.status, exc.data, method, what)
+        reason = getattr(exc, "reason", None) or exc
+        return Failure(
+            f"cannot reach the Kubernetes API server at {self._client().configuration.host}",
+            f"{reason}. Check that the cluster is running and that {self.where} is the "
+            "right one (--context, KUBECONFIG).",
+            retryable=True,
+        )
 
     def _error(self, status: int, data: dict[str, Any], method: str, what: str) -> Failure:
         message = str(data.get("message") or data.get("reason") or f"HTTP {status}")
@@ -245,7 +268,10 @@ class Cluster:
                 fields or "Fix the resource's spec and plan again.",
                 status=status,
             )
-        return Failure(f"{method} {what} failed ({status}): {message}", "", status=status)
+        transient = status == 429 or status >= 500  # still failing after the retries
+        return Failure(
+            f"{method} {what} failed ({status}): {message}", "", status=status, retryable=transient
+        )
 
     # -- objects ---------------------------------------------------------------------------------
 

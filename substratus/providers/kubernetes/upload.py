@@ -46,15 +46,15 @@ import os
 import shutil
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
+from substratus.engine.backoff import Backoff, GaveUp, retry
 from substratus.engine.failure import Failure
 from substratus.engine.source import SourceError, context_files, hash_directory
 from substratus.providers.local.artifacts import local_path
@@ -62,6 +62,7 @@ from substratus.providers.local.artifacts import local_path
 SIGNED_URL_SECONDS = 15 * 60
 OCTET_STREAM = "application/octet-stream"
 PUT_ATTEMPTS = 5
+PUT_RETRY = Backoff(first=0.5, maximum=8.0, attempts=PUT_ATTEMPTS)  # 0.5 s doubling, ±20 %
 PUT_TIMEOUT = 120.0  # seconds without progress before one attempt gives up
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -223,25 +224,49 @@ def _put(signed_url: str, tarball: Path, md5_b64: str, url: str) -> None:
         "Content-MD5": md5_b64,
         "Content-Length": str(tarball.stat().st_size),
     }
-    for attempt in range(1, PUT_ATTEMPTS + 1):
+
+    def once() -> None:
         try:
             with tarball.open("rb") as body:
                 request = urllib.request.Request(signed_url, body, headers, method="PUT")
                 with urllib.request.urlopen(request, timeout=PUT_TIMEOUT) as response:
                     response.read()
-            return
         except urllib.error.HTTPError as exc:
-            status, answer = exc.code, exc.read()
-            if status not in RETRYABLE_STATUS or attempt == PUT_ATTEMPTS:
-                raise _put_error(status, answer, url) from exc
-        except OSError as exc:  # URLError, resets, timeouts (the signed URL is never shown)
-            if attempt == PUT_ATTEMPTS:
-                reason = getattr(exc, "reason", exc)
-                raise Failure(
-                    f"could not upload the build context to {url}",
-                    f"{type(exc).__name__}: {reason}",
-                ) from exc
-        time.sleep(min(8.0, 0.25 * 2**attempt))
+            raise _Refused(exc.code, exc.read()) from exc
+
+    try:
+        retry(once, PUT_RETRY, retryable=_transient)
+    except GaveUp as exc:
+        _raise_put_failure(exc.last, url)
+    except (_Refused, OSError) as exc:
+        _raise_put_failure(exc, url)
+
+
+class _Refused(Exception):
+    """An error answer to the PUT."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.body = status, body
+
+
+def _transient(exc: BaseException) -> bool:
+    """A retryable status, or no answer (URLError, resets, timeouts)."""
+    if isinstance(exc, _Refused):
+        return exc.status in RETRYABLE_STATUS
+    return isinstance(exc, OSError)
+
+
+def _raise_put_failure(exc: BaseException, url: str) -> NoReturn:
+    """The ``Failure`` of a PUT that failed (the signed URL is never shown)."""
+    if isinstance(exc, _Refused):
+        raise _put_error(exc.status, exc.body, url) from exc
+    reason = getattr(exc, "reason", exc)
+    raise Failure(
+        f"could not upload the build context to {url}",
+        f"{type(exc).__name__}: {reason}",
+        retryable=True,
+    ) from exc
 
 
 def _error_of(body: bytes) -> tuple[str, str]:
