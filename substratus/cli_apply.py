@@ -20,7 +20,9 @@ from substratus.engine.backend import (
     LeaseRenewal,
     LockHeld,
     LockInfo,
+    LockLost,
     LockNotFound,
+    LockWatch,
     ci_context,
 )
 from substratus.engine.config import Config, load_config
@@ -36,16 +38,18 @@ from substratus.wiring import Resolved, make_backend, make_runtime, resolve
 
 
 @contextmanager
-def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[None]:
+def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[LockWatch]:
     """Hold the state lock for the block (unless ``--no-lock``).
 
     With a backend whose lock has a lease (``LeaseRenewal``), a daemon thread renews it every
     third of the lease while the block runs and is stopped before the lock is released; a lock
     found taken over (or removed) is reported loudly, once. A lock taken over from an expired
-    holder is reported when acquired.
+    holder is reported when acquired. The block gets a ``LockWatch`` that reports a lost lock
+    (give it to the walker, which then stops).
     """
+    watch = LockWatch()
     if not enabled:
-        yield
+        yield watch
         return
     from substratus.state import lock_with_timeout
 
@@ -85,9 +89,9 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
                 "that run stopped renewing it (crashed, killed or cut off).",
                 file=sys.stderr,
             )
-        renewal = _Renewal(backend, lock_id)
+        renewal = _Renewal(backend, lock_id, watch)
     try:
-        yield
+        yield watch
     finally:
         if renewal is not None:
             renewal.stop()
@@ -100,8 +104,8 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
 class _Renewal:
     """Renews a leased lock every third of its lease on a daemon thread, until ``stop``."""
 
-    def __init__(self, backend: LeaseRenewal, lock_id: str) -> None:
-        self.backend, self.lock_id = backend, lock_id
+    def __init__(self, backend: LeaseRenewal, lock_id: str, watch: LockWatch) -> None:
+        self.backend, self.lock_id, self.watch = backend, lock_id, watch
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="lock-renewal", daemon=True)
         self.thread.start()
@@ -117,6 +121,7 @@ class _Renewal:
                     "rather than overwrite it. !!!",
                     file=sys.stderr,
                 )
+                self.watch.lose(LockLost(str(exc)))
                 return
             except Exception as exc:  # failing past the retries: try again next time
                 print(f"Warning: could not renew the state lock: {exc}", file=sys.stderr)
@@ -151,6 +156,7 @@ def walk(
     timeout: float | None,
     config: Config,
     runtime: Runtime | None = None,
+    lock: LockWatch | None = None,
 ) -> ApplyResult:
     from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
@@ -175,6 +181,7 @@ def walk(
         config_dir=str(r.base),
         timeout=timeout,
         secrets={str(a): res.secrets for a, res in config.resources.items() if res.secrets},
+        lock=lock,
     )
     try:
         result = walker.run()
@@ -203,6 +210,8 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
         print_diagnostics([diag(addr, err.summary, detail)])
+    if result.stopped is not None:
+        print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     if result.interrupted:
         print(
             "\nInterrupted: nothing new was started. Work still running was detached and is "
@@ -270,7 +279,7 @@ def plan_and_apply(
     )
     p.options.max_cost = max_cost
     cfg, r, backend = p.config, p.resolved, p.backend
-    with locked(backend, operation, lock, lock_timeout):
+    with locked(backend, operation, lock, lock_timeout) as watch:
         current, token = backend.read()
         the_plan = p.plan(current)
         if not as_json:
@@ -285,7 +294,9 @@ def plan_and_apply(
             )
             confirm(question, "destroy" if mode is Mode.DESTROY else "apply")
         print()
-        result = walk(the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg)
+        result = walk(
+            the_plan, current, token, backend, r, parallelism, as_json, timeout, cfg, lock=watch
+        )
     report(the_plan, result, as_json)
 
 
@@ -323,7 +334,7 @@ def apply_saved(
         )
     r = Resolved.from_plan_settings(st, the_plan.workspace)
     backend = make_backend(r)
-    with locked(backend, "apply", lock, lock_timeout):
+    with locked(backend, "apply", lock, lock_timeout) as watch:
         current, token = backend.read()
         reason = staleness(
             the_plan, current.lineage if current else None, current.serial if current else None
@@ -341,7 +352,7 @@ def apply_saved(
             if conflicts:
                 raise DiagnosticError(conflicts)
         result = walk(
-            derived, current, token, backend, r, parallelism, as_json, timeout, cfg, runtime
+            derived, current, token, backend, r, parallelism, as_json, timeout, cfg, runtime, watch
         )
     report(derived, result, as_json)
 

@@ -147,7 +147,7 @@ def _apply(
         make_runtime(r),
         PlanOptions(mode=Mode.NORMAL, targets=[addr], workspace=r.workspace),
     )
-    with locked(prepared.backend, "notebook", lock, lock_timeout):
+    with locked(prepared.backend, "notebook", lock, lock_timeout) as watch:
         current, token = prepared.backend.read()
         plan = prepared.plan(current)
         if not quiet:
@@ -164,7 +164,7 @@ def _apply(
                 "This replaces or destroys more than the notebook. Continue?",
                 f"Replacing {', '.join(others)}",
             )
-        result = walk(plan, current, token, prepared.backend, r, 10, False, None, cfg)
+        result = walk(plan, current, token, prepared.backend, r, 10, False, None, cfg, lock=watch)
     report(plan, result, False)
 
 

@@ -8,7 +8,7 @@ import json
 
 from rich.console import Console
 
-from substratus.engine.apply import Event
+from substratus.engine.apply import Event, EventKind
 from substratus.progress import JsonProgress, LiveProgress, PlainProgress
 
 NOTICE = "port 1 is in use by another program: the endpoint moves"
@@ -16,11 +16,11 @@ NOTICE = "port 1 is in use by another program: the endpoint moves"
 
 def events() -> list[Event]:
     return [
-        Event("start", "modelserver.api", "update"),
-        Event("phase", "modelserver.api", "update", "stopping pid 7", 0.1),
-        Event("notice", "modelserver.api", "update", NOTICE, 0.2),
-        Event("phase", "modelserver.api", "update", "waiting for http://127.0.0.1:2/", 0.3),
-        Event("done", "modelserver.api", "update", "", 0.4),
+        Event(EventKind.START, "modelserver.api", "update"),
+        Event(EventKind.PHASE, "modelserver.api", "update", "stopping pid 7", 0.1),
+        Event(EventKind.NOTICE, "modelserver.api", "update", NOTICE, 0.2),
+        Event(EventKind.PHASE, "modelserver.api", "update", "waiting for http://127.0.0.1:2/", 0.3),
+        Event(EventKind.DONE, "modelserver.api", "update", "", 0.4),
     ]
 
 
