@@ -8,7 +8,10 @@ Contracts:
   the SDK's ``DefaultCredentialsError`` when there are none (each caller says so in its terms).
   It does no request. ``emulator_endpoint()`` is that endpoint's URL, ``None`` without one.
 - ``is_transient(exc)``: worth retrying (429, 408, 5xx, connection errors and resets, timeouts, a
-  download whose checksum did not match). Retrying is the caller's, with ``engine.backoff``.
+  download whose checksum did not match). Retrying is the caller's, with ``engine.backoff`` and
+  ``REQUESTS`` (0.1 s doubling to at most 5 s; the deadline is the caller's). ``sdk_retry(policy)``
+  is the same policy for the SDK calls that retry by themselves (the artifact store's uploads and
+  downloads, whose resumable and checksummed transfers the SDK retries piecewise).
 - ``status(exc)``: the HTTP status of an error answer (the API layer's or the media layer's).
 - ``problem(exc)``: what a non-transient error means for the user — ``"missing"`` (404),
   ``"forbidden"`` (403), ``"credentials_rejected"`` (401, a failed token refresh),
@@ -29,7 +32,11 @@ from google.auth import exceptions as auth
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
 
+from substratus.engine.backoff import Backoff
+
+REQUESTS = Backoff(first=0.1, maximum=5.0)
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 EMULATOR_PROJECT = "substratus"
 TRANSIENT = (
@@ -105,3 +112,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, api.GoogleAPICallError):
         return f"{exc.code} {exc.message}".strip()
     return f"{type(exc).__name__}: {exc}"
+
+
+def sdk_retry(policy: Backoff) -> Any:
+    """The SDK's retry (its own predicate for transient errors) with ``policy``'s delays and
+    deadline (the SDK adds its own jitter)."""
+    return DEFAULT_RETRY.with_delay(
+        initial=policy.first, maximum=policy.maximum, multiplier=policy.multiplier
+    ).with_timeout(policy.deadline)

@@ -15,9 +15,10 @@ For the Kubernetes runtime's build contexts: ``object_md5`` of one object, and
 by IAM signBlob for Compute Engine / workload identity, or with a throwaway key for an emulator).
 
 No credentials, a missing bucket or a permission denial is one ``Failure`` with the fix;
-transient errors (429, 5xx, resets, timeouts) are retried with backoff, which is safe: objects of
-an incomplete version may be rewritten and the marker carries a precondition. The only providers
-module that imports ``google``; it never touches the state.
+transient errors (429, 5xx, resets, timeouts) are retried with backoff (``gcs.client.sdk_retry``
+of ``gcs.client.REQUESTS``), which is safe: objects of an incomplete version may be rewritten and
+the marker carries a precondition. The client is ``gcs.client``'s, as the state backend's. The
+only providers module that imports ``google``; it never touches the state.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 from google.auth.credentials import Signing
 from google.cloud.storage.exceptions import DataCorruption
-from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
 from substratus.engine.diagnostic import Diagnostic
@@ -54,7 +54,7 @@ from substratus.providers.mirror import PARTIAL_SUFFIX, Mirror, MirroredStore
 
 MARKER = ".substratus-complete"
 WORKERS = 8
-RETRY = DEFAULT_RETRY.with_delay(initial=0.1, maximum=8.0, multiplier=2.0).with_timeout(180.0)
+RETRY = gcs.sdk_retry(replace(gcs.REQUESTS, deadline=180.0))
 READ = frozenset({"storage.objects.get"})
 WRITE = READ | {"storage.objects.list", "storage.objects.create", "storage.objects.delete"}
 FIX_CREDENTIALS = (
@@ -125,7 +125,9 @@ def _errors(what: str, where: GsPath | None) -> Iterator[None]:
             f"create it (`gcloud storage buckets create {bucket}`) or fix the artifacts URL",
         ) from exc
     except api.RetryError as exc:
-        raise Failure(f"GCS kept failing while {what}", f"gave up retrying: {exc.cause}") from exc
+        raise Failure(
+            f"GCS kept failing while {what}", f"gave up retrying: {exc.cause}", retryable=True
+        ) from exc
     except (api.GoogleAPICallError, DataCorruption, OSError, ValueError) as exc:
         raise Failure(f"GCS error while {what}", f"{type(exc).__name__}: {exc}") from exc
 

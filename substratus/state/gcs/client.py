@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from substratus.engine.backoff import Backoff, GaveUp, retry
+from substratus.engine.backoff import GaveUp, retry
 from substratus.gcs import client as gcs
 from substratus.state.gcs import errors
 
 T = TypeVar("T")
-RETRY = Backoff(first=0.1, maximum=5.0)  # the deadline is the Bucket's
+RETRY = gcs.REQUESTS  # the deadline is the Bucket's
 
 
 class Outcome(Exception):
