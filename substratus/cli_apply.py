@@ -43,10 +43,9 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
 
     With a backend whose lock has a lease (``LeaseRenewal``), a daemon thread renews it every
     third of the lease while the block runs and is stopped before the lock is released; a lock
-    found taken over (or removed) is reported loudly, once. A lock taken over from an expired
-    holder is reported when acquired. The block gets a ``LockWatch`` that reports a lost lock
-    (give it to the walker, which then stops).
-    """
+    found taken over (or removed) is reported loudly, once, and through the ``LockWatch`` the
+    block gets (the walker then stops). A lock taken over from an expired holder is reported
+    when acquired."""
     watch = LockWatch()
     if not enabled:
         yield watch
