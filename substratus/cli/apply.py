@@ -151,7 +151,7 @@ def plan_and_apply(opts: RunOptions) -> None:
     p = prepare(opts)
     destroying = p.options.mode is Mode.DESTROY
     operation = "destroy" if destroying else "apply"
-    with locked(p.backend, operation, opts.lock.enabled, opts.lock.timeout):
+    with locked(p.backend, operation, opts.lock.enabled, opts.lock.timeout) as watch:
         current, token = p.backend.read()
         the_plan = p.plan(current)
         if not opts.output.as_json:
@@ -166,5 +166,5 @@ def plan_and_apply(opts: RunOptions) -> None:
             )
             confirm(question, operation)
         print()
-        result = walk(the_plan, current, token, p.backend, p.resolved, p.config, opts)
+        result = walk(the_plan, current, token, p.backend, p.resolved, p.config, opts, lock=watch)
     report(the_plan, result, opts.output.as_json)

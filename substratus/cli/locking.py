@@ -15,23 +15,26 @@ from substratus.engine.backend import (
     LeaseRenewal,
     LockHeld,
     LockInfo,
+    LockLost,
     LockNotFound,
+    LockWatch,
     ci_context,
 )
 from substratus.engine.diagnostic import fail
 
 
 @contextmanager
-def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[None]:
+def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[LockWatch]:
     """Hold the state lock for the block (unless ``--no-lock``).
 
     With a backend whose lock has a lease (``LeaseRenewal``), a daemon thread renews it every
     third of the lease while the block runs and is stopped before the lock is released; a lock
-    found taken over (or removed) is reported loudly, once. A lock taken over from an expired
-    holder is reported when acquired.
-    """
+    found taken over (or removed) is reported loudly, once, and through the ``LockWatch`` the
+    block gets (the walker then stops). A lock taken over from an expired holder is reported
+    when acquired."""
+    watch = LockWatch()
     if not enabled:
-        yield
+        yield watch
         return
     from substratus.state import lock_with_timeout
 
@@ -71,9 +74,9 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
                 "that run stopped renewing it (crashed, killed or cut off).",
                 file=sys.stderr,
             )
-        renewal = _Renewal(backend, lock_id)
+        renewal = _Renewal(backend, lock_id, watch)
     try:
-        yield
+        yield watch
     finally:
         if renewal is not None:
             renewal.stop()
@@ -86,8 +89,8 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
 class _Renewal:
     """Renews a leased lock every third of its lease on a daemon thread, until ``stop``."""
 
-    def __init__(self, backend: LeaseRenewal, lock_id: str) -> None:
-        self.backend, self.lock_id = backend, lock_id
+    def __init__(self, backend: LeaseRenewal, lock_id: str, watch: LockWatch) -> None:
+        self.backend, self.lock_id, self.watch = backend, lock_id, watch
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="lock-renewal", daemon=True)
         self.thread.start()
@@ -103,6 +106,7 @@ class _Renewal:
                     "rather than overwrite it. !!!",
                     file=sys.stderr,
                 )
+                self.watch.lose(LockLost(str(exc)))
                 return
             except Exception as exc:  # failing past the retries: try again next time
                 print(f"Warning: could not renew the state lock: {exc}", file=sys.stderr)

@@ -53,9 +53,9 @@ from substratus.engine import kinds
 from substratus.engine.address import Address
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
+from substratus.engine.failure import Failure
 from substratus.engine.operation import PlanOptions
 from substratus.engine.plan import Action, Mode
-from substratus.engine.runtime import RunError
 from substratus.engine.session import NotebookAccess, NotebookSession
 from substratus.wiring import Resolved, make_backend, make_runtime
 
@@ -148,7 +148,7 @@ def _apply(
         make_runtime(r),
         PlanOptions(mode=Mode.NORMAL, targets=[addr], workspace=r.workspace),
     )
-    with locked(prepared.backend, "notebook", opts.lock.enabled, opts.lock.timeout):
+    with locked(prepared.backend, "notebook", opts.lock.enabled, opts.lock.timeout) as watch:
         current, token = prepared.backend.read()
         plan = prepared.plan(current)
         if not quiet:
@@ -165,7 +165,7 @@ def _apply(
                 "This replaces or destroys more than the notebook. Continue?",
                 f"Replacing {', '.join(others)}",
             )
-        result = walk(plan, current, token, prepared.backend, r, cfg, opts)
+        result = walk(plan, current, token, prepared.backend, r, cfg, opts, lock=watch)
     report(plan, result, False)
 
 
@@ -329,8 +329,8 @@ def _open_session(r: Resolved, addr: Address, port: int) -> NotebookSession:
         raise fail(f"{addr} is not in the state after apply", "Run `substratus plan` to see why.")
     try:
         return rt.notebook_session(record.namespace, record.name, record.outputs, port)
-    except RunError as exc:
-        raise fail(f"Cannot open {addr}: {exc.message}", exc.detail) from exc
+    except Failure as exc:
+        raise fail(f"Cannot open {addr}: {exc.summary}", exc.detail) from exc
 
 
 def _attend(

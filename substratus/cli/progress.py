@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from substratus.engine.apply import Event
+from substratus.engine.apply import Event, EventKind
 from substratus.engine.plan import Action
 
 
@@ -34,10 +34,10 @@ class PlainProgress:
     def __call__(self, e: Event) -> None:
         ing, noun = e.action.look.ing, e.action.look.noun
         with self._lock:
-            if e.kind == "start":
+            if e.kind is EventKind.START:
                 self._last[e.address] = time.monotonic()
                 self._print(f"{e.address}: {ing}...")
-            elif e.kind == "phase":
+            elif e.kind is EventKind.PHASE:
                 now = time.monotonic()
                 if now - self._last.get(e.address, 0) >= self.every:
                     self._last[e.address] = now
@@ -45,15 +45,15 @@ class PlainProgress:
                         f"{e.address}: Still {ing.lower()}... [{_secs(e.elapsed)} "
                         f"elapsed] {e.message}"
                     )
-            elif e.kind == "notice":
+            elif e.kind is EventKind.NOTICE:
                 self._print(f"{e.address}: {e.message}")
-            elif e.kind == "done":
+            elif e.kind is EventKind.DONE:
                 self._print(f"{e.address}: {noun} complete after {_secs(e.elapsed)}")
-            elif e.kind == "failed":
+            elif e.kind is EventKind.FAILED:
                 self._print(f"{e.address}: {noun} FAILED after {_secs(e.elapsed)}: {e.message}")
-            elif e.kind == "skipped":
+            elif e.kind is EventKind.SKIPPED:
                 self._print(f"{e.address}: {e.message}")
-            elif e.kind == "detached":
+            elif e.kind is EventKind.DETACHED:
                 self._print(f"{e.address}: detached after {_secs(e.elapsed)}: {e.message}")
 
     def _print(self, line: str) -> None:
@@ -112,12 +112,12 @@ class LiveProgress:
     def __call__(self, e: Event) -> None:
         noun = e.action.look.noun
         with self._lock:
-            if e.kind == "start":
+            if e.kind is EventKind.START:
                 self.running[e.address] = (e.action, time.monotonic(), "")
-            elif e.kind == "phase" and e.address in self.running:
+            elif e.kind is EventKind.PHASE and e.address in self.running:
                 a, s, _ = self.running[e.address]
                 self.running[e.address] = (a, s, e.message)
-            elif e.kind == "notice":
+            elif e.kind is EventKind.NOTICE:
                 self.console.print(Text(f"{e.address}: {e.message}", style="yellow"))
             else:
                 self.running.pop(e.address, None)

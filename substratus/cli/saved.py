@@ -44,7 +44,7 @@ def apply_saved(planfile: Path, opts: RunOptions, workspace: str | None) -> None
         )
     r = Resolved.from_plan_settings(st, the_plan.workspace)
     backend = make_backend(r)
-    with locked(backend, "apply", opts.lock.enabled, opts.lock.timeout):
+    with locked(backend, "apply", opts.lock.enabled, opts.lock.timeout) as watch:
         current, token = backend.read()
         reason = staleness(
             the_plan, current.lineage if current else None, current.serial if current else None
@@ -61,7 +61,7 @@ def apply_saved(planfile: Path, opts: RunOptions, workspace: str | None) -> None
             conflicts = [d for d in run_conflicts(derived, cfg, current, runtime) if d.is_error]
             if conflicts:
                 raise DiagnosticError(conflicts)
-        result = walk(derived, current, token, backend, r, cfg, opts, runtime)
+        result = walk(derived, current, token, backend, r, cfg, opts, runtime, watch)
     report(derived, result, opts.output.as_json)
 
 

@@ -11,7 +11,7 @@ import typer
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics
 from substratus.cli.options import RunOptions
 from substratus.engine.apply import ApplyResult, Walker
-from substratus.engine.backend import Backend
+from substratus.engine.backend import Backend, LockWatch
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.plan import Mode, Plan
@@ -29,6 +29,7 @@ def walk(
     config: Config,
     opts: RunOptions,
     runtime: Runtime | None = None,
+    lock: LockWatch | None = None,
 ) -> ApplyResult:
     """Apply ``plan`` over ``state`` (read with ``token``) with ``opts``' parallelism, timeout
     and progress output (NDJSON with ``--json``, a live view on a terminal, plain lines
@@ -56,6 +57,7 @@ def walk(
         config_dir=str(r.base),
         timeout=opts.apply.timeout,
         secrets={str(a): res.secrets for a, res in config.resources.items() if res.secrets},
+        lock=lock,
     )
     try:
         result = walker.run()
@@ -85,7 +87,9 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
         )
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
-        print_diagnostics([diag(addr, err.message, detail)])
+        print_diagnostics([diag(addr, err.summary, detail)])
+    if result.stopped is not None:
+        print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     if result.interrupted:
         print(
             "\nInterrupted: nothing new was started. Work still running was detached and is "

@@ -13,6 +13,15 @@ Contracts:
   run left behind is replaced by the next apply and removed by destroy.
 - ``cancel()`` (Ctrl-C) stops starting new work; running work is detached (it stays pending in
   the state and a later apply adopts it); the state is persisted.
+- A state write conflict (``StateConflict``: another process changed the state) or a lost lock
+  (``LockLost``, from the ``LockWatch`` the walker is given) stops the walk the same way:
+  nothing new starts, running work is detached, and ``ApplyResult.stopped`` says why ("state
+  write conflict: …", "lock lost: …"). A run that completed but could not be recorded is
+  reported detached: the next apply adopts it.
+- It schedules on ``graph`` (node → the nodes it waits for, ``apply_graph`` by default) with a
+  ``graphlib.TopologicalSorter``, starting ready nodes in address order; every change of the
+  record goes through the ``StateFile`` transition methods (``begin``, ``complete``, ``fail``,
+  ``remove``, ``drop_versions``).
 - Every run makes a new version (``statefile.new_version``), named and added to the record's
   ``versions`` before it starts; only the pending run of an interrupted apply at the same digest
   is adopted (its version again). A record-only update (``ResourceChange.record_only``) rewrites
@@ -26,16 +35,19 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import enum
 import heapq
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 from typing import Any
 
 from substratus.engine.address import Address
-from substratus.engine.backend import Backend
+from substratus.engine.backend import Backend, LockLost, LockWatch, StateConflict
+from substratus.engine.failure import Failure
 from substratus.engine.plan import Action, DriftStatus, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
     DeleteRequest,
@@ -44,7 +56,6 @@ from substratus.engine.runtime import (
     Held,
     Owner,
     RunContext,
-    RunError,
     RunRequest,
     Runtime,
 )
@@ -60,9 +71,21 @@ from substratus.engine.statefile import (
 )
 
 
+class EventKind(enum.StrEnum):
+    """What an ``Event`` reports (a ``str``: ``--json`` prints its value)."""
+
+    START = "start"
+    PHASE = "phase"
+    NOTICE = "notice"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    DETACHED = "detached"
+
+
 @dataclass(frozen=True)
 class Event:
-    kind: str  # start | phase | notice | done | failed | skipped | detached
+    kind: EventKind
     address: str
     action: Action
     message: str = ""
@@ -73,14 +96,55 @@ class Event:
 @dataclass
 class ApplyResult:
     done: list[str] = field(default_factory=list)
-    failed: dict[str, RunError] = field(default_factory=dict)
+    failed: dict[str, Failure] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     detached: list[str] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: bool = False  # cancelled (Ctrl-C)
+    stopped: Failure | None = None  # a state write conflict or a lost lock stopped the walk
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.skipped or self.detached or self.interrupted)
+        return not (
+            self.failed or self.skipped or self.detached or self.interrupted or self.stopped
+        )
+
+
+def apply_graph(plan: Plan, state: StateFile) -> dict[str, set[str]]:
+    """What each change of ``plan`` waits for (only other changes of it). A create/update/replace
+    waits for its inputs. A delete waits for every other change of a resource that depended on
+    it in the state (a dependent's delete, or its switch to something else), so nothing is
+    deleted while in use."""
+    nodes = {c.address: c for c in plan.changes()}
+    users: dict[str, set[str]] = {}
+    for b, rec in state.resources.items():
+        for dep in rec.dependencies:
+            users.setdefault(dep, set()).add(b)
+    for b, c in nodes.items():
+        if c.action is Action.DELETE:
+            for dep in c.depends_on:
+                users.setdefault(dep, set()).add(b)
+    waits: dict[str, set[str]] = {}
+    for a, c in nodes.items():
+        if c.action is Action.DELETE:
+            waits[a] = {b for b in users.get(a, ()) if b in nodes and b != a}
+        else:
+            waits[a] = {d for d in c.inputs.values() if d in nodes}
+    return waits
+
+
+def _stopped(exc: StateConflict | LockLost) -> Failure:
+    """What the user is told when a walk stops for ``exc``."""
+    after = (
+        "so the apply stopped: nothing new was started, and work still running was detached "
+        "(a later apply adopts what was recorded as started)."
+    )
+    if isinstance(exc, LockLost):
+        return Failure(f"lock lost: {exc}", f"Another process may change the state now, {after}")
+    return Failure(
+        f"state write conflict: {exc}",
+        f"The state was changed by another process while this apply ran, {after} Run plan "
+        "again to see what is left to do.",
+    )
 
 
 class Walker:
@@ -97,6 +161,8 @@ class Walker:
         config_dir: str = ".",
         timeout: float | None = None,
         secrets: Mapping[str, Mapping[str, Any]] | None = None,
+        graph: Mapping[str, set[str]] | None = None,
+        lock: LockWatch | None = None,
     ) -> None:
         self.plan, self.state, self.token = plan, state, token
         self.backend, self.runtime = backend, runtime
@@ -105,8 +171,12 @@ class Walker:
         self.config_dir = config_dir
         self.timeout = timeout
         self.secrets = secrets or {}  # address -> sensitive param path -> value (engine.sensitive)
+        self.graph = graph if graph is not None else apply_graph(plan, state)
+        self.lock = lock
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
+        self._ran: set[str] = set()  # the runtime did its work (recorded or not)
+        self._blocked: dict[str, str] = {}  # skipped node -> the failed upstream that blocks it
         self.result = ApplyResult()
         self._digests = {
             c.address: c.digest_after or c.digest_before or "" for c in plan.resource_changes
@@ -130,88 +200,79 @@ class Walker:
     def cancel(self) -> None:
         self.cancelled.set()
 
-    # -- scheduling ----------------------------------------------------------------------------
-    def _waits_for(self, nodes: Mapping[str, ResourceChange]) -> dict[str, set[str]]:
-        """What each node waits for. A create/update/replace waits for its inputs. A delete
-        waits for every other change of a resource that depended on it in the state (a
-        dependent's delete, or its switch to something else), so nothing is deleted while in
-        use."""
-        users: dict[str, set[str]] = {}
-        for b, rec in self.state.resources.items():
-            for dep in rec.dependencies:
-                users.setdefault(dep, set()).add(b)
-        for b, c in nodes.items():
-            if c.action is Action.DELETE:
-                for dep in c.depends_on:
-                    users.setdefault(dep, set()).add(b)
-        waits: dict[str, set[str]] = {}
-        for a, c in nodes.items():
-            if c.action is Action.DELETE:
-                waits[a] = {b for b in users.get(a, ()) if b in nodes and b != a}
-            else:
-                waits[a] = {d for d in c.inputs.values() if d in nodes}
-        return waits
+    def halt(self, exc: StateConflict | LockLost) -> None:
+        """Stop the walk for a state write conflict or a lost lock: nothing new starts, running
+        work is detached (as on ``cancel``). The first reason is the one reported."""
+        with self._lock:
+            if self.result.stopped is None:
+                self.result.stopped = _stopped(exc)
+        self.cancelled.set()
 
+    # -- scheduling ----------------------------------------------------------------------------
     def run(self) -> ApplyResult:
         if self.plan.mode is Mode.REFRESH_ONLY:
             self._apply_refresh_only()
             return self.result
         nodes = {c.address: c for c in self.plan.changes()}
         if self.plan.runs():  # best effort: a store that refuses now is written after the apply
-            with contextlib.suppress(RunError):
+            with contextlib.suppress(Failure):
                 self.runtime.hold(self.owner, self._held(planned=True))
-        waits = self._waits_for(nodes)
-        remaining = {a: len(w) for a, w in waits.items()}
-        dependents: dict[str, list[str]] = {a: [] for a in nodes}
-        for a, w in waits.items():
-            for b in w:
-                dependents[b].append(a)
-        ready = [a for a in nodes if not remaining[a]]
-        heapq.heapify(ready)
-        blocked: dict[str, str] = {}  # node -> the failed upstream that blocks it
+        if self.lock is not None:
+            self.lock.on_lost(self.halt)
+        self._walk(nodes)
+        if self.cancelled.is_set():
+            stopped = self.result.stopped
+            self.result.interrupted = stopped is None
+            why = f"apply was stopped: {stopped.summary}" if stopped else "apply was interrupted"
+            handled = set(self.result.done) | set(self.result.failed) | set(self.result.detached)
+            for a in nodes:
+                if a not in handled:
+                    self.result.skipped.setdefault(a, why)
+        elif self.result.ok:
+            self._collect_garbage()
+        return self.result
+
+    def _walk(self, nodes: Mapping[str, ResourceChange]) -> None:
+        """Run ``nodes`` in the order of ``self.graph``, at most ``parallelism`` at once, ready
+        ones in address order; on cancel, start nothing more and wait for what runs."""
+        sorter = TopologicalSorter({a: set(self.graph.get(a, ())) & nodes.keys() for a in nodes})
+        sorter.prepare()
+        ready: list[str] = []
         running: dict[Future[None], str] = {}
-
-        def finish(a: str) -> None:
-            bad = a in self.result.failed or a in self.result.detached
-            cause = blocked.get(a, a if bad else "")
-            for d in dependents[a]:
-                if cause:
-                    blocked.setdefault(d, cause)
-                remaining[d] -= 1
-                if not remaining[d]:
-                    heapq.heappush(ready, d)
-
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
             try:
-                while ready or running:
-                    while ready and len(running) < self.parallelism and not self.cancelled.is_set():
+                while True:
+                    for a in sorter.get_ready():
+                        heapq.heappush(ready, a)
+                    if ready and len(running) < self.parallelism and not self.cancelled.is_set():
                         a = heapq.heappop(ready)
-                        if a in blocked:
-                            self._skip(nodes[a], blocked[a])
-                            finish(a)
+                        if upstream := self._upstream_failure(a):
+                            self._skip(nodes[a], upstream)
+                            sorter.done(a)
                         else:
                             running[pool.submit(self._run_node, nodes[a])] = a
+                        continue
                     if not running:
                         break
                     done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                     for fut in done:
                         a = running.pop(fut)
                         fut.result()
-                        finish(a)
+                        sorter.done(a)
             except KeyboardInterrupt:
                 self.cancel()
                 for fut in list(running):
                     with contextlib.suppress(KeyboardInterrupt):
                         fut.result()
-        if self.cancelled.is_set():
-            self.result.interrupted = True
-            handled = set(self.result.done) | set(self.result.failed) | set(self.result.detached)
-            for a in nodes:
-                if a not in handled:
-                    self.result.skipped.setdefault(a, "apply was interrupted")
-        elif self.result.ok:
-            self._collect_garbage()
-        return self.result
+
+    def _upstream_failure(self, address: str) -> str:
+        """The failed (or detached) upstream that blocks ``address``, "" when none does."""
+        for up in sorted(self.graph.get(address, ())):
+            if up in self._blocked:
+                return self._blocked[up]
+            if up in self.result.failed or up in self.result.detached:
+                return up
+        return ""
 
     def _held(self, planned: bool = False) -> list[Held]:
         """Versions of resources outside this state that its records use (external inputs);
@@ -241,23 +302,18 @@ class Walker:
         ]
         try:
             self.runtime.hold(self.owner, self._held())
-        except RunError:
+        except Failure:
             return  # without our holds recorded, remove nothing: a later apply collects it
         removed = self.runtime.collect_garbage(self.owner, garbage)
-        changed = []
         with self._lock:
-            for address, version in sorted(removed):
-                rec = self.state.resources.get(address)
-                if rec is not None and version in rec.versions:
-                    rec.versions.remove(version)
-                    changed.append(address)
-            if changed:
-                self._persist(sorted(set(changed)))
+            if changed := self.state.drop_versions(removed):
+                self._persist(changed)
 
     def _skip(self, change: ResourceChange, upstream: str) -> None:
         msg = f"not applied: upstream {upstream} failed"
+        self._blocked[change.address] = upstream
         self.result.skipped[change.address] = msg
-        self.on_event(Event("skipped", change.address, change.action, msg))
+        self.on_event(Event(EventKind.SKIPPED, change.address, change.action, msg))
 
     # -- one node ------------------------------------------------------------------------------
     def _inputs(self, change: ResourceChange) -> dict[str, dict[str, Any]]:
@@ -273,14 +329,15 @@ class Walker:
     def _run_node(self, change: ResourceChange) -> None:
         start = time.monotonic()
         started_at = now_iso()
-        self.on_event(Event("start", change.address, change.action))
+
+        def event(kind: EventKind, message: str = "", detail: str = "") -> None:
+            elapsed = time.monotonic() - start if kind is not EventKind.START else 0.0
+            self.on_event(Event(kind, change.address, change.action, message, elapsed, detail))
+
+        event(EventKind.START)
         ctx = RunContext(
-            phase=lambda msg: self.on_event(
-                Event("phase", change.address, change.action, msg, time.monotonic() - start)
-            ),
-            notice=lambda msg: self.on_event(
-                Event("notice", change.address, change.action, msg, time.monotonic() - start)
-            ),
+            phase=lambda msg: event(EventKind.PHASE, msg),
+            notice=lambda msg: event(EventKind.NOTICE, msg),
             cancelled=self.cancelled,
             timeout=self.timeout,
         )
@@ -293,47 +350,28 @@ class Walker:
                 self._create(change, ctx, started_at)
         except Detached as exc:
             self.result.detached.append(change.address)
-            self.on_event(
-                Event(
-                    "detached",
-                    change.address,
-                    change.action,
-                    str(exc) or "still running; the next apply adopts it",
-                    time.monotonic() - start,
-                )
-            )
+            event(EventKind.DETACHED, str(exc) or "still running; the next apply adopts it")
             return
-        except RunError as exc:
+        except Failure as exc:
             self.result.failed[change.address] = exc
             # Said before it is recorded: when the state cannot be written either (a full disk),
             # the reason the resource failed is not lost with that error.
-            self.on_event(
-                Event(
-                    "failed",
-                    change.address,
-                    change.action,
-                    exc.message,
-                    time.monotonic() - start,
-                    exc.detail,
-                )
-            )
+            event(EventKind.FAILED, exc.summary, exc.detail)
             self._record_failure(change, started_at, time.monotonic() - start)
             return
+        except (StateConflict, LockLost) as exc:
+            self.halt(exc)
+            if change.address in self._ran:  # done, but not recorded: the next apply adopts it
+                self.result.detached.append(change.address)
+                event(EventKind.DETACHED, "finished, but the state could not record it")
+            return
         except Exception as exc:  # unexpected: contain it to this node
-            err = RunError(f"unexpected error: {type(exc).__name__}: {exc}")
+            err = Failure(f"unexpected error: {type(exc).__name__}: {exc}")
             self.result.failed[change.address] = err
-            self.on_event(
-                Event(
-                    "failed",
-                    change.address,
-                    change.action,
-                    err.message,
-                    time.monotonic() - start,
-                )
-            )
+            event(EventKind.FAILED, err.summary)
             return
         self.result.done.append(change.address)
-        self.on_event(Event("done", change.address, change.action, "", time.monotonic() - start))
+        event(EventKind.DONE)
 
     def _create(self, change: ResourceChange, ctx: RunContext, started_at: str) -> None:
         digest = change.digest_after or ""
@@ -361,31 +399,24 @@ class Walker:
             owner=self.owner,
         )
         intent = dict(adopt) if adopt is not None else self.runtime.intent(request)
+        pending_op = PendingOperation(
+            action=change.action.value,
+            digest=digest,
+            spec=change.after or {},
+            dependencies=change.depends_on,
+            started_at=started_at,
+            intent=intent,
+            version=version,
+        )
         with self._lock:
-            rec = self.state.resources.get(change.address)
-            if rec is None:
-                rec = ResourceRecord(
-                    kind=change.kind, namespace=change.namespace, name=change.name, status="pending"
-                )
-                self.state.resources[change.address] = rec
-            rec.pending = PendingOperation(
-                action=change.action,
-                digest=digest,
-                spec=change.after or {},
-                dependencies=change.depends_on,
-                started_at=started_at,
-                intent=intent,
-                version=version,
-            )
-            if version not in rec.versions:
-                rec.versions.append(version)
+            self.state.begin(change.address, change.kind, change.namespace, change.name, pending_op)
             self._persist([change.address])
         outputs = self.runtime.apply(request, ctx)
+        self._ran.add(change.address)
         with self._lock:
             rec = self.state.resources[change.address]
-            self.state.resources[change.address] = self._completed(
-                change, rec, version, dict(outputs), started_at
-            )
+            completed = self._completed(change, rec, version, dict(outputs), started_at)
+            self.state.complete(change.address, completed)
             self._persist([change.address])
 
     def _completed(
@@ -435,37 +466,37 @@ class Walker:
         with self._lock:
             rec = self.state.resources.get(change.address)
             if rec is None or not rec.digest:
-                raise RunError(f"{change.address} has no completed run to update the record of")
+                raise Failure(f"{change.address} has no completed run to update the record of")
             # pin the versions first: a record without them names them by its (old) digest
-            rec.version, rec.previous_version = rec.current_version or "", rec.prior_version
-            rec.versions = rec.owned_versions()
-            rec.spec = change.after or {}
-            rec.lifecycle = dict(change.lifecycle)
-            rec.digest = change.digest_after or rec.digest
-            rec.digest_format = DIGEST_FORMAT
-            rec.dependencies = list(change.depends_on)
-            rec.dependency_digests = {d: self._digests.get(d, "") for d in change.depends_on}
+            updated = rec.model_copy(
+                update={
+                    "version": rec.current_version or "",
+                    "previous_version": rec.prior_version,
+                    "versions": rec.owned_versions(),
+                    "spec": change.after or {},
+                    "lifecycle": dict(change.lifecycle),
+                    "digest": change.digest_after or rec.digest,
+                    "digest_format": DIGEST_FORMAT,
+                    "dependencies": list(change.depends_on),
+                    "dependency_digests": {d: self._digests.get(d, "") for d in change.depends_on},
+                }
+            )
+            self.state.complete(change.address, updated)
             self._persist([change.address])
 
     def _record_failure(self, change: ResourceChange, started_at: str, seconds: float) -> None:
-        with self._lock:
-            rec = self.state.resources.get(change.address)
-            if rec is None:
-                return
-            rec.last_run = RunRecord(
-                started_at=started_at,
-                finished_at=now_iso(),
-                outcome="failed",
-                seconds=round(seconds, 3),
-            )
-            if not rec.digest:
-                # Never completed, but the runtime may have left objects behind (a failed Job,
-                # a Deployment that never became ready): keep a tainted record with the intent,
-                # so the next apply replaces them and destroy removes them.
-                rec.status = "tainted"
-            else:
-                rec.pending = None
-            self._persist([change.address])
+        run = RunRecord(
+            started_at=started_at,
+            finished_at=now_iso(),
+            outcome="failed",
+            seconds=round(seconds, 3),
+        )
+        try:
+            with self._lock:
+                if self.state.fail(change.address, run):
+                    self._persist([change.address])
+        except (StateConflict, LockLost) as exc:
+            self.halt(exc)
 
     def _delete(self, change: ResourceChange, ctx: RunContext) -> None:
         with self._lock:
@@ -488,16 +519,16 @@ class Walker:
             ),
             ctx,
         )
+        self._ran.add(change.address)
         with self._lock:
-            self.state.resources.pop(change.address, None)
+            self.state.remove(change.address)
             self._persist([change.address])
 
     def _apply_refresh_only(self) -> None:
         with self._lock:
             changed = []
             for d in self.plan.drift:
-                if d.status is DriftStatus.MISSING and d.address in self.state.resources:
-                    del self.state.resources[d.address]
+                if d.status is DriftStatus.MISSING and self.state.remove(d.address):
                     changed.append(d.address)
                     self.result.done.append(d.address)
             if changed:

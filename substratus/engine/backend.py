@@ -7,9 +7,10 @@ protocol. Contracts every backend keeps:
   ``token`` describing the stored version.
 - ``write(state, expected_token, changed)`` stores ``state`` only if the stored version is still
   ``expected_token`` (compare-and-swap) and returns the new token; otherwise it raises
-  ``StateConflict``. ``changed`` lists the addresses that differ from the last write, so a backend
-  can persist incrementally (a journal) instead of rewriting everything; the state must be
-  durable when ``write`` returns. The caller has already increased ``state.serial``.
+  ``StateConflict`` (the walker then stops: nothing new starts). ``changed`` lists the addresses
+  that differ from the last write, so a backend can persist incrementally (a journal) instead of
+  rewriting everything; the state must be durable when ``write`` returns. The caller has already
+  increased ``state.serial``.
 - ``lock(info)`` takes an exclusive lock or raises ``LockHeld`` with the holder's ``LockInfo``;
   ``unlock(lock_id)`` releases only that lock. ``force_unlock(lock_id)`` removes a lock left behind
   and returns what it removed, or raises ``LockNotFound``.
@@ -17,9 +18,9 @@ protocol. Contracts every backend keeps:
   ``engine.diagnostic.DiagnosticError``.
 - Optional, ``LeaseRenewal``: a backend whose locks expire unless renewed (a lease) says so with
   ``lease_seconds`` and ``renew(lock_id)``, which extends the lease and keeps the id, or raises
-  ``LockNotFound`` when the lock was taken over or removed. After ``lock`` it sets ``takeover``
-  to the holder of the expired lock it took over (``None`` otherwise). The file backend has no
-  lease.
+  ``LockNotFound`` when the lock was taken over or removed (its keeper then reports ``LockLost``
+  through a ``LockWatch``, and the walker stops). After ``lock`` it sets ``takeover`` to the
+  holder of the expired lock it took over (``None`` otherwise). The file backend has no lease.
 - Optional, ``Recovers``: ``recover(source)`` rebuilds a damaged state (a journal that does not
   belong to its base, which ``read`` refuses) by replaying the journal over a copy of the state it
   continues: ``source`` = ``(name, bytes)`` of a copy the user names, else the backend's own
@@ -32,6 +33,8 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -120,6 +123,45 @@ class LockNotFound(Exception):
 
 class StateConflict(Exception):
     """A compare-and-swap write lost: the stored state changed since it was read."""
+
+
+class LockLost(Exception):
+    """The state lock this run holds was taken over or removed while it ran (a lease that was
+    not renewed in time, a ``force-unlock``): another run may change the state now."""
+
+
+class LockWatch:
+    """The state lock as the one keeping it sees it while a command runs.
+
+    ``lose(exc)`` (the lease renewal found the lock taken over or removed) calls every callback
+    given to ``on_lost`` with that ``LockLost``, once; a callback added after the loss is called
+    at once. Thread-safe: the renewal runs on its own thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lost: LockLost | None = None
+        self._callbacks: list[Callable[[LockLost], None]] = []
+
+    @property
+    def lost(self) -> LockLost | None:
+        return self._lost
+
+    def on_lost(self, callback: Callable[[LockLost], None]) -> None:
+        with self._lock:
+            lost = self._lost
+            if lost is None:
+                self._callbacks.append(callback)
+        if lost is not None:
+            callback(lost)
+
+    def lose(self, exc: LockLost) -> None:
+        with self._lock:
+            if self._lost is not None:
+                return
+            self._lost, callbacks = exc, list(self._callbacks)
+        for callback in callbacks:
+            callback(exc)
 
 
 class Backend(Protocol):

@@ -24,7 +24,7 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
   started by an interrupted apply (``request.intent`` is then given): a run still going is waited
   for, a completed one adopted — and only then may it say "adopted". It never reuses a version of
   another run, of another state, or of the same digest. It reports phases through ``ctx.phase``
-  and raises ``RunError`` on failure (with the tail of the workload's log) or ``Detached`` when
+  and raises ``Failure`` on failure (with the tail of the workload's log) or ``Detached`` when
   ``ctx.cancelled`` is set and it stopped waiting for work that continues on its own.
 - ``delete(request, ctx)`` removes what ``apply`` created — the versions in
   ``request.versions``, never another state's, and none another state holds — (keeping artifacts
@@ -188,16 +188,6 @@ class RunContext:
     notice: Callable[[str], None] = lambda _msg: None
     cancelled: threading.Event = field(default_factory=threading.Event)
     timeout: float | None = None
-
-
-class RunError(Exception):
-    """A workload failed. ``detail`` carries the reason and the tail of its log."""
-
-    def __init__(self, message: str, detail: str = "", log_path: str | None = None) -> None:
-        self.message = message
-        self.detail = detail
-        self.log_path = log_path
-        super().__init__(message)
 
 
 class Detached(Exception):

@@ -180,3 +180,51 @@ class StateFile(BaseModel):
             return cls.model_validate(data)
         except Exception as exc:  # pydantic.ValidationError
             raise ValueError(f"the state document is malformed: {exc}") from exc
+
+    # -- transitions (made by the walker, engine.apply) --------------------------------------------
+    def begin(
+        self, address: str, kind: str, namespace: str, name: str, pending: PendingOperation
+    ) -> None:
+        """A run of ``address`` starts: its pending operation, and the version it makes, are
+        recorded (a resource without a record gets one with status ``pending``)."""
+        rec = self.resources.get(address)
+        if rec is None:
+            rec = ResourceRecord(kind=kind, namespace=namespace, name=name, status="pending")
+            self.resources[address] = rec
+        rec.pending = pending
+        if pending.run_version not in rec.versions:
+            rec.versions.append(pending.run_version)
+
+    def complete(self, address: str, record: ResourceRecord) -> None:
+        """A run completed (or a record-only update was made): ``record`` is its record now."""
+        self.resources[address] = record
+
+    def fail(self, address: str, run: RunRecord) -> bool:
+        """A run failed: it is the record's ``last_run``. A resource that never completed is
+        ``tainted`` and keeps its pending intent (what the run left behind is replaced by the
+        next apply, removed by destroy); one that did keeps its record, without the pending
+        operation. False (nothing changed) when there is no record."""
+        rec = self.resources.get(address)
+        if rec is None:
+            return False
+        rec.last_run = run
+        if not rec.digest:
+            rec.status = "tainted"
+        else:
+            rec.pending = None
+        return True
+
+    def remove(self, address: str) -> bool:
+        """The resource was deleted (or found gone): its record goes. False when there was none."""
+        return self.resources.pop(address, None) is not None
+
+    def drop_versions(self, removed: set[tuple[str, str]]) -> list[str]:
+        """Garbage collection removed these ``(address, version)``s: they leave ``versions``.
+        Returns the addresses whose record changed, sorted."""
+        changed: set[str] = set()
+        for address, version in sorted(removed):
+            rec = self.resources.get(address)
+            if rec is not None and version in rec.versions:
+                rec.versions.remove(version)
+                changed.add(address)
+        return sorted(changed)

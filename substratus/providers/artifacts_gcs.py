@@ -14,10 +14,11 @@ For the Kubernetes runtime's build contexts: ``object_md5`` of one object, and
 ``signed_put_url``, a short-lived V4 URL bound to a Content-MD5 (signed with the credentials' key,
 by IAM signBlob for Compute Engine / workload identity, or with a throwaway key for an emulator).
 
-No credentials, a missing bucket or a permission denial is one ``RunError`` with the fix;
-transient errors (429, 5xx, resets, timeouts) are retried with backoff, which is safe: objects of
-an incomplete version may be rewritten and the marker carries a precondition. The only providers
-module that imports ``google``; it never touches the state.
+No credentials, a missing bucket or a permission denial is one ``Failure`` with the fix;
+transient errors (429, 5xx, resets, timeouts) are retried with backoff (``gcs.client.sdk_retry``
+of ``gcs.client.REQUESTS``), which is safe: objects of an incomplete version may be rewritten and
+the marker carries a precondition. The client is ``gcs.client``'s, as the state backend's. The
+only providers module that imports ``google``; it never touches the state.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,21 +41,21 @@ import google.auth
 import google.auth.transport.requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
-from google.auth.credentials import AnonymousCredentials, Signing
-from google.cloud import storage
+from google.auth.credentials import Signing
 from google.cloud.storage.exceptions import DataCorruption
-from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.failure import Failure
 from substratus.engine.kinds import store_root
-from substratus.engine.runtime import Held, Owner, RunError
+from substratus.engine.runtime import Held, Owner
+from substratus.gcs import client as gcs
 from substratus.providers import holds
-from substratus.providers.local.artifacts import PARTIAL_SUFFIX, Mirror, MirroredStore
+from substratus.providers.mirror import PARTIAL_SUFFIX, Mirror, MirroredStore
 
 MARKER = ".substratus-complete"
 WORKERS = 8
-RETRY = DEFAULT_RETRY.with_delay(initial=0.1, maximum=8.0, multiplier=2.0).with_timeout(180.0)
+RETRY = gcs.sdk_retry(replace(gcs.REQUESTS, deadline=180.0))
 READ = frozenset({"storage.objects.get"})
 WRITE = READ | {"storage.objects.list", "storage.objects.create", "storage.objects.delete"}
 FIX_CREDENTIALS = (
@@ -94,56 +95,42 @@ _clients: dict[str, Any] = {}
 _checked: set[tuple[str, str, frozenset[str]]] = set()
 
 
-def emulator_endpoint() -> str | None:
-    """The URL of the emulator named by ``STORAGE_EMULATOR_HOST``, None without one."""
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
-    if not host:
-        return None
-    return host if "://" in host else f"http://{host}"
-
-
 def client() -> Any:
-    """One client per process (per emulator host): the emulator when ``STORAGE_EMULATOR_HOST``
-    is set, else Application Default Credentials."""
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    """One client per process (per emulator host), made by ``gcs.client.make_client``."""
+    host = os.environ.get(gcs.EMULATOR_ENV, "")
     with _lock:
         if host not in _clients:
-            if endpoint := emulator_endpoint():
-                _clients[host] = storage.Client(
-                    project="substratus",
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                    client_options={"api_endpoint": endpoint},
-                )
-            else:
-                with _errors("reading Google Cloud credentials", None):
-                    _clients[host] = storage.Client()
+            with _errors("reading Google Cloud credentials", None):
+                _clients[host] = gcs.make_client()
         return _clients[host]
 
 
 @contextlib.contextmanager
 def _errors(what: str, where: GsPath | None) -> Iterator[None]:
-    """Turn client errors into one ``RunError`` that says what to do."""
+    """Turn client errors into one ``Failure`` that says what to do."""
     bucket = f"gs://{where.bucket}" if where else "the bucket"
     try:
         yield
     except (auth.DefaultCredentialsError, auth.RefreshError) as exc:
-        raise RunError(f"no usable Google Cloud credentials while {what}", FIX_CREDENTIALS) from exc
+        raise Failure(f"no usable Google Cloud credentials while {what}", FIX_CREDENTIALS) from exc
     except (api.Forbidden, api.Unauthorized) as exc:
-        raise RunError(
+        raise Failure(
             f"permission denied while {what}",
             f"{exc.message}. Grant the account roles/storage.objectAdmin on {bucket} "
             f"(`gcloud storage buckets add-iam-policy-binding {bucket} --member=… "
             "--role=roles/storage.objectAdmin`) or use other credentials",
         ) from exc
     except api.NotFound as exc:
-        raise RunError(
+        raise Failure(
             f"the bucket {bucket} does not exist ({what})",
             f"create it (`gcloud storage buckets create {bucket}`) or fix the artifacts URL",
         ) from exc
     except api.RetryError as exc:
-        raise RunError(f"GCS kept failing while {what}", f"gave up retrying: {exc.cause}") from exc
+        raise Failure(
+            f"GCS kept failing while {what}", f"gave up retrying: {exc.cause}", retryable=True
+        ) from exc
     except (api.GoogleAPICallError, DataCorruption, OSError, ValueError) as exc:
-        raise RunError(f"GCS error while {what}", f"{type(exc).__name__}: {exc}") from exc
+        raise Failure(f"GCS error while {what}", f"{type(exc).__name__}: {exc}") from exc
 
 
 def preflight(bucket: str, needed: frozenset[str]) -> None:
@@ -161,7 +148,7 @@ def preflight(bucket: str, needed: frozenset[str]) -> None:
             granted = set(needed)
     missing = needed - granted
     if missing:
-        raise RunError(
+        raise Failure(
             f"the credentials lack {', '.join(sorted(missing))} on gs://{bucket}",
             f"grant roles/storage.objectAdmin on gs://{bucket}, or {FIX_CREDENTIALS}",
         )
@@ -302,7 +289,7 @@ def fetch(url: str, workdir: Path) -> Path:
     path = mirror.path(where.bucket, where.key)
     marker = marker_of(where)
     if marker is None:
-        raise RunError(f"{url} is not a complete version", "apply the resource that writes it")
+        raise Failure(f"{url} is not a complete version", "apply the resource that writes it")
     if mirror.generation(path) == marker.generation:
         return path
     with mirror.lock(url):
@@ -333,7 +320,7 @@ def _download(where: GsPath, marker: Any, into: Path) -> None:
             except api.NotFound:
                 blob = None
         if blob is None or blob.crc32c != files[rel].get("crc32c"):
-            raise RunError(
+            raise Failure(
                 f"{where.url} changed after it was completed: {rel} is missing or replaced",
                 "apply the resource that writes it again",
             )
@@ -395,7 +382,7 @@ def signed_put_url(url: str, md5_b64: str, expires_s: int) -> str:
             )
     except auth.TransportError as exc:  # signBlob (or impersonation) refused or unreachable
         email = signing.get("service_account_email", "the service account")
-        raise RunError(
+        raise Failure(
             f"{email} could not sign the upload URL for {url} (IAM signBlob failed)",
             f"{exc}. Grant {email} roles/iam.serviceAccountTokenCreator on itself "
             f"(`gcloud iam service-accounts add-iam-policy-binding {email} "
@@ -406,14 +393,14 @@ def signed_put_url(url: str, md5_b64: str, expires_s: int) -> str:
 
 def _signing_arguments() -> dict[str, Any]:
     """How ``generate_signed_url`` signs with the current credentials (see ``signed_put_url``)."""
-    endpoint = emulator_endpoint()
+    endpoint = gcs.emulator_endpoint()
     if endpoint:
         return {"credentials": _emulator_credentials(), "api_access_endpoint": endpoint}
     creds = client()._credentials
     if isinstance(creds, Signing):
         return {}
     if not hasattr(creds, "service_account_email"):  # user credentials, external accounts…
-        raise RunError(
+        raise Failure(
             f"the Google Cloud credentials ({type(creds).__name__}) cannot sign an upload URL",
             FIX_SIGNING,
         )
@@ -422,7 +409,7 @@ def _signing_arguments() -> dict[str, Any]:
             creds.refresh(google.auth.transport.requests.Request())
     email = creds.service_account_email
     if not isinstance(email, str) or "@" not in email or not creds.token:
-        raise RunError(
+        raise Failure(
             f"the Google Cloud credentials ({type(creds).__name__}) name no service account "
             "to sign an upload URL with",
             FIX_SIGNING,
@@ -439,7 +426,7 @@ def _emulator_credentials() -> Any:
                 from cryptography.hazmat.primitives import serialization
                 from cryptography.hazmat.primitives.asymmetric import rsa
             except ImportError as exc:  # a google-auth dependency since 2.4x; optional before
-                raise RunError(
+                raise Failure(
                     "signing upload URLs for the GCS emulator needs the cryptography package",
                     "pip install cryptography",
                 ) from exc
@@ -513,7 +500,7 @@ class GcsArtifactStore(MirroredStore):
     def _version(self, path: Path) -> GsPath:
         found = self.mirror.locate(path)
         if found is None:
-            raise RunError(f"{path} is not a version of {self.url}")
+            raise Failure(f"{path} is not a version of {self.url}")
         return GsPath(*found)
 
     def entries(self, namespace: str, kind: str, name: str) -> list[Path]:
@@ -571,7 +558,7 @@ class GcsArtifactStore(MirroredStore):
             with _errors(f"reading {where.child(MARKER).url}", where):
                 marker = bucket.get_blob(marker.name, retry=RETRY)
         if marker is None:
-            raise RunError(f"{where.url} was deleted while it was being published")
+            raise Failure(f"{where.url} was deleted while it was being published")
         self.mirror.record(version, marker.generation)
         self._fingerprints[str(version)] = fingerprint(uploaded)
 

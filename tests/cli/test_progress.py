@@ -9,7 +9,7 @@ import json
 from rich.console import Console
 
 from substratus.cli.progress import JsonProgress, LiveProgress, PlainProgress
-from substratus.engine.apply import Event
+from substratus.engine.apply import Event, EventKind
 from substratus.engine.plan import Action
 
 NOTICE = "port 1 is in use by another program: the endpoint moves"
@@ -17,11 +17,17 @@ NOTICE = "port 1 is in use by another program: the endpoint moves"
 
 def events() -> list[Event]:
     return [
-        Event("start", "modelserver.api", Action.UPDATE),
-        Event("phase", "modelserver.api", Action.UPDATE, "stopping pid 7", 0.1),
-        Event("notice", "modelserver.api", Action.UPDATE, NOTICE, 0.2),
-        Event("phase", "modelserver.api", Action.UPDATE, "waiting for http://127.0.0.1:2/", 0.3),
-        Event("done", "modelserver.api", Action.UPDATE, "", 0.4),
+        Event(EventKind.START, "modelserver.api", Action.UPDATE),
+        Event(EventKind.PHASE, "modelserver.api", Action.UPDATE, "stopping pid 7", 0.1),
+        Event(EventKind.NOTICE, "modelserver.api", Action.UPDATE, NOTICE, 0.2),
+        Event(
+            EventKind.PHASE,
+            "modelserver.api",
+            Action.UPDATE,
+            "waiting for http://127.0.0.1:2/",
+            0.3,
+        ),
+        Event(EventKind.DONE, "modelserver.api", Action.UPDATE, "", 0.4),
     ]
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from substratus.state.local import FileBackend
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import Project, kill_leftovers
+from tests.e2e.counting import PIPELINE, make_pipeline, runs
 
 
 def _backend(project: Project) -> FileBackend:
@@ -192,3 +193,42 @@ def test_ctrl_c_detaches_cleanly_and_releases_the_lock(slow_project: Project) ->
     p.run("apply", "--auto-approve")
     runs = Path(os.environ["RUNS_LOG"]).read_text().split()
     assert runs.count("3") == 1, runs
+
+
+BUMP = """\
+import json, os, pathlib
+from substratus.state.local import FileBackend
+content = pathlib.Path(os.environ["CONTENT_DIR"])
+params = json.loads((content / "params.json").read_text())
+with open(os.environ["RUNS_LOG"], "a") as fh:
+    fh.write(params["name"] + "\\n")
+backend = FileBackend(os.environ["STATE_DIR"])  # another process writes the state meanwhile
+state, token = backend.read()
+state.serial += 1
+backend.write(state, token, [])
+(content / "artifacts" / "out.txt").write_text("ok")
+"""
+
+
+def test_a_state_write_conflict_mid_apply_stops_the_walk(tmp_path: Path) -> None:
+    job, bump = (
+        'command: ["python3", "job.py"]}\n  loader',
+        'command: ["python3", "bump.py"]}\n  loader',
+    )
+    config = PIPELINE.replace(job, bump)
+    assert config != PIPELINE
+    project = Project(make_pipeline(tmp_path / "conflict", config))
+    (project.dir / "app" / "bump.py").write_text(BUMP)
+    log = tmp_path / "runs.log"
+    env = {"RUNS_LOG": str(log), "STATE_DIR": str(project.dir / ".substratus" / "state")}
+    try:
+        out = project.run("apply", "--auto-approve", check=1, env=env)
+        assert runs(log) == {"data": 1}  # nothing started after the conflict
+        assert "state write conflict: the state" in out.stderr
+        assert "was changed by another process" in out.stderr
+        assert "unexpected error" not in out.stdout + out.stderr
+        assert "Apply complete" not in out.stdout
+        assert _backend(project).current_lock() is None
+    finally:
+        project.run("destroy", "--auto-approve", "--no-lock", check=None, timeout=60, env=env)
+        kill_leftovers(tmp_path)

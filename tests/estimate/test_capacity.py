@@ -11,8 +11,8 @@ import pytest
 
 from substratus.engine.capacity import GpuRequest, check_capacity, gpu_requests
 from substratus.engine.diagnostic import DiagnosticError, Severity
+from substratus.engine.failure import Failure
 from substratus.engine.runtime import Capacity, NodeOffer
-from substratus.providers.kubernetes.cluster import ClusterError
 from substratus.providers.kubernetes.gpu import node_offer, parse_quantity, product_type
 from substratus.providers.kubernetes.refresh import Refresher, autoscaler_groups, capacity_of
 from tests.support.engine import Harness
@@ -216,19 +216,19 @@ def test_refresh_lists_the_nodes_once_and_a_403_makes_capacity_unknown() -> None
     ]
     assert refresher.capacity == Capacity((NodeOffer("n", "nvidia-l4", 8),))
 
-    forbidden = ClusterError('permission denied: nodes is forbidden: User "u"', "", 403)
+    forbidden = Failure('permission denied: nodes is forbidden: User "u"', "", status=403)
     refresher = Refresher(FakeCluster(forbidden))  # type: ignore[arg-type]
     refresher.observe({})
     assert refresher.capacity is not None
     assert "listing the cluster's nodes is not allowed" in refresher.capacity.unknown_reason
     assert "examples/kubernetes/rbac.yaml" in refresher.capacity.unknown_reason
 
-    unreadable = FakeCluster([], ClusterError("permission denied: configmaps", "", 403))
+    unreadable = FakeCluster([], Failure("permission denied: configmaps", "", status=403))
     refresher = Refresher(unreadable)  # type: ignore[arg-type]
     refresher.observe({})
     assert refresher.capacity == Capacity()  # the autoscaler is just not seen
-    with pytest.raises(ClusterError):  # anything but a 403 still fails the plan
-        Refresher(FakeCluster(ClusterError("unreachable", "", None))).observe({})  # type: ignore[arg-type]
+    with pytest.raises(Failure):  # anything but a 403 still fails the plan
+        Refresher(FakeCluster(Failure("unreachable", ""))).observe({})  # type: ignore[arg-type]
 
 
 # -- the check ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 from substratus.engine.backend import LockHeld, LockInfo, LockNotFound, StateConflict
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.failure import Failure
 from substratus.engine.kinds import version_key as key
 from substratus.engine.runtime import (
     DeleteRequest,
@@ -22,7 +23,6 @@ from substratus.engine.runtime import (
     Owner,
     ResourceView,
     RunContext,
-    RunError,
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord, StateFile
@@ -71,7 +71,7 @@ class FakeRuntime:
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         self.calls.append((request.action, request.address))
         if request.address in self.fail:
-            raise RunError(f"{request.address} failed", "log tail")
+            raise Failure(f"{request.address} failed", "log tail")
         self.live[(request.owner.lineage, request.address)] = request.run_version
         self.missing.discard(request.address)
         self.store.add(key(request.namespace, request.kind, request.name, request.run_version))

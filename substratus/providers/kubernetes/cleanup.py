@@ -23,9 +23,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from substratus.engine import kinds
-from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext
 from substratus.providers.kubernetes import artifacts, guard, names, ownership
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 from substratus.providers.kubernetes.volumes import Store
 from substratus.providers.kubernetes.waits import Ref, Timing
 
@@ -123,7 +124,7 @@ def collect_garbage(
         return set()
     try:
         held = artifacts.others_holds(store.url, owner)
-    except RunError:
+    except Failure:
         return set()
     removed: set[tuple[str, str]] = set()
     for g in garbage:
@@ -134,7 +135,7 @@ def collect_garbage(
                 if not kinds.removable(g.namespace, g.kind, g.name, g.version, held):
                     continue
                 artifacts.remove(store.version(g.namespace, g.kind, g.name, g.version).url)
-        except (ClusterError, RunError):
+        except Failure:
             continue
         removed.add((g.address, g.version))
     return removed

@@ -21,11 +21,11 @@ Objects are plain dicts. Writes never land on an object other than the one the c
 
 ``list`` reads a label-selected collection in one request (or in pages); ``get`` answers ``None``
 for a missing object; both can ask for metadata only (``PartialObjectMetadata``: names, labels,
-uids — never a Secret's data). Transient failures (429, 5xx, resets) are retried with backoff —
-every call here is idempotent. Everything else is a ``ClusterError`` whose message says what
-failed and what to do: unreachable server, 401, 403 (with the permission the API server says is
-missing), 404 namespace, 409, 422 (with the fields), quota. ``requests`` counts the HTTP
-requests sent (for ``bench/refresh.py``).
+uids — never a Secret's data). Transient failures (429, 5xx, resets) are retried with backoff
+(``engine.backoff``) — every call here is idempotent. Everything else is a ``Failure`` whose
+message says what failed and what to do: unreachable server, 401, 403 (with the permission the
+API server says is missing), 404 namespace, 409, 422 (with the fields), quota. ``requests``
+counts the HTTP requests sent (for ``bench/refresh.py``).
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+from substratus.engine.backoff import Backoff, GaveUp, retry
+from substratus.engine.failure import Failure
 from substratus.providers.kubernetes import names
 
 RBAC_HINT = (
@@ -46,6 +47,8 @@ RBAC_HINT = (
     "namespace (kubectl apply -n NAMESPACE -f examples/kubernetes/rbac.yaml, then bind it)."
 )
 RETRIES = 5
+# 0.4 s doubling to at most 5 s (±20 %), at most RETRIES requests in all
+REQUESTS = Backoff(first=0.4, maximum=5.0, attempts=RETRIES)
 TIMEOUT = (10.0, 60.0)  # connect, read
 KINDS: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
@@ -66,14 +69,23 @@ NEVER_STORED = "9223372036854775807"
 Deleted = Literal["deleted", "gone", "replaced"]
 
 
-class ClusterError(Exception):
-    """A failed request the user must act on (``message``: what; ``detail``: what to do)."""
+class _Answer(Exception):
+    """An error answer of the API server (what ``request`` does not return)."""
 
-    def __init__(self, message: str, detail: str = "", status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-        self.status = status
+    def __init__(self, status: int, data: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.data = status, data
+
+
+def _transient(exc: BaseException) -> bool:
+    """429, 5xx, and a connection error the client did not retry already (``MaxRetryError``)."""
+    import urllib3
+
+    if isinstance(exc, _Answer):
+        return exc.status == 429 or exc.status >= 500
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        return False
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
 
 
 def _path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
@@ -128,14 +140,14 @@ class Cluster:
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
                 api = client.ApiClient(cfg)
             else:
-                raise ClusterError(
+                raise Failure(
                     "no Kubernetes configuration found",
                     f"{files} does not exist and this is not a pod in a cluster. Set KUBECONFIG "
                     "or create a context (e.g. gcloud container clusters get-credentials, "
                     "kind create cluster).",
                 )
         except ConfigException as exc:
-            raise ClusterError(
+            raise Failure(
                 f"cannot use the Kubernetes configuration ({self.where})",
                 f"{exc}. Check --context / the `kubernetes.context` Project setting and "
                 f"`kubectl config get-contexts`.",
@@ -172,9 +184,8 @@ class Cluster:
         # the client serialises JSON bodies itself; other content types are sent as text
         is_json = content_type == "application/json"
         payload = body if is_json or body is None else json.dumps(body)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def once() -> Any:
             m, url, hdrs, _, _ = api.param_serialize(
                 method,
                 path,
@@ -184,21 +195,8 @@ class Cluster:
             )
             self.requests += 1
             self.by_verb[method] += 1
-            try:
-                resp = api.call_api(
-                    m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT
-                )
-                resp.read()
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if attempt < RETRIES and not isinstance(exc, urllib3.exceptions.MaxRetryError):
-                    time.sleep(0.2 * 2**attempt)
-                    continue
-                reason = getattr(exc, "reason", None) or exc
-                raise ClusterError(
-                    f"cannot reach the Kubernetes API server at {api.configuration.host}",
-                    f"{reason}. Check that the cluster is running and that {self.where} is the "
-                    "right one (--context, KUBECONFIG).",
-                ) from exc
+            resp = api.call_api(m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT)
+            resp.read()
             status = int(resp.status)
             data: Any = None
             if resp.data:
@@ -210,51 +208,70 @@ class Cluster:
                 return data
             if status == 404 and method in ("GET", "DELETE"):
                 return None
-            if (status == 429 or status >= 500) and attempt < RETRIES:
-                time.sleep(min(0.2 * 2**attempt, 5.0))
-                continue
-            raise self._error(status, data or {}, method, what or path)
+            raise _Answer(status, data or {})
 
-    def _error(self, status: int, data: dict[str, Any], method: str, what: str) -> ClusterError:
+        try:
+            return retry(once, REQUESTS, retryable=_transient)
+        except GaveUp as exc:
+            raise self._failure(exc.last, method, what or path) from exc.last
+        except (_Answer, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._failure(exc, method, what or path) from exc
+
+    def _failure(self, exc: BaseException, method: str, what: str) -> Failure:
+        """The ``Failure`` of a request that failed with ``exc`` (an answer or no answer)."""
+        if isinstance(exc, _Answer):
+            return self._error(exc.status, exc.data, method, what)
+        reason = getattr(exc, "reason", None) or exc
+        return Failure(
+            f"cannot reach the Kubernetes API server at {self._client().configuration.host}",
+            f"{reason}. Check that the cluster is running and that {self.where} is the "
+            "right one (--context, KUBECONFIG).",
+            retryable=True,
+        )
+
+    def _error(self, status: int, data: dict[str, Any], method: str, what: str) -> Failure:
         message = str(data.get("message") or data.get("reason") or f"HTTP {status}")
         if status == 401:
-            return ClusterError(
+            return Failure(
                 f"the Kubernetes API server rejected the credentials of {self.where} "
                 "(401 Unauthorized)",
                 "Refresh them (e.g. gcloud container clusters get-credentials, or a new token) "
                 "and try again.",
-                status,
+                status=status,
             )
         if status == 403 and "exceeded quota" in message:
-            return ClusterError(
+            return Failure(
                 f"quota exceeded: {message}",
                 "Raise the namespace's ResourceQuota or ask for fewer resources.",
-                status,
+                status=status,
             )
         if status == 403:
-            return ClusterError(f"permission denied: {message}", RBAC_HINT, status)
+            return Failure(f"permission denied: {message}", RBAC_HINT, status=status)
         if status == 404:
-            return ClusterError(
+            return Failure(
                 f"{what}: {message}",
                 "Create the namespace first (kubectl create namespace NAME) or set "
                 "`kubernetes.namespace` / --namespace.",
-                status,
+                status=status,
             )
         if status == 409:
-            return ClusterError(
+            return Failure(
                 f"conflict on {what}: {message}",
                 "Another client changed it at the same time; run apply again.",
-                status,
+                status=status,
             )
         if status == 422:
             causes = (data.get("details") or {}).get("causes") or []
             fields = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
-            return ClusterError(
+            return Failure(
                 f"Kubernetes rejected {what}: {message}",
                 fields or "Fix the resource's spec and plan again.",
-                status,
+                status=status,
             )
-        return ClusterError(f"{method} {what} failed ({status}): {message}", "", status)
+        transient = status == 429 or status >= 500  # still failing after the retries
+        return Failure(
+            f"{method} {what} failed ({status}): {message}", "", status=status, retryable=transient
+        )
 
     # -- objects ---------------------------------------------------------------------------------
 
@@ -264,14 +281,14 @@ class Cluster:
         body = {**obj, "metadata": {**meta, "uid": uid}}
         try:
             return self._apply(body)
-        except ClusterError as exc:
-            replaced = exc.status == 422 and "metadata.uid" in exc.message
+        except Failure as exc:
+            replaced = exc.status == 422 and "metadata.uid" in exc.summary
             if exc.status != 409 and not replaced:
                 raise
-            raise ClusterError(
+            raise Failure(
                 f"{_describe(obj)} was deleted or replaced while substratus applied it",
                 "Someone else changed it at the same time; plan and apply again.",
-                409,
+                status=409,
             ) from exc
 
     def apply_new(self, obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -279,7 +296,7 @@ class Cluster:
         body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": NEVER_STORED}}
         try:
             return self._apply(body)
-        except ClusterError as exc:
+        except Failure as exc:
             if exc.status == 409:
                 return None
             raise
@@ -300,7 +317,7 @@ class Cluster:
             out = self.request(
                 "POST", _path(obj["kind"], meta["namespace"]), None, obj, what=_describe(obj)
             )
-        except ClusterError as exc:
+        except Failure as exc:
             if exc.status == 409:
                 return None
             raise
@@ -380,7 +397,7 @@ class Cluster:
                 body,
                 what=f"{kind} {namespace}/{name}",
             )
-        except ClusterError as exc:
+        except Failure as exc:
             if uid and exc.status == 409:
                 return "replaced"
             raise

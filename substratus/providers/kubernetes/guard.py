@@ -2,7 +2,7 @@
 resource, so that it touches nothing its state did not make (``ownership``).
 
 - ``check(cluster, objs, owner, address, recorded)`` reads every object a step will write (one
-  GET each; a Secret's metadata only) and refuses — a ``ClusterError`` naming each object, whose
+  GET each; a Secret's metadata only) and refuses — a ``Failure`` naming each object, whose
   it is and what to do, before anything is written — when one exists and is not the state's;
 - ``put(cluster, obj, live, owner, address, recorded)`` writes one checked object: creates it
   when it did not exist (``Cluster.apply_new``: refused by the API server if someone created it
@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from substratus.engine.failure import Failure
 from substratus.engine.runtime import Owner, RunContext
 from substratus.providers.kubernetes import ownership
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 from substratus.providers.kubernetes.waits import Ref, Timing, delete_and_wait
 
 
@@ -37,7 +38,7 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def taken(
     found: Sequence[tuple[tuple[str, str, str], Mapping[str, Any]]], owner: Owner, address: str
-) -> ClusterError:
+) -> Failure:
     """The refusal to take over the objects ``found`` (``(kind, ns, name), live object``)."""
     parts = [ownership.refusal(*key, live, owner, address) for key, live in found]
     summary = (
@@ -46,7 +47,7 @@ def taken(
         else "; ".join(s.removesuffix(" already exists and is not this state's") for s, _ in parts)
         + " already exist and are not this state's"
     )
-    return ClusterError(summary, "\n".join(d for _, d in parts), 409)
+    return Failure(summary, "\n".join(d for _, d in parts), status=409)
 
 
 def check(
@@ -86,7 +87,7 @@ def put(
         live = check(cluster, [obj], owner, address, recorded)[0]  # created meanwhile
         if live is None:
             kind, ns, name = _key(obj)
-            raise ClusterError(
+            raise Failure(
                 f"{ownership.describe(kind, ns, name)} keeps being created and deleted",
                 "Someone else changes it at the same time; plan and apply again.",
             )

@@ -25,7 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from substratus.engine.runtime import Detached, Owner, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, Owner, RunContext
 from substratus.providers.kubernetes import guard, names
 from substratus.providers.kubernetes import pods as podinfo
 from substratus.providers.kubernetes.cluster import Cluster
@@ -131,7 +132,7 @@ def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) 
             raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
         job = cluster.get("Job", ns, name)
         if job is None:
-            raise RunError(
+            raise Failure(
                 f"job {ns}/{name} was deleted while substratus waited for it",
                 "apply again to run it anew",
             )
@@ -140,20 +141,20 @@ def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) 
             return job
         pods = _job_pods(cluster, ns, name)
         if current == "failed":
-            raise RunError(
+            raise Failure(
                 f"job {ns}/{name} failed: {_failed_condition(job)}", _explain(cluster, ns, pods)
             )
         found = podinfo.problem(pods)
         if found is not None and found.kind == "fatal":
             detail = _explain(cluster, ns, pods)
             delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
-            raise RunError(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
+            raise Failure(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
         if found is not None:
             unschedulable_since = unschedulable_since or time.monotonic()
             waited = time.monotonic() - unschedulable_since
             if waited >= timing.unschedulable:
                 delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
-                raise RunError(
+                raise Failure(
                     f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
                     "No node offers what the pod asks for (GPU type and count, CPU, memory) "
                     "and none was added. Check the GPU type against the cluster's node pools, "
@@ -167,7 +168,7 @@ def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) 
             if why:
                 delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
                 quota = "exceeded quota" in why
-                raise RunError(
+                raise Failure(
                     f"job {ns}/{name} cannot create its pod: {why}",
                     "Raise the namespace's ResourceQuota or ask for fewer resources."
                     if quota

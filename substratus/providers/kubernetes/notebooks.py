@@ -24,10 +24,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from substratus.engine.runtime import Owner, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Owner, RunContext
 from substratus.providers.kubernetes import guard, names, ownership
 from substratus.providers.kubernetes import pods as podinfo
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 from substratus.providers.kubernetes.servers import Clock
 from substratus.providers.kubernetes.waits import Ref, Timing, delete_and_wait
 
@@ -74,7 +75,7 @@ def _secret(
     if made is None:  # someone created it meanwhile: only the state's would do
         found = guard.check(cluster, [secret], owner, address, recorded)[0]
         if found is None:
-            raise RunError(f"Secret {secret['metadata']['name']} keeps changing; apply again")
+            raise Failure(f"Secret {secret['metadata']['name']} keeps changing; apply again")
         made = found
     return made
 
@@ -104,7 +105,7 @@ def start(
     ctx.phase(f"applying pod {name}")
     try:
         applied = guard.put(cluster, pod, existing, owner, address, recorded)
-    except ClusterError as exc:
+    except Failure as exc:
         if exc.status != 422 or existing is None:
             raise
         delete_and_wait(cluster, [_ref(existing)], ctx, timing)  # an immutable field changed
@@ -116,11 +117,11 @@ def start(
     while True:
         current = cluster.get("Pod", ns, name)
         if current is None or current["metadata"].get("uid") != applied["metadata"]["uid"]:
-            raise RunError(f"pod {ns}/{name} was deleted while it started")
+            raise Failure(f"pod {ns}/{name} was deleted while it started")
         if _ready(current):
             return current, svc, token
         if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            raise RunError(f"notebook pod {ns}/{name} exited", podinfo.failure([current]))
+            raise Failure(f"notebook pod {ns}/{name} exited", podinfo.failure([current]))
         clock.tick(podinfo.progress([current]), podinfo.problem([current]))
 
 
@@ -145,7 +146,7 @@ def token(cluster: Cluster, namespace: str, address: str, outputs: Mapping[str, 
     name = str(outputs.get("token_secret") or "")
     found = cluster.get("Secret", namespace, name, metadata_only=True) if name else None
     if found is None:
-        raise RunError(
+        raise Failure(
             f"the notebook token Secret {namespace}/{name} is missing",
             "Apply the notebook again: substratus notebook NAME",
         )
@@ -158,7 +159,7 @@ def token(cluster: Cluster, namespace: str, address: str, outputs: Mapping[str, 
     )
     ours = uid == recorded if recorded else legacy
     if not ours:
-        raise RunError(
+        raise Failure(
             f"the Secret {namespace}/{name} is not the token Secret substratus made for the "
             "notebook, so it is not used",
             "Someone replaced it. Delete it (kubectl delete -n NAMESPACE secret NAME) and apply "
@@ -167,7 +168,7 @@ def token(cluster: Cluster, namespace: str, address: str, outputs: Mapping[str, 
     secret = cluster.get("Secret", namespace, name) or {}
     encoded = str((secret.get("data") or {}).get("token") or "")
     if (secret.get("metadata") or {}).get("uid") != uid or not encoded:
-        raise RunError(
+        raise Failure(
             f"the notebook token Secret {namespace}/{name} changed while it was read",
             "Apply the notebook again: substratus notebook NAME",
         )

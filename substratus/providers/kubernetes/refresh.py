@@ -49,10 +49,11 @@ from typing import Any
 import yaml
 
 from substratus.engine import kinds
+from substratus.engine.failure import Failure
 from substratus.engine.runtime import Capacity, NodeOffer, Observation, Owner
 from substratus.engine.statefile import ResourceRecord
 from substratus.providers.kubernetes import artifacts, jobs, names, ownership
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 from substratus.providers.kubernetes.fields import changed, owned
 from substratus.providers.kubernetes.gpu import node_offer
 
@@ -175,13 +176,13 @@ class Refresher:
         """One LIST of the nodes and one GET of the autoscaler's status (see the module doc)."""
         try:
             found = self.cluster.request("GET", "/api/v1/nodes", what="the cluster's nodes")
-        except ClusterError as exc:
+        except Failure as exc:
             if exc.status != 403:
                 raise
-            return Capacity(unknown_reason=NODES_FORBIDDEN.format(message=exc.message))
+            return Capacity(unknown_reason=NODES_FORBIDDEN.format(message=exc.summary))
         try:
             status = self.cluster.get("ConfigMap", *AUTOSCALER_STATUS)
-        except ClusterError as exc:
+        except Failure as exc:
             if exc.status != 403:
                 raise
             status = None

@@ -26,7 +26,7 @@ existing one — another state's, or an admin's with its annotations — is used
 changed, never deleted.
 
 ``refresh`` is ``refresh.Refresher`` (one LIST per kind per namespace, and one of the nodes);
-``capacity()`` is what that refresh saw the nodes offer. Cluster errors become ``RunError``s
+``capacity()`` is what that refresh saw the nodes offer. Cluster errors become ``Failure``s
 during apply and diagnostics while planning. The cluster is contacted on first use.
 """
 
@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic, fail
+from substratus.engine.failure import Failure
 from substratus.engine.plan import Action
 from substratus.engine.runtime import (
     Capacity,
@@ -50,7 +51,6 @@ from substratus.engine.runtime import (
     PlannedRun,
     ResourceView,
     RunContext,
-    RunError,
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord
@@ -67,7 +67,7 @@ from substratus.providers.kubernetes import (
     servers,
 )
 from substratus.providers.kubernetes.check import check_resources
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 from substratus.providers.kubernetes.fields import owned
 from substratus.providers.kubernetes.manifests import Mount, Workload
 from substratus.providers.kubernetes.refresh import Refresher
@@ -107,7 +107,7 @@ class KubernetesRuntime:
         try:
             return Store.parse(self.artifacts_url)
         except ValueError as exc:
-            raise RunError(str(exc), "set `artifacts:` to gs://…, file://… or pvc://…") from exc
+            raise Failure(str(exc), "set `artifacts:` to gs://…, file://… or pvc://…") from exc
 
     # -- planning --------------------------------------------------------------------------------
 
@@ -165,20 +165,17 @@ class KubernetesRuntime:
     # -- apply -----------------------------------------------------------------------------------
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
-        try:
-            if request.kind == "build":
-                return self._build(request, ctx)
-            if kinds.is_job(request.kind, request.spec):
-                return self._job(request, ctx)
-            if request.kind == "model":
-                return {"artifacts": str(request.spec.get("url") or "")}
-            if request.kind == "modelserver":
-                return self._server(request, ctx)
-            if request.kind == "notebook":
-                return self._notebook(request, ctx)
-        except ClusterError as exc:
-            raise RunError(exc.message, exc.detail) from exc
-        raise RunError(f"the kubernetes runtime does not know the kind {request.kind!r}")
+        if request.kind == "build":
+            return self._build(request, ctx)
+        if kinds.is_job(request.kind, request.spec):
+            return self._job(request, ctx)
+        if request.kind == "model":
+            return {"artifacts": str(request.spec.get("url") or "")}
+        if request.kind == "modelserver":
+            return self._server(request, ctx)
+        if request.kind == "notebook":
+            return self._notebook(request, ctx)
+        raise Failure(f"the kubernetes runtime does not know the kind {request.kind!r}")
 
     def _service_account(self, namespace: str, kind: str) -> None:
         key = (namespace, names.SERVICE_ACCOUNTS[kind])
@@ -190,7 +187,7 @@ class KubernetesRuntime:
         container = request.spec.get("container") or {}
         image = container.get("image") or (request.inputs.get("build") or {}).get("image")
         if not image:
-            raise RunError(f"{request.address} has no image", "its build did not record one")
+            raise Failure(f"{request.address} has no image", "its build did not record one")
         return str(image)
 
     def _input(self, request: RunRequest, role: str) -> str | None:
@@ -200,7 +197,7 @@ class KubernetesRuntime:
         try:
             Location.parse(str(url))
         except ValueError as exc:
-            raise RunError(
+            raise Failure(
                 f"the {role} input of {request.address} is at {url}, which a pod cannot mount",
                 "apply the input on the kubernetes runtime (gs://, file:// or pvc:// store)",
             ) from exc
@@ -279,7 +276,7 @@ class KubernetesRuntime:
         ns, spec = request.namespace, request.spec
         model = self._input(request, "model")
         if model is None:
-            raise RunError(f"{request.address} has no model to serve")
+            raise Failure(f"{request.address} has no model to serve")
         owned_env = {"PORT": str(SERVER_PORT), **quantization_env(spec)}
         w = self._workload(request, [Mount("model", model, True)], owned_env)
         name = names.server_name(request.name, request.owner.workspace)
@@ -346,10 +343,7 @@ class KubernetesRuntime:
     # -- delete ----------------------------------------------------------------------------------
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
-        try:
-            cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
-        except ClusterError as exc:
-            raise RunError(exc.message, exc.detail) from exc
+        cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
@@ -359,11 +353,8 @@ class KubernetesRuntime:
         from substratus.providers.kubernetes.session import KubeNotebookSession
 
         if outputs.get("suspended"):
-            raise RunError(f"notebook {namespace}/{name} is suspended")
-        try:
-            token = notebooks.token(self.cluster, namespace, f"notebook.{name}", outputs)
-        except ClusterError as exc:
-            raise RunError(exc.message, exc.detail) from exc
+            raise Failure(f"notebook {namespace}/{name} is suspended")
+        token = notebooks.token(self.cluster, namespace, f"notebook.{name}", outputs)
         pod = str(outputs.get("pod") or names.notebook_name(name))
         return KubeNotebookSession(self.cluster, namespace, pod, token, local_port)
 
@@ -384,7 +375,5 @@ def _planning(step: Callable[[], T]) -> T:
     """Run a plan-time step; cluster and store problems become diagnostics."""
     try:
         return step()
-    except ClusterError as exc:
-        raise fail(exc.message, exc.detail) from exc
-    except RunError as exc:
-        raise fail(exc.message, exc.detail) from exc
+    except Failure as exc:
+        raise fail(exc.summary, exc.detail) from exc

@@ -19,7 +19,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from substratus.engine.runtime import Detached, Owner, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, Owner, RunContext
 from substratus.providers.kubernetes import guard, names
 from substratus.providers.kubernetes import pods as podinfo
 from substratus.providers.kubernetes.cluster import Cluster
@@ -59,12 +60,12 @@ class Clock:
         if self.ctx.cancelled.is_set():
             raise Detached(f"{self.what} goes on in the cluster; the next apply adopts it")
         if found is not None and found.kind == "fatal":
-            raise RunError(f"{self.what}: pod {found.pod}: {found.message}", self.after_fatal)
+            raise Failure(f"{self.what}: pod {found.pod}: {found.message}", self.after_fatal)
         if found is not None:
             self.unschedulable_since = self.unschedulable_since or time.monotonic()
             waited = time.monotonic() - self.unschedulable_since
             if waited >= self.timing.unschedulable:
-                raise RunError(
+                raise Failure(
                     f"{self.what}: Unschedulable for {waited:.0f} s: {found.message}",
                     "No node offers what the pod asks for (GPU type and count, CPU, "
                     "memory). Check the GPU type against the cluster's node pools.",
@@ -73,7 +74,7 @@ class Clock:
         else:
             self.unschedulable_since = None
         if time.monotonic() - self.start > self.limit:
-            raise RunError(
+            raise Failure(
                 f"{self.what} was not ready after {self.limit:.0f} s ({line})",
                 "Raise --timeout, or look at the pods (kubectl describe).",
             )
@@ -124,12 +125,12 @@ def rollout(
     while True:
         dep = cluster.get("Deployment", ns, name)
         if dep is None or dep["metadata"].get("uid") != uid:
-            raise RunError(f"deployment {ns}/{name} was deleted during its rollout")
+            raise Failure(f"deployment {ns}/{name} was deleted during its rollout")
         done, line = rollout_state(dep)
         if done:
             return dep, svc
         stuck = _deadline_exceeded(dep)
         if stuck:
-            raise RunError(f"deployment {ns}/{name}: {stuck}", "Look at its pods' events.")
+            raise Failure(f"deployment {ns}/{name}: {stuck}", "Look at its pods' events.")
         pods = cluster.list("Pod", ns, selector)
         clock.tick(line, podinfo.problem(pods))

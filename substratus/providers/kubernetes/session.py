@@ -26,12 +26,14 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from substratus.engine.runtime import RunError
+from substratus.engine.backoff import Backoff, GaveUp, retry
+from substratus.engine.failure import Failure
 from substratus.providers.contract import NOTEBOOK_PORT
 from substratus.providers.kubernetes import streams
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 
 ATTEMPTS = 4
+RECONNECT = Backoff(first=0.5, maximum=4.0, attempts=ATTEMPTS)  # 0.5 s doubling, ±20 %
 CONTAINER = "notebook"
 PIDFILE = "/tmp/.substratus-nbwatch.pid"
 
@@ -47,7 +49,7 @@ def _listen(port: int) -> socket.socket:
             continue
         sock.listen(16)
         return sock
-    raise RunError(f"ports {port}–{port + 20} are all in use on this machine", "Pass --port N.")
+    raise Failure(f"ports {port}–{port + 20} are all in use on this machine", "Pass --port N.")
 
 
 class KubeNotebookSession:
@@ -79,20 +81,23 @@ class KubeNotebookSession:
             threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
 
     def _open(self) -> tuple[Any, socket.socket]:
-        for attempt in range(ATTEMPTS):
-            try:
-                pf = streams.portforward(self.cluster, self.namespace, self.pod, NOTEBOOK_PORT)
-                return pf, pf.socket(NOTEBOOK_PORT)
-            except (ClusterError, OSError):
-                if attempt + 1 == ATTEMPTS or self._closed.is_set():
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
+        def once() -> tuple[Any, socket.socket]:
+            pf = streams.portforward(self.cluster, self.namespace, self.pod, NOTEBOOK_PORT)
+            return pf, pf.socket(NOTEBOOK_PORT)
+
+        try:
+            return retry(
+                once,
+                RECONNECT,
+                retryable=lambda e: isinstance(e, Failure | OSError) and not self._closed.is_set(),
+            )
+        except GaveUp as exc:
+            raise exc.last from None
 
     def _relay(self, conn: socket.socket) -> None:
         try:
             pf, remote = self._open()
-        except (ClusterError, OSError):
+        except (Failure, OSError):
             conn.close()
             return
         remote.setblocking(True)
@@ -143,12 +148,12 @@ class KubeNotebookSession:
                 self._exec = streams.exec_stream(
                     self.cluster, self.namespace, self.pod, CONTAINER, command
                 )
-            except ClusterError as exc:
+            except Failure as exc:
                 failures += 1
                 if failures >= ATTEMPTS:
-                    yield {"op": "error", "path": "", "detail": exc.message}
+                    yield {"op": "error", "path": "", "detail": exc.summary}
                     return
-                time.sleep(0.5 * 2**failures)
+                time.sleep(RECONNECT.delay(failures))
                 continue
             buffer = ""
             while not self._closed.is_set() and self._exec.is_open():
@@ -165,7 +170,7 @@ class KubeNotebookSession:
                 if failures >= ATTEMPTS:
                     yield {"op": "error", "path": "", "detail": "the file watcher keeps stopping"}
                     return
-                time.sleep(0.5 * 2**failures)
+                time.sleep(RECONNECT.delay(failures))
 
     def read_file(self, path: str) -> bytes:
         from substratus.notebook.watcher import decode_read_output, read_command
@@ -176,7 +181,7 @@ class KubeNotebookSession:
             )
             with contextlib.suppress(ValueError):
                 return decode_read_output(out.encode())
-        raise RunError(f"could not read /content/{path} from the notebook intact")
+        raise Failure(f"could not read /content/{path} from the notebook intact")
 
     def close(self) -> None:
         self._closed.set()
@@ -185,7 +190,7 @@ class KubeNotebookSession:
         if self._exec is not None:
             with contextlib.suppress(Exception):
                 self._exec.close()
-            with contextlib.suppress(ClusterError, RunError):  # best effort: the pod may be gone
+            with contextlib.suppress(Failure):  # best effort: the pod may be gone
                 streams.exec_output(
                     self.cluster,
                     self.namespace,

@@ -1,6 +1,6 @@
 """Streams to pods through the API server: ``exec`` and port-forward (websockets of the official
 client), for the notebook dev loop. With ``cluster.py`` the only modules that import
-``kubernetes``. Failures to open a stream are ``ClusterError``s saying what to check.
+``kubernetes``. Failures to open a stream are ``Failure``s saying what to check.
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.engine.failure import Failure
+from substratus.providers.kubernetes.cluster import Cluster
 
 
 def _core(cluster: Cluster) -> Any:
@@ -39,7 +40,7 @@ def exec_stream(
             _preload_content=False,
         )
     except Exception as exc:  # the client raises ApiException or websocket errors
-        raise ClusterError(
+        raise Failure(
             f"cannot exec in pod {namespace}/{pod}: {exc}",
             "Check that the pod runs and that you may `pods/exec`.",
         ) from exc
@@ -53,7 +54,7 @@ def exec_output(
     command: list[str],
     timeout: float = 120.0,
 ) -> str:
-    """The stdout of a finished ``exec`` (``ClusterError`` with its stderr on failure)."""
+    """The stdout of a finished ``exec`` (``Failure`` with its stderr on failure)."""
     ws = exec_stream(cluster, namespace, pod, container, command)
     out: list[str] = []
     err: list[str] = []
@@ -69,7 +70,7 @@ def exec_output(
     finally:
         ws.close()
     if code not in (0, None) or (code is None and time.monotonic() >= deadline):
-        raise ClusterError(
+        raise Failure(
             f"`{command[0]}` in pod {namespace}/{pod} failed",
             "".join(err)[-2000:] or f"exit code {code}",
         )
@@ -89,7 +90,7 @@ def portforward(cluster: Cluster, namespace: str, pod: str, port: int) -> Any:
             ports=str(port),
         )
     except Exception as exc:
-        raise ClusterError(
+        raise Failure(
             f"cannot port-forward to pod {namespace}/{pod}:{port}: {exc}",
             "Check that the pod runs and that you may `pods/portforward`.",
         ) from exc

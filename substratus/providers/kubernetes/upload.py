@@ -15,7 +15,7 @@ Sockets, FIFOs and devices are not in that list (the plan warned about them); an
 turns into one between listing and packing is an error.
 
 ``upload_context(root, content_hash, store_url, key, phase, workdir)`` checks that the context
-still has the planned hash (``RunError`` "… changed since the plan was made" otherwise, before
+still has the planned hash (``Failure`` "… changed since the plan was made" otherwise, before
 and again after packing), packs it into a temporary file under ``workdir`` (removed afterwards)
 and puts it at ``{store_url}/{key}``; ``key`` is relative, e.g.
 ``default/builds/<build-name>/<contentHash[:16]>/context.tar.gz``. It returns
@@ -33,7 +33,7 @@ uploaded …") when an object with the same MD5 is already there.
 * ``file:///dir``: the tarball is copied to ``dir/key`` (temporary file + rename), unless a file
   with the same MD5 is there; the directory is a hostPath that a kind node mounts.
 
-Every failure is a ``RunError`` that says what failed and what to do.
+Every failure is a ``Failure`` that says what failed and what to do.
 """
 
 from __future__ import annotations
@@ -47,22 +47,23 @@ import os
 import shutil
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
-from substratus.engine.runtime import RunError
+from substratus.engine.backoff import Backoff, GaveUp, retry
+from substratus.engine.failure import Failure
 from substratus.engine.source import SourceError, context_files, hash_directory, open_regular
 from substratus.providers.local.artifacts import local_path
 
 SIGNED_URL_SECONDS = 15 * 60
 OCTET_STREAM = "application/octet-stream"
 PUT_ATTEMPTS = 5
+PUT_RETRY = Backoff(first=0.5, maximum=8.0, attempts=PUT_ATTEMPTS)  # 0.5 s doubling, ±20 %
 PUT_TIMEOUT = 120.0  # seconds without progress before one attempt gives up
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -92,7 +93,7 @@ def context_tarball(root: Path, dest: Path) -> str:
     try:
         files = dict(context_files(root))
     except SourceError as exc:
-        raise RunError(f"could not pack the build context {root}", str(exc)) from exc
+        raise Failure(f"could not pack the build context {root}", str(exc)) from exc
     dirs = {str(parent) for rel in files for parent in PurePosixPath(rel).parents} - {"."}
     try:
         with (
@@ -116,12 +117,12 @@ def context_tarball(root: Path, dest: Path) -> str:
                         info.size = os.fstat(fh.fileno()).st_size
                         tar.addfile(info, fh)  # OSError if the file shrinks meanwhile
                 else:
-                    raise RunError(
+                    raise Failure(
                         f"{path} in the build context {root} is neither a file nor a symlink",
                         "remove it or add it to .dockerignore",
                     )
     except (OSError, SourceError) as exc:
-        raise RunError(f"could not pack the build context {root}", str(exc)) from exc
+        raise Failure(f"could not pack the build context {root}", str(exc)) from exc
     return file_md5(dest)
 
 
@@ -129,9 +130,9 @@ def _verify(root: Path, content_hash: str) -> None:
     try:
         current = hash_directory(root)
     except (SourceError, OSError) as exc:
-        raise RunError(str(exc), "plan again") from exc
+        raise Failure(str(exc), "plan again") from exc
     if current != content_hash:
-        raise RunError(f"the build context {root} changed since the plan was made", "plan again")
+        raise Failure(f"the build context {root} changed since the plan was made", "plan again")
 
 
 # -- the upload ----------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def upload_context(
     gs = store_url.startswith("gs://")
     directory = None if gs else local_path(store_url)
     if not gs and (directory is None or not store_url.startswith("file://")):
-        raise RunError(
+        raise Failure(
             f"the Kubernetes runtime uploads build contexts to gs://bucket/prefix or "
             f"file:///dir, not {store_url!r}",
             "set artifacts to gs://bucket/prefix (or file:///dir on a kind cluster)",
@@ -190,7 +191,7 @@ def _copy_file(tarball: Path, md5: str, dest: Path, phase: Callable[[str], None]
         finally:
             Path(name).unlink(missing_ok=True)
     except OSError as exc:
-        raise RunError(f"could not copy the build context to {dest}", str(exc)) from exc
+        raise Failure(f"could not copy the build context to {dest}", str(exc)) from exc
     return UploadResult(dest.as_uri(), md5, True)
 
 
@@ -202,7 +203,7 @@ def _upload_gcs(
     try:
         where = gcs.GsPath.parse(store_url).child(key)
     except ValueError as exc:
-        raise RunError(str(exc), "set artifacts to gs://bucket/prefix") from exc
+        raise Failure(str(exc), "set artifacts to gs://bucket/prefix") from exc
     if gcs.object_md5(where.url) == md5:
         phase(f"context already uploaded to {where.url} (md5 {md5})")
         return UploadResult(where.url, md5, False)
@@ -212,7 +213,7 @@ def _upload_gcs(
     _put(signed, tarball, md5_b64, where.url)
     stored = gcs.object_md5(where.url)
     if stored != md5:
-        raise RunError(
+        raise Failure(
             f"the uploaded build context {where.url} has MD5 {stored or 'none'}, not {md5}",
             "it was replaced or corrupted during the upload; apply again",
         )
@@ -227,25 +228,49 @@ def _put(signed_url: str, tarball: Path, md5_b64: str, url: str) -> None:
         "Content-MD5": md5_b64,
         "Content-Length": str(tarball.stat().st_size),
     }
-    for attempt in range(1, PUT_ATTEMPTS + 1):
+
+    def once() -> None:
         try:
             with tarball.open("rb") as body:
                 request = urllib.request.Request(signed_url, body, headers, method="PUT")
                 with urllib.request.urlopen(request, timeout=PUT_TIMEOUT) as response:
                     response.read()
-            return
         except urllib.error.HTTPError as exc:
-            status, answer = exc.code, exc.read()
-            if status not in RETRYABLE_STATUS or attempt == PUT_ATTEMPTS:
-                raise _put_error(status, answer, url) from exc
-        except OSError as exc:  # URLError, resets, timeouts (the signed URL is never shown)
-            if attempt == PUT_ATTEMPTS:
-                reason = getattr(exc, "reason", exc)
-                raise RunError(
-                    f"could not upload the build context to {url}",
-                    f"{type(exc).__name__}: {reason}",
-                ) from exc
-        time.sleep(min(8.0, 0.25 * 2**attempt))
+            raise _Refused(exc.code, exc.read()) from exc
+
+    try:
+        retry(once, PUT_RETRY, retryable=_transient)
+    except GaveUp as exc:
+        _raise_put_failure(exc.last, url)
+    except (_Refused, OSError) as exc:
+        _raise_put_failure(exc, url)
+
+
+class _Refused(Exception):
+    """An error answer to the PUT."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.body = status, body
+
+
+def _transient(exc: BaseException) -> bool:
+    """A retryable status, or no answer (URLError, resets, timeouts)."""
+    if isinstance(exc, _Refused):
+        return exc.status in RETRYABLE_STATUS
+    return isinstance(exc, OSError)
+
+
+def _raise_put_failure(exc: BaseException, url: str) -> NoReturn:
+    """The ``Failure`` of a PUT that failed (the signed URL is never shown)."""
+    if isinstance(exc, _Refused):
+        raise _put_error(exc.status, exc.body, url) from exc
+    reason = getattr(exc, "reason", exc)
+    raise Failure(
+        f"could not upload the build context to {url}",
+        f"{type(exc).__name__}: {reason}",
+        retryable=True,
+    ) from exc
 
 
 def _error_of(body: bytes) -> tuple[str, str]:
@@ -259,18 +284,18 @@ def _error_of(body: bytes) -> tuple[str, str]:
     return "", body.decode(errors="replace").strip()[:300]
 
 
-def _put_error(status: int, body: bytes, url: str) -> RunError:
+def _put_error(status: int, body: bytes, url: str) -> Failure:
     code, message = _error_of(body)
     said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     bucket = url.removeprefix("gs://").split("/", 1)[0]
     if status == 400 and code in ("BadDigest", "InvalidDigest"):
-        return RunError(
+        return Failure(
             f"GCS refused the build context uploaded to {url}: its bytes do not match their "
             f"MD5 ({said})",
             "the tarball was changed or corrupted on the way; apply again",
         )
     if status in (401, 403):
-        return RunError(
+        return Failure(
             f"permission denied uploading the build context to {url} ({said})",
             f"the account that signs the URL needs roles/storage.objectAdmin on gs://{bucket} "
             f"(`gcloud storage buckets add-iam-policy-binding gs://{bucket} --member=… "
@@ -278,8 +303,8 @@ def _put_error(status: int, body: bytes, url: str) -> RunError:
             "differs from the signed one or this machine's clock is off",
         )
     if status == 404:
-        return RunError(
+        return Failure(
             f"the bucket gs://{bucket} does not exist (uploading the build context, {said})",
             f"create it (`gcloud storage buckets create gs://{bucket}`) or fix the artifacts URL",
         )
-    return RunError(f"uploading the build context to {url} failed", said)
+    return Failure(f"uploading the build context to {url} failed", said)

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from substratus.engine.runtime import Detached, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, RunContext
 from substratus.providers.kubernetes.cluster import Cluster
 
 
@@ -87,7 +88,7 @@ def delete_and_wait(
             return
         if time.monotonic() - start > timing.delete:
             names = ", ".join(str(o) for o in remaining)
-            raise RunError(
+            raise Failure(
                 f"{names} still exist {timing.delete:.0f} s after they were deleted",
                 "Look for finalizers that block them (kubectl get -o yaml) and run destroy again.",
             )

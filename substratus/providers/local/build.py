@@ -6,7 +6,7 @@ spec with absolute locations — ``{"source": "git", "url", "ref", "path", "comm
 sub-directory of a git checkout, or the copy of a local directory). Work happens in a temporary
 sibling that is renamed into place atomically; an existing ``target`` is adopted as is only when
 ``adopt`` (an interrupted apply made it), else it is an error.
-A local copy is verified against the planned content hash. Failures raise ``RunError``.
+A local copy is verified against the planned content hash. Failures raise ``Failure``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from substratus.engine.runtime import RunError
+from substratus.engine.failure import Failure
 from substratus.engine.source import SourceError, context_files, copy_regular, hash_directory
 from substratus.providers.local.files import remove_tree
 
@@ -40,11 +40,11 @@ def _git(args: list[str], cwd: Path | None = None) -> None:
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT, env=env
         )
     except FileNotFoundError as exc:
-        raise RunError("git is not installed", "install git to build from git sources") from exc
+        raise Failure("git is not installed", "install git to build from git sources") from exc
     except subprocess.TimeoutExpired as exc:
-        raise RunError(f"git {args[0]} timed out after {GIT_TIMEOUT:.0f} s") from exc
+        raise Failure(f"git {args[0]} timed out after {GIT_TIMEOUT:.0f} s") from exc
     if out.returncode != 0:
-        raise RunError(f"git {args[0]} failed (exit code {out.returncode})", out.stderr.strip())
+        raise Failure(f"git {args[0]} failed (exit code {out.returncode})", out.stderr.strip())
 
 
 def _checkout(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> None:
@@ -54,12 +54,12 @@ def _checkout(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) 
     phase(f"checking out {commit[:12]}")
     try:
         _git(["checkout", "--quiet", "--detach", commit], cwd=tmp)
-    except RunError:  # not on a fetched branch or tag: ask for it by id
+    except Failure:  # not on a fetched branch or tag: ask for it by id
         _git(["fetch", "--quiet", "origin", commit], cwd=tmp)
         _git(["checkout", "--quiet", "--detach", commit], cwd=tmp)
     sub = context_dir(spec, tmp)
     if not sub.is_dir():
-        raise RunError(
+        raise Failure(
             f"the git repository {url} has no directory {spec.get('path')!r} at {commit[:12]}",
             "fix container.git.path",
         )
@@ -69,7 +69,7 @@ def _copy(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> N
     source = Path(str(spec["path"]))
     phase(f"copying {source}")
     if not source.is_dir():
-        raise RunError(f"the build context {source} does not exist", "plan again")
+        raise Failure(f"the build context {source} does not exist", "plan again")
     try:  # the very list the content hash covers: links stay links, special files are left out
         for rel, path in context_files(source):
             dest = tmp / rel
@@ -80,9 +80,9 @@ def _copy(spec: Mapping[str, Any], tmp: Path, phase: Callable[[str], None]) -> N
                 copy_regular(path, dest)
         copied = hash_directory(tmp)
     except SourceError as exc:
-        raise RunError(str(exc), "plan again") from exc
+        raise Failure(str(exc), "plan again") from exc
     if copied != spec.get("contentHash"):
-        raise RunError(f"the build context {source} changed since the plan was made", "plan again")
+        raise Failure(f"the build context {source} changed since the plan was made", "plan again")
 
 
 def materialise(
@@ -91,11 +91,11 @@ def materialise(
     """Create ``target`` from ``spec``; returns (context directory, adopted)."""
     if target.is_dir():
         if not adopt:
-            raise RunError(f"the new build directory {target} exists already", "apply again")
+            raise Failure(f"the new build directory {target} exists already", "apply again")
         return context_dir(spec, target), True
     source = spec.get("source")
     if source not in ("git", "local"):
-        raise RunError(f"unknown build source {source!r}", "the local runtime builds git and local")
+        raise Failure(f"unknown build source {source!r}", "the local runtime builds git and local")
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*"):  # left by an interrupted build
         remove_tree(stale)

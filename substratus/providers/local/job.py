@@ -8,10 +8,10 @@ completed only locally, or waits for the supervisor still running it; otherwise 
 supervisor (``supervise.py``) under the run's ``flock`` and publishes its output when it
 succeeds. Inputs
 are resolved by their own URL (``input_dir``: a gs:// version is fetched first). It raises
-``Detached`` when cancelled (the job goes on) and ``RunError`` with the log tail when the job
+``Detached`` when cancelled (the job goes on) and ``Failure`` with the log tail when the job
 fails — its message ends with the reason the supervisor recorded (a full disk: "No space left on
 device", naming the file system) or, when the supervisor recorded nothing, a full disk found
-now; a job that cannot be started (its run directory not prepared) is a ``RunError`` naming
+now; a job that cannot be started (its run directory not prepared) is a ``Failure`` naming
 the OS error. ``delete`` and ``remove_version`` stop what runs and remove the run directories
 and versions they are given — those a state created — and nothing else. Refresh reads
 ``status``.
@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine import kinds
-from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, RunContext, RunRequest
 from substratus.providers.local.artifacts import ArtifactStore, input_dir
 from substratus.providers.local.files import disk_full, log_tail, read_json, remove_tree
 from substratus.providers.local.process import ProcessRef, stop
@@ -111,7 +112,7 @@ class Jobs:
         names = self.names(request.namespace, request.kind, request.name, request.run_version)
         complete = self.store.complete(names.final)  # also checks the store can be written
         if request.intent is None and (complete or names.final.exists()):
-            raise RunError(f"the new version {names.final} exists already", "apply again")
+            raise Failure(f"the new version {names.final} exists already", "apply again")
         if complete:
             ctx.phase("adopted the run an interrupted apply completed")
             return self._completed(names)
@@ -138,8 +139,8 @@ class Jobs:
         why = f": {reason}" if reason else ""
         detail, log = log_tail(names.run.log), str(names.run.log)
         if code is None:
-            raise RunError(f"{request.kind} job was stopped before it finished{why}", detail, log)
-        raise RunError(f"{request.kind} job exited with code {code}{why}", detail, log)
+            raise Failure(f"{request.kind} job was stopped before it finished{why}", detail, log)
+        raise Failure(f"{request.kind} job exited with code {code}{why}", detail, log)
 
     def _launch(
         self, request: RunRequest, names: JobNames
@@ -152,14 +153,14 @@ class Jobs:
             except OSError as exc:
                 where = disk_full([names.run.dir, names.partial]) or ""
                 what = f"cannot start the {request.kind} job in {names.run.dir}: {exc}"
-                raise RunError(what, where) from exc
+                raise Failure(what, where) from exc
             if popen is not None:
                 return popen, ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
             ref = supervisor_of(names.run)
             if ref is not None:
                 return None, ref
             if time.monotonic() > deadline:
-                raise RunError(f"the run directory {names.run.dir} is locked by another process")
+                raise Failure(f"the run directory {names.run.dir} is locked by another process")
             time.sleep(self.poll)
 
     def _wait(
@@ -178,7 +179,7 @@ class Jobs:
                 )
             if ctx.timeout is not None and time.monotonic() - started > ctx.timeout:
                 stop(ref)
-                raise RunError(f"{request.kind} job did not finish within {ctx.timeout:g} s")
+                raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
             time.sleep(self.poll)
 
     def _inputs(self, request: RunRequest) -> tuple[Path, list[str], dict[str, Path]]:
@@ -186,13 +187,13 @@ class Jobs:
         command = list((spec.get("container") or {}).get("command") or [])
         context = (request.inputs.get("build") or {}).get("context_dir")
         if not context or not command:
-            raise RunError(
+            raise Failure(
                 f"{request.address} cannot run locally: it needs a git or local container "
                 "source and a command"
             )
         secrets = secret_env_names(spec)
         if secrets:
-            raise RunError(
+            raise Failure(
                 f"the local runtime cannot read Kubernetes Secrets (env {', '.join(secrets)})"
             )
         links = {}
@@ -200,7 +201,7 @@ class Jobs:
             path = input_dir(request.inputs, role, self.workdir.root)
             if path is not None:
                 if not path.is_dir():
-                    raise RunError(f"the {role} input {path} does not exist", "apply it again")
+                    raise Failure(f"the {role} input {path} does not exist", "apply it again")
                 links[role] = path
         return Path(str(context)), command, links
 

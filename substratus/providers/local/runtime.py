@@ -26,7 +26,7 @@ moved). Everything is named by the run's version (``RunRequest.version``). ``del
 and keep those another state holds (``providers.holds``, in the artifact store).
 
 This class only dispatches; it holds no state beyond its two locations. Store problems found
-while planning (refresh, ``read_external``) are diagnostics; during apply, ``RunError``s.
+while planning (refresh, ``read_external``) are diagnostics; during apply, ``Failure``s.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from substratus.engine import kinds
 from substratus.engine.builds import resolve_location
 from substratus.engine.diagnostic import Diagnostic, fail
+from substratus.engine.failure import Failure
 from substratus.engine.runtime import (
     DeleteRequest,
     ExternalResource,
@@ -49,7 +50,6 @@ from substratus.engine.runtime import (
     Owner,
     ResourceView,
     RunContext,
-    RunError,
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord
@@ -139,7 +139,7 @@ class LocalRuntime:
             return self._model_location(request)
         if kinds.is_service_kind(kind):
             return self.servers.apply(self._local_inputs(request, ctx), ctx)
-        raise RunError(f"the local runtime does not know the kind {kind!r}")
+        raise Failure(f"the local runtime does not know the kind {kind!r}")
 
     def _build(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         spec = dict(request.spec)
@@ -169,12 +169,12 @@ class LocalRuntime:
         url = str(request.spec.get("url") or "")
         path = local_path(url, Path(request.config_dir).resolve())
         if path is None:
-            raise RunError(
+            raise Failure(
                 f"model url {url} is not a local path",
                 "the local runtime reads model weights from file:// URLs",
             )
         if not path.exists():
-            raise RunError(f"the model weights at {url} do not exist", f"{path} is missing")
+            raise Failure(f"the model weights at {url} do not exist", f"{path} is missing")
         return {"artifacts": self.store.url_for(path), "artifacts_path": str(path.resolve())}
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
@@ -206,11 +206,11 @@ class LocalRuntime:
             return set()
         try:
             held = self.store.others_holds(owner)
-        except RunError:
+        except Failure:
             return set()  # the holds are unknown: remove nothing now (best effort)
         removed: set[tuple[str, str]] = set()
         for g in garbage:
-            with contextlib.suppress(RunError):  # a store that refuses now: next time
+            with contextlib.suppress(Failure):  # a store that refuses now: next time
                 if self._remove(g, held):
                     removed.add((g.address, g.version))
         return removed
@@ -230,5 +230,5 @@ def _planning(step: Callable[[], T]) -> T:
     """Run a plan-time step; a store problem becomes a diagnostic (no traceback)."""
     try:
         return step()
-    except RunError as exc:
-        raise fail(exc.message, exc.detail) from exc
+    except Failure as exc:
+        raise fail(exc.summary, exc.detail) from exc

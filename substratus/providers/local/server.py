@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine import kinds
-from substratus.engine.runtime import Detached, RunContext, RunError, RunRequest
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, RunContext, RunRequest
 from substratus.providers.contract import quantization_env
 from substratus.providers.local.artifacts import ArtifactStore
 from substratus.providers.local.files import (
@@ -121,7 +122,7 @@ class Servers:
         popen: subprocess.Popen[bytes] | None = None
         live = outputs is not None and ref is not None and ref.alive()
         if live and request.intent is None:
-            raise RunError(f"the new run {run.dir} exists already", "apply again")
+            raise Failure(f"the new run {run.dir} exists already", "apply again")
         if outputs is not None and ref is not None and live:
             ctx.phase(f"adopting pid {ref.pid}")
         else:
@@ -165,13 +166,13 @@ class Servers:
         if kind == "notebook" and build.get("source_dir"):
             context = build["source_dir"]  # the dev loop: work in the user's directory itself
         if not context:
-            raise RunError(f"{request.address} cannot run locally: it needs a git or local source")
+            raise Failure(f"{request.address} cannot run locally: it needs a git or local source")
         command = _command(kind, spec, Path(str(context)))
         if not command:
-            raise RunError(f"{request.address} cannot run locally: container.command is not set")
+            raise Failure(f"{request.address} cannot run locally: container.command is not set")
         names = secret_env_names(spec)
         if names:
-            raise RunError(
+            raise Failure(
                 f"the local runtime cannot read Kubernetes Secrets (env {', '.join(names)})"
             )
         links: dict[str, Path] = {}
@@ -180,7 +181,7 @@ class Servers:
             if path is not None:
                 links[role] = path
         if kind == "modelserver" and "model" not in links:
-            raise RunError(f"{request.address} has no model input to serve")
+            raise Failure(f"{request.address} has no model input to serve")
         extra: dict[str, Any] = {}
         if kind == "notebook":
             extra = self._notebook_artifacts(request)
@@ -216,7 +217,7 @@ class Servers:
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise RunError(
+            raise Failure(
                 f"cannot start {launch.command[0]!r}: {exc}", log_path=str(run.log)
             ) from exc
         ref = ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
@@ -249,7 +250,7 @@ class Servers:
                 ended = f" with code {code}" if code >= 0 and popen is not None else ""
                 full = disk_full([run.dir])  # its log may not hold why
                 ended += f" ({full})" if full else ""
-                raise RunError(
+                raise Failure(
                     f"{request.kind} process {ref.pid} exited{ended} before answering GET /",
                     log_tail(run.log),
                     str(run.log),
@@ -262,7 +263,7 @@ class Servers:
                 )
             if time.monotonic() - started > timeout:
                 stop(ref)
-                raise RunError(
+                raise Failure(
                     f"{request.kind} did not answer GET http://127.0.0.1:{port}/ "
                     f"within {timeout:g} s",
                     log_tail(run.log),

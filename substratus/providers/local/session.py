@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from substratus.engine.runtime import RunError
+from substratus.engine.failure import Failure
 from substratus.providers.local.process import http_status
 
 
@@ -14,7 +14,7 @@ class LocalNotebookSession:
     def __init__(self, outputs: Mapping[str, Any]) -> None:
         url = outputs.get("url")
         if not url:
-            raise RunError("the notebook is not running", "apply it without suspend: true")
+            raise Failure("the notebook is not running", "apply it without suspend: true")
         self.url = str(url)
         self.port = int(outputs["port"])
 
@@ -26,7 +26,7 @@ class LocalNotebookSession:
         return None
 
     def read_file(self, path: str) -> bytes:
-        raise RunError("a local notebook works in its own directory: there is nothing to read")
+        raise Failure("a local notebook works in its own directory: there is nothing to read")
 
     def close(self) -> None:
         pass

@@ -1,4 +1,5 @@
-"""The one module that imports the Google Cloud SDK (an import-linter contract enforces it).
+"""The GCS state backend's typed surface on one bucket (the SDK client and what counts as a
+transient failure are ``substratus.gcs.client``'s, shared with the artifact store).
 
 ``Bucket`` is the narrow, typed surface the GCS state backend uses on one bucket: ``download``,
 ``stat``, ``create`` (always with a generation precondition), ``delete``, ``patch_metadata`` and
@@ -7,9 +8,9 @@
 - The SDK client is made on first use (building a backend does no I/O), one per ``Bucket`` (the
   SDK's HTTP session is not shared between threads). ``STORAGE_EMULATOR_HOST`` set: an anonymous
   client on that endpoint (project ``substratus``); otherwise Application Default Credentials.
-- Transient failures (429, 500, 502, 503, 504, connection errors and resets, timeouts) are
-  retried with exponential backoff and full jitter (google-api-core ``Retry``: first delay up to
-  0.1 s, doubling to at most 5 s) until ``deadline`` seconds have passed; each request has its
+- Transient failures (``gcs.client.is_transient``: 408, 429, 5xx, connection errors and resets,
+  timeouts) are retried with ``engine.backoff`` (``RETRY``: first delay 0.1 s, doubling to at
+  most 5 s, ±20 % jitter) until ``deadline`` seconds have passed; each request has its
   own ``timeout``. Retrying is safe because every mutating call carries a precondition. When an
   attempt was retried, an earlier one may have succeeded unseen: ``create`` then resolves a 412 by
   reading the object back and accepting it when its ``writer`` metadata is the nonce it sent, and
@@ -22,50 +23,17 @@
 
 from __future__ import annotations
 
-import http.client
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-import requests
-import urllib3
-from google.api_core import exceptions as api
-from google.api_core.retry import Retry
-from google.auth import exceptions as auth
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
-from google.cloud.storage.exceptions import (
-    DataCorruption,
-    InvalidResponse,
-)
-
+from substratus.engine.backoff import GaveUp, retry
+from substratus.gcs import client as gcs
 from substratus.state.gcs import errors
 
 T = TypeVar("T")
-EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-EMULATOR_PROJECT = "substratus"
-FIRST_DELAY_S = 0.1
-MAX_DELAY_S = 5.0
-TRANSIENT = (
-    api.TooManyRequests,
-    api.InternalServerError,
-    api.BadGateway,
-    api.ServiceUnavailable,
-    api.GatewayTimeout,
-    ConnectionError,  # includes ConnectionResetError
-    TimeoutError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    http.client.HTTPException,  # IncompleteRead, BadStatusLine, RemoteDisconnected
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.TimeoutError,
-    auth.TransportError,
-    DataCorruption,  # a download whose checksum did not match: read it again
-)
-TRANSIENT_STATUSES = (408, 429, 500, 502, 503, 504)
+RETRY = gcs.REQUESTS  # the deadline is the Bucket's
 
 
 class Outcome(Exception):
@@ -94,34 +62,14 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT) or status(exc) in TRANSIENT_STATUSES
-
-
-def status(exc: BaseException) -> int | None:
-    """The HTTP status of an error answer (the API layer's or the media layer's), else ``None``."""
-    if isinstance(exc, api.GoogleAPICallError):
-        return int(exc.code) if exc.code is not None else None
-    if isinstance(exc, InvalidResponse):
-        code = getattr(getattr(exc, "response", None), "status_code", None)
-        return int(code) if isinstance(code, int) else None
-    return None
-
-
 def make_client() -> Any:
-    """An SDK client: the emulator's when ``STORAGE_EMULATOR_HOST`` is set, else ADC."""
-    host = os.environ.get(EMULATOR_ENV, "").strip()
+    """An SDK client (``gcs.client.make_client``); no credentials is a ``DiagnosticError``."""
     try:
-        if host:
-            endpoint = host if "://" in host else f"http://{host}"
-            return storage.Client(
-                project=EMULATOR_PROJECT,
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                client_options={"api_endpoint": endpoint},
-            )
-        return storage.Client()
-    except auth.DefaultCredentialsError as exc:
-        raise errors.no_credentials(str(exc)) from None
+        return gcs.make_client()
+    except Exception as exc:
+        if gcs.problem(exc) == "no_credentials":
+            raise errors.no_credentials(str(exc)) from None
+        raise
 
 
 class Bucket:
@@ -253,52 +201,43 @@ class Bucket:
     # -- retries and errors -------------------------------------------------------------------
 
     def _run(self, operation: str, name: str, call: Callable[[], T]) -> T:
-        attempts: list[BaseException] = []
-        retry = Retry(
-            predicate=is_transient,
-            initial=FIRST_DELAY_S,
-            maximum=MAX_DELAY_S,
-            multiplier=2.0,
-            timeout=self.deadline,
-            on_error=attempts.append,
-        )
+        retried: list[int] = []
         try:
-            return retry(call)()
+            return retry(
+                call,
+                replace(RETRY, deadline=self.deadline),
+                retryable=gcs.is_transient,
+                on_retry=lambda _exc, n: retried.append(n),
+            )
+        except GaveUp as exc:
+            target = f"gs://{self.name}/{name}"
+            raise errors.gave_up(operation, target, self.deadline, gcs.describe(exc.last)) from exc
         except Exception as exc:
-            code, retried = status(exc), bool(attempts)
+            code = gcs.status(exc)
             if code == 412:
-                raise Precondition(name, retried) from None
+                raise Precondition(name, bool(retried)) from None
             on_object = operation not in ("list", "create", "overwrite")  # a 404 names the object
             if code == 404 and on_object and "bucket does not exist" not in str(exc).lower():
-                raise Missing(name, retried) from None
-            failure = self._failure(operation, f"gs://{self.name}/{name}", exc, code)
+                raise Missing(name, bool(retried)) from None
+            failure = self._failure(operation, f"gs://{self.name}/{name}", exc)
             if failure is None:
                 raise
             raise failure from exc
 
-    def _failure(
-        self, operation: str, target: str, exc: Exception, code: int | None
-    ) -> Exception | None:
-        if isinstance(exc, api.RetryError):
-            last = exc.cause if exc.cause is not None else exc
-            return errors.gave_up(operation, target, self.deadline, _say(last))
-        if code == 404:  # on a listing or an upload: the bucket itself
-            return errors.missing_bucket(self.name)
-        if code == 403:
-            return errors.forbidden(self.name, operation, target, _say(exc))
-        if code == 401 or isinstance(exc, auth.RefreshError):
-            return errors.credentials_rejected(self.name, _say(exc))
-        if isinstance(exc, auth.DefaultCredentialsError):
-            return errors.no_credentials(str(exc))
-        if code is not None:
-            return errors.refused(operation, target, _say(exc))
+    def _failure(self, operation: str, target: str, exc: Exception) -> Exception | None:
+        said = gcs.describe(exc)
+        match gcs.problem(exc):
+            case "missing":  # on a listing or an upload: the bucket itself
+                return errors.missing_bucket(self.name)
+            case "forbidden":
+                return errors.forbidden(self.name, operation, target, said)
+            case "credentials_rejected":
+                return errors.credentials_rejected(self.name, said)
+            case "no_credentials":
+                return errors.no_credentials(str(exc))
+            case "refused":
+                return errors.refused(operation, target, said)
         return None  # not an answer from GCS: a bug, let it propagate
-
-
-def _say(exc: BaseException) -> str:
-    if isinstance(exc, api.GoogleAPICallError):
-        return f"{exc.code} {exc.message}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _info(blob: Any) -> ObjectInfo:

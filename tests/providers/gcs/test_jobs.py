@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from substratus.engine.diagnostic import DiagnosticError
-from substratus.engine.runtime import ResourceView, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import ResourceView, RunContext
 from substratus.providers import artifacts_gcs
 from substratus.providers.artifacts_gcs import MARKER
 from substratus.providers.local import LocalRuntime
@@ -93,7 +94,7 @@ def test_a_version_completed_only_locally_is_published_by_the_next_apply(
         emulator.proxy.faults(
             rate=1.0, statuses=(503,), only_methods=("POST",), object_regex=re.escape(MARKER)
         ),
-        pytest.raises(RunError, match=r"GCS kept failing while writing .*substratus-complete"),
+        pytest.raises(Failure, match=r"GCS kept failing while writing .*substratus-complete"),
     ):
         gs_runtime.apply(req, RunContext())
     assert MARKER not in objects(emulator, url)
@@ -146,7 +147,7 @@ def test_a_missing_bucket_fails_before_the_job_runs(
     runtime = make_runtime("a", "gs://no-such-bucket-for-substratus/artifacts")
     req = request("dataset", "d", many_spec({"counter": str(counter)}), inputs={"build": built})
     with pytest.raises(
-        RunError, match="the bucket gs://no-such-bucket-for-substratus does not exist"
+        Failure, match="the bucket gs://no-such-bucket-for-substratus does not exist"
     ) as err:
         runtime.apply(req, RunContext())
     assert "gcloud storage buckets create gs://no-such-bucket-for-substratus" in err.value.detail
@@ -168,7 +169,7 @@ def test_a_permission_denial_says_how_to_grant_access(
     req = request("dataset", "d", many_spec({}), inputs={"build": built})
     with (
         emulator.proxy.faults(rate=1.0, statuses=(403,), only_methods=("POST",)),
-        pytest.raises(RunError, match="permission denied while uploading") as err,
+        pytest.raises(Failure, match="permission denied while uploading") as err,
     ):
         gs_runtime.apply(req, RunContext())
     assert "roles/storage.objectAdmin" in err.value.detail
@@ -187,6 +188,6 @@ def test_missing_credentials_are_a_diagnostic_and_a_run_error(
     ]
     assert "gcloud auth application-default login" in diagnostics[0].detail
     assert runtime.check([ResourceView("modelserver.s", "modelserver", {})]) == []
-    with pytest.raises(RunError, match="no usable Google Cloud credentials") as err:
+    with pytest.raises(Failure, match="no usable Google Cloud credentials") as err:
         runtime.apply(request("dataset", "d", spec, inputs={"build": built}), RunContext())
     assert "GOOGLE_APPLICATION_CREDENTIALS" in err.value.detail

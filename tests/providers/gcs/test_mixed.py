@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from substratus.engine.runtime import RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import RunContext
 from substratus.providers import artifacts_gcs
 from substratus.providers.artifacts_gcs import MARKER, GsPath
 from tests.providers.local.helpers import request, server_spec
@@ -178,10 +179,10 @@ def test_an_incomplete_or_altered_input_is_refused(
     )
     where = GsPath.parse(data["artifacts"]).child("weights.bin")
     emulator.client().bucket(where.bucket).blob(where.key).upload_from_string("tampered")
-    with pytest.raises(RunError, match=r"changed after it was completed: weights\.bin") as err:
+    with pytest.raises(Failure, match=r"changed after it was completed: weights\.bin") as err:
         make_runtime("b").apply(trainer, RunContext())
     assert err.value.detail == "apply the resource that writes it again"
 
     delete_objects(emulator, data["artifacts"], only=MARKER)
-    with pytest.raises(RunError, match=re.escape(f"{data['artifacts']} is not a complete version")):
+    with pytest.raises(Failure, match=re.escape(f"{data['artifacts']} is not a complete version")):
         make_runtime("c").apply(trainer, RunContext())

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from substratus.engine.failure import Failure
 from substratus.engine.plan import Action
-from substratus.engine.runtime import DeleteRequest, Owner, PlannedRun, RunContext, RunError
+from substratus.engine.runtime import DeleteRequest, Owner, PlannedRun, RunContext
 from substratus.providers.kubernetes import (
     cleanup,
     conflicts,
@@ -22,7 +23,7 @@ from substratus.providers.kubernetes import (
     notebooks,
     servers,
 )
-from substratus.providers.kubernetes.cluster import Cluster, ClusterError
+from substratus.providers.kubernetes.cluster import Cluster
 from substratus.providers.kubernetes.manifests import Workload
 from substratus.providers.kubernetes.ownership import is_mine, whose
 from substratus.providers.kubernetes.volumes import Store
@@ -141,7 +142,7 @@ def test_create_only_and_uid_guarded_writes(cluster: Cluster, ns: str) -> None:
     assert cluster.get("ConfigMap", ns, "api-server-params") == made
     uid = made["metadata"]["uid"]
     assert cluster.apply(again, uid)["data"] == {"params.json": "{}\n"}
-    with pytest.raises(ClusterError, match="deleted or replaced while substratus applied it"):
+    with pytest.raises(Failure, match="deleted or replaced while substratus applied it"):
         cluster.apply(again, "00000000-0000-0000-0000-000000000000")
     assert cluster.delete("ConfigMap", ns, "api-server-params", uid="0" * 8) == "replaced"
     assert cluster.get("ConfigMap", ns, "api-server-params") is not None
@@ -157,7 +158,7 @@ def test_a_write_onto_an_object_replaced_after_its_check_is_refused(
     _make(plain, cm)
     swapping = Swapping(kube_cluster, "ConfigMap")
     changed = {**cm, "data": {"params.json": '{"changed": true}\n'}}
-    with pytest.raises(ClusterError, match="deleted or replaced while substratus applied it"):
+    with pytest.raises(Failure, match="deleted or replaced while substratus applied it"):
         guard.ensure(swapping, [changed], OURS, "modelserver.api", recorded=True)
     assert swapping.copy is not None
     live = plain.get("ConfigMap", ns, "api-server-params")
@@ -228,10 +229,10 @@ def test_only_the_token_secret_substratus_made_is_read(cluster: Cluster, ns: str
     theirs = cluster.create(_secret(ns, "lab-notebook-token", {"app": "theirs"}))
     assert theirs is not None
     outputs = {"token_secret": "lab-notebook-token", "token_uid": "not-their-uid"}
-    with pytest.raises(RunError, match="is not the token Secret substratus made"):
+    with pytest.raises(Failure, match="is not the token Secret substratus made"):
         notebooks.token(cluster, ns, "notebook.lab", outputs)
     legacy = {"token_secret": "lab-notebook-token"}  # a record made before uids were recorded
-    with pytest.raises(RunError, match="is not the token Secret substratus made"):
+    with pytest.raises(Failure, match="is not the token Secret substratus made"):
         notebooks.token(cluster, ns, "notebook.lab", legacy)
     ours = {**outputs, "token_uid": theirs["metadata"]["uid"]}
     assert notebooks.token(cluster, ns, "notebook.lab", ours) == "known-to-whoever-made-it"
@@ -291,7 +292,7 @@ def test_objects_made_before_identities_are_claimed_only_by_the_state_recording_
             recorded,
         )
 
-    with pytest.raises(ClusterError) as refused:
+    with pytest.raises(Failure) as refused:
         rollout(recorded=False)  # a state without a record of it may not take it
     assert "made by substratus for modelserver.api before objects" in refused.value.detail
     live = cluster.get("Deployment", ns, "api-server")

@@ -34,7 +34,7 @@ import pytest
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage  # type: ignore[import-untyped, unused-ignore]
 
-from substratus.engine.runtime import RunError
+from substratus.engine.failure import Failure
 from substratus.engine.source import hash_directory
 from substratus.providers import artifacts_gcs
 from substratus.providers.kubernetes import upload
@@ -173,14 +173,14 @@ def test_a_changed_context_is_refused(context: Path, tmp_path: Path) -> None:
     planned = hash_directory(context)
     (context / "src/app/main.py").write_text("print('changed')\n")
     workdir = tmp_path / "work"
-    with pytest.raises(RunError, match="changed since the plan was made") as err:
+    with pytest.raises(Failure, match="changed since the plan was made") as err:
         upload_context(context, planned, (tmp_path / "store").as_uri(), KEY, print, workdir)
     assert err.value.detail == "plan again"
     assert not (tmp_path / "store").exists()
 
 
 def test_a_missing_context_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="is not a directory") as err:
+    with pytest.raises(Failure, match="is not a directory") as err:
         upload_context(
             tmp_path / "gone", "sha256:0", (tmp_path / "s").as_uri(), KEY, print, tmp_path
         )
@@ -190,7 +190,7 @@ def test_a_missing_context_is_refused(tmp_path: Path) -> None:
 def test_bad_store_urls_and_keys(context: Path, tmp_path: Path) -> None:
     planned = hash_directory(context)
     for url in ("s3://bucket/x", str(tmp_path), "file://otherhost/dir"):
-        with pytest.raises(RunError, match="gs://bucket/prefix or file:///dir"):
+        with pytest.raises(Failure, match="gs://bucket/prefix or file:///dir"):
             upload_context(context, planned, url, KEY, print, tmp_path / "w")
     for key in ("", "/abs/context.tar.gz", "a/../b.tar.gz", "a//b"):
         with pytest.raises(ValueError, match="relative object name"):
@@ -300,14 +300,14 @@ def test_gs_upload_with_a_wrong_md5_is_refused(
         return wrong
 
     monkeypatch.setattr(upload, "context_tarball", tampered)
-    with pytest.raises(RunError, match=f"has MD5 [0-9a-f]{{32}}, not {wrong}") as err:
+    with pytest.raises(Failure, match=f"has MD5 [0-9a-f]{{32}}, not {wrong}") as err:
         upload_context(context, hash_directory(context), f"gs://{gcs_bucket}", KEY, print, tmp_path)
     assert "apply again" in err.value.detail
     assert _signed_puts(signed_urls, gcs_bucket, KEY)  # it did go through the signed URL
 
 
 def test_gs_missing_bucket(signed_urls: GcsServer, context: Path, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="does not exist") as err:
+    with pytest.raises(Failure, match="does not exist") as err:
         upload_context(
             context, hash_directory(context), "gs://no-such-bucket-x/a", KEY, print, tmp_path
         )
@@ -391,9 +391,9 @@ def test_gcs_refusals_are_explained(
     detail: str,
 ) -> None:
     stub.answers = [(status, _xml_error(code, "as GCS says it"))]
-    with pytest.raises(RunError, match=message) as err:
+    with pytest.raises(Failure, match=message) as err:
         upload_context(context, hash_directory(context), "gs://bkt/p", KEY, print, tmp_path)
-    assert detail in err.value.detail or detail in err.value.message
+    assert detail in err.value.detail or detail in err.value.summary
     assert len(stub.received) == 1  # a refusal is not retried
 
 
@@ -415,7 +415,7 @@ def test_put_gives_up_after_repeated_transient_errors(
     stub: type[_Stub], context: Path, tmp_path: Path
 ) -> None:
     stub.answers = [(503, b"")] * upload.PUT_ATTEMPTS
-    with pytest.raises(RunError, match="failed") as err:
+    with pytest.raises(Failure, match="failed") as err:
         upload_context(context, hash_directory(context), "gs://bkt/p", KEY, print, tmp_path)
     assert "HTTP 503" in err.value.detail and len(stub.received) == upload.PUT_ATTEMPTS
 
@@ -478,14 +478,14 @@ def test_signblob_refused(real_gcs: Any, monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr("google.cloud.storage._signing._sign_message", refuse)
     real_gcs(_TokenOnly())
-    with pytest.raises(RunError, match="could not sign the upload URL") as err:
+    with pytest.raises(Failure, match="could not sign the upload URL") as err:
         artifacts_gcs.signed_put_url("gs://bkt/ctx.tar.gz", "bWQ1", 900)
     assert "roles/iam.serviceAccountTokenCreator" in err.value.detail
-    assert "builder@proj.iam.gserviceaccount.com" in err.value.message
+    assert "builder@proj.iam.gserviceaccount.com" in err.value.summary
 
 
 def test_user_credentials_cannot_sign(real_gcs: Any) -> None:
     real_gcs(google.oauth2.credentials.Credentials(token="user-token"))  # type: ignore[no-untyped-call]
-    with pytest.raises(RunError, match="cannot sign an upload URL") as err:
+    with pytest.raises(Failure, match="cannot sign an upload URL") as err:
         artifacts_gcs.signed_put_url("gs://bkt/ctx.tar.gz", "bWQ1", 900)
     assert "roles/iam.serviceAccountTokenCreator" in err.value.detail

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from substratus.engine.runtime import RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import RunContext
 from substratus.providers.local import LocalRuntime
 
 from .helpers import delete_request, local_build_spec, make_context, record, request
@@ -50,7 +51,7 @@ def test_local_build_copies_the_context_and_adopts_it_again(
     assert runtime.apply(resumed, RunContext(phase=phases.append)) == out
     assert (ctx / "lib" / "a.py").read_text() == "x = 1\n"
     assert any("adopted" in p for p in phases)
-    with pytest.raises(RunError, match="exists already"):  # a new run never reuses a version
+    with pytest.raises(Failure, match="exists already"):  # a new run never reuses a version
         runtime.apply(req, RunContext())
 
     runtime.delete(delete_request(req, out), RunContext())
@@ -65,9 +66,9 @@ def test_local_build_refuses_a_context_that_changed_since_the_plan(
     spec = local_build_spec(src)
     (src / "run.sh").write_text("echo changed\n")
     req = request("build", "src", spec)
-    with pytest.raises(RunError) as err:
+    with pytest.raises(Failure) as err:
         runtime.apply(req, RunContext())
-    assert err.value.message == f"the build context {src} changed since the plan was made"
+    assert err.value.summary == f"the build context {src} changed since the plan was made"
     assert err.value.detail == "plan again"
     assert not runtime.workdir.build_dir(req.run_version).exists()
     assert list(runtime.workdir.builds.iterdir()) == []  # the temp dir was removed
@@ -103,12 +104,12 @@ def test_git_build_reports_a_missing_sub_directory(runtime: LocalRuntime, tmp_pa
     git(repo, "commit", "-q", "-m", "one")
     commit = git(repo, "rev-parse", "HEAD")
     spec = {"source": "git", "url": str(repo), "ref": "HEAD", "path": "nope", "commit": commit}
-    with pytest.raises(RunError, match="has no directory 'nope'"):
+    with pytest.raises(Failure, match="has no directory 'nope'"):
         runtime.apply(request("build", "repo", spec), RunContext())
 
 
 def test_git_build_reports_a_bad_repository(runtime: LocalRuntime, tmp_path: Path) -> None:
     spec = {"source": "git", "url": str(tmp_path / "none"), "ref": "main", "commit": "0" * 40}
-    with pytest.raises(RunError, match="git clone failed") as err:
+    with pytest.raises(Failure, match="git clone failed") as err:
         runtime.apply(request("build", "none", spec), RunContext())
     assert "does not exist" in err.value.detail

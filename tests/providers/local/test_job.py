@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext
 from substratus.providers.local import LocalRuntime, supervise
 from substratus.providers.local.files import read_json
 from substratus.providers.local.process import ProcessRef
@@ -94,9 +95,9 @@ def test_job_runs_in_the_build_context_with_the_workload_contract(
 
 def test_job_failure_raises_with_the_log_tail(runtime: LocalRuntime, built: dict[str, Any]) -> None:
     req = request("dataset", "bad", job_spec({"fail": 3}), inputs={"build": built})
-    with pytest.raises(RunError) as err:
+    with pytest.raises(Failure) as err:
         runtime.apply(req, RunContext())
-    assert err.value.message == "dataset job exited with code 3"
+    assert err.value.summary == "dataset job exited with code 3"
     tail = err.value.detail.splitlines()
     assert len(tail) == 20
     assert tail[-1] == "something went wrong"
@@ -120,7 +121,7 @@ def test_job_retry_after_failure_runs_again(
         f'if [ ! -e {flag} ]; then touch {flag}; exit 1; fi; exec "{sys.executable}" load.py',
     ]
     req = request("dataset", "flaky", spec, inputs={"build": built})
-    with pytest.raises(RunError, match="exited with code 1"):
+    with pytest.raises(Failure, match="exited with code 1"):
         runtime.apply(req, RunContext())
     out = runtime.apply(req, RunContext())
     assert Path(out["artifacts_path"], "out.json").exists()
@@ -132,7 +133,7 @@ def test_a_command_that_does_not_exist_fails_clearly(
 ) -> None:
     spec = job_spec({})
     spec["container"]["command"] = ["no-such-program-xyz"]
-    with pytest.raises(RunError, match="exited with code 127") as err:
+    with pytest.raises(Failure, match="exited with code 127") as err:
         runtime.apply(request("dataset", "missing", spec, inputs={"build": built}), RunContext())
     assert "cannot run 'no-such-program-xyz'" in err.value.detail
 
@@ -144,9 +145,9 @@ def test_a_job_that_cannot_be_started_names_the_os_error(
     runs_of_kind.parent.mkdir(parents=True)
     runs_of_kind.write_text("not a directory")
     req = request("dataset", "x", job_spec({}), inputs={"build": built})
-    with pytest.raises(RunError) as err:
+    with pytest.raises(Failure) as err:
         runtime.apply(req, RunContext())
-    assert err.value.message.startswith(
+    assert err.value.summary.startswith(
         f"cannot start the dataset job in {runtime.intent(req)['run_dir']}: [Errno"
     )
 
@@ -356,7 +357,7 @@ def test_inputs_of_a_job_must_exist(
 ) -> None:
     spec = job_spec({})
     inputs = {"build": built, "data": {"artifacts_path": str(tmp_path / "gone")}}
-    with pytest.raises(RunError, match=r"the data input .* does not exist"):
+    with pytest.raises(Failure, match=r"the data input .* does not exist"):
         runtime.apply(request("dataset", "d", spec, inputs=inputs), RunContext())
 
 
@@ -371,7 +372,7 @@ def test_model_with_only_a_url_is_checked(runtime: LocalRuntime, model_dir: Path
     }
     relative = request("model", "rel", {"url": "weights"}, config_dir=str(model_dir.parent))
     assert runtime.apply(relative, RunContext())["artifacts_path"] == str(model_dir)
-    with pytest.raises(RunError, match="do not exist"):
+    with pytest.raises(Failure, match="do not exist"):
         runtime.apply(request("model", "x", {"url": model_dir.as_uri() + "-gone"}), RunContext())
     os.rename(model_dir, model_dir.with_name("moved"))
     assert runtime.refresh({"model.base": record(req, out)})["model.base"].status == "missing"

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from substratus.engine.runtime import Detached, RunContext, RunError
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, RunContext
 from substratus.providers.local import LocalRuntime
 from substratus.providers.local.process import ProcessRef
 
@@ -129,7 +130,7 @@ def test_an_update_that_cannot_start_leaves_the_old_process_serving(
     spec = server_spec({"v": 2})
     spec["container"]["command"] = []
     broken = request("modelserver", "srv", spec, inputs=inputs, prior_outputs=old)
-    with pytest.raises(RunError, match=r"container\.command is not set"):
+    with pytest.raises(Failure, match=r"container\.command is not set"):
         runtime.apply(broken, RunContext())
     assert ref_of(old).alive() and get(old["endpoint"] + "/")[0] == 200
 
@@ -138,10 +139,10 @@ def test_a_server_that_exits_fails_with_its_log(
     runtime: LocalRuntime, inputs: dict[str, Any]
 ) -> None:
     req = request("modelserver", "bad", server_spec({"crash": True}), inputs=inputs)
-    with pytest.raises(RunError) as err:
+    with pytest.raises(Failure) as err:
         runtime.apply(req, RunContext())
-    assert err.value.message.startswith("modelserver process ")
-    assert err.value.message.endswith("exited with code 4 before answering GET /")
+    assert err.value.summary.startswith("modelserver process ")
+    assert err.value.summary.endswith("exited with code 4 before answering GET /")
     assert "cannot load the model" in err.value.detail
 
 
@@ -149,7 +150,7 @@ def test_a_server_that_never_gets_healthy_times_out_and_is_stopped(
     runtime: LocalRuntime, inputs: dict[str, Any]
 ) -> None:
     req = request("modelserver", "slow", server_spec({"startup": 30}), inputs=inputs)
-    with pytest.raises(RunError, match=r"did not answer GET .* within 0.5 s"):
+    with pytest.raises(Failure, match=r"did not answer GET .* within 0.5 s"):
         runtime.apply(req, RunContext(timeout=0.5))
     out = json.loads((Path(runtime.intent(req)["run_dir"]) / "process.json").read_text())
     assert not ref_of(out).alive()
