@@ -183,7 +183,7 @@ def _maxrss_mib() -> float:
 
 
 def _local_runtime(directory: Path) -> Any:
-    from substratus.providers.local import LocalRuntime
+    from substratus.runtimes.local import LocalRuntime
 
     workdir = directory / ".substratus"
     return LocalRuntime(workdir=workdir, artifacts_url=(workdir / "artifacts").resolve().as_uri())

@@ -1,6 +1,6 @@
 """API requests and wall time of a Kubernetes refresh as the number of applied resources grows.
 
-The refresh (``KubernetesRuntime.refresh``, ``providers/kubernetes/refresh.py``) must make one
+The refresh (``KubernetesRuntime.refresh``, ``runtimes/kubernetes/refresh.py``) must make one
 LIST per kind per namespace, whatever the number N of resources recorded in the state (DESIGN §5,
 §8): its request count must not grow with N.
 
@@ -63,8 +63,8 @@ from typing import TYPE_CHECKING, Any
 
 from substratus.engine.runtime import Observation, Owner
 from substratus.engine.statefile import ResourceRecord
-from substratus.providers.kubernetes import KubernetesRuntime, names
-from substratus.providers.kubernetes.cluster import Cluster
+from substratus.runtimes.kubernetes import KubernetesRuntime, names
+from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.state import open_backend
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 The package has three parts (see ARCHITECTURE in the README):
 
 - ``substratus.engine``: the pure core (config, graph, lineage, planner, plan, apply, render);
-- ``substratus.providers``: runtimes that run resources (``local`` subprocesses, ``kubernetes``);
+- ``substratus.runtimes``: runtimes that run resources (``local`` subprocesses, ``kubernetes``);
 - ``substratus.state``: backends that keep the state (``file://``, ``gs://``).
 
 ``substratus.cli`` is the composition root that wires them together.

@@ -1,6 +1,6 @@
 """The engine-facing wiring: settings (flags > SUBSTRATUS_* env > ``kind: Project`` > defaults) →
 a state backend and a runtime. Below ``substratus.cli`` and ``substratus.ci``, above the
-providers and state backends; the engine never imports it.
+runtimes and state backends; the engine never imports it.
 
 ``Overrides`` are the settings a command line gave (the ``settings`` of the CLI's one options
 object, ``cli.options.RunOptions``); ``resolve`` completes them into ``Resolved``, which
@@ -187,11 +187,11 @@ def make_backend(r: Resolved) -> Backend:
 
 def make_runtime(r: Resolved) -> Runtime:
     if r.runtime == "local":
-        from substratus.providers.local import LocalRuntime
+        from substratus.runtimes.local import LocalRuntime
 
         return LocalRuntime(workdir=r.workdir, artifacts_url=r.artifacts_url)
     if r.runtime == "kubernetes":
-        from substratus.providers.kubernetes import KubernetesRuntime
+        from substratus.runtimes.kubernetes import KubernetesRuntime
 
         return KubernetesRuntime(
             artifacts_url=r.artifacts_url,

@@ -1,6 +1,6 @@
 """``Backoff`` and ``retry``: the one way substratus waits before trying something again.
 
-Every retry loop of the providers and state backends (GCS requests, Kubernetes API requests,
+Every retry loop of the runtimes and state backends (GCS requests, Kubernetes API requests,
 a build context's upload, a notebook's port-forward, waiting for the state lock) goes through
 ``retry`` (or, for a loop that is not one call, ``Backoff.delay``). Contracts:
 

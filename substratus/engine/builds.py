@@ -33,9 +33,9 @@ import re
 from pathlib import Path
 
 from substratus.engine.address import NAME_MAX, NAME_RE, Address
+from substratus.engine.build_source import SourceError, special_files
 from substratus.engine.diagnostic import Diagnostics
 from substratus.engine.resource import Dependency, Resource
-from substratus.engine.source import SourceError, special_files
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 _PLAIN_MAX = 40

@@ -5,7 +5,7 @@ design shape and the Kubernetes-style shape (``engine.documents``), validates ev
 strictly with the pydantic models of ``engine.spec``, resolves references and adds implicit
 ``build`` resources for git/local containers. Every problem becomes a ``Diagnostic`` with
 file:line and field path; all of them are reported together by raising one ``DiagnosticError``.
-It does no network I/O (git refs are resolved later, by ``engine.lineage``).
+It does no network I/O (git refs are resolved later, by ``engine.digest``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ class Severity(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Source:
+class Location:
     """A place in a configuration file (1-based line)."""
 
     file: str
@@ -37,7 +37,7 @@ class Diagnostic:
     summary: str
     detail: str = ""
     address: str | None = None
-    source: Source | None = None
+    source: Location | None = None
     path: str | None = None  # field path inside the document, e.g. "spec.trainer.dataset"
 
     @classmethod
@@ -69,7 +69,7 @@ class Diagnostic:
             str(d.get("summary", "")),
             str(d.get("detail", "")),
             str(d["address"]) if d.get("address") else None,
-            Source(str(file), int(line) if isinstance(line, int) else None) if file else None,
+            Location(str(file), int(line) if isinstance(line, int) else None) if file else None,
             str(d["path"]) if d.get("path") else None,
         )
 

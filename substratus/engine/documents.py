@@ -14,17 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
-from substratus.engine.yamlsource import Document, Path
+from substratus.engine.yamlsource import Document, FieldPath
 
 API_VERSION = "substratus.ai/v1"
 DESIGN_KEYS = {"kind", "name", "namespace", "spec", "lifecycle", "sensitive"}
 K8S_KEYS = {"apiVersion", "kind", "metadata", "spec", "lifecycle", "sensitive", "status"}
 OPERATOR_SPEC_KEYS = {"image", "build", "command", "env"}
 
-PathMap = dict[Path, Path]  # normalized path prefix -> original path prefix
+PathMap = dict[FieldPath, FieldPath]  # normalized path prefix -> original path prefix
 
 
-def original_path(path: Path, pmap: PathMap) -> Path:
+def original_path(path: FieldPath, pmap: PathMap) -> FieldPath:
     """Map a normalized field path back to where it was written."""
     for n in range(len(path), 0, -1):
         prefix = tuple(path[:n])
@@ -96,7 +96,7 @@ def normalize(doc: Document) -> tuple[dict[str, Any] | None, PathMap, list[Diagn
 
 
 def _translate_operator_spec(kind: str, spec: dict[str, Any]) -> tuple[dict[str, Any], PathMap]:
-    s: Path = ("spec",)
+    s: FieldPath = ("spec",)
     pmap: PathMap = {}
     container: dict[str, Any] = {}
     out: dict[str, Any] = {"container": container}
@@ -155,7 +155,7 @@ def _translate_operator_spec(kind: str, spec: dict[str, Any]) -> tuple[dict[str,
     return out, pmap
 
 
-def _unknown(doc: Document, path: Path, allowed: set[str]) -> Diagnostic:
+def _unknown(doc: Document, path: FieldPath, allowed: set[str]) -> Diagnostic:
     import difflib
 
     key = str(path[-1])

@@ -1,6 +1,6 @@
 """``Failure``: the one error type at the runtime boundary.
 
-Every provider (local, Kubernetes, the artifact stores) raises ``Failure`` when work cannot be
+Every runtime (local, Kubernetes) and artifact store raises ``Failure`` when work cannot be
 done; the walker (``engine.apply``) and the CLI's reporting read its fields and never convert it.
 Contracts:
 

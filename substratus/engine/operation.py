@@ -22,9 +22,9 @@ from substratus.engine.address import Address
 from substratus.engine.capacity import checked_capacity
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.digest import resolve_sources
 from substratus.engine.estimate import checked_estimate
 from substratus.engine.graph import build_graph
-from substratus.engine.lineage import resolve_sources
 from substratus.engine.plan import Mode, Plan, PlanSettings
 from substratus.engine.planner import PlanRequest, make_plan
 from substratus.engine.runtime import ExternalResource, Owner, PlannedRun, ResourceView, Runtime

@@ -35,9 +35,9 @@ import networkx as nx
 from substratus.engine.address import Address
 from substratus.engine.config import Config, dangling_reference, removed_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.digest import compute_digests, field_changes, legacy_digests
 from substratus.engine.graph import build_graph, topological, with_dependencies
 from substratus.engine.kinds import replaces_on_change
-from substratus.engine.lineage import compute_digests, field_changes, legacy_digests
 from substratus.engine.plan import (
     Action,
     Drift,
@@ -59,7 +59,7 @@ IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
 
 @dataclass(frozen=True)
 class Digests:
-    """What the configuration resolves to: digests and effective specs (``engine.lineage``),
+    """What the configuration resolves to: digests and effective specs (``engine.digest``),
     and format 1 digests where records of that format exist (else empty)."""
 
     new: Mapping[Address, str]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from substratus.engine.address import Address
-from substratus.engine.diagnostic import Source
+from substratus.engine.diagnostic import Location
 from substratus.engine.spec import Lifecycle
 
 
@@ -34,7 +34,7 @@ class Resource:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     secrets: dict[str, Any] = field(default_factory=dict)  # sensitive param path -> value
     dependencies: list[Dependency] = field(default_factory=list)
-    source: Source | None = None
+    source: Location | None = None
     # Where each field was written: the document's line map and, for translated documents,
     # normalized path prefix -> written path prefix. Looked up only when a diagnostic needs it.
     lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
@@ -45,7 +45,7 @@ class Resource:
     # configuration's root, so that moving the configuration changes no spec and no digest.
     origin: dict[str, str] = field(default_factory=dict)
 
-    def source_of(self, path: str) -> Source | None:
+    def source_of(self, path: str) -> Location | None:
         """``file:line`` of a dotted field path (longest known prefix), for diagnostics."""
         if not self.file:
             return self.source
@@ -64,5 +64,5 @@ class Resource:
         for n in range(len(written), 0, -1):
             line = self.lines.get(written[:n])
             if line is not None:
-                return Source(self.file, line)
+                return Location(self.file, line)
         return self.source

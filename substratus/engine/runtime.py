@@ -1,4 +1,4 @@
-"""The Runtime protocol: how resources run. Implemented in ``substratus.providers``.
+"""The Runtime protocol: how resources run. Implemented in ``substratus.runtimes``.
 
 The engine hands a runtime fully resolved, typed requests and never branches on kinds or
 runtimes itself; a runtime never touches the state or the graph. Contracts:

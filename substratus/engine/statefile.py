@@ -18,7 +18,7 @@ and has not removed yet: garbage collection and destroy remove only those (``gar
 another state made. ``version`` is the one its outputs point at, ``previous_version`` the one before
 it; both are kept (``keep``). Records written before versions existed have ``version == ""``: their
 version is the digest's first 16 characters (``legacy_version``). ``digest_format`` says how
-``digest`` was computed (``engine.lineage``); records without it are format 1. This module does no
+``digest`` was computed (``engine.digest``); records without it are format 1. This module does no
 I/O.
 """
 
@@ -37,7 +37,7 @@ from substratus.engine.kinds import kept_versions
 from substratus.engine.plan import Action
 
 STATE_FORMAT_VERSION = 1
-# How new records' digests are computed (engine.lineage): 2 since digests stopped depending on
+# How new records' digests are computed (engine.digest): 2 since digests stopped depending on
 # build addresses, ``ignoreChanges`` and ``sensitive:`` marking. Records without it are format 1.
 DIGEST_FORMAT = 2
 

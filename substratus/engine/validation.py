@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.documents import PathMap, original_path
 from substratus.engine.kinds import PARAM_SECTIONS
-from substratus.engine.yamlsource import Document, Path, path_str
+from substratus.engine.yamlsource import Document, FieldPath, path_str
 
 
 def _unwrap(annotation: Any) -> type[BaseModel] | None:
@@ -40,7 +40,7 @@ def _unwrap(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def model_at(cls: type[BaseModel], loc: Path) -> type[BaseModel] | None:
+def model_at(cls: type[BaseModel], loc: FieldPath) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at ``loc`` (relative to ``cls``)."""
     current: type[BaseModel] | None = cls
     for part in loc:
@@ -59,13 +59,13 @@ def pydantic_diagnostics(
     exc: ValidationError,
     cls: type[BaseModel],
     doc: Document,
-    prefix: Path,
+    prefix: FieldPath,
     pmap: PathMap,
     address: str,
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for err in exc.errors():
-        loc: Path = tuple(p for p in err["loc"] if isinstance(p, int | str))
+        loc: FieldPath = tuple(p for p in err["loc"] if isinstance(p, int | str))
         full = (*prefix, *loc)
         written = original_path(full, pmap)
         where = {"source": doc.source(written), "address": address, "path": path_str(written)}
@@ -102,9 +102,9 @@ MAX_VALUE_BYTES = 64 * 1024  # one param value, environment value or command arg
 MAX_TOTAL_BYTES = 256 * 1024  # all of them together, for one resource
 
 
-def _strings(spec: dict[str, Any]) -> list[tuple[Path, str, int]]:
+def _strings(spec: dict[str, Any]) -> list[tuple[FieldPath, str, int]]:
     """(spec path, what it is, UTF-8 bytes) of every string a workload gets in env or argv."""
-    out: list[tuple[Path, str, int]] = []
+    out: list[tuple[FieldPath, str, int]] = []
     for parent in PARAM_SECTIONS:
         node: Any = spec
         for part in parent:

@@ -28,9 +28,9 @@ from typing import Any
 import yaml
 
 from substratus.engine.composer import MAX_DEPTH, Composer, Refused, too_deep
-from substratus.engine.diagnostic import Diagnostic, Source
+from substratus.engine.diagnostic import Diagnostic, Location
 
-Path = tuple[str | int, ...]
+FieldPath = tuple[str | int, ...]
 
 ALIAS_BUDGET = 10_000  # nodes that aliases and merge keys may add to one file
 
@@ -40,7 +40,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def path_str(path: Path) -> str:
+def path_str(path: FieldPath) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -55,9 +55,9 @@ class Document:
     file: str
     line: int  # first line of the document
     data: Any
-    lines: dict[Path, int] = field(default_factory=dict)
+    lines: dict[FieldPath, int] = field(default_factory=dict)
 
-    def line_of(self, path: Path) -> int:
+    def line_of(self, path: FieldPath) -> int:
         """The line of the longest known prefix of ``path`` (or the document's first line)."""
         for n in range(len(path), 0, -1):
             line = self.lines.get(tuple(path[:n]))
@@ -65,8 +65,8 @@ class Document:
                 return line
         return self.line
 
-    def source(self, path: Path = ()) -> Source:
-        return Source(self.file, self.line_of(path))
+    def source(self, path: FieldPath = ()) -> Location:
+        return Location(self.file, self.line_of(path))
 
 
 def _line(node: yaml.Node) -> int:
@@ -79,19 +79,19 @@ class _Converter:
     def __init__(self, file: str, budget: list[int]) -> None:
         self.file = file
         self.budget = budget
-        self.lines: dict[Path, int] = {}
+        self.lines: dict[FieldPath, int] = {}
         self.errors: list[Diagnostic] = []
         self.seen: set[int] = set()  # ids of nodes converted once (later visits are aliases)
         self._constructor = yaml.constructor.SafeConstructor()
 
-    def error(self, summary: str, detail: str, line: int, path: Path) -> None:
+    def error(self, summary: str, detail: str, line: int, path: FieldPath) -> None:
         self.errors.append(
             Diagnostic.error(
-                summary, detail, source=Source(self.file, line), path=path_str(path) or None
+                summary, detail, source=Location(self.file, line), path=path_str(path) or None
             )
         )
 
-    def convert(self, node: yaml.Node, path: Path, blame: int = 0) -> Any:
+    def convert(self, node: yaml.Node, path: FieldPath, blame: int = 0) -> Any:
         """``blame``: the line of the nearest node written where it stands (not via an alias)."""
         if id(node) in self.seen:
             self.budget[0] -= 1
@@ -116,7 +116,7 @@ class _Converter:
             return node.value  # the common case, without the constructor's bookkeeping
         return self._scalar(node, path)
 
-    def _scalar(self, node: yaml.Node, path: Path) -> Any:
+    def _scalar(self, node: yaml.Node, path: FieldPath) -> Any:
         try:
             value = self._constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError) as exc:
@@ -136,7 +136,7 @@ class _Converter:
             return None
         return value
 
-    def _mapping(self, node: yaml.MappingNode, path: Path, blame: int) -> dict[str, Any]:
+    def _mapping(self, node: yaml.MappingNode, path: FieldPath, blame: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         merges: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
@@ -161,7 +161,7 @@ class _Converter:
             self._merge(out, key_node, value_node, path, blame)
         return out
 
-    def _key(self, node: yaml.Node, path: Path) -> str | None:
+    def _key(self, node: yaml.Node, path: FieldPath) -> str | None:
         """The key of a mapping entry if it is a string; else an error and None."""
         if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
             return str(node.value)
@@ -184,7 +184,7 @@ class _Converter:
         out: dict[str, Any],
         key_node: yaml.Node,
         value_node: yaml.Node,
-        path: Path,
+        path: FieldPath,
         blame: int,
     ) -> None:
         """Add the keys of a ``<<`` merge that ``out`` does not set itself."""
@@ -228,7 +228,7 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnosti
             errors.extend(conv.errors)
             docs.append(Document(file, _line(node), data, conv.lines))
     except Refused as exc:
-        errors.append(Diagnostic.error(exc.summary, exc.detail, source=Source(file, exc.line)))
+        errors.append(Diagnostic.error(exc.summary, exc.detail, source=Location(file, exc.line)))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -238,11 +238,11 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnosti
             Diagnostic.error(
                 "Malformed YAML",
                 f"{problem}{context}. Fix the syntax at this line.",
-                source=Source(file, line),
+                source=Location(file, line),
             )
         )
     except yaml.YAMLError as exc:
-        errors.append(Diagnostic.error("Malformed YAML", str(exc), source=Source(file)))
+        errors.append(Diagnostic.error("Malformed YAML", str(exc), source=Location(file)))
     finally:
         loader.dispose()
     return docs, list(dict.fromkeys(errors))  # a merged mapping's errors are found twice

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from substratus.engine.dockerignore import IgnoreRules, PatternError
-from substratus.engine.source import (
+from substratus.engine.build_source import (
     SourceError,
     context_entries,
     context_files,
     hash_directory,
     special_files,
 )
+from substratus.engine.dockerignore import IgnoreRules, PatternError
 
 TREE = [
     "README.md",

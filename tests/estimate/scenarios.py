@@ -42,7 +42,7 @@ def quickstart(tmp: Path) -> Harness:
 
 
 def falcon(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
-    monkeypatch.setattr("substratus.engine.lineage.resolve_git_ref", lambda url, ref: COMMIT)
+    monkeypatch.setattr("substratus.engine.digest.resolve_git_ref", lambda url, ref: COMMIT)
     shutil.copy(EXAMPLES / "falcon-7b" / "substratus.yaml", tmp / "substratus.yaml")
     return Harness(tmp)
 

@@ -13,8 +13,8 @@ from substratus.engine.capacity import GpuRequest, check_capacity, gpu_requests
 from substratus.engine.diagnostic import DiagnosticError, Severity
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Capacity, NodeOffer
-from substratus.providers.kubernetes.gpu import node_offer, parse_quantity, product_type
-from substratus.providers.kubernetes.refresh import Refresher, autoscaler_groups, capacity_of
+from substratus.runtimes.kubernetes.gpu import node_offer, parse_quantity, product_type
+from substratus.runtimes.kubernetes.refresh import Refresher, autoscaler_groups, capacity_of
 from tests.support.engine import Harness
 from tests.support.fakes import FakeRuntime
 

@@ -26,7 +26,7 @@ from substratus.engine.runtime import (
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord, StateFile
-from substratus.providers.holds import held_key
+from substratus.runtimes.holds import held_key
 
 
 class FakeRuntime:

@@ -31,7 +31,7 @@ entry out again; ``StreamMappings`` collects them for a test and removes them al
 Namespaced mappings also disappear with their namespace.
 
 What kwok v0.7.0 and the API server do with them, pinned by
-``tests/providers/kubernetes/test_streams.py``:
+``tests/runtimes/kubernetes/test_streams.py``:
 
 - port-forward (``kubernetes.stream.portforward``; the API server passes the client's websocket
   ``v4.channel.k8s.io`` through to kwok): bytes flow both ways, one dial of the target per

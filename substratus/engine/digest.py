@@ -1,0 +1,273 @@
+"""Lineage: canonical specs, digests, and why a resource changed (DESIGN §4).
+
+A digest is the SHA-256 of a resource's *digest document*: its kind, its *effective* spec and the
+digests of its dependencies by role. Equal digests ⇒ nothing to do, without diffing.
+
+- The effective spec (``effective_spec``) is the configured canonical spec, except that the paths
+  in ``lifecycle.ignoreChanges`` keep the values recorded by the last apply (Terraform's
+  ``ignore_changes``): a change there is ignored, and adding or removing an ignore path changes
+  nothing that runs. It is what the plan shows as ``after`` and what a runtime runs.
+- A resource's digest stands for content, never position: the raw container source (``local``,
+  ``git``) is left out (the build's digest stands for it), a build's digest is its source content
+  (a local directory's content hash; a git commit and sub-path — not where the repository or the
+  directory is), dependencies count by role and digest, not by address, and a ``sensitive:``
+  param counts by its value, not by being marked sensitive. So renaming the configuration
+  directory, adding an unrelated resource, reordering files, or editing ``lifecycle`` or
+  ``sensitive:`` never changes a digest (DESIGN §12).
+
+Records written by earlier versions hold *format 1* digests (``legacy_digests``: ignored paths
+dropped, specs masked, dependencies with their addresses); the planner recognises an unchanged
+resource by them and only rewrites its record. ``field_changes`` runs deepdiff only for resources
+whose digest changed, to give the changed field paths as reasons.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from substratus.engine.address import Address
+from substratus.engine.build_source import SourceError, hash_directory, resolve_git_ref
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.resource import Resource
+from substratus.engine.sensitive import MARK as SENSITIVE_KEY
+from substratus.engine.sensitive import fingerprint, split_path
+from substratus.engine.statefile import ResourceRecord
+
+_ABSENT = object()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def resolve_sources(resources: Iterable[Resource]) -> None:
+    """Fill ``commit`` (git) or ``contentHash`` (local) into every build spec, in place."""
+    diags: list[Diagnostic] = []
+    cache: dict[tuple[str, str], str] = {}
+    for res in resources:
+        if res.kind != "build":
+            continue
+        where = res.origin.get("url") or res.origin.get("path") or ""
+        try:
+            if res.spec["source"] == "git":
+                key = (res.origin.get("url") or res.spec["url"], res.spec["ref"])
+                if key not in cache:
+                    cache[key] = resolve_git_ref(*key)
+                res.spec["commit"] = cache[key]
+            else:
+                res.spec["contentHash"] = hash_directory(where or res.spec["path"])
+        except SourceError as exc:
+            diags.append(
+                Diagnostic.error(
+                    "Cannot resolve build source",
+                    f"{exc}.",
+                    source=res.source,
+                    address=str(res.address),
+                    path="spec.container",
+                )
+            )
+    if diags:
+        raise DiagnosticError(diags)
+
+
+def _parts(dotted: str) -> list[str]:
+    return dotted.split(".")[1:]  # paths start with "spec."
+
+
+def _get(spec: Mapping[str, Any], parts: list[str]) -> Any:
+    node: Any = spec
+    for part in parts:
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _set(spec: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Set (or, with ``_ABSENT``, remove) the value at ``parts``."""
+    node: Any = spec
+    for part in parts[:-1]:
+        if not isinstance(node, dict):
+            return
+        if part not in node:
+            if value is _ABSENT:
+                return
+            node[part] = {}
+        node = node[part]
+    if not isinstance(node, dict) or not parts:
+        return
+    if value is _ABSENT:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = copy.deepcopy(value)
+
+
+def effective_spec(res: Resource, recorded: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The spec that runs: the configured one with ``ignoreChanges`` paths as recorded."""
+    if not res.lifecycle.ignoreChanges or recorded is None:
+        return res.spec
+    spec = copy.deepcopy(res.spec)
+    for path in res.lifecycle.ignoreChanges:
+        _set(spec, _parts(path), _get(recorded, _parts(path)))
+    return spec
+
+
+def _unmask(spec: dict[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` with each sensitive marker whose fingerprint matches the configured value
+    replaced by that value (hashed into the digest only, never stored)."""
+    if not secrets:
+        return spec
+    out = copy.deepcopy(spec)
+    for path, value in secrets.items():
+        parts = split_path(path)
+        node = _get(out, list(parts[:-1])) if parts else _ABSENT
+        if parts and isinstance(node, dict):
+            marker = node.get(parts[-1])
+            if isinstance(marker, dict) and marker.get(SENSITIVE_KEY) == fingerprint(value):
+                node[parts[-1]] = value
+    return out
+
+
+def digest_spec(res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an effective spec that determines the output (see module docstring)."""
+    if res.kind == "build":
+        keep = ("commit", "path") if res.spec["source"] == "git" else ("contentHash",)
+        return {"source": res.spec["source"], **{k: res.spec.get(k) for k in keep}}
+    container = spec.get("container") or {}
+    if "local" in container or "git" in container:
+        spec = {
+            **spec,
+            "container": {k: v for k, v in container.items() if k not in ("local", "git")},
+        }
+    return _unmask(dict(spec), res.secrets)
+
+
+def digest(
+    res: Resource, spec: Mapping[str, Any], dependency_digests: Mapping[Address, str]
+) -> str:
+    deps = sorted((d.role, dependency_digests.get(d.address, "")) for d in res.dependencies)
+    doc = {"kind": res.kind, "spec": digest_spec(res, spec), "deps": deps}
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+
+
+def compute_digests(
+    order: Iterable[Address],
+    resources: Mapping[Address, Resource],
+    external: Mapping[Address, str] | None = None,
+    records: Mapping[str, ResourceRecord] | None = None,
+) -> tuple[dict[Address, str], dict[Address, dict[str, Any]]]:
+    """Digests and effective specs in topological ``order`` (dependencies first); ``external``
+    adds read digests, ``records`` the applied specs ``ignoreChanges`` keeps."""
+    out: dict[Address, str] = dict(external or {})
+    specs: dict[Address, dict[str, Any]] = {}
+    records = records or {}
+    for addr in order:
+        res = resources[addr]
+        rec = records.get(str(addr))
+        specs[addr] = effective_spec(res, rec.spec if rec is not None and rec.digest else None)
+        out[addr] = digest(res, specs[addr], out)
+    return out, specs
+
+
+# -- format 1 (records written before DIGEST_FORMAT 2) ------------------------------------------
+
+
+def _legacy_spec(res: Resource) -> dict[str, Any]:
+    if res.kind == "build":
+        if res.spec["source"] == "git":
+            url = res.origin.get("url") or res.spec["url"]
+            return {
+                "source": "git",
+                "url": url,
+                "commit": res.spec.get("commit"),
+                "path": res.spec.get("path"),
+            }
+        return {"source": "local", "contentHash": res.spec.get("contentHash")}
+    spec = res.spec
+    container = spec.get("container") or {}
+    if "local" in container or "git" in container:
+        spec = {
+            **spec,
+            "container": {k: v for k, v in container.items() if k not in ("local", "git")},
+        }
+    if res.lifecycle.ignoreChanges:
+        spec = copy.deepcopy(spec)
+        for path in res.lifecycle.ignoreChanges:
+            _set(spec, _parts(path), _ABSENT)
+    return spec
+
+
+def legacy_digests(
+    order: Iterable[Address],
+    resources: Mapping[Address, Resource],
+    external: Mapping[Address, str],
+    records: Mapping[str, ResourceRecord],
+) -> dict[Address, str]:
+    """Format 1 digests of the configuration: dependencies by (role, address, digest), where a
+    build is named as the resource's record names it (build names changed with format 2)."""
+    out: dict[Address, str] = dict(external)
+    for addr in order:
+        res = resources[addr]
+        rec = records.get(str(addr))
+        recorded_build = next(
+            (d for d in (rec.dependencies if rec else []) if d.startswith("build.")), None
+        )
+        deps = sorted(
+            (
+                d.role,
+                recorded_build if d.role == "build" and recorded_build else str(d.address),
+                out.get(d.address, ""),
+            )
+            for d in res.dependencies
+        )
+        doc = {"kind": res.kind, "spec": _legacy_spec(res), "deps": deps}
+        out[addr] = hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+    return out
+
+
+def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Changed field paths (``spec.a.b``) between two canonical specs, sorted."""
+    diff = DeepDiff(
+        dict(before),
+        dict(after),
+        ignore_order=False,
+        verbose_level=1,
+        ignore_private_variables=False,
+    )
+    paths: set[str] = set()
+    for key in (
+        "values_changed",
+        "type_changes",
+        "dictionary_item_added",
+        "dictionary_item_removed",
+        "iterable_item_added",
+        "iterable_item_removed",
+    ):
+        for item in diff.get(key, []):
+            # a sensitive value is {"$sensitive": fingerprint}: the change is the field's own
+            paths.add(_dotted(item).removesuffix(f".{SENSITIVE_KEY}"))
+    return sorted(paths)
+
+
+def _dotted(deepdiff_path: str) -> str:
+    """root['a']['b'][0] -> spec.a.b[0]"""
+    out = "spec"
+    rest = deepdiff_path.removeprefix("root")
+    while rest:
+        if rest.startswith("['"):
+            end = rest.index("']")
+            out += "." + rest[2:end]
+            rest = rest[end + 2 :]
+        elif rest.startswith("["):
+            end = rest.index("]")
+            out += rest[: end + 1]
+            rest = rest[end + 1 :]
+        else:
+            break
+    return out

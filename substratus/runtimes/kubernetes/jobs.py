@@ -1,0 +1,184 @@
+"""Jobs: a build, a Dataset/Model load or a training run, one Job per resource and run (version).
+
+``run(cluster, job, configmap, ctx, timing, owner, recorded)`` makes the Job exist and waits:
+
+- a Job of that (deterministic, per-version) name exists only when an interrupted apply started
+  this very run: one that succeeded is adopted without running again, a running one is adopted
+  and waited for, a failed one (an earlier attempt of the run) is deleted and created anew — and
+  one that is not the state's (``ownership``) is refused, never taken over (``guard``);
+- the params ConfigMap is applied with an owner reference to the Job, so deleting the Job
+  deletes it;
+- while waiting, the phase line shows what the pod does; a pod that cannot pull its image or
+  misses a Secret fails the run at once, one that stays unschedulable longer than
+  ``timing.unschedulable`` fails it with the scheduler's reason (the Job is deleted then, so it
+  cannot start later by surprise); a Job that fails reports the pods' reasons (``OOMKilled``,
+  exit codes) and the tail of the main container's log; a Job the controller cannot create pods
+  for (quota) reports the event;
+- cancellation raises ``Detached``: the Job goes on and the next apply adopts it.
+
+Returns the finished Job. ``state(job)`` is ``succeeded`` / ``failed`` / ``running``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, Owner, RunContext
+from substratus.runtimes.kubernetes import guard, names
+from substratus.runtimes.kubernetes import pods as podinfo
+from substratus.runtimes.kubernetes.cluster import Cluster
+from substratus.runtimes.kubernetes.waits import Ref, Timing, delete_and_wait
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+LOG_TAIL = 30
+
+
+def state(job: Mapping[str, Any]) -> str:
+    status = job.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("status") != "True":
+            continue
+        if c.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "succeeded"
+        if c.get("type") in ("Failed", "FailureTarget"):
+            return "failed"
+    if int(status.get("succeeded") or 0) > 0:
+        return "succeeded"
+    return "running"
+
+
+def _job_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    return cluster.list("Pod", namespace, f"{JOB_NAME_LABEL}={name}")
+
+
+def _failed_condition(job: Mapping[str, Any]) -> str:
+    """The reason of ``Failed``, else of ``FailureTarget`` (set first, while pods terminate)."""
+    found = {
+        c.get("type"): c
+        for c in (job.get("status") or {}).get("conditions") or []
+        if c.get("status") == "True"
+    }
+    c = found.get("Failed") or found.get("FailureTarget") or {}
+    return f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
+
+
+def _explain(cluster: Cluster, namespace: str, pods: list[dict[str, Any]]) -> str:
+    parts = [podinfo.failure(pods)]
+    main = podinfo.main_container_of(pods)
+    if main is not None:
+        tail = cluster.log(namespace, *main, tail=LOG_TAIL).rstrip()
+        if tail:
+            parts.append(f"last {LOG_TAIL} lines of the log of {main[0]}/{main[1]}:\n{tail}")
+        else:
+            parts.append(f"kubectl logs -n {namespace} {main[0]} -c {main[1]}")
+    return "\n".join(p for p in parts if p)
+
+
+def _create_failure(cluster: Cluster, namespace: str, name: str) -> str:
+    """The reason the Job controller gives for not creating pods (quota, admission), if any."""
+    events = cluster.list("Event", namespace, "", f"involvedObject.name={name}")
+    for ev in sorted(events, key=lambda e: str(e.get("lastTimestamp") or "")):
+        if ev.get("reason") == "FailedCreate":
+            return str(ev.get("message", ""))
+    return ""
+
+
+def run(
+    cluster: Cluster,
+    job: dict[str, Any],
+    configmap: dict[str, Any] | None,
+    ctx: RunContext,
+    timing: Timing,
+    owner: Owner,
+    recorded: bool = False,
+) -> dict[str, Any]:
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    address = str(job["metadata"]["annotations"][names.ADDRESS])
+    existing = guard.check(cluster, [job], owner, address, recorded)[0]
+    if existing is not None and state(existing) == "failed":
+        ctx.phase(f"deleting the failed job {name} of an earlier attempt")
+        delete_and_wait(cluster, [_ref(existing)], ctx, timing)
+        existing = None
+    if existing is not None:
+        ctx.phase(f"adopting job {name}")
+        live = existing
+    else:
+        ctx.phase(f"creating job {name}")
+        live = guard.put(cluster, job, None, owner, address, recorded)
+    if configmap is not None:
+        uid = (live.get("metadata") or {}).get("uid")
+        meta = configmap["metadata"]
+        meta["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
+        ]
+        guard.ensure(cluster, [configmap], owner, address, recorded)
+    return wait(cluster, ns, name, ctx, timing)
+
+
+def _ref(job: Mapping[str, Any]) -> Ref:
+    meta = job["metadata"]
+    return Ref("Job", str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
+
+
+def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) -> dict[str, Any]:
+    unschedulable_since: float | None = None
+    no_pods = 0
+    last = ""
+    while True:
+        if ctx.cancelled.is_set():
+            raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
+        job = cluster.get("Job", ns, name)
+        if job is None:
+            raise Failure(
+                f"job {ns}/{name} was deleted while substratus waited for it",
+                "apply again to run it anew",
+            )
+        current = state(job)
+        if current == "succeeded":
+            return job
+        pods = _job_pods(cluster, ns, name)
+        if current == "failed":
+            raise Failure(
+                f"job {ns}/{name} failed: {_failed_condition(job)}", _explain(cluster, ns, pods)
+            )
+        found = podinfo.problem(pods)
+        if found is not None and found.kind == "fatal":
+            detail = _explain(cluster, ns, pods)
+            delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+            raise Failure(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
+        if found is not None:
+            unschedulable_since = unschedulable_since or time.monotonic()
+            waited = time.monotonic() - unschedulable_since
+            if waited >= timing.unschedulable:
+                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+                raise Failure(
+                    f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
+                    "No node offers what the pod asks for (GPU type and count, CPU, memory) "
+                    "and none was added. Check the GPU type against the cluster's node pools, "
+                    "lower resources, or enable node auto-provisioning. The Job was deleted.",
+                )
+        else:
+            unschedulable_since = None
+        no_pods = no_pods + 1 if not pods else 0
+        if no_pods >= 3:
+            why = _create_failure(cluster, ns, name)
+            if why:
+                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+                quota = "exceeded quota" in why
+                raise Failure(
+                    f"job {ns}/{name} cannot create its pod: {why}",
+                    "Raise the namespace's ResourceQuota or ask for fewer resources."
+                    if quota
+                    else "Fix what the message names and apply again.",
+                )
+        text = podinfo.progress(pods)
+        if found is not None:
+            text = f"Unschedulable: {found.message}"
+        line = f"job {name}: {text}"
+        if line != last:
+            ctx.phase(line)
+            last = line
+        ctx.cancelled.wait(timing.poll)

@@ -1,0 +1,359 @@
+"""The Kubernetes objects of each resource, as plain dicts ready for server-side apply (DESIGN §8).
+
+A ``Workload`` is everything a pod needs (image, command, env, params, resources, mounts); the
+functions here turn it into the original operator's objects so existing images keep working:
+
+- params → ConfigMap ``params.json`` mounted at ``/content/params.json`` and ``PARAM_*`` env;
+- container env ``${{ secrets.NAME.KEY }}`` → ``secretKeyRef``; ``CONTENT_DIR=/content``;
+- mounts (``volumes.mount``): ``/content/data`` and ``/content/model`` read-only,
+  ``/content/artifacts`` read-write;
+- resources and GPU scheduling (``gpu``); ``fsGroup: 3003`` as the GCS FUSE mounts expect;
+- Job (``backoffLimit`` 0 for GPU jobs, 2 otherwise), Deployment + Service on 8080 with readiness
+  ``GET /``, notebook Pod + Service on 8888 (readiness ``GET /api``, ``NOTEBOOK_TOKEN`` from a
+  Secret), Kaniko build Job (git clone init container or an uploaded tarball).
+
+Every object is labelled and annotated by ``names`` with the workload's ``owner`` (the state
+that makes it) and, on the object itself, the ``version`` of the run; selectors of Deployments
+and Services include the owner's identity, so the objects of two workspaces or states with the
+same addresses never select each other's pods. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from substratus.engine.runtime import Owner
+from substratus.engine.spec import SECRET_REF
+from substratus.runtimes.contract import CONTENT, NOTEBOOK_PORT, SERVER_PORT, param_env
+from substratus.runtimes.kubernetes import gpu, names, volumes
+
+KANIKO_IMAGE = "gcr.io/kaniko-project/executor:latest"
+GIT_IMAGE = "alpine/git"
+GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"
+CONTAINER_NAMES = {
+    "build": "builder",
+    "dataset": "load",
+    "model": "model",
+    "modelserver": "serve",
+    "notebook": "notebook",
+}
+ROLES = {
+    "build": "build",
+    "dataset": "run",
+    "model": "run",
+    "modelserver": "serve",
+    "notebook": "notebook",
+}
+
+
+@dataclass(frozen=True)
+class Mount:
+    role: str  # data | model | artifacts
+    url: str  # store directory (gs://, file://, pvc://)
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class Workload:
+    address: str
+    kind: str
+    namespace: str
+    name: str
+    digest: str
+    image: str
+    cloud: str
+    command: Sequence[str] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # the container's env (secret refs)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    resources: Mapping[str, Any] | None = None
+    mounts: Sequence[Mount] = ()
+    owned_env: Mapping[str, str] = field(default_factory=dict)  # set by substratus, applied last
+    owner: Owner = field(default_factory=Owner)  # the state that makes it
+    version: str = ""  # the run (RunRequest.version) that applies it
+
+
+def _labels(w: Workload, role: str = "") -> dict[str, str]:
+    return names.labels(w.address, w.digest, role or ROLES[w.kind], w.owner)
+
+
+def metadata(w: Workload, name: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    labels = _labels(w)
+    if w.version:
+        labels[names.VERSION] = names.label_value(w.version)
+    return {
+        "name": name,
+        "namespace": w.namespace,
+        "labels": labels,
+        "annotations": {**names.object_annotations(w.address, w.digest, w.owner), **(extra or {})},
+    }
+
+
+def env_list(w: Workload) -> list[dict[str, Any]]:
+    """PARAM_* < container env < substratus' own variables; one entry per name."""
+    merged: dict[str, dict[str, Any]] = {}
+    for key, value in param_env(w.params).items():
+        merged[key] = {"name": key, "value": value}
+    for key, value in w.env.items():
+        m = SECRET_REF.match(value)
+        if m:
+            ref = {"secretKeyRef": {"name": m.group(1), "key": m.group(2)}}
+            merged[key] = {"name": key, "valueFrom": ref}
+        else:
+            merged[key] = {"name": key, "value": value}
+    for key, value in {"CONTENT_DIR": CONTENT, **w.owned_env}.items():
+        merged[key] = {"name": key, "value": value}
+    return list(merged.values())
+
+
+def params_configmap(w: Workload, name: str) -> dict[str, Any]:
+    text = json.dumps(dict(w.params), indent=2, sort_keys=True) + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(w, name),
+        "data": {"params.json": text},
+    }
+
+
+def _container(w: Workload, params_cm: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    vols: list[dict[str, Any]] = [{"name": "params", "configMap": {"name": params_cm}}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "params", "mountPath": f"{CONTENT}/params.json", "subPath": "params.json"}
+    ]
+    for m in w.mounts:
+        vol, vm = volumes.mount(m.role, m.url, m.read_only)
+        vols.append(vol)
+        mounts.append(vm)
+    c: dict[str, Any] = {"name": CONTAINER_NAMES[w.kind], "image": w.image}
+    if w.command:
+        c["command"] = list(w.command)
+    c["env"] = env_list(w)
+    c["volumeMounts"] = mounts
+    res = gpu.container_resources(w.resources)
+    if res:
+        c["resources"] = res
+    return c, vols
+
+
+def pod_template(w: Workload, params_cm: str, restart: str) -> dict[str, Any]:
+    container, vols = _container(w, params_cm)
+    annotations = {
+        "kubectl.kubernetes.io/default-container": container["name"],
+        **volumes.pod_annotations([m.url for m in w.mounts]),
+    }
+    spec: dict[str, Any] = {
+        "serviceAccountName": names.SERVICE_ACCOUNTS[w.kind],
+        "securityContext": {"fsGroup": 3003},
+        "containers": [container],
+        "volumes": vols,
+        **gpu.scheduling(w.resources, w.cloud),
+    }
+    if restart:
+        spec["restartPolicy"] = restart
+    meta = {
+        "labels": _labels(w),
+        "annotations": {**names.object_annotations(w.address, w.digest, w.owner), **annotations},
+    }
+    return {"metadata": meta, "spec": spec}
+
+
+def job(w: Workload, name: str) -> dict[str, Any]:
+    backoff = 0 if gpu.is_gpu_job(w.resources) else 2
+    template = pod_template(w, names.params_name(name), "Never")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(w, name),
+        "spec": {"backoffLimit": backoff, "template": template},
+    }
+
+
+def _selector(w: Workload) -> dict[str, str]:
+    return {
+        names.ADDRESS: names.label_address(w.address),
+        names.ROLE: ROLES[w.kind],
+        **names.identity_labels(w.owner),
+    }
+
+
+def deployment(w: Workload, name: str, replicas: int) -> dict[str, Any]:
+    template = pod_template(w, names.params_name(name), "")
+    container = template["spec"]["containers"][0]
+    container["ports"] = [{"name": "http-serve", "containerPort": SERVER_PORT}]
+    container["readinessProbe"] = {"httpGet": {"path": "/", "port": "http-serve"}}
+    template["metadata"]["labels"].update(_selector(w))
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(w, name),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": _selector(w)},
+            "template": template,
+        },
+    }
+
+
+def service(w: Workload, name: str, port: int, target: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(w, name),
+        "spec": {
+            "selector": _selector(w),
+            "ports": [{"name": "http", "port": port, "targetPort": target}],
+        },
+    }
+
+
+def notebook_pod(w: Workload, name: str, token_secret: str) -> dict[str, Any]:
+    template = pod_template(w, names.params_name(name), "Always")
+    container = template["spec"]["containers"][0]
+    container["env"].append(
+        {
+            "name": "NOTEBOOK_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}},
+        }
+    )
+    container["ports"] = [{"name": "notebook", "containerPort": NOTEBOOK_PORT}]
+    container["readinessProbe"] = {"httpGet": {"path": "/api", "port": "notebook"}}
+    template["metadata"]["labels"].update(_selector(w))
+    meta = metadata(w, name)
+    meta["labels"].update(template["metadata"]["labels"])
+    meta["annotations"].update(template["metadata"]["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]}
+
+
+def token_secret(w: Workload, name: str, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(w, name),
+        "type": "Opaque",
+        "stringData": {"token": token},
+    }
+
+
+def service_account(namespace: str, name: str) -> dict[str, Any]:
+    """A ServiceAccount shared by every state of the namespace: no owner identity."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {names.MANAGED_BY: names.MANAGER},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """What Kaniko builds: a git commit (``git_url``) or an uploaded tarball (``tarball``)."""
+
+    git_url: str = ""
+    commit: str = ""
+    path: str = ""
+    tarball: str = ""  # gs://…, file://… or pvc://… of a .tar.gz
+
+
+def kaniko_job(w: Workload, name: str, source: BuildSource) -> dict[str, Any]:
+    """The build Job: Kaniko pushes ``w.image``; ``w.resources`` None means no requests (kind)."""
+    context, vols, mounts, init = _kaniko_context(source)
+    args = [
+        *context,
+        f"--destination={w.image}",
+        "--cache=true",
+        "--compressed-caching=false",
+        "--log-format=text",
+        "--log-timestamp=false",
+    ]
+    if w.cloud == "gcp":  # workload identity must be ready before Kaniko checks push access
+        init.append(_workload_identity_check())
+    builder: dict[str, Any] = {"name": "builder", "image": KANIKO_IMAGE, "args": args}
+    if mounts:
+        builder["volumeMounts"] = mounts
+    if w.resources:
+        builder["resources"] = {
+            "requests": {"cpu": "2", "memory": "12Gi", "ephemeral-storage": "100Gi"}
+        }
+    spec: dict[str, Any] = {
+        "serviceAccountName": names.SERVICE_ACCOUNTS["build"],
+        "restartPolicy": "Never",
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "fsGroup": 3003},
+        "containers": [builder],
+    }
+    if init:
+        spec["initContainers"] = init
+    if vols:
+        spec["volumes"] = vols
+    meta = {
+        "labels": _labels(w, "build"),
+        "annotations": {
+            **names.object_annotations(w.address, w.digest, w.owner),
+            "kubectl.kubernetes.io/default-container": "builder",
+        },
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(w, name, {"image": w.image}),
+        "spec": {"backoffLimit": 1, "template": {"metadata": meta, "spec": spec}},
+    }
+
+
+Mounts = list[dict[str, Any]]
+
+
+def _kaniko_context(source: BuildSource) -> tuple[list[str], Mounts, Mounts, Mounts]:
+    """Kaniko's context arguments, and the volumes, mounts and init containers they need."""
+    vols: Mounts = []
+    mounts: Mounts = []
+    if source.git_url:
+        vols.append({"name": "workspace", "emptyDir": {}})
+        mounts.append({"name": "workspace", "mountPath": "/workspace"})
+        clone = (
+            'git clone --quiet --no-checkout "$GIT_URL" /workspace && '
+            'git -C /workspace checkout --quiet --detach "$GIT_COMMIT"'
+        )
+        init = {
+            "name": "git-clone",
+            "image": GIT_IMAGE,
+            "command": ["sh", "-c", clone],
+            "env": [
+                {"name": "GIT_URL", "value": source.git_url},
+                {"name": "GIT_COMMIT", "value": source.commit},
+            ],
+            "volumeMounts": list(mounts),
+        }
+        args = ["--context=dir:///workspace"]
+        if source.path.strip("/"):
+            args.append(f"--context-sub-path={source.path.strip('/')}")
+        return args, vols, mounts, [init]
+    loc = volumes.Location.parse(source.tarball)
+    if loc.scheme == "gs":
+        return [f"--context={source.tarball}"], vols, mounts, []
+    if loc.scheme == "file":  # mount the tarball's directory, read the file
+        directory, _, inside = loc.root.rpartition("/")
+        loc = volumes.Location("file", directory or "/", "")
+    else:
+        inside, loc = loc.key, volumes.Location(loc.scheme, loc.root, "")
+    vol, vm = volumes.mount("context", loc.url, True)
+    vm["mountPath"] = "/context"
+    return [f"--context=tar:///context/{inside}"], [vol], [vm], []
+
+
+def _workload_identity_check() -> dict[str, Any]:
+    probe = (
+        "for i in $(seq 1 30); do curl -sf -H 'Metadata-Flavor: Google' "
+        "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/"
+        "token >/dev/null && exit 0; sleep 2; done; exit 1"
+    )
+    return {
+        "name": "gcp-workload-identity-readiness-check",
+        "image": GCLOUD_IMAGE,
+        "command": ["sh", "-c", probe],
+    }

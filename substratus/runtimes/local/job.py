@@ -1,0 +1,319 @@
+"""Jobs: Dataset and Model loaders and trainers as supervised processes.
+
+A job run makes one version (``RunRequest.version``): a run directory (``workdir.RunFiles``), a
+partial output directory in the artifact store and a final version directory (for a remote
+store, in its local mirror). ``apply`` of the version an interrupted apply started
+(``RunRequest.intent``) adopts it when it is complete in the store, publishes it when it
+completed only locally, or waits for the supervisor still running it; otherwise it starts a
+supervisor (``supervise.py``) under the run's ``flock`` and publishes its output when it
+succeeds. Inputs
+are resolved by their own URL (``input_dir``: a gs:// version is fetched first). It raises
+``Detached`` when cancelled (the job goes on) and ``Failure`` with the log tail when the job
+fails — its message ends with the reason the supervisor recorded (a full disk: "No space left on
+device", naming the file system) or, when the supervisor recorded nothing, a full disk found
+now; a job that cannot be started (its run directory not prepared) is a ``Failure`` naming
+the OS error. ``delete`` and ``remove_version`` stop what runs and remove the run directories
+and versions they are given — those a state created — and nothing else. Refresh reads
+``status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from substratus.engine import kinds
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import Detached, RunContext, RunRequest
+from substratus.runtimes.local.artifacts import ArtifactStore, input_dir
+from substratus.runtimes.local.files import disk_full, log_tail, read_json, remove_tree
+from substratus.runtimes.local.process import ProcessRef, stop
+from substratus.runtimes.local.workdir import RunFiles, Workdir
+from substratus.runtimes.local.workload import prepare_content, secret_env_names, workload_env
+
+SUPERVISOR = "substratus.runtimes.local.supervise"
+
+
+@dataclass(frozen=True)
+class JobNames:
+    run: RunFiles
+    partial: Path
+    final: Path
+
+
+def supervisor_of(run: RunFiles) -> ProcessRef | None:
+    """The live supervisor of a run, if any."""
+    ref = ProcessRef.from_json(read_json(run.supervisor))
+    return ref if ref is not None and ref.alive() else None
+
+
+def exit_code_of(run: RunFiles) -> int | None:
+    try:
+        return int(run.exit_code.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def exit_reason_of(run: RunFiles) -> str:
+    """Why the job failed, as its supervisor recorded it (second line of ``exit_code``)."""
+    try:
+        lines = run.exit_code.read_text().splitlines()
+    except OSError:
+        return ""
+    return lines[1].strip() if len(lines) > 1 else ""
+
+
+class Jobs:
+    def __init__(self, workdir: Workdir, store: ArtifactStore, poll: float) -> None:
+        self.workdir, self.store, self.poll = workdir, store, poll
+
+    def names(self, namespace: str, kind: str, name: str, version: str) -> JobNames:
+        return JobNames(
+            self.workdir.run(namespace, kind, name, version),
+            self.store.partial_path_for(namespace, kind, name, version),
+            self.store.path_for(namespace, kind, name, version),
+        )
+
+    def version_outputs(self, version: Path) -> dict[str, Any]:
+        return {"artifacts": self.store.url_for(version), "artifacts_path": str(version)}
+
+    def outputs(self, names: JobNames) -> dict[str, Any]:
+        return {
+            **self.version_outputs(names.final),
+            "log": str(names.run.log),
+            "run_dir": str(names.run.dir),
+        }
+
+    def _completed(self, names: JobNames) -> dict[str, Any]:
+        """The outputs of a completed run, with its content fingerprint where the store keeps
+        one (``manifest``: refresh compares it to notice changes made outside substratus)."""
+        out = self.outputs(names)
+        found = self.store.fingerprint(names.final)
+        return {**out, "manifest": found} if found else out
+
+    def newest_version(self, namespace: str, kind: str, name: str) -> Path | None:
+        """The most recently completed version directory of a resource."""
+        return self.store.newest(namespace, kind, name)
+
+    def intent(self, names: JobNames) -> dict[str, Any]:
+        return {**self.outputs(names), "partial_path": str(names.partial)}
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        names = self.names(request.namespace, request.kind, request.name, request.run_version)
+        complete = self.store.complete(names.final)  # also checks the store can be written
+        if request.intent is None and (complete or names.final.exists()):
+            raise Failure(f"the new version {names.final} exists already", "apply again")
+        if complete:
+            ctx.phase("adopted the run an interrupted apply completed")
+            return self._completed(names)
+        if names.final.is_dir():  # completed here, not yet published to a remote store
+            self.store.publish(names.final, ctx.phase)
+            return self._completed(names)
+        popen: subprocess.Popen[bytes] | None = None
+        ref = supervisor_of(names.run) if request.intent is not None else None
+        if ref is not None:
+            ctx.phase(f"waiting for pid {ref.pid} started by an interrupted apply")
+        else:
+            popen, ref = self._launch(request, names)
+        self._wait(request, ref, popen, ctx)
+        if names.final.is_dir():
+            self.store.publish(names.final, ctx.phase)
+            return self._completed(names)
+        code = exit_code_of(names.run)
+        # No exit code: its supervisor was killed, or could not write it on a full disk.
+        reason = (
+            exit_reason_of(names.run)
+            if code is not None
+            else disk_full([names.run.dir, names.partial]) or ""
+        )
+        why = f": {reason}" if reason else ""
+        detail, log = log_tail(names.run.log), str(names.run.log)
+        if code is None:
+            raise Failure(f"{request.kind} job was stopped before it finished{why}", detail, log)
+        raise Failure(f"{request.kind} job exited with code {code}{why}", detail, log)
+
+    def _launch(
+        self, request: RunRequest, names: JobNames
+    ) -> tuple[subprocess.Popen[bytes] | None, ProcessRef]:
+        """Start a supervisor, or find the one another process is starting right now."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                popen = self._start(request, names)
+            except OSError as exc:
+                where = disk_full([names.run.dir, names.partial]) or ""
+                what = f"cannot start the {request.kind} job in {names.run.dir}: {exc}"
+                raise Failure(what, where) from exc
+            if popen is not None:
+                return popen, ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
+            ref = supervisor_of(names.run)
+            if ref is not None:
+                return None, ref
+            if time.monotonic() > deadline:
+                raise Failure(f"the run directory {names.run.dir} is locked by another process")
+            time.sleep(self.poll)
+
+    def _wait(
+        self,
+        request: RunRequest,
+        ref: ProcessRef,
+        popen: subprocess.Popen[bytes] | None,
+        ctx: RunContext,
+    ) -> None:
+        ctx.phase(f"running (pid {ref.pid})")
+        started = time.monotonic()
+        while (popen.poll() is None) if popen is not None else ref.alive():
+            if ctx.cancelled.is_set():
+                raise Detached(
+                    f"{request.address}: the job goes on as pid {ref.pid}; the next apply adopts it"
+                )
+            if ctx.timeout is not None and time.monotonic() - started > ctx.timeout:
+                stop(ref)
+                raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
+            time.sleep(self.poll)
+
+    def _inputs(self, request: RunRequest) -> tuple[Path, list[str], dict[str, Path]]:
+        spec = request.spec
+        command = list((spec.get("container") or {}).get("command") or [])
+        context = (request.inputs.get("build") or {}).get("context_dir")
+        if not context or not command:
+            raise Failure(
+                f"{request.address} cannot run locally: it needs a git or local container "
+                "source and a command"
+            )
+        secrets = secret_env_names(spec)
+        if secrets:
+            raise Failure(
+                f"the local runtime cannot read Kubernetes Secrets (env {', '.join(secrets)})"
+            )
+        links = {}
+        for role in ("data", "model"):
+            path = input_dir(request.inputs, role, self.workdir.root)
+            if path is not None:
+                if not path.is_dir():
+                    raise Failure(f"the {role} input {path} does not exist", "apply it again")
+                links[role] = path
+        return Path(str(context)), command, links
+
+    @staticmethod
+    def _labels(request: RunRequest) -> list[str]:
+        """What the version's manifest records about where it comes from."""
+        labels = {
+            "address": request.address,
+            "digest": request.digest,
+            "version": request.run_version,
+            "lineage": request.owner.lineage or "",
+            "workspace": request.owner.workspace,
+        }
+        return [f"--label={k}={v}" for k, v in labels.items()]
+
+    def _start(self, request: RunRequest, names: JobNames) -> subprocess.Popen[bytes] | None:
+        """Start a supervisor under the run's lock; None when another process holds the lock."""
+        context, command, links = self._inputs(request)
+        run = names.run
+        run.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            orphan = ProcessRef.from_json(read_json(run.child))
+            if orphan is not None:  # the command of a supervisor that was killed
+                stop(orphan)
+            for stale in (run.exit_code, run.supervisor, run.child):
+                stale.unlink(missing_ok=True)
+            remove_tree(names.partial)
+            names.partial.mkdir(parents=True)
+            params = kinds.params(request.kind, request.spec)
+            prepare_content(run.content, params, {**links, "artifacts": names.partial})
+            env = workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
+            argv = [sys.executable, "-P", "-m", SUPERVISOR, "--run-dir", str(run.dir)]
+            argv += ["--partial", str(names.partial), "--final", str(names.final)]
+            argv += ["--lock-fd", str(fd), *self._labels(request), "--", *command]
+            with run.log.open("wb") as log:
+                popen = subprocess.Popen(
+                    argv,
+                    cwd=context,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(fd,),
+                )
+            return popen
+        finally:
+            os.close(fd)
+
+    # -- refresh, delete, garbage -------------------------------------------------------------
+
+    def status(self, names: JobNames) -> tuple[Literal["running", "completed", "gone"], str]:
+        """(pending, message) of the run an interrupted apply started."""
+        if names.final.is_dir():
+            return "completed", f"the interrupted job completed; artifacts at {names.final}"
+        if self.store.complete(names.final):
+            where = self.store.url_for(names.final)
+            return "completed", f"the interrupted job completed; artifacts at {where}"
+        ref = supervisor_of(names.run)
+        if ref is not None:
+            return "running", f"pid {ref.pid} left running by an interrupted apply"
+        code, reason = exit_code_of(names.run), exit_reason_of(names.run)
+        ended = f" (it exited with code {code})" if code is not None else ""
+        ended = f"{ended[:-1]}: {reason})" if ended and reason else ended
+        return "gone", f"the job started by an interrupted apply is no longer running{ended}"
+
+    def _stop_run(self, run: RunFiles) -> None:
+        for ref in (supervisor_of(run), ProcessRef.from_json(read_json(run.child))):
+            if ref is not None:
+                stop(ref)
+
+    def delete(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        versions: Iterable[str],
+        retain_artifacts: bool,
+        held: Set[str],
+    ) -> None:
+        """Stop and remove the given versions of a resource (keep the artifacts of those
+        ``held`` by another state, and all of them with ``retain_artifacts``)."""
+        for version in versions:
+            names = self.names(namespace, kind, name, version)
+            self._stop_run(names.run)
+            remove_tree(names.run.dir)
+            self.store.remove(names.partial)
+            if kinds.removable(namespace, kind, name, version, held, retain_artifacts):
+                self.store.remove(names.final)
+        for base in (
+            self.store.resource_dir(namespace, kind, name),
+            self.workdir.resource_runs(namespace, kind, name),
+        ):
+            with contextlib.suppress(OSError):
+                base.rmdir()
+
+    def remove_version(
+        self, namespace: str, kind: str, name: str, version: str, held: Set[str]
+    ) -> bool:
+        """Remove one version a state no longer needs (its artifacts, partial output and run
+        directory); False while it still runs or another state holds it."""
+        names = self.names(namespace, kind, name, version)
+        if supervisor_of(names.run) is not None:
+            return False
+        if not kinds.removable(namespace, kind, name, version, held):
+            return False
+        self.store.remove(names.partial)
+        self.store.remove(names.final)
+        remove_tree(names.run.dir)
+        return True

@@ -1,0 +1,172 @@
+"""The job supervisor: ``python -m substratus.runtimes.local.supervise`` (one per job run).
+
+It outlives the apply that started it (a new session), so a job survives ``kill -9`` of the
+apply. It is started with the job's working directory, environment and ``log.txt`` as
+stdout/stderr, and the run's ``lock`` file descriptor (an exclusive ``flock`` it holds for its
+whole life, so no second supervisor starts for the same run). It then:
+
+1. sets aside ``reserve`` (``RESERVE_BYTES`` allocated in the run directory), so that what it
+   must write at the end still fits when the job fills the disk; when even that fails the disk
+   is full already and the job is not started;
+2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
+3. runs the command, forwarding SIGTERM/SIGINT to it;
+4. notes whether the file system of the run directory or of the partial artifacts is full
+   (``files.disk_full``: the job's own writes, its log and these records all fail there), then
+   frees the reserve;
+5. on exit code 0, writes the version's manifest (``manifest.py``: paths, sizes, times and
+   hashes, with the ``--label`` values) into the partial artifacts directory, renames it to
+   the final version directory (the only way a version comes to exist), points
+   ``content/artifacts`` at it and makes it read-only (best effort);
+6. on failure with a reason it knows (a full disk, artifacts it could not publish) appends the
+   reason to the log, whose own lines may have been lost;
+7. writes ``exit_code`` last: the code (a signal N is recorded as 128+N) on the first line, the
+   reason, if any, on the second.
+
+It imports nothing from the engine so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+from substratus.runtimes.local import manifest
+from substratus.runtimes.local.files import disk_full, make_read_only, remove_tree, write_json
+from substratus.runtimes.local.process import ProcessRef
+from substratus.runtimes.local.workdir import RunFiles
+
+RESERVE_BYTES = 64 * 1024
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="substratus-supervise")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--partial", required=True, type=Path)
+    parser.add_argument("--final", required=True, type=Path)
+    parser.add_argument("--lock-fd", type=int, default=None, help="held open until exit")
+    parser.add_argument(
+        "--label", action="append", default=[], help="KEY=VALUE recorded in the manifest"
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if not args.command:
+        parser.error("no command given")
+    return args
+
+
+def _publish(partial: Path, final: Path, run: RunFiles, labels: list[str]) -> None:
+    if final.exists():  # completed before (cannot happen under the lock; keep the first)
+        remove_tree(partial)
+    else:
+        manifest.write(partial, dict(label.partition("=")[::2] for label in labels))
+        partial.rename(final)
+    link = run.content / "artifacts"
+    tmp = run.content / ".artifacts.tmp"
+    remove_tree(tmp)
+    tmp.symlink_to(final, target_is_directory=True)
+    os.replace(tmp, link)
+    make_read_only(final)
+
+
+def _reserve(run: RunFiles) -> None:
+    """Allocate ``RESERVE_BYTES`` in the run directory. Raises ``OSError`` when there is no
+    space for it; a file system that cannot allocate ahead is run without a reserve."""
+    try:
+        fd = os.open(run.reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        run.reserve.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+
+
+def _say(text: str) -> None:
+    """A line in the log (stderr); lost when even that cannot be written."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"substratus: {text}", file=sys.stderr, flush=True)
+
+
+def _write_exit_code(run: RunFiles, code: int, reason: str = "") -> None:
+    tmp = run.exit_code.with_name(".exit_code.tmp")
+    tmp.write_text(f"{code}\n{reason}\n" if reason else f"{code}\n")
+    os.replace(tmp, run.exit_code)
+
+
+def _not_started(run: RunFiles, command: str, exc: OSError) -> int:
+    """Record why the command never ran (127: not found, 126: other); a full disk is said."""
+    code = 127 if isinstance(exc, FileNotFoundError) else 126
+    reason = f"cannot run {command!r}: {exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"the job was not started: {disk_full([run.dir]) or exc.strerror}"
+    _say(reason)
+    with contextlib.suppress(OSError):
+        _write_exit_code(run, code, reason)
+    return code
+
+
+def _run(args: argparse.Namespace, run: RunFiles) -> tuple[int, str]:
+    """Run the command; its exit code and, when known, why it failed."""
+    child = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    started = ProcessRef.of(child.pid)
+    if started is not None:
+        with contextlib.suppress(OSError):  # only lost if this supervisor is killed too
+            write_json(run.child, started.to_json())
+    code = child.wait()
+    full = disk_full([run.dir, args.partial])
+    return (128 - code if code < 0 else code), full or ""
+
+
+def supervise(args: argparse.Namespace) -> int:
+    run = RunFiles(args.run_dir)
+    try:
+        _reserve(run)
+        me = ProcessRef.of(os.getpid())
+        if me is not None:
+            write_json(run.supervisor, me.to_json())
+    except OSError as exc:
+        run.reserve.unlink(missing_ok=True)
+        return _not_started(run, args.command[0], exc)
+    try:
+        code, reason = _run(args, run)
+    except OSError as exc:
+        run.reserve.unlink(missing_ok=True)
+        return _not_started(run, args.command[0], exc)
+    run.reserve.unlink(missing_ok=True)  # what follows must fit even on a full disk
+    if code == 0:
+        try:
+            _publish(args.partial, args.final, run, args.label)
+            reason = ""
+        except OSError as exc:
+            code, reason = 1, f"cannot publish the artifacts: {exc.strerror or exc}"
+    if reason:
+        _say(reason)
+    sys.stdout.flush()
+    _write_exit_code(run, code, reason)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    return supervise(_parse(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
