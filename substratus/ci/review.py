@@ -19,6 +19,7 @@ from pathlib import Path
 
 from substratus.engine.diagnostic import fail
 from substratus.engine.plan import Plan
+from substratus.engine.plan_document import parse_plan, plan_sha256
 from substratus.wiring import Resolved
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -49,7 +50,7 @@ def plan_markdown(
 
     return render_markdown(
         plan,
-        sha256=sha256 or plan.sha256(),
+        sha256=sha256 or plan_sha256(plan),
         title=plan_title(plan, resolved),
         plan_file=None if plan_file is None else str(plan_file),
     )
@@ -60,7 +61,7 @@ def check_reviewed(planfile: Path, expected: str) -> None:
     actual = file_sha256(planfile)
     want = expected.strip().lower()
     if want == "pr":
-        plan = Plan.from_json(planfile.read_text(encoding="utf-8"))
+        plan = parse_plan(planfile.read_text(encoding="utf-8"))
         want = reviewed_sha256_from_pr(plan.workspace, plan.settings.base or ".")
     if not SHA256.match(want):
         raise fail(

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from substratus import __version__
 from substratus.engine.plan import PLAN_FORMAT_VERSION, Plan
+from substratus.engine.plan_document import change_dict, plan_sha256
 
 
 def version_event() -> dict[str, Any]:
@@ -36,13 +37,13 @@ def version_event() -> dict[str, Any]:
 
 
 def plan_events(plan: Plan, saved: Path | None = None) -> Iterator[dict[str, Any]]:
-    sha = plan.sha256()
+    sha = plan_sha256(plan)
     for w in plan.warnings:
         yield {"type": "diagnostic", **w.to_json()}
     for d in plan.drift:
         yield {"type": "drift", **asdict(d)}
     for c in plan.resource_changes:
-        yield {"type": "planned_change", "change": c.to_json()}
+        yield {"type": "planned_change", "change": change_dict(c)}
     yield {
         "type": "change_summary",
         **plan.summary(),

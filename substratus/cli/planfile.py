@@ -9,13 +9,14 @@ from pathlib import Path
 
 from substratus.engine.diagnostic import fail
 from substratus.engine.plan import Plan
+from substratus.engine.plan_document import parse_plan, plan_text
 
 
 def write_plan(path: Path, the_plan: Plan) -> None:
     """Write ``the_plan`` to ``path`` (whole or not at all)."""
     try:
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(the_plan.to_json(), encoding="utf-8")
+        tmp.write_text(plan_text(the_plan), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
         raise fail(
@@ -27,7 +28,7 @@ def write_plan(path: Path, the_plan: Plan) -> None:
 def read_plan(path: Path) -> Plan:
     """The plan saved in ``path``."""
     try:
-        return Plan.from_json(path.read_text(encoding="utf-8"))
+        return parse_plan(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise fail("Cannot read the plan file", f"{path}: {exc.strerror}.") from exc
     except ValueError as exc:

@@ -13,6 +13,7 @@ from substratus.cli.options import Files, NoColor, RunOptions, StateUrl, Workspa
 from substratus.cli.planfile import read_plan
 from substratus.cli.prepare import state_backend
 from substratus.engine.diagnostic import fail
+from substratus.engine.plan_document import plan_text
 from substratus.engine.render import render_plan
 from substratus.engine.statefile import StateFile
 
@@ -63,7 +64,7 @@ def _show_plan(planfile: Path, opts: RunOptions) -> None:
     """The saved plan as JSON (the file's document), Markdown or text."""
     the_plan = read_plan(planfile)
     if opts.output.as_json:
-        print(the_plan.to_json(), end="")
+        print(plan_text(the_plan), end="")
     elif opts.output.format == "markdown":
         from substratus.ci.review import file_sha256, plan_markdown
 

@@ -7,13 +7,15 @@ order the file lists them, are ``format_version``, ``substratus_version``, ``cre
 ``drift``, ``summary``, ``warnings`` and ``estimate`` (``{}`` when not estimated). A change
 (``ChangeDocument``) writes Terraform's ``actions`` (a replace is ``["delete", "create"]``), its
 reasons without unset keys, and its one dependency list as ``depends_on`` (the addresses) and
-``inputs`` (role → address). ``PlanDocument.of(plan).text()`` is the file; ``read_plan(text)``
-parses one, refusing another ``format_version`` or a malformed document with a ``ValueError``
+``inputs`` (role → address). ``plan_text(plan)`` is the file (``plan_sha256`` its hash,
+``plan_dict`` its parsed form, ``change_dict`` one change's); ``parse_plan(text)`` parses
+one, refusing another ``format_version`` or a malformed document with a ``ValueError``
 that says why. Pure; no I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any
 
@@ -233,7 +235,27 @@ class PlanDocument(_Doc):
         )
 
 
-def read_plan(text: str) -> Plan:
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    """The plan document of ``plan`` as a dict (the file's JSON, parsed)."""
+    return PlanDocument.of(plan).dump()
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan file's text: the document as indented JSON with a final newline."""
+    return PlanDocument.of(plan).text()
+
+
+def plan_sha256(plan: Plan) -> str:
+    """SHA-256 (hex) of ``plan_text(plan)``: what ``--expect-sha256`` and PR comments pin."""
+    return hashlib.sha256(plan_text(plan).encode()).hexdigest()
+
+
+def change_dict(change: ResourceChange) -> dict[str, Any]:
+    """One change as the plan document writes it (also the ``planned_change`` event's body)."""
+    return ChangeDocument.of(change).dump()
+
+
+def parse_plan(text: str) -> Plan:
     """Parse a saved plan; raises ``ValueError`` with a readable reason."""
     try:
         d = json.loads(text)

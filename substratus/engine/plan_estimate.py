@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from substratus.engine.plan import Action
+from substratus.engine.action import Action
 
 Number = int | float
 

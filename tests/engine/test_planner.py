@@ -6,6 +6,7 @@ import pytest
 
 from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.plan import Action, Mode, Plan, staleness
+from substratus.engine.plan_document import plan_dict
 from tests.support.engine import Harness
 
 PIPE = """\
@@ -95,7 +96,7 @@ def test_unknown_target_is_an_error(harness: Harness) -> None:
 def test_replace_action_json_is_terraform_shaped(harness: Harness) -> None:
     plan = harness.plan(PIPE.replace("LIFECYCLE", ""))
     assert all(c.action is Action.CREATE for c in plan.resource_changes)
-    doc = plan.to_dict()
+    doc = plan_dict(plan)
     assert doc["summary"] == {"add": 2, "change": 0, "destroy": 0, "replace": 0}
     assert doc["resource_changes"][0]["actions"] == ["create"]
 

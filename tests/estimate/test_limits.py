@@ -11,7 +11,7 @@ import pytest
 from substratus.engine.address import Address
 from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.estimate import check_limits
-from substratus.engine.plan import Plan
+from substratus.engine.plan_document import parse_plan, plan_text
 from tests.estimate import scenarios as sc
 from tests.support.engine import Harness
 
@@ -121,7 +121,7 @@ def test_a_saved_plan_is_checked_against_its_recorded_estimate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = falcon(tmp_path, monkeypatch)
-    saved = Plan.from_json(h.plan(sc.config(h).replace(*NEW_DATA)).to_json())
+    saved = parse_plan(plan_text(h.plan(sc.config(h).replace(*NEW_DATA))))
     errors, _ = check_limits(saved.estimate_json(), 1.0)
     assert [e.summary for e in errors] == ["The plan would cost more than --max-cost"]
     assert check_limits(saved.estimate_json(), 10.0) == ([], [])

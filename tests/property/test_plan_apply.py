@@ -37,6 +37,7 @@ from substratus.engine.address import Address
 from substratus.engine.apply import ApplyResult
 from substratus.engine.kinds import version_key as store_key
 from substratus.engine.plan import Action, Mode, Plan
+from substratus.engine.plan_document import parse_plan, plan_text
 from tests.property.configs import (
     DEFAULT_STYLE,
     Cfg,
@@ -163,7 +164,7 @@ def converge(
     removed = (set(state.resources) if state else set()) - cfg.addresses
     p = plan(h, cfg, style)
     if saved:
-        p = Plan.from_json(p.to_json())
+        p = parse_plan(plan_text(p))
     result = apply(h, p, cfg, prior)
     assert result.ok, (result.failed, result.skipped)
     assert sorted(result.done) == sorted(c.address for c in p.changes())

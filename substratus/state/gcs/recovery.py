@@ -17,17 +17,32 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from substratus.engine.diagnostic import DiagnosticError, fail
-from substratus.engine.statefile import STATE_FORMAT_VERSION
-from substratus.state.gcs.client import Missing, ObjectInfo, Precondition
+from substratus.engine.statefile import STATE_FORMAT_VERSION, StateFile
+from substratus.state.gcs.client import Bucket, Missing, ObjectInfo, Precondition
+from substratus.state.gcs.layout import Names
 from substratus.state.gcs.reading import foreign, group, journal_failure
 from substratus.state.journal import JournalCorrupt, Position, decode_base, scan
 from substratus.state.rebuild import Candidate, Rebuilt, Unusable, rebuild
 
-if TYPE_CHECKING:
-    from substratus.state.gcs.store import StateStore
+
+class StateStore(Protocol):
+    """What recovery needs of ``gcs.store.StateStore`` (a protocol: the store calls ``recover``,
+    so importing it here would make the two modules import each other)."""
+
+    bucket: Bucket
+    names: Names
+    uri: str
+
+    def read(self) -> tuple[StateFile | None, str | None]: ...
+
+    def install(self, state: StateFile, if_generation_match: int) -> None: ...
+
+    def create(self, name: str, data: bytes, if_generation_match: int) -> ObjectInfo: ...
+
+    def remove(self, names: list[str]) -> None: ...
 
 
 def recover(store: StateStore, source: tuple[str, bytes] | None) -> str:
