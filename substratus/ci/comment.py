@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from substratus.ci.github import DEFAULT_API_URL, GitHub, GitHubError, repo_path
+from substratus.engine.backoff import GaveUp, retry
 
 MAX_BODY = 65536  # characters: GitHub's "Body is too long (maximum is 65536 characters)"
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step
@@ -157,24 +158,30 @@ def upsert(
             f"the comment is {len(full):,} characters; GitHub allows at most {MAX_BODY:,}",
             f"Render the plan with budget={MAX_BODY - len(mark) - 1} (the marker takes the rest).",
         )
-    posted = False
-    for attempt in range(client.attempts):
+    failed_posts: list[GitHubError] = []  # a failed POST may have posted: look again first
+
+    def once() -> CommentResult:
         found = find_comment(client, repo, number, mark, author)
         if found is not None:
             old = str(found.get("body") or "")
             if old == full or old.replace("\r\n", "\n") == full.replace("\r\n", "\n"):
-                return _result("created" if posted else "unchanged", found)
+                return _result("created" if failed_posts else "unchanged", found)
             return _result("updated", client.update_comment(repo, int(found["id"]), full))
         try:
             return _result(
                 "created", client.create_comment(repo, number, full, retry_transient=False)
             )
         except GitHubError as err:
-            if not err.transient or attempt + 1 >= client.attempts:
-                raise
-            posted = True  # maybe: look again before posting again
-            client.pause(attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+            failed_posts.append(err)
+            raise
+
+    def retryable(exc: BaseException) -> bool:  # only a transient failure of the POST itself
+        return bool(failed_posts) and exc is failed_posts[-1] and failed_posts[-1].transient
+
+    try:
+        return retry(once, client.policy, retryable=retryable, sleep=client.sleep)
+    except GaveUp as gave:
+        raise gave.last from None
 
 
 # -- the CI environment ---------------------------------------------------------------------------

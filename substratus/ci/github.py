@@ -40,6 +40,7 @@ from email.message import Message
 from typing import IO, Any
 
 from substratus import __version__
+from substratus.engine.backoff import Backoff, GaveUp, retry
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -159,8 +160,14 @@ class GitHub:
     ) -> None:
         self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         self._token = token
-        self.timeout, self.attempts, self.first_delay = timeout, max(1, attempts), first_delay
-        self.sleep = sleep
+        self.timeout, self.sleep = timeout, sleep
+        # first_delay, then twice as long each time; no jitter (the waits are part of the contract)
+        self.policy = Backoff(
+            first=first_delay,
+            maximum=first_delay * 2**attempts,
+            jitter=0.0,
+            attempts=max(1, attempts),
+        )
         handlers: list[urllib.request.BaseHandler] = [_SameOriginAuthRedirect()]
         if proxies is not None:
             handlers.append(urllib.request.ProxyHandler(dict(proxies)))
@@ -168,10 +175,6 @@ class GitHub:
 
     def __repr__(self) -> str:
         return f"GitHub(api_url={self.api_url!r}, token='***')"
-
-    def pause(self, attempt: int) -> None:
-        """Wait after failed try ``attempt + 1`` (from 0): ``first_delay`` · 2^attempt."""
-        self.sleep(self.first_delay * 2**attempt)
 
     # -- the calls ------------------------------------------------------------------------------
 
@@ -223,9 +226,38 @@ class GitHub:
         payload: dict[str, Any] | None = None,
         retry_transient: bool = True,
     ) -> tuple[Any, Message]:
+        """One request, retried with ``self.policy`` while it fails transiently (unless
+        ``retry_transient`` is False); the last error says how many times it was tried."""
         data = None if payload is None else json.dumps(payload).encode("utf-8")
-        waited = False
-        attempt = 0
+        waited: list[bool] = []  # the one wait for a short secondary rate limit, once taken
+        try:
+            return retry(
+                lambda: self._once(method, url, data, action, target, waited),
+                self.policy,
+                retryable=lambda e: retry_transient and isinstance(e, GitHubError) and e.transient,
+                sleep=self.sleep,
+            )
+        except GaveUp as gave:
+            last = gave.last
+            if gave.attempts == 1 or not isinstance(last, GitHubError):
+                raise last from None
+            raise GitHubError(
+                f"{last.message} (tried {gave.attempts} times)",
+                last.detail,
+                status=last.status,
+                transient=True,
+            ) from None
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        action: str,
+        target: str,
+        waited: list[bool],
+    ) -> tuple[Any, Message]:
+        """One try; a ``GitHubError`` (``transient`` for 5xx and no answer) when it fails."""
         while True:
             req = urllib.request.Request(url, data=data, method=method)
             if self._token:
@@ -242,29 +274,18 @@ class GitHub:
             except urllib.error.HTTPError as err:
                 with err:
                     raw = err.read() if err.fp is not None else b""
-                error = self._refusal(err.code, err.headers, raw, action, target, waited)
-                if error is None:  # a short secondary rate limit: wait it out once
-                    waited = True
-                    self.sleep(_retry_after(err.headers) or 0.0)
-                    continue
+                error = self._refusal(err.code, err.headers, raw, action, target, bool(waited))
+                if error is not None:
+                    raise error from None
+                waited.append(True)  # a short secondary rate limit: wait it out once
+                self.sleep(_retry_after(err.headers) or 0.0)
             except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
                 reason = getattr(err, "reason", None) or err
-                error = GitHubError(
+                raise GitHubError(
                     f"cannot reach GitHub at {self.api_url} to {action} {target}: {reason}",
                     "Check the network, the proxy settings and GITHUB_API_URL.",
                     transient=True,
-                )
-            if not (error.transient and retry_transient and attempt + 1 < self.attempts):
-                if attempt and error.transient:
-                    raise GitHubError(
-                        f"{error.message} (tried {attempt + 1} times)",
-                        error.detail,
-                        status=error.status,
-                        transient=True,
-                    )
-                raise error
-            self.pause(attempt)
-            attempt += 1
+                ) from None
 
     def _decode(self, raw: bytes, action: str, target: str) -> Any:
         try:
