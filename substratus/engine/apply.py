@@ -112,12 +112,15 @@ class ApplyResult:
 def apply_graph(plan: Plan, state: StateFile) -> dict[str, set[str]]:
     """What each change of ``plan`` waits for (only other changes of it). A create/update/replace
     waits for its inputs. A delete waits for every other change of a resource that depended on
-    it in the state (a dependent's delete, or its switch to something else), so nothing is
-    deleted while in use."""
+    it in the state, or whose unfinished run was started with it (a dependent's delete, or its
+    switch to something else), so nothing is deleted while in use."""
     nodes = {c.address: c for c in plan.changes()}
     users: dict[str, set[str]] = {}
     for b, rec in state.resources.items():
-        for dep in rec.dependencies:
+        # a record uses what it was made from, and what its unfinished run (pending, or
+        # tainted: it never completed) was started with
+        pending = rec.pending.dependencies if rec.pending is not None else []
+        for dep in (*rec.dependencies, *pending):
             users.setdefault(dep, set()).add(b)
     for b, c in nodes.items():
         if c.action is Action.DELETE:
