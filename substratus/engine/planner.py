@@ -153,7 +153,8 @@ def _plan_configured(
     configured = {str(x) for x in cfg.resources}
     removed = {a for a in records if a not in configured}
     external_digests = _reads(req, removed, changes, errors)
-    digests, specs = compute_digests(order, cfg.resources, external_digests, records)
+    salt = req.state.salt if req.state else None
+    digests, specs = compute_digests(order, cfg.resources, external_digests, records, salt)
     legacy: Mapping[Address, str] = {}
     if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
         legacy = legacy_digests(order, cfg.resources, external_digests, records)

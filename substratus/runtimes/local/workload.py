@@ -43,9 +43,10 @@ def workload_env(
     before_owned: Mapping[str, str],
     owned: Mapping[str, str],
 ) -> dict[str, str]:
-    """The allowlist of the operator's environment + the names the workload passes + params
-    + container env + ``before_owned`` + ``owned`` (in that order, later wins)."""
+    """The allowlist of the operator's environment + ``LOCAL_DEFAULTS`` + the names the
+    workload passes + params + container env + ``before_owned`` + ``owned`` (in that order, later wins)."""
     env = host_env(os.environ)
+    env.update(LOCAL_DEFAULTS)
     env.update(passed_env(spec, os.environ))
     env.update(param_env(params))
     env.update(container_env(spec))
@@ -54,6 +55,8 @@ def workload_env(
     return env
 
 
+# Output reaches log.txt as it is written (what `logs --follow` shows), whatever the shell had.
+LOCAL_DEFAULTS = {"PYTHONUNBUFFERED": "1"}
 SUPERVISOR_ENV = ("PYTHONPATH",)  # what `python -m …supervise` may need to import substratus
 
 
