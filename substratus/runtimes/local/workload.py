@@ -44,7 +44,8 @@ def workload_env(
     owned: Mapping[str, str],
 ) -> dict[str, str]:
     """The allowlist of the operator's environment + ``LOCAL_DEFAULTS`` + the names the
-    workload passes + params + container env + ``before_owned`` + ``owned`` (in that order, later wins)."""
+    workload passes + params + container env + ``before_owned`` + ``owned`` (in that order,
+    later wins)."""
     env = host_env(os.environ)
     env.update(LOCAL_DEFAULTS)
     env.update(passed_env(spec, os.environ))
