@@ -148,13 +148,14 @@ def seal(
 
 def _markers(
     spec: dict[str, Any], values: Mapping[str, Any]
-) -> Iterator[tuple[dict[str, Any], str, Any, Any]]:
-    """(parent, key, configured value, marker text) of each of ``values`` marked in ``spec``."""
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any], Any, Any]]:
+    """(path parts, parent, configured value, marker text) of each of ``values`` marked in
+    ``spec``."""
     for path, value in values.items():
         parts = split_path(path)
         node = _parent(spec, parts) if parts else None
         if parts and node is not None and is_marker(node.get(parts[-1])):
-            yield node, parts[-1], value, node[parts[-1]][MARK]
+            yield parts, node, value, node[parts[-1]][MARK]
 
 
 def unmask(
@@ -165,9 +166,29 @@ def unmask(
     if not values:
         return spec
     out = copy.deepcopy(spec)
-    for node, key, value, text in list(_markers(out, values)):
+    for parts, node, value, text in list(_markers(out, values)):
         if matches(text, value, salt):
-            node[key] = value
+            node[parts[-1]] = value
+    return out
+
+
+def align(
+    before: dict[str, Any],
+    after: Mapping[str, Any],
+    values: Mapping[str, Any] | None,
+    salt: str | None,
+) -> dict[str, Any]:
+    """``before`` (a recorded spec) with each marker that stands for the configured value
+    written as ``after`` writes it: what to diff, so a fingerprint recorded in another form (or
+    before the state had a salt) is not taken for a changed secret."""
+    if not values:
+        return before
+    out = copy.deepcopy(before)
+    for parts, node, value, text in list(_markers(out, values)):
+        parent = _parent(after, parts)
+        theirs = parent.get(parts[-1]) if parent is not None else None
+        if is_marker(theirs) and matches(text, value, salt):
+            node[parts[-1]] = copy.deepcopy(theirs)
     return out
 
 
@@ -176,9 +197,9 @@ def legacy_masked(spec: dict[str, Any], values: Mapping[str, Any] | None) -> dic
     if not values:
         return spec
     out = copy.deepcopy(spec)
-    for node, key, value, text in list(_markers(out, values)):
+    for parts, node, value, text in list(_markers(out, values)):
         if matches(text, value, None):
-            node[key] = {MARK: legacy_fingerprint(value)}
+            node[parts[-1]] = {MARK: legacy_fingerprint(value)}
     return out
 
 
