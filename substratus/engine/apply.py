@@ -59,7 +59,7 @@ from substratus.engine.runtime import (
     RunRequest,
     Runtime,
 )
-from substratus.engine.sensitive import reveal
+from substratus.engine.sensitive import reveal, seal
 from substratus.engine.statefile import (
     DIGEST_FORMAT,
     PendingOperation,
@@ -446,7 +446,7 @@ class Walker:
             kind=change.kind,
             namespace=change.namespace,
             name=change.name,
-            spec=change.after or {},
+            spec=self._sealed(change),
             digest=digest,
             dependencies=change.depends_on,
             dependency_digests={d: self._digests.get(d, "") for d in change.depends_on},
@@ -463,6 +463,13 @@ class Walker:
             digest_format=DIGEST_FORMAT,
         )
 
+    def _sealed(self, change: ResourceChange) -> dict[str, Any]:
+        """The spec to record: its sensitive markers fingerprinted with the state's salt (made
+        now if it has none), whatever salt the plan was made with (``engine.sensitive``)."""
+        values = self.secrets.get(change.address)
+        spec = dict(change.after or {})
+        return seal(spec, values, self.state.ensure_salt()) if values else spec
+
     def _record_only(self, change: ResourceChange) -> None:
         """Rewrite the record (spec, lifecycle, digest, inputs) of a resource that runs on as it
         is: the runtime is not called."""
@@ -476,7 +483,7 @@ class Walker:
                     "version": rec.current_version or "",
                     "previous_version": rec.prior_version,
                     "versions": rec.owned_versions(),
-                    "spec": change.after or {},
+                    "spec": self._sealed(change),
                     "lifecycle": dict(change.lifecycle),
                     "digest": change.digest_after or rec.digest,
                     "digest_format": DIGEST_FORMAT,

@@ -11,7 +11,8 @@ digests of its dependencies by role. Equal digests ⇒ nothing to do, without di
   ``git``) is left out (the build's digest stands for it), a build's digest is its source content
   (a local directory's content hash; a git commit and sub-path — not where the repository or the
   directory is), dependencies count by role and digest, not by address, and a ``sensitive:``
-  param counts by its value, not by being marked sensitive. So renaming the configuration
+  param counts by its value, not by being marked sensitive (nor by the form of its fingerprint,
+  ``engine.sensitive``: the digest is over the value, never stored). So renaming the configuration
   directory, adding an unrelated resource, reordering files, or editing ``lifecycle`` or
   ``sensitive:`` never changes a digest (DESIGN §12).
 
@@ -36,7 +37,7 @@ from substratus.engine.build_source import SourceError, hash_directory, resolve_
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.resource import Resource
 from substratus.engine.sensitive import MARK as SENSITIVE_KEY
-from substratus.engine.sensitive import fingerprint, split_path
+from substratus.engine.sensitive import legacy_masked, seal, unmask
 from substratus.engine.statefile import ResourceRecord
 
 _ABSENT = object()
@@ -118,24 +119,9 @@ def effective_spec(res: Resource, recorded: Mapping[str, Any] | None) -> dict[st
     return spec
 
 
-def _unmask(spec: dict[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
-    """``spec`` with each sensitive marker whose fingerprint matches the configured value
-    replaced by that value (hashed into the digest only, never stored)."""
-    if not secrets:
-        return spec
-    out = copy.deepcopy(spec)
-    for path, value in secrets.items():
-        parts = split_path(path)
-        node = _get(out, list(parts[:-1])) if parts else _ABSENT
-        if parts and isinstance(node, dict):
-            marker = node.get(parts[-1])
-            if isinstance(marker, dict) and marker.get(SENSITIVE_KEY) == fingerprint(value):
-                node[parts[-1]] = value
-    return out
-
-
-def digest_spec(res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an effective spec that determines the output (see module docstring)."""
+def digest_spec(res: Resource, spec: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
+    """The part of an effective spec that determines the output (see module docstring); a
+    sensitive marker counts by the value it stands for (``salt``: the state's)."""
     if res.kind == "build":
         keep = ("commit", "path") if res.spec["source"] == "git" else ("contentHash",)
         return {"source": res.spec["source"], **{k: res.spec.get(k) for k in keep}}
@@ -145,14 +131,17 @@ def digest_spec(res: Resource, spec: Mapping[str, Any]) -> dict[str, Any]:
             **spec,
             "container": {k: v for k, v in container.items() if k not in ("local", "git")},
         }
-    return _unmask(dict(spec), res.secrets)
+    return unmask(dict(spec), res.secrets, salt)
 
 
 def digest(
-    res: Resource, spec: Mapping[str, Any], dependency_digests: Mapping[Address, str]
+    res: Resource,
+    spec: Mapping[str, Any],
+    dependency_digests: Mapping[Address, str],
+    salt: str | None = None,
 ) -> str:
     deps = sorted((d.role, dependency_digests.get(d.address, "")) for d in res.dependencies)
-    doc = {"kind": res.kind, "spec": digest_spec(res, spec), "deps": deps}
+    doc = {"kind": res.kind, "spec": digest_spec(res, spec, salt), "deps": deps}
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
 
 
@@ -161,17 +150,20 @@ def compute_digests(
     resources: Mapping[Address, Resource],
     external: Mapping[Address, str] | None = None,
     records: Mapping[str, ResourceRecord] | None = None,
+    salt: str | None = None,
 ) -> tuple[dict[Address, str], dict[Address, dict[str, Any]]]:
     """Digests and effective specs in topological ``order`` (dependencies first); ``external``
-    adds read digests, ``records`` the applied specs ``ignoreChanges`` keeps."""
+    adds read digests, ``records`` the applied specs ``ignoreChanges`` keeps; the specs'
+    sensitive markers are sealed with the state's ``salt`` (``engine.sensitive``)."""
     out: dict[Address, str] = dict(external or {})
     specs: dict[Address, dict[str, Any]] = {}
     records = records or {}
     for addr in order:
         res = resources[addr]
         rec = records.get(str(addr))
-        specs[addr] = effective_spec(res, rec.spec if rec is not None and rec.digest else None)
-        out[addr] = digest(res, specs[addr], out)
+        spec = effective_spec(res, rec.spec if rec is not None and rec.digest else None)
+        specs[addr] = seal(spec, res.secrets, salt)
+        out[addr] = digest(res, specs[addr], out, salt)
     return out, specs
 
 
@@ -189,7 +181,7 @@ def _legacy_spec(res: Resource) -> dict[str, Any]:
                 "path": res.spec.get("path"),
             }
         return {"source": "local", "contentHash": res.spec.get("contentHash")}
-    spec = res.spec
+    spec = legacy_masked(res.spec, res.secrets)  # format 1 hashed the unsalted markers
     container = spec.get("container") or {}
     if "local" in container or "git" in container:
         spec = {

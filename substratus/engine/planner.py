@@ -50,8 +50,9 @@ from substratus.engine.plan import (
     ResourceChange,
 )
 from substratus.engine.plan import ReasonCode as Why
-from substratus.engine.resource import Dependency, Resource
+from substratus.engine.resource import Resource
 from substratus.engine.runtime import ExternalResource, Observation
+from substratus.engine.sensitive import align
 from substratus.engine.statefile import DIGEST_FORMAT, ResourceRecord, StateFile, now_iso
 
 IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
@@ -65,6 +66,7 @@ class Digests:
     new: Mapping[Address, str]
     specs: Mapping[Address, dict[str, object]]
     legacy: Mapping[Address, str]
+    salt: str | None = None  # the state's, for its records' sensitive markers
 
 
 @dataclass
@@ -153,11 +155,12 @@ def _plan_configured(
     configured = {str(x) for x in cfg.resources}
     removed = {a for a in records if a not in configured}
     external_digests = _reads(req, removed, changes, errors)
-    digests, specs = compute_digests(order, cfg.resources, external_digests, records)
+    salt = req.state.salt if req.state else None
+    digests, specs = compute_digests(order, cfg.resources, external_digests, records, salt)
     legacy: Mapping[Address, str] = {}
     if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
         legacy = legacy_digests(order, cfg.resources, external_digests, records)
-    current = Digests(digests, specs, legacy)
+    current = Digests(digests, specs, legacy, salt)
     for addr in order:
         if addr in selected:
             change = _plan_resource(req, addr, current, changes, obs)
@@ -336,8 +339,10 @@ def _plan_recorded(
     if not same:
         in_place = not replaces_on_change(res.kind)
         change.action = Action.UPDATE if in_place else Action.REPLACE
+        # a secret recorded in another form of fingerprint is not a changed secret
+        before = align(rec.spec, change.after, res.secrets, current.salt)
         change.reasons.extend(
-            _why(res.lifecycle.ignoreChanges, rec, change, current.new, changes, res.dependencies)
+            _why(res, rec, before, change, current.new, changes),
         )
         if not in_place:
             change.replace_paths = [r.path for r in change.reasons if r.path]
@@ -381,15 +386,18 @@ def _record_changes(rec: ResourceRecord, change: _Draft) -> list[Reason]:
 
 
 def _why(
-    ignored: list[str],
+    res: Resource,
     rec: ResourceRecord,
+    before: Mapping[str, Any],
     change: _Draft,
     digests: Mapping[Address, str],
     changes: Mapping[str, ResourceChange],
-    deps: Sequence[Dependency],
 ) -> list[Reason]:
+    """Why a recorded resource changed: the fields that differ from ``before`` (its recorded
+    spec, as ``sensitive.align`` writes it), and the inputs whose digests changed."""
     reasons: list[Reason] = []
-    for path in field_changes(rec.spec, change.after or {}):
+    ignored, deps = res.lifecycle.ignoreChanges, res.dependencies
+    for path in field_changes(before, change.after or {}):
         if any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in ignored):
             continue
         if change.kind == "build":

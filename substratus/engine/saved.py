@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from substratus.engine.plan import Action, Plan, ResourceChange
+from substratus.engine.sensitive import is_marker
 
 # Fields of a change that decide what apply does (reasons and messages are for humans).
 COMPARED = (
@@ -47,7 +48,11 @@ def _show(value: Any) -> str:
 
 
 def _leaves(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
-    """(dotted path, value in a, value in b) where two JSON values differ, deepest first."""
+    """(dotted path, value in a, value in b) where two JSON values differ, deepest first. Two
+    sensitive markers are not compared: their fingerprints depend on the salt (and format) of
+    the moment, while ``digest_after`` — over the values themselves — tells a changed secret."""
+    if is_marker(a) and is_marker(b):
+        return []
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b), key=str):

@@ -22,6 +22,7 @@ from pydantic import (
 
 from substratus.engine.address import name_problem
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_REF = re.compile(r"^\$\{\{\s*secrets\.([^.\s]+)\.([^}\s]+)\s*\}\}$")
 GPU_TYPES = (
     "nvidia-t4",
@@ -59,6 +60,24 @@ class Container(Strict):
     local: LocalSource | None = None
     command: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # Names of the operator's environment variables the workload is given (runtimes.contract):
+    # the list is part of the spec (and its digest), the values are not.
+    passEnv: list[str] | None = None
+
+    @field_validator("passEnv")
+    @classmethod
+    def _pass_env_names(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if not ENV_NAME.match(name):
+                raise ValueError(
+                    f"passEnv: {name!r} is not an environment variable name "
+                    "(letters, digits and _, not starting with a digit)"
+                )
+            if name.startswith("PARAM_"):
+                raise ValueError(f"passEnv: {name!r} is a param's variable; set the param instead")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("passEnv lists a name twice")
+        return value
 
     @field_validator("local", mode="before")
     @classmethod

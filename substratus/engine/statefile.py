@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from substratus import __version__
 from substratus.engine.kinds import kept_versions
 from substratus.engine.plan import Action
+from substratus.engine.sensitive import new_salt
 
 STATE_FORMAT_VERSION = 1
 # How new records' digests are computed (engine.digest): 2 since digests stopped depending on
@@ -151,10 +152,19 @@ class StateFile(BaseModel):
     serial: int = 0
     substratus_version: str = __version__
     resources: dict[str, ResourceRecord] = Field(default_factory=dict)
+    # Salts the fingerprints of sensitive params (engine.sensitive): random, made by the first
+    # write that records one (``ensure_salt``), kept by every write after; never in a plan.
+    salt: str | None = None
 
     @classmethod
     def new(cls) -> StateFile:
         return cls()
+
+    def ensure_salt(self) -> str:
+        """The state's salt, made now if it has none yet."""
+        if self.salt is None:
+            self.salt = new_salt()
+        return self.salt
 
     def to_json(self) -> str:
         """Deterministic UTF-8 JSON (sorted addresses, 2-space indent, trailing newline)."""

@@ -5,9 +5,19 @@ environment, independent of where it runs.
   non-alphanumerics → ``_``; strings as is, other values as JSON);
 - ``quantization_env(spec)``: a ModelServer's ``quantization.bits`` as the server images expect it
   (``QUANTIZATION_BITS`` always; ``MODEL_LOAD_IN_4BIT`` / ``MODEL_LOAD_IN_8BIT`` = ``true``);
-- ``CONTENT_DIR``: where ``/content`` is (``/content`` in a container).
+- ``CONTENT_DIR``: where ``/content`` is (``/content`` in a container);
+- ``host_env(environ)``: the documented allowlist (``HOST_ENV``, ``HOST_ENV_PREFIXES``) a local
+  process keeps from the operator's environment — never anything else (a container starts from
+  its image's environment, which holds the same kind of variables);
+- ``passed_env(spec, environ)``: the operator's variables a workload asks for by name
+  (``container.passEnv``), plus those the operator lists in ``SUBSTRATUS_PASS_ENV``
+  (comma-separated); taken from the operator's environment when the workload starts, on every
+  runtime, so a job depends on nothing it did not name. Names that are not set are left out.
+  Their values are environment, like a Secret: never in a digest, a plan or the state; a change
+  of the ``passEnv`` list is a change of the spec.
 
-Pure functions; no I/O.
+Order (later wins): allowlist < passed < ``PARAM_*`` < ``container.env`` < substratus' own
+variables (``CONTENT_DIR``, ``PORT``, …). Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +27,27 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from substratus.engine.spec import ENV_NAME
+
 CONTENT = "/content"
+PASS_ENV = "SUBSTRATUS_PASS_ENV"  # the operator's own list of names every workload is given
+HOST_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TMPDIR",
+        "TZ",
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_VISIBLE_DEVICES",
+        "NVIDIA_DRIVER_CAPABILITIES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+    }
+)
+HOST_ENV_PREFIXES = ("LC_",)
+
 SERVER_PORT = 8080
 NOTEBOOK_PORT = 8888
 
@@ -38,3 +68,21 @@ def quantization_env(spec: Mapping[str, Any]) -> dict[str, str]:
     if bits in (4, 8):
         env[f"MODEL_LOAD_IN_{bits}BIT"] = "true"
     return env
+
+
+def host_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allowlisted variables of ``environ`` (what a local process keeps of the operator's)."""
+    return {k: v for k, v in environ.items() if k in HOST_ENV or k.startswith(HOST_ENV_PREFIXES)}
+
+
+def pass_names(spec: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """The names a workload is given from the operator's environment: ``container.passEnv``,
+    then the valid names of ``$SUBSTRATUS_PASS_ENV``; without duplicates."""
+    listed = list((spec.get("container") or {}).get("passEnv") or [])
+    extra = [n.strip() for n in environ.get(PASS_ENV, "").split(",")]
+    return list(dict.fromkeys(n for n in [*listed, *extra] if n and ENV_NAME.match(n)))
+
+
+def passed_env(spec: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of ``pass_names`` that ``environ`` sets."""
+    return {n: environ[n] for n in pass_names(spec, environ) if n in environ}

@@ -9,7 +9,8 @@ journal ``<ws>.journal`` beside it. Each line records one ``write``::
 
 ``set`` holds the records of the changed addresses present in the state, ``remove`` the changed
 addresses absent from it. Replaying a line puts those records in place, drops those addresses and
-takes every top-level field other than ``resources`` from the line. A compaction that leaves
+takes every top-level field other than ``resources`` from the line (``salt``, written only
+by states that have one, when the line has it). A compaction that leaves
 lines behind first appends a *seal*, ``{"base":"<sha256 of the base>","sealed":"<sha256 of the
 new base>"}`` (``"sealed":null`` when the workspace is being deleted): the proof that those lines
 are in the base it installs. No I/O here: ``scan`` reads bytes, ``replay`` edits a decoded base
@@ -183,6 +184,8 @@ def _problem(entry: dict[str, Any], at: Position) -> str:
         return "`version` is not an integer"
     if not isinstance(entry.get("substratus_version"), str):
         return "`substratus_version` is not a string"
+    if not isinstance(entry.get("salt", ""), str):
+        return "`salt` is not a string"
     if entry.get("lineage") != at.lineage:
         return f"lineage {entry.get('lineage')!r} differs from the state's {at.lineage!r}"
     serial = entry.get("serial")
@@ -202,6 +205,8 @@ def replay(doc: dict[str, Any], entries: Iterable[dict[str, Any]]) -> None:
             resources.pop(address, None)
         for key in TOP_LEVEL:
             doc[key] = entry[key]
+        if "salt" in entry:  # set once, by the write that first fingerprinted a secret
+            doc["salt"] = entry["salt"]
 
 
 def encode_line(base: str, state: StateFile, changed: Iterable[str]) -> bytes:
@@ -214,7 +219,10 @@ def encode_line(base: str, state: StateFile, changed: Iterable[str]) -> bytes:
             removed.append(address)
         else:
             records.append(f"{_dump(address)}:{record.model_dump_json(exclude_none=True)}")
-    head = _dump({"base": base, **{key: getattr(state, key) for key in TOP_LEVEL}})
+    top = {key: getattr(state, key) for key in TOP_LEVEL}
+    if state.salt is not None:  # lines of a state without one stay as they were
+        top["salt"] = state.salt
+    head = _dump({"base": base, **top})
     tail = f',"set":{{{",".join(records)}}},"remove":{_dump(removed)}}}\n'
     return (head[:-1] + tail).encode()
 

@@ -66,19 +66,48 @@ def check_records(p: Project, case: str, env: dict[str, str]) -> None:
 # -- the file backend ------------------------------------------------------------------------
 
 
+def assert_migrated(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """The one change the first apply makes to a 0.1.0 state: the sensitive param's unsalted
+    fingerprint (``sha256:``) is recorded again salted (``scrypt:``, with the state's new salt),
+    as a record-only update — one write, serial bumped, every other field as it was."""
+    assert "salt" not in before and isinstance(after.pop("salt"), str)
+    assert after.pop("serial") == before.pop("serial") + 1
+    assert after.pop("substratus_version")
+    before.pop("substratus_version")
+    old = before["resources"]["model.trained"]["spec"]["trainer"]["params"]["api_key"]
+    new = after["resources"]["model.trained"]["spec"]["trainer"]["params"]["api_key"]
+    assert old["$sensitive"].startswith("sha256:") and new["$sensitive"].startswith("scrypt:")
+    new["$sensitive"] = old["$sensitive"]
+    trained = after["resources"]["model.trained"]
+    assert trained.pop("digest_format", 2) == before["resources"]["model.trained"].pop(
+        "digest_format", 2
+    )
+    assert after == before
+
+
 def test_file_state_with_its_journal_loads_unchanged(where: Path) -> None:
+    """It loads as 0.1.0 wrote it; the first apply runs nothing and only rewrites the record of
+    the sensitive param in the salted form (engine.sensitive), keeping a backup."""
     p = moved("file", where)
     state_dir = p.dir / ".substratus" / "state"
     assert (state_dir / "default.journal").read_bytes().count(b"\n") > 1  # an unfolded journal
     before = files(state_dir)
     env = {"RUNS_LOG": str(where / "runs.log")}
 
-    p.run("plan", "--detailed-exitcode", env=env)  # exit 0: no changes
+    plan = p.run("plan", "--detailed-exitcode", env=env, check=2)
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan.stdout
+    assert "model.trained will be updated in-place (record only: nothing runs)" in plan.stdout
+    assert files(state_dir) == before  # planning writes nothing
     check_records(p, "file", env)
+    pulled = json.loads(p.run("state", "pull").stdout)
     p.run("apply", "--auto-approve", env=env)
 
     assert runs(where / "runs.log") == {}  # nothing ran again
-    assert files(state_dir) == before  # today's format: not migrated, not even folded
+    assert_migrated(pulled, json.loads(p.run("state", "pull").stdout))
+    backup = json.loads((state_dir / "default.json.backup").read_text())
+    assert backup["serial"] == json.loads(p.run("state", "pull").stdout)["serial"] - 1
+    assert files(state_dir)["default.json"] == before["default.json"]  # a journal write
+    p.run("plan", "--detailed-exitcode", env=env)  # exit 0: nothing left to do
     # the outputs still name where they were made; refresh found them where they are now
     outputs = json.loads(before["default.json"])["resources"]
     recorded = json.loads(p.run("state", "pull").stdout)["resources"]["model.trained"]["outputs"]
@@ -134,12 +163,19 @@ def test_gcs_layout_with_its_journal_loads_unchanged(where: Path, gcs_server: Gc
     p = moved("gcs", where)
     env = {**gcs_server.env, "RUNS_LOG": str(where / "runs.log")}
 
-    p.run("plan", "--detailed-exitcode", env=env)  # exit 0: no changes
+    plan = p.run("plan", "--detailed-exitcode", env=env, check=2)
+    assert "model.trained will be updated in-place (record only: nothing runs)" in plan.stdout
+    assert listing(gcs_server, layout["bucket"]) == uploaded  # planning writes nothing
     check_records(p, "gcs", env)
+    pulled = json.loads(p.run("state", "pull", env=env).stdout)
     p.run("apply", "--auto-approve", env=env)
 
     assert runs(where / "runs.log") == {}
-    assert listing(gcs_server, layout["bucket"]) == uploaded  # nothing rewritten or folded
+    assert_migrated(pulled, json.loads(p.run("state", "pull", env=env).stdout))
+    now = listing(gcs_server, layout["bucket"])
+    kept = {k: v for k, v in uploaded.items() if not k.startswith("state/")}
+    assert {k: now.get(k) for k in kept} == kept  # the artifacts are untouched
+    p.run("plan", "--detailed-exitcode", env=env)  # exit 0: nothing left to do
 
 
 # -- saved plans -----------------------------------------------------------------------------
@@ -160,6 +196,12 @@ def movable_plan(p: Project) -> dict[str, Any]:
     return plan
 
 
+def unsalted(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with its sensitive markers' fingerprints left out."""
+    text = re.sub(r'"\$sensitive": "[^"]*"', '"$sensitive": "…"', json.dumps(spec))
+    return dict(json.loads(text))
+
+
 def test_saved_plan_runs_exactly_its_jobs_and_leaves_the_promised_state(where: Path) -> None:
     p = moved("saved_plan", where)
     plan = movable_plan(p)
@@ -177,7 +219,10 @@ def test_saved_plan_runs_exactly_its_jobs_and_leaves_the_promised_state(where: P
         record = state["resources"][change["address"]]
         assert record["status"] == "ready", change["address"]
         assert record["digest"] == change["digest_after"], change["address"]
-        assert record["spec"] == change["after"], change["address"]
+        assert unsalted(record["spec"]) == unsalted(change["after"]), change["address"]
+    # the secret the plan fingerprinted unsalted is recorded salted (engine.sensitive)
+    key = state["resources"]["model.trained"]["spec"]["trainer"]["params"]["api_key"]
+    assert key["$sensitive"].startswith("scrypt:") and isinstance(state["salt"], str)
     assert "revision" in json.dumps(state["resources"]["model.base"]["spec"])
     p.run("plan", "--detailed-exitcode", env={"RUNS_LOG": str(log)})  # exit 0: nothing left
     assert runs(log) == {name: 1 for name in to_run}

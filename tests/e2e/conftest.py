@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The test jobs count their runs in $RUNS_LOG: the operator passes it to every workload (a
+# workload sees nothing else of the operator's environment, runtimes.contract).
+TEST_ENV = {"NO_COLOR": "1", "SUBSTRATUS_PASS_ENV": "RUNS_LOG"}
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 
@@ -41,7 +44,7 @@ class Project:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})},
+            env={**os.environ, **TEST_ENV, **(env or {})},
         )
         if check is not None:
             assert proc.returncode == check, (
@@ -58,7 +61,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})},
+            env={**os.environ, **TEST_ENV, **(env or {})},
             start_new_session=True,
         )
 

@@ -23,6 +23,7 @@ class Harness:
         self.root = root
         self.runtime = runtime or FakeRuntime()
         self.backend = MemoryBackend()
+        self.secrets: dict[str, dict[str, Any]] = {}  # of the last plan's configuration
 
     def write(self, text: str, name: str = "substratus.yaml") -> Path:
         path = self.root / name
@@ -36,6 +37,8 @@ class Harness:
             self.write(text)
         cfg = load_config([str(self.root / p) for p in paths] if paths else [str(self.root)])
         state, _ = self.backend.read()
+        # as the CLI does: the apply has the values of the sensitive params (engine.sensitive)
+        self.secrets = {str(a): r.secrets for a, r in cfg.resources.items() if r.secrets}
         return build_plan(cfg, state, self.runtime, PlanOptions(**options))
 
     def apply(self, plan: Plan) -> ApplyResult:
@@ -48,6 +51,7 @@ class Harness:
             self.runtime,
             parallelism=4,
             config_dir=str(self.root),
+            secrets=self.secrets,
         )
         return walker.run()
 

@@ -4,7 +4,9 @@ A ``Workload`` is everything a pod needs (image, command, env, params, resources
 functions here turn it into the original operator's objects so existing images keep working:
 
 - params → ConfigMap ``params.json`` mounted at ``/content/params.json`` and ``PARAM_*`` env;
-- container env ``${{ secrets.NAME.KEY }}`` → ``secretKeyRef``; ``CONTENT_DIR=/content``;
+- container env ``${{ secrets.NAME.KEY }}`` → ``secretKeyRef``; ``CONTENT_DIR=/content``; the
+  operator's variables the workload passes (``container.passEnv``, ``runtimes.contract``) as
+  plain values taken when it is applied — nothing else of the operator's environment;
 - mounts (``volumes.mount``): ``/content/data`` and ``/content/model`` read-only,
   ``/content/artifacts`` read-write;
 - resources and GPU scheduling (``gpu``); ``fsGroup: 3003`` as the GCS FUSE mounts expect;
@@ -71,6 +73,7 @@ class Workload:
     resources: Mapping[str, Any] | None = None
     mounts: Sequence[Mount] = ()
     owned_env: Mapping[str, str] = field(default_factory=dict)  # set by substratus, applied last
+    passed_env: Mapping[str, str] = field(default_factory=dict)  # contract.passed_env, first
     owner: Owner = field(default_factory=Owner)  # the state that makes it
     version: str = ""  # the run (RunRequest.version) that applies it
 
@@ -92,8 +95,11 @@ def metadata(w: Workload, name: str, extra: Mapping[str, str] | None = None) -> 
 
 
 def env_list(w: Workload) -> list[dict[str, Any]]:
-    """PARAM_* < container env < substratus' own variables; one entry per name."""
+    """Passed variables < PARAM_* < container env < substratus' own variables; one entry per
+    name. Nothing else of the operator's environment reaches a pod (``runtimes.contract``)."""
     merged: dict[str, dict[str, Any]] = {}
+    for key, value in w.passed_env.items():
+        merged[key] = {"name": key, "value": value}
     for key, value in param_env(w.params).items():
         merged[key] = {"name": key, "value": value}
     for key, value in w.env.items():

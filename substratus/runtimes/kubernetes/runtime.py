@@ -32,6 +32,7 @@ during apply and diagnostics while planning. The cluster is contacted on first u
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,7 +55,7 @@ from substratus.engine.runtime import (
     RunRequest,
 )
 from substratus.engine.statefile import ResourceRecord
-from substratus.runtimes.contract import NOTEBOOK_PORT, SERVER_PORT, quantization_env
+from substratus.runtimes.contract import NOTEBOOK_PORT, SERVER_PORT, passed_env, quantization_env
 from substratus.runtimes.kubernetes import (
     artifacts,
     builds,
@@ -233,6 +234,7 @@ class KubernetesRuntime:
             resources=res,
             mounts=mounts,
             owned_env=dict(owned_env or {}),
+            passed_env=passed_env(request.spec, os.environ),
             owner=request.owner,
             version=request.run_version,
         )

@@ -37,7 +37,12 @@ from substratus.runtimes.local.artifacts import ArtifactStore, input_dir
 from substratus.runtimes.local.files import disk_full, log_tail, read_json, remove_tree
 from substratus.runtimes.local.process import ProcessRef, stop
 from substratus.runtimes.local.workdir import RunFiles, Workdir
-from substratus.runtimes.local.workload import prepare_content, secret_env_names, workload_env
+from substratus.runtimes.local.workload import (
+    prepare_content,
+    secret_env_names,
+    supervisor_env,
+    workload_env,
+)
 
 SUPERVISOR = "substratus.runtimes.local.supervise"
 
@@ -237,9 +242,12 @@ class Jobs:
             names.partial.mkdir(parents=True)
             params = kinds.params(request.kind, request.spec)
             prepare_content(run.content, params, {**links, "artifacts": names.partial})
-            env = workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
+            env, unset = supervisor_env(
+                workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
+            )
             argv = [sys.executable, "-P", "-m", SUPERVISOR, "--run-dir", str(run.dir)]
             argv += ["--partial", str(names.partial), "--final", str(names.final)]
+            argv += [f"--unset={name}" for name in unset]
             argv += ["--lock-fd", str(fd), *self._labels(request), "--", *command]
             with run.log.open("wb") as log:
                 popen = subprocess.Popen(

@@ -283,6 +283,9 @@ class Servers:
             if ref is not None and ref != keep and ref.alive():
                 ctx.phase(f"stopping pid {ref.pid}")
                 stop(ref)
+        previous = (request.prior_outputs or {}).get("run_dir")
+        if previous and Path(str(previous)) != run.dir:  # its params.json may hold secrets
+            RunFiles(Path(str(previous))).params.unlink(missing_ok=True)
 
     # -- refresh, delete ----------------------------------------------------------------------
 

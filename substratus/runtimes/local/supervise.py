@@ -9,7 +9,8 @@ whole life, so no second supervisor starts for the same run). It then:
    must write at the end still fits when the job fills the disk; when even that fails the disk
    is full already and the job is not started;
 2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
-3. runs the command, forwarding SIGTERM/SIGINT to it;
+3. runs the command, forwarding SIGTERM/SIGINT to it, in its own environment minus the
+   ``--unset`` names (what the supervisor alone needed to start, such as ``PYTHONPATH``);
 4. notes whether the file system of the run directory or of the partial artifacts is full
    (``files.disk_full``: the job's own writes, its log and these records all fail there), then
    frees the reserve;
@@ -19,7 +20,9 @@ whole life, so no second supervisor starts for the same run). It then:
    ``content/artifacts`` at it and makes it read-only (best effort);
 6. on failure with a reason it knows (a full disk, artifacts it could not publish) appends the
    reason to the log, whose own lines may have been lost;
-7. writes ``exit_code`` last: the code (a signal N is recorded as 128+N) on the first line, the
+7. on success removes ``content/params.json`` (it may hold sensitive params; a failed run keeps
+   it, with the rest of its directory, for debugging);
+8. writes ``exit_code`` last: the code (a signal N is recorded as 128+N) on the first line, the
    reason, if any, on the second.
 
 It imports nothing from the engine so it starts fast.
@@ -53,6 +56,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lock-fd", type=int, default=None, help="held open until exit")
     parser.add_argument(
         "--label", action="append", default=[], help="KEY=VALUE recorded in the manifest"
+    )
+    parser.add_argument(
+        "--unset", action="append", default=[], help="NAME removed before the command starts"
     )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -118,7 +124,8 @@ def _not_started(run: RunFiles, command: str, exc: OSError) -> int:
 
 def _run(args: argparse.Namespace, run: RunFiles) -> tuple[int, str]:
     """Run the command; its exit code and, when known, why it failed."""
-    child = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if k not in set(args.unset)}
+    child = subprocess.Popen(args.command, stdin=subprocess.DEVNULL, env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:
@@ -155,6 +162,7 @@ def supervise(args: argparse.Namespace) -> int:
         try:
             _publish(args.partial, args.final, run, args.label)
             reason = ""
+            run.params.unlink(missing_ok=True)
         except OSError as exc:
             code, reason = 1, f"cannot publish the artifacts: {exc.strerror or exc}"
     if reason:

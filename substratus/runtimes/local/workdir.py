@@ -38,6 +38,11 @@ class RunFiles:
         return self.dir / "content"
 
     @property
+    def params(self) -> Path:
+        """``content/params.json``: 0600, gone once the run succeeded (it may hold secrets)."""
+        return self.content / "params.json"
+
+    @property
     def log(self) -> Path:
         return self.dir / "log.txt"
 

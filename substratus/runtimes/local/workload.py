@@ -4,7 +4,12 @@ A workload's ``/content`` is a fresh directory named by ``CONTENT_DIR`` holding 
 and links ``data/``, ``model/`` (inputs, read-only) and ``artifacts/`` (output). Params are also
 passed as ``PARAM_<KEY>`` (key upper-cased, non-alphanumerics → ``_``; strings as is, other values
 as JSON). The container's ``env`` is applied after them; the variables substratus owns
-(``CONTENT_DIR``, ``PORT``…) are applied last so a workload always finds them.
+(``CONTENT_DIR``, ``PORT``…) are applied last so a workload always finds them. Of the operator's
+environment a workload sees only the allowlist and the names it passes (``runtimes.contract``):
+the same rule as in a container.
+
+``params.json`` may hold sensitive params: it is created readable by its owner only (0600, no
+window), and removed when the run ends, unless the run failed (``forget_params``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from substratus.engine.spec import secret_refs
-from substratus.runtimes.contract import param_env
+from substratus.runtimes.contract import host_env, param_env, passed_env
 from substratus.runtimes.local.files import remove_tree
+
+PARAMS_FILE = "params.json"  # RunFiles.params
 
 
 def container_env(spec: Mapping[str, Any]) -> dict[str, str]:
@@ -36,9 +43,12 @@ def workload_env(
     before_owned: Mapping[str, str],
     owned: Mapping[str, str],
 ) -> dict[str, str]:
-    """Parent env (minus inherited ``PARAM_*``) + params + container env + ``before_owned``
-    + ``owned`` (in that order, later wins)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARAM_")}
+    """The allowlist of the operator's environment + ``LOCAL_DEFAULTS`` + the names the
+    workload passes + params + container env + ``before_owned`` + ``owned`` (in that order,
+    later wins)."""
+    env = host_env(os.environ)
+    env.update(LOCAL_DEFAULTS)
+    env.update(passed_env(spec, os.environ))
     env.update(param_env(params))
     env.update(container_env(spec))
     env.update(before_owned)
@@ -46,13 +56,39 @@ def workload_env(
     return env
 
 
+# Output reaches log.txt as it is written (what `logs --follow` shows), whatever the shell had.
+LOCAL_DEFAULTS = {"PYTHONUNBUFFERED": "1"}
+SUPERVISOR_ENV = ("PYTHONPATH",)  # what `python -m …supervise` may need to import substratus
+
+
+def supervisor_env(job: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The supervisor's environment: the job's, plus the operator's ``SUPERVISOR_ENV`` variables
+    the job does not set itself; and those names, which the supervisor unsets for the job."""
+    extra = {k: os.environ[k] for k in SUPERVISOR_ENV if k in os.environ and k not in job}
+    return {**job, **extra}, sorted(extra)
+
+
 def prepare_content(content: Path, params: Mapping[str, Any], links: Mapping[str, Path]) -> None:
     """Create a fresh content directory with ``params.json`` and the given symlinks."""
     remove_tree(content)
     content.mkdir(parents=True)
-    (content / "params.json").write_text(json.dumps(dict(params), indent=2) + "\n")
+    write_private(content / PARAMS_FILE, json.dumps(dict(params), indent=2) + "\n")
     for name, target in links.items():
         (content / name).symlink_to(target, target_is_directory=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 from the start (never readable by others, not even for a
+    moment) and write ``text``; an existing file is replaced."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def forget_params(content: Path) -> None:
+    """Remove a run's ``params.json`` (the run ended; it may hold sensitive values)."""
+    (content / PARAMS_FILE).unlink(missing_ok=True)
 
 
 def input_path(inputs: Mapping[str, Mapping[str, Any]], role: str) -> Path | None:

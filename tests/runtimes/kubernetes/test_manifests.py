@@ -10,6 +10,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from substratus.engine.runtime import ResourceView
+from substratus.runtimes.contract import host_env, passed_env
 from substratus.runtimes.kubernetes import manifests, names
 from substratus.runtimes.kubernetes.check import check_resources
 from substratus.runtimes.kubernetes.fields import changed, owned
@@ -306,3 +307,34 @@ def test_check_refuses_secret_references_kubernetes_cannot_name() -> None:
     )
     (diag,) = check_resources([view], "gs://b/p", "gcp", "r")
     assert "Secret 'Bad_Name'" in diag.summary and diag.path == "spec.container.env.A"
+
+
+def test_a_pod_gets_only_what_the_workload_names_of_the_operators_environment() -> None:
+    """The same rule as a local process (runtimes.contract): the names ``container.passEnv``
+    lists (and ``SUBSTRATUS_PASS_ENV``), with the operator's values at apply time; never the
+    rest of the operator's environment. ``container.env`` wins over a passed value."""
+    operator = {
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "FOO": "bar",
+        "PATH": "/operator/bin",
+        "AWS_PROFILE": "dev",
+        "MODE": "from-the-shell",
+        "SUBSTRATUS_PASS_ENV": "EXTRA, not a name",
+        "EXTRA": "1",
+    }
+    spec = {"container": {"passEnv": ["AWS_PROFILE", "MODE", "UNSET_ONE"]}}
+    w = dataclasses.replace(trainer(), passed_env=passed_env(spec, operator))
+    (c,) = valid(manifests.job(w, "j"))["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+    assert env.pop("AWS_PROFILE") == "dev"
+    assert env.pop("EXTRA") == "1"
+    assert env.pop("MODE") == "train"  # container.env wins
+    assert set(env) == {
+        "PARAM_NUM_TRAIN_EPOCHS",
+        "PARAM_SAVE_STEPS",
+        "PARAM_NAME",
+        "HF_TOKEN",
+        "CONTENT_DIR",
+    }
+    assert len(c["env"]) == len({e["name"] for e in c["env"]})  # one entry per name
+    assert host_env(operator) == {"PATH": "/operator/bin"}  # a local process keeps only that

@@ -36,6 +36,8 @@ if params.get("fail"):
     sys.exit(int(params["fail"]))
 env = {k: v for k, v in os.environ.items() if k.startswith("PARAM_") or k in ("GREETING",)}
 out = {"params": params, "env": env, "cwd": os.getcwd(),
+       "params_text": (content / "params.json").read_text(),
+       "params_mode": (content / "params.json").stat().st_mode & 0o777,
        "data": sorted(os.listdir(content / "data")) if (content / "data").exists() else None,
        "model": sorted(os.listdir(content / "model")) if (content / "model").exists() else None}
 (content / "artifacts" / "out.json").write_text(json.dumps(out))

@@ -84,8 +84,10 @@ def test_job_runs_in_the_build_context_with_the_workload_contract(
     assert result["data"] == ["train.jsonl"]
     assert result["model"] == ["weights.bin"]
     content = Path(out["run_dir"]) / "content"
-    assert json.loads((content / "params.json").read_text()) == params
-    assert (content / "params.json").read_text() == json.dumps(params, indent=2) + "\n"
+    # what the job read: params.json, its owner's only; removed once the run succeeded
+    assert result["params_text"] == json.dumps(params, indent=2) + "\n"
+    assert result["params_mode"] == 0o600
+    assert not (content / "params.json").exists()
     assert (content / "artifacts").resolve() == version
     assert not runtime.store.partial_path_for("default", "model", "tuned", req.run_version).exists()
     assert "loading squad" in Path(out["log"]).read_text()
