@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from substratus.engine.plan import Action
+from substratus.engine.plan_document import plan_text
 from substratus.engine.sensitive import (
     PENDING,
     fingerprint,
@@ -61,14 +62,14 @@ def test_fingerprints_are_salted_slow_and_compared_by_form() -> None:
 def test_the_state_keeps_its_salt_and_the_plan_never_shows_it(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     first = h.plan(config("4821"))
-    text = json.dumps(first.to_json())
+    text = plan_text(first)
     assert "4821" not in text and PENDING in text  # no salt yet: sealed by the apply
     assert h.apply(first).ok
     salt = h.state().salt
     assert salt is not None and marker(h) == fingerprint("4821", salt)
     again = h.plan()
     assert not again.has_changes
-    shown = json.dumps(again.to_json())
+    shown = plan_text(again)
     assert salt not in shown and "4821" not in shown and marker(h) in shown
 
     changed = h.plan(config("4822"))
