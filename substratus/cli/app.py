@@ -89,7 +89,8 @@ def tune_gc() -> None:
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns every failure into a clear message."""
+    """Runs the app and turns every failure into a clear message; a stop signal
+    (``KeyboardInterrupt``) propagates to ``substratus.cli.main``, which reports it."""
     tune_gc()
     try:
         rc = app(standalone_mode=False)
@@ -98,12 +99,12 @@ def main() -> None:
         sys.exit(EXIT_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        cause = exc.__context__
+        if isinstance(cause, KeyboardInterrupt):  # click's word for Ctrl-C, SIGTERM, SIGHUP
+            raise cause from None  # reported by substratus.cli.main
         print("\nAborted.", file=sys.stderr)
         sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
-        print("\nInterrupted.", file=sys.stderr)
-        sys.exit(130)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error (bad flag)
             exc.show()
