@@ -233,8 +233,8 @@ def check_kubeconfig(kubeconfig: str | None = None) -> None:
         if why:
             raise fail(
                 f"Cannot read the Kubernetes configuration {path}",
-                f"{why[:1].upper()}{why[1:]}. Fix the file (`kubectl config view` shows what kubectl makes of it), "
-                "or point KUBECONFIG at a valid one.",
+                f"{why[:1].upper()}{why[1:]}. Fix the file (`kubectl config view` shows what "
+                "kubectl makes of it), or point KUBECONFIG at a valid one.",
             )
 
 

@@ -12,7 +12,8 @@ further stop signal while that line is printed, so a second Ctrl-C cannot turn i
 traceback. ``leave(code)`` ends a process that received a stop signal with exactly ``code``:
 CPython remembers a ``KeyboardInterrupt`` that went through code run by ``exec`` (dataclasses
 and typing generate such code while modules load) and would otherwise end the process by
-SIGINT at exit, even after the interrupt was handled. This module imports nothing heavy: the entry point installs it before anything else.
+SIGINT at exit, even after the interrupt was handled. This module imports nothing heavy: the
+entry point installs it before anything else.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def record_problems(state: StateFile, default_namespace: str) -> list[str]:
 
 def _key_problems(key: str, rec: ResourceRecord, default_namespace: str) -> list[str]:
     try:
-        addr = Address.parse(key)
+        Address.parse(key)
     except ValueError as exc:
         return [str(exc)]
     out = []
