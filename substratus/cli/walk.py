@@ -86,11 +86,11 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
                 }
             )
         )
+    if result.stopped is not None:  # first: what the user must fix before anything else
+        print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
         print_diagnostics([diag(addr, err.summary, detail)])
-    if result.stopped is not None:
-        print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     if result.interrupted:
         sig = signals.name()
         print(
