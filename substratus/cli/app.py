@@ -15,6 +15,7 @@ import sys
 import typer
 
 from substratus import __version__
+from substratus.cli import signals
 from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
@@ -116,4 +117,6 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_ERROR)
+    if rc == 130 and signals.received:  # typer's exit code for a KeyboardInterrupt
+        raise signals.stop()
     sys.exit(rc if isinstance(rc, int) else 0)

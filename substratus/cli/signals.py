@@ -63,6 +63,13 @@ def leave(code: int) -> NoReturn:
     os._exit(code)
 
 
+def stop() -> KeyboardInterrupt:
+    """The interrupt for the last stop signal handled (typer turns one into exit code 130, which
+    the CLI then reports as the stop it was)."""
+    last = received[-1] if received else signal.SIGINT
+    return KeyboardInterrupt() if last == signal.SIGINT else Terminated(last)
+
+
 def quiet() -> None:
     """Ignore every further stop signal (while the CLI reports the stop and exits)."""
     for sig in (signal.SIGINT, *STOP_SIGNALS):
