@@ -112,6 +112,9 @@ def _trainer_running(p: Project) -> bool:
     return "pending" in state(p.dir)["resources"].get("model.trained", {})
 
 
+IGNORING_SIGINT = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]  # runs "$@" with SIGINT ignored
+
+
 @pytest.mark.parametrize(
     ("sig", "ignore_sigint"),
     [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGTERM, True)],
@@ -128,8 +131,7 @@ def test_sigterm_and_sighup_during_apply_stop_it_like_ctrl_c(
     )
     if ignore_sigint:  # started in the background by a script: SIGINT inherited as ignored
         proc = subprocess.Popen(
-            ["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-m", "substratus"]
-            + ["apply", "--auto-approve"],
+            [*IGNORING_SIGINT, sys.executable, "-m", "substratus", "apply", "--auto-approve"],
             cwd=p.dir,
             text=True,
             stdout=subprocess.PIPE,
