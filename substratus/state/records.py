@@ -11,7 +11,7 @@ pydantic model (``engine.statefile``) already checks the types and the known fie
 
 from __future__ import annotations
 
-from substratus.engine.address import Address, name_problem
+from substratus.engine.address import KIND_ALIASES, Address, name_problem
 from substratus.engine.statefile import ResourceRecord, StateFile
 
 
@@ -25,7 +25,8 @@ def record_problems(state: StateFile, default_namespace: str) -> list[str]:
     seen: dict[tuple[str, str, str], str] = {}
     for key, rec in sorted(state.resources.items()):
         problems.extend(_key_problems(key, rec, default_namespace))
-        same = seen.setdefault((rec.kind, rec.namespace, rec.name), key)
+        kind = KIND_ALIASES.get(rec.kind, rec.kind)
+        same = seen.setdefault((kind, rec.namespace, rec.name), key)
         if same != key:
             problems.append(f"{key!r} and {same!r} record the same resource")
         deps = [*rec.dependencies, *rec.dependency_digests]
@@ -51,7 +52,8 @@ def _key_problems(key: str, rec: ResourceRecord, default_namespace: str) -> list
         if problem:
             out.append(f"the record {key!r} has an invalid {what}: {problem}")
     ns = rec.namespace if rec.namespace != default_namespace else None
-    expected = str(Address(rec.kind, rec.name, ns))
+    kind = KIND_ALIASES.get(rec.kind, rec.kind)  # "Model" as written in a document: model
+    expected = str(Address(kind, rec.name, ns))
     if key != expected:
         out.append(
             f"the record {key!r} describes {rec.kind} {rec.name!r} in namespace "
