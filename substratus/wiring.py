@@ -185,7 +185,61 @@ def make_backend(r: Resolved) -> Backend:
     return open_backend(r.state_url, r.workspace, r.base)
 
 
+# The artifact store URLs each runtime can use (scheme before ``://``).
+ARTIFACT_SCHEMES = {"local": ("file", "gs"), "kubernetes": ("gs", "file", "pvc")}
+
+
+def check_artifacts_url(r: Resolved) -> None:
+    """Refuse an artifact store URL the runtime cannot use (``--artifacts ftp://…``), naming it
+    and the schemes that work; an empty URL is left to the runtime's own check."""
+    schemes = ARTIFACT_SCHEMES.get(r.runtime)
+    if not r.artifacts_url or schemes is None:
+        return
+    scheme, sep, rest = r.artifacts_url.partition("://")
+    if sep and scheme.lower() in schemes and rest.strip("/"):
+        return
+    examples = {"file": "file:///absolute/dir", "gs": "gs://bucket/prefix", "pvc": "pvc://claim"}
+    raise fail(
+        f"Unsupported artifact store {r.artifacts_url!r}",
+        f"The {r.runtime} runtime keeps artifacts in "
+        + " or ".join(examples[s] for s in schemes)
+        + ". Set --artifacts (SUBSTRATUS_ARTIFACTS) or the Project's `artifacts:` to one.",
+    )
+
+
+def check_kubeconfig(kubeconfig: str | None = None) -> None:
+    """Refuse a kubeconfig file that is not a YAML mapping, naming the file (the Kubernetes
+    client would fail with a bare parser error deep inside the first request). The files are
+    those kubectl reads: ``kubeconfig``, else ``KUBECONFIG`` (``:``-separated), else
+    ``~/.kube/config``; missing ones are left to the runtime (in-cluster configuration)."""
+    import yaml
+
+    files = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    for name in files.split(os.pathsep):
+        path = Path(name).expanduser() if name else None
+        if path is None or not path.is_file():
+            continue
+        why = ""
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if doc is not None and not isinstance(doc, dict):
+                why = f"it holds a YAML {type(doc).__name__}, not a kubeconfig mapping"
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            why = f"{at}{exc.problem or exc.context or 'not valid YAML'}"
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            why = " ".join(str(exc).split())
+        if why:
+            raise fail(
+                f"Cannot read the Kubernetes configuration {path}",
+                f"{why[:1].upper()}{why[1:]}. Fix the file (`kubectl config view` shows what "
+                "kubectl makes of it), or point KUBECONFIG at a valid one.",
+            )
+
+
 def make_runtime(r: Resolved) -> Runtime:
+    check_artifacts_url(r)
     if r.runtime == "local":
         from substratus.runtimes.local import LocalRuntime
 
@@ -193,6 +247,7 @@ def make_runtime(r: Resolved) -> Runtime:
     if r.runtime == "kubernetes":
         from substratus.runtimes.kubernetes import KubernetesRuntime
 
+        check_kubeconfig()
         return KubernetesRuntime(
             artifacts_url=r.artifacts_url,
             cloud=r.cloud,

@@ -1,8 +1,47 @@
 """The ``substratus`` command line (typer): the composition root.
 
-``main`` is the console entry point (``substratus = "substratus.cli:main"``).
+``main`` is the console entry point (``substratus = "substratus.cli:main"``). This package
+imports nothing heavy: ``main`` installs the stop-signal handling (``signals``) first and only
+then imports the app, so Ctrl-C, SIGTERM or SIGHUP at any moment, start-up included, ends with
+one line and exit code 128 + the signal number, never a traceback.
 """
 
-from substratus.cli.app import main, tune_gc
+from __future__ import annotations
 
-__all__ = ["main", "tune_gc"]
+import sys
+from typing import NoReturn
+
+from substratus.cli import signals
+
+
+def main() -> None:
+    """Run the CLI (``substratus.cli.app.main``) with every stop signal handled."""
+    try:
+        signals.install()
+        from substratus.cli.app import main as run
+
+        run()
+    except KeyboardInterrupt as exc:
+        stopped(exc)
+    except SystemExit as exc:
+        if signals.received:  # stopped by a signal, and reported (an interrupted apply)
+            code = exc.code
+            signals.leave(code if isinstance(code, int) else 0 if code is None else 1)
+        raise
+
+
+def stopped(exc: KeyboardInterrupt) -> NoReturn:
+    """Report a stop by a signal in one line and exit 128 + its number."""
+    signals.quiet()
+    print("\n" + signals.stop_message(exc), file=sys.stderr)
+    signals.leave(signals.exit_code(exc))
+
+
+def tune_gc() -> None:
+    """``substratus.cli.app.tune_gc`` (imported when called)."""
+    from substratus.cli.app import tune_gc as tune
+
+    tune()
+
+
+__all__ = ["main", "stopped", "tune_gc"]

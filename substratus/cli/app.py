@@ -15,6 +15,7 @@ import sys
 import typer
 
 from substratus import __version__
+from substratus.cli import signals
 from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
@@ -89,7 +90,8 @@ def tune_gc() -> None:
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns every failure into a clear message."""
+    """Runs the app and turns every failure into a clear message; a stop signal
+    (``KeyboardInterrupt``) propagates to ``substratus.cli.main``, which reports it."""
     tune_gc()
     try:
         rc = app(standalone_mode=False)
@@ -98,12 +100,12 @@ def main() -> None:
         sys.exit(EXIT_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        cause = exc.__context__
+        if isinstance(cause, KeyboardInterrupt):  # click's word for Ctrl-C, SIGTERM, SIGHUP
+            raise cause from None  # reported by substratus.cli.main
         print("\nAborted.", file=sys.stderr)
         sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
-        print("\nInterrupted.", file=sys.stderr)
-        sys.exit(130)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error (bad flag)
             exc.show()
@@ -115,4 +117,6 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_ERROR)
+    if rc == 130 and signals.received:  # typer's exit code for a KeyboardInterrupt
+        raise signals.stop()
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -167,4 +167,6 @@ def plan_and_apply(opts: RunOptions) -> None:
             confirm(question, operation)
         print()
         result = walk(the_plan, current, token, p.backend, p.resolved, p.config, opts, lock=watch)
-    report(the_plan, result, opts.output.as_json)
+        # reported under the lock: a lock that cannot be removed then (the state's file
+        # system went read-only) is a warning after the report, not an error instead of it
+        report(the_plan, result, opts.output.as_json)

@@ -18,9 +18,10 @@ from substratus.engine.backend import (
     LockLost,
     LockNotFound,
     LockWatch,
+    TakesOver,
     ci_context,
 )
-from substratus.engine.diagnostic import fail
+from substratus.engine.diagnostic import DiagnosticError, fail
 
 
 @contextmanager
@@ -30,8 +31,8 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
     With a backend whose lock has a lease (``LeaseRenewal``), a daemon thread renews it every
     third of the lease while the block runs and is stopped before the lock is released; a lock
     found taken over (or removed) is reported loudly, once, and through the ``LockWatch`` the
-    block gets (the walker then stops). A lock taken over from an expired holder is reported
-    when acquired."""
+    block gets (the walker then stops). A lock taken over from a holder that is gone (an expired
+    lease, a process of this host that no longer runs) is reported when acquired."""
     watch = LockWatch()
     if not enabled:
         yield watch
@@ -64,26 +65,54 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
             "--lock-timeout 5m to wait), or, if its holder is gone, remove the lock with:\n\n"
             f"  substratus force-unlock {h.id}",
         ) from held
-    renewal = None
-    if isinstance(backend, LeaseRenewal):
-        stale = backend.takeover
-        if stale is not None:
-            print(
-                f"Warning: took over the expired lock of {stale.who} (pid {stale.pid}, "
-                f"{stale.operation} since {stale.created}; its lease ended {stale.expires}): "
-                "that run stopped renewing it (crashed, killed or cut off).",
-                file=sys.stderr,
-            )
-        renewal = _Renewal(backend, lock_id, watch)
+    if isinstance(backend, TakesOver) and backend.takeover is not None:
+        _took_over(backend.takeover)
+    renewal = _Renewal(backend, lock_id, watch) if isinstance(backend, LeaseRenewal) else None
     try:
         yield watch
     finally:
         if renewal is not None:
             renewal.stop()
-        try:
-            backend.unlock(lock_id)
-        except LockNotFound as exc:
-            print(f"\nWarning: the state lock was no longer held: {exc}", file=sys.stderr)
+        _release(backend, lock_id)
+
+
+def _took_over(stale: LockInfo) -> None:
+    """Say whose abandoned lock was taken over: an expired lease, or a process that is gone."""
+    if stale.expires:
+        print(
+            f"Warning: took over the expired lock of {stale.who} (pid {stale.pid}, "
+            f"{stale.operation} since {stale.created}; its lease ended {stale.expires}): "
+            "that run stopped renewing it (crashed, killed or cut off).",
+            file=sys.stderr,
+        )
+        return
+    print(
+        f"Taking over the state lock of process {stale.pid} on this host, which is gone "
+        f"({stale.who}, {stale.operation} since {stale.created}): that run crashed or was "
+        "killed. What it left running is recorded in the state; an apply adopts it.",
+        file=sys.stderr,
+    )
+
+
+def _release(backend: Backend, lock_id: str) -> None:
+    """Unlock; a lock already gone is a warning. When the block is failing already (the state
+    could not be written), a lock that cannot be removed either is said once, beside that error
+    rather than instead of it."""
+    failing = sys.exc_info()[1] is not None
+    try:
+        backend.unlock(lock_id)
+    except LockNotFound as exc:
+        print(f"\nWarning: the state lock was no longer held: {exc}", file=sys.stderr)
+    except DiagnosticError as exc:
+        if not failing:
+            raise
+        summary = exc.diagnostics[0].summary if exc.diagnostics else str(exc)
+        print(
+            f"\nWarning: {summary}. The lock stays; the next substratus run on this host "
+            f"takes it over (this process will be gone), or remove it with `substratus "
+            f"force-unlock {lock_id}`.",
+            file=sys.stderr,
+        )
 
 
 class _Renewal:

@@ -166,7 +166,9 @@ def _apply(
                 f"Replacing {', '.join(others)}",
             )
         result = walk(plan, current, token, prepared.backend, r, cfg, opts, lock=watch)
-    report(plan, result, False)
+        # reported under the lock: a lock that cannot be removed then (the state's file
+        # system went read-only) is a warning after the report, not an error instead of it
+        report(plan, result, False)
 
 
 def _wait_ready(session: NotebookSession, timeout: float) -> None:

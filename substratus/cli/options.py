@@ -9,6 +9,7 @@ group of ``RunOptions`` it belongs to and read it in that group's ``from_params`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +232,15 @@ class PlanFlags:
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> PlanFlags:
+        """Refuses ``--refresh-only --no-refresh`` (the one has nothing to do without the
+        other) and a ``--max-cost`` that is not a number."""
+        if p.get("refresh_only") and p.get("no_refresh"):
+            raise fail(
+                "Incompatible options",
+                "--refresh-only records what changed outside substratus, which --no-refresh "
+                "does not look at: use one or the other.",
+            )
+        _finite(p.get("max_cost"), "--max-cost", "e.g. --max-cost 25")
         return cls(
             destroy=bool(p.get("destroy", False)),
             refresh_only=bool(p.get("refresh_only", False)),
@@ -252,6 +262,14 @@ class ApplyFlags:
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> ApplyFlags:
+        """Refuses a ``--timeout`` that is not a positive number of seconds."""
+        timeout = _finite(p.get("timeout"), "--timeout", "e.g. --timeout 600 (seconds)")
+        if timeout is not None and timeout <= 0:
+            raise fail(
+                f"Invalid --timeout {timeout:g}",
+                "The timeout is how many seconds to wait for a server or notebook to become "
+                "ready: give a positive number, e.g. --timeout 600, or leave it out.",
+            )
         return cls(
             auto_approve=bool(p.get("auto_approve", False)),
             parallelism=int(p.get("parallelism", 10)),
@@ -288,7 +306,33 @@ class OutputFlags:
         )
 
 
+def _finite(value: float | None, flag: str, example: str) -> float | None:
+    """``value`` unless it is NaN or infinite (``float`` options accept both)."""
+    if value is not None and not math.isfinite(value):
+        raise fail(f"Invalid {flag} {value}", f"{flag} takes a finite number, {example}.")
+    return value
+
+
+SETTING_FLAGS = {
+    "state": "--state",
+    "runtime": "--runtime",
+    "artifacts": "--artifacts",
+    "namespace": "--namespace",
+    "context": "--context",
+}
+
+
 def _overrides(p: Mapping[str, Any]) -> Overrides:
+    """The settings given; one given empty (``--state ""``) is refused rather than read as not
+    given (an empty ``SUBSTRATUS_*`` variable is not given: typer ignores it)."""
+    for key, flag in SETTING_FLAGS.items():
+        value = p.get(key)
+        if value is not None and not str(value).strip():
+            raise fail(
+                f"{flag} is empty",
+                f"Give {flag} a value, or leave the option out to use the default "
+                "(the Project's setting, else the built-in one).",
+            )
     return Overrides(
         state=p.get("state"),
         runtime=p.get("runtime"),

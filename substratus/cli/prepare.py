@@ -68,9 +68,15 @@ def setup(opts: RunOptions) -> tuple[Config, Resolved]:
 def state_backend(opts: RunOptions) -> Backend:
     """The state backend ``opts`` name, for the commands about the state itself: they work even
     when the configuration is broken (its ``kind: Project`` is then not read)."""
+    return make_backend(state_settings(opts))
+
+
+def state_settings(opts: RunOptions) -> Resolved:
+    """The settings ``opts`` resolve to, from the configuration when it loads (else from the
+    command line and the defaults only)."""
     paths = opts.paths
     try:
         cfg = load_config(paths)
     except DiagnosticError:
         cfg = None  # the state commands work even when the configuration is broken
-    return make_backend(resolve(cfg, paths, opts.settings))
+    return resolve(cfg, paths, opts.settings)

@@ -62,7 +62,9 @@ def apply_saved(planfile: Path, opts: RunOptions, workspace: str | None) -> None
             if conflicts:
                 raise DiagnosticError(conflicts)
         result = walk(derived, current, token, backend, r, cfg, opts, runtime, watch)
-    report(derived, result, opts.output.as_json)
+        # reported under the lock: a lock that cannot be removed then (the state's file
+        # system went read-only) is a warning after the report, not an error instead of it
+        report(derived, result, opts.output.as_json)
 
 
 def _refuse_differences(planfile: Path, problems: list[str]) -> None:

@@ -17,10 +17,12 @@ import typer
 
 from substratus.cli.locking import locked
 from substratus.cli.options import Files, Lock, LockTimeout, RunOptions, StateUrl, Workspace
-from substratus.cli.prepare import state_backend
+from substratus.cli.prepare import state_backend, state_settings
 from substratus.engine.backend import Backend, LockNotFound, Recovers
 from substratus.engine.diagnostic import fail
 from substratus.engine.statefile import ResourceRecord, StateFile
+from substratus.state.records import record_problems
+from substratus.wiring import make_backend
 
 
 def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
@@ -127,18 +129,15 @@ def state_push(
     lock: Lock = True,
     lock_timeout: LockTimeout = "0s",
 ) -> None:
-    """Replace the stored state with a file, refusing an unrelated lineage or an older serial.
+    """Replace the stored state with a file, refusing an unrelated lineage or an older serial
+    (unless --force) and, always, a file whose records are not valid.
 
     Example: substratus state push backup.json
     """
-    try:
-        new = StateFile.from_json(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise fail("Cannot read the state file", f"{file}: {exc.strerror}.") from exc
-    except ValueError as exc:
-        raise fail("Invalid state file", f"{file}: {exc}.") from exc
     opts = RunOptions.from_params(ctx.params)
-    backend = state_backend(opts)
+    resolved = state_settings(opts)
+    new = _pushed_state(file, resolved.namespace)
+    backend = make_backend(resolved)
     with locked(backend, "state push", opts.lock.enabled, opts.lock.timeout):
         current, token = backend.read()
         if current is not None and not force:
@@ -164,6 +163,30 @@ def state_push(
         new.serial = max(new.serial, current.serial + 1 if current else new.serial)
         backend.write(new, token, sorted(new.resources))
     print(f"Pushed {file} (serial {new.serial}, {len(new.resources)} resources).")
+
+
+def _pushed_state(file: Path, default_namespace: str) -> StateFile:
+    """The state in ``file``, refused (even with ``--force``) when a record is keyed by
+    anything but its own address or depends on something that is not an address: the next
+    plan would delete the real resource."""
+    try:
+        new = StateFile.from_json(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise fail("Cannot read the state file", f"{file}: {exc.strerror}.") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise fail("Invalid state file", f"{file}: {exc}.") from exc
+    problems = record_problems(new, default_namespace)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems[:20])
+        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise fail(
+            "Invalid state file",
+            f"{file} cannot be pushed, even with --force:\n{listed}{more}\n\nA record that is "
+            "not keyed by its own address would make the next plan delete the real resource. "
+            "Fix the file (`substratus state pull` shows how records are keyed; resources in "
+            f"the default namespace {default_namespace!r} are keyed without it) and push again.",
+        )
+    return new
 
 
 def state_recover(

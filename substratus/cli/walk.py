@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from substratus.cli import signals
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics
 from substratus.cli.options import RunOptions
 from substratus.engine.apply import ApplyResult, Walker
@@ -85,15 +86,17 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
                 }
             )
         )
+    if result.stopped is not None:  # first: what the user must fix before anything else
+        print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
         print_diagnostics([diag(addr, err.summary, detail)])
-    if result.stopped is not None:
-        print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     if result.interrupted:
+        sig = signals.name()
         print(
-            "\nInterrupted: nothing new was started. Work still running was detached and is "
-            "recorded in the state; the next apply adopts it.",
+            f"\n{'Interrupted' if sig == 'SIGINT' else 'Stopped by ' + sig}: nothing new was "
+            "started. Work still running was detached and is recorded in the state; the next "
+            "apply adopts it.",
             file=sys.stderr,
         )
     where = f" (workspace {plan.workspace})" if plan.workspace != "default" else ""

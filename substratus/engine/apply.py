@@ -13,11 +13,12 @@ Contracts:
   run left behind is replaced by the next apply and removed by destroy.
 - ``cancel()`` (Ctrl-C) stops starting new work; running work is detached (it stays pending in
   the state and a later apply adopts it); the state is persisted.
-- A state write conflict (``StateConflict``: another process changed the state) or a lost lock
-  (``LockLost``, from the ``LockWatch`` the walker is given) stops the walk the same way:
-  nothing new starts, running work is detached, and ``ApplyResult.stopped`` says why ("state
-  write conflict: …", "lock lost: …"). A run that completed but could not be recorded is
-  reported detached: the next apply adopts it.
+- A state write conflict (``StateConflict``: another process changed the state), a state that
+  cannot be written (``StateUnwritable``: the backend's ``DiagnosticError``, e.g. a full disk)
+  or a lost lock (``LockLost``, from the ``LockWatch`` the walker is given) stops the walk the
+  same way: nothing new starts, running work is detached, and ``ApplyResult.stopped`` says why,
+  once ("state write conflict: …", the backend's message, "lock lost: …"). A run that
+  completed but could not be recorded is reported detached: the next apply adopts it.
 - It schedules on ``graph`` (node → the nodes it waits for, ``apply_graph`` by default) with a
   ``graphlib.TopologicalSorter``, starting ready nodes in address order; every change of the
   record goes through the ``StateFile`` transition methods (``begin``, ``complete``, ``fail``,
@@ -46,7 +47,14 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 from substratus.engine.address import Address
-from substratus.engine.backend import Backend, LockLost, LockWatch, StateConflict
+from substratus.engine.backend import (
+    Backend,
+    LockLost,
+    LockWatch,
+    StateConflict,
+    StateUnwritable,
+)
+from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.failure import Failure
 from substratus.engine.plan import Action, DriftStatus, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
@@ -135,12 +143,18 @@ def apply_graph(plan: Plan, state: StateFile) -> dict[str, set[str]]:
     return waits
 
 
-def _stopped(exc: StateConflict | LockLost) -> Failure:
+Stop = StateConflict | LockLost | StateUnwritable  # what stops a walk (``Walker.halt``)
+
+
+def _stopped(exc: Stop) -> Failure:
     """What the user is told when a walk stops for ``exc``."""
     after = (
         "so the apply stopped: nothing new was started, and work still running was detached "
         "(a later apply adopts what was recorded as started)."
     )
+    if isinstance(exc, StateUnwritable):
+        d = exc.diagnostics[0]
+        return Failure(d.summary, f"{d.detail}\n\nThe state could not be written, {after}")
     if isinstance(exc, LockLost):
         return Failure(f"lock lost: {exc}", f"Another process may change the state now, {after}")
     return Failure(
@@ -198,14 +212,18 @@ class Walker:
     def _persist(self, changed: list[str]) -> None:
         """Write the state (caller holds ``self._lock``)."""
         self.state.serial += 1
-        self.token = self.backend.write(self.state, self.token, changed)
+        try:
+            self.token = self.backend.write(self.state, self.token, changed)
+        except DiagnosticError as exc:  # a full disk, a read-only file system: stop the walk
+            raise StateUnwritable(exc) from exc
 
     def cancel(self) -> None:
         self.cancelled.set()
 
-    def halt(self, exc: StateConflict | LockLost) -> None:
-        """Stop the walk for a state write conflict or a lost lock: nothing new starts, running
-        work is detached (as on ``cancel``). The first reason is the one reported."""
+    def halt(self, exc: Stop) -> None:
+        """Stop the walk for a state write conflict, a state that cannot be written or a lost
+        lock: nothing new starts, running work is detached (as on ``cancel``). The first reason
+        is the one reported."""
         with self._lock:
             if self.result.stopped is None:
                 self.result.stopped = _stopped(exc)
@@ -362,7 +380,7 @@ class Walker:
             event(EventKind.FAILED, exc.summary, exc.detail)
             self._record_failure(change, started_at, time.monotonic() - start)
             return
-        except (StateConflict, LockLost) as exc:
+        except (StateConflict, LockLost, StateUnwritable) as exc:
             self.halt(exc)
             if change.address in self._ran:  # done, but not recorded: the next apply adopts it
                 self.result.detached.append(change.address)
@@ -505,7 +523,7 @@ class Walker:
             with self._lock:
                 if self.state.fail(change.address, run):
                     self._persist([change.address])
-        except (StateConflict, LockLost) as exc:
+        except (StateConflict, LockLost, StateUnwritable) as exc:
             self.halt(exc)
 
     def _delete(self, change: ResourceChange, ctx: RunContext) -> None:

@@ -19,8 +19,9 @@ protocol. Contracts every backend keeps:
 - Optional, ``LeaseRenewal``: a backend whose locks expire unless renewed (a lease) says so with
   ``lease_seconds`` and ``renew(lock_id)``, which extends the lease and keeps the id, or raises
   ``LockNotFound`` when the lock was taken over or removed (its keeper then reports ``LockLost``
-  through a ``LockWatch``, and the walker stops). After ``lock`` it sets ``takeover`` to the
-  holder of the expired lock it took over (``None`` otherwise). The file backend has no lease.
+  through a ``LockWatch``, and the walker stops). The file backend has no lease.
+- Optional, ``TakesOver``: after ``lock``, ``takeover`` is the holder of the abandoned lock it
+  took over (an expired lease; a process of this host that is gone), ``None`` otherwise.
 - Optional, ``Recovers``: ``recover(source)`` rebuilds a damaged state (a journal that does not
   belong to its base, which ``read`` refuses) by replaying the journal over a copy of the state it
   continues: ``source`` = ``(name, bytes)`` of a copy the user names, else the backend's own
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from substratus import __version__
+from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.statefile import StateFile, now_iso
 
 
@@ -125,6 +127,15 @@ class StateConflict(Exception):
     """A compare-and-swap write lost: the stored state changed since it was read."""
 
 
+class StateUnwritable(DiagnosticError):
+    """The state could not be written for a reason the user must fix (a full disk, a read-only
+    file system, permissions): the backend's ``DiagnosticError``, as the walker sees it when it
+    stops (``engine.apply``), so that it is reported once, as the reason the apply stopped."""
+
+    def __init__(self, cause: DiagnosticError) -> None:
+        super().__init__(cause.diagnostics)
+
+
 class LockLost(Exception):
     """The state lock this run holds was taken over or removed while it ran (a lease that was
     not renewed in time, a ``force-unlock``): another run may change the state now."""
@@ -196,6 +207,17 @@ class LeaseRenewal(Protocol):
         ...
 
     def renew(self, lock_id: str) -> None: ...
+
+
+@runtime_checkable
+class TakesOver(Protocol):
+    """A backend that takes over a lock whose holder is gone (an expired lease, a process of
+    this host that no longer runs) and says whose it was."""
+
+    @property
+    def takeover(self) -> LockInfo | None:
+        """Set by ``lock``: the holder of the abandoned lock it took over, else ``None``."""
+        ...
 
 
 @runtime_checkable

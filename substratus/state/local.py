@@ -23,8 +23,11 @@ Contracts (``engine.backend``), and where they differ from Terraform's local bac
   N resources writes O(N) bytes, not O(N²) (Terraform rewrites the whole state on every write,
   hashicorp/terraform#34296). ``FileBackend(..., journal=False)`` rewrites the whole base on
   every write (the behaviour before the journal; for comparison).
-- The lock is a file, so any process (``force-unlock``) can remove it, and a lock left by a dead
-  process on this host is reported as such with the command that removes it. A lock file that is
+- The lock is a file, so any process (``force-unlock``) can remove it. A lock left by a process
+  of this host that is gone (crashed, killed) is taken over by the next ``lock``, under the
+  directory ``flock`` (``takeover`` says whose it was); where the file system cannot ``flock``, it
+  is reported as such with the command that removes it. A holder on another host is never
+  presumed gone: ``force-unlock`` is for those. A lock file that is
   empty or not JSON (a crash while creating it) is reported with holder ``unknown`` and the id
   ``invalid-<sha256 prefix of its bytes>``, which ``force_unlock`` accepts.
 - A damaged state is never read as a smaller one: a journal that does not belong to its base (the
@@ -49,7 +52,7 @@ from substratus.engine.backend import LockHeld, LockInfo, LockNotFound
 from substratus.engine.diagnostic import fail
 from substratus.engine.statefile import StateFile
 from substratus.state.files import dir_guard, ensure_dir, os_failure, write_all
-from substratus.state.lockfile import encode_lock, held_note, read_lock
+from substratus.state.lockfile import abandoned, encode_lock, held_note, read_lock
 from substratus.state.locking import lock_with_timeout
 from substratus.state.recovery import recover
 from substratus.state.store import StateStore
@@ -100,6 +103,7 @@ class FileBackend:
         self.lock_path = self.directory / f"{workspace}.lock"
         self.store = StateStore(self.state_path, self.backup_path, journal=journal)
         self.journal_path = self.store.journal_path
+        self.takeover: LockInfo | None = None  # set by ``lock``: the abandoned lock taken over
 
     def __repr__(self) -> str:
         return f"FileBackend({self.url!r}, workspace={self.workspace!r})"
@@ -135,26 +139,17 @@ class FileBackend:
     # -- lock --------------------------------------------------------------------------------
 
     def lock(self, info: LockInfo) -> str:
+        """Take the lock; a lock whose holder ran on this host and is gone is taken over (and
+        ``takeover`` set to it), under the directory ``flock`` so that of two runs finding it
+        only one takes it. Without the ``flock`` it is reported as held, with how to remove it."""
         ensure_dir(self.directory)
         record = dataclasses.replace(info, id=str(uuid.uuid4()), path=str(self.lock_path))
-        payload = encode_lock(record)
-        with dir_guard(self.directory):
-            while True:
-                try:
-                    fd = os.open(
-                        self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
-                    )
-                    break
-                except FileExistsError:
-                    holder = read_lock(self.lock_path)
-                    if holder is not None:
-                        raise LockHeld(holder, held_note(holder)) from None
-                    # removed (outside substratus) between the two calls: try again
-                except OSError as exc:
-                    raise os_failure("create the lock file", self.lock_path, exc) from exc
+        self.takeover = None
+        with dir_guard(self.directory) as guarded:
+            fd = self._create_lock(guarded)
             try:
                 try:
-                    write_all(fd, payload)
+                    write_all(fd, encode_lock(record))
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -165,6 +160,29 @@ class FileBackend:
                     raise os_failure("write the lock file", self.lock_path, exc) from exc
                 raise
         return record.id
+
+    def _create_lock(self, guarded: bool) -> int:
+        """The descriptor of a new, empty lock file (``O_EXCL``); call under ``dir_guard``."""
+        while True:
+            try:
+                return os.open(
+                    self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
+                )
+            except FileExistsError:
+                holder = read_lock(self.lock_path)
+                if holder is None:
+                    continue  # removed (outside substratus) between the two calls: try again
+                if not (guarded and abandoned(holder)):
+                    raise LockHeld(holder, held_note(holder)) from None
+                try:
+                    os.unlink(self.lock_path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise os_failure("take over the lock file", self.lock_path, exc) from exc
+                self.takeover = holder
+            except OSError as exc:
+                raise os_failure("create the lock file", self.lock_path, exc) from exc
 
     def unlock(self, lock_id: str) -> None:
         self._remove_lock(lock_id, "unlock")

@@ -6,9 +6,10 @@ a holder ``unknown`` whose id is ``invalid-<first 12 hex of the sha256 of its by
 while the bytes stay the same, so ``force-unlock`` can name it, and different as soon as a live
 writer finishes, so it never removes a lock that has since become valid.
 
-``held_note(holder)`` says when a lock looks abandoned: its file is invalid, or its holder ran on
-this host (``who`` ends with ``@<hostname>``) and that pid is no longer alive. It never claims a
-holder on another host is gone. No writes here.
+``abandoned(holder)``: its holder ran on this host (``who`` ends with ``@<hostname>``) and that pid
+is no longer alive, so the lock can be taken over (``local.FileBackend.lock`` does, under the
+directory ``flock``). It never claims a holder on another host, or of an invalid file, is gone.
+``held_note(holder)`` says when a lock looks abandoned and how to remove it. No writes here.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ def _unknown_holder(path: Path, data: bytes) -> LockInfo:
     )
 
 
+def abandoned(holder: LockInfo) -> bool:
+    """Whether ``holder``'s process ran on this host and is gone."""
+    if holder.id.startswith(INVALID_LOCK_PREFIX) and holder.who == "unknown":
+        return False
+    pid = holder.pid
+    return (
+        holder.who.endswith(f"@{socket.gethostname()}")
+        and isinstance(pid, int)
+        and not pid_alive(pid)
+    )
+
+
 def held_note(holder: LockInfo) -> str:
     """Why the lock may be abandoned and how to remove it, or ``""``."""
     if holder.id.startswith(INVALID_LOCK_PREFIX) and holder.who == "unknown":
@@ -67,9 +80,8 @@ def held_note(holder: LockInfo) -> str:
             "creating it, or another tool wrote it). If no substratus run is using this "
             f"workspace, remove it with `substratus force-unlock {holder.id}`."
         )
-    host = socket.gethostname()
-    pid = holder.pid
-    if holder.who.endswith(f"@{host}") and isinstance(pid, int) and not pid_alive(pid):
+    host, pid = socket.gethostname(), holder.pid
+    if abandoned(holder):
         return (
             f"The process holding the lock (pid {pid} on {host}) is no longer running: the "
             "lock was left behind by a run that crashed or was killed. Remove it with "

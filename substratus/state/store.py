@@ -233,8 +233,8 @@ class StateStore:
         if current is None:
             found = "the state file was deleted"
         else:
-            found = f"it is now version {current.at.token[:12]} (serial {current.at.serial})"
-        was = f"version {expected[:12]}" if expected else "no state"
+            found = f"it is now {_version(current.at.token)} (serial {current.at.serial})"
+        was = _version(expected) if expected else "no state"
         return (
             f"the state {self.state_path} was changed by another process since it was read "
             f"(read {was}; {found}); nothing was written. Run the command again to work from "
@@ -247,3 +247,11 @@ class StateStore:
             for leftover in directory.glob(f".{name}.*{TEMP_SUFFIX}"):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+
+
+def _version(token: str) -> str:
+    """A token as the user is told it: the base's sha256 prefix, and the journal line and chain
+    prefix on top of it, so that two versions of one base never read the same."""
+    base, _, rest = token.partition(":")
+    lines, _, chain = rest.partition(":")
+    return f"version {base[:12]}" + (f" + {lines} journal line(s) ({chain[:8]})" if lines else "")

@@ -17,6 +17,7 @@ Runs are counted by the job itself (``$RUNS_LOG``). Where a tmpfs cannot be moun
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -147,7 +148,8 @@ def test_a_state_the_full_disk_cannot_take_does_not_hide_why_the_job_failed(
     filling: Project,
 ) -> None:
     config = filling.dir / "substratus.yaml"  # every state write now carries ~100 kB
-    config.write_text(CONFIG + "  loader: {params: {notes: '" + "n" * 100_000 + "'}}\n")
+    notes = {f"notes{i}": "n" * 50_000 for i in range(2)}  # each value fits the environment
+    config.write_text(CONFIG + "  loader: {params: " + json.dumps(notes) + "}\n")
     out = run_on_tmpfs(filling, filling.dir / ".substratus", "8m", "apply", "--auto-approve")
     assert out.returncode == 1, out.stdout + out.stderr
     assert runs(filling) == 1

@@ -129,22 +129,77 @@ def test_other_workspace_is_not_blocked(state_dir: Path) -> None:
     FileBackend(state_dir, "staging").lock(LockInfo(operation="apply"))
 
 
-def test_dead_holder_note(state_dir: Path) -> None:
+def _dead_holder(state_dir: Path) -> tuple[str, int]:
+    """The id and pid of a lock left by a child process of this host that is gone."""
     results = FORK.Queue()
     child = FORK.Process(target=_lock_and_exit, args=(str(state_dir), results))
     child.start()
     lock_id = results.get(timeout=10)
     child.join(10)  # reaped: the pid no longer exists
+    assert child.pid is not None
+    return lock_id, child.pid
 
+
+def test_a_lock_whose_holder_is_gone_is_taken_over(state_dir: Path) -> None:
+    lock_id, pid = _dead_holder(state_dir)
+    backend = FileBackend(state_dir)
+    new_id = backend.lock(LockInfo(operation="apply"))
+    assert backend.takeover is not None
+    assert (backend.takeover.id, backend.takeover.pid) == (lock_id, pid)
+    current = backend.current_lock()
+    assert current is not None and (current.id, current.pid) == (new_id, os.getpid())
+    with pytest.raises(LockHeld):  # and it is held again, by a live process
+        FileBackend(state_dir).lock(LockInfo(operation="plan"))
+    backend.unlock(new_id)
+    backend.lock(LockInfo(operation="apply"))
+    assert backend.takeover is None
+
+
+def _take(directory: str, barrier: Any, results: Any) -> None:
+    backend = FileBackend(directory)
+    barrier.wait()
+    try:
+        backend.lock(LockInfo(operation="race"))
+        taken = backend.takeover.id if backend.takeover else ""
+        results.put(("won", taken))
+    except LockHeld as exc:
+        results.put(("held", exc.holder.pid))
+
+
+def test_only_one_of_many_takes_over_a_lock_whose_holder_is_gone(state_dir: Path) -> None:
+    lock_id, _pid = _dead_holder(state_dir)
+    contenders = 6
+    barrier, results = FORK.Barrier(contenders), FORK.Queue()
+    procs = [
+        FORK.Process(target=_take, args=(str(state_dir), barrier, results))
+        for _ in range(contenders)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=20) for _ in procs]
+    for p in procs:
+        p.join(10)
+    assert sorted(o[0] for o in outcomes) == ["held"] * (contenders - 1) + ["won"], outcomes
+    assert ("won", lock_id) in outcomes
+
+
+def test_without_flock_a_lock_whose_holder_is_gone_is_reported(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextlib.contextmanager
+    def no_guard(directory: Path) -> Iterator[bool]:
+        yield False
+
+    monkeypatch.setattr(local, "dir_guard", no_guard)
+    lock_id, pid = _dead_holder(state_dir)
     backend = FileBackend(state_dir)
     with pytest.raises(LockHeld) as held:
         backend.lock(LockInfo(operation="apply"))
-    assert held.value.holder.pid == child.pid
+    assert held.value.holder.pid == pid
     assert "no longer running" in held.value.note
     assert f"substratus force-unlock {lock_id}" in held.value.note
-
     removed = backend.force_unlock(lock_id)
-    assert removed.pid == child.pid
+    assert removed.pid == pid
     backend.lock(LockInfo(operation="apply"))
 
 
