@@ -136,7 +136,12 @@ print("working", flush=True)
 if params.get("fail"):
     print("boom: the trainer ran out of patience", file=sys.stderr)
     sys.exit(3)
-time.sleep(float(params.get("sleep", 0)))
+if params.get("gate"):  # held until the test creates that file (120 s at most), not slept
+    deadline = time.monotonic() + 120
+    while not os.path.exists(params["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+else:
+    time.sleep(float(params.get("sleep", 0)))
 (content / "artifacts" / "out.txt").write_text("ok")
 """
 
@@ -154,7 +159,9 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve
 
 @pytest.fixture
 def slow_project(tmp_path: Path) -> Iterator[Project]:
-    """A Dataset → trained Model (sleeping ``SLEEP`` seconds) → ModelServer pipeline."""
+    """A Dataset → trained Model (sleeping ``SLEEP`` seconds) → ModelServer pipeline. Each job
+    appends its ``sleep`` param to ``$RUNS_LOG`` when it starts; with a ``gate`` param (a path)
+    it waits until that file exists instead of sleeping, so a test decides when it ends."""
     root = tmp_path / "slow"
     (root / "app").mkdir(parents=True)
     (root / "app" / "job.py").write_text(JOB)

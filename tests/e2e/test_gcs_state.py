@@ -130,7 +130,7 @@ def test_sigkilled_apply_is_recovered_after_its_lease_expires(
         assert time.monotonic() < deadline, "the trainer never started"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     assert _state(url, gcs_server)["resources"]["dataset.data"]["status"] == "ready"
 
     resumed = p.run("apply", "--auto-approve", "--state", url, "--lock-timeout", "60s", env=env)

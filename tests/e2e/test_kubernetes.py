@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -393,7 +392,17 @@ def test_an_interrupted_apply_leaves_a_job_the_next_apply_adopts(
             "the trainer job",
             timeout=60,
         )
-        time.sleep(0.5)  # the pod is pending: no node offers an H100
+        name = job["metadata"]["name"]
+        wait_for(  # the pod is pending: no node offers an H100
+            lambda: [
+                pod
+                for pod in cluster.items("Pod")
+                if (pod["metadata"].get("labels") or {}).get("job-name") == name
+                and pod.get("status", {}).get("phase") == "Pending"
+            ],
+            "the trainer's pod, pending",
+            timeout=120,
+        )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -27,7 +27,7 @@ def server_outputs(project: Project) -> dict[str, Any]:
 
 
 def status(endpoint: str) -> dict[str, Any]:
-    with urllib.request.urlopen(endpoint + "/", timeout=5) as answer:
+    with urllib.request.urlopen(endpoint + "/", timeout=60) as answer:
         body: dict[str, Any] = json.loads(answer.read())
         return body
 
@@ -145,7 +145,7 @@ def test_a_reapply_after_a_crash_mid_rollout_keeps_the_endpoint(slow_project: Pr
 
     (record,) = wait_for(new_process, "the new version's process to be recorded")
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI dies while the new version starts
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     lock = json.loads((p.dir / ".substratus" / "state" / "default.lock").read_text())
     p.run("force-unlock", "--force", lock["id"])
     assert "interrupted" in p.run("plan").stdout

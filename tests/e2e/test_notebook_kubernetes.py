@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -182,16 +181,17 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
 
         # work in the notebook: a new file, an edit to a file also changed locally, a delete
         (local / "notes.md").write_text("changed here too\n")
-        time.sleep(1.5)  # the watcher's baseline is in place (it polls every second)
+        baseline = pod_tmp / "substratus-nbwatch.json"  # saved once the baseline is sent
+        wait_for(baseline.is_file, "the watcher's baseline", 120)
         (remote / "results.csv").write_text("epoch,loss\n1,0.5\n")
         (remote / "notes.md").write_text("changed in the notebook\n")
         (remote / "train.py").unlink()
         (remote / ".ipynb_checkpoints").mkdir()
         (remote / ".ipynb_checkpoints" / "x.ipynb").write_text("{}")
-        wait_for(lambda: (local / "results.csv").is_file(), "results.csv synced back", 30)
+        wait_for(lambda: (local / "results.csv").is_file(), "results.csv synced back", 120)
         assert (local / "results.csv").read_text() == "epoch,loss\n1,0.5\n"
-        wait_for(lambda: not (local / "train.py").exists(), "train.py deleted locally", 30)
-        wait_for(lambda: (local / "notes.remote.md").is_file(), "the conflict copy", 30)
+        wait_for(lambda: not (local / "train.py").exists(), "train.py deleted locally", 120)
+        wait_for(lambda: (local / "notes.remote.md").is_file(), "the conflict copy", 120)
         assert (local / "notes.md").read_text() == "changed here too\n"  # never overwritten
         assert (local / "notes.remote.md").read_text() == "changed in the notebook\n"
         assert not (local / ".ipynb_checkpoints").exists()

@@ -25,13 +25,37 @@ def _state(project: Project) -> dict[str, Any]:
     return {} if state is None else state.model_dump(mode="json", exclude_none=True)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+def _wait_for(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Until ``predicate()`` holds (checked every 50 ms), failing after ``timeout`` seconds: a
+    bound for a loaded machine, not an expectation."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def _hold_trainer(project: Project) -> Path:
+    """Make the trainer (``3`` in the runs log) wait until the returned file exists, so that
+    it is still running whenever the test acts, however slowly the machine runs."""
+    gate = project.dir.parent / "release-trainer"
+    project.edit(
+        "substratus.yaml",
+        "params: {sleep: 0}\n---\nkind: ModelServer",
+        f'params: {{sleep: 3, gate: "{gate}"}}\n---\nkind: ModelServer',
+    )
+    return gate
+
+
+def _trainer_running(project: Project) -> bool:
+    """The apply recorded the trainer's run as pending, and the trainer itself has started."""
+    if not project.state_file.exists():
+        return False
+    if "pending" not in _state(project)["resources"].get("model.trained", {}):
+        return False
+    log = Path(os.environ["RUNS_LOG"])
+    return log.exists() and "3" in log.read_text().split()
 
 
 def test_saved_plan_applies_exactly_and_refuses_when_stale(slow_project: Project) -> None:
@@ -59,25 +83,22 @@ def test_saved_plan_applies_exactly_and_refuses_when_stale(slow_project: Project
 
 def test_second_apply_fails_at_once_while_the_lock_is_held(slow_project: Project) -> None:
     p = slow_project
-    p.edit(
-        "substratus.yaml",
-        "params: {sleep: 0}\n---\nkind: ModelServer",
-        "params: {sleep: 4}\n---\nkind: ModelServer",
-    )
+    gate = _hold_trainer(p)  # the first apply holds the lock until the test releases it
     first = p.popen("apply", "--auto-approve")
     lock = p.dir / ".substratus" / "state" / "default.lock"
     _wait_for(lock.exists)
     before = _backend(p).read()[1]
-    started = time.monotonic()
     second = p.run("apply", "--auto-approve", check=1)
-    assert time.monotonic() - started < 10
+    # at once: it did not wait for the lock, whose holder cannot finish before the release
+    assert first.poll() is None and lock.exists()
     err = second.stderr
     assert "Error acquiring the state lock" in err
     holder = json.loads(lock.read_text())
     assert f"substratus force-unlock {holder['id']}" in err
     assert "Who:" in err and "Created:" in err and "apply" in err
     assert "Traceback" not in err
-    _out, errs = first.communicate(timeout=60)
+    gate.touch()
+    _out, errs = first.communicate(timeout=120)
     assert first.returncode == 0, errs
     assert not lock.exists()
     assert before is None or _backend(p).read()[1] != before  # only the first apply wrote
@@ -85,22 +106,11 @@ def test_second_apply_fails_at_once_while_the_lock_is_held(slow_project: Project
 
 def test_kill_9_mid_apply_loses_nothing_and_the_next_run_adopts(slow_project: Project) -> None:
     p = slow_project
-    p.edit(
-        "substratus.yaml",
-        "params: {sleep: 0}\n---\nkind: ModelServer",
-        "params: {sleep: 3}\n---\nkind: ModelServer",
-    )
+    gate = _hold_trainer(p)
     proc = p.popen("apply", "--auto-approve")
-
-    def trainer_running() -> bool:
-        if not p.state_file.exists():
-            return False
-        rec = _state(p)["resources"].get("model.trained", {})
-        return "pending" in rec
-
-    _wait_for(trainer_running)
+    _wait_for(lambda: _trainer_running(p))
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI dies; the job keeps running detached
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     state = _state(p)
     assert state["resources"]["dataset.data"]["status"] == "ready"  # completed work is kept
     assert "pending" in state["resources"]["model.trained"]
@@ -114,6 +124,7 @@ def test_kill_9_mid_apply_loses_nothing_and_the_next_run_adopts(slow_project: Pr
     )
     assert not lock.exists()
     assert "interrupted" in plan.stdout
+    gate.touch()  # the next apply adopts the trainer and waits for it
     p.run("apply", "--auto-approve")
     assert "No changes." in p.run("plan", "--detailed-exitcode").stdout
     runs = Path(os.environ["RUNS_LOG"]).read_text().split()
@@ -174,23 +185,16 @@ def test_failure_stops_only_dependents_and_shows_the_log(slow_project: Project) 
 
 def test_ctrl_c_detaches_cleanly_and_releases_the_lock(slow_project: Project) -> None:
     p = slow_project
-    p.edit(
-        "substratus.yaml",
-        "params: {sleep: 0}\n---\nkind: ModelServer",
-        "params: {sleep: 3}\n---\nkind: ModelServer",
-    )
+    gate = _hold_trainer(p)  # still running when Ctrl-C arrives, however late that is
     proc = p.popen("apply", "--auto-approve")
-    _wait_for(
-        lambda: (
-            p.state_file.exists() and "pending" in _state(p)["resources"].get("model.trained", {})
-        )
-    )
+    _wait_for(lambda: _trainer_running(p))
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, (out, err)
     assert "Interrupted" in err
     assert "Traceback" not in err
     assert not (p.dir / ".substratus" / "state" / "default.lock").exists()
+    gate.touch()  # the next apply adopts the detached trainer and waits for it
     p.run("apply", "--auto-approve")
     runs = Path(os.environ["RUNS_LOG"]).read_text().split()
     assert runs.count("3") == 1, runs

@@ -218,7 +218,7 @@ def free_port() -> int:
 def request(port: int, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body)
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
@@ -241,10 +241,10 @@ def stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=5)
+            proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +353,7 @@ def test_server_stops_cleanly_on_sigterm(pipeline: Pipeline, tmp_path: Path) -> 
         assert proc.stdout is not None
         assert "serving ngram-2 on http://127.0.0.1:" in proc.stdout.readline()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         stop(proc)
 

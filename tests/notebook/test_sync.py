@@ -94,10 +94,10 @@ class Loop:
         for proc in self.procs:
             assert proc.stdin is not None
             proc.stdin.close()  # --exit-on-eof
-            proc.wait(timeout=5)
+            proc.wait(timeout=60)
         self._queue = queue.Queue()
 
-    def step(self, until: Callable[[], bool], timeout: float = 15.0) -> None:
+    def step(self, until: Callable[[], bool], timeout: float = 120.0) -> None:
         """Feed watcher lines to the SyncBack until ``until()`` holds (bounded)."""
         deadline = time.monotonic() + timeout
         while not until():
@@ -353,5 +353,5 @@ def test_bad_input_is_reported_never_raised(tmp_path: Path) -> None:
 
 def test_the_watcher_stops_on_a_missing_root(tmp_path: Path) -> None:
     cmd = watcher_command(str(tmp_path / "nope"), INTERVAL, state=None, python=sys.executable)
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 2 and json.loads(run.stdout)["op"] == "error"

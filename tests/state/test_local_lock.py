@@ -54,11 +54,11 @@ def holder_process(directory: Path, hold_s: float) -> Iterator[tuple[Any, Any]]:
     proc = FORK.Process(target=_hold, args=(str(directory), locked, release, hold_s))
     proc.start()
     try:
-        assert locked.wait(10), "holder did not take the lock"
+        assert locked.wait(120), "holder did not take the lock"
         yield proc, release
     finally:
         release.set()
-        proc.join(10)
+        proc.join(120)
     assert proc.exitcode == 0
 
 
@@ -85,9 +85,9 @@ def test_exactly_one_process_wins_each_round(
         ]
         for p in procs:
             p.start()
-        outcomes = [results.get(timeout=20) for _ in procs]
+        outcomes = [results.get(timeout=120) for _ in procs]
         for p in procs:
-            p.join(10)
+            p.join(120)
             assert p.exitcode == 0
         winners = [o for o in outcomes if o[0] == "won"]
         assert len(winners) == 1, outcomes
@@ -134,8 +134,8 @@ def _dead_holder(state_dir: Path) -> tuple[str, int]:
     results = FORK.Queue()
     child = FORK.Process(target=_lock_and_exit, args=(str(state_dir), results))
     child.start()
-    lock_id = results.get(timeout=10)
-    child.join(10)  # reaped: the pid no longer exists
+    lock_id = results.get(timeout=120)
+    child.join(120)  # reaped: the pid no longer exists
     assert child.pid is not None
     return lock_id, child.pid
 
@@ -299,13 +299,16 @@ def test_force_unlock(backend: FileBackend) -> None:
 
 def test_waits_then_succeeds_when_holder_unlocks(state_dir: Path) -> None:
     waits: list[LockInfo] = []
-    with holder_process(state_dir, hold_s=0.8) as (proc, _release):
-        start = time.monotonic()
+    with holder_process(state_dir, hold_s=120) as (proc, release):
+
+        def on_wait(holder: LockInfo) -> None:  # found it held: now the holder lets go
+            waits.append(holder)
+            release.set()
+
         lock_id = lock_with_timeout(
-            FileBackend(state_dir), LockInfo(operation="apply"), 15, waits.append
+            FileBackend(state_dir), LockInfo(operation="apply"), 120, on_wait
         )
-        elapsed = time.monotonic() - start
-    assert 0.5 < elapsed < 5
+        assert release.is_set()  # it waited: the holder only unlocks once told so
     assert [w.pid for w in waits] == [proc.pid]  # on_wait called exactly once
     current = FileBackend(state_dir).current_lock()
     assert current is not None and current.id == lock_id and current.pid == os.getpid()
@@ -313,12 +316,23 @@ def test_waits_then_succeeds_when_holder_unlocks(state_dir: Path) -> None:
 
 def test_times_out_with_last_lock_held(state_dir: Path) -> None:
     waits: list[LockInfo] = []
-    with holder_process(state_dir, hold_s=30) as (proc, _release):
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    with holder_process(state_dir, hold_s=120) as (proc, _release):
         start = time.monotonic()
         with pytest.raises(LockHeld) as held:
-            lock_with_timeout(FileBackend(state_dir), LockInfo("apply"), 1.0, waits.append)
+            lock_with_timeout(
+                FileBackend(state_dir), LockInfo("apply"), 1.0, waits.append, sleep=sleep
+            )
         elapsed = time.monotonic() - start
-    assert 1.0 <= elapsed < 2.5
+    # it waited the whole timeout and gave up then: no sleep went past the deadline (the
+    # elapsed time itself also counts the attempts, as long as a loaded machine makes them)
+    assert elapsed >= 1.0
+    assert slept and sum(slept) <= 1.0 + 1e-6
     assert held.value.holder.pid == proc.pid
     assert len(waits) == 1
 

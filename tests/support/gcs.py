@@ -48,7 +48,7 @@ from tests.support.gcs_proxy import ProxyControl
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "FAKE_GCS_SERVER_BIN"
 PROJECT = "test"
-START_TIMEOUT = 20.0
+START_TIMEOUT = 120.0  # a bound for a loaded machine; start-up ends as soon as it answers
 
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _bucket_counter = itertools.count(1)
@@ -118,7 +118,7 @@ def _client(url: str) -> storage.Client:
 
 
 def _http(
-    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
+    method: str, url: str, body: bytes | None = None, timeout: float = 30.0
 ) -> tuple[int, bytes]:
     request = urllib.request.Request(
         url, data=body, method=method, headers={"Content-Type": "application/json"}

@@ -108,8 +108,8 @@ ADMIN_USER = "admin"
 RESTRICTED_USER = "substratus-user"
 CLUSTER_NAME = "substratus-test"
 
-START_TIMEOUT = 60.0  # whole start-up; typically well under 15 s
-NAMESPACE_TIMEOUT = 30.0
+START_TIMEOUT = 180.0  # whole start-up; typically well under 15 s (bounds for a loaded machine)
+NAMESPACE_TIMEOUT = 120.0
 _STOP_GRACE = 5.0
 _ATTEMPTS = 3  # ports are picked before they are bound: retry on a clash
 
@@ -290,7 +290,7 @@ def _request(
     method: str,
     path: str,
     body: object | None = None,
-    timeout: float = 5.0,
+    timeout: float = 30.0,
     content_type: str = "application/json",
 ) -> tuple[int, Any]:
     context = ssl.create_default_context(cafile=str(ca_file))

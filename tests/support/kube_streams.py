@@ -76,7 +76,7 @@ from typing import Any
 
 from tests.support.kube import KWOK_API_VERSION, ControlPlane, kwok_path
 
-SYNC_TIMEOUT = 20.0  # seconds for kwok to apply a write (typically well under 0.1 s)
+SYNC_TIMEOUT = 120.0  # seconds for kwok to apply a write (typically well under 0.1 s)
 _REWRITE_AFTER = 0.5  # write the sentinel again if kwok has not shown its nonce by then
 COMMANDS_ENV = "SUBSTRATUS_KWOK_COMMANDS"  # set by exec_as(commands=...): the substitutes
 _NONCE_ENV = "SUBSTRATUS_KWOK_NONCE"
@@ -598,7 +598,7 @@ class _Sentinels:
         try:
             if base == "Logs":
                 text = core.read_namespaced_pod_log(
-                    pod, self.namespace, container=_SENTINEL_CONTAINER, _request_timeout=5
+                    pod, self.namespace, container=_SENTINEL_CONTAINER, _request_timeout=30
                 )
                 return nonce in str(text)
             if base == "Exec":
@@ -612,7 +612,7 @@ class _Sentinels:
                     stdout=True,
                     stderr=False,
                     tty=False,
-                    _request_timeout=5,
+                    _request_timeout=30,
                 )
                 return str(out) == nonce
             forward = portforward(
@@ -629,7 +629,7 @@ class _Sentinels:
             return False
 
 
-def _read_exactly(sock: socket.socket, size: int, timeout: float = 5.0) -> bytes:
+def _read_exactly(sock: socket.socket, size: int, timeout: float = 30.0) -> bytes:
     """Up to ``size`` bytes (fewer at EOF or after ``timeout``)."""
     data = b""
     deadline = time.monotonic() + timeout

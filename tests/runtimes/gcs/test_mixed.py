@@ -120,7 +120,7 @@ def test_a_server_serves_a_model_from_gcs(
     server = request("modelserver", "s", server_spec(), inputs={"build": built, "model": model})
     out = make_runtime("b").apply(server, RunContext(phase=phases.append))
     assert phases[0] == f"fetching the model input {model['artifacts']}"
-    with urllib.request.urlopen(out["endpoint"] + "/", timeout=5) as response:
+    with urllib.request.urlopen(out["endpoint"] + "/", timeout=60) as response:
         body = json.loads(response.read())
     assert body["model"] == sorted(p.name for p in Path(model["artifacts_path"]).iterdir())
     link = Path(out["run_dir"], "content", "model")

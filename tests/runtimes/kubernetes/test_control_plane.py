@@ -18,7 +18,7 @@ from kubernetes.client import ApiException  # type: ignore[import-untyped, unuse
 from tests.support.kube import ACCELERATOR_LABEL, FAKE_NODE, GPU_RESOURCE, ControlPlane
 from tests.support.waiting import wait_for
 
-TIMEOUT = 20.0
+TIMEOUT = 120.0  # a bound for a loaded machine: every wait ends as soon as it can
 
 
 def _poll(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:

@@ -42,7 +42,13 @@ from tests.support.kube import FAKE_NODE, ControlPlane
 from tests.support.kube_streams import StreamMappings, append_log
 from tests.support.waiting import wait_for
 
-TIMEOUT = 20.0
+TIMEOUT = 120.0  # an upper bound only: every wait ends as soon as what it waits for happens
+# a shell loop (in the exec's working directory) that ends once the test creates ``release``,
+# or after TIMEOUT at most
+_UNTIL_RELEASED = (
+    f"n=0; while [ ! -e release ] && [ $n -lt {int(TIMEOUT * 20)} ]; "
+    "do sleep 0.05; n=$((n+1)); done"
+)
 NOTEBOOK_PORT = 8888
 TOKEN = "t0ken"
 V4 = {"sec-websocket-protocol": "v4.channel.k8s.io"}  # the client offers v5 first otherwise
@@ -275,7 +281,7 @@ def test_port_forward_to_a_command_talks_to_its_stdin_and_stdout(
         sock = forward.socket(7000)
         sock.settimeout(TIMEOUT)
         sock.sendall(b"hello\n")
-        assert sock.recv(100) == b"HELLO\n"
+        assert sock.makefile("rb").readline() == b"HELLO\n"  # however it is split in transit
     finally:
         forward.close()
 
@@ -350,6 +356,13 @@ class _Stdout:
                 pytest.fail(f"stream closed after {self.buffer!r}; stderr: {stderr!r}")
         *lines, self.buffer = self.buffer.split("\n", count)
         return lines
+
+
+def _line_or_end(ws: Any) -> bool:
+    """Whether a streaming exec has a whole line of stdout buffered, or has ended (after
+    reading what arrives within a second)."""
+    ws.update(timeout=1)
+    return "\n" in ws.peek_stdout() or not ws.is_open()
 
 
 def _alive(pid: int) -> bool:
@@ -433,18 +446,22 @@ def test_exec_exit_status_and_tty(
     with pytest.raises(ValueError):
         ws.returncode  # noqa: B018  (the client cannot parse kwok's failure)
 
+    # kwok closes the pty as soon as the command exits, racing its copy of what the command
+    # wrote last: the command stays until its output has arrived, then the test releases it
     ws = stream(
         core.connect_get_namespaced_pod_exec,
         "nb",
         namespace,
         container="notebook",
-        command=["sh", "-c", "test -t 1 && echo terminal"],
+        command=["sh", "-c", f"test -t 1 && echo terminal && {_UNTIL_RELEASED}"],
         stdin=True,
         stdout=True,
         stderr=False,
         tty=True,
         _preload_content=False,
     )
+    _poll("the terminal's output", lambda: _line_or_end(ws))
+    (tmp_path / "release").touch()
     ws.run_forever(timeout=TIMEOUT)
     assert ws.read_all() == "terminal\r\n"
 

@@ -230,7 +230,7 @@ def _set_public_host(server: GcsServer, host: str) -> None:
         headers={"Content-Type": "application/json"},
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=5) as response:
+    with opener.open(request, timeout=60) as response:
         assert response.status == 200
 
 

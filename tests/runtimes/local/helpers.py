@@ -135,7 +135,7 @@ def server_spec(params: Mapping[str, Any] | None = None, **fields: Any) -> dict[
     }
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -25,7 +25,7 @@ from .helpers import delete_request, digest_of, pending, record, request, server
 
 def get(url: str) -> tuple[int, dict[str, Any]]:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     try:
         conn.request("GET", parts.path + ("?" + parts.query if parts.query else "") or "/")
         response = conn.getresponse()

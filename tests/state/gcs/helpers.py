@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from substratus.engine.backend import LockInfo
@@ -67,6 +69,17 @@ def apply_like(backend: GcsBackend, resources: int, size: int = 300) -> StateFil
         token = backend.write(state, token, [f"model.r{n}"])
     backend.unlock(lock_id)
     return state
+
+
+def outlive_lock(backend: GcsBackend) -> None:
+    """Return once the wall clock is past the expiry of the lock there now, as the backend
+    computes it (the lease of a holder that stopped renewing has run out): a wait for that
+    moment, however long the machine took to get here."""
+    current = backend.current_lock()
+    assert current is not None and current.expires, current
+    expires = datetime.fromisoformat(current.expires)
+    while (left := (expires - datetime.now(UTC)).total_seconds()) >= 0:
+        time.sleep(left + 0.05)
 
 
 def text(exc: DiagnosticError) -> str:

@@ -4,7 +4,6 @@ checks, force-unlock, the takeover warning, and workspace list/select/delete (GC
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from substratus.engine.backend import LockInfo
 from substratus.engine.statefile import StateFile
 from tests.state.gcs.conftest import MakeBackend
-from tests.state.gcs.helpers import add, cli, objects, state_of
+from tests.state.gcs.helpers import add, cli, objects, outlive_lock, state_of
 from tests.support.gcs import GcsServer
 
 
@@ -61,8 +60,9 @@ def test_force_unlock_and_takeover(
     out = run(emulator, tmp_path, "force-unlock", lock_id, "--force", "--state", state_url)
     assert f"ID:        {lock_id}" in out and "Operation: apply" in out
     make_backend().write(state_of("a", "b"), None, [])
-    make_backend(lease_seconds=0.3).lock(LockInfo(operation="destroy"))
-    time.sleep(0.5)  # its holder "crashed": the lease runs out
+    crashed = make_backend(lease_seconds=0.3)
+    crashed.lock(LockInfo(operation="destroy"))
+    outlive_lock(crashed)  # its holder "crashed": the lease runs out
     out = run(emulator, tmp_path, "state", "rm", "model.a", "--state", state_url)
     assert "took over the expired lock of" in out and "destroy since" in out
     assert "Removed model.a" in out

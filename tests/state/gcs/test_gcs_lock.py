@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from substratus.engine.backend import LeaseRenewal, LockHeld, LockInfo, LockNotF
 from substratus.engine.diagnostic import DiagnosticError
 from substratus.state.gcs import GcsBackend
 from tests.state.gcs.conftest import MakeBackend
-from tests.state.gcs.helpers import add, objects, state_of, worker
+from tests.state.gcs.helpers import add, objects, outlive_lock, state_of, worker
 from tests.support.gcs import GcsServer
+from tests.support.waiting import wait_for
 
 CI = {
     "GITHUB_SERVER_URL": "https://github.com",
@@ -110,12 +112,12 @@ def test_renewal_keeps_the_id_and_extends_the_lease(
 def test_an_expired_lock_is_taken_over_and_its_holder_reported(
     make_backend: MakeBackend,
 ) -> None:
-    crashed = make_backend(lease_seconds=0.5)
+    crashed = make_backend(lease_seconds=2.0)
     old = crashed.lock(LockInfo(operation="apply"))
     with pytest.raises(LockHeld):
-        make_backend(lease_seconds=0.5).lock(LockInfo(operation="apply"))
-    time.sleep(0.8)  # the holder stopped renewing
-    taker = make_backend(lease_seconds=0.5)
+        make_backend(lease_seconds=2.0).lock(LockInfo(operation="apply"))
+    outlive_lock(crashed)  # the holder stopped renewing
+    taker = make_backend(lease_seconds=2.0)
     new = taker.lock(LockInfo(operation="apply"))
     assert new != old and taker.takeover is not None and taker.takeover.id == old
     with pytest.raises(LockNotFound, match=f"is now {new}"):
@@ -129,25 +131,28 @@ def test_an_expired_lock_is_taken_over_and_its_holder_reported(
 
 
 def test_a_renewed_lock_is_not_taken_over(make_backend: MakeBackend) -> None:
-    holder = make_backend(lease_seconds=1.0)
+    holder = make_backend(lease_seconds=2.0)
     lock_id = holder.lock(LockInfo(operation="apply"))
-    for _ in range(6):  # 1.8 s in all: almost twice the lease, renewed every 0.3 s
+    first = holder.current_lock()
+    assert first is not None and first.expires
+    # renewed every 0.3 s until the first lease is over: held all along, and still held
+    while datetime.now(UTC) <= datetime.fromisoformat(first.expires):
         time.sleep(0.3)
         holder.renew(lock_id)
     with pytest.raises(LockHeld):
-        make_backend(lease_seconds=1.0).lock(LockInfo(operation="apply"))
+        make_backend(lease_seconds=2.0).lock(LockInfo(operation="apply"))
 
 
 def test_the_cli_lock_renews_while_the_block_runs(
     make_backend: MakeBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    backend = make_backend(lease_seconds=0.9)
+    backend = make_backend(lease_seconds=3.0)
     with locked(backend, "apply", True, "0s"):
         lock = backend.current_lock()
         assert lock is not None
-        time.sleep(2.0)  # over two leases: renewed by the thread every 0.3 s
+        outlive_lock(make_backend())  # past the lease it took: renewed by the thread every 1 s
         with pytest.raises(LockHeld) as info:
-            make_backend(lease_seconds=0.9).lock(LockInfo(operation="apply"))
+            make_backend(lease_seconds=3.0).lock(LockInfo(operation="apply"))
         assert info.value.holder.id == lock.id
     assert backend.current_lock() is None
     assert "WARNING" not in capsys.readouterr().err
@@ -157,11 +162,11 @@ def test_the_cli_lock_reports_a_lost_lock(
     make_backend: MakeBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     backend = make_backend(lease_seconds=0.6)
-    with locked(backend, "apply", True, "0s"):
+    with locked(backend, "apply", True, "0s") as watch:
         lock = backend.current_lock()
         assert lock is not None
         make_backend().force_unlock(lock.id)
-        time.sleep(0.5)  # at least one renewal attempt
+        wait_for(lambda: watch.lost, "the renewal to find the lock gone", timeout=120)
     err = capsys.readouterr().err
     assert f"the state lock {lock.id} was LOST" in err
     assert "no longer held" in err
@@ -170,8 +175,9 @@ def test_the_cli_lock_reports_a_lost_lock(
 def test_the_cli_lock_reports_a_takeover(
     make_backend: MakeBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    make_backend(lease_seconds=0.3).lock(LockInfo(operation="destroy"))
-    time.sleep(0.5)
+    crashed = make_backend(lease_seconds=0.3)
+    crashed.lock(LockInfo(operation="destroy"))
+    outlive_lock(crashed)
     with locked(make_backend(lease_seconds=5), "apply", True, "0s"):
         pass
     err = capsys.readouterr().err
@@ -189,17 +195,20 @@ def test_two_processes_taking_over_the_same_expired_lock(
     make_backend: MakeBackend, emulator: GcsServer, state_url: str, tmp_path: Path
 ) -> None:
     """Exactly one of the takers wins; the others see the winner's lock as held. The proxy holds
-    every upload of the lock back for 0.5 s, so every taker sees the expired lock and tries to
-    overwrite it: the race is certain, not left to timing."""
+    every upload of the lock back for 2 s, so every taker (each ready, waiting for the go) sees
+    the expired lock and tries to overwrite it: the race is certain, not left to timing."""
     for attempt in range(2):
         stale = make_backend(lease_seconds=0.2)
         stale_id = stale.lock(LockInfo(operation="apply"))
         go = tmp_path / f"go-{attempt}"
         procs = [worker(emulator, "takeover", state_url, str(go), lease="30s") for _ in range(3)]
-        time.sleep(1.0)  # the workers are up and the stale lock has expired
+        for proc in procs:  # each is up, waiting for the go
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline()) == {"ready": True}
+        outlive_lock(stale)
         emulator.proxy.reset_stats()
         emulator.proxy.set_faults(
-            rate=0.0, delay=0.5, delay_rate=1.0, only_methods=["POST"], object_regex=r"\.lock$"
+            rate=0.0, delay=2.0, delay_rate=1.0, only_methods=["POST"], object_regex=r"\.lock$"
         )
         go.touch()
         results = []
@@ -228,7 +237,7 @@ def test_writes_of_a_holder_that_lost_its_lock_fail_rather_than_overwrite(
     slow.lock(LockInfo(operation="apply"))
     state = state_of("a")
     token = slow.write(state, None, [])
-    time.sleep(0.5)
+    outlive_lock(slow)
     taker = make_backend(lease_seconds=30)
     taker.lock(LockInfo(operation="apply"))
     theirs, their_token = taker.read()
@@ -251,7 +260,7 @@ def test_a_holder_that_lost_its_lock_does_not_fold_on_release(
     state = state_of("a")
     token = slow.write(state, None, [])
     slow.write(state, token, add(state, "b"))  # a journal entry to fold
-    time.sleep(0.5)
+    outlive_lock(slow)
     taker = make_backend(lease_seconds=30)
     new = taker.lock(LockInfo(operation="apply"))
     theirs, their_token = taker.read()

@@ -10,8 +10,8 @@ any point. ``STORAGE_EMULATOR_HOST`` and ``SUBSTRATUS_LOCK_LEASE`` come from the
     (created with ``O_EXCL``: a second holder at the same time would find it and exit 3).
     Prints ``{"round", "serial", "refused"}`` per round (``refused``: lock attempts that failed).
 ``takeover URL GO``
-    Waits until the file GO exists, then calls ``lock`` once: ``{"won": id, "stale": id}`` or
-    ``{"held": id}``.
+    Prints ``{"ready": true}``, waits until the file GO exists, then calls ``lock`` once:
+    ``{"won": id, "stale": id}`` or ``{"held": id}``.
 ``writer URL NAME COUNT``
     Takes the lock through ``locked`` (waiting up to 30 s, so a killed predecessor's lock is
     taken over once its lease expires), reads (``{"start": serial, "addresses": [...]}``), then
@@ -78,6 +78,7 @@ def rounds(url: str, worker: str, count: int, marker: Path, timeout: str) -> Non
 
 def takeover(url: str, go: Path) -> None:
     backend = GcsBackend(url)
+    say(ready=True)
     while not go.exists():
         time.sleep(0.002)
     try:
