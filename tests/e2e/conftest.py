@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # The test jobs count their runs in $RUNS_LOG: the operator passes it to every workload (a
 # workload sees nothing else of the operator's environment, runtimes.contract).
-TEST_ENV = {"NO_COLOR": "1", "SUBSTRATUS_PASS_ENV": "RUNS_LOG"}
+TEST_ENV = {"NO_COLOR": "1", "SUBSTRATUS_PASS_ENV": "RUNS_LOG,STATE_DIR"}
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 
