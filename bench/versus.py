@@ -169,6 +169,7 @@ def base_env() -> dict[str, str]:
         CHECKPOINT_DISABLE="1",
         TF_INPUT="0",
         DVC_NO_ANALYTICS="1",
+        TF_CLI_CONFIG_FILE=os.devnull,  # no user configuration: no mirror, cache or registry
     )
     return env
 
@@ -342,9 +343,9 @@ def prepare(tool: Tool, item: Item, where: Path, log: Path) -> None:
     where.mkdir(parents=True)
     if item.group.startswith("startup"):
         return
+    tool.write(where, graph(item.size, jobs_only=item.group != "plan"))
     for step in tool.init:
         untimed([*tool.argv, *step], where, tool.env, log)
-    tool.write(where, graph(item.size, jobs_only=item.group != "plan"))
     if item.group == "noop":
         untimed(tool.command("apply"), where, tool.env, log)
 
@@ -407,7 +408,9 @@ def _why(result: Result | None) -> str:
     return result.skipped or result.failed
 
 
-def print_table(items: list[Item], results: list[Result], tools: dict[str, str]) -> None:
+def print_table(
+    items: list[Item], results: list[Result], tools: dict[str, str], requested: list[str]
+) -> None:
     """One Markdown table: a row per item and tool; the ratios on substratus's row."""
     by_item: dict[str, dict[str, Result]] = {}
     for r in results:
@@ -423,7 +426,8 @@ def print_table(items: list[Item], results: list[Result], tools: dict[str, str])
             label = LABELS[key] if i else f"**{LABELS[key]}**"
             work = item.describe() if i == 0 else ""
             if key not in tools:
-                print(f"| {work} | {label} | not installed | | | | | |")
+                why = "not installed" if key in requested else "not run (--tools)"
+                print(f"| {work} | {label} | {why} | | | | | |")
                 continue
             result = row.get(key)
             why = _why(result)
@@ -460,13 +464,14 @@ def print_report(meta: dict[str, Any], items: list[Item], results: list[Result])
     print()
     print(f"- machine: {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}")
     for key in TOOL_KEYS:
-        print(f"- {LABELS[key]}: {tools.get(key, 'not installed')}")
+        if key in meta["requested"]:
+            print(f"- {LABELS[key]}: {tools.get(key, 'not installed')}")
     print(f"- rounds: {meta['rounds']} (interleaved); command: `{meta['command']}`")
     load = meta["load"]
     print(f"- load average (1 min) before / after: {load[0]:.2f} / {load[-1]:.2f}; ", end="")
     print(f"highest seen between items: {max(load):.2f}")
     print()
-    print_table(items, results, tools)
+    print_table(items, results, tools, meta["requested"])
     print()
     print("Ratios are of the medians; below 1 substratus is faster or uses less.")
 
@@ -542,6 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     tools = select_tools(args)
     meta = machine()
     meta.update(rounds=args.rounds, tools={t.key: tool_version(t) for t in tools})
+    meta["requested"] = [t.strip() for t in args.tools.split(",") if t.strip()]
     meta["load"] = [os.getloadavg()[0]]
     root = Path(tempfile.mkdtemp(prefix="substratus-versus-"))
     ctx = Context(tools, args.rounds, root, args.dvc_apply_max, args.keep)

@@ -48,8 +48,8 @@ run() {
 version_ok() {
   local exe="$bin_dir/tofu" out
   [ -x "$exe" ] || return 1
-  out=$(CHECKPOINT_DISABLE=1 "$exe" version 2>&1) || return 1
-  head -n 1 <<<"$out" | grep -qx "OpenTofu ${TOFU_VERSION}"
+  out=$(CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null "$exe" version 2>&1) || return 1
+  grep -qx "OpenTofu ${TOFU_VERSION}" <<<"$out"
 }
 
 command -v go >/dev/null 2>&1 || die "the 'go' command is not on PATH (Go 1.26 or newer is needed)"
