@@ -41,7 +41,7 @@ Run from the repository root::
     python bench/versus.py                                    # everything, 3 rounds
     python bench/versus.py --only startup,plan-100 --rounds 5
     python bench/versus.py --only apply --apply-sizes 100 --tools substratus,tofu
-    python bench/versus.py --sizes 100,1000 --json > versus.json
+    python bench/versus.py --sizes 100,1000 --json versus.json    # the table, and JSON
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -533,7 +534,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--tofu", help="the tofu binary (default: PATH, else scripts/opentofu.sh)")
     add("--dvc", help="the dvc command (default: PATH, python -m dvc, else the cached venv)")
     add("--no-install", action="store_true", help="neither build OpenTofu nor install DVC")
-    add("--json", action="store_true", help="print the results as JSON instead of a table")
+    add("--json", metavar="FILE", help="also write the results as JSON to FILE (-: stdout only)")
     add("--keep", action="store_true", help="keep the temporary directories and logs")
     args = parser.parse_args(argv)
     if args.rounds < 3:
@@ -549,6 +550,7 @@ def main(argv: list[str] | None = None) -> None:
     meta.update(rounds=args.rounds, tools={t.key: tool_version(t) for t in tools})
     meta["requested"] = [t.strip() for t in args.tools.split(",") if t.strip()]
     meta["load"] = [os.getloadavg()[0]]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` cleans up
     root = Path(tempfile.mkdtemp(prefix="substratus-versus-"))
     ctx = Context(tools, args.rounds, root, args.dvc_apply_max, args.keep)
     results: list[Result] = []
@@ -563,10 +565,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             shutil.rmtree(root, ignore_errors=True)
     if args.json:
-        rows = [{**asdict(r), "median": _medians(r)} for r in results]
-        print(json.dumps({"meta": meta, "results": rows}, indent=2))
-    else:
-        print_report(meta, items, results)
+        rows = [{**asdict(r), "summary": _medians(r)} for r in results]
+        text = json.dumps({"meta": meta, "results": rows}, indent=2)
+        if args.json == "-":
+            print(text)
+            return
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    print_report(meta, items, results)
 
 
 def _medians(result: Result) -> dict[str, float | None]:
