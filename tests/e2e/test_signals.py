@@ -107,9 +107,13 @@ def test_ctrl_c_while_waiting_for_the_lock_is_one_line(tmp_path: Path) -> None:
 
 
 def _trainer_running(p: Project) -> bool:
+    """The trainer is recorded as started and its process has begun (it logs ``3``)."""
     if not p.state_file.exists():
         return False
-    return "pending" in state(p.dir)["resources"].get("model.trained", {})
+    if "pending" not in state(p.dir)["resources"].get("model.trained", {}):
+        return False
+    log = Path(os.environ["RUNS_LOG"])
+    return log.exists() and "3" in log.read_text().split()
 
 
 IGNORING_SIGINT = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]  # runs "$@" with SIGINT ignored
@@ -124,10 +128,11 @@ def test_sigterm_and_sighup_during_apply_stop_it_like_ctrl_c(
     slow_project: Project, sig: signal.Signals, ignore_sigint: bool
 ) -> None:
     p = slow_project
+    gate = p.dir.parent / "release-trainer"  # the trainer runs until the test opens it
     p.edit(
         "substratus.yaml",
         "params: {sleep: 0}\n---\nkind: ModelServer",
-        "params: {sleep: 3}\n---\nkind: ModelServer",
+        f'params: {{sleep: 3, gate: "{gate}"}}\n---\nkind: ModelServer',
     )
     if ignore_sigint:  # started in the background by a script: SIGINT inherited as ignored
         proc = subprocess.Popen(
@@ -142,7 +147,7 @@ def test_sigterm_and_sighup_during_apply_stop_it_like_ctrl_c(
         )
     else:
         proc = p.popen("apply", "--auto-approve")
-    wait_for(lambda: _trainer_running(p), "the trainer to start", timeout=60, interval=0.05)
+    wait_for(lambda: _trainer_running(p), "the trainer to start", timeout=120, interval=0.05)
     if ignore_sigint:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         ignored = int(
@@ -159,6 +164,7 @@ def test_sigterm_and_sighup_during_apply_stop_it_like_ctrl_c(
     recorded = state(p.dir)["resources"]
     assert recorded["dataset.data"]["status"] == "ready"
     assert "pending" in recorded["model.trained"]  # detached and recorded: adopted next time
+    gate.touch()  # the next apply adopts the detached trainer and waits for it
     p.run("apply", "--auto-approve")
     ran = Path(os.environ["RUNS_LOG"]).read_text().split()
     assert ran.count("3") == 1, ran  # the trainer ran once: adopted, not started again
