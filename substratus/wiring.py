@@ -22,12 +22,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from substratus.engine.backend import Backend
-from substratus.engine.config import Config
 from substratus.engine.diagnostic import fail
-from substratus.engine.runtime import Runtime
+
+if TYPE_CHECKING:  # annotations only: the CLI imports this module at start-up
+    from substratus.engine.backend import Backend
+    from substratus.engine.config import Config
+    from substratus.engine.runtime import Runtime
 
 
 @dataclass(frozen=True)

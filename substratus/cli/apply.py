@@ -9,9 +9,6 @@ from typing import Annotated
 
 import typer
 
-from substratus.ci.review import check_reviewed
-from substratus.cli.console import confirm, plan_color, print_plan
-from substratus.cli.locking import locked
 from substratus.cli.options import (
     ArtifactsOpt,
     AutoApprove,
@@ -37,11 +34,7 @@ from substratus.cli.options import (
     Workspace,
     workspace_given,
 )
-from substratus.cli.prepare import prepare
-from substratus.cli.saved import apply_saved
-from substratus.cli.walk import report, walk
 from substratus.engine.diagnostic import fail
-from substratus.engine.plan import Mode
 
 ExpectSha256 = Annotated[
     str | None,
@@ -87,7 +80,11 @@ def apply(
     if planfile is not None:
         _refuse_fixed(planfile, opts)
         if expect_sha256:
+            from substratus.ci.review import check_reviewed
+
             check_reviewed(planfile, expect_sha256)
+        from substratus.cli.saved import apply_saved
+
         asked = workspace if workspace_given(ctx, files) else None
         apply_saved(planfile, opts, asked)
         return
@@ -148,6 +145,13 @@ def _refuse_fixed(planfile: Path, opts: RunOptions) -> None:
 def plan_and_apply(opts: RunOptions) -> None:
     """Plan, show the plan (not with ``--json``), confirm unless ``--auto-approve``, and apply
     it, all under the state lock (taken for ``destroy`` with a destroy plan, else ``apply``)."""
+    # the engine, imported when a command runs (``--help`` and ``version`` do not need it)
+    from substratus.cli.console import confirm, plan_color, print_plan
+    from substratus.cli.locking import locked
+    from substratus.cli.prepare import prepare
+    from substratus.cli.walk import report, walk
+    from substratus.engine.plan import Mode
+
     p = prepare(opts)
     destroying = p.options.mode is Mode.DESTROY
     operation = "destroy" if destroying else "apply"

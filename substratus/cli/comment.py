@@ -14,9 +14,6 @@ from typing import Annotated
 
 import typer
 
-from substratus.ci.review import file_sha256, plan_title
-from substratus.cli.planfile import read_plan
-
 
 def comment(
     planfile: Annotated[Path, typer.Argument(help="The plan saved with `plan --out`.")],
@@ -42,6 +39,8 @@ def comment(
         write_step_summary,
     )
     from substratus.ci.github import GitHub
+    from substratus.ci.review import file_sha256, plan_title
+    from substratus.cli.planfile import read_plan
     from substratus.engine.render_markdown import render_markdown
 
     the_plan = read_plan(planfile)

@@ -11,9 +11,10 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from substratus.engine.diagnostic import Diagnostic
-from substratus.engine.render import Painter, render_diagnostic
+if TYPE_CHECKING:
+    from substratus.engine.diagnostic import Diagnostic
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -23,6 +24,9 @@ def use_color(no_color: bool) -> bool:
 
 
 def print_diagnostics(diags: Iterable[Diagnostic], color: bool = False) -> None:
+    # the renderer (and the plan model it imports) only when there is something to print
+    from substratus.engine.render import Painter, render_diagnostic
+
     paint = Painter(color)
     for d in diags:
         print(render_diagnostic(d, paint), file=sys.stderr)

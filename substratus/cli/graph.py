@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 
 from substratus.cli.options import Files, Namespace, RunOptions
-from substratus.cli.planfile import read_plan
-from substratus.cli.prepare import setup
 from substratus.engine.diagnostic import fail
 
 
@@ -33,6 +31,8 @@ def graph(
     Examples: substratus graph -f examples/quickstart | dot -Tsvg > graph.svg;
     substratus graph plan.json --format mermaid
     """
+    from substratus.cli.planfile import read_plan
+    from substratus.cli.prepare import setup
     from substratus.engine.render_graph import config_graph, dot, mermaid, plan_graph
 
     if output_format not in ("dot", "mermaid"):

@@ -13,14 +13,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from substratus.engine.address import Address
 from substratus.engine.diagnostic import fail
-from substratus.engine.plan import Mode
 from substratus.wiring import Overrides
+
+if TYPE_CHECKING:
+    from substratus.engine.plan import Mode
 
 Files = Annotated[
     list[str] | None,
@@ -226,6 +228,8 @@ class PlanFlags:
         command reports it where it always did)."""
         if self.destroy and self.refresh_only:
             raise fail("Incompatible options", "--destroy and --refresh-only cannot be combined.")
+        from substratus.engine.plan import Mode  # the plan model (pydantic): not at start-up
+
         if self.destroy:
             return Mode.DESTROY
         return Mode.REFRESH_ONLY if self.refresh_only else Mode.NORMAL

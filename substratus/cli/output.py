@@ -8,10 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from substratus.cli.options import Files, RunOptions, StateUrl, Workspace
-from substratus.cli.prepare import state_backend
-from substratus.cli.state import recorded_key
 from substratus.engine.diagnostic import fail
-from substratus.engine.statefile import StateFile
 
 
 def output(
@@ -26,6 +23,10 @@ def output(
 
     Example: substratus output modelserver.tuned-ngram
     """
+    from substratus.cli.prepare import state_backend
+    from substratus.cli.state import recorded_key
+    from substratus.engine.statefile import StateFile
+
     current, _ = state_backend(RunOptions.from_params(ctx.params)).read()
     records = (current or StateFile()).resources
     if address is not None:

@@ -6,15 +6,11 @@ anything."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from substratus.ci.review import plan_markdown
-from substratus.cli.console import plan_color, print_plan
 from substratus.cli.errors import EXIT_CHANGES
-from substratus.cli.events import emit, plan_events, version_event
-from substratus.cli.locking import locked
 from substratus.cli.options import (
     ArtifactsOpt,
     Context,
@@ -34,11 +30,11 @@ from substratus.cli.options import (
     Target,
     Workspace,
 )
-from substratus.cli.planfile import write_plan
-from substratus.cli.prepare import prepare
 from substratus.engine.diagnostic import fail
-from substratus.engine.plan import Plan
-from substratus.wiring import Resolved
+
+if TYPE_CHECKING:
+    from substratus.engine.plan import Plan
+    from substratus.wiring import Resolved
 
 Out = Annotated[
     Path | None,
@@ -88,6 +84,12 @@ def plan(
 
     Example: substratus plan -f examples/quickstart --out plan.json --detailed-exitcode
     """
+    # the engine, imported when the command runs (``--help`` does not need it)
+    from substratus.cli.events import emit, version_event
+    from substratus.cli.locking import locked
+    from substratus.cli.planfile import write_plan
+    from substratus.cli.prepare import prepare
+
     opts = RunOptions.from_params(ctx.params)
     if output_format not in ("text", "markdown"):
         raise fail(f"Unknown --format {output_format!r}", "Use --format text or --format markdown.")
@@ -106,6 +108,10 @@ def plan(
 
 def _show(the_plan: Plan, resolved: Resolved, opts: RunOptions, out: Path | None) -> None:
     """The plan in the format asked for; as text, followed by how to apply it."""
+    from substratus.ci.review import plan_markdown
+    from substratus.cli.console import plan_color, print_plan
+    from substratus.cli.events import emit, plan_events
+
     if opts.output.as_json:
         for event in plan_events(the_plan, out):
             emit(event)

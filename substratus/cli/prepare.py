@@ -5,16 +5,21 @@ does the choosing)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from substratus.cli.options import RunOptions, addresses
-from substratus.engine.backend import Backend
 from substratus.engine.config import Config, load_config
 from substratus.engine.diagnostic import DiagnosticError
-from substratus.engine.operation import PlanOptions, build_plan
-from substratus.engine.plan import Plan, PlanSettings
-from substratus.engine.runtime import Runtime
-from substratus.engine.statefile import StateFile
 from substratus.wiring import Resolved, make_backend, make_runtime, resolve, with_notebooks
+
+# The planner (networkx, deepdiff) is imported by what plans, not by ``setup``: ``validate``
+# loads the configuration without it.
+if TYPE_CHECKING:
+    from substratus.engine.backend import Backend
+    from substratus.engine.operation import PlanOptions
+    from substratus.engine.plan import Plan
+    from substratus.engine.runtime import Runtime
+    from substratus.engine.statefile import StateFile
 
 
 @dataclass
@@ -29,6 +34,9 @@ class Prepared:
     options: PlanOptions
 
     def plan(self, current: StateFile | None) -> Plan:
+        from substratus.engine.operation import build_plan
+        from substratus.engine.plan import PlanSettings
+
         return build_plan(
             self.config,
             current,
@@ -42,6 +50,8 @@ def prepare(opts: RunOptions) -> Prepared:
     """The configuration, settings, backend, runtime and plan options ``opts`` ask for. The
     plan mode is checked before anything is read; ``--target``/``--replace`` after the
     configuration is loaded (their default namespace is the configuration's)."""
+    from substratus.engine.operation import PlanOptions
+
     mode = opts.plan.mode
     cfg, r = setup(opts)
     flags = opts.plan

@@ -8,14 +8,8 @@ from typing import Annotated
 
 import typer
 
-from substratus.cli.console import plan_color
 from substratus.cli.options import Files, NoColor, RunOptions, StateUrl, Workspace
-from substratus.cli.planfile import read_plan
-from substratus.cli.prepare import state_backend
 from substratus.engine.diagnostic import fail
-from substratus.engine.plan_document import plan_text
-from substratus.engine.render import render_plan
-from substratus.engine.statefile import StateFile
 
 
 def show(
@@ -43,6 +37,9 @@ def show(
     if planfile is not None:
         _show_plan(planfile, opts)
         return
+    from substratus.cli.prepare import state_backend
+    from substratus.engine.statefile import StateFile
+
     current, _ = state_backend(opts).read()
     if as_json:
         print((current or StateFile()).to_json(), end="")
@@ -62,6 +59,11 @@ def show(
 
 def _show_plan(planfile: Path, opts: RunOptions) -> None:
     """The saved plan as JSON (the file's document), Markdown or text."""
+    from substratus.cli.console import plan_color
+    from substratus.cli.planfile import read_plan
+    from substratus.engine.plan_document import plan_text
+    from substratus.engine.render import render_plan
+
     the_plan = read_plan(planfile)
     if opts.output.as_json:
         print(plan_text(the_plan), end="")

@@ -11,18 +11,18 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from substratus.cli.locking import locked
 from substratus.cli.options import Files, Lock, LockTimeout, RunOptions, StateUrl, Workspace
-from substratus.cli.prepare import state_backend, state_settings
-from substratus.engine.backend import Backend, LockNotFound, Recovers
 from substratus.engine.diagnostic import fail
-from substratus.engine.statefile import ResourceRecord, StateFile
-from substratus.state.records import record_problems
-from substratus.wiring import make_backend
+
+# The state backends and the state model are imported by the commands that use them, not at
+# start-up (``--help`` and ``version`` do not need them).
+if TYPE_CHECKING:
+    from substratus.engine.backend import Backend
+    from substratus.engine.statefile import ResourceRecord, StateFile
 
 
 def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
@@ -54,6 +54,9 @@ def state_list(
     state: StateUrl = None,
 ) -> None:
     """List the addresses in the state.  Example: substratus state list"""
+    from substratus.cli.prepare import state_backend
+    from substratus.engine.statefile import StateFile
+
     current, _ = state_backend(RunOptions.from_params(ctx.params)).read()
     for addr in sorted((current or StateFile()).resources):
         print(addr)
@@ -67,6 +70,8 @@ def state_show(
     state: StateUrl = None,
 ) -> None:
     """Show one recorded resource.  Example: substratus state show model.tuned-ngram"""
+    from substratus.cli.prepare import state_backend
+
     current = read_state(state_backend(RunOptions.from_params(ctx.params)))
     address = recorded_key(current.resources, address)
     rec = current.resources.get(address)
@@ -91,6 +96,9 @@ def state_rm(
 
     Example: substratus state rm modelserver.old
     """
+    from substratus.cli.locking import locked
+    from substratus.cli.prepare import state_backend
+
     opts = RunOptions.from_params(ctx.params)
     backend = state_backend(opts)
     with locked(backend, "state rm", opts.lock.enabled, opts.lock.timeout):
@@ -116,6 +124,8 @@ def state_pull(
     state: StateUrl = None,
 ) -> None:
     """Print the state JSON.  Example: substratus state pull > backup.json"""
+    from substratus.cli.prepare import state_backend
+
     print(read_state(state_backend(RunOptions.from_params(ctx.params))).to_json(), end="")
 
 
@@ -134,6 +144,10 @@ def state_push(
 
     Example: substratus state push backup.json
     """
+    from substratus.cli.locking import locked
+    from substratus.cli.prepare import state_settings
+    from substratus.wiring import make_backend
+
     opts = RunOptions.from_params(ctx.params)
     resolved = state_settings(opts)
     new = _pushed_state(file, resolved.namespace)
@@ -169,6 +183,9 @@ def _pushed_state(file: Path, default_namespace: str) -> StateFile:
     """The state in ``file``, refused (even with ``--force``) when a record is keyed by
     anything but its own address or depends on something that is not an address: the next
     plan would delete the real resource."""
+    from substratus.engine.statefile import StateFile
+    from substratus.state.records import record_problems
+
     try:
         new = StateFile.from_json(file.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -216,6 +233,10 @@ def state_recover(
             source = (str(from_file), from_file.read_bytes())
         except OSError as exc:
             raise fail("Cannot read the state file", f"{from_file}: {exc.strerror}.") from exc
+    from substratus.cli.locking import locked
+    from substratus.cli.prepare import state_backend
+    from substratus.engine.backend import Recovers
+
     opts = RunOptions.from_params(ctx.params)
     backend = state_backend(opts)
     if not isinstance(backend, Recovers):
@@ -236,6 +257,9 @@ def force_unlock(
 
     Example: substratus force-unlock 6f1c2d3e-...
     """
+    from substratus.cli.prepare import state_backend
+    from substratus.engine.backend import LockNotFound
+
     backend = state_backend(RunOptions.from_params(ctx.params))
     if not force:
         if not sys.stdin.isatty():

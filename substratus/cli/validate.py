@@ -4,17 +4,17 @@ reading the state; ``--json`` prints the verdict and the diagnostics as one JSON
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, use_color
 from substratus.cli.options import Files, Namespace, NoColor, RunOptions, RuntimeOpt
-from substratus.cli.prepare import setup
-from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
-from substratus.engine.operation import read_externals, validate_config
-from substratus.wiring import Resolved, make_runtime
+from substratus.wiring import Resolved
+
+if TYPE_CHECKING:
+    from substratus.engine.config import Config
 
 
 def validate(
@@ -56,9 +56,14 @@ def _check(opts: RunOptions) -> tuple[Config, Resolved, list[Diagnostic]]:
     """The configuration, its settings and its warnings; an error is a ``DiagnosticError``.
     With the local runtime the artifacts it reads from outside must exist (a cluster is not
     contacted)."""
+    # imported here, not at start-up: the configuration loader and the spec models (pydantic)
+    from substratus.cli.prepare import setup
+    from substratus.engine.checks import check_config, read_externals
+    from substratus.wiring import make_runtime
+
     cfg, r = setup(opts)
     rt = make_runtime(r)
-    warnings = validate_config(cfg, rt)[0]
+    warnings = check_config(cfg, rt)
     if r.runtime == "local":  # a cluster is not contacted to validate
         found = read_externals(cfg, rt)
         from substratus.engine.config import raise_dangling

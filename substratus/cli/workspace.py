@@ -10,16 +10,16 @@ records resources unless ``--force``, and removes the state with compare-and-swa
 from __future__ import annotations
 
 import os
-from typing import Annotated, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
 import typer
 
-from substratus.cli.locking import locked
 from substratus.cli.options import Files, Lock, LockTimeout, RunOptions, StateUrl, Workspace
-from substratus.cli.prepare import state_backend
-from substratus.engine.backend import Backend, StateConflict
 from substratus.engine.diagnostic import fail
 from substratus.wiring import config_dir, current_workspace, workspace_file
+
+if TYPE_CHECKING:  # the state backends are imported by the commands, not at start-up
+    from substratus.engine.backend import Backend
 
 
 @runtime_checkable
@@ -37,6 +37,8 @@ def workspace_list(
 
     Example: substratus workspace list
     """
+    from substratus.cli.prepare import state_backend
+
     names = state_backend(RunOptions.from_params(ctx.params)).workspaces()
     for name in sorted({*names, workspace}):
         note = "" if name in names else "  (no state yet)"
@@ -53,6 +55,8 @@ def workspace_select(
 
     Example: substratus workspace select staging
     """
+    from substratus.cli.prepare import state_backend
+
     opts = RunOptions.from_params(ctx.params, workspace=name)
     existing = state_backend(opts).workspaces()  # also checks the name
     path = workspace_file(config_dir(opts.paths))
@@ -86,6 +90,10 @@ def workspace_delete(
 
     Example: substratus workspace delete feature-x
     """
+    from substratus.cli.locking import locked
+    from substratus.cli.prepare import state_backend
+    from substratus.engine.backend import StateConflict
+
     opts = RunOptions.from_params(ctx.params, workspace=name)
     if name == "default":
         raise fail("Cannot delete the default workspace", "It always exists.")

@@ -20,6 +20,7 @@ import networkx as nx
 
 from substratus.engine.address import Address
 from substratus.engine.capacity import checked_capacity
+from substratus.engine.checks import read_externals, runtime_diagnostics
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.digest import resolve_sources
@@ -27,7 +28,7 @@ from substratus.engine.estimate import checked_estimate
 from substratus.engine.graph import build_graph
 from substratus.engine.plan import Mode, Plan, PlanSettings
 from substratus.engine.planner import PlanRequest, make_plan
-from substratus.engine.runtime import ExternalResource, Owner, PlannedRun, ResourceView, Runtime
+from substratus.engine.runtime import Owner, PlannedRun, Runtime
 from substratus.engine.statefile import StateFile
 
 
@@ -40,25 +41,6 @@ class PlanOptions:
     workspace: str = "default"
     strict: bool = False  # capacity findings are errors (engine.capacity)
     max_cost: float | None = None  # --max-cost: USD cap on the plan's jobs (engine.estimate)
-
-
-def runtime_diagnostics(config: Config, runtime: Runtime) -> list[Diagnostic]:
-    """The runtime's objections, with file:line filled in from the configuration."""
-    views = [
-        ResourceView(str(r.address), r.kind, r.spec)
-        for r in config.resources.values()
-        if r.kind != "build"
-    ]
-    out = []
-    by_address = {str(a): r for a, r in config.resources.items()}
-    for d in runtime.check(views):
-        res = by_address.get(d.address or "")
-        if res is not None and d.source is None:
-            d = Diagnostic(
-                d.severity, d.summary, d.detail, d.address, res.source_of(d.path or "spec"), d.path
-            )
-        out.append(d)
-    return out
 
 
 def validate_config(config: Config, runtime: Runtime | None) -> tuple[list[Diagnostic], nx.DiGraph]:
@@ -104,16 +86,6 @@ def run_conflicts(
             d = Diagnostic(d.severity, d.summary, d.detail, d.address, res.source, d.path)
         out.append(d)
     return out
-
-
-def read_externals(config: Config, runtime: Runtime) -> dict[Address, ExternalResource]:
-    found: dict[Address, ExternalResource] = {}
-    for addr in config.external:
-        ns = addr.effective_namespace(config.default_namespace)
-        hit = runtime.read_external(addr.kind, ns, addr.name)
-        if hit is not None:
-            found[addr] = hit
-    return found
 
 
 def build_plan(

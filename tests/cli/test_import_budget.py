@@ -1,0 +1,102 @@
+"""The start-up import budget of the CLI: ``substratus --help``, ``version`` and ``validate``
+import nothing heavy until a command needs it (issue #14: start-up under 0.15 s).
+
+The budget is a set of modules that must not be imported, checked in a fresh interpreter with
+``python -X importtime`` (never a wall-clock time: that would fail under load).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Modules (and packages: their submodules too) that start-up must not import.
+HEAVY = (
+    "deepdiff",
+    "numpy",
+    "networkx",
+    "kubernetes",
+    "google",
+    "rich",
+    "yaml",
+    "substratus.engine.operation",
+    "substratus.engine.planner",
+    "substratus.engine.digest",
+    "substratus.engine.graph",
+    "substratus.engine.plan",
+    "substratus.engine.config",
+    "substratus.engine.statefile",
+    "substratus.engine.apply",
+    "substratus.runtimes",
+    "substratus.state",
+    "substratus.gcs",
+    "substratus.ci",
+    "substratus.notebook",
+)
+# Validating a configuration loads it (YAML, the spec models) and asks the runtime to check it,
+# but needs neither the planner nor the state.
+HEAVY_FOR_VALIDATE = (
+    "deepdiff",
+    "numpy",
+    "networkx",
+    "kubernetes",
+    "google",
+    "rich",
+    "substratus.engine.operation",
+    "substratus.engine.planner",
+    "substratus.engine.digest",
+    "substratus.engine.graph",
+    "substratus.engine.apply",
+    "substratus.runtimes.kubernetes",
+    "substratus.state",
+    "substratus.gcs",
+    "substratus.ci",
+)
+
+
+def imported(*args: str) -> set[str]:
+    """The modules ``python -X importtime ARGS`` imports (it must exit 0)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = set()
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip())
+    assert "substratus.cli" in names, done.stderr[-2000:]
+    return names
+
+
+def over_budget(names: set[str], heavy: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in heavy))
+
+
+def test_importing_the_app_imports_nothing_heavy() -> None:
+    names = imported("-c", "import substratus.cli.app")
+    assert over_budget(names, HEAVY) == []
+
+
+@pytest.mark.parametrize("command", [["--help"], ["version"], ["plan", "--help"]])
+def test_help_and_version_import_nothing_heavy(command: list[str]) -> None:
+    names = imported("-m", "substratus", *command)
+    assert over_budget(names, HEAVY) == []
+
+
+def test_validate_imports_neither_the_planner_nor_the_state() -> None:
+    names = imported("-m", "substratus", "validate", "-f", "examples/quickstart")
+    assert "substratus.engine.config" in names  # the budget checks a real validation
+    assert over_budget(names, HEAVY_FOR_VALIDATE) == []
