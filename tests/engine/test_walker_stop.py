@@ -117,3 +117,19 @@ def test_the_walker_schedules_on_the_graph_it_is_given(tmp_path: Path) -> None:
     walker = Walker(plan, StateFile.new(), None, h.backend, h.runtime, parallelism=4, graph=graph)
     assert walker.run().ok
     assert [a for _, a in h.runtime.calls] == ["dataset.data", "model.other", "model.trained"]
+
+
+def test_nothing_is_deleted_before_a_tainted_resource_whose_run_used_it(tmp_path: Path) -> None:
+    """A run that never completed leaves a tainted record whose only dependencies are those its
+    run was started with: removing both, the dataset waits for the tainted model's delete (the
+    property test once saw a build deleted before its failed dataset)."""
+    h = Harness(tmp_path)
+    h.runtime.fail.add("model.trained")
+    assert not h.apply(h.plan(CONFIG)).ok
+    tainted = h.state().resources["model.trained"]
+    assert tainted.status == "tainted" and not tainted.dependencies
+    plan = h.plan("")  # everything removed from the configuration
+    assert apply_graph(plan, h.state())["dataset.data"] >= {"model.trained"}
+    assert h.apply(plan).ok
+    deletes = [a for action, a in h.runtime.calls if action == "delete"]
+    assert deletes.index("model.trained") < deletes.index("dataset.data"), deletes
