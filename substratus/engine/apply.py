@@ -36,6 +36,7 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import heapq
 import threading
@@ -55,6 +56,7 @@ from substratus.engine.backend import (
     StateUnwritable,
 )
 from substratus.engine.diagnostic import DiagnosticError
+from substratus.engine.digest import rekeyed
 from substratus.engine.failure import Failure
 from substratus.engine.plan import Action, DriftStatus, Mode, Plan, ResourceChange
 from substratus.engine.runtime import (
@@ -164,6 +166,24 @@ def _stopped(exc: Stop) -> Failure:
     )
 
 
+def _keyed(plan: Plan, state: StateFile, secrets: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """``plan`` with its digests under the state's salt: a plan made before the state had one,
+    that applies a sensitive param, gets the salt made now and its digests computed again
+    under it (``digest.rekeyed``), so no record holds a digest that does not stand for the
+    secret. Otherwise ``plan`` as it is."""
+    recorded = (c for c in plan.resource_changes if c.action not in (Action.READ, Action.DELETE))
+    if state.salt is not None or plan.mode is not Mode.NORMAL:
+        return plan
+    if not any(c.address in secrets for c in recorded):
+        return plan
+    digests = rekeyed(plan.resource_changes, secrets, state.ensure_salt())
+    changes = [
+        dataclasses.replace(c, digest_after=digests[c.address]) if c.digest_after else c
+        for c in plan.resource_changes
+    ]
+    return dataclasses.replace(plan, resource_changes=changes)
+
+
 class Walker:
     def __init__(
         self,
@@ -181,13 +201,13 @@ class Walker:
         graph: Mapping[str, set[str]] | None = None,
         lock: LockWatch | None = None,
     ) -> None:
-        self.plan, self.state, self.token = plan, state, token
+        self.secrets = secrets or {}  # address -> sensitive param path -> value (engine.sensitive)
+        self.plan, self.state, self.token = _keyed(plan, state, self.secrets), state, token
         self.backend, self.runtime = backend, runtime
         self.parallelism = max(1, parallelism)
         self.on_event = on_event
         self.config_dir = config_dir
         self.timeout = timeout
-        self.secrets = secrets or {}  # address -> sensitive param path -> value (engine.sensitive)
         self.graph = graph if graph is not None else apply_graph(plan, state)
         self.lock = lock
         self.cancelled = threading.Event()

@@ -11,7 +11,9 @@ It does no network I/O (git refs are resolved later, by ``engine.digest``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,10 +160,37 @@ def load_config(paths: list[str], namespace: str | None = None) -> Config:
         settings=settings,
         files=[display_path(f) for f in files],
         default_namespace=default_ns,
-        digest="sha256:" + digest.hexdigest(),
+        digest=_masked_digest(resources, settings, files, root) or "sha256:" + digest.hexdigest(),
         external=external,
         warnings=[d for d in diags if not d.is_error],
     )
+
+
+def _masked_digest(
+    resources: Mapping[Address, Resource], settings: Settings, files: list[Path], root: Path
+) -> str | None:
+    """The configuration's digest when it has sensitive params (else None: the files' bytes
+    are hashed). Plans publish it (``config_digest``), so it is computed over what the files
+    declare with the sensitive values taken out — their markers, as in every plan — never over
+    the text that holds them (``engine.sensitive``)."""
+    if not any(r.secrets for r in resources.values()):
+        return None
+    doc = {
+        "files": sorted(os.path.relpath(f, root) for f in files),
+        "project": settings.project.model_dump(mode="json"),
+        "resources": {
+            str(a): {
+                "kind": r.kind,
+                "spec": r.spec,
+                "lifecycle": r.lifecycle.model_dump(mode="json", exclude_defaults=True),
+                "sensitive": sorted(r.secrets),
+                "origin": r.origin,
+            }
+            for a, r in resources.items()
+        },
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _project(

@@ -10,16 +10,22 @@ digests of its dependencies by role. Equal digests ⇒ nothing to do, without di
 - A resource's digest stands for content, never position: the raw container source (``local``,
   ``git``) is left out (the build's digest stands for it), a build's digest is its source content
   (a local directory's content hash; a git commit and sub-path — not where the repository or the
-  directory is), dependencies count by role and digest, not by address, and a ``sensitive:``
-  param counts by its value, not by being marked sensitive (nor by the form of its fingerprint,
-  ``engine.sensitive``: the digest is over the value, never stored). So renaming the configuration
-  directory, adding an unrelated resource, reordering files, or editing ``lifecycle`` or
-  ``sensitive:`` never changes a digest (DESIGN §12).
+  directory is), dependencies count by role and digest, not by address. So renaming the
+  configuration directory, adding an unrelated resource, reordering files, or editing
+  ``lifecycle`` never changes a digest (DESIGN §12).
+- A ``sensitive:`` param counts by its *keyed* fingerprint: the salted scrypt of its value under
+  the state's salt (``engine.sensitive``), never the value itself. A digest is published in every
+  plan (``digest_after``), so a digest over the value would let anyone holding the plan guess a
+  short secret at SHA-256 speed; keyed, a guess needs the state's salt and costs a scrypt. Until
+  the state has a salt the fingerprint is ``PENDING`` — the digest then does not depend on the
+  value at all — and the apply that makes the salt computes the plan's digests again under it
+  (``rekeyed``) before it records anything, so no record ever holds a digest made without it.
 
 Records written by earlier versions hold *format 1* digests (``legacy_digests``: ignored paths
-dropped, specs masked, dependencies with their addresses); the planner recognises an unchanged
-resource by them and only rewrites its record. ``field_changes`` runs deepdiff only for resources
-whose digest changed, to give the changed field paths as reasons.
+dropped, specs masked, dependencies with their addresses) or *format 2* digests (as now, but over
+the plain sensitive values: ``plain_digests``); the planner recognises an unchanged resource by
+them and only rewrites its record. ``field_changes`` runs deepdiff only for resources whose
+digest changed, to give the changed field paths as reasons.
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ from deepdiff import DeepDiff
 from substratus.engine.address import Address
 from substratus.engine.build_source import SourceError, hash_directory, resolve_git_ref
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.plan import Action, ResourceChange
 from substratus.engine.resource import Resource
 from substratus.engine.sensitive import MARK as SENSITIVE_KEY
-from substratus.engine.sensitive import legacy_masked, seal, unmask
+from substratus.engine.sensitive import as_marked, legacy_masked, seal, unmask
 from substratus.engine.statefile import ResourceRecord
 
 _ABSENT = object()
@@ -119,19 +126,35 @@ def effective_spec(res: Resource, recorded: Mapping[str, Any] | None) -> dict[st
     return spec
 
 
-def digest_spec(res: Resource, spec: Mapping[str, Any], salt: str | None = None) -> dict[str, Any]:
-    """The part of an effective spec that determines the output (see module docstring); a
-    sensitive marker counts by the value it stands for (``salt``: the state's)."""
+def digest_spec(
+    res: Resource, spec: Mapping[str, Any], salt: str | None = None, *, plain: bool = False
+) -> dict[str, Any]:
+    """The part of an effective spec that determines the output (see module docstring): its
+    sensitive markers sealed under the state's ``salt`` (``plain``: format 2, the values)."""
     if res.kind == "build":
         keep = ("commit", "path") if res.spec["source"] == "git" else ("contentHash",)
         return {"source": res.spec["source"], **{k: res.spec.get(k) for k in keep}}
+    if plain:
+        return _runnable(unmask(dict(spec), res.secrets, salt))
+    return _runnable(seal(dict(spec), res.secrets, salt))
+
+
+def _runnable(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` without the raw container source (the build's digest stands for it)."""
     container = spec.get("container") or {}
     if "local" in container or "git" in container:
-        spec = {
+        return {
             **spec,
             "container": {k: v for k, v in container.items() if k not in ("local", "git")},
         }
-    return unmask(dict(spec), res.secrets, salt)
+    return spec
+
+
+def document_digest(kind: str, spec: Mapping[str, Any], deps: Iterable[tuple[str, str]]) -> str:
+    """The SHA-256 of a digest document: ``kind``, the digest ``spec`` and (role, digest) of
+    each dependency."""
+    doc = {"kind": kind, "spec": spec, "deps": sorted(deps)}
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
 
 
 def digest(
@@ -139,10 +162,11 @@ def digest(
     spec: Mapping[str, Any],
     dependency_digests: Mapping[Address, str],
     salt: str | None = None,
+    *,
+    plain: bool = False,
 ) -> str:
-    deps = sorted((d.role, dependency_digests.get(d.address, "")) for d in res.dependencies)
-    doc = {"kind": res.kind, "spec": digest_spec(res, spec, salt), "deps": deps}
-    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+    deps = ((d.role, dependency_digests.get(d.address, "")) for d in res.dependencies)
+    return document_digest(res.kind, digest_spec(res, spec, salt, plain=plain), deps)
 
 
 def compute_digests(
@@ -151,10 +175,13 @@ def compute_digests(
     external: Mapping[Address, str] | None = None,
     records: Mapping[str, ResourceRecord] | None = None,
     salt: str | None = None,
+    *,
+    plain: bool = False,
 ) -> tuple[dict[Address, str], dict[Address, dict[str, Any]]]:
     """Digests and effective specs in topological ``order`` (dependencies first); ``external``
     adds read digests, ``records`` the applied specs ``ignoreChanges`` keeps; the specs'
-    sensitive markers are sealed with the state's ``salt`` (``engine.sensitive``)."""
+    sensitive markers are sealed with the state's ``salt`` (``engine.sensitive``). ``plain``:
+    format 2 digests, over the sensitive values (to recognise records of that format)."""
     out: dict[Address, str] = dict(external or {})
     specs: dict[Address, dict[str, Any]] = {}
     records = records or {}
@@ -163,8 +190,71 @@ def compute_digests(
         rec = records.get(str(addr))
         spec = effective_spec(res, rec.spec if rec is not None and rec.digest else None)
         specs[addr] = seal(spec, res.secrets, salt)
-        out[addr] = digest(res, specs[addr], out, salt)
+        out[addr] = digest(res, specs[addr], out, salt, plain=plain)
     return out, specs
+
+
+def plain_digests(
+    order: Iterable[Address],
+    resources: Mapping[Address, Resource],
+    external: Mapping[Address, str],
+    records: Mapping[str, ResourceRecord],
+    salt: str | None,
+) -> dict[Address, str]:
+    """Format 2 digests of the configuration: over the plain values of sensitive params."""
+    return compute_digests(order, resources, external, records, salt, plain=True)[0]
+
+
+def remarked_digests(
+    order: Iterable[Address],
+    resources: Mapping[Address, Resource],
+    external: Mapping[Address, str],
+    records: Mapping[str, ResourceRecord],
+    salt: str | None,
+) -> dict[Address, str]:
+    """Digests of the configuration with each resource's params marked sensitive as its record
+    marks them (``sensitive.as_marked``): a record whose digest is this one differs from the
+    configuration by its ``sensitive:`` marking alone (its own or an input's), which changes no
+    content: the planner rewrites the record and runs nothing (DESIGN §12)."""
+    out: dict[Address, str] = dict(external)
+    for addr in order:
+        res = resources[addr]
+        rec = records.get(str(addr))
+        recorded = rec.spec if rec is not None and rec.digest else None
+        spec = seal(effective_spec(res, recorded), res.secrets, salt)
+        if res.kind == "build":
+            spec = digest_spec(res, spec, salt)
+        elif recorded is not None:
+            spec = _runnable(as_marked(spec, res.secrets, recorded, salt))
+        else:
+            spec = _runnable(spec)
+        deps = ((d.role, out.get(d.address, "")) for d in res.dependencies)
+        out[addr] = document_digest(res.kind, spec, deps)
+    return out
+
+
+def rekeyed(
+    changes: Iterable[ResourceChange],
+    secrets: Mapping[str, Mapping[str, Any]],
+    salt: str,
+) -> dict[str, str]:
+    """The digests of a plan's ``changes`` (in dependency order) under ``salt``: what a plan made
+    before the state had a salt (its sensitive markers ``PENDING``) would have given with it.
+    Recomputed from each change's effective spec (``after``) and inputs; a change without a
+    digest of its own (a delete) keeps what it has."""
+    out: dict[str, str] = {}
+    for c in changes:
+        if c.action is Action.READ or c.action is Action.DELETE or not c.digest_after:
+            out[c.address] = c.digest_after or c.digest_before or ""
+            continue
+        spec = dict(c.after or {})
+        if c.kind == "build":  # no sensitive params: its digest stands
+            out[c.address] = c.digest_after
+            continue
+        sealed = _runnable(seal(spec, secrets.get(c.address), salt))
+        deps = ((d.role or "", out.get(d.address, "")) for d in c.dependencies)
+        out[c.address] = document_digest(c.kind, sealed, deps)
+    return out
 
 
 # -- format 1 (records written before DIGEST_FORMAT 2) ------------------------------------------

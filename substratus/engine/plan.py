@@ -54,7 +54,7 @@ __all__ = [
 if TYPE_CHECKING:
     from substratus.engine.plan_estimate import Estimate
 
-PLAN_FORMAT_VERSION = "1.0"
+PLAN_FORMAT_VERSION = "1.1"  # 1.1: digests keyed by the state's salt (engine.digest)
 
 
 class Mode(enum.StrEnum):

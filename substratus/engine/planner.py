@@ -15,7 +15,8 @@ hands everything here. Rules:
   failed), run again into a new version; a pending operation left by an interrupted apply at
   the same digest is adopted (reason ``adopt``);
 - digest unchanged but the record differs — ``lifecycle``, ``sensitive:`` marking, renamed
-  inputs, a digest of an older format that still matches (``lineage.legacy_digests``) — →
+  inputs, a digest of an older format that still matches (``digest.legacy_digests``,
+  ``digest.plain_digests``) — →
   ``update`` with ``record_only``: the record is rewritten, nothing runs;
 - references to resources not in the configuration → ``read`` of what the runtime found, or a
   "dangling reference" error; a reference to a resource removed from the configuration that the
@@ -35,7 +36,13 @@ import networkx as nx
 from substratus.engine.address import Address
 from substratus.engine.config import Config, dangling_reference, removed_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
-from substratus.engine.digest import compute_digests, field_changes, legacy_digests
+from substratus.engine.digest import (
+    compute_digests,
+    field_changes,
+    legacy_digests,
+    plain_digests,
+    remarked_digests,
+)
 from substratus.engine.graph import build_graph, topological, with_dependencies
 from substratus.engine.kinds import replaces_on_change
 from substratus.engine.plan import (
@@ -52,7 +59,7 @@ from substratus.engine.plan import (
 from substratus.engine.plan import ReasonCode as Why
 from substratus.engine.resource import Resource
 from substratus.engine.runtime import ExternalResource, Observation
-from substratus.engine.sensitive import align
+from substratus.engine.sensitive import align, marking, split_path
 from substratus.engine.statefile import DIGEST_FORMAT, ResourceRecord, StateFile, now_iso
 
 IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
@@ -61,12 +68,22 @@ IN_PLACE_VERB = {"modelserver": "rolled out", "notebook": "updated"}
 @dataclass(frozen=True)
 class Digests:
     """What the configuration resolves to: digests and effective specs (``engine.digest``),
-    and format 1 digests where records of that format exist (else empty)."""
+    and, by format, the digests of older formats where records of that format may need them
+    (``legacy``: format → address → digest; empty when none do)."""
 
     new: Mapping[Address, str]
     specs: Mapping[Address, dict[str, object]]
-    legacy: Mapping[Address, str]
+    legacy: Mapping[int, Mapping[Address, str]]
     salt: str | None = None  # the state's, for its records' sensitive markers
+    remarked: Mapping[Address, str] = field(default_factory=dict)  # digest.remarked_digests
+
+    def same(self, addr: Address, rec: ResourceRecord) -> bool:
+        """Whether ``rec``'s digest stands for what the configuration gives: the current digest,
+        an older format's, or the current one under the record's ``sensitive:`` marking."""
+        if rec.digest in (self.new[addr], self.remarked.get(addr)):
+            return True
+        older = self.legacy.get(rec.digest_format) if rec.digest_format < DIGEST_FORMAT else None
+        return older is not None and older.get(addr) == rec.digest
 
 
 @dataclass
@@ -157,10 +174,16 @@ def _plan_configured(
     external_digests = _reads(req, removed, changes, errors)
     salt = req.state.salt if req.state else None
     digests, specs = compute_digests(order, cfg.resources, external_digests, records, salt)
-    legacy: Mapping[Address, str] = {}
-    if any(r.digest and r.digest_format < DIGEST_FORMAT for r in records.values()):
-        legacy = legacy_digests(order, cfg.resources, external_digests, records)
-    current = Digests(digests, specs, legacy, salt)
+    formats = {r.digest_format for r in records.values() if r.digest}
+    legacy: dict[int, Mapping[Address, str]] = {}
+    if 1 in formats:
+        legacy[1] = legacy_digests(order, cfg.resources, external_digests, records)
+    if 2 in formats and any(r.secrets for r in cfg.resources.values()):
+        legacy[2] = plain_digests(order, cfg.resources, external_digests, records, salt)
+    remarked: Mapping[Address, str] = {}
+    if any(_remarked(res, records.get(str(a))) for a, res in cfg.resources.items()):
+        remarked = remarked_digests(order, cfg.resources, external_digests, records, salt)
+    current = Digests(digests, specs, legacy, salt, remarked)
     for addr in order:
         if addr in selected:
             change = _plan_resource(req, addr, current, changes, obs)
@@ -171,6 +194,13 @@ def _plan_configured(
             if not wanted or a in wanted:
                 why = f"{a} is not in the configuration"
                 changes[a] = _delete(records[a], a, Why.NOT_IN_CONFIG, why, errors)
+
+
+def _remarked(res: Resource, rec: ResourceRecord | None) -> bool:
+    """Whether ``res`` marks other params sensitive than its record does."""
+    if rec is None or not rec.digest or res.kind == "build":
+        return False
+    return marking(rec.spec) != frozenset(split_path(p) for p in res.secrets)
 
 
 def _unknown_addresses(req: PlanRequest, records: Mapping[str, ResourceRecord]) -> list[Diagnostic]:
@@ -333,9 +363,7 @@ def _plan_recorded(
     """The action for a resource the state records as completed (see the module docstring)."""
     change.before, change.digest_before = rec.spec, rec.digest
     addr = res.address
-    same = rec.digest == current.new[addr] or (
-        rec.digest_format < DIGEST_FORMAT and current.legacy.get(addr) == rec.digest
-    )
+    same = current.same(addr, rec)
     if not same:
         in_place = not replaces_on_change(res.kind)
         change.action = Action.UPDATE if in_place else Action.REPLACE
@@ -380,8 +408,14 @@ def _record_changes(rec: ResourceRecord, change: _Draft) -> list[Reason]:
     if rec.dependencies != change.depends_on:
         renamed = f"{', '.join(rec.dependencies) or '(none)'} → {', '.join(change.depends_on)}"
         out.append(Reason(Why.RECORD, f"its inputs were renamed ({renamed}); nothing runs"))
-    if not out and rec.digest_format < DIGEST_FORMAT:
-        out.append(Reason(Why.RECORD, "its digest is recorded in the current format; nothing runs"))
+    if not out and rec.digest != change.digest_after:
+        why = (
+            "its digest is recorded in the current format; nothing runs"
+            if rec.digest_format < DIGEST_FORMAT
+            else "an input's sensitive: marking changed, so its digest is recorded anew; "
+            "nothing runs"
+        )
+        out.append(Reason(Why.RECORD, why))
     return out
 
 

@@ -50,7 +50,8 @@ def _show(value: Any) -> str:
 def _leaves(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
     """(dotted path, value in a, value in b) where two JSON values differ, deepest first. Two
     sensitive markers are not compared: their fingerprints depend on the salt (and format) of
-    the moment, while ``digest_after`` — over the values themselves — tells a changed secret."""
+    the moment, while ``digest_after`` — keyed by the state's salt — tells a changed secret
+    (before the state has a salt nothing in a plan depends on one: ``engine.digest``)."""
     if is_marker(a) and is_marker(b):
         return []
     if isinstance(a, dict) and isinstance(b, dict):

@@ -192,6 +192,50 @@ def align(
     return out
 
 
+def _param_paths(spec: Mapping[str, Any]) -> Iterator[tuple[str, ...]]:
+    """The path of every param in ``spec``'s param sections (``kinds.PARAM_SECTIONS``)."""
+    for section in PARAM_SECTIONS:
+        node: Any = spec
+        for part in section:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping):
+            yield from ((*section, key) for key in node)
+
+
+def as_marked(
+    spec: dict[str, Any],
+    values: Mapping[str, Any] | None,
+    recorded: Mapping[str, Any],
+    salt: str | None,
+) -> dict[str, Any]:
+    """``spec`` (sealed) with its params marked as the ``recorded`` spec marks them: a param the
+    record holds in plain gets its configured value back, a param the record holds as a marker
+    that stands for the configured value gets that marker's form. The digest of the result is
+    what the record's would be if only the ``sensitive:`` marking changed (``engine.digest``)."""
+    out = copy.deepcopy(spec)
+    marked = {split_path(p): v for p, v in (values or {}).items()}
+    for parts in list(_param_paths(out)):
+        node, theirs = _parent(out, parts), _parent(recorded, parts)
+        if node is None or theirs is None or parts[-1] not in theirs:
+            continue
+        ours, was = node[parts[-1]], theirs[parts[-1]]
+        if parts in marked and is_marker(ours) and not is_marker(was):
+            node[parts[-1]] = copy.deepcopy(marked[parts])
+        elif parts not in marked and is_marker(was) and matches(was[MARK], ours, salt):
+            node[parts[-1]] = {MARK: fingerprint(ours, salt)}
+    return out
+
+
+def marking(spec: Mapping[str, Any]) -> frozenset[tuple[str, ...]]:
+    """The param paths ``spec`` holds as markers."""
+    out = set()
+    for parts in _param_paths(spec):
+        node = _parent(spec, parts)
+        if node is not None and is_marker(node.get(parts[-1])):
+            out.add(parts)
+    return frozenset(out)
+
+
 def legacy_masked(spec: dict[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
     """``spec`` with the markers of ``values`` in the unsalted form (format 1 digests)."""
     if not values:

@@ -39,8 +39,10 @@ from substratus.engine.sensitive import new_salt
 
 STATE_FORMAT_VERSION = 1
 # How new records' digests are computed (engine.digest): 2 since digests stopped depending on
-# build addresses, ``ignoreChanges`` and ``sensitive:`` marking. Records without it are format 1.
-DIGEST_FORMAT = 2
+# build addresses, ``ignoreChanges`` and ``sensitive:`` marking; 3 since a sensitive param counts
+# by its salted fingerprint, not its value (format 2 records of resources without one are current
+# as they are: their digests are the same). Records without it are format 1.
+DIGEST_FORMAT = 3
 
 
 def legacy_version(digest: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from substratus.engine.statefile import DIGEST_FORMAT
 from tests.e2e.conftest import Project, kill_leftovers
 from tests.e2e.counting import runs
 from tests.support.gcs import GcsServer
@@ -66,22 +67,28 @@ def check_records(p: Project, case: str, env: dict[str, str]) -> None:
 # -- the file backend ------------------------------------------------------------------------
 
 
+KEYED = ("model.trained", "modelserver.api")  # the secret's resource and what is downstream
+
+
 def assert_migrated(before: dict[str, Any], after: dict[str, Any]) -> None:
     """The one change the first apply makes to a 0.1.0 state: the sensitive param's unsalted
     fingerprint (``sha256:``) is recorded again salted (``scrypt:``, with the state's new salt),
-    as a record-only update — one write, serial bumped, every other field as it was."""
+    and the digests over its plain value — its resource's and, through it, the server's — are
+    recorded keyed by that salt (``engine.digest``): record-only updates, one write each,
+    every other field as it was."""
     assert "salt" not in before and isinstance(after.pop("salt"), str)
-    assert after.pop("serial") == before.pop("serial") + 1
+    assert after.pop("serial") == before.pop("serial") + len(KEYED)
     assert after.pop("substratus_version")
     before.pop("substratus_version")
     old = before["resources"]["model.trained"]["spec"]["trainer"]["params"]["api_key"]
     new = after["resources"]["model.trained"]["spec"]["trainer"]["params"]["api_key"]
     assert old["$sensitive"].startswith("sha256:") and new["$sensitive"].startswith("scrypt:")
     new["$sensitive"] = old["$sensitive"]
-    trained = after["resources"]["model.trained"]
-    assert trained.pop("digest_format", 2) == before["resources"]["model.trained"].pop(
-        "digest_format", 2
-    )
+    for address in KEYED:
+        was, now = before["resources"][address], after["resources"][address]
+        assert now.pop("digest_format") == DIGEST_FORMAT and was.pop("digest_format", 1) < 3
+        assert now.pop("digest") != was.pop("digest"), address
+        assert now.pop("dependency_digests").keys() == was.pop("dependency_digests").keys()
     assert after == before
 
 
@@ -95,17 +102,19 @@ def test_file_state_with_its_journal_loads_unchanged(where: Path) -> None:
     env = {"RUNS_LOG": str(where / "runs.log")}
 
     plan = p.run("plan", "--detailed-exitcode", env=env, check=2)
-    assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan.stdout
-    assert "model.trained will be updated in-place (record only: nothing runs)" in plan.stdout
+    assert "Plan: 0 to add, 2 to change, 0 to destroy." in plan.stdout
+    for address in KEYED:
+        assert f"{address} will be updated in-place (record only: nothing runs)" in plan.stdout
     assert files(state_dir) == before  # planning writes nothing
     check_records(p, "file", env)
     pulled = json.loads(p.run("state", "pull").stdout)
+    pulled_serial = pulled["serial"]
     p.run("apply", "--auto-approve", env=env)
 
     assert runs(where / "runs.log") == {}  # nothing ran again
     assert_migrated(pulled, json.loads(p.run("state", "pull").stdout))
     backup = json.loads((state_dir / "default.json.backup").read_text())
-    assert backup["serial"] == json.loads(p.run("state", "pull").stdout)["serial"] - 1
+    assert backup["serial"] == pulled_serial  # the state as 0.1.0 left it
     assert files(state_dir)["default.json"] == before["default.json"]  # a journal write
     p.run("plan", "--detailed-exitcode", env=env)  # exit 0: nothing left to do
     # the outputs still name where they were made; refresh found them where they are now
@@ -164,7 +173,8 @@ def test_gcs_layout_with_its_journal_loads_unchanged(where: Path, gcs_server: Gc
     env = {**gcs_server.env, "RUNS_LOG": str(where / "runs.log")}
 
     plan = p.run("plan", "--detailed-exitcode", env=env, check=2)
-    assert "model.trained will be updated in-place (record only: nothing runs)" in plan.stdout
+    for address in KEYED:
+        assert f"{address} will be updated in-place (record only: nothing runs)" in plan.stdout
     assert listing(gcs_server, layout["bucket"]) == uploaded  # planning writes nothing
     check_records(p, "gcs", env)
     pulled = json.loads(p.run("state", "pull", env=env).stdout)
@@ -202,23 +212,38 @@ def unsalted(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def test_saved_plan_runs_exactly_its_jobs_and_leaves_the_promised_state(where: Path) -> None:
+def test_a_saved_plan_of_0_1_0_is_refused_and_a_new_one_runs_exactly_its_jobs(where: Path) -> None:
+    """Plan files of 0.1.0 (plan format 1.0) hold digests over the plain sensitive values, so
+    they are refused as of an older format, with what to do, nothing run and the state as it
+    was; the plan made again promises the same jobs and runs exactly those."""
     p = moved("saved_plan", where)
     plan = movable_plan(p)
     log = where / "runs.log"
     to_run = [c["name"] for c in plan["resource_changes"] if c["actions"] == ["delete", "create"]]
     assert sorted(to_run) == ["base", "trained"]
+    state_dir = p.dir / ".substratus" / "state"
+    before = files(state_dir)
 
-    p.run("apply", "plan.json", env={"RUNS_LOG": str(log)})
+    out = p.run("apply", "plan.json", check=1, env={"RUNS_LOG": str(log)})
+    assert "it was made by an older substratus (plan format 1.0; " in out.stderr, out.stderr
+    assert "run `substratus plan` again" in out.stderr and "Traceback" not in out.stderr
+    assert runs(log) == {} and files(state_dir) == before
+
+    p.run("plan", "--out", "again.json", env={"RUNS_LOG": str(log)})
+    again = json.loads((p.dir / "again.json").read_text())
+    assert [c["actions"] for c in again["resource_changes"]] == [
+        c["actions"] for c in plan["resource_changes"]
+    ]
+    p.run("apply", "again.json", env={"RUNS_LOG": str(log)})
 
     assert runs(log) == {name: 1 for name in to_run}
     state = json.loads(p.run("state", "pull").stdout)
     assert state["lineage"] == plan["prior_state"]["lineage"]
-    assert state["serial"] > plan["prior_state"]["serial"]
-    for change in plan["resource_changes"]:
+    for change in again["resource_changes"]:
         record = state["resources"][change["address"]]
         assert record["status"] == "ready", change["address"]
-        assert record["digest"] == change["digest_after"], change["address"]
+        if change["address"] not in KEYED:  # keyed by the salt this apply made (engine.digest)
+            assert record["digest"] == change["digest_after"], change["address"]
         assert unsalted(record["spec"]) == unsalted(change["after"]), change["address"]
     # the secret the plan fingerprinted unsalted is recorded salted (engine.sensitive)
     key = state["resources"]["model.trained"]["spec"]["trainer"]["params"]["api_key"]
