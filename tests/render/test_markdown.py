@@ -229,9 +229,10 @@ def test_each_level_in_turn() -> None:
     budget, seen = 10**9, []
     while True:
         result = render_markdown_with_level(plan, sha256=SHA, budget=budget, plan_file="p.json")
-        assert render_markdown_with_level(
-            plan, sha256=SHA, budget=budget, plan_file="p.json"
-        ) == result
+        assert (
+            render_markdown_with_level(plan, sha256=SHA, budget=budget, plan_file="p.json")
+            == result
+        )
         assert layout_problems(result.text) == []
         assert ("is shortened to fit" in result.text) == (result.level > 0)
         if not seen or seen[-1] != result.level:
@@ -290,7 +291,8 @@ def test_warning_section_is_grouped_by_cause_only_when_it_alone_does_not_fit(
     assert result.level == level, LEVELS[result.level]
     warning = result.text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
     assert f"**Destructive changes: {deletes:,} to destroy.**" in warning
-    assert f"> **`-` {deletes:,} destroyed**: not in the configuration: `notebook.n0000`," in warning
+    head = f"> **`-` {deletes:,} destroyed**: not in the configuration: `notebook.n0000`,"
+    assert head in warning
     listed = re.findall(r"`(notebook\.n\d+)`", warning)
     assert listed == [f"notebook.n{i:04}" for i in range(len(listed))]
     assert max(len(line) for line in warning.splitlines()) <= 110
