@@ -33,8 +33,14 @@ def file_sha256(path: Path) -> str:
 
 
 def plan_title(plan: Plan, resolved: Resolved | None = None) -> str:
-    base = Path(str(plan.settings.base or (resolved.base if resolved else ".")))
-    return f"substratus plan: workspace `{plan.workspace}` in `{base.name or base}`"
+    return title(plan.workspace, plan.settings.base or (resolved.base if resolved else "."))
+
+
+def title(workspace: str, base: str | os.PathLike[str], failed: bool = False) -> str:
+    """ "substratus plan: workspace `default` in `ml`" (``failed``: "substratus plan failed: …")."""
+    where = Path(str(base))
+    verb = "plan failed" if failed else "plan"
+    return f"substratus {verb}: workspace `{workspace}` in `{where.name or where}`"
 
 
 def plan_markdown(

@@ -86,8 +86,8 @@ class RunInfo:
     run_url: str = ""
     run_id: str = ""
 
-    def line(self) -> str:
-        """ "Planned at commit `abc1234` … · [CI run 42](…)", or "" when nothing is known."""
+    def line(self, lead: str = "Planned at commit") -> str:
+        """``lead`` `abc1234` … · [CI run 42](…), or "" when nothing is known."""
         parts = []
         if self.sha:
             short = code_span(self.sha[:12])
@@ -97,9 +97,10 @@ class RunInfo:
                 if self.head_sha and self.head_sha != self.sha
                 else ""
             )
-            parts.append(f"Planned at commit {sha}{head}")
+            parts.append(f"{lead} {sha}{head}")
         if self.run_url:
-            parts.append(f"[CI run {escape_md(self.run_id or 'log')}]({_url(self.run_url)})")
+            name = f"CI run {escape_md(self.run_id)}" if self.run_id else "CI run"
+            parts.append(f"[{name}]({_url(self.run_url)})")
         return " · ".join(parts)
 
 
