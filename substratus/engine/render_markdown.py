@@ -47,7 +47,15 @@ from typing import Literal
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import markdown_section
 from substratus.engine.mdtext import code_span, escape_html, escape_md, escape_md_code, fence, wrap
-from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
+from substratus.engine.plan import (
+    SHOWN_ACTIONS,
+    Action,
+    Mode,
+    Plan,
+    Reason,
+    ReasonCode,
+    ResourceChange,
+)
 from substratus.engine.render import Painter, render_change, summary_line
 from substratus.engine.render_graph import changes_graph, mermaid
 
@@ -67,10 +75,11 @@ LEVELS = (
     "as many addresses as fit, drift and warnings as counts",
     "warning grouped by cause",
     "warning grouped by cause, each group's addresses cut to fit",
-    "warning cut to as many groups as fit",
+    "warning grouped by broader cause (an input changed, whichever it was)",
+    "warning grouped by broader cause, each group's addresses cut to fit",
+    "warning cut to as many broad groups as fit, one address each",
 )
 _NO_BECAUSE = (ReasonCode.ADOPT, ReasonCode.EXTERNAL)
-_KEEPS = (1, 5, 7, 8)  # the levels that keep a prefix of a list (binary-searched)
 Unit = Literal["characters", "bytes"]
 
 
@@ -230,10 +239,10 @@ class _Parts:
             return 1, len(self.listed) - 1
         if level == 5:
             return 0, len(self.listed)
-        if level == 7:
-            return 0, max((len(g.addresses) for g in self.groups), default=0) - 1
-        if level == 8:
-            return 0, len(self.groups) - 1
+        if level in (7, 9):  # each group keeps at least one address
+            return 1, max((len(g.addresses) for g in self.groups[level == 9]), default=0) - 1
+        if level == 10:
+            return 0, len(self.groups[True]) - 1
         return 0, 0
 
     @cached_property
@@ -249,13 +258,17 @@ class _Parts:
         return _graph(self.a.plan, self.a.plan_file)
 
     @cached_property
-    def groups(self) -> list[_Group]:
-        by_cause: dict[tuple[Action, str], list[str]] = {}
-        for action in (Action.DELETE, Action.REPLACE):
-            for c in self.destructive:
-                if c.action is action:
-                    by_cause.setdefault((action, _cause(c)), []).append(c.address)
-        return [_Group(act, cause, addrs) for (act, cause), addrs in by_cause.items()]
+    def groups(self) -> dict[bool, list[_Group]]:
+        """The deletes and replacements grouped by cause: exact (False) and broad (True)."""
+        out: dict[bool, list[_Group]] = {}
+        for broad in (False, True):
+            by_cause: dict[tuple[Action, str], list[str]] = {}
+            for action in (Action.DELETE, Action.REPLACE):
+                for c in self.destructive:
+                    if c.action is action:
+                        by_cause.setdefault((action, _cause(c, broad)), []).append(c.address)
+            out[broad] = [_Group(act, cause, addrs) for (act, cause), addrs in by_cause.items()]
+        return out
 
     @cached_property
     def estimates(self) -> dict[bool, str]:
@@ -263,7 +276,7 @@ class _Parts:
         return {full: markdown_section(est, full=full) for full in (True, False)}
 
     def render(self, level: int, keep: int) -> str:
-        """The text at ``level``; ``keep`` is the prefix a cut list shows (``_KEEPS`` levels)."""
+        """The text at ``level``; ``keep`` is the prefix a cut list shows (``keep_range``)."""
         a, plan = self.a, self.a.plan
         parts = [f"## {escape_md_code(a.title) if a.title else 'substratus plan'}", _summary(plan)]
         parts.append(a.run.line() if a.run else "")
@@ -320,16 +333,18 @@ class _Parts:
             for c in self.destructive:
                 lines += wrap(_one_line(c).split(" "), WRAP, "> - ", "> " + INDENT)
             return "\n".join(lines)
-        groups = self.groups if level < 8 else self.groups[:keep]
+        every = self.groups[level >= 8]
+        groups = every if level < 10 else every[:keep]
+        cut = keep if level in (7, 9) else 1 if level == 10 else None
         for g in groups:
-            lines += [">", *g.lines(keep if level == 7 else None if level == 6 else 0)]
-        if len(groups) < len(self.groups):
-            rest = sum(len(g.addresses) for g in self.groups[len(groups) :])
+            lines += [">", *g.lines(cut)]
+        if len(groups) < len(every):
+            rest = sum(len(g.addresses) for g in every[len(groups) :])
             more = "… and " if groups else ""
             lines += [
                 ">",
                 f"> **This list is incomplete:** {more}{rest:,} more resources in "
-                f"{len(self.groups) - len(groups):,} groups. {self.a.full_plan}",
+                f"{len(every) - len(groups):,} groups. {self.a.full_plan}",
             ]
         return "\n".join(lines)
 
@@ -365,27 +380,40 @@ def _summary(plan: Plan) -> str:
     return line
 
 
-def _why(change: ResourceChange) -> list[str]:
-    """The reasons as the text renderer words them: changed fields first, in one phrase."""
+def _phrases(change: ResourceChange) -> list[tuple[Reason | None, str]]:
+    """The reasons as the text renderer words them (changed fields first, in one phrase), each
+    with its reason (None for the fields' phrase)."""
     fields = [r.path for r in change.reasons if r.path and r.code.is_field]
-    out = [f"because {', '.join(fields)} changed"] if fields else []
+    out: list[tuple[Reason | None, str]] = (
+        [(None, f"because {', '.join(fields)} changed")] if fields else []
+    )
     for r in change.reasons:
         if r.code is ReasonCode.NEW or (r.path and r.code.is_field):
             continue
-        out.append(r.message if r.code in _NO_BECAUSE else f"because {r.message}")
+        out.append((r, r.message if r.code in _NO_BECAUSE else f"because {r.message}"))
     return out
 
 
-def _cause(change: ResourceChange) -> str:
+def _why(change: ResourceChange) -> list[str]:
+    return [phrase for _, phrase in _phrases(change)]
+
+
+def _cause(change: ResourceChange, broad: bool = False) -> str:
     """What a group of deletes or replacements has in common, escaped: the reasons without the
-    resource's own address ("not in the configuration", "because dataset.d changed (…)")."""
-    phrases = []
-    for phrase in _why(change):
-        if phrase == f"because {change.address} is not in the configuration":
+    resource's own address ("not in the configuration", "because dataset.d changed (…)");
+    ``broad``: an input's change without which input ("because a dataset it uses changed")."""
+    phrases: list[str] = []
+    for r, phrase in _phrases(change):
+        code = r.code if r is not None else None
+        if code is ReasonCode.NOT_IN_CONFIG:
             phrase = "not in the configuration"
-        elif phrase == "because destroy requested":
+        elif code is ReasonCode.DESTROY:
             phrase = "destroy requested"
-        phrases.append(phrase)
+        elif broad and r is not None and code is ReasonCode.DEPENDENCY_CHANGED:
+            kind = (r.address or "").rsplit("/", 1)[-1].split(".", 1)[0] or "resource"
+            phrase = f"because a {kind} it uses changed"
+        if phrase not in phrases:
+            phrases.append(phrase)
     return escape_md("; ".join(phrases) or "no reason recorded")
 
 
