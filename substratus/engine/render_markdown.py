@@ -96,21 +96,23 @@ class RunInfo:
     run_id: str = ""
 
     def line(self, lead: str = "Planned at commit") -> str:
-        """``lead`` `abc1234` … · [CI run 42](…), or "" when nothing is known."""
+        """``lead`` `abc1234` … · [CI run 42](…), or "" when nothing is known; on short lines
+        (one paragraph)."""
         parts = []
         if self.sha:
             short = code_span(self.sha[:12])
-            sha = f"[{short}]({_url(self.commit_url)})" if self.commit_url else short
-            head = (
-                f" (the pull request's head {code_span(self.head_sha[:12])} merged into its base)"
-                if self.head_sha and self.head_sha != self.sha
-                else ""
+            parts.append(
+                f"{lead} [{short}]({_url(self.commit_url)})"
+                if self.commit_url
+                else f"{lead} {short}"
             )
-            parts.append(f"{lead} {sha}{head}")
+            if self.head_sha and self.head_sha != self.sha:
+                head = code_span(self.head_sha[:12])
+                parts.append(f"(the pull request's head {head} merged into its base)")
         if self.run_url:
             name = f"CI run {escape_md(self.run_id)}" if self.run_id else "CI run"
-            parts.append(f"[{name}]({_url(self.run_url)})")
-        return " · ".join(parts)
+            parts.append(f"{'· ' if parts else ''}[{name}]({_url(self.run_url)})")
+        return "\n".join(parts)
 
 
 def _url(url: str) -> str:
@@ -281,7 +283,7 @@ class _Parts:
         parts = [f"## {escape_md_code(a.title) if a.title else 'substratus plan'}", _summary(plan)]
         parts.append(a.run.line() if a.run else "")
         if level:
-            parts.append(f"_{_shortened(a)} {a.full_plan}_")
+            parts.append(f"_{_shortened(a)}\n{a.full_plan}_")
         if level < 5:
             parts += [_diagnostic(w) for w in plan.warnings]
         elif plan.warnings:

@@ -204,7 +204,7 @@ def test_large_plan_fits_the_comment_limit() -> None:
     assert len(text) <= GITHUB_COMMENT_LIMIT
     assert result.level == 5, LEVELS[result.level]
     assert "**Plan: 2850 to add, 200 to change, 250 to destroy.**" in text
-    assert f"_{NOTICE}. `substratus show plan.json` prints the full plan._" in text
+    assert f"_{NOTICE}.\n`substratus show plan.json` prints the full plan._" in text
     warning = text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
     for c in plan.resource_changes:
         if c.action in (Action.DELETE, Action.REPLACE):
