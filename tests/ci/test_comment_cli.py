@@ -271,3 +271,45 @@ def test_a_10000_resource_plan_fits_keeps_its_reasons_and_has_no_long_line(
     assert "one line each, to fit:" in summary and "holds the full plan" not in summary
     assert "`substratus show big.json` prints the full plan." in summary
     assert layout_problems(summary) == []
+
+
+# -- the example workflow --------------------------------------------------------------------------
+
+
+def test_the_example_workflow_posts_the_plan_and_also_a_failed_plan(
+    checkout: Checkout, github_server: FakeGitHub, tmp_path: Path
+) -> None:
+    """The plan job's shell steps of examples/ci/github-actions.yml, run by bash as GitHub runs
+    them (``bash -e``; after a failure only ``if: always()`` steps), in the checkout."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions.yml").read_text())
+    steps = [s for s in workflow["jobs"]["plan"]["steps"] if "pip install" not in s.get("run", "")]
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "substratus").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m substratus "$@"\n')
+    (shims / "substratus").chmod(0o755)
+    env = {**os.environ, "NO_COLOR": "1", **checkout.env}
+    env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
+
+    def job() -> list[tuple[str, int]]:
+        ran, failed = [], False
+        for step in steps:
+            if "run" not in step or (failed and "always()" not in step.get("if", "")):
+                continue
+            done = subprocess.run(
+                ["bash", "-e", "-c", step["run"]], cwd=checkout.root, env=env, timeout=300
+            )
+            ran.append((step["run"].split()[1], done.returncode))
+            failed = failed or done.returncode != 0
+        return ran
+
+    assert job() == [("plan.ndjson", 0), ("plan", 0), ("comment", 0)]
+    assert "**Plan: 8 to add, 0 to change, 0 to destroy.**" in str(
+        the_comment(github_server)["body"]
+    )
+    checkout.edit("kind: Dataset", "kind: Datasett")
+    assert job() == [("plan.ndjson", 0), ("plan", 1), ("comment", 1)]
+    body = str(the_comment(github_server)["body"])
+    assert "**The plan failed.**" in body and "Unknown kind 'Datasett'" in body
+    assert "(**Plan: 8 to add, 0 to change, 0 to destroy.**, planned at commit" in body
