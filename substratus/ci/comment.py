@@ -53,8 +53,8 @@ from typing import Any, Literal, NamedTuple
 
 from substratus.ci.github import DEFAULT_API_URL, GitHub, GitHubError, repo_path
 from substratus.engine.backoff import GaveUp, retry
+from substratus.engine.markdown_parts import RunInfo
 from substratus.engine.mdtext import code_span
-from substratus.engine.render_markdown import RunInfo
 
 MAX_BODY = 65536  # characters: GitHub's "Body is too long (maximum is 65536 characters)"
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 
 from substratus.engine.diagnostic import Diagnostic
+from substratus.engine.markdown_parts import RunInfo
 from substratus.engine.mdtext import code_span, escape_md, escape_md_code, fence
 from substratus.engine.render import render_diagnostic
-from substratus.engine.render_markdown import RunInfo
 
 _SUMMARY = re.compile(r"^\*\*((?:Plan|No changes)[^*\n]{0,300})\*\*$", re.M)
 _COMMIT = re.compile(r"^Planned at commit \[?`([0-9a-f]{7,40})`", re.M)

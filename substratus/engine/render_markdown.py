@@ -25,15 +25,18 @@ resources as fit, one line (action and reasons) for each of the others; 2 one li
 3 addresses only, grouped by action; 4 the same without the graph; 5 as many addresses as fit
 (drift and plan warnings only counted); then the warning is shortened: 6 grouped by cause
 ("2,950 replaced because build.big2 changed (spec.contentHash): `a`, `b`, …"), every address
-still listed; 7 the same with each group's addresses cut to fit ("… and N more"); 8 only as many
-groups as fit. The heading, summary line, warning, the estimate's totals line and the footer are
-never dropped; a budget below heading + summary + footer is exceeded. Whatever is left out says
-so where it would have been, and a shortened text says so once at the top, with ``full_plan``
-(where the whole plan is: the caller knows; by default ``substratus show <plan_file>``). "… and
-N more" is said only after at least one listed item. Lists of addresses and long reasons are
-wrapped (``WRAP``), so no line is much longer than one address or one field diff. Same plan,
-same arguments → same text. User-controlled text is escaped (``engine.mdtext``); sensitive
-values stay ``(sensitive)`` as everywhere. Pure; no I/O.
+still listed; 7 the same with each group's addresses cut to fit ("… and N more", at least one
+listed); 8 grouped by broader cause ("because a dataset it uses changed": many one-resource
+groups become one), every address listed; 9 the same, cut; 10 only as many groups as fit, one
+address each, saying how many are left out. The heading, summary line, warning, the estimate's
+totals line and the footer are never dropped; a budget below heading + summary + footer is
+exceeded. Whatever is left out says so where it would have been, and a shortened text says so
+once at the top, with ``full_plan`` (where the whole plan is: the caller knows; by default
+``substratus show <plan_file>``, never a job summary). "… and N more" is said only after at
+least one listed item. Lists of addresses and long reasons are wrapped (``WRAP``), so no line is
+much longer than one address or one field diff. Same plan, same arguments → same text. The
+parts are ``engine.markdown_parts``'s; user-controlled text is escaped (``engine.mdtext``);
+sensitive values stay ``(sensitive)`` as everywhere. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -44,28 +47,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from substratus.engine.diagnostic import Diagnostic
+from substratus.engine import markdown_parts as mp
 from substratus.engine.estimate_text import markdown_section
-from substratus.engine.mdtext import code_span, escape_html, escape_md, escape_md_code, fence, wrap
-from substratus.engine.plan import (
-    SHOWN_ACTIONS,
-    Action,
-    Mode,
-    Plan,
-    Reason,
-    ReasonCode,
-    ResourceChange,
-)
-from substratus.engine.render import Painter, render_change, summary_line
-from substratus.engine.render_graph import changes_graph, mermaid
+from substratus.engine.markdown_parts import INDENT, WRAP, RunInfo
+from substratus.engine.mdtext import code_span, escape_md_code, wrap
+from substratus.engine.plan import Action, Plan, ResourceChange
 
 GITHUB_COMMENT_LIMIT = 65_536
 STEP_SUMMARY_BYTES = 1024 * 1024
-WRAP = 100  # address lists and reasons wrap at this many characters
-INDENT = " " * 4  # a continuation line: never a new block (``mdtext.wrap``)
-# Mermaid's defaults (maxTextSize 50,000; maxEdges 500, 280 in some 10.x releases): a larger
-# graph shows GitHub's error box instead of a drawing, so it is replaced by a one-line note.
-GRAPH_MAX_NODES, GRAPH_MAX_EDGES, GRAPH_MAX_CHARS = 300, 280, 50_000
 LEVELS = (
     "full",
     "field diffs for as many resources as fit, one line for each of the others",
@@ -79,44 +68,7 @@ LEVELS = (
     "warning grouped by broader cause, each group's addresses cut to fit",
     "warning cut to as many broad groups as fit, one address each",
 )
-_NO_BECAUSE = (ReasonCode.ADOPT, ReasonCode.EXTERNAL)
 Unit = Literal["characters", "bytes"]
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Where a plan was made in CI: ``sha`` (``GITHUB_SHA``) and its ``commit_url``, the pull
-    request's ``head_sha`` when it differs (``GITHUB_SHA`` is then the test merge), and the
-    ``run_url`` of the workflow run. Empty fields are left out."""
-
-    sha: str = ""
-    commit_url: str = ""
-    head_sha: str = ""
-    run_url: str = ""
-    run_id: str = ""
-
-    def line(self, lead: str = "Planned at commit") -> str:
-        """``lead`` `abc1234` … · [CI run 42](…), or "" when nothing is known; on short lines
-        (one paragraph)."""
-        parts = []
-        if self.sha:
-            short = code_span(self.sha[:12])
-            parts.append(
-                f"{lead} [{short}]({_url(self.commit_url)})"
-                if self.commit_url
-                else f"{lead} {short}"
-            )
-            if self.head_sha and self.head_sha != self.sha:
-                head = code_span(self.head_sha[:12])
-                parts.append(f"(the pull request's head {head} merged into its base)")
-        if self.run_url:
-            name = f"CI run {escape_md(self.run_id)}" if self.run_id else "CI run"
-            parts.append(f"{'· ' if parts else ''}[{name}]({_url(self.run_url)})")
-        return "\n".join(parts)
-
-
-def _url(url: str) -> str:
-    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
 
 
 @dataclass(frozen=True)
@@ -202,31 +154,6 @@ def _destructive(plan: Plan) -> list[ResourceChange]:
     return [c for c in plan.resource_changes if c.action in (Action.DELETE, Action.REPLACE)]
 
 
-@dataclass(frozen=True)
-class _Group:
-    """Deletes or replacements with the same cause, in plan order."""
-
-    action: Action
-    cause: str  # escaped Markdown: "because … changed", or a reason without "because"
-    addresses: list[str]
-
-    def lines(self, keep: int | None) -> list[str]:
-        """The group as one wrapped paragraph of the warning; ``keep``: addresses listed."""
-        n = len(self.addresses)
-        verb = "destroyed" if self.action is Action.DELETE else "replaced"
-        sep = " " if self.cause.startswith("because ") else ": "
-        head = f"**{code_span(self.action.symbol)} {n:,} {verb}**{sep}{self.cause}:"
-        shown = self.addresses if keep is None else self.addresses[:keep]
-        items = [code_span(a) + "," for a in shown]
-        if items and len(shown) == n:
-            items[-1] = items[-1][:-1] + "."
-        elif items:
-            items.append(f"… and {n - len(shown):,} more.")
-        else:
-            items.append("(the addresses are left out to fit).")
-        return wrap(head.split(" ") + items, WRAP, "> ", "> " + INDENT)
-
-
 class _Parts:
     """The pieces of the text, each made once (a search for the level renders many times)."""
 
@@ -249,27 +176,29 @@ class _Parts:
 
     @cached_property
     def details(self) -> list[str]:
-        return [_details(c) for c in self.listed]
+        return [mp.details(c) for c in self.listed]
 
     @cached_property
     def one_lines(self) -> list[str]:
-        return ["\n".join(wrap(_one_line(c).split(" "), WRAP, "- ", INDENT)) for c in self.listed]
+        return ["\n".join(wrap(mp.one_line(c).split(" "), WRAP, "- ", INDENT)) for c in self.listed]
 
     @cached_property
     def graph(self) -> str:
-        return _graph(self.a.plan, self.a.plan_file)
+        return mp.graph(self.a.plan, self.a.plan_file)
 
     @cached_property
-    def groups(self) -> dict[bool, list[_Group]]:
+    def groups(self) -> dict[bool, list[mp.CauseGroup]]:
         """The deletes and replacements grouped by cause: exact (False) and broad (True)."""
-        out: dict[bool, list[_Group]] = {}
+        out: dict[bool, list[mp.CauseGroup]] = {}
         for broad in (False, True):
             by_cause: dict[tuple[Action, str], list[str]] = {}
             for action in (Action.DELETE, Action.REPLACE):
                 for c in self.destructive:
                     if c.action is action:
-                        by_cause.setdefault((action, _cause(c, broad)), []).append(c.address)
-            out[broad] = [_Group(act, cause, addrs) for (act, cause), addrs in by_cause.items()]
+                        by_cause.setdefault((action, mp.cause(c, broad)), []).append(c.address)
+            out[broad] = [
+                mp.CauseGroup(act, cause, addrs) for (act, cause), addrs in by_cause.items()
+            ]
         return out
 
     @cached_property
@@ -280,23 +209,26 @@ class _Parts:
     def render(self, level: int, keep: int) -> str:
         """The text at ``level``; ``keep`` is the prefix a cut list shows (``keep_range``)."""
         a, plan = self.a, self.a.plan
-        parts = [f"## {escape_md_code(a.title) if a.title else 'substratus plan'}", _summary(plan)]
+        parts = [
+            f"## {escape_md_code(a.title) if a.title else 'substratus plan'}",
+            mp.summary(plan),
+        ]
         parts.append(a.run.line() if a.run else "")
         if level:
             parts.append(f"_{_shortened(a)}\n{a.full_plan}_")
         if level < 5:
-            parts += [_diagnostic(w) for w in plan.warnings]
+            parts += [mp.diagnostic(w) for w in plan.warnings]
         elif plan.warnings:
             n = len(plan.warnings)
             parts.append(f"{n:,} plan warning{'s' if n != 1 else ''} left out to fit.")
         if self.destructive:
             parts.append(self.warning(level, keep))
         if plan.drift:
-            parts.append(_drift(plan, level))
+            parts.append(mp.drift(plan, listed=level < 5, messages=level < 3))
         if self.listed:
             parts.append(f"### Resources ({len(self.listed):,})")
             parts.append(self.resources(level, keep if level in (1, 5) else 0))
-        parts.append(self.graph if level <= 3 else _graph_left_out(plan, a.plan_file))
+        parts.append(self.graph if level <= 3 else mp.graph_left_out(plan, a.plan_file))
         parts.append(self.estimates[level <= 2])
         parts.append(_footer(a))
         return "\n\n".join(p for p in parts if p) + "\n"
@@ -313,7 +245,7 @@ class _Parts:
         shown = len(self.listed) if level < 5 else keep
         if not shown:
             return f"The list of the {len(self.listed):,} resources is left out to fit."
-        text = _grouped(self.listed[:shown])
+        text = mp.grouped(self.listed[:shown])
         rest = len(self.listed) - shown
         return text + (
             f"\n\n… and {rest:,} more resource{'s' if rest != 1 else ''}." if rest else ""
@@ -333,7 +265,7 @@ class _Parts:
         if level < 6:
             lines.append(">")
             for c in self.destructive:
-                lines += wrap(_one_line(c).split(" "), WRAP, "> - ", "> " + INDENT)
+                lines += wrap(mp.one_line(c).split(" "), WRAP, "> - ", "> " + INDENT)
             return "\n".join(lines)
         every = self.groups[level >= 8]
         groups = every if level < 10 else every[:keep]
@@ -359,179 +291,6 @@ def _shortened(a: _Args) -> str:
             f"This comment is shortened to fit GitHub's {GITHUB_COMMENT_LIMIT:,}-character limit."
         )
     return f"This text is shortened to fit the {a.budget:,}-character limit."
-
-
-def _summary(plan: Plan) -> str:
-    line = f"**{summary_line(plan)}**"
-    if plan.mode is Mode.REFRESH_ONLY:
-        n = len(plan.drift)
-        return (
-            f"{line}\n\nThis is a refresh-only plan: applying it records {n} "
-            f"object{'s' if n != 1 else ''} changed outside of substratus in the state and "
-            "changes no resources."
-            if n
-            else f"{line}\n\nNo changes. Your resources still match the configuration."
-        )
-    if not plan.changes():
-        what = (
-            "No objects need to be destroyed."
-            if plan.mode is Mode.DESTROY
-            else "Your resources match the configuration."
-        )
-        return f"{line}\n\nNo changes. {what}"
-    return line
-
-
-def _phrases(change: ResourceChange) -> list[tuple[Reason | None, str]]:
-    """The reasons as the text renderer words them (changed fields first, in one phrase), each
-    with its reason (None for the fields' phrase)."""
-    fields = [r.path for r in change.reasons if r.path and r.code.is_field]
-    out: list[tuple[Reason | None, str]] = (
-        [(None, f"because {', '.join(fields)} changed")] if fields else []
-    )
-    for r in change.reasons:
-        if r.code is ReasonCode.NEW or (r.path and r.code.is_field):
-            continue
-        out.append((r, r.message if r.code in _NO_BECAUSE else f"because {r.message}"))
-    return out
-
-
-def _why(change: ResourceChange) -> list[str]:
-    return [phrase for _, phrase in _phrases(change)]
-
-
-def _cause(change: ResourceChange, broad: bool = False) -> str:
-    """What a group of deletes or replacements has in common, escaped: the reasons without the
-    resource's own address ("not in the configuration", "because dataset.d changed (…)");
-    ``broad``: an input's change without which input ("because a dataset it uses changed")."""
-    phrases: list[str] = []
-    for r, phrase in _phrases(change):
-        code = r.code if r is not None else None
-        if code is ReasonCode.NOT_IN_CONFIG:
-            phrase = "not in the configuration"
-        elif code is ReasonCode.DESTROY:
-            phrase = "destroy requested"
-        elif broad and r is not None and code is ReasonCode.DEPENDENCY_CHANGED:
-            kind = (r.address or "").rsplit("/", 1)[-1].split(".", 1)[0] or "resource"
-            phrase = f"because a {kind} it uses changed"
-        if phrase not in phrases:
-            phrases.append(phrase)
-    return escape_md("; ".join(phrases) or "no reason recorded")
-
-
-def _headline(change: ResourceChange) -> str:
-    if change.action is Action.CREATE and change.before:
-        return "will be created again"
-    return change.action.look.headline
-
-
-def _one_line(change: ResourceChange) -> str:
-    why = "; ".join(_why(change))
-    symbol = code_span(change.action.look.symbol)
-    text = f"{symbol} {code_span(change.address)} {_headline(change)}"
-    return f"{text} ({escape_md(why)})" if why else text
-
-
-def _drift(plan: Plan, level: int) -> str:
-    head = (
-        f"<details><summary>Objects have changed outside of substratus "
-        f"({len(plan.drift):,})</summary>\n\n"
-    )
-    if level >= 5:
-        return head + "Their list is left out to fit.\n\n</details>"
-    lines = []
-    for d in plan.drift:
-        verb = d.status.verb
-        detail = f": {escape_md(d.message)}" if level < 3 else ""
-        lines.append(f"- {code_span(d.address)} {escape_md(verb)}{detail}")
-    after = (
-        "This is a refresh-only plan: applying it records them in the state."
-        if plan.mode is Mode.REFRESH_ONLY
-        else "Unless you have made equivalent changes to your configuration, the plan repairs them."
-    )
-    return head + "\n".join(lines) + f"\n\n{after}\n\n</details>"
-
-
-_MARKERS = {"+": "+", "-": "-", "~": "!"}
-
-
-def diff_line(line: str) -> str:
-    """One line of the text renderer's block with its action marker in column 0 (see the
-    module docstring): ``      ~ epochs = 3 -> 5`` → ``!       epochs = 3 -> 5``."""
-    rest = line.lstrip(" ")
-    at = len(line) - len(rest)
-    symbol = rest.split(" ", 1)[0]
-    if symbol == "-/+":
-        return "! " + line
-    if symbol in _MARKERS and at >= 1:
-        return _MARKERS[symbol] + line[1:at] + " " + rest[1:]
-    return " " + line if line.startswith(("-", "+", "!", "<", ">", "@")) else line
-
-
-def _details(change: ResourceChange) -> str:
-    why = next(iter(_why(change)), "")
-    summary = (
-        f"<code>{escape_html(change.action.look.symbol)}</code> <b>{escape_html(change.address)}"
-        f"</b> {_headline(change)}{' — ' + escape_html(why) if why else ''}"
-    )
-    lines = [diff_line(line) for line in render_change(change, Painter(False))]
-    block = fence("\n".join(lines), "diff")
-    return f"<details><summary>{summary}</summary>\n\n{block}\n\n</details>"
-
-
-def _grouped(changes: list[ResourceChange]) -> str:
-    blocks = []
-    for action in SHOWN_ACTIONS:
-        group = [c for c in changes if c.action is action]
-        if group:
-            head = f"**{code_span(action.look.symbol)} {action.look.legend_short}**"
-            blocks.append(head + "\n" + "\n".join(f"- {code_span(c.address)}" for c in group))
-    return "\n\n".join(blocks)
-
-
-def _graph_command(plan_file: str | None) -> str:
-    if plan_file is None:
-        return (
-            f"{code_span('substratus plan --out plan.json')} then "
-            f"{code_span('substratus graph plan.json --format mermaid')} print it"
-        )
-    return f"{code_span(f'substratus graph {shlex.quote(plan_file)} --format mermaid')} prints it"
-
-
-def _graph_left_out(plan: Plan, plan_file: str | None) -> str:
-    if not plan.changes():
-        return ""
-    return f"The graph of the changes is left out to fit; {_graph_command(plan_file)}."
-
-
-def _graph(plan: Plan, plan_file: str | None) -> str:
-    if not plan.changes():
-        return ""
-    nodes, edges, actions = changes_graph(plan)
-    text = mermaid(nodes, edges, actions)
-    if len(nodes) > GRAPH_MAX_NODES or len(edges) > GRAPH_MAX_EDGES or len(text) > GRAPH_MAX_CHARS:
-        return (
-            f"The graph of the changes has {len(nodes):,} resources and {len(edges):,} edges, too "
-            f"many for GitHub to draw; {_graph_command(plan_file)}."
-        )
-    used = [act for act in Action if act in actions.values()]
-    legend = " · ".join(
-        f"{act.look.colour}: {code_span(act.symbol) + ' ' if act.symbol else ''}"
-        f"{act.look.legend_short}"
-        for act in used
-    )
-    return (
-        f"<details open><summary>Graph of the changes ({len(nodes):,} resources)</summary>\n\n"
-        f"{fence(text.rstrip(), 'mermaid')}\n\n{legend}\n\n</details>"
-    )
-
-
-def _diagnostic(d: Diagnostic) -> str:
-    where = d.location()
-    text = f"> [!NOTE]\n> **Warning: {escape_md(d.summary)}**"
-    if where:
-        text += f" ({escape_md(where)})"
-    return text + (f"\n> {escape_md(d.detail)}" if d.detail else "")
 
 
 def _footer(a: _Args) -> str:
