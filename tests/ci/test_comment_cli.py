@@ -115,10 +115,11 @@ def test_the_comment_names_its_commit_and_run_and_the_summary_holds_the_diffs(
     checkout: Checkout, github_server: FakeGitHub
 ) -> None:
     checkout.run("plan", "-f", "ml", "--out", "plan.json")
-    posted = checkout.run("comment", "plan.json")
+    posted = checkout.run("comment", str(checkout.root / "plan.json"))  # as a runner's path
     assert f"Posted the plan comment on {REPO}#{PR}" in posted.stdout
     body = str(the_comment(github_server)["body"])
     assert_golden("plan", body)
+    assert str(checkout.root) not in body  # the file is named as typed here: plan.json
     run_line = (
         f"Planned at commit [`{SHA[:12]}`]({SERVER}/{REPO}/commit/{SHA})\n(the pull request's "
         f"head `{HEAD[:12]}` merged into its base)\n· [CI run 4242]({RUN})"
@@ -191,6 +192,11 @@ def sha256_of(path: Path) -> str:
 def test_a_plan_that_stopped_without_an_error_is_posted_as_failed(
     checkout: Checkout, github_server: FakeGitHub
 ) -> None:
+    unsaved = checkout.plan_json("-f", "ml")  # a plan, but not saved: nothing to post
+    refused = checkout.run("comment", str(unsaved), check=1)
+    assert "holds a plan that was not saved" in refused.stderr
+    assert github_server.comments_on(REPO, PR) == []
+
     stream = checkout.plan_json("-f", "ml", "--no-such-flag", check=1)  # a usage error
     assert stream.read_text() == ""
     checkout.run("comment", "-f", "ml", str(stream), check=1)
