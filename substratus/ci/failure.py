@@ -26,6 +26,7 @@ from substratus.engine.markdown_parts import RunInfo
 from substratus.engine.mdtext import code_span, escape_md, escape_md_code, fence
 from substratus.engine.render import render_diagnostic
 
+FAILED = "> **The plan failed.**"  # ``review`` recognises a failed plan's comment by it
 _SUMMARY = re.compile(r"^\*\*((?:Plan|No changes)[^*\n]{0,300})\*\*$", re.M)
 _COMMIT = re.compile(r"^Planned at commit \[?`([0-9a-f]{7,40})`", re.M)
 _OUTDATED = re.compile(r"^The plan this comment showed before \(.{0,400}$", re.M)
@@ -100,8 +101,8 @@ def failed_markdown(
     when its fixed parts fit. ``about``: the footer's line (version, workspace)."""
     head = [
         f"## {escape_md_code(title)}",
-        "> [!CAUTION]\n> **The plan failed.** Nothing can be applied from this pull request "
-        "until a plan succeeds.",
+        f"> [!CAUTION]\n{FAILED} Nothing can be applied from this pull request until a plan "
+        "succeeds.",
         run.line("Tried at commit") if run else "",
         outdated_note(previous),
     ]

@@ -163,7 +163,7 @@ def test_a_failed_plan_replaces_the_comment_and_outdates_the_plan_it_showed(
     assert f"Tried at commit [`{SHA[:12]}`]" in body and f"[CI run 4242]({RUN})" in body
     assert "Plan SHA-256" not in body and "The plan failed" in checkout.summary.read_text()
     refused = checkout.run("apply", "plan.json", "-f", "ml", "--expect-sha256", "pr", check=1)
-    assert "shows no single plan SHA-256" in refused.stderr  # nothing applies from it
+    assert f"The last plan on {REPO}#{PR} failed" in refused.stderr  # nothing applies from it
 
     # a second failure at a new commit still names the plan that is outdated
     newer = "fedcba9876543210fedcba9876543210fedcba98"
