@@ -54,7 +54,6 @@ from substratus.engine.mdtext import code_span, escape_md_code, wrap
 from substratus.engine.plan import Action, Plan, ResourceChange
 
 GITHUB_COMMENT_LIMIT = 65_536
-STEP_SUMMARY_BYTES = 1024 * 1024
 LEVELS = (
     "full",
     "field diffs for as many resources as fit, one line for each of the others",
