@@ -22,12 +22,19 @@
   render with ``budget=MAX_BODY - len(marker) - 1``.
 - ``github_context(environ, pr, repo)`` reads the GitHub Actions environment (explicit ``pr`` and
   ``repo`` win) and names every missing piece with how to give it.
-- ``write_step_summary(environ, text)`` appends the full Markdown to ``$GITHUB_STEP_SUMMARY``,
-  cut deterministically (at a line, fences and ``<details>`` closed, a notice added) to what is
-  left of GitHub's 1 MiB per step.
+- ``run_info(environ)`` is where the plan was made: ``GITHUB_SHA`` (and the pull request's head
+  from the event when it differs: ``GITHUB_SHA`` is then the test merge commit) and the run's
+  address ``GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID`` (``/attempts/N``
+  after the first attempt); what is missing or malformed is left out.
+- ``summary_room(environ)`` is how many bytes of GitHub's 1 MiB per step are left in
+  ``$GITHUB_STEP_SUMMARY`` (None when it is unset): render the job summary for that many.
+  ``write_step_summary(environ, text, plan_file)`` appends it, cut deterministically (at a line,
+  fences and ``<details>`` closed, a notice naming ``substratus show <plan_file>`` added) if it
+  does not fit after all.
 
 Only ``upsert`` talks to GitHub (through the client); ``marker`` may run ``git``;
-``github_context`` reads the event file; ``write_step_summary`` appends to one file.
+``github_context`` and ``run_info`` read the event file; ``write_step_summary`` appends to one
+file.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 import subprocess
 import urllib.parse
 from collections.abc import Mapping
@@ -45,13 +53,15 @@ from typing import Any, Literal, NamedTuple
 
 from substratus.ci.github import DEFAULT_API_URL, GitHub, GitHubError, repo_path
 from substratus.engine.backoff import GaveUp, retry
+from substratus.engine.markdown_parts import RunInfo
+from substratus.engine.mdtext import code_span
 
 MAX_BODY = 65536  # characters: GitHub's "Body is too long (maximum is 65536 characters)"
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 NOTICE = (
     "\n> [!WARNING]\n> The plan is cut here: it is {size:,} bytes and GitHub shows at most 1 MiB "
-    "per step summary. `substratus show PLANFILE` prints all of it.\n"
+    "per step summary. {show} prints all of it.\n"
 )
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
@@ -290,19 +300,70 @@ def _event_number(
     return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
+# -- where the plan was made ---------------------------------------------------------------------
+
+_SHA = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+
+
+def run_info(environ: Mapping[str, str]) -> RunInfo:
+    """The commit and CI run of this job (see the module docstring)."""
+    server = (environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
+    repo = environ.get("GITHUB_REPOSITORY", "")
+    repo = repo if _SLUG.match(repo) else ""
+    sha = environ.get("GITHUB_SHA", "").lower()
+    sha = sha if _SHA.match(sha) else ""
+    run_id = environ.get("GITHUB_RUN_ID", "")
+    run_id = run_id if run_id.isdigit() else ""
+    attempt = environ.get("GITHUB_RUN_ATTEMPT", "")
+    run_url = f"{server}/{repo}/actions/runs/{run_id}" if repo and run_id else ""
+    if run_url and attempt.isdigit() and int(attempt) > 1:
+        run_url += f"/attempts/{attempt}"
+    return RunInfo(
+        sha=sha,
+        commit_url=f"{server}/{repo}/commit/{sha}" if repo and sha else "",
+        head_sha=_head_sha(environ),
+        run_url=run_url,
+        run_id=run_id,
+    )
+
+
+def _head_sha(environ: Mapping[str, str]) -> str:
+    """The pull request's head commit in the event file ("" when unknown)."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        return ""
+    pull = doc.get("pull_request") if isinstance(doc, dict) else None
+    head = pull.get("head") if isinstance(pull, dict) else None
+    sha = str(head.get("sha") or "").lower() if isinstance(head, dict) else ""
+    return sha if _SHA.match(sha) else ""
+
+
 # -- the step summary -----------------------------------------------------------------------------
 
 
-def write_step_summary(environ: Mapping[str, str], text: str) -> bool:
-    """Append ``text`` to ``$GITHUB_STEP_SUMMARY``; False when unset or the step's 1 MiB is used."""
+def summary_room(environ: Mapping[str, str]) -> int | None:
+    """The bytes left for this step's summary; None when ``$GITHUB_STEP_SUMMARY`` is unset."""
     path = environ.get("GITHUB_STEP_SUMMARY")
     if not path:
-        return False
+        return None
     try:
         used = os.path.getsize(path)
     except OSError:
         used = 0
-    data = fit_summary(text if text.endswith("\n") else text + "\n", STEP_SUMMARY_LIMIT - used)
+    return max(0, STEP_SUMMARY_LIMIT - used)
+
+
+def write_step_summary(environ: Mapping[str, str], text: str, plan_file: str = "PLANFILE") -> bool:
+    """Append ``text`` to ``$GITHUB_STEP_SUMMARY``; False when unset or the step's 1 MiB is used."""
+    path = environ.get("GITHUB_STEP_SUMMARY")
+    room = summary_room(environ)
+    if not path or room is None:
+        return False
+    show = code_span(f"substratus show {shlex.quote(plan_file)}")
+    data = fit_summary(text if text.endswith("\n") else text + "\n", room, show)
     if data is None:
         return False
     try:
@@ -313,13 +374,13 @@ def write_step_summary(environ: Mapping[str, str], text: str) -> bool:
     return True
 
 
-def fit_summary(text: str, budget: int) -> str | None:
+def fit_summary(text: str, budget: int, show: str = "`substratus show PLANFILE`") -> str | None:
     """``text`` when it fits in ``budget`` UTF-8 bytes, else its head cut at a line with open
     fences and ``<details>`` closed and ``NOTICE``; None when not even the notice fits."""
     raw = text.encode("utf-8")
     if len(raw) <= budget:
         return text
-    notice = NOTICE.format(size=len(raw))
+    notice = NOTICE.format(size=len(raw), show=show)
     room = budget - len(notice.encode("utf-8"))
     while room > 0:
         head = raw[:room].decode("utf-8", "ignore")

@@ -33,8 +33,14 @@ def file_sha256(path: Path) -> str:
 
 
 def plan_title(plan: Plan, resolved: Resolved | None = None) -> str:
-    base = Path(str(plan.settings.base or (resolved.base if resolved else ".")))
-    return f"substratus plan: workspace `{plan.workspace}` in `{base.name or base}`"
+    return title(plan.workspace, plan.settings.base or (resolved.base if resolved else "."))
+
+
+def title(workspace: str, base: str | os.PathLike[str], failed: bool = False) -> str:
+    """ "substratus plan: workspace `default` in `ml`" (``failed``: "substratus plan failed: …")."""
+    where = Path(str(base))
+    verb = "plan failed" if failed else "plan"
+    return f"substratus {verb}: workspace `{workspace}` in `{where.name or where}`"
 
 
 def plan_markdown(
@@ -83,6 +89,7 @@ def reviewed_sha256_from_pr(workspace: str, config_dir: str) -> str:
     """The plan hash on OUR sticky comment of the pull request (GitHub Actions environment):
     only a comment ``comment.find_comment`` accepts as ours counts, never a quote of it."""
     from substratus.ci.comment import find_comment, github_context, marker
+    from substratus.ci.failure import FAILED
     from substratus.ci.github import GitHub
 
     ctx = github_context(os.environ)
@@ -94,7 +101,14 @@ def reviewed_sha256_from_pr(workspace: str, config_dir: str) -> str:
             "Post the plan with `substratus comment plan.json` in the pull request's workflow, "
             "or give the reviewed hash: --expect-sha256 HEX.",
         )
-    hashes = set(REVIEWED.findall(str(found.get("body") or "")))
+    body = str(found.get("body") or "")
+    if FAILED in body:
+        raise fail(
+            f"The last plan on {ctx.repo}#{ctx.pr} failed",
+            f"{found.get('html_url', '')} shows the plan's errors, so nothing was reviewed and "
+            "nothing is applied. Fix them, let the plan run again, and apply the plan it posts.",
+        )
+    hashes = set(REVIEWED.findall(body))
     if len(hashes) != 1:
         raise fail(
             f"The plan comment on {ctx.repo}#{ctx.pr} shows no single plan SHA-256",

@@ -11,6 +11,9 @@ One JSON object per line, in this order, each with a ``type``:
   plan's ``sha256`` (of the plan document, as ``--out`` writes it) and the estimate's totals;
 - ``plan_saved``: ``path`` and ``sha256`` when ``--out`` was given.
 
+When the plan fails, its errors follow ``version`` as ``diagnostic`` events (``severity``
+``error``) and nothing else comes: ``substratus comment`` reads such a stream as a failed plan.
+
 Sensitive values are already masked in the ``Plan`` (as in every other output).
 """
 

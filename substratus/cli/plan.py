@@ -30,7 +30,7 @@ from substratus.cli.options import (
     Target,
     Workspace,
 )
-from substratus.engine.diagnostic import fail
+from substratus.engine.diagnostic import DiagnosticError, fail
 
 if TYPE_CHECKING:
     from substratus.engine.plan import Plan
@@ -95,10 +95,15 @@ def plan(
         raise fail(f"Unknown --format {output_format!r}", "Use --format text or --format markdown.")
     if as_json:
         emit(version_event())
-    p = prepare(opts)
-    with locked(p.backend, "plan", opts.lock.enabled, opts.lock.timeout):
-        current, _token = p.backend.read()
-        the_plan = p.plan(current)
+    try:
+        p = prepare(opts)
+        with locked(p.backend, "plan", opts.lock.enabled, opts.lock.timeout):
+            current, _token = p.backend.read()
+            the_plan = p.plan(current)
+    except DiagnosticError as exc:  # --json: the errors are events too (`comment` posts them)
+        for d in exc.diagnostics if as_json else []:
+            emit({"type": "diagnostic", **d.to_json()})
+        raise
     if out is not None:
         write_plan(out, the_plan)
     _show(the_plan, p.resolved, opts, out)

@@ -70,3 +70,22 @@ def fence(body: str, info: str = "") -> str:
     text = "\n".join("".join(filter(_printable, line)) for line in body.splitlines())
     ticks = "`" * max(3, _longest_run(text) + 1)
     return f"{ticks}{info}\n{text}\n{ticks}"
+
+
+def wrap(items: list[str], width: int, first: str, indent: str) -> list[str]:
+    """``items`` (Markdown already safe: code spans, escaped words) joined by spaces into lines
+    of at most ``width`` characters where possible (an item longer than that gets a line of its
+    own). The first line starts with ``first``; the others with ``indent``, which must end in
+    four spaces (after any ``> ``): then a continuation line can never start a list, heading,
+    fence or quote, whatever its first item is, and GitHub joins the lines into one paragraph."""
+    lines: list[str] = []
+    line = first
+    fresh = True  # nothing on the line yet but its prefix
+    for item in items:
+        if not fresh and len(line) + 1 + len(item) > width:
+            lines.append(line)
+            line, fresh = indent, True
+        line = line + item if fresh else f"{line} {item}"
+        fresh = False
+    lines.append(line)
+    return lines

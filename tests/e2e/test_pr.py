@@ -188,7 +188,7 @@ def test_the_example_workflow_uses_real_commands_and_flags() -> None:
         for step in job["steps"]
         if "substratus " in step.get("run", "")
     ]
-    assert any("comment plan.json" in r for r in runs)
+    assert any("comment plan.ndjson" in r for r in runs)
     assert any("--expect-sha256 pr" in r for r in runs)
     for run in runs:
         for line in run.splitlines():

@@ -97,10 +97,10 @@ def test_markdown_keeps_only_the_totals_line_at_short_levels() -> None:
         md = render_markdown_with_level(plan, sha256=SHA, budget=budget)
         seen.add(md.level)
         assert line in md.text
-        assert ("<summary>Per resource" in md.text) == (md.level <= 1), md.level
+        assert ("<summary>Per resource" in md.text) == (md.level <= 2), md.level
         assert layout_problems(md.text) == []
-        assert len(md.text) <= budget or md.level == 6
-    assert {0, 2, 4} <= seen
+        assert len(md.text) <= budget or md.level == 8
+    assert {0, 3, 5} <= seen
 
 
 def test_user_text_in_the_price_source_is_escaped(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -89,7 +90,8 @@ def assert_footer(text: str, saved: str | None) -> None:
     if saved is not None:
         assert f"Plan SHA-256: `{SHA}`" in text
         assert text.endswith(
-            f"To apply exactly this plan: `substratus apply {saved} --expect-sha256 {SHA}`\n"
+            f"To apply exactly this plan: `substratus apply {shlex.quote(saved)} "
+            f"--expect-sha256 {SHA}`\n"
         )
     else:
         assert SHA not in text and "Plan SHA-256" not in text
@@ -200,73 +202,87 @@ def test_large_plan_fits_the_comment_limit() -> None:
     text = result.text
     assert len(plan.resource_changes) >= 3000
     assert len(text) <= GITHUB_COMMENT_LIMIT
-    assert result.level == 4, LEVELS[result.level]
+    assert result.level == 5, LEVELS[result.level]
     assert "**Plan: 2850 to add, 200 to change, 250 to destroy.**" in text
-    assert NOTICE in text
+    assert f"_{NOTICE}.\n`substratus show plan.json` prints the full plan._" in text
     warning = text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
     for c in plan.resource_changes:
         if c.action in (Action.DELETE, Action.REPLACE):
             assert f"`{c.address}`" in warning, c.address
     assert "100 to destroy, 150 to replace" in warning
-    more = re.search(
-        r"^… and ([\d,]+) more resources \(the full plan is in the job summary\)$", text, flags=re.M
-    )
+    assert "> - `-/+` `model.m0149` must be replaced (because dataset.d0149 changed)" in warning
+    more = re.search(r"^… and ([\d,]+) more resources\.$", text, flags=re.M)
     assert more
     shown = len(re.findall(r"^- `", text.split("### Resources (3,150)")[1], flags=re.M))
-    assert shown + int(more.group(1).replace(",", "")) == 3150
+    assert shown > 0 and shown + int(more.group(1).replace(",", "")) == 3150
     assert "```mermaid" not in text
+    assert "The graph of the changes is left out to fit; `substratus graph plan.json" in text
     assert_footer(text, "plan.json")
     assert render_markdown(large_plan(), sha256=SHA, title="big", plan_file="plan.json") == text
     assert layout_problems(text) == []
 
 
 def test_each_level_in_turn() -> None:
-    """With each budget just below the previous level's size, the next level is used."""
-    plan = large_plan(creates=150, updates=30, replaces=20, deletes=10)
+    """With each budget just below the previous text's size, the text gets shorter, level by
+    level, each within its budget, until not even the last level fits."""
+    plan = large_plan(creates=15, updates=3, replaces=4, deletes=30)
     budget, seen = 10**9, []
     while True:
-        result = render_markdown_with_level(plan, sha256=SHA, budget=budget)
-        assert len(result.text) <= budget
-        assert render_markdown_with_level(plan, sha256=SHA, budget=budget) == result
+        result = render_markdown_with_level(plan, sha256=SHA, budget=budget, plan_file="p.json")
+        assert (
+            render_markdown_with_level(plan, sha256=SHA, budget=budget, plan_file="p.json")
+            == result
+        )
         assert layout_problems(result.text) == []
-        assert ("_This comment is shortened" in result.text) == (result.level > 0)
-        seen.append(result.level)
-        if result.level >= 4:
+        assert ("is shortened to fit" in result.text) == (result.level > 0)
+        if not seen or seen[-1] != result.level:
+            seen.append(result.level)
+        if len(result.text) > budget:
             break
         budget = len(result.text) - 1
-    assert seen == [0, 1, 2, 3, 4]
+    # 8 (broader causes, every address) is longer than 7 here: it helps only with many groups
+    assert seen == [0, 1, 2, 3, 4, 5, 6, 7, 9, 10]
+    assert result.level == len(LEVELS) - 1
+    assert "**Plan: 19 to add, 3 to change, 34 to destroy.**" in result.text
+    assert "> **This list is incomplete:** 34 more resources in 2 groups." in result.text
+    assert_footer(result.text, "p.json")
 
 
 def test_level_contents() -> None:
-    plan = large_plan(creates=150, updates=30, replaces=20, deletes=10)
+    plan = large_plan(creates=15, updates=3, replaces=2, deletes=1)
     by_level = {}
     budget = 10**9
-    while (r := render_markdown_with_level(plan, sha256=SHA, budget=budget)).level < 4:
+    while (r := render_markdown_with_level(plan, sha256=SHA, budget=budget)).level < 5:
         by_level[r.level] = r.text
         budget = len(r.text) - 1
     by_level[r.level] = r.text
+    assert sorted(by_level) == [0, 1, 2, 3, 4, 5]
     assert "<details><summary><code>+</code> <b>dataset.d0000</b>" in by_level[0]
-    assert "- `+` `dataset.d0000` will be created\n" in by_level[1]
+    part = by_level[1].split("resources, one line each, to fit:\n\n")
+    assert "<details><summary>" in part[0] and "<details><summary>" not in part[1]
+    assert part[1].startswith("- `")
+    assert "- `+` `dataset.d0000` will be created\n" in by_level[2]
     assert (
         "- `~` `team-b/modelserver.s0000` will be updated in-place (because spec.replicas changed)"
-        in by_level[1]
+        in by_level[2]
     )
-    for level in (2, 3, 4):
+    for level in (3, 4, 5):
         assert "**`+` create**\n- `dataset.d0000`\n" in by_level[level]
         assert "because spec.replicas" not in by_level[level].split("### Resources")[1]
-    assert all("```mermaid" in by_level[lv] for lv in (0, 1, 2))
-    assert all("```mermaid" not in by_level[lv] for lv in (3, 4))
-    assert "… and " not in by_level[3]
-    assert "They are listed in the full plan." in by_level[4]  # drift: only its count
+    assert all("```mermaid" in by_level[lv] for lv in (0, 1, 2, 3))
+    assert all("```mermaid" not in by_level[lv] for lv in (4, 5))
+    assert all("The graph of the changes is left out" in by_level[lv] for lv in (4, 5))
+    assert "… and " not in by_level[4]
+    assert "Their list is left out to fit." in by_level[5]  # drift: only its count
+    plan = large_plan(creates=150, updates=30, replaces=20, deletes=10)
     cut = render_markdown_with_level(plan, sha256=SHA, budget=5000)
-    assert cut.level == 4 and len(cut.text) <= 5000
-    assert re.search(
-        r"^… and \d+ more resources \(the full plan is in the job summary\)$", cut.text, flags=re.M
-    )
+    assert cut.level == 5 and len(cut.text) <= 5000
+    assert re.search(r"^… and \d+ more resources\.$", cut.text, flags=re.M)
+    assert "the full plan is in" not in cut.text and "job summary" not in cut.text
 
 
-@pytest.mark.parametrize(("deletes", "level"), [(3000, 5), (6000, 6)])
-def test_warning_section_is_shortened_only_when_it_alone_does_not_fit(
+@pytest.mark.parametrize(("deletes", "level"), [(3000, 6), (6000, 7)])
+def test_warning_section_is_grouped_by_cause_only_when_it_alone_does_not_fit(
     deletes: int, level: int
 ) -> None:
     plan = large_plan(creates=0, updates=0, replaces=0, deletes=deletes)
@@ -276,14 +292,17 @@ def test_warning_section_is_shortened_only_when_it_alone_does_not_fit(
     assert result.level == level, LEVELS[result.level]
     warning = result.text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
     assert f"**Destructive changes: {deletes:,} to destroy.**" in warning
+    head = f"> **`-` {deletes:,} destroyed**: not in the configuration: `notebook.n0000`,"
+    assert head in warning
     listed = re.findall(r"`(notebook\.n\d+)`", warning)
     assert listed == [f"notebook.n{i:04}" for i in range(len(listed))]
-    if level == 5:
-        assert len(listed) == deletes and "incomplete" not in warning
+    assert max(len(line) for line in warning.splitlines()) <= 110
+    if level == 6:
+        assert len(listed) == deletes and "more" not in warning
     else:
         assert len(result.text) > GITHUB_COMMENT_LIMIT - 100  # filled up to the limit
-        assert f"**This list is incomplete:** … and {deletes - len(listed):,} more" in warning
-    assert f"… and {deletes:,} more resources (the full plan is in" in result.text
+        assert warning.endswith(f"… and {deletes - len(listed):,} more.")
+    assert f"The list of the {deletes:,} resources is left out to fit." in result.text
     assert render_markdown_with_level(plan, sha256=SHA) == result
     assert layout_problems(result.text) == []
 
@@ -303,3 +322,17 @@ def test_modes_and_plan_warnings() -> None:
     assert "No changes. No objects need to be destroyed." in text
     assert "> [!NOTE]\n> **Warning: Deprecated \\*field\\*** (model.a)\n> Use \\`x\\`." in text
     assert layout_problems(text) == []
+
+
+def test_many_causes_are_grouped_by_the_kind_of_input_that_changed() -> None:
+    """3,000 replacements, each because its own dataset changed: one group per input would not
+    fit even with one address each, so they are grouped by the kind of input, all listed."""
+    plan = large_plan(creates=0, updates=0, replaces=3000, deletes=0)
+    result = render_markdown_with_level(plan, sha256=SHA, plan_file="plan.json")
+    assert result.level == 8, LEVELS[result.level]
+    warning = result.text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
+    assert "> **`-/+` 3,000 replaced** because a dataset it uses changed: `model.m0000`," in warning
+    assert len(re.findall(r"`model\.m\d{4}`", warning)) == 3000
+    assert warning.endswith("`model.m2999`.")
+    assert max(len(line) for line in result.text.splitlines()) <= 150
+    assert layout_problems(result.text) == []
