@@ -8,11 +8,13 @@ holds a job open on a gate file the test creates, so the line after the gate is 
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +162,77 @@ def test_logs_follow_streams_a_running_job_while_apply_holds_the_lock(tmp_path: 
         if apply.poll() is None:
             apply.kill()
     assert runs(cli.runs_log) == {"data": 1}
+
+
+def test_logs_shows_a_failed_run_after_the_one_that_succeeded(tmp_path: Path) -> None:
+    cli = project(tmp_path)
+    cli.run("apply", "--auto-approve")
+    job = cli.root / "app" / "job.py"
+    job.write_text(JOB.replace('print(f"line {i}", flush=True)', 'print(f"again {i}")') + "1/0\n")
+    cli.run("apply", "--auto-approve", check=1)
+    assert runs(cli.runs_log) == {"data": 2}
+
+    shown = cli.run("logs", "dataset.data")
+    assert shown.stdout.splitlines()[:5] == [f"again {i}" for i in range(1, 6)]
+    assert "ZeroDivisionError" in shown.stdout  # the failed run's own output, not the first's
+
+
+SERVER = """\
+import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, fmt, *args):
+        print("request " + self.path, flush=True)
+print("serving", flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+SERVED = """\
+kind: Model
+name: base
+spec:
+  url: ./weights
+---
+kind: ModelServer
+name: api
+spec:
+  container: {local: {path: ./app}, command: ["python3", "serve.py"]}
+  model: base
+"""
+
+
+def test_logs_follow_of_a_server_ends_when_its_process_stops(tmp_path: Path) -> None:
+    cli = project(tmp_path)
+    (cli.root / "app" / "serve.py").write_text(SERVER)
+    (cli.root / "weights").mkdir()
+    (cli.root / "substratus.yaml").write_text(SERVED)
+    cli.run("apply", "--auto-approve")
+    assert "serving" in cli.run("logs", "modelserver.api").stdout.splitlines()
+    location = cli.run("logs", "model.base", check=1)
+    assert "runs no workload" in location.stderr
+
+    follow = cli.popen("logs", "modelserver.api", "--follow")
+    out = lines_of(follow.stdout)
+    try:
+        assert next_line(out, "serving") == "serving"
+        url = json.loads(cli.run("output", "--json").stdout)["modelserver.api"]["endpoint"]
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        assert opener.open(url + "/hello", timeout=BOUND).read() == b"ok"
+        # written after `logs` started (health checks print "request /" too)
+        assert next_line(out, "request /hello") == "request /hello"
+        cli.run("destroy", "--auto-approve")  # stops the server: the follow ends with it
+        assert next_line(out, None) is None
+        assert follow.wait(timeout=BOUND) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+
+
+def next_line(out: queue.Queue[str | None], wanted: str | None) -> str | None:
+    """The first line equal to ``wanted`` (or the end: None), skipping others."""
+    while True:
+        line = out.get(timeout=BOUND)
+        if line == wanted or line is None:
+            return line
