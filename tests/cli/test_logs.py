@@ -236,3 +236,20 @@ def next_line(out: queue.Queue[str | None], wanted: str | None) -> str | None:
         line = out.get(timeout=BOUND)
         if line == wanted or line is None:
             return line
+
+
+@pytest.mark.parametrize(
+    "text", ["", "a\n", "a\nb\nc\n", "a\nb\nc", "\n\nx\n\n", "ab\ncd\nef\ngh\n"]
+)
+def test_tail_offset_reads_backwards_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    from substratus.runtimes.local import logs as local_logs
+
+    monkeypatch.setattr(local_logs, "BLOCK", 3)  # lines cross block boundaries
+    path = tmp_path / "log.txt"
+    path.write_bytes(text.encode())
+    lines = text.splitlines(keepends=True)
+    for n in range(len(lines) + 2):
+        start = local_logs.tail_offset(path, n)
+        assert text[start:] == "".join(lines[max(0, len(lines) - n) :] if n else []), (text, n)
