@@ -10,7 +10,10 @@ pod. A Job's pods on the kwok node succeed at once, so its logs are those of end
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +193,46 @@ def test_no_pods_is_no_log(namespace: str, runtime: KubernetesRuntime) -> None:
         runtime.logs(request_for("dataset", namespace, {}), threading.Event())
     with pytest.raises(NoLog, match="scaled to zero"):
         runtime.logs(request_for("notebook", namespace, {"suspended": True}), threading.Event())
+
+
+def test_the_cli_reads_the_run_the_state_records(
+    kube_cluster: ControlPlane, namespace: str, streams: StreamMappings, tmp_path: Path
+) -> None:
+    """``substratus logs`` with ``runtime: kubernetes``: the record's Job, found by the
+    version the state names, read through the API server (no lock, no apply)."""
+    from substratus.engine.statefile import ResourceRecord, StateFile
+
+    log = tmp_path / "load.log"
+    append_log(log, ["loading", "done"])
+    streams.logs_from(namespace, None, "load", log)
+    job = run_job(kube_cluster, namespace, 1)
+    root = tmp_path / "project"
+    (root / ".substratus" / "state").mkdir(parents=True)
+    (root / "substratus.yaml").write_text(
+        "kind: Project\nspec: {runtime: kubernetes, artifacts: gs://b/p}\n"
+    )
+    record = ResourceRecord(
+        kind="dataset",
+        namespace=namespace,
+        name="data",
+        spec={"loader": {}},
+        digest="sha256:" + VERSION[:16] + "0" * 48,
+        outputs={"job": job, "artifacts": "gs://b/p/x"},
+        version=VERSION,
+        versions=[VERSION],
+    )
+    state = StateFile(
+        lineage="lineage-1", serial=1, resources={f"{namespace}/dataset.data": record}
+    )
+    (root / ".substratus" / "state" / "default.json").write_text(state.to_json())
+    env = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "substratus", "logs", f"{namespace}/dataset.data", "--tail", "1"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "done\n"), done.stderr
