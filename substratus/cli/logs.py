@@ -13,6 +13,7 @@ Nothing heavy is imported before the command runs.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated
@@ -66,8 +67,8 @@ def logs(
     request = _request(backend, resolved.workspace, address, follow, tail)
     try:
         _print(source, backend, request, (resolved.workspace, address, follow, tail))
-    except BrokenPipeError:  # `substratus logs … | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `substratus logs … | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
 
 
 def _source(resolved: Resolved) -> LogSource:
