@@ -20,6 +20,7 @@ from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
 from substratus.cli.graph import graph
+from substratus.cli.logs import logs
 from substratus.cli.notebook import notebook
 from substratus.cli.output import output
 from substratus.cli.plan import plan
@@ -69,6 +70,7 @@ for command in (validate, plan, apply, destroy, version, notebook, graph, commen
     app.command()(command)
 app.command("force-unlock")(force_unlock)
 app.command()(output)
+app.command()(logs)
 state_app.command("list")(state_list)
 state_app.command("show")(state_show)
 state_app.command("rm")(state_rm)

@@ -50,12 +50,19 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
 - ``capacity()`` (optional: runtimes may lack it) returns the ``Capacity`` observed by the last
   ``refresh`` (no extra call of its own), or ``None`` when it is not known (no refresh yet); a
   ``Capacity`` with ``unknown_reason`` when the refresh could not observe it and can say why.
+- ``logs(request, cancelled)`` (``LogSource``, optional: runtimes may lack it) yields the lines
+  (without their newline) of the output of the run ``request`` names (``LogRequest.of``
+  chooses it from a record read without the state lock): the last ``tail`` lines, or all;
+  with ``follow``, then the lines written later, until the workload ends (or ``cancelled``
+  is set). Output of more than one process or pod comes with each line prefixed by its
+  name. It raises ``NoLog`` (one sentence: what and what to do) when there is nothing to
+  read — yet, or at all — and ``Failure`` when it cannot read what is there.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -244,3 +251,65 @@ class Runtime(Protocol):
     def hold(self, owner: Owner, held: Sequence[Held]) -> None: ...
 
     def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]: ...
+
+
+@dataclass(frozen=True)
+class LogRequest:
+    """The run whose output ``LogSource.logs`` reads: a version of a resource, with what the
+    state recorded for it (``outputs``: a completed run's outputs, or the intent of the run an
+    apply started) and whether the state names it as the run of an apply under way
+    (``running``: it may not have started writing yet)."""
+
+    address: str
+    kind: str
+    namespace: str
+    name: str
+    spec: Mapping[str, Any]
+    version: str
+    outputs: Mapping[str, Any]
+    running: bool = False
+    follow: bool = False
+    tail: int | None = None  # the last N lines (None: all)
+    owner: Owner = field(default_factory=Owner)
+
+    @classmethod
+    def of(
+        cls, address: str, record: ResourceRecord, owner: Owner, follow: bool, tail: int | None
+    ) -> LogRequest | None:
+        """The last run of ``record``: the one an apply started (its pending operation), else
+        the newest version the state made (a failed run after the current one included), else
+        the current one. None when it never ran."""
+        pending = record.pending
+        if pending is not None:
+            spec, version, outputs = pending.spec, pending.run_version, pending.intent
+        else:
+            current = record.current_version
+            newest = record.versions[-1] if record.versions else current
+            if newest is None:
+                return None
+            spec, version = record.spec, newest
+            outputs = record.outputs if version == current else {}
+        return cls(
+            address=address,
+            kind=record.kind,
+            namespace=record.namespace,
+            name=record.name,
+            spec=spec,
+            version=version,
+            outputs=outputs,
+            running=pending is not None and record.status != "tainted",  # tainted: it failed
+            follow=follow,
+            tail=tail,
+            owner=owner,
+        )
+
+
+class NoLog(Exception):
+    """There is no log to read for a ``LogRequest`` (yet, or at all); the message says what
+    and what to do."""
+
+
+class LogSource(Protocol):
+    """A runtime that can read its workloads' output (``logs``, see the module docstring)."""
+
+    def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]: ...

@@ -33,7 +33,8 @@ during apply and diagnostics while planning. The cluster is contacted on first u
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +48,7 @@ from substratus.engine.runtime import (
     ExternalResource,
     Garbage,
     Held,
+    LogRequest,
     Observation,
     Owner,
     PlannedRun,
@@ -70,6 +72,7 @@ from substratus.runtimes.kubernetes import (
 from substratus.runtimes.kubernetes.check import check_resources
 from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.fields import owned
+from substratus.runtimes.kubernetes.logs import KubeLogs
 from substratus.runtimes.kubernetes.manifests import Mount, Workload
 from substratus.runtimes.kubernetes.refresh import Refresher
 from substratus.runtimes.kubernetes.volumes import Location, Store
@@ -346,6 +349,9 @@ class KubernetesRuntime:
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
         cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
+
+    def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]:
+        return KubeLogs(self.cluster, min(self.timing.poll, 1.0)).logs(request, cancelled)
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int

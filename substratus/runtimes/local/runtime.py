@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +47,7 @@ from substratus.engine.runtime import (
     ExternalResource,
     Garbage,
     Held,
+    LogRequest,
     Observation,
     Owner,
     ResourceView,
@@ -64,6 +66,7 @@ from substratus.runtimes.local.artifacts import (
 from substratus.runtimes.local.build import context_dir, materialise
 from substratus.runtimes.local.files import remove_tree
 from substratus.runtimes.local.job import Jobs
+from substratus.runtimes.local.logs import LocalLogs
 from substratus.runtimes.local.refresh import Refresher
 from substratus.runtimes.local.server import Servers
 from substratus.runtimes.local.session import LocalNotebookSession
@@ -189,6 +192,9 @@ class LocalRuntime:
         elif kinds.is_service_kind(kind):
             outputs = rebase(request.outputs, self.workdir.root)
             self.servers.delete(ns, kind, name, outputs, request.versions, request.retain_artifacts)
+
+    def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]:
+        return LocalLogs(self.workdir, self.jobs.poll).logs(request, cancelled)  # see logs.py
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int

@@ -1,0 +1,304 @@
+"""The output of runs on a cluster: ``KubeLogs.logs``, the ``LogSource`` of the Kubernetes
+runtime, read from the pods through the API server (``GET …/pods/NAME/log``, the request
+``kubectl logs`` makes).
+
+The pods of a run: a Job's (build, loader, trainer: the Job the run's outputs or intent name,
+else the one its version names; label ``batch.kubernetes.io/job-name``), a ModelServer's (the
+pods of the state's Deployment: ``names.owner_selector``), a Notebook's pod. The log is the
+main container's (``manifests.CONTAINER_NAMES``). When more than one pod is read (every pod of
+a Job that retried, every replica of a server) each line is prefixed ``[POD] ``; pods are read
+oldest first.
+
+Without ``follow`` each pod's log is read as it is (``tailLines`` when ``tail``). With
+``follow`` one ``follow=true`` stream per pod (a thread each) is merged as lines arrive, until
+every stream has ended: a kubelet ends one when its container terminates; a stream whose pod
+is gone or whose container has terminated (polled every ``poll`` seconds) is also closed
+after ``grace`` seconds, so a node that keeps a finished container's stream open (kwok does)
+does not keep it open forever. A container that has not started yet is waited for.
+
+It imports no ``kubernetes`` module: it makes its requests with the connected client of
+``Cluster.api()``. Nothing to read raises ``NoLog``; other errors are ``Failure``s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from substratus.engine import kinds
+from substratus.engine.failure import Failure
+from substratus.engine.runtime import LogRequest, NoLog
+from substratus.runtimes.kubernetes import names
+from substratus.runtimes.kubernetes.cluster import RBAC_HINT, Cluster
+from substratus.runtimes.kubernetes.jobs import JOB_NAME_LABEL
+from substratus.runtimes.kubernetes.manifests import CONTAINER_NAMES
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0  # a log read without follow
+Item = tuple[str, str | Exception | None]  # (pod, a line | error | None: its stream ended)
+
+
+def _created(pod: Mapping[str, Any]) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
+
+
+def _container_state(pod: Mapping[str, Any] | None, container: str) -> str:
+    """``gone``, ``waiting``, ``running`` or ``terminated`` (the pod's phase when it ended)."""
+    if pod is None:
+        return "gone"
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return "terminated"
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == container:
+            state = cs.get("state") or {}
+            if state.get("terminated"):
+                return "terminated"
+            return "running" if state.get("running") else "waiting"
+    return "waiting"
+
+
+class KubeLogs:
+    def __init__(self, cluster: Cluster, poll: float = 1.0, grace: float = 2.0) -> None:
+        self.cluster, self.poll, self.grace = cluster, poll, grace
+
+    def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]:
+        namespace = str(request.outputs.get("namespace") or request.namespace)
+        pods = [str(p["metadata"]["name"]) for p in sorted(self._pods(request), key=_created)]
+        if not pods:
+            raise NoLog(
+                f"{request.address}: its run {request.version} has no pods in namespace "
+                f"{namespace} (not created yet, or removed). "
+                + ("Use --follow to wait for them." if request.running else "Apply it again.")
+            )
+        container = CONTAINER_NAMES[request.kind]
+        if request.follow:
+            return self._follow(namespace, pods, container, request.tail, cancelled)
+        return self._read(namespace, pods, container, request.tail)
+
+    # -- which pods ----------------------------------------------------------------------------
+
+    def _pods(self, request: LogRequest) -> list[dict[str, Any]]:
+        kind, outputs = request.kind, request.outputs
+        namespace = str(outputs.get("namespace") or request.namespace)
+        work = kinds.workload(kind, request.spec)
+        if work in (kinds.Workload.BUILD, kinds.Workload.JOB):
+            job = str(outputs.get("job") or names.job_name(kind, request.name, request.version))
+            return self.cluster.list("Pod", namespace, f"{JOB_NAME_LABEL}={job}")
+        if outputs.get("suspended") is True or outputs.get("replicas") == 0:
+            raise NoLog(
+                f"{request.address} is scaled to zero (suspended or replicas: 0): no pod runs, "
+                "so it has no log. Apply it running again to see its output."
+            )
+        if work is kinds.Workload.SERVER:
+            selector = names.owner_selector(request.address, request.owner)
+            return self.cluster.list("Pod", namespace, selector)
+        if work is kinds.Workload.NOTEBOOK:
+            pod = outputs.get("pod") or names.notebook_name(request.name, request.owner.workspace)
+            found = self.cluster.get("Pod", namespace, str(pod))
+            return [found] if found is not None else []
+        raise NoLog(
+            f"{request.address} runs no workload (a model that is only a location), so it has "
+            "no log."
+        )
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _open(self, namespace: str, pod: str, container: str, query: dict[str, str]) -> Any:
+        """The unread response (urllib3) of a log request; ``NoLog`` when the API server says
+        there is nothing to read (container not started, pod gone), ``Failure`` otherwise."""
+        path = (
+            f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(pod)}/log"
+        )
+        api = self.cluster.api()
+        method, url, headers, _, _ = api.param_serialize(
+            "GET",
+            path,
+            query_params=[("container", container), *query.items()],
+            header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"],
+        )
+        self.cluster.requests += 1
+        self.cluster.by_verb["GET"] += 1
+        follow = query.get("follow") == "true"
+        timeout = (CONNECT_TIMEOUT, None if follow else READ_TIMEOUT)
+        try:
+            resp = api.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        except Exception as exc:  # the client's connection errors (urllib3, OSError)
+            raise Failure(
+                f"cannot reach the Kubernetes API server at {self.cluster.server}",
+                f"{exc}. Check that the cluster is running and {self.cluster.where}.",
+                retryable=True,
+            ) from exc
+        status = int(resp.status)
+        if status < 300:
+            return resp.response
+        message = _message(resp.read())
+        if status in (400, 404):
+            raise NoLog(f"pod {namespace}/{pod}: {message}")
+        if status == 403:
+            raise Failure(f"permission denied: {message}", RBAC_HINT + " (pods/log)", status=403)
+        raise Failure(f"reading the log of pod {namespace}/{pod} failed ({status}): {message}")
+
+    def _read(
+        self, namespace: str, pods: list[str], container: str, tail: int | None
+    ) -> Iterator[str]:
+        query = {"tailLines": str(tail)} if tail is not None else {}
+        texts: list[tuple[str, str]] = []
+        missing: list[str] = []
+        for pod in pods:
+            try:
+                resp = self._open(namespace, pod, container, query)
+            except NoLog as exc:
+                missing.append(str(exc))
+                continue
+            texts.append((pod, resp.read().decode(errors="replace")))
+        if not texts:
+            raise NoLog("; ".join(missing))
+        prefix = len(pods) > 1
+        return iter(
+            [f"[{pod}] {line}" if prefix else line for pod, t in texts for line in t.splitlines()]
+        )
+
+    # -- follow --------------------------------------------------------------------------------
+
+    def _follow(
+        self,
+        namespace: str,
+        pods: list[str],
+        container: str,
+        tail: int | None,
+        cancelled: threading.Event,
+    ) -> Iterator[str]:
+        items: queue.Queue[Item] = queue.Queue()
+        streams: dict[str, Any] = {}
+        stop = threading.Event()
+        for pod in pods:
+            args = (namespace, pod, container, tail, items, streams, stop)
+            threading.Thread(target=self._pump, args=args, daemon=True).start()
+        try:
+            yield from self._merge(namespace, pods, container, items, streams, cancelled)
+        finally:
+            stop.set()
+            for resp in list(streams.values()):
+                _close(resp)
+
+    def _merge(
+        self,
+        namespace: str,
+        pods: list[str],
+        container: str,
+        items: queue.Queue[Item],
+        streams: dict[str, Any],
+        cancelled: threading.Event,
+    ) -> Iterator[str]:
+        """The lines of every stream as they arrive, until each has ended; a stream whose
+        container ended is closed ``grace`` seconds later."""
+        open_, ended = set(pods), dict[str, float]()
+        prefix, check = len(pods) > 1, 0.0
+        while open_ and not cancelled.is_set():
+            with contextlib.suppress(queue.Empty):
+                pod, item = items.get(timeout=self.poll)
+                if isinstance(item, Exception):
+                    raise item
+                if item is None:
+                    open_.discard(pod)
+                else:
+                    yield f"[{pod}] {item}" if prefix else item
+            now = time.monotonic()
+            if now < check:
+                continue
+            check = now + self.poll
+            for pod in sorted(open_):
+                if pod in ended:
+                    if now - ended[pod] > self.grace:
+                        _close(streams.get(pod))
+                elif _container_state(self._get(namespace, pod), container) in (
+                    "terminated",
+                    "gone",
+                ):
+                    ended[pod] = now
+
+    def _get(self, namespace: str, pod: str) -> dict[str, Any] | None:
+        return self.cluster.get("Pod", namespace, pod)
+
+    def _pump(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        tail: int | None,
+        items: queue.Queue[Item],
+        streams: dict[str, Any],
+        stop: threading.Event,
+    ) -> None:
+        """One pod's stream into ``items`` (then None), once its container has started."""
+        try:
+            resp = self._started_stream(namespace, pod, container, tail, stop)
+            if resp is not None:
+                streams[pod] = resp
+                for line in _lines(resp):
+                    items.put((pod, line))
+        except Exception as exc:  # reported by the reader, in its thread
+            if not stop.is_set():
+                items.put((pod, exc))
+        items.put((pod, None))
+
+    def _started_stream(
+        self, namespace: str, pod: str, container: str, tail: int | None, stop: threading.Event
+    ) -> Any:
+        """The ``follow`` stream of the container once it has started (None: the pod went
+        away before it did, or the reader stopped)."""
+        query = {"follow": "true", **({"tailLines": str(tail)} if tail is not None else {})}
+        while not stop.is_set():
+            state = _container_state(self._get(namespace, pod), container)
+            if state == "gone":
+                return None
+            if state != "waiting":
+                try:
+                    return self._open(namespace, pod, container, query)
+                except NoLog:
+                    if state == "terminated":
+                        return None
+            stop.wait(self.poll)
+        return None
+
+
+def _lines(resp: Any) -> Iterator[str]:
+    """The lines of a streamed response as they arrive (a stream closed under it ends)."""
+    rest = b""
+    try:
+        for chunk in resp.stream(4096, decode_content=True):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace")
+    except Exception:  # closed by ``_close`` (or the connection dropped): what came is shown
+        pass
+    if rest:
+        yield rest.decode(errors="replace")
+
+
+def _close(resp: Any) -> None:
+    if resp is None:
+        return
+    with contextlib.suppress(Exception):
+        if hasattr(resp, "shutdown"):
+            resp.shutdown()  # unblocks a read in another thread (urllib3 2.3+)
+        resp.close()
+        resp.release_conn()
+
+
+def _message(data: bytes | None) -> str:
+    text = (data or b"").decode(errors="replace")
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return text.strip()[:500] or "no message"
+    return str(found.get("message") or text)[:500] if isinstance(found, dict) else text[:500]
