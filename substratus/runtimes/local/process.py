@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import math
 import os
+import select
 import signal
 import socket
 import threading
@@ -66,6 +68,56 @@ def start_time(pid: int) -> int | None:
     if not fields or len(fields) < 20 or fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
+
+
+class ExitWatch:
+    """Waits for a process to end (ours or not) without polling: through a pidfd, which the
+    kernel makes readable when the process exits. Use as a context manager (it closes the
+    pidfd). Where pidfds are not available it checks ``alive`` every ``FALLBACK_POLL`` s."""
+
+    FALLBACK_POLL = 0.01
+
+    def __init__(self, ref: ProcessRef) -> None:
+        self.ref = ref
+        self._fd: int | None = None
+        self._ended = False
+        try:
+            self._fd = os.pidfd_open(ref.pid)
+        except ProcessLookupError:
+            self._ended = True
+        except (OSError, AttributeError):  # no pidfd here: fall back to checking
+            self._fd = None
+        if not self._ended and not ref.alive():  # gone already, or the pid is another's now
+            self._ended = True
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (None: for ever); whether the process has ended."""
+        if self._ended:
+            return True
+        if self._fd is None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.ref.alive():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.FALLBACK_POLL)
+        else:
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            if not poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))):
+                return False
+        self._ended = True
+        return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ExitWatch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def reap(pid: int) -> None:

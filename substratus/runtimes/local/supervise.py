@@ -48,7 +48,7 @@ from substratus.runtimes.local.workdir import RunFiles
 RESERVE_BYTES = 64 * 1024
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="substratus-supervise")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--partial", required=True, type=Path)
@@ -173,7 +173,7 @@ def supervise(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return supervise(_parse(sys.argv[1:] if argv is None else argv))
+    return supervise(parse(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
