@@ -223,7 +223,7 @@ class Jobs:
             "lineage": request.owner.lineage or "",
             "workspace": request.owner.workspace,
         }
-        return [f"--label={k}={v}" for k, v in labels.items()]
+        return [f"{k}={v}" for k, v in labels.items()]
 
     def _start(self, request: RunRequest, names: JobNames) -> ProcessRef | _Locked | None:
         """Start a supervisor under the run's lock (through the fork server, ``launcher``):
@@ -249,11 +249,16 @@ class Jobs:
                     {"CONTENT_DIR": str(run.content)},
                 )
             )
-            argv = ["--run-dir", str(run.dir), "--partial", str(names.partial)]
-            argv += ["--final", str(names.final), *[f"--unset={name}" for name in unset]]
-            argv += [*self._labels(request), "--", *command]
+            job = {
+                "run_dir": str(run.dir),
+                "partial": str(names.partial),
+                "final": str(names.final),
+                "label": self._labels(request),
+                "unset": unset,
+                "command": command,
+            }
             with run.log.open("wb") as log:
-                ref = launcher.launch(argv, context, env, fd, log.fileno())
+                ref = launcher.launch(job, context, env, fd, log.fileno())
             return LOCKED if ref is None else ref
         finally:
             os.close(fd)

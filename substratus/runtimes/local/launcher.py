@@ -1,15 +1,16 @@
 """Starting job supervisors through the fork server (``forkserver.py``), from the applying process.
 
-``launch(argv, cwd, env, lock, log)`` asks this process's fork server (started on first use:
+``launch(job, cwd, env, lock, log)`` asks this process's fork server (started on first use:
 ``python -P -m substratus.runtimes.local.forkserver``, in its own session, shared by every
 ``LocalRuntime`` of the process and every thread; it ends when this process does, however it
-ends) for a supervisor with the supervisor arguments ``argv``, working directory ``cwd``,
-environment ``env``, holding the ``flock``-ed file ``lock`` and writing to ``log``. It returns
-the supervisor's ``ProcessRef`` (start -1: it ended already), raises ``OSError`` for what
-stopped it from starting (a working directory that cannot be opened, ``fork`` failing), and
-returns None when the fork server was lost with the request unanswered: whether the supervisor
-was started is then unknown, and the caller finds out through the run's lock (a supervisor
-that started holds it). A fork server found gone before a request is sent is replaced.
+ends) for a supervisor with the arguments ``job`` (``supervise.arguments``), working directory
+``cwd`` and environment ``env``, holding the ``flock``-ed file ``lock`` and writing to ``log``.
+It returns the supervisor's ``ProcessRef`` (start -1: it ended already), raises ``OSError`` for
+what stopped it from starting (a working directory that cannot be opened, ``fork`` failing),
+and returns None when the fork server was lost with the request unanswered: whether the
+supervisor was started is then unknown, and the caller finds out through the run's lock (a
+supervisor that started holds it). A fork server found gone before a request is sent is
+replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from substratus.runtimes.local.process import ProcessRef
 
@@ -99,11 +101,11 @@ def _parse(line: str) -> ProcessRef:
 
 
 def launch(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], lock: int, log: int
+    job: Mapping[str, Any], cwd: Path, env: Mapping[str, str], lock: int, log: int
 ) -> ProcessRef | None:
     """Start a supervisor (see the module docstring)."""
     global _server
-    payload = json.dumps({"argv": list(argv), "cwd": str(cwd), "env": dict(env)}).encode()
+    payload = json.dumps({"job": dict(job), "cwd": str(cwd), "env": dict(env)}).encode()
     with _lock:
         server = _running()
         try:
