@@ -125,6 +125,15 @@ def launch(
     return _parse(line)
 
 
+def server_pid() -> int | None:
+    """The pid of this process's fork server while it runs (for diagnostics and tests)."""
+    with _lock:
+        server = _server
+        if server is None or server.owner != os.getpid() or server.process.poll() is not None:
+            return None
+        return server.process.pid
+
+
 @atexit.register
 def _shutdown() -> None:
     """Close the fork server's socket at exit (it ends; the supervisors it made go on)."""
