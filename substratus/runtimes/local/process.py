@@ -4,6 +4,8 @@ A process is identified by ``(pid, start)`` where ``start`` is field 22 of ``/pr
 (start time in clock ticks since boot): a pid whose start time differs is a different process,
 and is never signalled. Zombies count as dead. Stopping signals the whole process group of the
 process (every workload starts a new session, so a job's command stops with its supervisor).
+Waiting for a process to end (``ExitWatch``, ``stop``) is woken by the kernel through a pidfd
+when it exits, not by polling.
 HTTP probes go straight to 127.0.0.1 without proxies. No engine imports: the supervisor
 process uses this module too.
 """
@@ -144,23 +146,16 @@ def signal_group(ref: ProcessRef, sig: int) -> bool:
     return True
 
 
-def stop(ref: ProcessRef, grace: float = 10.0, poll: float = 0.05) -> None:
-    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL it. Gone already is fine."""
+def stop(ref: ProcessRef, grace: float = 10.0) -> None:
+    """SIGTERM the group, wait up to ``grace`` seconds for ``ref`` to end (woken by its exit),
+    then SIGKILL the group and wait up to 5 s more. Gone already is fine."""
     if not signal_group(ref, signal.SIGTERM):
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        reap(ref.pid)
-        if not ref.alive():
-            return
-        time.sleep(poll)
-    signal_group(ref, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        reap(ref.pid)
-        if not ref.alive():
-            return
-        time.sleep(poll)
+    with ExitWatch(ref) as watch:
+        if not watch.wait(grace):
+            signal_group(ref, signal.SIGKILL)
+            watch.wait(5.0)
+    reap(ref.pid)
 
 
 _issued: set[int] = set()
