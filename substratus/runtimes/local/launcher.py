@@ -1,16 +1,19 @@
 """Starting job supervisors through the fork server (``forkserver.py``), from the applying process.
 
-``launch(job, cwd, env, lock, log)`` asks this process's fork server (started on first use:
-``python -P -m substratus.runtimes.local.forkserver``, in its own session, shared by every
-``LocalRuntime`` of the process and every thread; it ends when this process does, however it
-ends) for a supervisor with the arguments ``job`` (``supervise.arguments``), working directory
-``cwd`` and environment ``env``, holding the ``flock``-ed file ``lock`` and writing to ``log``.
-It returns the supervisor's ``ProcessRef`` (start -1: it ended already), raises ``OSError`` for
-what stopped it from starting (a working directory that cannot be opened, ``fork`` failing),
-and returns None when the fork server was lost with the request unanswered: whether the
-supervisor was started is then unknown, and the caller finds out through the run's lock (a
-supervisor that started holds it). A fork server found gone before a request is sent is
-replaced.
+``launch(job, cwd, env, lock, log)`` asks this process's fork server for a supervisor with the
+arguments ``job`` (``supervise.arguments``), working directory ``cwd`` and environment ``env``,
+holding the ``flock``-ed file ``lock`` and writing to ``log``. It returns the supervisor's
+``ProcessRef`` (start -1: it ended already), raises ``OSError`` for what stopped it from
+starting (a working directory that cannot be opened, ``fork`` failing), and returns None when
+the fork server was lost with the request unanswered: whether the supervisor was started is
+then unknown, and the caller finds out through the run's lock (a supervisor that started holds
+it). A fork server found gone before a request is sent is replaced.
+
+The fork server is started on first use or by ``prestart``: ``python -I`` running
+``forkserver.main`` from the same ``substratus`` as this process, in its own session. One is
+shared by every ``LocalRuntime`` of the process and every thread; it ends when this process
+does, however it ends. Requests from several threads are pipelined: each waits only for its
+own reply.
 """
 
 from __future__ import annotations
@@ -23,24 +26,44 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from substratus.runtimes.local.process import ProcessRef
 
-SERVER = "substratus.runtimes.local.forkserver"
 HEADER = 8  # forkserver.HEADER (not imported: that module imports the supervisor)
+# The fork server imports the same substratus as this process, whatever PYTHONPATH says.
+ROOT = str(Path(__file__).resolve().parents[3])
+BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from substratus.runtimes.local.forkserver import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+class _Reply:
+    """The reply line to one request, once the reader has it (None: the server was lost)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.line: str | None = None
+
+    def set(self, line: str | None) -> None:
+        self.line = line
+        self.ready.set()
 
 
 class _Server:
-    """One running fork server: its process and our end of its socket."""
+    """One running fork server: its process, our end of its socket, and a thread that hands
+    each reply line to the request waiting for it (replies come in the order of requests, so
+    requests are pipelined: none waits for another's fork to be sent)."""
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", SERVER, "--fd", str(theirs.fileno())],
+                [sys.executable, "-I", "-c", BOOT, ROOT, "--fd", str(theirs.fileno())],
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -53,29 +76,48 @@ class _Server:
         finally:
             theirs.close()
         self.sock = ours
-        self.replies = ours.makefile("rb")
         self.owner = os.getpid()
+        self.waiting: deque[_Reply] = deque()
+        self.mutex = threading.Lock()
+        self.reader = threading.Thread(target=self._read, name="substratus-forkserver", daemon=True)
+        self.reader.start()
 
-    def send(self, payload: bytes, fds: Sequence[int]) -> None:
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError), self.sock.makefile("rb") as replies:
+            for line in replies:
+                if not line.endswith(b"\n"):
+                    break
+                with self.mutex:
+                    reply = self.waiting.popleft() if self.waiting else None
+                if reply is not None:
+                    reply.set(line.decode())
+        with self.mutex:
+            lost, self.waiting = list(self.waiting), deque()
+        for reply in lost:
+            reply.set(None)
+
+    def send(self, payload: bytes, fds: Sequence[int]) -> _Reply:
+        """Send one request (the caller holds ``_lock``); its reply to wait for."""
+        reply = _Reply()
+        with self.mutex:
+            self.waiting.append(reply)
         head = len(payload).to_bytes(HEADER, "big")
         sent = socket.send_fds(self.sock, [head], list(fds))
         if sent < HEADER:
             self.sock.sendall(head[sent:])
         self.sock.sendall(payload)
-
-    def reply(self) -> str | None:
-        line = self.replies.readline()
-        return line.decode() if line.endswith(b"\n") else None
+        return reply
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.replies.close()
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader; the server sees EOF
+        with contextlib.suppress(OSError):
             self.sock.close()
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
             self.process.wait(timeout=5.0)
 
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # held while a request is sent, and while the server is replaced
 _server: _Server | None = None
 
 
@@ -89,6 +131,12 @@ def _running() -> _Server:
     if _server is None:
         _server = _Server()
     return _server
+
+
+def prestart() -> None:
+    """Start the fork server now, so that it has started by the time a job needs it."""
+    with _lock:
+        _running()
 
 
 def _parse(line: str) -> ProcessRef:
@@ -109,20 +157,15 @@ def launch(
     with _lock:
         server = _running()
         try:
-            server.send(payload, (lock, log))
+            reply = server.send(payload, (lock, log))
         except OSError:  # gone before it read the request: nothing was started
             server.close()
             _server = server = _Server()
-            server.send(payload, (lock, log))
-        try:
-            line = server.reply()
-        except OSError:
-            line = None
-        if line is None:
-            server.close()
-            _server = None
-            return None
-    return _parse(line)
+            reply = server.send(payload, (lock, log))
+    reply.ready.wait()
+    if reply.line is None:
+        return None
+    return _parse(reply.line)
 
 
 def server_pid() -> int | None:
