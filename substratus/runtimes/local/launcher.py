@@ -153,7 +153,8 @@ def launch(
 ) -> ProcessRef | None:
     """Start a supervisor (see the module docstring)."""
     global _server
-    payload = json.dumps({"job": dict(job), "cwd": str(cwd), "env": dict(env)}).encode()
+    where = os.path.abspath(cwd)  # the fork server's own working directory is /
+    payload = json.dumps({"job": dict(job), "cwd": where, "env": dict(env)}).encode()
     with _lock:
         server = _running()
         try:
