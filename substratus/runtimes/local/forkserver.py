@@ -173,6 +173,7 @@ def serve(sock: socket.socket) -> int:
                     os.read(wake_read, 4096)
                 _reap()
             elif not _answer(sock):
+                _reap()  # those that ended already count as ours; the others go on
                 return 0
 
 
