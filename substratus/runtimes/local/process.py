@@ -13,7 +13,6 @@ process uses this module too.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import math
 import os
 import select
@@ -196,6 +195,8 @@ def free_port() -> int:
 
 def http_status(port: int, timeout: float = 2.0) -> int | None:
     """The status of ``GET http://127.0.0.1:PORT/``, or None when nothing answers."""
+    import http.client  # here: the supervisors' fork server does not need it (nor ssl, email)
+
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", "/")
