@@ -186,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return serve(sock)
     except (KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
-        return 0
+        return 0  # the applying process is gone: so is what it could ask for
+    except OSError as exc:  # the socket failed: the launcher finds this server gone
+        print(f"substratus: the job fork server stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
