@@ -238,8 +238,8 @@ class Jobs:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return LOCKED
-            if request.intent is not None and names.final.is_dir():
-                return None  # another process completed it while we waited for the lock
+            if names.final.is_dir():  # completed since ``apply`` looked: by the supervisor
+                return None  # another process started, or one a lost fork server started
             self._prepare(request, names, links)
             env, unset = supervisor_env(
                 workload_env(
