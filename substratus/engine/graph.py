@@ -30,6 +30,7 @@ class Graph(Generic[N]):
     def __init__(self, nodes: Iterable[N]) -> None:
         self.dependents: dict[N, dict[N, None]] = {a: {} for a in nodes}
         self.dependencies: dict[N, dict[N, None]] = {a: {} for a in self.dependents}
+        self._order: list[N] | None = None  # the topological order, once computed
 
     def __contains__(self, node: object) -> bool:
         return node in self.dependents
@@ -43,6 +44,7 @@ class Graph(Generic[N]):
     def add_edge(self, dependency: N, dependent: N) -> None:
         self.dependents[dependency][dependent] = None
         self.dependencies[dependent][dependency] = None
+        self._order = None
 
     def ancestors(self, address: N) -> set[N]:
         """Everything ``address`` depends on, directly or not (not itself)."""
@@ -57,7 +59,10 @@ class Graph(Generic[N]):
 
     def topological(self) -> list[N] | None:
         """Kahn's order, always taking the ready node whose text sorts first (networkx's
-        ``lexicographical_topological_sort`` with ``key=str``); None when there is a cycle."""
+        ``lexicographical_topological_sort`` with ``key=str``); None when there is a cycle.
+        Computed once (until an edge is added); the caller must not change the list."""
+        if self._order is not None:
+            return self._order
         waiting = {a: len(deps) for a, deps in self.dependencies.items() if deps}
         ready = [(str(a), a) for a, deps in self.dependencies.items() if not deps]
         heapq.heapify(ready)
@@ -70,7 +75,10 @@ class Graph(Generic[N]):
                 if not waiting[child]:
                     del waiting[child]
                     heapq.heappush(ready, (str(child), child))
-        return None if waiting else order
+        if waiting:
+            return None
+        self._order = order
+        return order
 
 
 def build_graph(resources: dict[Address, Resource]) -> Graph[Address]:
@@ -141,4 +149,4 @@ def topological(graph: Graph[N]) -> list[N]:
     order = graph.topological()
     if order is None:
         raise ValueError("the graph has a dependency cycle")
-    return order
+    return list(order)

@@ -78,10 +78,7 @@ class Kind(StrEnum):
     @classmethod
     def of(cls, kind: str) -> Kind | None:
         """The kind spelled ``kind`` (``"dataset"``), or None for an unknown one."""
-        try:
-            return cls(kind)
-        except ValueError:
-            return None
+        return _KINDS.get(kind)
 
     @property
     def plural(self) -> str:
@@ -116,8 +113,11 @@ class Kind(StrEnum):
         return self.versioned or self is Kind.NOTEBOOK
 
 
+_KINDS: dict[str, Kind] = {k.value: k for k in Kind}  # a dict lookup: no Enum call per question
+
+
 def _kind(kind: str | Kind) -> Kind | None:
-    return kind if isinstance(kind, Kind) else Kind.of(kind)
+    return _KINDS.get(kind)  # a Kind is a str equal to its value
 
 
 def role(kind: str) -> Role:

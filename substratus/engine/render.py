@@ -11,12 +11,13 @@ line, the estimate of what the apply will consume (``engine.estimate_text``). It
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import text_section
 from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
-from substratus.engine.sensitive import is_marker
+from substratus.engine.sensitive import MARK, is_marker
 
 _COLORS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
 
@@ -33,18 +34,42 @@ class Painter:
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Leaves of a spec as ``dotted.path -> value`` (lists and empty maps are leaves)."""
-    if isinstance(value, dict) and value and not is_marker(value):
-        out: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    _flatten_into(out, value, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], value: Any, prefix: str) -> None:
+    if type(value) is dict and value and not (len(value) == 1 and MARK in value):
+        for k, v in value.items():
+            _flatten_into(out, v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, dict) and value and not is_marker(value):  # a dict subclass
         for k in value:
-            out.update(flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
+            _flatten_into(out, value[k], f"{prefix}.{k}" if prefix else str(k))
+    else:
+        out[prefix] = value
+
+
+# json.dumps(value, ensure_ascii=False, sort_keys=True), without a new encoder per call, and
+# for the plain scalars that are most of a spec without an encoder at all.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_encode_string: Callable[[str], str] = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
+_CONSTANTS = {True: "true", False: "false", None: "null"}
 
 
 def fmt(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool or value is None:
+        return _CONSTANTS[value]
     if is_marker(value):
         return "(sensitive)"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
