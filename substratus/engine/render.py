@@ -34,20 +34,30 @@ class Painter:
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Leaves of a spec as ``dotted.path -> value`` (lists and empty maps are leaves)."""
+    if not _branches(value):
+        return {prefix: value}
     out: dict[str, Any] = {}
     _flatten_into(out, value, prefix)
     return out
 
 
-def _flatten_into(out: dict[str, Any], value: Any, prefix: str) -> None:
-    if type(value) is dict and value and not (len(value) == 1 and MARK in value):
-        for k, v in value.items():
-            _flatten_into(out, v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(value, dict) and value and not is_marker(value):  # a dict subclass
-        for k in value:
-            _flatten_into(out, value[k], f"{prefix}.{k}" if prefix else str(k))
-    else:
-        out[prefix] = value
+def _branches(value: Any) -> bool:
+    """Whether ``flatten`` looks inside ``value``: a non-empty mapping, not a sensitive marker."""
+    if type(value) is dict:
+        return bool(value) and not (len(value) == 1 and MARK in value)
+    return isinstance(value, dict) and bool(value) and not is_marker(value)
+
+
+def _flatten_into(out: dict[str, Any], value: dict[Any, Any], prefix: str) -> None:
+    for k, v in value.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        leaf = not v if type(v) is dict else not isinstance(v, dict)  # most, without a call
+        if leaf:
+            out[path] = v
+        elif _branches(v):
+            _flatten_into(out, v, path)
+        else:
+            out[path] = v
 
 
 # json.dumps(value, ensure_ascii=False, sort_keys=True), without a new encoder per call, and
@@ -67,6 +77,8 @@ def fmt(value: Any) -> str:
         return int.__repr__(value)
     if kind is bool or value is None:
         return _CONSTANTS[value]
+    if kind is list and all(type(x) is str for x in value):
+        return "[" + ", ".join(map(_encode_string, value)) + "]"
     if is_marker(value):
         return "(sensitive)"
     return _ENCODER.encode(value)
@@ -80,9 +92,8 @@ def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
     if change.action is Action.CREATE and not change.before:
         shown = {k: v for k, v in after.items() if v != {}}
         width = max((len(k) for k in shown), default=0)
-        return [
-            f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()
-        ]
+        plus = paint("+", "green")
+        return [f"      {plus} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()]
     if change.action in (Action.DELETE, Action.READ):
         return []
     keys = sorted(set(before) | set(after), key=lambda k: (k not in after, k))
