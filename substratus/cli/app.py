@@ -14,8 +14,7 @@ import sys
 
 import typer
 
-from substratus import __version__
-from substratus.cli import signals
+from substratus.cli import signals, version_line
 from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
@@ -40,7 +39,7 @@ from substratus.engine.diagnostic import DiagnosticError
 
 def version() -> None:
     """Print the substratus version."""
-    print(f"substratus {__version__}")
+    print(version_line())
 
 
 app = typer.Typer(
