@@ -87,7 +87,7 @@ class _Reader:
         raise _GiveUp
 
     def mapping(self, path: FieldPath, lines: dict[FieldPath, int], depth: int) -> dict[str, Any]:
-        get, scalar = self.get, self.scalar
+        get, tags = self.get, self.tags
         out: dict[str, Any] = {}
         while True:
             event = get()
@@ -97,16 +97,18 @@ class _Reader:
             if kind is not _SCALAR or event.anchor is not None or event.tag is not None:
                 raise _GiveUp  # a key that is a collection, an anchor or alias, a tag
             key = event.value
-            if key in out or (event.implicit[0] and self.tag(key) != _STR_TAG):
+            if key in out or (event.implicit[0] and (tags.get(key) or self.tag(key)) != _STR_TAG):
                 raise _GiveUp  # a repeated key, a key that is not a string, a merge key
             child = (*path, key)
             mark: Any = event.start_mark
             lines[child] = mark.line + 1
             event = get()
-            if type(event) is _SCALAR and event.anchor is None:
-                out[key] = scalar(event)  # the common case, inline: its line is the key's
-            else:
+            if type(event) is not _SCALAR or event.anchor is not None:
                 out[key] = self.value(event, child, lines, depth + 1)
+            elif event.tag is None and (not event.implicit[0] or tags.get(event.value) == _STR_TAG):
+                out[key] = event.value  # the commonest value, inline: its line is the key's
+            else:
+                out[key] = self.scalar(event)
 
     def sequence(self, path: FieldPath, lines: dict[FieldPath, int], depth: int) -> list[Any]:
         get = self.get
