@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn
 
 from substratus.cli import signals
+from substratus.cli.version import version_line
 
 
 def main() -> None:
@@ -35,13 +36,6 @@ def main() -> None:
         raise
 
 
-def version_line() -> str:
-    """What ``substratus version`` prints."""
-    from substratus import __version__
-
-    return f"substratus {__version__}"
-
-
 def stopped(exc: KeyboardInterrupt) -> NoReturn:
     """Report a stop by a signal in one line and exit 128 + its number."""
     signals.quiet()
@@ -56,4 +50,4 @@ def tune_gc() -> None:
     tune()
 
 
-__all__ = ["main", "stopped", "tune_gc", "version_line"]
+__all__ = ["main", "stopped", "tune_gc"]

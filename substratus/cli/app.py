@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from substratus.cli import signals, version_line
+from substratus.cli import signals
 from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
@@ -33,6 +33,7 @@ from substratus.cli.state import (
     state_show,
 )
 from substratus.cli.validate import validate
+from substratus.cli.version import version_line
 from substratus.cli.workspace import workspace_delete, workspace_list, workspace_select
 from substratus.engine.diagnostic import DiagnosticError
 

@@ -18,9 +18,7 @@ from substratus.engine.yamlsource import _load_all, load_documents
 
 def typed(value: Any) -> str:
     """``value`` with its types spelled out (``1 == 1.0 == True`` in Python)."""
-    return json.dumps(value, default=repr) + repr(
-        [type(v).__name__ for v in _leaves(value)]
-    )
+    return json.dumps(value, default=repr) + repr([type(v).__name__ for v in _leaves(value)])
 
 
 def _leaves(value: Any) -> list[Any]:
@@ -48,8 +46,8 @@ PLAIN = [
     "a: 1\nb: 1.5\nc: true\nd: ~\ne: null\nf: ''\ng: \"x\"\nh: yes\ni: 0o17\nj: 0x1F\n",
     "k: 1_000\nl: +1\nm: .5\nn: 1e3\no: -0\np: on\nq: No\nr: 2024-13-45x\ns: .\nt: -x\n",
     "list:\n- 1\n- - 2\n  - [3, {x: y}]\n- {}\n- []\n-\n- |\n  block\n  text\n- >\n  folded\n",
-    "# only a comment\n---\n---\na: b\n...\n---\n- x\n--- plain\n--- \"quoted\"\n",
-    "kind: Model\nname: m\nspec:\n  container: {local: {path: ./t}, command: [\"true\"]}\n"
+    '# only a comment\n---\n---\na: b\n...\n---\n- x\n--- plain\n--- "quoted"\n',
+    'kind: Model\nname: m\nspec:\n  container: {local: {path: ./t}, command: ["true"]}\n'
     "  trainer:\n    baseModel: b\n    params: {lr: 0.001, seed: 7, name: 'x'}\n",
     "? complex\n: value\n'quoted key': 1\n\"k2\": [a, b]\nkey with spaces: v\n",
     "a:\n  b:\n    c:\n      d: [1, [2, [3]]]\n",
@@ -103,8 +101,10 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
