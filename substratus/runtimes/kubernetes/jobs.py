@@ -1,13 +1,18 @@
 """Jobs: a build, a Dataset/Model load or a training run, one Job per resource and run (version).
 
-``run(cluster, job, configmap, ctx, timing, owner, recorded)`` makes the Job exist and waits:
+``run(cluster, job, params, ctx, timing, owner, recorded)`` makes the Job exist and waits:
 
 - a Job of that (deterministic, per-version) name exists only when an interrupted apply started
   this very run: one that succeeded is adopted without running again, a running one is adopted
   and waited for, a failed one (an earlier attempt of the run) is deleted and created anew — and
   one that is not the state's (``ownership``) is refused, never taken over (``guard``);
-- the params ConfigMap is applied with an owner reference to the Job, so deleting the Job
-  deletes it;
+- the Job is created with one request that only creates (``Cluster.apply_new``): no read
+  first, the name is new unless an interrupted apply made it (then the refused create reads it
+  and the rules above apply);
+- the params Secret (``manifests.params_secret``: a pod's sensitive params read it) is applied
+  with an owner reference to the Job, so deleting the Job deletes it; as it needs the Job's
+  uid, the Job is created suspended and released once its Secret exists, so no pod ever starts
+  without it (a Job left suspended by an interrupted apply is released when it is adopted);
 - while waiting, the phase line shows what the pod does; a pod that cannot pull its image or
   misses a Secret fails the run at once, one that stays unschedulable longer than
   ``timing.unschedulable`` fails it with the scheduler's reason (the Job is deleted then, so it
@@ -89,14 +94,46 @@ def _create_failure(cluster: Cluster, namespace: str, name: str) -> str:
 def run(
     cluster: Cluster,
     job: dict[str, Any],
-    configmap: dict[str, Any] | None,
+    params: dict[str, Any] | None,
     ctx: RunContext,
     timing: Timing,
     owner: Owner,
     recorded: bool = False,
 ) -> dict[str, Any]:
+    """Run ``job`` (with its params Secret ``params``, if any) and wait (module docstring)."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     address = str(job["metadata"]["annotations"][names.ADDRESS])
+    if params is not None:  # its pods wait until the Secret they read exists
+        job["spec"]["suspend"] = True
+    live = _start(cluster, job, ctx, timing, owner, address, recorded)
+    if params is not None:
+        uid = str((live.get("metadata") or {}).get("uid") or "")
+        params["metadata"]["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
+        ]
+        guard.put(cluster, params, None, owner, address, recorded)
+        if (live.get("spec") or {}).get("suspend"):
+            job["spec"]["suspend"] = False
+            cluster.apply(job, uid)
+    return wait(cluster, ns, name, ctx, timing)
+
+
+def _start(
+    cluster: Cluster,
+    job: dict[str, Any],
+    ctx: RunContext,
+    timing: Timing,
+    owner: Owner,
+    address: str,
+    recorded: bool,
+) -> dict[str, Any]:
+    """The Job, created — or, when an interrupted apply made it (the create is refused), that
+    one checked (``guard``) and adopted, or deleted and created anew if it failed."""
+    name = job["metadata"]["name"]
+    ctx.phase(f"creating job {name}")
+    made = cluster.apply_new(job)
+    if made is not None:
+        return made
     existing = guard.check(cluster, [job], owner, address, recorded)[0]
     if existing is not None and state(existing) == "failed":
         ctx.phase(f"deleting the failed job {name} of an earlier attempt")
@@ -104,18 +141,8 @@ def run(
         existing = None
     if existing is not None:
         ctx.phase(f"adopting job {name}")
-        live = existing
-    else:
-        ctx.phase(f"creating job {name}")
-        live = guard.put(cluster, job, None, owner, address, recorded)
-    if configmap is not None:
-        uid = (live.get("metadata") or {}).get("uid")
-        meta = configmap["metadata"]
-        meta["ownerReferences"] = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
-        ]
-        guard.ensure(cluster, [configmap], owner, address, recorded)
-    return wait(cluster, ns, name, ctx, timing)
+        return existing
+    return guard.put(cluster, job, None, owner, address, recorded)
 
 
 def _ref(job: Mapping[str, Any]) -> Ref:

@@ -1,8 +1,8 @@
-"""A Notebook on a cluster: its Pod + Service, params ConfigMap and token Secret (DESIGN §8).
+"""A Notebook on a cluster: its Pod + Service, params Secret and token Secret (DESIGN §8).
 
-``start`` checks the Secret, the ConfigMap, the Pod and the Service first — one that exists and
-is not the state's is refused before anything is written (``guard``), so a Secret someone else
-made is never the notebook's token. Then:
+``start`` checks the token Secret, the params Secret, the Pod and the Service first — one that
+exists and is not the state's is refused before anything is written (``guard``), so a Secret
+someone else made is never the notebook's token or params. Then:
 
 - the token Secret is created once (a random token, never printed; a plain create, refused if
   the name was taken meanwhile) and kept across runs;
@@ -89,14 +89,14 @@ def start(
     recorded: bool = False,
     recreate: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``objs``: the token Secret, params ConfigMap, Pod and Service. Returns the ready pod, the
+    """``objs``: the token Secret, params Secret, Pod and Service. Returns the ready pod, the
     Service and the Secret."""
-    secret, configmap, pod, service = objs
+    secret, params, pod, service = objs
     ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
     address = str(pod["metadata"]["annotations"][names.ADDRESS])
     live = guard.check(cluster, objs, owner, address, recorded)
     token = _secret(cluster, secret, live[0], owner, address, recorded)
-    guard.put(cluster, configmap, live[1], owner, address, recorded)
+    guard.put(cluster, params, live[1], owner, address, recorded)
     existing = live[2]
     if existing is not None and _stale(existing, pod, recreate):
         ctx.phase(f"replacing pod {name}")

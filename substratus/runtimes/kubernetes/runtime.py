@@ -54,6 +54,7 @@ from substratus.engine.runtime import (
     RunContext,
     RunRequest,
 )
+from substratus.engine.sensitive import split_path
 from substratus.engine.statefile import ResourceRecord
 from substratus.runtimes.contract import NOTEBOOK_PORT, SERVER_PORT, passed_env, quantization_env
 from substratus.runtimes.kubernetes import (
@@ -237,6 +238,7 @@ class KubernetesRuntime:
             passed_env=passed_env(request.spec, os.environ),
             owner=request.owner,
             version=request.run_version,
+            sensitive=_sensitive_keys(request),
         )
 
     def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
@@ -250,7 +252,7 @@ class KubernetesRuntime:
         jobs.run(
             self.cluster,
             job,
-            manifests.params_configmap(w, names.params_name(name)),
+            manifests.params_secret(w, names.params_name(name)),
             ctx,
             self.timing,
             request.owner,
@@ -288,16 +290,18 @@ class KubernetesRuntime:
             self.cluster,
             manifests.deployment(w, name, replicas),
             manifests.service(w, name, SERVER_PORT, "http-serve"),
-            manifests.params_configmap(w, names.params_name(name)),
+            manifests.params_secret(w, names.params_name(name)),
             ctx,
             self.timing,
             request.owner,
             _recorded(request),
             restart=request.run_version if request.action is Action.REPLACE else "",
         )
+        cleanup.drop_legacy_params(self.cluster, ns, name, request, ctx, self.timing)
         return {
             "deployment": name,
             "service": name,
+            "params": names.params_name(name),
             "namespace": ns,
             "endpoint": f"http://{name}.{ns}.svc:{SERVER_PORT}",
             "image": w.image,
@@ -316,11 +320,13 @@ class KubernetesRuntime:
             "namespace": ns,
             "artifacts": work,
             "token_secret": secret,
+            "params": names.params_name(name),
             "endpoint": f"http://{name}.{ns}.svc:{NOTEBOOK_PORT}",
         }
         if kinds.suspended(request.kind, spec):
             claim = request.address if _recorded(request) else None
             notebooks.suspend(self.cluster, ns, name, ctx, self.timing, request.owner, claim)
+            cleanup.drop_legacy_params(self.cluster, ns, name, request, ctx, self.timing)
             return {**out, "suspended": True}
         w = self._workload(request, self._mounts(request, work))
         self._service_account(ns, "notebook")
@@ -328,7 +334,7 @@ class KubernetesRuntime:
             self.cluster,
             (
                 manifests.token_secret(w, secret, ""),
-                manifests.params_configmap(w, names.params_name(name)),
+                manifests.params_secret(w, names.params_name(name)),
                 manifests.notebook_pod(w, name, secret),
                 manifests.service(w, name, NOTEBOOK_PORT, "notebook"),
             ),
@@ -338,6 +344,7 @@ class KubernetesRuntime:
             _recorded(request),
             recreate=request.action is Action.REPLACE,
         )
+        cleanup.drop_legacy_params(self.cluster, ns, name, request, ctx, self.timing)
         fields = {f"Pod/{name}": owned(pod), f"Service/{name}": owned(svc)}
         uid = token["metadata"]["uid"]
         return {**out, "suspended": False, "fields": fields, "token_uid": uid}
@@ -366,6 +373,13 @@ class KubernetesRuntime:
     def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
         """The Jobs and artifact versions a state no longer needs (``cleanup``)."""
         return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
+
+
+def _sensitive_keys(request: RunRequest) -> frozenset[str]:
+    """The keys of the params the workload is given that are marked sensitive."""
+    section = kinds.params_path(request.kind, request.spec)
+    found = (split_path(p) for p in request.sensitive)
+    return frozenset(p[-1] for p in found if p is not None and p[:-1] == section)
 
 
 def _recorded(request: RunRequest) -> bool:

@@ -1,6 +1,6 @@
 """A ModelServer's Deployment + Service, and the clock long-running workloads wait with.
 
-``rollout`` checks the params ConfigMap, the Deployment and the Service first — one that exists
+``rollout`` checks the params Secret, the Deployment and the Service first — one that exists
 and is not the state's is refused before anything is written (``guard``) — then applies them and
 waits until the rollout is available: the controller has seen the new generation, every replica
 runs the new template and is available, and no old pod is left. A new model version changes the
@@ -100,7 +100,7 @@ def rollout(
     cluster: Cluster,
     deployment: dict[str, Any],
     service: dict[str, Any],
-    configmap: dict[str, Any],
+    params: dict[str, Any],
     ctx: RunContext,
     timing: Timing,
     owner: Owner,
@@ -109,7 +109,7 @@ def rollout(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     ns, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     address = str(deployment["metadata"]["annotations"][names.ADDRESS])
-    objs = [configmap, deployment, service]
+    objs = [params, deployment, service]
     live = guard.check(cluster, objs, owner, address, recorded)
     _carry(deployment, live[1], restart)
     ctx.phase(f"applying deployment {name}")
