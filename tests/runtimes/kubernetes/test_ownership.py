@@ -262,6 +262,7 @@ def test_plan_time_conflicts_cost_one_list_per_kind_and_a_get_per_secret(
 
     cluster.create(_secret(ns, "lab-notebook-token", {"app": "theirs"}))
     _make(cluster, manifests.service(server(ns, Owner("x", "default")), "s3-server", 80, "x"))
+
     def cost(n: int) -> tuple[int, list[Any]]:
         before = cluster.requests
         found = conflicts.find(cluster, runs(n), OURS)
