@@ -25,7 +25,8 @@ uids — never a Secret's data). Transient failures (429, 5xx, resets) are retri
 (``engine.backoff``) — every call here is idempotent. Everything else is a ``Failure`` whose
 message says what failed and what to do: unreachable server, 401, 403 (with the permission the
 API server says is missing), 404 namespace, 409, 422 (with the fields), quota. ``requests``
-counts the HTTP requests sent (for ``bench/refresh.py``).
+and ``by_verb`` count the HTTP requests sent, ``counts`` also per step (``counts``, for
+``bench/refresh.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any, Literal
 from substratus.engine.backoff import Backoff, GaveUp, retry
 from substratus.engine.failure import Failure
 from substratus.runtimes.kubernetes import names
+from substratus.runtimes.kubernetes.counts import Counts
 
 RBAC_HINT = (
     "Grant the Role in examples/kubernetes/rbac.yaml to this user or service account in the "
@@ -105,10 +107,18 @@ class Cluster:
     def __init__(self, context: str | None = None, kubeconfig: str | None = None) -> None:
         self.context = context
         self.kubeconfig = kubeconfig
-        self.requests = 0
-        self.by_verb: Counter[str] = Counter()
+        self.counts = Counts()
         self._api: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (``counts``)."""
+        return self.counts.requests
+
+    @property
+    def by_verb(self) -> Counter[str]:
+        return self.counts.by_verb
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -193,8 +203,7 @@ class Cluster:
                 header_params=dict(headers),
                 auth_settings=["BearerToken"],
             )
-            self.requests += 1
-            self.by_verb[method] += 1
+            self.counts.add(method)
             resp = api.call_api(m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT)
             resp.read()
             status = int(resp.status)
@@ -413,8 +422,7 @@ class Cluster:
             header_params={"Accept": "application/json, */*"},
             auth_settings=["BearerToken"],
         )
-        self.requests += 1
-        self.by_verb["GET"] += 1
+        self.counts.add("GET")
         try:
             resp = api.call_api(m, url, header_params=hdrs, _request_timeout=TIMEOUT)
             resp.read()

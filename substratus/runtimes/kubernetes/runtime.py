@@ -70,6 +70,7 @@ from substratus.runtimes.kubernetes import (
 )
 from substratus.runtimes.kubernetes.check import check_resources
 from substratus.runtimes.kubernetes.cluster import Cluster
+from substratus.runtimes.kubernetes.counts import account
 from substratus.runtimes.kubernetes.fields import owned
 from substratus.runtimes.kubernetes.manifests import Mount, Workload
 from substratus.runtimes.kubernetes.refresh import Refresher
@@ -120,13 +121,15 @@ class KubernetesRuntime:
         self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
     ) -> dict[str, Observation]:
         refresher = Refresher(self.cluster, owner)
-        observed = _planning(lambda: refresher.observe(records))
+        with account("refresh"):
+            observed = _planning(lambda: refresher.observe(records))
         self._capacity = refresher.capacity
         return observed
 
     def conflicts(self, runs: Sequence[PlannedRun], owner: Owner) -> list[Diagnostic]:
         """The objects the plan's runs would have to take over (``conflicts``)."""
-        return _planning(lambda: conflicts.find(self.cluster, runs, owner))
+        with account("conflicts"):
+            return _planning(lambda: conflicts.find(self.cluster, runs, owner))
 
     def capacity(self) -> Capacity | None:
         """What the nodes offered at the last ``refresh`` (None before one)."""
@@ -135,7 +138,8 @@ class KubernetesRuntime:
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         if not kinds.versioned(kind):
             return None
-        return _planning(lambda: self._read_external(kind, namespace, name))
+        with account("read external"):
+            return _planning(lambda: self._read_external(kind, namespace, name))
 
     def _read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         resource = self.store.resource(namespace, kind, name)
@@ -167,6 +171,10 @@ class KubernetesRuntime:
     # -- apply -----------------------------------------------------------------------------------
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        with account(f"apply {request.kind}"):
+            return self._apply(request, ctx)
+
+    def _apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         if request.kind == "build":
             return self._build(request, ctx)
         if kinds.is_job(request.kind, request.spec):
@@ -352,7 +360,8 @@ class KubernetesRuntime:
     # -- delete ----------------------------------------------------------------------------------
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
-        cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
+        with account(f"delete {request.kind}"):
+            cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
@@ -372,7 +381,8 @@ class KubernetesRuntime:
 
     def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
         """The Jobs and artifact versions a state no longer needs (``cleanup``)."""
-        return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
+        with account("collect garbage"):
+            return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
 
 
 def _sensitive_keys(request: RunRequest) -> frozenset[str]:
