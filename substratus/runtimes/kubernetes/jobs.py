@@ -19,7 +19,9 @@
   cannot start later by surprise); a Job that fails reports the pods' reasons (``OOMKilled``,
   exit codes) and the tail of the main container's log; a Job the controller cannot create pods
   for (quota) reports the event;
-- cancellation raises ``Detached``: the Job goes on and the next apply adopts it.
+- cancellation raises ``Detached``: the Job goes on and the next apply adopts it;
+- Jobs are observed through their namespace's ``board``: one LIST of the Jobs and one of their
+  pods per poll serve every Job being waited for at once.
 
 Returns the finished Job. ``state(job)`` is ``succeeded`` / ``failed`` / ``running``.
 """
@@ -34,10 +36,10 @@ from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Owner, RunContext
 from substratus.runtimes.kubernetes import guard, names
 from substratus.runtimes.kubernetes import pods as podinfo
+from substratus.runtimes.kubernetes.board import board
 from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.waits import Ref, Timing, delete_and_wait
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LOG_TAIL = 30
 
 
@@ -53,10 +55,6 @@ def state(job: Mapping[str, Any]) -> str:
     if int(status.get("succeeded") or 0) > 0:
         return "succeeded"
     return "running"
-
-
-def _job_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    return cluster.list("Pod", namespace, f"{JOB_NAME_LABEL}={name}")
 
 
 def _failed_condition(job: Mapping[str, Any]) -> str:
@@ -115,7 +113,7 @@ def run(
         if (live.get("spec") or {}).get("suspend"):
             job["spec"]["suspend"] = False
             cluster.apply(job, uid)
-    return wait(cluster, ns, name, ctx, timing)
+    return wait(cluster, ns, name, ctx, timing, job["metadata"]["labels"].get(names.VERSION, ""))
 
 
 def _start(
@@ -150,62 +148,92 @@ def _ref(job: Mapping[str, Any]) -> Ref:
     return Ref("Job", str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
 
 
-def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) -> dict[str, Any]:
-    unschedulable_since: float | None = None
-    no_pods = 0
-    last = ""
-    while True:
-        if ctx.cancelled.is_set():
-            raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
-        job = cluster.get("Job", ns, name)
-        if job is None:
-            raise Failure(
-                f"job {ns}/{name} was deleted while substratus waited for it",
-                "apply again to run it anew",
-            )
-        current = state(job)
-        if current == "succeeded":
-            return job
-        pods = _job_pods(cluster, ns, name)
-        if current == "failed":
-            raise Failure(
-                f"job {ns}/{name} failed: {_failed_condition(job)}", _explain(cluster, ns, pods)
-            )
-        found = podinfo.problem(pods)
-        if found is not None and found.kind == "fatal":
-            detail = _explain(cluster, ns, pods)
-            delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
-            raise Failure(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
-        if found is not None:
-            unschedulable_since = unschedulable_since or time.monotonic()
-            waited = time.monotonic() - unschedulable_since
-            if waited >= timing.unschedulable:
-                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+def wait(
+    cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing, version: str = ""
+) -> dict[str, Any]:
+    """Wait until the Job ``name`` (labelled with ``version``) succeeds; see the module
+    docstring. Observed through the namespace's ``board``, with every other Job waited for."""
+    jobs_board = board(cluster, ns)
+    with jobs_board.waiting(name, version):
+        seen = 0
+        since: float | None = None  # unschedulable since
+        no_pods = 0
+        last = ""
+        while True:
+            if ctx.cancelled.is_set():
+                raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
+            snap = jobs_board.read(name, seen)
+            seen = snap.seq
+            job = snap.jobs.get(name) or cluster.get("Job", ns, name)
+            if job is None:
                 raise Failure(
-                    f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
-                    "No node offers what the pod asks for (GPU type and count, CPU, memory) "
-                    "and none was added. Check the GPU type against the cluster's node pools, "
-                    "lower resources, or enable node auto-provisioning. The Job was deleted.",
+                    f"job {ns}/{name} was deleted while substratus waited for it",
+                    "apply again to run it anew",
                 )
-        else:
-            unschedulable_since = None
-        no_pods = no_pods + 1 if not pods else 0
-        if no_pods >= 3:
-            why = _create_failure(cluster, ns, name)
-            if why:
-                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
-                quota = "exceeded quota" in why
+            current = state(job)
+            if current == "succeeded":
+                return job
+            pods = snap.pods.get(name) or []
+            if current == "failed":
                 raise Failure(
-                    f"job {ns}/{name} cannot create its pod: {why}",
-                    "Raise the namespace's ResourceQuota or ask for fewer resources."
-                    if quota
-                    else "Fix what the message names and apply again.",
+                    f"job {ns}/{name} failed: {_failed_condition(job)}",
+                    _explain(cluster, ns, pods),
                 )
-        text = podinfo.progress(pods)
-        if found is not None:
-            text = f"Unschedulable: {found.message}"
-        line = f"job {name}: {text}"
-        if line != last:
-            ctx.phase(line)
-            last = line
-        ctx.cancelled.wait(timing.poll)
+            found = podinfo.problem(pods)
+            since = _check_pods(cluster, job, pods, found, timing, since)
+            no_pods = no_pods + 1 if not pods else 0
+            if no_pods >= 3:
+                _check_creation(cluster, job, timing)
+            text = podinfo.progress(pods)
+            if found is not None:
+                text = f"Unschedulable: {found.message}"
+            line = f"job {name}: {text}"
+            if line != last:
+                ctx.phase(line)
+                last = line
+            ctx.cancelled.wait(timing.poll)
+
+
+def _check_pods(
+    cluster: Cluster,
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    found: podinfo.Problem | None,
+    timing: Timing,
+    unschedulable_since: float | None,
+) -> float | None:
+    """Fail (deleting the Job) on a fatal pod problem, or one unschedulable for too long;
+    returns since when the pods are unschedulable (None: they are not)."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    if found is not None and found.kind == "fatal":
+        detail = _explain(cluster, ns, pods)
+        delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+        raise Failure(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
+    if found is None:
+        return None
+    since = unschedulable_since or time.monotonic()
+    waited = time.monotonic() - since
+    if waited >= timing.unschedulable:
+        delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+        raise Failure(
+            f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
+            "No node offers what the pod asks for (GPU type and count, CPU, memory) "
+            "and none was added. Check the GPU type against the cluster's node pools, "
+            "lower resources, or enable node auto-provisioning. The Job was deleted.",
+        )
+    return since
+
+
+def _check_creation(cluster: Cluster, job: dict[str, Any], timing: Timing) -> None:
+    """Fail (deleting the Job) when the Job controller says why it cannot create pods."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    why = _create_failure(cluster, ns, name)
+    if why:
+        delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+        quota = "exceeded quota" in why
+        raise Failure(
+            f"job {ns}/{name} cannot create its pod: {why}",
+            "Raise the namespace's ResourceQuota or ask for fewer resources."
+            if quota
+            else "Fix what the message names and apply again.",
+        )

@@ -33,6 +33,7 @@ during apply and diagnostics while planning. The cluster is contacted on first u
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,6 +104,7 @@ class KubernetesRuntime:
         self.timing = timing or Timing.from_env()
         self.cluster = cluster or Cluster(context, kubeconfig)
         self._accounts: set[tuple[str, str]] = set()
+        self._accounts_lock = threading.Lock()
         self._capacity: Capacity | None = None
 
     @property
@@ -188,10 +190,13 @@ class KubernetesRuntime:
         raise Failure(f"the kubernetes runtime does not know the kind {request.kind!r}")
 
     def _service_account(self, namespace: str, kind: str) -> None:
+        """Create the ServiceAccount once per namespace and process (the first run of a kind
+        creates it; the others, running at once, wait for that one request)."""
         key = (namespace, names.SERVICE_ACCOUNTS[kind])
-        if key not in self._accounts:
-            self.cluster.create(manifests.service_account(*key))  # None: it exists; used as is
-            self._accounts.add(key)
+        with self._accounts_lock:
+            if key not in self._accounts:
+                self.cluster.create(manifests.service_account(*key))  # None: exists; used as is
+                self._accounts.add(key)
 
     def _image(self, request: RunRequest) -> str:
         container = request.spec.get("container") or {}
