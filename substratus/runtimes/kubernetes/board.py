@@ -42,7 +42,8 @@ class Snapshot:
 
 class JobBoard:
     def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self.cluster, self.namespace = cluster, namespace
+        self._cluster = weakref.ref(cluster)  # the registry below must not keep it alive
+        self.namespace = namespace
         self._cond = threading.Condition()
         self._waiting: dict[str, str] = {}  # Job name -> its version label ("" if none)
         self._snap = Snapshot()
@@ -78,6 +79,12 @@ class JobBoard:
                 if taken is not None:
                     self._snap = taken
                 self._cond.notify_all()
+
+    @property
+    def cluster(self) -> Cluster:
+        cluster = self._cluster()
+        assert cluster is not None, "a board outlived its cluster"
+        return cluster
 
     def _fits(self, name: str, after: int) -> bool:
         return self._snap.seq > after and name in self._snap.taken_for
