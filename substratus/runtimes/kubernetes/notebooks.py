@@ -9,7 +9,8 @@ someone else made is never the notebook's token or params. Then:
 - the pod runs at its digest: a pod's spec is immutable, so a pod of another digest — or, for
   a requested replacement (``recreate``), of another run — or one that ended is deleted first
   (only that pod: uid precondition);
-- the Service is applied and ``start`` waits until the pod is Ready (``servers.Clock``).
+- the Service is applied and ``start`` waits until the pod is Ready (``servers.Clock``; the
+  answer to the pod's write is the first observation).
 
 ``suspend`` deletes the pod when it is the state's and keeps everything else. ``token`` reads
 the notebook's token for ``substratus notebook``: only from the Secret apply made — the uid it
@@ -114,8 +115,8 @@ def start(
     clock = Clock(
         ctx, timing, f"notebook pod {ns}/{name}", "The notebook's pod was replaced by this one."
     )
+    current: dict[str, Any] | None = applied  # the write's answer is the first observation
     while True:
-        current = cluster.get("Pod", ns, name)
         if current is None or current["metadata"].get("uid") != applied["metadata"]["uid"]:
             raise Failure(f"pod {ns}/{name} was deleted while it started")
         if _ready(current):
@@ -123,6 +124,7 @@ def start(
         if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             raise Failure(f"notebook pod {ns}/{name} exited", podinfo.failure([current]))
         clock.tick(podinfo.progress([current]), podinfo.problem([current]))
+        current = cluster.get("Pod", ns, name)
 
 
 def suspend(
