@@ -6,10 +6,11 @@ Waiting for a Job by itself costs two requests per poll (GET the Job, LIST its p
 *snapshot* for all the Jobs being waited for (``waiting``): one LIST of those Jobs (label
 ``substratus.ai/version in (…)``, the runs being waited for; the names are then matched) and
 one LIST of their pods (``batch.kubernetes.io/job-name in (…)``), in chunks of ``CHUNK`` Jobs.
-``read(name, after)`` answers a snapshot newer than ``after`` taken for ``name``: if none is,
-and none is being taken, the caller takes one for everybody; else it waits for the one
-underway. A snapshot is never older than the moment the last waiter asked for a newer one, so
-each waiter sees the cluster as fresh as when it polled alone, at a fraction of the requests.
+``read(name, not_before)`` answers a snapshot taken for ``name`` that began at
+``not_before`` (``time.monotonic()``) or later — a waiter passes the moment it began to sleep
+— so it sees the cluster as fresh as when it polled alone: the last such snapshot, else the
+one being taken when it waits for that, else one it takes for everybody. Waiters that slept
+through the same snapshot share it.
 
 A Job that a snapshot taken for it does not hold (deleted, or made before Jobs carried their
 version label) is for the caller to read by itself (``jobs.wait`` GETs it). A failed snapshot
@@ -19,6 +20,7 @@ raises in the thread that took it; the others take the next one themselves.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +37,7 @@ CHUNK = 40  # Jobs per LIST: label selectors travel in the URL (≤ 40 × 63 cha
 @dataclass(frozen=True)
 class Snapshot:
     seq: int = 0
+    started: float = float("-inf")  # time.monotonic() when its first request was sent
     taken_for: frozenset[str] = frozenset()  # the Jobs it was taken for
     jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # by name
     pods: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)  # by Job name
@@ -60,12 +63,12 @@ class JobBoard:
             with self._cond:
                 self._waiting.pop(name, None)
 
-    def read(self, name: str, after: int) -> Snapshot:
-        """A snapshot taken for ``name``, newer than the snapshot ``after`` (see above)."""
+    def read(self, name: str, not_before: float) -> Snapshot:
+        """A snapshot taken for ``name`` that began at ``not_before`` or later (see above)."""
         with self._cond:
-            while self._taking and not self._fits(name, after):
+            while self._taking and not self._fits(name, not_before):
                 self._cond.wait()
-            if self._fits(name, after):
+            if self._fits(name, not_before):
                 return self._snap
             self._taking = True
             waiting, seq = dict(self._waiting), self._snap.seq + 1
@@ -86,10 +89,11 @@ class JobBoard:
         assert cluster is not None, "a board outlived its cluster"
         return cluster
 
-    def _fits(self, name: str, after: int) -> bool:
-        return self._snap.seq > after and name in self._snap.taken_for
+    def _fits(self, name: str, not_before: float) -> bool:
+        return self._snap.started >= not_before and name in self._snap.taken_for
 
     def _take(self, seq: int, waiting: Mapping[str, str]) -> Snapshot:
+        started = time.monotonic()
         ns, listed = self.namespace, sorted(waiting)
         jobs: dict[str, dict[str, Any]] = {}
         pods: dict[str, list[dict[str, Any]]] = {n: [] for n in listed}
@@ -104,7 +108,7 @@ class JobBoard:
             for pod in self.cluster.list("Pod", ns, f"{JOB_NAME_LABEL} in ({','.join(chunk)})"):
                 owner = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
                 pods.setdefault(str(owner), []).append(pod)
-        return Snapshot(seq, frozenset(listed), jobs, pods)
+        return Snapshot(seq, started, frozenset(listed), jobs, pods)
 
 
 _boards: weakref.WeakKeyDictionary[Cluster, dict[str, JobBoard]] = weakref.WeakKeyDictionary()

@@ -155,15 +155,14 @@ def wait(
     docstring. Observed through the namespace's ``board``, with every other Job waited for."""
     jobs_board = board(cluster, ns)
     with jobs_board.waiting(name, version):
-        seen = 0
+        asked = time.monotonic()
         since: float | None = None  # unschedulable since
         no_pods = 0
         last = ""
         while True:
             if ctx.cancelled.is_set():
                 raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
-            snap = jobs_board.read(name, seen)
-            seen = snap.seq
+            snap = jobs_board.read(name, asked)
             job = snap.jobs.get(name) or cluster.get("Job", ns, name)
             if job is None:
                 raise Failure(
@@ -191,6 +190,7 @@ def wait(
             if line != last:
                 ctx.phase(line)
                 last = line
+            asked = time.monotonic()
             ctx.cancelled.wait(timing.poll)
 
 

@@ -5,6 +5,7 @@ not hold (no version label: made before Jobs carried one) is left for its waiter
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from substratus.engine.runtime import Owner
@@ -46,9 +47,9 @@ def test_one_snapshot_serves_every_job_waited_for(kube_cluster: ControlPlane) ->
     def wait(name: str) -> None:
         with board.waiting(name, jobs[name]):
             registered.wait(timeout=30)  # every Job is waited for before the first read
-            seen[name] = board.read(name, 0)
+            seen[name] = board.read(name, asked)
 
-    before = cluster.requests
+    before, asked = cluster.requests, time.monotonic()
     threads = [threading.Thread(target=wait, args=(n,)) for n in jobs]
     for t in threads:
         t.start()
@@ -62,7 +63,8 @@ def test_one_snapshot_serves_every_job_waited_for(kube_cluster: ControlPlane) ->
     assert all(snap.jobs[n]["metadata"]["name"] == n for n in snap.jobs)
     assert snap.pods == {n: [] for n in jobs}  # suspended: no pods
 
+    assert board.read("old", asked) is snap  # fresh enough still: no request
     with board.waiting("load-0", jobs["load-0"]):  # a newer one is taken when asked for
-        again = board.read("load-0", snap.seq)
+        again = board.read("load-0", time.monotonic())
     assert again.seq == snap.seq + 1 and again.taken_for == {"load-0"}
     assert cluster.requests - before == 4
