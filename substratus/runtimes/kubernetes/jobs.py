@@ -111,8 +111,7 @@ def run(
         ]
         guard.put(cluster, params, None, owner, address, recorded)
         if (live.get("spec") or {}).get("suspend"):
-            job["spec"]["suspend"] = False
-            cluster.apply(job, uid)
+            cluster.merge("Job", ns, name, uid, {"spec": {"suspend": False}})
     return wait(cluster, ns, name, ctx, timing, job["metadata"]["labels"].get(names.VERSION, ""))
 
 

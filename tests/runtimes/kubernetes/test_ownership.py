@@ -151,6 +151,12 @@ def test_create_only_and_uid_guarded_writes(cluster: Cluster, ns: str) -> None:
     assert cluster.apply(again, uid)["data"] == {"params.json": '{"a": 1}\n'}
     with pytest.raises(Failure, match="deleted or replaced while substratus applied it"):
         cluster.apply(again, "00000000-0000-0000-0000-000000000000")
+    merged = cluster.merge("ConfigMap", ns, "api-server-params", uid, {"data": {"b": "2"}})
+    assert merged["data"] == {"params.json": '{"a": 1}\n', "b": "2"}
+    with pytest.raises(Failure, match="deleted or replaced while substratus changed it"):
+        cluster.merge("ConfigMap", ns, "api-server-params", "0" * 8, {"data": {"b": "3"}})
+    with pytest.raises(Failure, match="deleted or replaced while substratus changed it"):
+        cluster.merge("ConfigMap", ns, "nothing-here", uid, {"data": {"b": "3"}})
     assert cluster.delete("ConfigMap", ns, "api-server-params", uid="0" * 8) == "replaced"
     assert cluster.get("ConfigMap", ns, "api-server-params") is not None
     assert cluster.delete("ConfigMap", ns, "api-server-params", uid=uid) == "deleted"
