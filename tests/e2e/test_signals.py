@@ -69,9 +69,10 @@ def lock_path(root: Path) -> Path:
 
 # -- Ctrl-C during start-up ----------------------------------------------------------------------
 
-# Shared libraries the CLI maps one after another while it loads its modules (numpy, PyYAML,
-# pydantic, the terminal): a SIGINT right after each lands at a different point of start-up.
-STARTUP = ["_multiarray_umath", "_yaml", "_pydantic_core", "termios"]
+# Shared libraries the CLI maps one after another while it loads its modules (the standard
+# library's datetime, pydantic, PyYAML, the terminal): a SIGINT right after each lands at a
+# different point of start-up.
+STARTUP = ["_datetime", "_pydantic_core", "_yaml", "termios"]
 
 
 @pytest.mark.parametrize("library", STARTUP)
