@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from substratus.cli.console import no_color_option
 from substratus.engine.address import Address
 from substratus.engine.diagnostic import fail
 from substratus.wiring import Overrides
@@ -120,7 +121,14 @@ LockTimeout = Annotated[
         envvar="SUBSTRATUS_LOCK_TIMEOUT",
     ),
 ]
-NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output without colours.")]
+NoColor = Annotated[
+    bool,
+    typer.Option(
+        "--no-color",
+        help="Plain output without colours (also when NO_COLOR is set).",
+        callback=no_color_option,
+    ),
+]
 Parallelism = Annotated[
     int,
     typer.Option(

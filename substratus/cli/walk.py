@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from substratus.cli import signals
+from substratus.cli.console import console
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics
 from substratus.cli.options import RunOptions
 from substratus.engine.apply import ApplyResult, Walker
@@ -41,10 +42,8 @@ def walk(
     progress: Any
     if opts.output.as_json:
         progress = JsonProgress()
-    elif sys.stdout.isatty():
-        from rich.console import Console
-
-        progress = LiveProgress(Console())
+    elif console.live():
+        progress = LiveProgress(console.rich())
     else:
         progress = PlainProgress()
     walker = Walker(
