@@ -19,6 +19,7 @@ from substratus.cli.options import (
     MaxCost,
     Namespace,
     NoColor,
+    NoInput,
     NoRefresh,
     Parallelism,
     PlanFile,
@@ -51,6 +52,7 @@ def apply(
     planfile: PlanFile = None,
     files: Files = None,
     auto_approve: AutoApprove = False,
+    no_input: NoInput = False,
     target: Target = None,
     replace: Replace = None,
     refresh_only: RefreshOnly = False,
@@ -100,6 +102,7 @@ def destroy(
     ctx: typer.Context,
     files: Files = None,
     auto_approve: AutoApprove = False,
+    no_input: NoInput = False,
     target: Target = None,
     parallelism: Parallelism = 10,
     as_json: ProgressJson = False,
@@ -168,7 +171,12 @@ def plan_and_apply(opts: RunOptions) -> None:
                 if destroying
                 else "Do you want to perform these actions?"
             )
-            confirm(question, operation)
+            confirm(
+                question,
+                operation,
+                no_input=opts.apply.no_input,
+                quiet=opts.output.as_json,
+            )
         print()
         result = walk(the_plan, current, token, p.backend, p.resolved, p.config, opts, lock=watch)
         # reported under the lock: a lock that cannot be removed then (the state's file

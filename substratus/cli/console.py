@@ -85,15 +85,31 @@ def print_plan(plan: Plan, color: bool) -> None:
     print(render_plan(plan, color=color), end="")
 
 
-def confirm(question: str, what: str) -> None:
-    """Ask ``question``; anything but ``yes`` (or no terminal to ask at) stops the command."""
-    if not sys.stdin.isatty():
+def confirm(question: str, what: str, *, no_input: bool = False, quiet: bool = False) -> None:
+    """Ask ``question`` and read the answer from standard input, a terminal or not (as Terraform
+    does: ``echo yes | substratus apply`` approves); anything but ``yes``, or no answer at all,
+    stops the command (exit 1) before anything changed. ``no_input`` (``--no-input``): asking
+    is itself the error. ``quiet`` (``--json``): the question goes to stderr, keeping stdout
+    machine-readable. ``what`` names the operation (``apply``) in the messages."""
+    if no_input:
         raise fail(
-            "No confirmation possible",
-            f"{what} needs a 'yes' typed at a terminal, and there is none. Review the "
-            "plan and pass --auto-approve, or apply a saved plan file.",
+            "Confirmation needed and --no-input given",
+            f"{what} asks for a 'yes' before it changes anything, and --no-input forbids "
+            "asking. Review the plan and pass --auto-approve, or apply a saved plan file.",
         )
-    print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
-    answer = input("  Enter a value: ").strip()
+    out = sys.stderr if quiet else sys.stdout
+    print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n", file=out)
+    print("  Enter a value: ", end="", file=out, flush=True)
+    try:
+        answer = input().strip()
+    except EOFError:
+        print(file=out)
+        raise fail(
+            f"{what.capitalize()} cancelled",
+            "Standard input ended without an answer, so nothing was changed. Type 'yes' at "
+            "the prompt, pipe it (echo yes | substratus ...), or pass --auto-approve.",
+        ) from None
+    if not sys.stdin.isatty():
+        print(file=out)  # a piped answer is not echoed: end the prompt's line
     if answer != "yes":
-        raise fail("Apply cancelled", "Nothing was changed.")
+        raise fail(f"{what.capitalize()} cancelled", "Nothing was changed.")

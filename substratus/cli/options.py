@@ -156,6 +156,14 @@ RefreshOnly = Annotated[
     ),
 ]
 AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+NoInput = Annotated[
+    bool,
+    typer.Option(
+        "--no-input",
+        help="Never ask: a confirmation needed without --auto-approve is an error (for CI).",
+        envvar="SUBSTRATUS_NO_INPUT",
+    ),
+]
 Timeout = Annotated[
     float | None,
     typer.Option("--timeout", help="Seconds to wait for a server or notebook to become ready."),
@@ -266,9 +274,11 @@ class PlanFlags:
 
 @dataclass(frozen=True)
 class ApplyFlags:
-    """How to apply: ``--auto-approve``, ``--parallelism``, ``--timeout`` (seconds)."""
+    """How to apply: ``--auto-approve``, ``--no-input``, ``--parallelism``, ``--timeout``
+    (seconds)."""
 
     auto_approve: bool = False
+    no_input: bool = False
     parallelism: int = 10
     timeout: float | None = None
 
@@ -284,6 +294,7 @@ class ApplyFlags:
             )
         return cls(
             auto_approve=bool(p.get("auto_approve", False)),
+            no_input=bool(p.get("no_input", False)),
             parallelism=int(p.get("parallelism", 10)),
             timeout=p.get("timeout"),
         )

@@ -5,13 +5,15 @@ workspaces and the README's figures."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import TEST_ENV, Project, kill_leftovers
-from tests.e2e.counting import PIPELINE, make_pipeline, runs
+from tests.e2e.counting import PIPELINE, make_pipeline, runs, state
 from tests.e2e.terminal import ESCAPE, at_terminal
 
 JOBS = "---\n".join(PIPELINE.split("---\n")[:2])  # the Dataset and the trained Model
@@ -68,3 +70,48 @@ def test_colour_only_at_a_terminal_and_never_when_refused(jobs: Project) -> None
     # not at a terminal: no colour even when allowed
     piped = jobs.run("plan", "-f", "no-such-dir", check=1, env={"NO_COLOR": ""})
     assert ESCAPE not in piped.stdout + piped.stderr
+
+
+def _answer(p: Project, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``substratus ARGS`` with ``stdin`` piped to it (not a terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "substratus", *args],
+        cwd=p.dir,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **TEST_ENV},
+    )
+
+
+def _no_input_refuses(p: Project, command: str) -> None:
+    """``--no-input``: a confirmation is an error, not a prompt, even with a "yes" waiting."""
+    out = _answer(p, "yes\n", command, "--no-input")
+    assert out.returncode == 1 and "--no-input" in out.stderr, out
+    assert "Enter a value" not in out.stdout + out.stderr
+
+
+def test_the_answer_is_read_from_standard_input_as_terraform_does(jobs: Project) -> None:
+    log = Path(os.environ["RUNS_LOG"])
+    for refused in ("no\n", "", "yes please\n"):
+        out = _answer(jobs, refused, "apply")
+        assert out.returncode == 1, out
+        assert "Apply cancelled" in out.stderr and "Enter a value" in out.stdout
+        assert runs(log) == {} and not jobs.state_file.exists()
+
+    _no_input_refuses(jobs, "apply")
+    assert runs(log) == {} and not jobs.state_file.exists()
+
+    approved = _answer(jobs, "yes\n", "apply")
+    assert approved.returncode == 0, approved
+    assert runs(log) == {"data": 1, "trained": 1}
+    assert _answer(jobs, "", "apply", "--no-input").returncode == 0  # nothing to confirm
+    _no_input_refuses(jobs, "destroy")
+
+    kept = _answer(jobs, "nope\n", "destroy")
+    assert kept.returncode == 1 and "Destroy cancelled" in kept.stderr, kept
+    assert "model.trained" in state(jobs.dir)["resources"]
+    gone = _answer(jobs, "yes\n", "destroy")
+    assert gone.returncode == 0 and "Destroy complete!" in gone.stdout, gone
+    assert runs(log) == {"data": 1, "trained": 1}
