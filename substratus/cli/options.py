@@ -10,13 +10,14 @@ group of ``RunOptions`` it belongs to and read it in that group's ``from_params`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from substratus.cli.addresses import complete, parse
 from substratus.cli.console import no_color_option
 from substratus.engine.address import Address
 from substratus.engine.diagnostic import fail
@@ -140,11 +141,19 @@ Parallelism = Annotated[
 ]
 Target = Annotated[
     list[str] | None,
-    typer.Option("--target", help="Limit to this address and its dependencies (repeatable)."),
+    typer.Option(
+        "--target",
+        help="Limit to this address and its dependencies (repeatable).",
+        autocompletion=complete,
+    ),
 ]
 Replace = Annotated[
     list[str] | None,
-    typer.Option("--replace", help="Force this address to be replaced / run again (repeatable)."),
+    typer.Option(
+        "--replace",
+        help="Force this address to be replaced / run again (repeatable).",
+        autocompletion=complete,
+    ),
 ]
 NoRefresh = Annotated[
     bool, typer.Option("--no-refresh", help="Do not check what actually runs; trust the state.")
@@ -208,16 +217,17 @@ def parse_duration(text: str) -> float:
 
 
 def addresses(
-    values: Sequence[str] | None, flag: str, default_namespace: str = ""
+    values: Sequence[str] | None,
+    default_namespace: str = "",
+    known: Callable[[], Iterable[str]] = tuple,
 ) -> list[Address]:
-    """Parse ``flag``'s addresses; a namespace part naming ``default_namespace`` is dropped, as
-    in every address substratus prints (``default/model.x`` is ``model.x``)."""
+    """Parse ``--target``/``--replace`` addresses (``cli.addresses.parse``: a malformed one
+    names the closest of the ``known`` addresses); a namespace part naming
+    ``default_namespace`` is dropped, as in every address substratus prints (``default/model.x``
+    is ``model.x``)."""
     out = []
     for v in values or []:
-        try:
-            addr = Address.parse(v)
-        except ValueError as exc:
-            raise fail(f"Invalid {flag} address", str(exc) + ".") from exc
+        addr = parse(v, known)
         if addr.namespace is not None and addr.namespace == default_namespace:
             addr = Address(addr.kind, addr.name)
         out.append(addr)

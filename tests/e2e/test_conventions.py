@@ -115,3 +115,80 @@ def test_the_answer_is_read_from_standard_input_as_terraform_does(jobs: Project)
     gone = _answer(jobs, "yes\n", "destroy")
     assert gone.returncode == 0 and "Destroy complete!" in gone.stdout, gone
     assert runs(log) == {"data": 1, "trained": 1}
+
+
+def _complete_bash(p: Project, line: str) -> list[str]:
+    """The candidates the CLI offers bash for the last word of ``line`` (the protocol the
+    script of ``substratus completion bash`` speaks: COMP_WORDS, COMP_CWORD)."""
+    words = line.split(" ")
+    env = {
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+        "_SUBSTRATUS_COMPLETE": "complete_bash",
+    }
+    out = p.run(env=env)
+    return out.stdout.split()
+
+
+def test_completion_of_commands_flags_and_addresses(jobs: Project, tmp_path: Path) -> None:
+    assert _complete_bash(jobs, "substratus pl") == ["plan"]
+    assert "--target" in _complete_bash(jobs, "substratus apply --tar")
+    assert _complete_bash(jobs, "substratus state sh") == ["show"]
+    # addresses from the configuration before anything was applied
+    assert _complete_bash(jobs, "substratus plan --target ") == ["dataset.data", "model.trained"]
+    jobs.run("apply", "--auto-approve")
+    jobs.edit("substratus.yaml", "name: data", "name: corpus")  # data: now in the state only
+    jobs.edit("substratus.yaml", "dataset: data", "dataset: corpus")
+    assert _complete_bash(jobs, "substratus state show d") == ["dataset.corpus", "dataset.data"]
+    assert _complete_bash(jobs, "substratus logs model.") == ["model.trained"]
+    (jobs.dir / "substratus.yaml").write_text("kind: [broken")  # the state's still complete
+    recorded = ["build.app", "dataset.data", "model.trained"]
+    assert _complete_bash(jobs, "substratus output --json ") == recorded
+
+    scripts = {shell: jobs.run("completion", shell).stdout for shell in ("bash", "zsh", "fish")}
+    assert "_SUBSTRATUS_COMPLETE=complete_bash" in scripts["bash"]
+    assert "compdef _substratus_completion substratus" in scripts["zsh"]
+    assert "complete --command substratus" in scripts["fish"]
+    # the bash script itself, in bash, calling the CLI back
+    shim = tmp_path / "bin" / "substratus"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m substratus "$@"\n')
+    shim.chmod(0o755)
+    bash = (
+        'eval "$(substratus completion bash)"; COMP_WORDS=(substratus state show mod); '
+        'COMP_CWORD=3; _substratus_completion substratus; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    path = f"{shim.parent}:{os.environ['PATH']}"
+    out = subprocess.run(
+        ["bash", "--norc", "-c", bash],
+        cwd=jobs.dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **TEST_ENV, "PATH": path},
+        check=True,
+    )
+    assert out.stdout.split() == ["model.trained"], out
+
+
+def test_one_message_for_a_bad_address_naming_the_closest(jobs: Project) -> None:
+    jobs.run("apply", "--auto-approve")
+    messages = set()
+    for args in (
+        ["state", "show", "trained"],
+        ["state", "rm", "trained"],
+        ["plan", "--target", "trained"],
+        ["apply", "--replace", "trained"],
+        ["logs", "trained"],
+        ["output", "trained"],
+    ):
+        err = jobs.run(*args, check=1).stderr
+        assert "Did you mean model.trained?" in err, (args, err)
+        messages.add(err)
+    assert len(messages) == 1, messages
+    assert "Error: Invalid address 'trained'" in messages.pop()
+
+    for args in (["state", "show", "model.traned"], ["plan", "--target", "model.traned"]):
+        err = jobs.run(*args, check=1).stderr
+        assert "Error: No resource model.traned" in err and "Did you mean model.trained?" in err
+    assert "Did you mean" not in jobs.run("state", "show", "model.zzzzzzzzz", check=1).stderr
