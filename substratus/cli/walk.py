@@ -71,19 +71,17 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
     failure as a diagnostic; exit code 1 when anything failed."""
     s = plan.summary()
     if as_json:
-        import json
+        from substratus.cli.events import emit
 
-        print(
-            json.dumps(
-                {
-                    "type": "apply_summary",
-                    "ok": result.ok,
-                    "done": result.done,
-                    "failed": sorted(result.failed),
-                    "skipped": result.skipped,
-                    "detached": result.detached,
-                }
-            )
+        emit(
+            {
+                "type": "apply_summary",
+                "ok": result.ok,
+                "done": result.done,
+                "failed": sorted(result.failed),
+                "skipped": result.skipped,
+                "detached": result.detached,
+            }
         )
     if result.stopped is not None:  # first: what the user must fix before anything else
         print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])

@@ -4,10 +4,12 @@ workspaces and the README's figures."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -192,3 +194,42 @@ def test_one_message_for_a_bad_address_naming_the_closest(jobs: Project) -> None
         err = jobs.run(*args, check=1).stderr
         assert "Error: No resource model.traned" in err and "Did you mean model.trained?" in err
     assert "Did you mean" not in jobs.run("state", "show", "model.zzzzzzzzz", check=1).stderr
+
+
+def _ndjson(text: str) -> list[dict[str, object]]:
+    """Every line of a ``--json`` stream, strictly: one JSON object per line from the first
+    (no blank line, nothing else), each with a ``type`` and an ISO 8601 UTC ``timestamp``."""
+    assert text.endswith("\n"), repr(text[-80:])
+    events = []
+    for line in text[:-1].split("\n"):
+        event = json.loads(line)  # a blank or partial line fails here
+        assert isinstance(event, dict) and isinstance(event["type"], str), line
+        stamp = datetime.fromisoformat(str(event["timestamp"]))
+        assert stamp.utcoffset() == timedelta(0), line
+        events.append(event)
+    return events
+
+
+def test_every_json_stream_is_ndjson_from_its_first_line(jobs: Project) -> None:
+    streams = {
+        "plan": jobs.run("plan", "--json"),
+        "apply": jobs.run("apply", "--json", "--auto-approve"),
+        "plan-refresh-only": jobs.run("plan", "--json", "--refresh-only"),
+        "apply-refresh-only": jobs.run("apply", "--json", "--refresh-only", "--auto-approve"),
+        "plan-error": jobs.run("plan", "--json", "--target", "trained", check=1),
+        "apply-error": jobs.run("apply", "--json", "--target", "model.nope", check=1),
+        "apply-cancelled": jobs.run("apply", "--json", "--replace", "model.trained", check=1),
+        "destroy": jobs.run("destroy", "--json", "--auto-approve"),
+    }
+    for name, proc in streams.items():
+        events = _ndjson(proc.stdout)
+        types = [e["type"] for e in events]
+        assert types[0] == "version", (name, types)
+        if name.endswith(("error", "cancelled")):
+            assert types[1:] == ["diagnostic"], (name, types)
+        elif name.startswith("apply") or name == "destroy":
+            assert types[-1] == "apply_summary", (name, types)
+        else:
+            assert types[-1] == "change_summary", (name, types)
+    assert "apply_start" in [e["type"] for e in _ndjson(streams["apply"].stdout)]
+    assert runs(Path(os.environ["RUNS_LOG"])) == {"data": 1, "trained": 1}
