@@ -12,7 +12,7 @@ from substratus.cli import signals
 from substratus.cli.console import console
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics
 from substratus.cli.options import RunOptions
-from substratus.engine.apply import ApplyResult, Walker
+from substratus.engine.apply import ApplyResult, Walker, said_once
 from substratus.engine.backend import Backend, LockWatch
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic
@@ -87,7 +87,7 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
         print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
-        print_diagnostics([diag(addr, err.summary, detail)])
+        print_diagnostics([diag(addr, said_once(err.summary, addr), detail)])
     if result.interrupted:
         sig = signals.name()
         print(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from tests.e2e.conftest import TEST_ENV, Project, kill_leftovers
 from tests.e2e.counting import PIPELINE, make_pipeline, runs, state
 from tests.e2e.terminal import ESCAPE, at_terminal
+from tests.support.waiting import wait_for
 
 JOBS = "---\n".join(PIPELINE.split("---\n")[:2])  # the Dataset and the trained Model
 
@@ -233,3 +235,24 @@ def test_every_json_stream_is_ndjson_from_its_first_line(jobs: Project) -> None:
             assert types[-1] == "change_summary", (name, types)
     assert "apply_start" in [e["type"] for e in _ndjson(streams["apply"].stdout)]
     assert runs(Path(os.environ["RUNS_LOG"])) == {"data": 1, "trained": 1}
+
+
+def test_an_interrupted_job_names_its_address_once(slow_project: Project) -> None:
+    p = slow_project
+    gate = p.dir.parent / "release-trainer"  # the trainer runs until the test opens it
+    p.edit(
+        "substratus.yaml",
+        "params: {sleep: 0}\n---\nkind: ModelServer",
+        f'params: {{sleep: 3, gate: "{gate}"}}\n---\nkind: ModelServer',
+    )
+    log = Path(os.environ["RUNS_LOG"])
+    proc = p.popen("apply", "--auto-approve")
+    wait_for(lambda: runs(log)["3"] == 1, "the trainer to start", interval=0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    detached = [line for line in out.splitlines() if "detached" in line]
+    assert detached and detached[0].startswith("model.trained: detached after"), out
+    for line in out.splitlines() + err.splitlines():
+        assert line.count("model.trained") <= 1, line
+    gate.touch()

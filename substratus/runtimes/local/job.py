@@ -179,9 +179,7 @@ class Jobs:
         started = time.monotonic()
         while (popen.poll() is None) if popen is not None else ref.alive():
             if ctx.cancelled.is_set():
-                raise Detached(
-                    f"{request.address}: the job goes on as pid {ref.pid}; the next apply adopts it"
-                )
+                raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
             if ctx.timeout is not None and time.monotonic() - started > ctx.timeout:
                 stop(ref)
                 raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
@@ -193,8 +191,7 @@ class Jobs:
         context = (request.inputs.get("build") or {}).get("context_dir")
         if not context or not command:
             raise Failure(
-                f"{request.address} cannot run locally: it needs a git or local container "
-                "source and a command"
+                "cannot run locally: it needs a git or local container source and a command"
             )
         secrets = secret_env_names(spec)
         if secrets:
