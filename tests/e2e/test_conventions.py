@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,3 +257,29 @@ def test_an_interrupted_job_names_its_address_once(slow_project: Project) -> Non
     for line in out.splitlines() + err.splitlines():
         assert line.count("model.trained") <= 1, line
     gate.touch()
+
+
+def test_workspace_delete_leaves_nothing_behind(jobs: Project) -> None:
+    folder = jobs.dir / ".substratus" / "workspaces"
+    jobs.run("apply", "--auto-approve", "--workspace", "staging")
+    assert {p.name for p in (folder / "staging").iterdir()} >= {"artifacts", "runs", "builds"}
+    kept = jobs.run("workspace", "delete", "staging", check=1)
+    assert "not empty" in kept.stderr and (folder / "staging").is_dir()
+    jobs.run("destroy", "--auto-approve", "--workspace", "staging")
+    jobs.run("apply", "--auto-approve", "--workspace", "other")
+    jobs.run("workspace", "delete", "staging")
+    assert not (folder / "staging").exists() and (folder / "other").is_dir()
+    assert not (jobs.dir / ".substratus" / "state" / "staging.json").exists()
+    # --force forgets resources that may still use their directory: it is kept, and said
+    forced = jobs.run("workspace", "delete", "other", "--force")
+    assert "Kept" in forced.stdout and (folder / "other").is_dir()
+    jobs.run("workspace", "select", "third")
+    jobs.run("apply", "--auto-approve")
+    jobs.run("destroy", "--auto-approve")
+    jobs.run("workspace", "select", "default")
+    shutil.rmtree(folder / "other")  # what the user does once the forgotten ones are gone
+    jobs.run("workspace", "delete", "third")
+    assert not folder.exists()
+    left = sorted(p.name for p in (jobs.dir / ".substratus").iterdir())
+    assert left == ["state", "workspace"], left  # the default workspace never ran
+    assert runs(Path(os.environ["RUNS_LOG"])) == {"data": 3, "trained": 3}
