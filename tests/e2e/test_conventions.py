@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TEST_ENV, Project, kill_leftovers
+from tests.e2e.conftest import QUICKSTART, TEST_ENV, Project, kill_leftovers
 from tests.e2e.counting import PIPELINE, make_pipeline, runs, state
 from tests.e2e.terminal import ESCAPE, at_terminal
 from tests.support.waiting import wait_for
@@ -283,3 +284,21 @@ def test_workspace_delete_leaves_nothing_behind(jobs: Project) -> None:
     left = sorted(p.name for p in (jobs.dir / ".substratus").iterdir())
     assert left == ["state", "workspace"], left  # the default workspace never ran
     assert runs(Path(os.environ["RUNS_LOG"])) == {"data": 3, "trained": 3}
+
+
+# What a command of the quickstart README says it prints, quoted after its `#`.
+QUOTED = re.compile(
+    r"^substratus (?P<args>(?:plan|apply|destroy) [^#]*?)\s+#\s+"
+    r"(?P<said>(?:Plan:|Apply complete!|Destroy complete!|No changes\.).*)$",
+    re.M,
+)
+
+
+def test_the_quickstart_readme_quotes_what_the_commands_print(project: Project) -> None:
+    readme = (QUICKSTART / "README.md").read_text()
+    quoted = [(m["args"].split(), m["said"].strip()) for m in QUOTED.finditer(readme)]
+    assert [args[0] for args, _ in quoted] == ["plan", "apply", "plan", "destroy"], quoted
+    for args, said in quoted:
+        assert args[1:3] == ["-f", "examples/quickstart"], args
+        out = project.run(args[0], *args[3:]).stdout  # in the copy of examples/quickstart
+        assert said in out, f"README: {said!r}; substratus {' '.join(args)} printed:\n{out}"
