@@ -103,7 +103,7 @@ def main() -> None:
 
         init()
     try:
-        rc = app(standalone_mode=False, prog_name="substratus")
+        rc = app(standalone_mode=False, complete_var=COMPLETE_VAR)
     except DiagnosticError as exc:
         print_diagnostics(exc.diagnostics, use_color(False))
         sys.exit(EXIT_ERROR)
