@@ -8,7 +8,6 @@ every other command refuses to read) through the backend's ``Recovers.recover``,
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -272,16 +271,15 @@ def force_unlock(
     from substratus.engine.backend import LockNotFound
 
     backend = state_backend(RunOptions.from_params(ctx.params))
-    if not force:
-        if not sys.stdin.isatty():
-            raise fail("No confirmation possible", "Pass --force to unlock without a prompt.")
-        print(
+    if not force:  # the answer from standard input, a terminal or not, as apply reads it
+        from substratus.cli.console import confirm
+
+        confirm(
             "Do you really want to force-unlock?\n  substratus will remove the lock on the "
             "state. This will allow local substratus commands to modify this state, even "
-            "though it may still be in use. Only 'yes' will be accepted to confirm."
+            "though it may still be in use.",
+            "force-unlock",
         )
-        if input("  Enter a value: ").strip() != "yes":
-            raise fail("force-unlock cancelled", "The lock was not removed.")
     try:
         removed = backend.force_unlock(lock_id)
     except LockNotFound as exc:

@@ -302,3 +302,16 @@ def test_the_quickstart_readme_quotes_what_the_commands_print(project: Project) 
         assert args[1:3] == ["-f", "examples/quickstart"], args
         out = project.run(args[0], *args[3:]).stdout  # in the copy of examples/quickstart
         assert said in out, f"README: {said!r}; substratus {' '.join(args)} printed:\n{out}"
+
+
+def test_force_unlock_reads_its_answer_from_standard_input(jobs: Project) -> None:
+    from substratus.engine.backend import LockInfo
+    from substratus.state.local import FileBackend
+
+    lock_id = FileBackend(jobs.dir / ".substratus" / "state").lock(LockInfo(operation="apply"))
+    held = jobs.dir / ".substratus" / "state" / "default.lock"
+    refused = _answer(jobs, "no\n", "force-unlock", lock_id)
+    assert refused.returncode == 1 and "Force-unlock cancelled" in refused.stderr, refused
+    assert held.exists()
+    assert _answer(jobs, "yes\n", "force-unlock", lock_id).returncode == 0
+    assert not held.exists()
