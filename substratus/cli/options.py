@@ -128,6 +128,7 @@ NoColor = Annotated[
         "--no-color",
         help="Plain output without colours (also when NO_COLOR is set).",
         callback=no_color_option,
+        is_eager=True,  # before any other option's callback can report an error
     ),
 ]
 Parallelism = Annotated[
