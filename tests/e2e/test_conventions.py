@@ -187,6 +187,7 @@ def test_one_message_for_a_bad_address_naming_the_closest(jobs: Project) -> None
         ["apply", "--replace", "trained"],
         ["logs", "trained"],
         ["output", "trained"],
+        ["notebook", "--from", "trained"],
     ):
         err = jobs.run(*args, check=1).stderr
         assert "Did you mean model.trained?" in err, (args, err)
