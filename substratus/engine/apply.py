@@ -521,7 +521,7 @@ class Walker:
         with self._lock:
             rec = self.state.resources.get(change.address)
             if rec is None or not rec.digest:
-                raise Failure(f"{change.address} has no completed run to update the record of")
+                raise Failure("no completed run to update the record of")
             # pin the versions first: a record without them names them by its (old) digest
             updated = rec.model_copy(
                 update={
