@@ -1,4 +1,4 @@
-"""API requests and wall time of a Kubernetes refresh as the number of applied resources grows.
+"""API requests and wall time of a Kubernetes apply and refresh as the number of resources grows.
 
 The refresh (``KubernetesRuntime.refresh``, ``runtimes/kubernetes/refresh.py``) must make one
 LIST per kind per namespace, whatever the number N of resources recorded in the state (DESIGN §5,
@@ -18,7 +18,10 @@ Deployments available) is started for the whole run, or an existing cluster is u
 2. ``python -m substratus apply --auto-approve --parallelism 50`` through the real CLI
    (``KUBECONFIG`` set, ``SUBSTRATUS_K8S_POLL=0.5``, an explicit ``--state file://…``), timed,
    with the CPU seconds each control-plane process and the CLI spent meanwhile (from ``/proc``:
-   which component limits the apply);
+   which component limits the apply), and the API requests the apply made: the CLI writes its
+   counters when it exits (``$SUBSTRATUS_K8S_COUNTS``, ``runtimes/kubernetes/counts.py``), per
+   step — each applied kind, and the plan-time refresh, conflict check and garbage collection —
+   and per verb; printed per applied resource of each kind;
 3. the state is read with ``substratus.state.open_backend`` and ``--repeat`` refreshes are run
    in this process for the state's owner (its lineage, workspace ``default``: only its objects
    count), each with a new ``KubernetesRuntime(cloud="kind", kubeconfig=…)`` (so each
@@ -47,6 +50,7 @@ or ``SUBSTRATUS_KUBE_ASSETS``; 1,000 Jobs take a few minutes on 2 cores)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -65,6 +69,7 @@ from substratus.engine.runtime import Observation, Owner
 from substratus.engine.statefile import ResourceRecord
 from substratus.runtimes.kubernetes import KubernetesRuntime, names
 from substratus.runtimes.kubernetes.cluster import Cluster
+from substratus.runtimes.kubernetes.counts import ENV as COUNTS_ENV
 from substratus.state import open_backend
 
 if TYPE_CHECKING:
@@ -324,9 +329,10 @@ def run_one(
     pids = where.processes()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     cli_before = children_cpu()
+    counts_file = tmp / f"apply-counts-{n}.json"
     code, apply_s, text = cli(
         ["apply", "--auto-approve", "--parallelism", str(parallelism), *common],
-        env,
+        {**env, COUNTS_ENV: str(counts_file)},
         tmp / f"apply-{n}.log",
     )
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
@@ -334,6 +340,9 @@ def run_one(
     if code != 0 or "Apply complete!" not in text:
         raise fail(f"apply of N={n} failed (exit {code})", text)
 
+    if not counts_file.is_file():
+        raise SystemExit(f"N={n}: the apply wrote no request counts to {counts_file}")
+    apply_counts = json.loads(counts_file.read_text())
     state, _ = open_backend(state_url, "default", directory).read()
     if state is None or len(state.resources) != n:
         got = 0 if state is None else len(state.resources)
@@ -376,6 +385,7 @@ def run_one(
         "mix": mix_for(n),
         "namespaces": len({r.namespace for r in state.resources.values()}),
         "apply_s": apply_s,
+        "apply_counts": apply_counts,
         "cpu": cpu,
         "requests": first.requests,
         "by_verb": dict(first.by_verb),
@@ -425,6 +435,8 @@ def print_tables(rows: list[dict[str, Any]], repeat: int, parallelism: int, poll
         f"{os.cpu_count()} cores)"
     )
     print()
+    print_apply_requests(rows)
+    print()
     print(f"Refresh in process (KubernetesRuntime.refresh; times: median, min, max of {repeat})")
     print(f"and `substratus plan` through the CLI (median of {repeat}, 'No changes.' each time):")
     kinds = [
@@ -447,6 +459,38 @@ def print_tables(rows: list[dict[str, Any]], repeat: int, parallelism: int, poll
     )
     print()
     print(verdict(rows))
+
+
+VERBS = ("GET", "POST", "PATCH", "DELETE")
+
+
+def print_apply_requests(rows: list[dict[str, Any]]) -> None:
+    """The apply's requests per step (each applied kind: per resource) and per verb."""
+    print("API requests of the apply (the CLI's own count), per run of each step:")
+    head = (
+        f"{'N':>5} {'step':<20} {'runs':>5} {'requests':>8} {'per run':>8}  per run: "
+        + " ".join(f"{v:>6}" for v in VERBS)
+    )
+    lines: list[str] = []
+    for r in rows:
+        counts = r["apply_counts"]
+        for step, verbs in counts["by_account"].items():
+            runs = int(counts["steps"].get(step, 0)) or 1
+            total = sum(verbs.values())
+            lines.append(
+                f"{r['n']:>5} {step:<20} {runs:>5} {total:>8} {total / runs:>8.2f}           "
+                + " ".join(f"{verbs.get(v, 0) / runs:>6.2f}" for v in VERBS)
+            )
+        applied = sum(v for k, v in counts["steps"].items() if k.startswith("apply "))
+        total = counts["requests"]
+        lines.append(
+            f"{r['n']:>5} {'all':<20} {applied:>5} {total:>8} {total / max(applied, 1):>8.2f}"
+            "           "
+            + " ".join(f"{counts['by_verb'].get(v, 0) / max(applied, 1):>6.2f}" for v in VERBS)
+        )
+    _table(head, lines)
+    print("(runs: how often the step ran — for `apply KIND`, the resources of that kind applied;")
+    print(" `all`: every request of the apply command, per applied resource)")
 
 
 def _component_order(name: str) -> tuple[int, str]:

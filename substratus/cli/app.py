@@ -15,7 +15,6 @@ import sys
 
 import typer
 
-from substratus import __version__
 from substratus.cli import signals
 from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
@@ -37,13 +36,14 @@ from substratus.cli.state import (
     state_show,
 )
 from substratus.cli.validate import validate
+from substratus.cli.version import version_line
 from substratus.cli.workspace import workspace_delete, workspace_list, workspace_select
 from substratus.engine.diagnostic import DiagnosticError
 
 
 def version() -> None:
     """Print the substratus version."""
-    print(f"substratus {__version__}")
+    print(version_line())
 
 
 app = typer.Typer(

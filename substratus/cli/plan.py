@@ -85,15 +85,15 @@ def plan(
     Example: substratus plan -f examples/quickstart --out plan.json --detailed-exitcode
     """
     # the engine, imported when the command runs (``--help`` does not need it)
-    from substratus.cli.events import emit, version_event
     from substratus.cli.locking import locked
-    from substratus.cli.planfile import write_plan
     from substratus.cli.prepare import prepare
 
     opts = RunOptions.from_params(ctx.params)
     if output_format not in ("text", "markdown"):
         raise fail(f"Unknown --format {output_format!r}", "Use --format text or --format markdown.")
     if as_json:
+        from substratus.cli.events import emit, version_event  # the plan's JSON: only for --json
+
         emit(version_event())
     try:
         p = prepare(opts)
@@ -105,6 +105,8 @@ def plan(
             emit({"type": "diagnostic", **d.to_json()})
         raise
     if out is not None:
+        from substratus.cli.planfile import write_plan  # the plan's JSON: only with --out
+
         write_plan(out, the_plan)
     _show(the_plan, p.resolved, opts, out)
     if detailed_exitcode and the_plan.has_changes:
@@ -113,15 +115,17 @@ def plan(
 
 def _show(the_plan: Plan, resolved: Resolved, opts: RunOptions, out: Path | None) -> None:
     """The plan in the format asked for; as text, followed by how to apply it."""
-    from substratus.ci.review import plan_markdown
     from substratus.cli.console import plan_color, print_plan
-    from substratus.cli.events import emit, plan_events
 
     if opts.output.as_json:
+        from substratus.cli.events import emit, plan_events
+
         for event in plan_events(the_plan, out):
             emit(event)
         return
     if opts.output.format == "markdown":
+        from substratus.ci.review import plan_markdown
+
         print(plan_markdown(the_plan, resolved, plan_file=out), end="")
         return
     print_plan(the_plan, plan_color(opts.output.no_color))

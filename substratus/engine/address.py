@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from substratus.engine.kinds import Kind
 
@@ -54,18 +54,15 @@ def name_problem(name: str, max_len: int = NAME_MAX) -> str | None:
     return None
 
 
-@dataclass(frozen=True, order=True)
-class Address:
+class Address(NamedTuple):
+    """An immutable address, ordered by (kind, name, namespace). A named tuple, so that hashing
+    and comparing one — addresses key every graph and map — costs no Python call; its hash is
+    that of the tuple of its fields, as when it was a frozen dataclass (so is every set's
+    order)."""
+
     kind: str
     name: str
     namespace: str | None = None  # None = the project's default namespace
-
-    def __hash__(self) -> int:  # addresses key every graph and map: hash them once
-        cached: int | None = self.__dict__.get("_hash")
-        if cached is None:
-            cached = hash((self.kind, self.name, self.namespace))
-            object.__setattr__(self, "_hash", cached)
-        return cached
 
     def __str__(self) -> str:
         base = f"{self.kind}.{self.name}"

@@ -445,6 +445,7 @@ class Walker:
             config_dir=self.config_dir,
             version=version,
             owner=self.owner,
+            sensitive=frozenset(self.secrets.get(change.address) or ()),
         )
         intent = dict(adopt) if adopt is not None else self.runtime.intent(request)
         pending_op = PendingOperation(

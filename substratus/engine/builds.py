@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from substratus.engine.address import NAME_MAX, NAME_RE, Address
@@ -83,74 +84,117 @@ def context_boundary(root: Path) -> tuple[Path, str]:
     return root, "the configuration directory"
 
 
-def _local_path(
-    res: Resource, base: Path, boundary: tuple[Path, str], diags: Diagnostics
-) -> Path | None:
-    """The resolved ``local.path`` of ``res`` if it is a directory inside ``boundary``."""
-    raw = res.spec["container"]["local"]["path"]
+@dataclass(frozen=True)
+class _Context:
+    """What checking one ``local.path`` found: the resolved directory (None when it is not a
+    usable context, with the error's summary and detail), and the special files it leaves out."""
+
+    path: Path | None
+    error: tuple[str, str] | None = None
+    skipped: tuple[str, ...] = ()
+
+
+def _check_context(raw: str, base: Path, boundary: tuple[Path, str]) -> _Context:
+    """Resolve ``raw`` against ``base`` and check it is a readable directory inside
+    ``boundary``."""
     path: Path = (base / raw).resolve()
-    where = {
-        "source": res.source_of("spec.container.local.path"),
-        "address": str(res.address),
-        "path": "spec.container.local.path",
-    }
     inside, label = boundary
     if path != inside and inside not in path.parents:
-        diags.error(
-            "Build context outside the repository"
-            if label == "the repository"
-            else "Build context outside the configuration directory",
-            f"{raw} resolves to {path}, which is outside {label} ({inside}). A plan hashes and "
-            f"an apply copies everything under local.path, so it must be inside {label}: "
-            "move the code there, or point local.path at a directory inside it.",
-            **where,
+        return _Context(
+            None,
+            (
+                "Build context outside the repository"
+                if label == "the repository"
+                else "Build context outside the configuration directory",
+                f"{raw} resolves to {path}, which is outside {label} ({inside}). A plan hashes "
+                f"and an apply copies everything under local.path, so it must be inside {label}: "
+                "move the code there, or point local.path at a directory inside it.",
+            ),
         )
-        return None
     if not path.is_dir():
-        diags.error(
-            "Build context not found",
-            f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
-            "directory with your code, relative to this file.",
-            **where,
+        return _Context(
+            None,
+            (
+                "Build context not found",
+                f"{raw} (resolved to {path}) is not a directory. Point local.path at the "
+                "directory with your code, relative to this file.",
+            ),
         )
-        return None
     try:
         skipped = special_files(path)
     except SourceError as exc:
-        diags.error("Cannot read the build context", f"{exc}.", **where)
-        return None
-    if skipped:
+        return _Context(None, ("Cannot read the build context", f"{exc}."))
+    return _Context(path, skipped=tuple(skipped))
+
+
+class _Contexts:
+    """``_check_context`` once per (configuration file, ``local.path``) of one load: ten
+    thousand resources that share a context resolve and scan it once. Diagnostics are still
+    reported for every resource, at its own line."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.boundary = context_boundary(root)
+        self.checked: dict[tuple[str, str], _Context] = {}
+        self.relative: dict[Path, str] = {}
+
+    def local_path(self, res: Resource, diags: Diagnostics) -> Path | None:
+        """The resolved ``local.path`` of ``res`` if it is a directory inside the boundary."""
+        raw = res.spec["container"]["local"]["path"]
+        key = (res.file, raw)
+        found = self.checked.get(key)
+        if found is None:
+            base = Path(res.file).parent if res.file else Path.cwd()
+            found = self.checked[key] = _check_context(raw, base, self.boundary)
+        if found.error is None and not found.skipped:
+            return found.path
+        where: dict[str, object] = {
+            "source": res.source_of("spec.container.local.path"),
+            "address": str(res.address),
+            "path": "spec.container.local.path",
+        }
+        if found.error is not None:
+            summary, detail = found.error
+            diags.error(summary, detail, **where)
+            return None
+        skipped = found.skipped
         shown = ", ".join(skipped[:5]) + (
             f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         )
         diags.warning(
             "Special files left out of the build context",
-            f"{path} holds sockets, FIFOs or device files ({shown}), which a build context "
+            f"{found.path} holds sockets, FIFOs or device files ({shown}), which a build context "
             "cannot hold; they are not hashed, copied or uploaded. Add them to .dockerignore "
             "to silence this warning.",
             **where,
         )
-    return path
+        return found.path
+
+    def relative_to_root(self, path: Path) -> str:
+        rel = self.relative.get(path)
+        if rel is None:
+            rel = self.relative[path] = _relative(path, self.root)
+        return rel
 
 
 def _source(
-    res: Resource, root: Path, boundary: tuple[Path, str], diags: Diagnostics
+    res: Resource, contexts: _Contexts, diags: Diagnostics
 ) -> tuple[tuple[str, ...], str, dict[str, str], dict[str, str]] | None:
     """(key, name, spec, origin) of a resource's build source, None when it has none."""
     container = res.spec.get("container") or {}
-    base = Path(res.file).parent if res.file else Path.cwd()
     if "local" in container:
-        path = _local_path(res, base, boundary, diags)
+        path = contexts.local_path(res, diags)
         if path is None:
             return None
-        rel = _relative(path, root)
+        rel = contexts.relative_to_root(path)
         spec = {"source": "local", "path": rel}
         return ("local", rel), _local_name(rel), spec, {"path": str(path)}
     if "git" in container:
+        base = Path(res.file).parent if res.file else Path.cwd()
         git = container["git"]
         remote = _is_remote(git["url"])
         absolute = git["url"] if remote else str((base / git["url"]).resolve())
-        url = git["url"] if remote else _relative(Path(absolute), root)
+        url = git["url"] if remote else _relative(Path(absolute), contexts.root)
         key = ("git", url, git["ref"], git["path"])
         spec = {"source": "git", "url": url, "ref": git["ref"], "path": git["path"]}
         repo = absolute.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
@@ -162,9 +206,9 @@ def _source(
 def attach_builds(resources: dict[Address, Resource], diags: Diagnostics, root: Path) -> None:
     """Add build resources (and ``build`` dependencies) for git/local containers."""
     wanted: dict[tuple[str, ...], tuple[str, dict[str, str], dict[str, str], list[Resource]]] = {}
-    boundary = context_boundary(root)
+    contexts = _Contexts(root)
     for res in list(resources.values()):
-        found = _source(res, root, boundary, diags)
+        found = _source(res, contexts, diags)
         if found is not None:
             key, name, spec, origin = found
             wanted.setdefault(key, (name, spec, origin, []))[3].append(res)

@@ -51,9 +51,12 @@ def runtime_diagnostics(config: Config, runtime: Runtime) -> list[Diagnostic]:
         for r in config.resources.values()
         if r.kind != "build"
     ]
+    found = runtime.check(views)
+    if not found:
+        return []
     out = []
     by_address = {str(a): r for a, r in config.resources.items()}
-    for d in runtime.check(views):
+    for d in found:
         res = by_address.get(d.address or "")
         if res is not None and d.source is None:
             d = Diagnostic(

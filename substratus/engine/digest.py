@@ -36,8 +36,6 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from substratus.engine.address import Address
 from substratus.engine.build_source import SourceError, hash_directory, resolve_git_ref
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
@@ -315,6 +313,8 @@ def legacy_digests(
 
 def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     """Changed field paths (``spec.a.b``) between two canonical specs, sorted."""
+    from deepdiff import DeepDiff  # numpy and more: imported only when a field diff is needed
+
     diff = DeepDiff(
         dict(before),
         dict(after),

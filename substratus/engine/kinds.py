@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 # The sections of a spec that hold params, as field paths under ``spec``.
 PARAM_SECTIONS: tuple[tuple[str, ...], ...] = (
@@ -78,10 +78,7 @@ class Kind(StrEnum):
     @classmethod
     def of(cls, kind: str) -> Kind | None:
         """The kind spelled ``kind`` (``"dataset"``), or None for an unknown one."""
-        try:
-            return cls(kind)
-        except ValueError:
-            return None
+        return _KINDS.get(kind)
 
     @property
     def plural(self) -> str:
@@ -116,8 +113,17 @@ class Kind(StrEnum):
         return self.versioned or self is Kind.NOTEBOOK
 
 
+_KINDS: dict[str, Kind] = {k.value: k for k in Kind}  # a dict lookup: no Enum call per question
+
+
+def _mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC machinery for a plain dict (the estimate
+    asks it of every spec several times)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _kind(kind: str | Kind) -> Kind | None:
-    return kind if isinstance(kind, Kind) else Kind.of(kind)
+    return _KINDS.get(kind)  # a Kind is a str equal to its value
 
 
 def role(kind: str) -> Role:
@@ -198,7 +204,7 @@ def params(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """The params the workload is given (a copy; ``{}`` when none are set)."""
     node: Any = spec
     for part in params_path(kind, spec):
-        node = node.get(part) if isinstance(node, Mapping) else None
+        node = node.get(part) if _mapping(node) else None
     return dict(node or {})
 
 
@@ -241,7 +247,7 @@ class Compute:
 def resources_path(kind: str, spec: Mapping[str, Any]) -> str:
     """Where the resources of ``spec`` are declared: a trainer's override the Model's."""
     trainer = spec.get("trainer") if kind == Kind.MODEL else None
-    has_own = isinstance(trainer, Mapping) and trainer.get("resources")
+    has_own = _mapping(trainer) and trainer.get("resources")
     return "spec.trainer.resources" if has_own else "spec.resources"
 
 
@@ -249,14 +255,14 @@ def resources(kind: str, spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The declared ``resources`` section (a trainer's override the Model's), as written in the
     spec; None when the spec declares none."""
     trainer = spec.get("trainer") if kind == Kind.MODEL else None
-    own = trainer.get("resources") if isinstance(trainer, Mapping) else None
+    own = trainer.get("resources") if _mapping(trainer) else None
     declared = own or spec.get("resources")
-    return declared if isinstance(declared, Mapping) else None
+    return declared if _mapping(declared) else None
 
 
 def _gpu(declared: Mapping[str, Any]) -> Gpu | None:
     gpu = declared.get("gpu")
-    if not isinstance(gpu, Mapping) or not gpu:
+    if not _mapping(gpu) or not gpu:
         return None
     gtype = gpu.get("type")
     return Gpu(str(gtype) if gtype else None, int(gpu.get("count", 1)))

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import networkx as nx
-
 from substratus.engine.address import Address
 from substratus.engine.capacity import checked_capacity
 from substratus.engine.checks import read_externals, runtime_diagnostics
@@ -25,7 +23,7 @@ from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.digest import resolve_sources
 from substratus.engine.estimate import checked_estimate
-from substratus.engine.graph import build_graph
+from substratus.engine.graph import Graph, build_graph
 from substratus.engine.plan import Mode, Plan, PlanSettings
 from substratus.engine.planner import PlanRequest, make_plan
 from substratus.engine.runtime import Owner, PlannedRun, Runtime
@@ -43,7 +41,9 @@ class PlanOptions:
     max_cost: float | None = None  # --max-cost: USD cap on the plan's jobs (engine.estimate)
 
 
-def validate_config(config: Config, runtime: Runtime | None) -> tuple[list[Diagnostic], nx.DiGraph]:
+def validate_config(
+    config: Config, runtime: Runtime | None
+) -> tuple[list[Diagnostic], Graph[Address]]:
     """Graph checks (cycles) and runtime checks; raises ``DiagnosticError`` on errors and
     returns the warnings and the graph."""
     graph = build_graph(config.resources)

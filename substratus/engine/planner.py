@@ -31,8 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import networkx as nx
-
 from substratus.engine.address import Address, did_you_mean
 from substratus.engine.config import Config, dangling_reference, removed_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
@@ -43,7 +41,7 @@ from substratus.engine.digest import (
     plain_digests,
     remarked_digests,
 )
-from substratus.engine.graph import build_graph, topological, with_dependencies
+from substratus.engine.graph import Graph, build_graph, topological, with_dependencies
 from substratus.engine.kinds import replaces_on_change
 from substratus.engine.plan import (
     Action,
@@ -97,7 +95,7 @@ class PlanRequest:
     replace: list[Address] = field(default_factory=list)
     workspace: str = "default"
     settings: PlanSettings = field(default_factory=PlanSettings)
-    graph: nx.DiGraph | None = None  # the configuration's graph, if already built
+    graph: Graph[Address] | None = None  # the configuration's graph, if already built
 
 
 def make_plan(req: PlanRequest) -> Plan:
@@ -494,22 +492,23 @@ def _delete(
 
 
 def _reverse_state_order(records: Mapping[str, ResourceRecord], subset: set[str]) -> list[str]:
-    g = nx.DiGraph()
-    g.add_nodes_from(subset)
+    g: Graph[str] = Graph(subset)
     for a in subset:
         for d in records[a].dependencies:
             if d in subset:
                 g.add_edge(d, a)
-    return list(reversed(list(nx.lexicographical_topological_sort(g))))
+    return list(reversed(topological(g)))
 
 
 def _plan_destroy(
     req: PlanRequest,
-    graph: nx.DiGraph,
+    graph: Graph[Address],
     records: Mapping[str, ResourceRecord],
     changes: dict[str, ResourceChange],
     errors: list[Diagnostic],
 ) -> None:
+    import networkx as nx  # destroy plans only: a plan of the configuration does without it
+
     subset = set(records)
     if req.targets:
         dependents = nx.DiGraph()

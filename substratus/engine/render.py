@@ -11,12 +11,13 @@ line, the estimate of what the apply will consume (``engine.estimate_text``). It
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import text_section
 from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
-from substratus.engine.sensitive import is_marker
+from substratus.engine.sensitive import MARK, is_marker
 
 _COLORS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
 
@@ -33,18 +34,54 @@ class Painter:
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Leaves of a spec as ``dotted.path -> value`` (lists and empty maps are leaves)."""
-    if isinstance(value, dict) and value and not is_marker(value):
-        out: dict[str, Any] = {}
-        for k in value:
-            out.update(flatten(value[k], f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
+    if not _branches(value):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    _flatten_into(out, value, prefix)
+    return out
+
+
+def _branches(value: Any) -> bool:
+    """Whether ``flatten`` looks inside ``value``: a non-empty mapping, not a sensitive marker."""
+    if type(value) is dict:
+        return bool(value) and not (len(value) == 1 and MARK in value)
+    return isinstance(value, dict) and bool(value) and not is_marker(value)
+
+
+def _flatten_into(out: dict[str, Any], value: dict[Any, Any], prefix: str) -> None:
+    for k, v in value.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        leaf = not v if type(v) is dict else not isinstance(v, dict)  # most, without a call
+        if leaf:
+            out[path] = v
+        elif _branches(v):
+            _flatten_into(out, v, path)
+        else:
+            out[path] = v
+
+
+# json.dumps(value, ensure_ascii=False, sort_keys=True), without a new encoder per call, and
+# for the plain scalars that are most of a spec without an encoder at all.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_encode_string: Callable[[str], str] = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
+_CONSTANTS = {True: "true", False: "false", None: "null"}
 
 
 def fmt(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool or value is None:
+        return _CONSTANTS[value]
+    if kind is list and all(type(x) is str for x in value):
+        return "[" + ", ".join(map(_encode_string, value)) + "]"
     if is_marker(value):
         return "(sensitive)"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
@@ -55,9 +92,8 @@ def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
     if change.action is Action.CREATE and not change.before:
         shown = {k: v for k, v in after.items() if v != {}}
         width = max((len(k) for k in shown), default=0)
-        return [
-            f"      {paint('+', 'green')} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()
-        ]
+        plus = paint("+", "green")
+        return [f"      {plus} {k.ljust(width)} = {fmt(v)}" for k, v in shown.items()]
     if change.action in (Action.DELETE, Action.READ):
         return []
     keys = sorted(set(before) | set(after), key=lambda k: (k not in after, k))

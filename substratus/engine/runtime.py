@@ -102,6 +102,10 @@ class RunRequest:
     config_dir: str = "."  # directory the configuration was loaded from
     version: str = ""  # the version this run makes (StateFile); "" = the digest's first 16
     owner: Owner = field(default_factory=Owner)
+    # The params marked sensitive, as their ``sensitive:`` paths (``spec.loader.params.token``):
+    # their values in ``spec`` are real (revealed); a runtime must not write them where anyone
+    # who may read its ordinary objects can read them (Kubernetes: a Secret, not a ConfigMap).
+    sensitive: frozenset[str] = frozenset()
 
     @property
     def run_version(self) -> str:

@@ -102,6 +102,43 @@ MAX_VALUE_BYTES = 64 * 1024  # one param value, environment value or command arg
 MAX_TOTAL_BYTES = 256 * 1024  # all of them together, for one resource
 
 
+def _text(value: Any) -> str:
+    """A param's value as a workload gets it: a string as it is, anything else as JSON
+    (``json.dumps``; plain scalars without it)."""
+    kind = type(value)
+    if kind is str:
+        text: str = value
+        return text
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool or value is None:
+        return "null" if value is None else "true" if value else "false"
+    return json.dumps(value)
+
+
+def _size(text: str) -> int:
+    """UTF-8 bytes of ``text`` (its length when it is ASCII, which Python knows at once)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _bound(spec: dict[str, Any]) -> int:
+    """An upper bound of the bytes ``_strings`` counts (a character is at most 4 UTF-8 bytes),
+    found without building its list: most specs are far below every limit."""
+    chars = 0
+    for parent in PARAM_SECTIONS:
+        node: Any = spec
+        for part in parent:
+            node = node.get(part) if isinstance(node, dict) else None
+        for key, value in (node or {}).items():
+            chars += len(key) + len(_text(value))
+    container = spec.get("container") or {}
+    for key, value in (container.get("env") or {}).items():
+        chars += len(key) + len(str(value))
+    for arg in container.get("command") or []:
+        chars += len(str(arg))
+    return 4 * chars
+
+
 def _strings(spec: dict[str, Any]) -> list[tuple[FieldPath, str, int]]:
     """(spec path, what it is, UTF-8 bytes) of every string a workload gets in env or argv."""
     out: list[tuple[FieldPath, str, int]] = []
@@ -110,15 +147,14 @@ def _strings(spec: dict[str, Any]) -> list[tuple[FieldPath, str, int]]:
         for part in parent:
             node = node.get(part) if isinstance(node, dict) else None
         for key, value in (node or {}).items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            size = len(key.encode()) + len(text.encode())
+            size = _size(key) + _size(_text(value))
             out.append((("spec", *parent, key), f"the param {key!r}", size))
     container = spec.get("container") or {}
     for key, value in (container.get("env") or {}).items():
-        size = len(key.encode()) + len(str(value).encode())
+        size = _size(key) + _size(str(value))
         out.append((("spec", "container", "env", key), f"the variable {key}", size))
     for i, arg in enumerate(container.get("command") or []):
-        out.append((("spec", "container", "command", i), "the argument", len(str(arg).encode())))
+        out.append((("spec", "container", "command", i), "the argument", _size(str(arg))))
     return out
 
 
@@ -126,6 +162,8 @@ def size_diagnostics(
     doc: Document, pmap: PathMap, spec: dict[str, Any], address: str
 ) -> list[Diagnostic]:
     """Errors for params, environment values and command arguments too large to pass."""
+    if _bound(spec) <= MAX_VALUE_BYTES:  # then no value, nor all of them, is over a limit
+        return []
     out: list[Diagnostic] = []
     found = _strings(spec)
     for path, what, size in found:

@@ -29,6 +29,7 @@ import yaml
 
 from substratus.engine.composer import MAX_DEPTH, Composer, Refused, too_deep
 from substratus.engine.diagnostic import Diagnostic, Location
+from substratus.engine.yamlevents import read_plain
 
 FieldPath = tuple[str | int, ...]
 
@@ -214,7 +215,19 @@ class _Converter:
 
 
 def load_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
-    """Parse every document of ``text``; returns the documents and any diagnostics."""
+    """Parse every document of ``text``; returns the documents and any diagnostics.
+
+    Most files are read in one pass over the parser's events (``engine.yamlevents``); a file
+    with anything that pass leaves to this one (aliases, merge keys, tags, errors…) is read
+    again here, with the same result for everything the fast pass accepts."""
+    plain = read_plain(text)
+    if plain is not None:
+        return [Document(file, line, data, lines) for line, data, lines in plain], []
+    return _load_all(text, file)
+
+
+def _load_all(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    """``load_documents`` through ``engine.composer`` and ``_Converter``: every check."""
     docs: list[Document] = []
     errors: list[Diagnostic] = []
     budget = [ALIAS_BUDGET]

@@ -96,6 +96,11 @@ def test_help_and_version_import_nothing_heavy(command: list[str]) -> None:
     assert over_budget(names, HEAVY) == []
 
 
+def test_version_imports_not_even_the_command_line_parser() -> None:
+    names = imported("-m", "substratus", "version")
+    assert over_budget(names, ("typer", "pydantic", "substratus.cli.app", *HEAVY)) == []
+
+
 def test_validate_imports_neither_the_planner_nor_the_state() -> None:
     names = imported("-m", "substratus", "validate", "-f", "examples/quickstart")
     assert "substratus.engine.config" in names  # the budget checks a real validation

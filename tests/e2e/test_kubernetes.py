@@ -6,6 +6,7 @@ GCS artifacts and state live in fake-gcs-server. Nothing here is mocked.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -213,9 +214,10 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
     assert trainer["spec"]["template"]["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
     pods = [p for p in cluster.items("Pod") if p["metadata"]["name"].startswith("falcon-7b-k8s-mo")]
     assert pods and pods[0]["spec"]["nodeName"] == "kwok-gpu-0"
-    params = cluster.get("ConfigMap", trainer["metadata"]["name"] + "-params")
+    params = cluster.get("Secret", trainer["metadata"]["name"] + "-params")
     assert params is not None
-    assert json.loads(params["data"]["params.json"]) == {"num_train_epochs": 1, "save_steps": 5}
+    text = base64.b64decode(params["data"]["params.json"])
+    assert json.loads(text) == {"num_train_epochs": 1, "save_steps": 5}
     trained_version = mounts["/content/artifacts"]["subPath"]
     markers = gcs_objects(gcs_server, f"{ns}/")
     assert f"{trained_version}/.substratus-complete" in markers
@@ -260,7 +262,7 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
 
     # destroy: every object is gone, artifacts too
     falcon.sub("destroy", "--auto-approve")
-    for kind in ("Job", "Deployment", "Pod", "Service", "ConfigMap"):
+    for kind in ("Job", "Deployment", "Pod", "Service", "ConfigMap", "Secret"):
         assert cluster.items(kind) == [], kind
     assert [o for o in gcs_objects(gcs_server, f"{ns}/") if "/state/" not in o] == []
 

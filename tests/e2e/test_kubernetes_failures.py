@@ -365,11 +365,11 @@ def test_a_job_whose_image_cannot_be_pulled_fails_at_once_and_is_deleted(
             'Back-off pulling image "trainer:1"'
         ) in text
         assert f"kubectl logs -n {ns} {pod_name} -c model" in text
-        # the Job is deleted (it cannot start later by surprise), its pod and ConfigMap too
+        # the Job is deleted (it cannot start later by surprise), its pod and params Secret too
         assert _trainer_jobs(cluster) == []
         assert node.pods() == []
         params = f"{job_name}-params"  # owned by the Job: garbage-collected after it
-        wait_for(lambda: cluster.get("ConfigMap", params) is None, f"ConfigMap {params} to go", 10)
+        wait_for(lambda: cluster.get("Secret", params) is None, f"Secret {params} to go", 10)
         assert _state(project)["model.tiny"]["status"] == "tainted"
         project.sub("destroy", "--auto-approve")
         assert cluster.items("Job") == [] and cluster.items("Pod") == []

@@ -95,7 +95,7 @@ def text_of(out: Any) -> str:
 
 FOREIGN = {
     "server": [("Deployment", "tiny-server"), ("Service", "tiny-server")],
-    "params": [("ConfigMap", "tiny-server-params")],
+    "params": [("Secret", "tiny-server-params")],
     "token": [("Secret", "lab-notebook-token")],
 }
 
@@ -139,10 +139,10 @@ def test_apply_refuses_a_foreign_token_secret_even_without_the_plan_check(
 OBJECTS = [
     ("Deployment", "{s}-server"),
     ("Service", "{s}-server"),
-    ("ConfigMap", "{s}-server-params"),
+    ("Secret", "{s}-server-params"),
     ("Pod", "{n}-notebook"),
     ("Service", "{n}-notebook"),
-    ("ConfigMap", "{n}-notebook-params"),
+    ("Secret", "{n}-notebook-params"),
     ("Secret", "{n}-notebook-token"),
 ]
 

@@ -7,14 +7,17 @@ substratus, and a same-named replacement made meanwhile are never deleted; they 
 phase line and left alone.
 
 ``delete`` removes a resource's objects — the Jobs of a build/Dataset/Model that this state
-made (one LIST of the address's Jobs, whichever state made them, kept to the state's), a
-server's Deployment, Service and ConfigMap, a notebook's Pod, Service, ConfigMap and token
-Secret (named by the record's outputs) — waits until they are gone, then the artifact versions
+made (one LIST of the address's Jobs, whichever state made them, kept to the state's; their
+params Secrets go with them), a server's Deployment, Service and params Secret, a notebook's
+Pod, Service, params Secret and token Secret (named by the record's outputs; the params
+ConfigMap too when a version of substratus made the record before params moved to Secrets:
+its outputs name no ``params``) — waits until they are gone, then the artifact versions
 the state created (``DeleteRequest.versions``, not those another state holds) unless
 ``retain_artifacts`` (a Model that only names a ``url`` keeps it: those weights are not ours);
 a notebook's work directory only when a run of it completed (its outputs name it).
 ``collect_garbage`` deletes the Jobs and artifact versions of a state's garbage; it is best
-effort and tries again after the next apply.
+effort and tries again after the next apply. ``drop_legacy_params`` deletes, once a server or
+notebook runs on its params Secret, the params ConfigMap an earlier version made for it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from substratus.engine import kinds
 from substratus.engine.failure import Failure
-from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext
+from substratus.engine.runtime import DeleteRequest, Garbage, Owner, RunContext, RunRequest
 from substratus.runtimes.kubernetes import artifacts, guard, names, ownership
 from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.volumes import Store
@@ -60,17 +63,49 @@ def _named(request: DeleteRequest) -> list[tuple[str, str, str]]:
         return [
             ("Deployment", ns, server),
             ("Service", ns, str(out.get("service") or server)),
-            ("ConfigMap", ns, names.params_name(server)),
+            *_params(out, ns, server),
         ]
     if request.kind == "notebook":
         nb = str(out.get("pod") or intent.get("pod") or "") or names.notebook_name(name, ws)
         return [
             ("Pod", ns, nb),
             ("Service", ns, str(out.get("service") or nb)),
-            ("ConfigMap", ns, names.params_name(nb)),
+            *_params(out, ns, nb),
             ("Secret", ns, str(out.get("token_secret") or names.token_name(name, ws))),
         ]
     return []
+
+
+def _params(outputs: Mapping[str, Any], ns: str, owner: str) -> list[tuple[str, str, str]]:
+    """The params Secret of a server or notebook ``owner`` and, if the record was made before
+    params moved to Secrets (``made_before_secrets``), the params ConfigMap made then."""
+    name = str(outputs.get("params") or names.params_name(owner))
+    legacy = [("ConfigMap", ns, names.params_name(owner))]
+    return [("Secret", ns, name), *(legacy if made_before_secrets([outputs]) else [])]
+
+
+def made_before_secrets(records: Sequence[Mapping[str, Any] | None]) -> bool:
+    """Whether a server's or notebook's record (outputs or intent) may come from a version of
+    substratus that gave params in a ConfigMap: one that names no ``params`` Secret."""
+    return any(r is not None and "params" not in r for r in records)
+
+
+def drop_legacy_params(
+    cluster: Cluster,
+    namespace: str,
+    owner: str,
+    request: RunRequest,
+    ctx: RunContext,
+    timing: Timing,
+) -> None:
+    """After a server or notebook of ``request`` runs with its params Secret: delete the params
+    ConfigMap an earlier version of substratus made for it (the state's only, uid-checked)."""
+    if not made_before_secrets([request.prior_outputs, request.intent]):
+        return
+    recorded = request.prior_outputs is not None or request.intent is not None
+    claim = request.address if recorded else None
+    refs = [("ConfigMap", namespace, names.params_name(owner))]
+    guard.remove(cluster, guard.mine(cluster, refs, request.owner, claim, ctx), ctx, timing)
 
 
 def _artifacts(store: Store, request: DeleteRequest) -> list[str]:

@@ -10,6 +10,8 @@ Objects are plain dicts. Writes never land on an object other than the one the c
 - ``apply(obj, uid)`` is server-side apply (field manager ``substratus``, forced: substratus
   owns what it declares) onto the object with that uid: the uid travels in the patch, so the API
   server refuses it when the object was deleted (409) or replaced (422) meanwhile;
+- ``merge(kind, ns, name, uid, patch)`` is a JSON merge patch of a few fields, with the uid
+  in the patch as ``apply`` has it;
 - ``apply_new(obj)`` is server-side apply that only creates: its ``metadata.resourceVersion`` is
   one no stored object can have, so the API server refuses it (409, answered ``None``) when an
   object of that name exists, and an absent one is created atomically (the resource version of a
@@ -25,7 +27,8 @@ uids — never a Secret's data). Transient failures (429, 5xx, resets) are retri
 (``engine.backoff``) — every call here is idempotent. Everything else is a ``Failure`` whose
 message says what failed and what to do: unreachable server, 401, 403 (with the permission the
 API server says is missing), 404 namespace, 409, 422 (with the fields), quota. ``requests``
-counts the HTTP requests sent (for ``bench/refresh.py``).
+and ``by_verb`` count the HTTP requests sent, ``counts`` also per step (``counts``, for
+``bench/refresh.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any, Literal
 from substratus.engine.backoff import Backoff, GaveUp, retry
 from substratus.engine.failure import Failure
 from substratus.runtimes.kubernetes import names
+from substratus.runtimes.kubernetes.counts import Counts
 
 RBAC_HINT = (
     "Grant the Role in examples/kubernetes/rbac.yaml to this user or service account in the "
@@ -105,10 +109,18 @@ class Cluster:
     def __init__(self, context: str | None = None, kubeconfig: str | None = None) -> None:
         self.context = context
         self.kubeconfig = kubeconfig
-        self.requests = 0
-        self.by_verb: Counter[str] = Counter()
+        self.counts = Counts()
         self._api: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (``counts``)."""
+        return self.counts.requests
+
+    @property
+    def by_verb(self) -> Counter[str]:
+        return self.counts.by_verb
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -182,7 +194,7 @@ class Cluster:
         headers = {"Accept": accept, "Content-Type": content_type}
         params = list((query or {}).items())
         # the client serialises JSON bodies itself; other content types are sent as text
-        is_json = content_type == "application/json"
+        is_json = "json" in content_type  # as the client's own test (merge patches too)
         payload = body if is_json or body is None else json.dumps(body)
 
         def once() -> Any:
@@ -193,8 +205,7 @@ class Cluster:
                 header_params=dict(headers),
                 auth_settings=["BearerToken"],
             )
-            self.requests += 1
-            self.by_verb[method] += 1
+            self.counts.add(method)
             resp = api.call_api(m, url, header_params=hdrs, body=payload, _request_timeout=TIMEOUT)
             resp.read()
             status = int(resp.status)
@@ -290,6 +301,34 @@ class Cluster:
                 "Someone else changed it at the same time; plan and apply again.",
                 status=409,
             ) from exc
+
+    def merge(
+        self, kind: str, namespace: str, name: str, uid: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of a few fields onto the object ``uid`` (refused, like ``apply``,
+        when it was deleted or replaced): cheaper than applying the whole object again."""
+        body = {**patch, "metadata": {**(patch.get("metadata") or {}), "uid": uid}}
+        what = f"{kind} {namespace}/{name}"
+        query = {"fieldManager": names.MANAGER}
+        try:
+            out = self.request(
+                "PATCH",
+                _path(kind, namespace, name),
+                query,
+                body,
+                "application/merge-patch+json",
+                what,
+            )
+        except Failure as exc:
+            replaced = exc.status == 422 and "metadata.uid" in exc.summary
+            if exc.status not in (404, 409) and not replaced:
+                raise
+            raise Failure(
+                f"{what} was deleted or replaced while substratus changed it",
+                "Someone else changed it at the same time; plan and apply again.",
+                status=409,
+            ) from exc
+        return dict(out or {})
 
     def apply_new(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Server-side apply that only creates; ``None`` when the name is taken."""
@@ -413,8 +452,7 @@ class Cluster:
             header_params={"Accept": "application/json, */*"},
             auth_settings=["BearerToken"],
         )
-        self.requests += 1
-        self.by_verb["GET"] += 1
+        self.counts.add("GET")
         try:
             resp = api.call_api(m, url, header_params=hdrs, _request_timeout=TIMEOUT)
             resp.read()

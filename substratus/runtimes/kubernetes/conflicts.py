@@ -1,8 +1,8 @@
 """Plan-time collisions: objects a plan's runs would have to take over (``Runtime.conflicts``).
 
 A run creates or changes objects of fixed names (``names``): a ModelServer its Deployment,
-Service and params ConfigMap; a Notebook (unless suspended: then it only deletes its own pod)
-its Pod, Service, params ConfigMap and token Secret. Jobs and their ConfigMaps are named per run
+Service and params Secret; a Notebook (unless suspended: then it only deletes its own pod)
+its Pod, Service, params Secret and token Secret. Jobs and their params Secrets are named per run
 (a fresh version token), so nobody else's can have their names; ServiceAccounts are shared
 (``runtime``). ``find`` reports every such object that exists and is not the state's
 (``ownership.is_mine``; a run of a resource the state records may claim the objects substratus
@@ -11,7 +11,8 @@ do — the same refusal apply would make (``guard``), but before anything runs.
 
 Requests: one metadata-only LIST (names and labels, no selector: objects not made by substratus
 count too) per kind per namespace the runs write to, whatever the number of runs; and one
-metadata-only GET per notebook run for its token Secret — Secrets are never listed, so the Role
+metadata-only GET per Secret (a server's params, a notebook's params and token) — Secrets are
+never listed, so the Role
 needs no ``list`` on Secrets and no Secret's data is ever read.
 """
 
@@ -33,13 +34,13 @@ def objects(run: PlannedRun, workspace: str) -> list[tuple[str, str]]:
     """``(kind, name)`` of the fixed-name objects ``run`` writes."""
     if run.kind == "modelserver":
         server = names.server_name(run.name, workspace)
-        return [("Deployment", server), ("Service", server), ("ConfigMap", f"{server}-params")]
+        return [("Deployment", server), ("Service", server), ("Secret", names.params_name(server))]
     if run.kind == "notebook" and not kinds.suspended(run.kind, run.spec):
         nb = names.notebook_name(run.name, workspace)
         return [
             ("Pod", nb),
             ("Service", nb),
-            ("ConfigMap", names.params_name(nb)),
+            ("Secret", names.params_name(nb)),
             ("Secret", names.token_name(run.name, workspace)),
         ]
     return []

@@ -1,20 +1,27 @@
 """Jobs: a build, a Dataset/Model load or a training run, one Job per resource and run (version).
 
-``run(cluster, job, configmap, ctx, timing, owner, recorded)`` makes the Job exist and waits:
+``run(cluster, job, params, ctx, timing, owner, recorded)`` makes the Job exist and waits:
 
 - a Job of that (deterministic, per-version) name exists only when an interrupted apply started
   this very run: one that succeeded is adopted without running again, a running one is adopted
   and waited for, a failed one (an earlier attempt of the run) is deleted and created anew — and
   one that is not the state's (``ownership``) is refused, never taken over (``guard``);
-- the params ConfigMap is applied with an owner reference to the Job, so deleting the Job
-  deletes it;
+- the Job is created with one request that only creates (``Cluster.apply_new``): no read
+  first, the name is new unless an interrupted apply made it (then the refused create reads it
+  and the rules above apply);
+- the params Secret (``manifests.params_secret``: a pod's sensitive params read it) is applied
+  with an owner reference to the Job, so deleting the Job deletes it; as it needs the Job's
+  uid, the Job is created suspended and released once its Secret exists, so no pod ever starts
+  without it (a Job left suspended by an interrupted apply is released when it is adopted);
 - while waiting, the phase line shows what the pod does; a pod that cannot pull its image or
   misses a Secret fails the run at once, one that stays unschedulable longer than
   ``timing.unschedulable`` fails it with the scheduler's reason (the Job is deleted then, so it
   cannot start later by surprise); a Job that fails reports the pods' reasons (``OOMKilled``,
   exit codes) and the tail of the main container's log; a Job the controller cannot create pods
   for (quota) reports the event;
-- cancellation raises ``Detached``: the Job goes on and the next apply adopts it.
+- cancellation raises ``Detached``: the Job goes on and the next apply adopts it;
+- Jobs are observed through their namespace's ``board``: one LIST of the Jobs and one of their
+  pods per poll serve every Job being waited for at once.
 
 Returns the finished Job. ``state(job)`` is ``succeeded`` / ``failed`` / ``running``.
 """
@@ -29,10 +36,10 @@ from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Owner, RunContext
 from substratus.runtimes.kubernetes import guard, names
 from substratus.runtimes.kubernetes import pods as podinfo
+from substratus.runtimes.kubernetes.board import board
 from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.waits import Ref, Timing, delete_and_wait
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LOG_TAIL = 30
 
 
@@ -48,10 +55,6 @@ def state(job: Mapping[str, Any]) -> str:
     if int(status.get("succeeded") or 0) > 0:
         return "succeeded"
     return "running"
-
-
-def _job_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    return cluster.list("Pod", namespace, f"{JOB_NAME_LABEL}={name}")
 
 
 def _failed_condition(job: Mapping[str, Any]) -> str:
@@ -89,14 +92,45 @@ def _create_failure(cluster: Cluster, namespace: str, name: str) -> str:
 def run(
     cluster: Cluster,
     job: dict[str, Any],
-    configmap: dict[str, Any] | None,
+    params: dict[str, Any] | None,
     ctx: RunContext,
     timing: Timing,
     owner: Owner,
     recorded: bool = False,
 ) -> dict[str, Any]:
+    """Run ``job`` (with its params Secret ``params``, if any) and wait (module docstring)."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     address = str(job["metadata"]["annotations"][names.ADDRESS])
+    if params is not None:  # its pods wait until the Secret they read exists
+        job["spec"]["suspend"] = True
+    live = _start(cluster, job, ctx, timing, owner, address, recorded)
+    if params is not None:
+        uid = str((live.get("metadata") or {}).get("uid") or "")
+        params["metadata"]["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
+        ]
+        guard.put(cluster, params, None, owner, address, recorded)
+        if (live.get("spec") or {}).get("suspend"):
+            cluster.merge("Job", ns, name, uid, {"spec": {"suspend": False}})
+    return wait(cluster, ns, name, ctx, timing, job["metadata"]["labels"].get(names.VERSION, ""))
+
+
+def _start(
+    cluster: Cluster,
+    job: dict[str, Any],
+    ctx: RunContext,
+    timing: Timing,
+    owner: Owner,
+    address: str,
+    recorded: bool,
+) -> dict[str, Any]:
+    """The Job, created — or, when an interrupted apply made it (the create is refused), that
+    one checked (``guard``) and adopted, or deleted and created anew if it failed."""
+    name = job["metadata"]["name"]
+    ctx.phase(f"creating job {name}")
+    made = cluster.apply_new(job)
+    if made is not None:
+        return made
     existing = guard.check(cluster, [job], owner, address, recorded)[0]
     if existing is not None and state(existing) == "failed":
         ctx.phase(f"deleting the failed job {name} of an earlier attempt")
@@ -104,18 +138,8 @@ def run(
         existing = None
     if existing is not None:
         ctx.phase(f"adopting job {name}")
-        live = existing
-    else:
-        ctx.phase(f"creating job {name}")
-        live = guard.put(cluster, job, None, owner, address, recorded)
-    if configmap is not None:
-        uid = (live.get("metadata") or {}).get("uid")
-        meta = configmap["metadata"]
-        meta["ownerReferences"] = [
-            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
-        ]
-        guard.ensure(cluster, [configmap], owner, address, recorded)
-    return wait(cluster, ns, name, ctx, timing)
+        return existing
+    return guard.put(cluster, job, None, owner, address, recorded)
 
 
 def _ref(job: Mapping[str, Any]) -> Ref:
@@ -123,62 +147,92 @@ def _ref(job: Mapping[str, Any]) -> Ref:
     return Ref("Job", str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
 
 
-def wait(cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing) -> dict[str, Any]:
-    unschedulable_since: float | None = None
-    no_pods = 0
-    last = ""
-    while True:
-        if ctx.cancelled.is_set():
-            raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
-        job = cluster.get("Job", ns, name)
-        if job is None:
-            raise Failure(
-                f"job {ns}/{name} was deleted while substratus waited for it",
-                "apply again to run it anew",
-            )
-        current = state(job)
-        if current == "succeeded":
-            return job
-        pods = _job_pods(cluster, ns, name)
-        if current == "failed":
-            raise Failure(
-                f"job {ns}/{name} failed: {_failed_condition(job)}", _explain(cluster, ns, pods)
-            )
-        found = podinfo.problem(pods)
-        if found is not None and found.kind == "fatal":
-            detail = _explain(cluster, ns, pods)
-            delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
-            raise Failure(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
-        if found is not None:
-            unschedulable_since = unschedulable_since or time.monotonic()
-            waited = time.monotonic() - unschedulable_since
-            if waited >= timing.unschedulable:
-                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+def wait(
+    cluster: Cluster, ns: str, name: str, ctx: RunContext, timing: Timing, version: str = ""
+) -> dict[str, Any]:
+    """Wait until the Job ``name`` (labelled with ``version``) succeeds; see the module
+    docstring. Observed through the namespace's ``board``, with every other Job waited for."""
+    jobs_board = board(cluster, ns)
+    with jobs_board.waiting(name, version):
+        asked = time.monotonic()
+        since: float | None = None  # unschedulable since
+        no_pods = 0
+        last = ""
+        while True:
+            if ctx.cancelled.is_set():
+                raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
+            snap = jobs_board.read(name, asked)
+            job = snap.jobs.get(name) or cluster.get("Job", ns, name)
+            if job is None:
                 raise Failure(
-                    f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
-                    "No node offers what the pod asks for (GPU type and count, CPU, memory) "
-                    "and none was added. Check the GPU type against the cluster's node pools, "
-                    "lower resources, or enable node auto-provisioning. The Job was deleted.",
+                    f"job {ns}/{name} was deleted while substratus waited for it",
+                    "apply again to run it anew",
                 )
-        else:
-            unschedulable_since = None
-        no_pods = no_pods + 1 if not pods else 0
-        if no_pods >= 3:
-            why = _create_failure(cluster, ns, name)
-            if why:
-                delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
-                quota = "exceeded quota" in why
+            current = state(job)
+            if current == "succeeded":
+                return job
+            pods = snap.pods.get(name) or []
+            if current == "failed":
                 raise Failure(
-                    f"job {ns}/{name} cannot create its pod: {why}",
-                    "Raise the namespace's ResourceQuota or ask for fewer resources."
-                    if quota
-                    else "Fix what the message names and apply again.",
+                    f"job {ns}/{name} failed: {_failed_condition(job)}",
+                    _explain(cluster, ns, pods),
                 )
-        text = podinfo.progress(pods)
-        if found is not None:
-            text = f"Unschedulable: {found.message}"
-        line = f"job {name}: {text}"
-        if line != last:
-            ctx.phase(line)
-            last = line
-        ctx.cancelled.wait(timing.poll)
+            found = podinfo.problem(pods)
+            since = _check_pods(cluster, job, pods, found, timing, since)
+            no_pods = no_pods + 1 if not pods else 0
+            if no_pods >= 3:
+                _check_creation(cluster, job, timing)
+            text = podinfo.progress(pods)
+            if found is not None:
+                text = f"Unschedulable: {found.message}"
+            line = f"job {name}: {text}"
+            if line != last:
+                ctx.phase(line)
+                last = line
+            asked = time.monotonic()
+            ctx.cancelled.wait(timing.poll)
+
+
+def _check_pods(
+    cluster: Cluster,
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    found: podinfo.Problem | None,
+    timing: Timing,
+    unschedulable_since: float | None,
+) -> float | None:
+    """Fail (deleting the Job) on a fatal pod problem, or one unschedulable for too long;
+    returns since when the pods are unschedulable (None: they are not)."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    if found is not None and found.kind == "fatal":
+        detail = _explain(cluster, ns, pods)
+        delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+        raise Failure(f"job {ns}/{name}: pod {found.pod}: {found.message}", detail)
+    if found is None:
+        return None
+    since = unschedulable_since or time.monotonic()
+    waited = time.monotonic() - since
+    if waited >= timing.unschedulable:
+        delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+        raise Failure(
+            f"job {ns}/{name}: Unschedulable for {waited:.0f} s: {found.message}",
+            "No node offers what the pod asks for (GPU type and count, CPU, memory) "
+            "and none was added. Check the GPU type against the cluster's node pools, "
+            "lower resources, or enable node auto-provisioning. The Job was deleted.",
+        )
+    return since
+
+
+def _check_creation(cluster: Cluster, job: dict[str, Any], timing: Timing) -> None:
+    """Fail (deleting the Job) when the Job controller says why it cannot create pods."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    why = _create_failure(cluster, ns, name)
+    if why:
+        delete_and_wait(cluster, [_ref(job)], RunContext(), timing)
+        quota = "exceeded quota" in why
+        raise Failure(
+            f"job {ns}/{name} cannot create its pod: {why}",
+            "Raise the namespace's ResourceQuota or ask for fewer resources."
+            if quota
+            else "Fix what the message names and apply again.",
+        )

@@ -35,8 +35,8 @@ from substratus.engine import kinds
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import LogRequest, NoLog
 from substratus.runtimes.kubernetes import names
+from substratus.runtimes.kubernetes.board import JOB_NAME_LABEL
 from substratus.runtimes.kubernetes.cluster import RBAC_HINT, Cluster
-from substratus.runtimes.kubernetes.jobs import JOB_NAME_LABEL
 from substratus.runtimes.kubernetes.manifests import CONTAINER_NAMES
 
 CONNECT_TIMEOUT = 10.0
@@ -125,8 +125,7 @@ class KubeLogs:
             header_params={"Accept": "*/*"},
             auth_settings=["BearerToken"],
         )
-        self.cluster.requests += 1
-        self.cluster.by_verb["GET"] += 1
+        self.cluster.counts.add("GET")
         follow = query.get("follow") == "true"
         timeout = (CONNECT_TIMEOUT, None if follow else READ_TIMEOUT)
         try:

@@ -3,7 +3,11 @@
 A ``Workload`` is everything a pod needs (image, command, env, params, resources, mounts); the
 functions here turn it into the original operator's objects so existing images keep working:
 
-- params → ConfigMap ``params.json`` mounted at ``/content/params.json`` and ``PARAM_*`` env;
+- params → a Secret (``params_secret``, never a ConfigMap: params may be secrets) holding
+  ``params.json``, mounted at ``/content/params.json``, and ``PARAM_*`` env: a plain ``value``,
+  except for the params marked sensitive (``Workload.sensitive``), whose variables read the
+  Secret (``secretKeyRef``, key = the variable's name), so no sensitive value is ever in a pod
+  spec or a ConfigMap;
 - container env ``${{ secrets.NAME.KEY }}`` → ``secretKeyRef``; ``CONTENT_DIR=/content``; the
   operator's variables the workload passes (``container.passEnv``, ``runtimes.contract``) as
   plain values taken when it is applied — nothing else of the operator's environment;
@@ -22,6 +26,7 @@ same addresses never select each other's pods. Pure functions; no I/O.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +81,7 @@ class Workload:
     passed_env: Mapping[str, str] = field(default_factory=dict)  # contract.passed_env, first
     owner: Owner = field(default_factory=Owner)  # the state that makes it
     version: str = ""  # the run (RunRequest.version) that applies it
+    sensitive: frozenset[str] = frozenset()  # top-level keys of ``params`` marked sensitive
 
 
 def _labels(w: Workload, role: str = "") -> dict[str, str]:
@@ -94,14 +100,26 @@ def metadata(w: Workload, name: str, extra: Mapping[str, str] | None = None) -> 
     }
 
 
-def env_list(w: Workload) -> list[dict[str, Any]]:
+def sensitive_env(w: Workload) -> dict[str, str]:
+    """The ``PARAM_*`` variables of the sensitive params, with their values."""
+    marked = param_env({k: None for k in w.params if k in w.sensitive})
+    return {k: v for k, v in param_env(w.params).items() if k in marked}
+
+
+def env_list(w: Workload, params: str) -> list[dict[str, Any]]:
     """Passed variables < PARAM_* < container env < substratus' own variables; one entry per
-    name. Nothing else of the operator's environment reaches a pod (``runtimes.contract``)."""
+    name. Nothing else of the operator's environment reaches a pod (``runtimes.contract``).
+    A sensitive param's variable reads the key of its name in the params Secret ``params``."""
     merged: dict[str, dict[str, Any]] = {}
     for key, value in w.passed_env.items():
         merged[key] = {"name": key, "value": value}
+    hidden = sensitive_env(w)
     for key, value in param_env(w.params).items():
-        merged[key] = {"name": key, "value": value}
+        if key in hidden:
+            ref = {"secretKeyRef": {"name": params, "key": key}}
+            merged[key] = {"name": key, "valueFrom": ref}
+        else:
+            merged[key] = {"name": key, "value": value}
     for key, value in w.env.items():
         m = SECRET_REF.match(value)
         if m:
@@ -114,18 +132,26 @@ def env_list(w: Workload) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def params_configmap(w: Workload, name: str) -> dict[str, Any]:
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def params_secret(w: Workload, name: str) -> dict[str, Any]:
+    """The params Secret: ``params.json`` and, under their own names, the ``PARAM_*``
+    variables of the sensitive params (``data``, base64: server-side apply owns each key)."""
     text = json.dumps(dict(w.params), indent=2, sort_keys=True) + "\n"
+    data = {"params.json": _b64(text), **{k: _b64(v) for k, v in sensitive_env(w).items()}}
     return {
         "apiVersion": "v1",
-        "kind": "ConfigMap",
+        "kind": "Secret",
         "metadata": metadata(w, name),
-        "data": {"params.json": text},
+        "type": "Opaque",
+        "data": data,
     }
 
 
-def _container(w: Workload, params_cm: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    vols: list[dict[str, Any]] = [{"name": "params", "configMap": {"name": params_cm}}]
+def _container(w: Workload, params: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    vols: list[dict[str, Any]] = [{"name": "params", "secret": {"secretName": params}}]
     mounts: list[dict[str, Any]] = [
         {"name": "params", "mountPath": f"{CONTENT}/params.json", "subPath": "params.json"}
     ]
@@ -136,7 +162,7 @@ def _container(w: Workload, params_cm: str) -> tuple[dict[str, Any], list[dict[s
     c: dict[str, Any] = {"name": CONTAINER_NAMES[w.kind], "image": w.image}
     if w.command:
         c["command"] = list(w.command)
-    c["env"] = env_list(w)
+    c["env"] = env_list(w, params)
     c["volumeMounts"] = mounts
     res = gpu.container_resources(w.resources)
     if res:
@@ -144,8 +170,8 @@ def _container(w: Workload, params_cm: str) -> tuple[dict[str, Any], list[dict[s
     return c, vols
 
 
-def pod_template(w: Workload, params_cm: str, restart: str) -> dict[str, Any]:
-    container, vols = _container(w, params_cm)
+def pod_template(w: Workload, params: str, restart: str) -> dict[str, Any]:
+    container, vols = _container(w, params)
     annotations = {
         "kubectl.kubernetes.io/default-container": container["name"],
         **volumes.pod_annotations([m.url for m in w.mounts]),

@@ -20,11 +20,14 @@ their objects apart on one namespace:
 
 - a Job per run (one version, ``RunRequest.version``): ``{name}-{bld|data|model}-{tag}`` with
   ``tag`` the version's digest prefix and token (``run_tag``; ≤ 63 characters, the limit of
-  the ``job-name`` label its pods get), its params ConfigMap ``{job}-params`` — unique per run,
+  the ``job-name`` label its pods get), its params Secret ``{job}-params`` — unique per run,
   whatever the workspace or state;
-- a ModelServer: Deployment and Service ``{stem}-server``, ConfigMap ``{stem}-server-params``;
-- a Notebook: Pod and Service ``{stem}-notebook``, ConfigMap ``{stem}-notebook-params``, Secret
-  ``{stem}-notebook-token``.
+- a ModelServer: Deployment and Service ``{stem}-server``, params Secret ``{stem}-server-params``;
+- a Notebook: Pod and Service ``{stem}-notebook``, params Secret ``{stem}-notebook-params``,
+  token Secret ``{stem}-notebook-token``.
+
+``params_name`` is also the name of the params ConfigMap versions of substratus before params
+moved to Secrets made (deleted with the Job; a server's or notebook's by ``cleanup``).
 
 Pure functions; no I/O.
 """

@@ -1,15 +1,16 @@
-"""A Notebook on a cluster: its Pod + Service, params ConfigMap and token Secret (DESIGN §8).
+"""A Notebook on a cluster: its Pod + Service, params Secret and token Secret (DESIGN §8).
 
-``start`` checks the Secret, the ConfigMap, the Pod and the Service first — one that exists and
-is not the state's is refused before anything is written (``guard``), so a Secret someone else
-made is never the notebook's token. Then:
+``start`` checks the token Secret, the params Secret, the Pod and the Service first — one that
+exists and is not the state's is refused before anything is written (``guard``), so a Secret
+someone else made is never the notebook's token or params. Then:
 
 - the token Secret is created once (a random token, never printed; a plain create, refused if
   the name was taken meanwhile) and kept across runs;
 - the pod runs at its digest: a pod's spec is immutable, so a pod of another digest — or, for
   a requested replacement (``recreate``), of another run — or one that ended is deleted first
   (only that pod: uid precondition);
-- the Service is applied and ``start`` waits until the pod is Ready (``servers.Clock``).
+- the Service is applied and ``start`` waits until the pod is Ready (``servers.Clock``; the
+  answer to the pod's write is the first observation).
 
 ``suspend`` deletes the pod when it is the state's and keeps everything else. ``token`` reads
 the notebook's token for ``substratus notebook``: only from the Secret apply made — the uid it
@@ -89,14 +90,14 @@ def start(
     recorded: bool = False,
     recreate: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``objs``: the token Secret, params ConfigMap, Pod and Service. Returns the ready pod, the
+    """``objs``: the token Secret, params Secret, Pod and Service. Returns the ready pod, the
     Service and the Secret."""
-    secret, configmap, pod, service = objs
+    secret, params, pod, service = objs
     ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
     address = str(pod["metadata"]["annotations"][names.ADDRESS])
     live = guard.check(cluster, objs, owner, address, recorded)
     token = _secret(cluster, secret, live[0], owner, address, recorded)
-    guard.put(cluster, configmap, live[1], owner, address, recorded)
+    guard.put(cluster, params, live[1], owner, address, recorded)
     existing = live[2]
     if existing is not None and _stale(existing, pod, recreate):
         ctx.phase(f"replacing pod {name}")
@@ -114,8 +115,8 @@ def start(
     clock = Clock(
         ctx, timing, f"notebook pod {ns}/{name}", "The notebook's pod was replaced by this one."
     )
+    current: dict[str, Any] | None = applied  # the write's answer is the first observation
     while True:
-        current = cluster.get("Pod", ns, name)
         if current is None or current["metadata"].get("uid") != applied["metadata"]["uid"]:
             raise Failure(f"pod {ns}/{name} was deleted while it started")
         if _ready(current):
@@ -123,6 +124,7 @@ def start(
         if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             raise Failure(f"notebook pod {ns}/{name} exited", podinfo.failure([current]))
         clock.tick(podinfo.progress([current]), podinfo.problem([current]))
+        current = cluster.get("Pod", ns, name)
 
 
 def suspend(

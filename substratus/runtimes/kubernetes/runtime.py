@@ -56,6 +56,7 @@ from substratus.engine.runtime import (
     RunContext,
     RunRequest,
 )
+from substratus.engine.sensitive import split_path
 from substratus.engine.statefile import ResourceRecord
 from substratus.runtimes.contract import NOTEBOOK_PORT, SERVER_PORT, passed_env, quantization_env
 from substratus.runtimes.kubernetes import (
@@ -71,6 +72,7 @@ from substratus.runtimes.kubernetes import (
 )
 from substratus.runtimes.kubernetes.check import check_resources
 from substratus.runtimes.kubernetes.cluster import Cluster
+from substratus.runtimes.kubernetes.counts import account
 from substratus.runtimes.kubernetes.fields import owned
 from substratus.runtimes.kubernetes.logs import KubeLogs
 from substratus.runtimes.kubernetes.manifests import Mount, Workload
@@ -104,6 +106,7 @@ class KubernetesRuntime:
         self.timing = timing or Timing.from_env()
         self.cluster = cluster or Cluster(context, kubeconfig)
         self._accounts: set[tuple[str, str]] = set()
+        self._accounts_lock = threading.Lock()
         self._capacity: Capacity | None = None
 
     @property
@@ -122,13 +125,15 @@ class KubernetesRuntime:
         self, records: Mapping[str, ResourceRecord], owner: Owner = Owner()
     ) -> dict[str, Observation]:
         refresher = Refresher(self.cluster, owner)
-        observed = _planning(lambda: refresher.observe(records))
+        with account("refresh"):
+            observed = _planning(lambda: refresher.observe(records))
         self._capacity = refresher.capacity
         return observed
 
     def conflicts(self, runs: Sequence[PlannedRun], owner: Owner) -> list[Diagnostic]:
         """The objects the plan's runs would have to take over (``conflicts``)."""
-        return _planning(lambda: conflicts.find(self.cluster, runs, owner))
+        with account("conflicts"):
+            return _planning(lambda: conflicts.find(self.cluster, runs, owner))
 
     def capacity(self) -> Capacity | None:
         """What the nodes offered at the last ``refresh`` (None before one)."""
@@ -137,7 +142,8 @@ class KubernetesRuntime:
     def read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         if not kinds.versioned(kind):
             return None
-        return _planning(lambda: self._read_external(kind, namespace, name))
+        with account("read external"):
+            return _planning(lambda: self._read_external(kind, namespace, name))
 
     def _read_external(self, kind: str, namespace: str, name: str) -> ExternalResource | None:
         resource = self.store.resource(namespace, kind, name)
@@ -169,6 +175,10 @@ class KubernetesRuntime:
     # -- apply -----------------------------------------------------------------------------------
 
     def apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        with account(f"apply {request.kind}"):
+            return self._apply(request, ctx)
+
+    def _apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         if request.kind == "build":
             return self._build(request, ctx)
         if kinds.is_job(request.kind, request.spec):
@@ -182,10 +192,13 @@ class KubernetesRuntime:
         raise Failure(f"the kubernetes runtime does not know the kind {request.kind!r}")
 
     def _service_account(self, namespace: str, kind: str) -> None:
+        """Create the ServiceAccount once per namespace and process (the first run of a kind
+        creates it; the others, running at once, wait for that one request)."""
         key = (namespace, names.SERVICE_ACCOUNTS[kind])
-        if key not in self._accounts:
-            self.cluster.create(manifests.service_account(*key))  # None: it exists; used as is
-            self._accounts.add(key)
+        with self._accounts_lock:
+            if key not in self._accounts:
+                self.cluster.create(manifests.service_account(*key))  # None: exists; used as is
+                self._accounts.add(key)
 
     def _image(self, request: RunRequest) -> str:
         container = request.spec.get("container") or {}
@@ -240,6 +253,7 @@ class KubernetesRuntime:
             passed_env=passed_env(request.spec, os.environ),
             owner=request.owner,
             version=request.run_version,
+            sensitive=_sensitive_keys(request),
         )
 
     def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
@@ -253,7 +267,7 @@ class KubernetesRuntime:
         jobs.run(
             self.cluster,
             job,
-            manifests.params_configmap(w, names.params_name(name)),
+            manifests.params_secret(w, names.params_name(name)),
             ctx,
             self.timing,
             request.owner,
@@ -291,16 +305,18 @@ class KubernetesRuntime:
             self.cluster,
             manifests.deployment(w, name, replicas),
             manifests.service(w, name, SERVER_PORT, "http-serve"),
-            manifests.params_configmap(w, names.params_name(name)),
+            manifests.params_secret(w, names.params_name(name)),
             ctx,
             self.timing,
             request.owner,
             _recorded(request),
             restart=request.run_version if request.action is Action.REPLACE else "",
         )
+        cleanup.drop_legacy_params(self.cluster, ns, name, request, ctx, self.timing)
         return {
             "deployment": name,
             "service": name,
+            "params": names.params_name(name),
             "namespace": ns,
             "endpoint": f"http://{name}.{ns}.svc:{SERVER_PORT}",
             "image": w.image,
@@ -319,11 +335,13 @@ class KubernetesRuntime:
             "namespace": ns,
             "artifacts": work,
             "token_secret": secret,
+            "params": names.params_name(name),
             "endpoint": f"http://{name}.{ns}.svc:{NOTEBOOK_PORT}",
         }
         if kinds.suspended(request.kind, spec):
             claim = request.address if _recorded(request) else None
             notebooks.suspend(self.cluster, ns, name, ctx, self.timing, request.owner, claim)
+            cleanup.drop_legacy_params(self.cluster, ns, name, request, ctx, self.timing)
             return {**out, "suspended": True}
         w = self._workload(request, self._mounts(request, work))
         self._service_account(ns, "notebook")
@@ -331,7 +349,7 @@ class KubernetesRuntime:
             self.cluster,
             (
                 manifests.token_secret(w, secret, ""),
-                manifests.params_configmap(w, names.params_name(name)),
+                manifests.params_secret(w, names.params_name(name)),
                 manifests.notebook_pod(w, name, secret),
                 manifests.service(w, name, NOTEBOOK_PORT, "notebook"),
             ),
@@ -341,6 +359,7 @@ class KubernetesRuntime:
             _recorded(request),
             recreate=request.action is Action.REPLACE,
         )
+        cleanup.drop_legacy_params(self.cluster, ns, name, request, ctx, self.timing)
         fields = {f"Pod/{name}": owned(pod), f"Service/{name}": owned(svc)}
         uid = token["metadata"]["uid"]
         return {**out, "suspended": False, "fields": fields, "token_uid": uid}
@@ -348,7 +367,8 @@ class KubernetesRuntime:
     # -- delete ----------------------------------------------------------------------------------
 
     def delete(self, request: DeleteRequest, ctx: RunContext) -> None:
-        cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
+        with account(f"delete {request.kind}"):
+            cleanup.delete(self.cluster, self.store, self.timing, request, ctx)
 
     def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]:
         return KubeLogs(self.cluster, min(self.timing.poll, 1.0)).logs(request, cancelled)
@@ -371,7 +391,15 @@ class KubernetesRuntime:
 
     def collect_garbage(self, owner: Owner, garbage: Sequence[Garbage]) -> set[tuple[str, str]]:
         """The Jobs and artifact versions a state no longer needs (``cleanup``)."""
-        return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
+        with account("collect garbage"):
+            return cleanup.collect_garbage(self.cluster, self.store, owner, garbage)
+
+
+def _sensitive_keys(request: RunRequest) -> frozenset[str]:
+    """The keys of the params the workload is given that are marked sensitive."""
+    section = kinds.params_path(request.kind, request.spec)
+    found = (split_path(p) for p in request.sensitive)
+    return frozenset(p[-1] for p in found if p is not None and p[:-1] == section)
 
 
 def _recorded(request: RunRequest) -> bool:

@@ -1,16 +1,17 @@
 """A ModelServer's Deployment + Service, and the clock long-running workloads wait with.
 
-``rollout`` checks the params ConfigMap, the Deployment and the Service first — one that exists
+``rollout`` checks the params Secret, the Deployment and the Service first — one that exists
 and is not the state's is refused before anything is written (``guard``) — then applies them and
 waits until the rollout is available: the controller has seen the new generation, every replica
 runs the new template and is available, and no old pod is left. A new model version changes the
 pod template (its digest label and mounts), so it rolls out in place; a requested replacement
 (``restart``: the run's version) sets the template's ``substratus.ai/restart`` annotation, so it
 rolls even at the same digest (any other run keeps the annotation's value); ``replicas: 0``
-scales to zero. An existing Deployment keeps its selector (immutable). A pod that cannot pull its
-image, keeps crashing or stays unschedulable past the grace period fails the apply with the
-reason — the old pods keep serving. ``ProgressDeadlineExceeded`` too. Waiting stops at
-``ctx.timeout`` (default 15 minutes: model servers load weights first).
+scales to zero. An existing Deployment keeps its selector (immutable). The answer to the
+Deployment's write is the rollout's first observation (no read right after the write). A pod
+that cannot pull its image, keeps crashing or stays unschedulable past the grace period fails
+the apply with the reason — the old pods keep serving. ``ProgressDeadlineExceeded`` too.
+Waiting stops at ``ctx.timeout`` (default 15 minutes: model servers load weights first).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def rollout(
     cluster: Cluster,
     deployment: dict[str, Any],
     service: dict[str, Any],
-    configmap: dict[str, Any],
+    params: dict[str, Any],
     ctx: RunContext,
     timing: Timing,
     owner: Owner,
@@ -109,7 +110,7 @@ def rollout(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     ns, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     address = str(deployment["metadata"]["annotations"][names.ADDRESS])
-    objs = [configmap, deployment, service]
+    objs = [params, deployment, service]
     live = guard.check(cluster, objs, owner, address, recorded)
     _carry(deployment, live[1], restart)
     ctx.phase(f"applying deployment {name}")
@@ -122,8 +123,8 @@ def rollout(
     clock = Clock(
         ctx, timing, f"deployment {ns}/{name}", "The previous version (if any) keeps running."
     )
+    dep: dict[str, Any] | None = applied[1]  # the write's answer is the first observation
     while True:
-        dep = cluster.get("Deployment", ns, name)
         if dep is None or dep["metadata"].get("uid") != uid:
             raise Failure(f"deployment {ns}/{name} was deleted during its rollout")
         done, line = rollout_state(dep)
@@ -134,3 +135,4 @@ def rollout(
             raise Failure(f"deployment {ns}/{name}: {stuck}", "Look at its pods' events.")
         pods = cluster.list("Pod", ns, selector)
         clock.tick(line, podinfo.problem(pods))
+        dep = cluster.get("Deployment", ns, name)

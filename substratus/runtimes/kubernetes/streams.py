@@ -25,7 +25,7 @@ def exec_stream(
     ``update``, ``read_stdout``, ``read_stderr``, ``close``)."""
     from kubernetes.stream import stream
 
-    cluster.requests += 1
+    cluster.counts.add("GET")  # a websocket upgrade
     try:
         return stream(
             _core(cluster).connect_get_namespaced_pod_exec,
@@ -81,7 +81,7 @@ def portforward(cluster: Cluster, namespace: str, pod: str, port: int) -> Any:
     """A port-forward to the pod's ``port`` (``.socket(port)`` is a connected socket)."""
     from kubernetes.stream import portforward
 
-    cluster.requests += 1
+    cluster.counts.add("GET")  # a websocket upgrade
     try:
         return portforward(
             _core(cluster).connect_get_namespaced_pod_portforward,

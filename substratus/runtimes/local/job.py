@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
@@ -33,9 +31,10 @@ from typing import Any, Literal
 from substratus.engine import kinds
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, RunContext, RunRequest
+from substratus.runtimes.local import launcher
 from substratus.runtimes.local.artifacts import ArtifactStore, input_dir
 from substratus.runtimes.local.files import disk_full, log_tail, read_json, remove_tree
-from substratus.runtimes.local.process import ProcessRef, stop
+from substratus.runtimes.local.process import ExitWatch, ProcessRef, stop
 from substratus.runtimes.local.workdir import RunFiles, Workdir
 from substratus.runtimes.local.workload import (
     prepare_content,
@@ -44,7 +43,12 @@ from substratus.runtimes.local.workload import (
     workload_env,
 )
 
-SUPERVISOR = "substratus.runtimes.local.supervise"
+
+class _Locked:
+    """``Jobs._start`` found the run's lock held by another process."""
+
+
+LOCKED = _Locked()
 
 
 @dataclass(frozen=True)
@@ -124,13 +128,13 @@ class Jobs:
         if names.final.is_dir():  # completed here, not yet published to a remote store
             self.store.publish(names.final, ctx.phase)
             return self._completed(names)
-        popen: subprocess.Popen[bytes] | None = None
         ref = supervisor_of(names.run) if request.intent is not None else None
         if ref is not None:
             ctx.phase(f"waiting for pid {ref.pid} started by an interrupted apply")
         else:
-            popen, ref = self._launch(request, names)
-        self._wait(request, ref, popen, ctx)
+            ref = self._launch(request, names)
+        if ref is not None:
+            self._wait(request, ref, ctx)
         if names.final.is_dir():
             self.store.publish(names.final, ctx.phase)
             return self._completed(names)
@@ -147,43 +151,41 @@ class Jobs:
             raise Failure(f"{request.kind} job was stopped before it finished{why}", detail, log)
         raise Failure(f"{request.kind} job exited with code {code}{why}", detail, log)
 
-    def _launch(
-        self, request: RunRequest, names: JobNames
-    ) -> tuple[subprocess.Popen[bytes] | None, ProcessRef]:
-        """Start a supervisor, or find the one another process is starting right now."""
+    def _launch(self, request: RunRequest, names: JobNames) -> ProcessRef | None:
+        """Start a supervisor, or find the one another process is starting right now; None
+        when the run completed meanwhile (nothing to wait for)."""
         deadline = time.monotonic() + 10.0
         while True:
             try:
-                popen = self._start(request, names)
+                started = self._start(request, names)
             except OSError as exc:
                 where = disk_full([names.run.dir, names.partial]) or ""
                 what = f"cannot start the {request.kind} job in {names.run.dir}: {exc}"
                 raise Failure(what, where) from exc
-            if popen is not None:
-                return popen, ProcessRef.of(popen.pid) or ProcessRef(popen.pid, -1)
+            if not isinstance(started, _Locked):
+                return started
             ref = supervisor_of(names.run)
             if ref is not None:
-                return None, ref
+                return ref
             if time.monotonic() > deadline:
                 raise Failure(f"the run directory {names.run.dir} is locked by another process")
             time.sleep(self.poll)
 
-    def _wait(
-        self,
-        request: RunRequest,
-        ref: ProcessRef,
-        popen: subprocess.Popen[bytes] | None,
-        ctx: RunContext,
-    ) -> None:
+    def _wait(self, request: RunRequest, ref: ProcessRef, ctx: RunContext) -> None:
+        """Wait for the supervisor to end: woken by its exit (``ExitWatch``), checking for
+        cancellation and the timeout every ``poll`` seconds meanwhile."""
         ctx.phase(f"running (pid {ref.pid})")
-        started = time.monotonic()
-        while (popen.poll() is None) if popen is not None else ref.alive():
-            if ctx.cancelled.is_set():
-                raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
-            if ctx.timeout is not None and time.monotonic() - started > ctx.timeout:
-                stop(ref)
-                raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
-            time.sleep(self.poll)
+        deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
+        with ExitWatch(ref) as watch:
+            while True:
+                if ctx.cancelled.is_set():
+                    raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    stop(ref)
+                    raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
+                if watch.wait(self.poll if left is None else min(self.poll, left)):
+                    return
 
     def _inputs(self, request: RunRequest) -> tuple[Path, list[str], dict[str, Path]]:
         spec = request.spec
@@ -217,10 +219,12 @@ class Jobs:
             "lineage": request.owner.lineage or "",
             "workspace": request.owner.workspace,
         }
-        return [f"--label={k}={v}" for k, v in labels.items()]
+        return [f"{k}={v}" for k, v in labels.items()]
 
-    def _start(self, request: RunRequest, names: JobNames) -> subprocess.Popen[bytes] | None:
-        """Start a supervisor under the run's lock; None when another process holds the lock."""
+    def _start(self, request: RunRequest, names: JobNames) -> ProcessRef | _Locked | None:
+        """Start a supervisor under the run's lock (through the fork server, ``launcher``):
+        its ref; ``LOCKED`` when another process holds the lock (or the fork server was lost
+        before it answered); None when the run completed meanwhile."""
         context, command, links = self._inputs(request)
         run = names.run
         run.dir.mkdir(parents=True, exist_ok=True)
@@ -229,37 +233,46 @@ class Jobs:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return None
-            orphan = ProcessRef.from_json(read_json(run.child))
-            if orphan is not None:  # the command of a supervisor that was killed
-                stop(orphan)
-            for stale in (run.exit_code, run.supervisor, run.child):
-                stale.unlink(missing_ok=True)
-            remove_tree(names.partial)
-            names.partial.mkdir(parents=True)
-            params = kinds.params(request.kind, request.spec)
-            prepare_content(run.content, params, {**links, "artifacts": names.partial})
+                return LOCKED
+            if names.final.is_dir():  # completed since ``apply`` looked: by the supervisor
+                return None  # another process started, or one a lost fork server started
+            self._prepare(request, names, links)
             env, unset = supervisor_env(
-                workload_env(params, request.spec, {}, {"CONTENT_DIR": str(run.content)})
-            )
-            argv = [sys.executable, "-P", "-m", SUPERVISOR, "--run-dir", str(run.dir)]
-            argv += ["--partial", str(names.partial), "--final", str(names.final)]
-            argv += [f"--unset={name}" for name in unset]
-            argv += ["--lock-fd", str(fd), *self._labels(request), "--", *command]
-            with run.log.open("wb") as log:
-                popen = subprocess.Popen(
-                    argv,
-                    cwd=context,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    pass_fds=(fd,),
+                workload_env(
+                    kinds.params(request.kind, request.spec),
+                    request.spec,
+                    {},
+                    {"CONTENT_DIR": str(run.content)},
                 )
-            return popen
+            )
+            job = {
+                "run_dir": str(run.dir),
+                "partial": str(names.partial),
+                "final": str(names.final),
+                "label": self._labels(request),
+                "unset": unset,
+                "command": command,
+            }
+            with run.log.open("wb") as log:
+                ref = launcher.launch(job, context, env, fd, log.fileno())
+            return LOCKED if ref is None else ref
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _prepare(request: RunRequest, names: JobNames, links: dict[str, Path]) -> None:
+        """Clear what an earlier attempt left (stopping its orphaned command) and make a fresh
+        partial output directory and content directory."""
+        run = names.run
+        orphan = ProcessRef.from_json(read_json(run.child))
+        if orphan is not None:  # the command of a supervisor that was killed
+            stop(orphan)
+        for stale in (run.exit_code, run.supervisor, run.child):
+            stale.unlink(missing_ok=True)
+        remove_tree(names.partial)
+        names.partial.mkdir(parents=True)
+        params = kinds.params(request.kind, request.spec)
+        prepare_content(run.content, params, {**links, "artifacts": names.partial})
 
     # -- refresh, delete, garbage -------------------------------------------------------------
 

@@ -4,6 +4,8 @@ A process is identified by ``(pid, start)`` where ``start`` is field 22 of ``/pr
 (start time in clock ticks since boot): a pid whose start time differs is a different process,
 and is never signalled. Zombies count as dead. Stopping signals the whole process group of the
 process (every workload starts a new session, so a job's command stops with its supervisor).
+Waiting for a process to end (``ExitWatch``, ``stop``) is woken by the kernel through a pidfd
+when it exits, not by polling.
 HTTP probes go straight to 127.0.0.1 without proxies. No engine imports: the supervisor
 process uses this module too.
 """
@@ -11,8 +13,9 @@ process uses this module too.
 from __future__ import annotations
 
 import contextlib
-import http.client
+import math
 import os
+import select
 import signal
 import socket
 import threading
@@ -68,6 +71,56 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+class ExitWatch:
+    """Waits for a process to end (ours or not) without polling: through a pidfd, which the
+    kernel makes readable when the process exits. Use as a context manager (it closes the
+    pidfd). Where pidfds are not available it checks ``alive`` every ``FALLBACK_POLL`` s."""
+
+    FALLBACK_POLL = 0.01
+
+    def __init__(self, ref: ProcessRef) -> None:
+        self.ref = ref
+        self._fd: int | None = None
+        self._ended = False
+        try:
+            self._fd = os.pidfd_open(ref.pid)
+        except ProcessLookupError:
+            self._ended = True
+        except (OSError, AttributeError):  # no pidfd here: fall back to checking
+            self._fd = None
+        if not self._ended and not ref.alive():  # gone already, or the pid is another's now
+            self._ended = True
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (None: for ever); whether the process has ended."""
+        if self._ended:
+            return True
+        if self._fd is None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.ref.alive():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.FALLBACK_POLL)
+        else:
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            if not poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))):
+                return False
+        self._ended = True
+        return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ExitWatch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our exited child (no-op otherwise)."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -92,23 +145,16 @@ def signal_group(ref: ProcessRef, sig: int) -> bool:
     return True
 
 
-def stop(ref: ProcessRef, grace: float = 10.0, poll: float = 0.05) -> None:
-    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL it. Gone already is fine."""
+def stop(ref: ProcessRef, grace: float = 10.0) -> None:
+    """SIGTERM the group, wait up to ``grace`` seconds for ``ref`` to end (woken by its exit),
+    then SIGKILL the group and wait up to 5 s more. Gone already is fine."""
     if not signal_group(ref, signal.SIGTERM):
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        reap(ref.pid)
-        if not ref.alive():
-            return
-        time.sleep(poll)
-    signal_group(ref, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        reap(ref.pid)
-        if not ref.alive():
-            return
-        time.sleep(poll)
+    with ExitWatch(ref) as watch:
+        if not watch.wait(grace):
+            signal_group(ref, signal.SIGKILL)
+            watch.wait(5.0)
+    reap(ref.pid)
 
 
 _issued: set[int] = set()
@@ -149,6 +195,8 @@ def free_port() -> int:
 
 def http_status(port: int, timeout: float = 2.0) -> int | None:
     """The status of ``GET http://127.0.0.1:PORT/``, or None when nothing answers."""
+    import http.client  # here: the supervisors' fork server does not need it (nor ssl, email)
+
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", "/")

@@ -56,6 +56,7 @@ from substratus.engine.runtime import (
 )
 from substratus.engine.statefile import ResourceRecord
 from substratus.runtimes.local import check as checks
+from substratus.runtimes.local import launcher
 from substratus.runtimes.local.artifacts import (
     ArtifactStore,
     input_dir,
@@ -135,6 +136,7 @@ class LocalRuntime:
     def _apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         kind = request.kind
         if kind == "build":
+            launcher.prestart()  # the jobs that use the build start from it: have it ready
             return self._build(request, ctx)
         if kinds.is_job(kind, request.spec):
             return self.jobs.apply(request, ctx)

@@ -9,8 +9,10 @@ whole life, so no second supervisor starts for the same run). It then:
    must write at the end still fits when the job fills the disk; when even that fails the disk
    is full already and the job is not started;
 2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
-3. runs the command, forwarding SIGTERM/SIGINT to it, in its own environment minus the
-   ``--unset`` names (what the supervisor alone needed to start, such as ``PYTHONPATH``);
+3. runs the command (in its session and process group), forwarding SIGTERM/SIGINT to it, in
+   its own environment minus the ``--unset`` names (what the supervisor alone needed to start,
+   such as ``PYTHONPATH``); the lock stays with the supervisor (the command does not inherit
+   it, so a command left behind by a killed supervisor never holds the run's lock);
 4. notes whether the file system of the run directory or of the partial artifacts is full
    (``files.disk_full``: the job's own writes, its log and these records all fail there), then
    frees the reserve;
@@ -25,7 +27,9 @@ whole life, so no second supervisor starts for the same run). It then:
 8. writes ``exit_code`` last: the code (a signal N is recorded as 128+N) on the first line, the
    reason, if any, on the second.
 
-It imports nothing from the engine so it starts fast.
+It imports nothing from the engine so it starts fast. The applying process does not start it
+with ``python -m`` but through the fork server (``forkserver.py``), which runs ``supervise``
+in a forked child with the same arguments; ``main`` is the same thing as a command.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ import argparse
 import contextlib
 import errno
 import os
+import shutil
 import signal
-import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from substratus.runtimes.local import manifest
 from substratus.runtimes.local.files import disk_full, make_read_only, remove_tree, write_json
@@ -48,7 +54,7 @@ from substratus.runtimes.local.workdir import RunFiles
 RESERVE_BYTES = 64 * 1024
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="substratus-supervise")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--partial", required=True, type=Path)
@@ -67,6 +73,20 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if not args.command:
         parser.error("no command given")
     return args
+
+
+def arguments(job: Mapping[str, Any], lock_fd: int | None = None) -> argparse.Namespace:
+    """What ``parse`` makes of a command line, from its fields (``run_dir``, ``partial``,
+    ``final``, ``label``, ``unset``, ``command``) as JSON gives them: no parsing."""
+    return argparse.Namespace(
+        run_dir=Path(job["run_dir"]),
+        partial=Path(job["partial"]),
+        final=Path(job["final"]),
+        lock_fd=lock_fd,
+        label=[str(x) for x in job.get("label", ())],
+        unset=[str(x) for x in job.get("unset", ())],
+        command=[str(x) for x in job["command"]],
+    )
 
 
 def _publish(partial: Path, final: Path, run: RunFiles, labels: list[str]) -> None:
@@ -122,28 +142,57 @@ def _not_started(run: RunFiles, command: str, exc: OSError) -> int:
     return code
 
 
-def _run(args: argparse.Namespace, run: RunFiles) -> tuple[int, str]:
-    """Run the command; its exit code and, when known, why it failed."""
-    env = {k: v for k, v in os.environ.items() if k not in set(args.unset)}
-    child = subprocess.Popen(args.command, stdin=subprocess.DEVNULL, env=env)
+def _executable(command: list[str], env: Mapping[str, str]) -> str:
+    """The file ``command[0]`` names, looked up in ``env``'s ``PATH`` as a shell would (as
+    ``subprocess.Popen`` does); ``FileNotFoundError`` when there is none."""
+    if os.sep in command[0]:
+        return command[0]
+    found = shutil.which(command[0], path=os.pathsep.join(os.get_exec_path(dict(env))))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command[0])
+    return found
+
+
+def _run(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tuple[int, str]:
+    """Run the command (``posix_spawn``: no copy of this process; stdin ``/dev/null``, the
+    signals Python ignores back to their defaults); its exit code and, when known, why it
+    failed."""
+    unset = set(args.unset)
+    job_env = {k: v for k, v in env.items() if k not in unset}
+    pid = os.posix_spawn(
+        _executable(args.command, job_env),
+        args.command,
+        job_env,
+        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+    )
+    ended = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
+        if not ended:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    started = ProcessRef.of(child.pid)
+    started = ProcessRef.of(pid)
     if started is not None:
         with contextlib.suppress(OSError):  # only lost if this supervisor is killed too
             write_json(run.child, started.to_json())
-    code = child.wait()
+    _, status = os.waitpid(pid, 0)
+    ended = True
+    code = os.waitstatus_to_exitcode(status)
     full = disk_full([run.dir, args.partial])
     return (128 - code if code < 0 else code), full or ""
 
 
-def supervise(args: argparse.Namespace) -> int:
+def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """Run ``args`` (as ``parse`` makes them) with ``env`` (default: this process's
+    environment, minus ``args.unset`` for the command)."""
     run = RunFiles(args.run_dir)
+    if args.lock_fd is not None:  # held here, never by the command
+        with contextlib.suppress(OSError):
+            os.set_inheritable(args.lock_fd, False)
     try:
         _reserve(run)
         me = ProcessRef.of(os.getpid())
@@ -153,7 +202,7 @@ def supervise(args: argparse.Namespace) -> int:
         run.reserve.unlink(missing_ok=True)
         return _not_started(run, args.command[0], exc)
     try:
-        code, reason = _run(args, run)
+        code, reason = _run(args, run, os.environ if env is None else env)
     except OSError as exc:
         run.reserve.unlink(missing_ok=True)
         return _not_started(run, args.command[0], exc)
@@ -173,7 +222,7 @@ def supervise(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return supervise(_parse(sys.argv[1:] if argv is None else argv))
+    return supervise(parse(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

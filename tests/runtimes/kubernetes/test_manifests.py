@@ -3,7 +3,9 @@ official OpenAPI schema of Kubernetes 1.37 (kubernetes-validate, strict: unknown
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -66,7 +68,7 @@ def test_trainer_job_follows_the_workload_contract() -> None:
     vols = {v["name"]: v for v in spec["volumes"]}
     assert vols["data"]["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
     assert vols["data"]["csi"]["volumeAttributes"]["bucketName"] == "bucket"
-    assert vols["params"]["configMap"]["name"] == f"{name}-params"
+    assert vols["params"]["secret"] == {"secretName": f"{name}-params"}
     assert pod["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
     env = {e["name"]: e for e in c["env"]}
     assert env["PARAM_NUM_TRAIN_EPOCHS"]["value"] == "1"
@@ -96,9 +98,34 @@ def test_trainer_job_follows_the_workload_contract() -> None:
     assert job["metadata"]["annotations"]["substratus.ai/digest"] == DIGEST
 
 
-def test_params_configmap_keeps_json_types() -> None:
-    cm = valid(manifests.params_configmap(trainer(), "p"))
-    assert '"num_train_epochs": 1' in cm["data"]["params.json"]
+def test_params_secret_keeps_json_types() -> None:
+    secret = valid(manifests.params_secret(trainer(), "p"))
+    assert secret["type"] == "Opaque" and list(secret["data"]) == ["params.json"]
+    text = base64.b64decode(secret["data"]["params.json"]).decode()
+    assert '"num_train_epochs": 1' in text
+
+
+def test_sensitive_params_are_read_from_the_params_secret_never_written_in_the_pod() -> None:
+    w = dataclasses.replace(
+        trainer(),
+        params={"token": "hunter2-secret", "nested": {"key": "s3cr3t"}, "epochs": 1},
+        sensitive=frozenset({"token", "nested"}),
+    )
+    job = valid(manifests.job(w, "j"))
+    secret = valid(manifests.params_secret(w, "j-params"))
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    for var in ("PARAM_TOKEN", "PARAM_NESTED"):
+        assert env[var] == {
+            "name": var,
+            "valueFrom": {"secretKeyRef": {"name": "j-params", "key": var}},
+        }
+    assert env["PARAM_EPOCHS"]["value"] == "1"  # not sensitive: a plain value
+    assert "hunter2-secret" not in json.dumps(job) and "s3cr3t" not in json.dumps(job)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["PARAM_TOKEN"] == "hunter2-secret"
+    assert json.loads(data["PARAM_NESTED"]) == {"key": "s3cr3t"}
+    assert json.loads(data["params.json"])["token"] == "hunter2-secret"
 
 
 def test_kind_uses_host_paths_and_no_gpu_selector() -> None:

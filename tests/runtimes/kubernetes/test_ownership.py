@@ -58,7 +58,7 @@ def _labelled(labels: dict[str, str], annotations: dict[str, str] | None = None)
 
 
 def test_whose_reads_the_identity_in_the_labels() -> None:
-    ours = manifests.params_configmap(server("ns"), "api-server-params")
+    ours = manifests.params_secret(server("ns"), "api-server-params")
     assert whose(ours, OURS) == "ours" and is_mine(ours, OURS)
     assert whose(ours, Owner(LINEAGE, "staging")) == "other"  # another workspace
     assert whose(ours, Owner("another-lineage", "default")) == "other"
@@ -128,6 +128,13 @@ class Swapping(Cluster):
         return found
 
 
+def legacy_configmap(w: Workload, name: str) -> dict[str, Any]:
+    """The params ConfigMap versions of substratus before params moved to Secrets made."""
+    data = {"params.json": "{}\n"}
+    meta = manifests.metadata(w, name)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
 def _make(cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
     made = cluster.apply_new(obj)
     assert made is not None
@@ -135,15 +142,21 @@ def _make(cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_create_only_and_uid_guarded_writes(cluster: Cluster, ns: str) -> None:
-    cm = manifests.params_configmap(server(ns), "api-server-params")
+    cm = legacy_configmap(server(ns), "api-server-params")
     made = _make(cluster, cm)
-    again = {**cm, "data": {"params.json": "{}\n"}}
+    again = {**cm, "data": {"params.json": '{"a": 1}\n'}}
     assert cluster.apply_new(again) is None  # the name is taken: nothing written
     assert cluster.get("ConfigMap", ns, "api-server-params") == made
     uid = made["metadata"]["uid"]
-    assert cluster.apply(again, uid)["data"] == {"params.json": "{}\n"}
+    assert cluster.apply(again, uid)["data"] == {"params.json": '{"a": 1}\n'}
     with pytest.raises(Failure, match="deleted or replaced while substratus applied it"):
         cluster.apply(again, "00000000-0000-0000-0000-000000000000")
+    merged = cluster.merge("ConfigMap", ns, "api-server-params", uid, {"data": {"b": "2"}})
+    assert merged["data"] == {"params.json": '{"a": 1}\n', "b": "2"}
+    with pytest.raises(Failure, match="deleted or replaced while substratus changed it"):
+        cluster.merge("ConfigMap", ns, "api-server-params", "0" * 8, {"data": {"b": "3"}})
+    with pytest.raises(Failure, match="deleted or replaced while substratus changed it"):
+        cluster.merge("ConfigMap", ns, "nothing-here", uid, {"data": {"b": "3"}})
     assert cluster.delete("ConfigMap", ns, "api-server-params", uid="0" * 8) == "replaced"
     assert cluster.get("ConfigMap", ns, "api-server-params") is not None
     assert cluster.delete("ConfigMap", ns, "api-server-params", uid=uid) == "deleted"
@@ -154,7 +167,7 @@ def test_a_write_onto_an_object_replaced_after_its_check_is_refused(
     kube_cluster: ControlPlane, ns: str
 ) -> None:
     plain = Cluster(None, str(kube_cluster.kubeconfig))
-    cm = manifests.params_configmap(server(ns), "api-server-params")
+    cm = legacy_configmap(server(ns), "api-server-params")
     _make(plain, cm)
     swapping = Swapping(kube_cluster, "ConfigMap")
     changed = {**cm, "data": {"params.json": '{"changed": true}\n'}}
@@ -174,7 +187,8 @@ def test_destroy_never_deletes_a_replacement_made_after_its_check(
     for obj in (
         manifests.deployment(w, "api-server", 1),
         manifests.service(w, "api-server", 8080, "http-serve"),
-        manifests.params_configmap(w, "api-server-params"),
+        manifests.params_secret(w, "api-server-params"),
+        legacy_configmap(w, "api-server-params"),  # made before params moved to Secrets
     ):
         _make(plain, obj)
     swapping = Swapping(kube_cluster, "Deployment")
@@ -193,6 +207,7 @@ def test_destroy_never_deletes_a_replacement_made_after_its_check(
     live = plain.get("Deployment", ns, "api-server")
     assert live is not None and live["metadata"]["uid"] == swapping.copy["metadata"]["uid"]
     assert plain.get("Service", ns, "api-server") is None  # the rest was ours: deleted
+    assert plain.get("Secret", ns, "api-server-params") is None
     assert plain.get("ConfigMap", ns, "api-server-params") is None
 
 
@@ -242,7 +257,7 @@ def test_only_the_token_secret_substratus_made_is_read(cluster: Cluster, ns: str
     assert notebooks.token(cluster, ns, "notebook.old", old) == "known-to-whoever-made-it"
 
 
-def test_plan_time_conflicts_cost_one_list_per_kind_and_namespace(
+def test_plan_time_conflicts_cost_one_list_per_kind_and_a_get_per_secret(
     cluster: Cluster, ns: str
 ) -> None:
     def runs(n: int) -> list[PlannedRun]:
@@ -253,12 +268,17 @@ def test_plan_time_conflicts_cost_one_list_per_kind_and_namespace(
 
     cluster.create(_secret(ns, "lab-notebook-token", {"app": "theirs"}))
     _make(cluster, manifests.service(server(ns, Owner("x", "default")), "s3-server", 80, "x"))
-    before = cluster.requests
-    found = conflicts.find(cluster, runs(1), OURS)
-    one = cluster.requests - before
-    before = cluster.requests
-    found = conflicts.find(cluster, runs(30), OURS)
-    assert cluster.requests - before == one == 5  # 4 LISTs (metadata only) + the token's GET
+
+    def cost(n: int) -> tuple[int, list[Any]]:
+        before = cluster.requests
+        found = conflicts.find(cluster, runs(n), OURS)
+        return cluster.requests - before, found
+
+    # 3 LISTs (metadata only; Deployments, Services, Pods) + a GET per Secret: the params
+    # Secret of each server and of the notebook, and the notebook's token (never listed)
+    assert cost(1)[0] == 3 + 1 + 2
+    n, found = cost(30)
+    assert n == 3 + 30 + 2
     assert [(d.address, d.summary) for d in found] == [
         ("modelserver.s3", f"Service {ns}/s3-server already exists and is not this state's"),
         ("notebook.lab", f"Secret {ns}/lab-notebook-token already exists and is not this state's"),
@@ -273,7 +293,7 @@ def test_objects_made_before_identities_are_claimed_only_by_the_state_recording_
     cluster.create(manifests.service_account(ns, "model-server"))
     older = server(ns, Owner(None, "default"))  # no lineage label: made before identities
     made = [
-        _make(cluster, manifests.params_configmap(older, "api-server-params")),
+        _make(cluster, manifests.params_secret(older, "api-server-params")),
         _make(cluster, manifests.deployment(older, "api-server", 1)),
         _make(cluster, manifests.service(older, "api-server", 8080, "http-serve")),
     ]
@@ -285,7 +305,7 @@ def test_objects_made_before_identities_are_claimed_only_by_the_state_recording_
             cluster,
             manifests.deployment(w, "api-server", 1),
             manifests.service(w, "api-server", 8080, "http-serve"),
-            manifests.params_configmap(w, "api-server-params"),
+            manifests.params_secret(w, "api-server-params"),
             RunContext(),
             TIMING,
             OURS,

@@ -1,0 +1,188 @@
+"""Starting job supervisors through the fork server (``forkserver.py``), from the applying process.
+
+``launch(job, cwd, env, lock, log)`` asks this process's fork server for a supervisor with the
+arguments ``job`` (``supervise.arguments``), working directory ``cwd`` and environment ``env``,
+holding the ``flock``-ed file ``lock`` and writing to ``log``. It returns the supervisor's
+``ProcessRef`` (start -1: it ended already), raises ``OSError`` for what stopped it from
+starting (a working directory that cannot be opened, ``fork`` failing), and returns None when
+the fork server was lost with the request unanswered: whether the supervisor was started is
+then unknown, and the caller finds out through the run's lock (a supervisor that started holds
+it). A fork server found gone before a request is sent is replaced.
+
+The fork server is started on first use or by ``prestart``: ``python -I`` running
+``forkserver.main`` from the same ``substratus`` as this process, in its own session. One is
+shared by every ``LocalRuntime`` of the process and every thread; it ends when this process
+does, however it ends. Requests from several threads are pipelined: each waits only for its
+own reply.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from substratus.runtimes.local.process import ProcessRef
+
+HEADER = 8  # forkserver.HEADER (not imported: that module imports the supervisor)
+# The fork server imports the same substratus as this process, whatever PYTHONPATH says.
+ROOT = str(Path(__file__).resolve().parents[3])
+BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from substratus.runtimes.local.forkserver import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+class _Reply:
+    """The reply line to one request, once the reader has it (None: the server was lost)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.line: str | None = None
+
+    def set(self, line: str | None) -> None:
+        self.line = line
+        self.ready.set()
+
+
+class _Server:
+    """One running fork server: its process, our end of its socket, and a thread that hands
+    each reply line to the request waiting for it (replies come in the order of requests, so
+    requests are pipelined: none waits for another's fork to be sent)."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-c", BOOT, ROOT, "--fd", str(theirs.fileno())],
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.owner = os.getpid()
+        self.waiting: deque[_Reply] = deque()
+        self.mutex = threading.Lock()
+        self.reader = threading.Thread(target=self._read, name="substratus-forkserver", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError), self.sock.makefile("rb") as replies:
+            for line in replies:
+                if not line.endswith(b"\n"):
+                    break
+                with self.mutex:
+                    reply = self.waiting.popleft() if self.waiting else None
+                if reply is not None:
+                    reply.set(line.decode())
+        with self.mutex:
+            lost, self.waiting = list(self.waiting), deque()
+        for reply in lost:
+            reply.set(None)
+
+    def send(self, payload: bytes, fds: Sequence[int]) -> _Reply:
+        """Send one request (the caller holds ``_lock``); its reply to wait for."""
+        reply = _Reply()
+        with self.mutex:
+            self.waiting.append(reply)
+        head = len(payload).to_bytes(HEADER, "big")
+        sent = socket.send_fds(self.sock, [head], list(fds))
+        if sent < HEADER:
+            self.sock.sendall(head[sent:])
+        self.sock.sendall(payload)
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader; the server sees EOF
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            self.process.wait(timeout=5.0)
+
+
+_lock = threading.Lock()  # held while a request is sent, and while the server is replaced
+_server: _Server | None = None
+
+
+def _running() -> _Server:
+    """The fork server of this process, started or replaced when needed (under ``_lock``)."""
+    global _server
+    if _server is not None and (_server.owner != os.getpid() or _server.process.poll() is not None):
+        if _server.owner == os.getpid():
+            _server.close()
+        _server = None
+    if _server is None:
+        _server = _Server()
+    return _server
+
+
+def prestart() -> None:
+    """Start the fork server now, so that it has started by the time a job needs it."""
+    with _lock:
+        _running()
+
+
+def _parse(line: str) -> ProcessRef:
+    word, _, rest = line.strip().partition(" ")
+    if word == "ok":
+        pid, start = rest.split()
+        return ProcessRef(int(pid), int(start))
+    number, _, message = rest.partition(" ")
+    raise OSError(int(number) or None, message or "the fork server refused the job")
+
+
+def launch(
+    job: Mapping[str, Any], cwd: Path, env: Mapping[str, str], lock: int, log: int
+) -> ProcessRef | None:
+    """Start a supervisor (see the module docstring)."""
+    global _server
+    where = os.path.abspath(cwd)  # the fork server's own working directory is /
+    payload = json.dumps({"job": dict(job), "cwd": where, "env": dict(env)}).encode()
+    with _lock:
+        server = _running()
+        try:
+            reply = server.send(payload, (lock, log))
+        except OSError:  # gone before it read the request: nothing was started
+            server.close()
+            _server = server = _Server()
+            reply = server.send(payload, (lock, log))
+    reply.ready.wait()
+    if reply.line is None:
+        return None
+    return _parse(reply.line)
+
+
+def server_pid() -> int | None:
+    """The pid of this process's fork server while it runs (for diagnostics and tests)."""
+    with _lock:
+        server = _server
+        if server is None or server.owner != os.getpid() or server.process.poll() is not None:
+            return None
+        return server.process.pid
+
+
+@atexit.register
+def _shutdown() -> None:
+    """Close the fork server's socket at exit (it ends; the supervisors it made go on)."""
+    global _server
+    with _lock:
+        if _server is not None and _server.owner == os.getpid():
+            _server.close()
+        _server = None
