@@ -10,6 +10,7 @@ outcome to an exit code (``substratus.cli.errors``): 0 success / no changes, 1 e
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import typer
@@ -17,6 +18,7 @@ import typer
 from substratus.cli import signals
 from substratus.cli.apply import apply, destroy
 from substratus.cli.comment import comment
+from substratus.cli.completion import COMPLETE_VAR, completion
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
 from substratus.cli.graph import graph
 from substratus.cli.logs import logs
@@ -71,6 +73,7 @@ for command in (validate, plan, apply, destroy, version, notebook, graph, commen
 app.command("force-unlock")(force_unlock)
 app.command()(output)
 app.command()(logs)
+app.command()(completion)
 state_app.command("list")(state_list)
 state_app.command("show")(state_show)
 state_app.command("rm")(state_rm)
@@ -95,8 +98,12 @@ def main() -> None:
     """Runs the app and turns every failure into a clear message; a stop signal
     (``KeyboardInterrupt``) propagates to ``substratus.cli.main``, which reports it."""
     tune_gc()
+    if os.environ.get(COMPLETE_VAR):  # a shell asks for completions
+        from substratus.cli.completion import init
+
+        init()
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, complete_var=COMPLETE_VAR)
     except DiagnosticError as exc:
         print_diagnostics(exc.diagnostics, use_color(False))
         sys.exit(EXIT_ERROR)

@@ -19,6 +19,7 @@ from substratus.cli.options import (
     MaxCost,
     Namespace,
     NoColor,
+    NoInput,
     NoRefresh,
     Parallelism,
     PlanFile,
@@ -51,6 +52,7 @@ def apply(
     planfile: PlanFile = None,
     files: Files = None,
     auto_approve: AutoApprove = False,
+    no_input: NoInput = False,
     target: Target = None,
     replace: Replace = None,
     refresh_only: RefreshOnly = False,
@@ -100,6 +102,7 @@ def destroy(
     ctx: typer.Context,
     files: Files = None,
     auto_approve: AutoApprove = False,
+    no_input: NoInput = False,
     target: Target = None,
     parallelism: Parallelism = 10,
     as_json: ProgressJson = False,
@@ -144,7 +147,19 @@ def _refuse_fixed(planfile: Path, opts: RunOptions) -> None:
 
 def plan_and_apply(opts: RunOptions) -> None:
     """Plan, show the plan (not with ``--json``), confirm unless ``--auto-approve``, and apply
-    it, all under the state lock (taken for ``destroy`` with a destroy plan, else ``apply``)."""
+    it, all under the state lock (taken for ``destroy`` with a destroy plan, else ``apply``).
+    With ``--json`` stdout is NDJSON from its first line (``cli.events``): the version, the
+    progress, the summary, and an error as ``diagnostic`` events."""
+    from substratus.cli.events import emit, errors_as_events, version_event
+
+    as_json = opts.output.as_json
+    if as_json:
+        emit(version_event())
+    with errors_as_events(as_json):
+        _plan_and_apply(opts)
+
+
+def _plan_and_apply(opts: RunOptions) -> None:
     # the engine, imported when a command runs (``--help`` and ``version`` do not need it)
     from substratus.cli.console import confirm, plan_color, print_plan
     from substratus.cli.locking import locked
@@ -152,15 +167,20 @@ def plan_and_apply(opts: RunOptions) -> None:
     from substratus.cli.walk import report, walk
     from substratus.engine.plan import Mode
 
+    as_json = opts.output.as_json
     p = prepare(opts)
     destroying = p.options.mode is Mode.DESTROY
     operation = "destroy" if destroying else "apply"
     with locked(p.backend, operation, opts.lock.enabled, opts.lock.timeout) as watch:
         current, token = p.backend.read()
         the_plan = p.plan(current)
-        if not opts.output.as_json:
+        if not as_json:
             print_plan(the_plan, plan_color(opts.output.no_color))
         if not the_plan.has_changes:
+            if as_json:  # the stream still says how it ended: nothing to do
+                from substratus.engine.apply import ApplyResult
+
+                report(the_plan, ApplyResult(), as_json)
             return
         if not opts.apply.auto_approve:
             question = (
@@ -168,9 +188,10 @@ def plan_and_apply(opts: RunOptions) -> None:
                 if destroying
                 else "Do you want to perform these actions?"
             )
-            confirm(question, operation)
-        print()
+            confirm(question, operation, no_input=opts.apply.no_input, quiet=as_json)
+        if not as_json:
+            print()
         result = walk(the_plan, current, token, p.backend, p.resolved, p.config, opts, lock=watch)
         # reported under the lock: a lock that cannot be removed then (the state's file
         # system went read-only) is a warning after the report, not an error instead of it
-        report(the_plan, result, opts.output.as_json)
+        report(the_plan, result, as_json)

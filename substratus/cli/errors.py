@@ -13,6 +13,8 @@ import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from substratus.cli.console import console
+
 if TYPE_CHECKING:
     from substratus.engine.diagnostic import Diagnostic
 
@@ -20,14 +22,16 @@ EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
 def use_color(no_color: bool) -> bool:
-    return not no_color and "NO_COLOR" not in os.environ and sys.stderr.isatty()
+    """Whether diagnostics (stderr) are coloured: ``substratus.cli.console`` decides."""
+    return not no_color and console.color(sys.stderr)
 
 
-def print_diagnostics(diags: Iterable[Diagnostic], color: bool = False) -> None:
+def print_diagnostics(diags: Iterable[Diagnostic], color: bool | None = None) -> None:
+    """Each diagnostic to stderr, coloured when ``color`` (None: as ``console`` decides)."""
     # the renderer (and the plan model it imports) only when there is something to print
     from substratus.engine.render import Painter, render_diagnostic
 
-    paint = Painter(color)
+    paint = Painter(use_color(False) if color is None else color)
     for d in diags:
         print(render_diagnostic(d, paint), file=sys.stderr)
 

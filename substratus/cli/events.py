@@ -1,6 +1,8 @@
 """``plan --json``: the plan as a stream of NDJSON events for CI systems (part of the CLI layer).
 
-One JSON object per line, in this order, each with a ``type``:
+One JSON object per line, from the first line (no blank line, nothing else), each with a
+``type`` and a ``timestamp`` (ISO 8601, UTC, added by ``emit``: every NDJSON stream of the CLI,
+``apply --json``'s progress events included, is written through it), in this order:
 
 - ``version``: ``substratus_version``, ``plan_format_version`` — written before planning starts;
 - ``diagnostic``: each warning (``severity``, ``summary``, ``detail``, ``address``…);
@@ -22,11 +24,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from substratus import __version__
+from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.plan import PLAN_FORMAT_VERSION, Plan
 from substratus.engine.plan_document import change_dict, plan_sha256
 
@@ -58,5 +63,24 @@ def plan_events(plan: Plan, saved: Path | None = None) -> Iterator[dict[str, Any
         yield {"type": "plan_saved", "path": str(saved), "sha256": sha}
 
 
+def timestamp() -> str:
+    """Now, as every event's ``timestamp``: ISO 8601 in UTC, ``2026-12-02T16:42:33.123456Z``."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def emit(event: dict[str, Any], out: IO[str] | None = None) -> None:
-    print(json.dumps(event, sort_keys=False), file=out or sys.stdout, flush=True)
+    """Write ``event`` as one NDJSON line: its ``type`` first, then its ``timestamp``."""
+    line = {"type": event["type"], "timestamp": timestamp(), **event}
+    print(json.dumps(line, sort_keys=False), file=out or sys.stdout, flush=True)
+
+
+@contextmanager
+def errors_as_events(enabled: bool) -> Iterator[None]:
+    """With ``--json`` (``enabled``), a failure's errors are ``diagnostic`` events too, then
+    raised as before (their text goes to stderr)."""
+    try:
+        yield
+    except DiagnosticError as exc:
+        for d in exc.diagnostics if enabled else []:
+            emit({"type": "diagnostic", **d.to_json()})
+        raise

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from substratus.cli.addresses import complete
 from substratus.cli.options import Context, Files, RunOptions, RuntimeOpt, StateUrl, Workspace
 from substratus.engine.diagnostic import fail
 
@@ -42,7 +43,9 @@ Tail = Annotated[
 
 def logs(
     ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="Address, e.g. model.falcon-7b")],
+    address: Annotated[
+        str, typer.Argument(help="Address, e.g. model.falcon-7b", autocompletion=complete)
+    ],
     follow: Follow = False,
     tail: Tail = None,
     files: Files = None,
@@ -89,17 +92,14 @@ def _request(
     backend: Backend, workspace: str, address: str, follow: bool, tail: int | None
 ) -> LogRequest:
     """The run to show, from the state as it is now (read without the lock)."""
+    from substratus.cli.addresses import parse
     from substratus.cli.state import recorded_key
-    from substratus.engine.address import Address
     from substratus.engine.runtime import LogRequest, Owner
     from substratus.engine.statefile import StateFile
 
-    try:
-        Address.parse(address)
-    except ValueError as exc:
-        raise fail("Invalid address", f"{exc}.") from exc
     current, _ = backend.read()
     records = (current or StateFile()).resources
+    parse(address, lambda: records)
     key = recorded_key(records, address)
     record = records.get(key)
     owner = Owner(current.lineage if current else None, workspace)

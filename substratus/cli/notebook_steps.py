@@ -76,11 +76,17 @@ def _from_directory(directory: Path, r: Resolved) -> str:
 
 
 def _from_resource(cfg: Config, source: str, r: Resolved) -> str:
+    from substratus.cli.addresses import parse
+    from substratus.engine.address import did_you_mean
+
+    versioned = [str(a) for a, res in cfg.resources.items() if kinds.versioned(res.kind)]
+    parse(source, lambda: versioned)  # a malformed address: the message every command gives
     found = [res for a, res in cfg.resources.items() if source in (str(a), f"{a.kind}.{a.name}")]
     if len(found) != 1 or not kinds.versioned(found[0].kind):
         raise fail(
             f"--from {source}: no such Model or Dataset in the configuration",
-            "Name one as `model.NAME` or `dataset.NAME` (see `substratus state list`).",
+            "Name one as `model.NAME` or `dataset.NAME` (see `substratus state list`)."
+            + did_you_mean(source, versioned),
         )
     res = found[0]
     container = dict(res.spec.get("container") or {})

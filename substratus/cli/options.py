@@ -10,13 +10,15 @@ group of ``RunOptions`` it belongs to and read it in that group's ``from_params`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from substratus.cli.addresses import complete, parse
+from substratus.cli.console import no_color_option
 from substratus.engine.address import Address
 from substratus.engine.diagnostic import fail
 from substratus.wiring import Overrides
@@ -120,7 +122,15 @@ LockTimeout = Annotated[
         envvar="SUBSTRATUS_LOCK_TIMEOUT",
     ),
 ]
-NoColor = Annotated[bool, typer.Option("--no-color", help="Plain output without colours.")]
+NoColor = Annotated[
+    bool,
+    typer.Option(
+        "--no-color",
+        help="Plain output without colours (also when NO_COLOR is set).",
+        callback=no_color_option,
+        is_eager=True,  # before any other option's callback can report an error
+    ),
+]
 Parallelism = Annotated[
     int,
     typer.Option(
@@ -132,11 +142,19 @@ Parallelism = Annotated[
 ]
 Target = Annotated[
     list[str] | None,
-    typer.Option("--target", help="Limit to this address and its dependencies (repeatable)."),
+    typer.Option(
+        "--target",
+        help="Limit to this address and its dependencies (repeatable).",
+        autocompletion=complete,
+    ),
 ]
 Replace = Annotated[
     list[str] | None,
-    typer.Option("--replace", help="Force this address to be replaced / run again (repeatable)."),
+    typer.Option(
+        "--replace",
+        help="Force this address to be replaced / run again (repeatable).",
+        autocompletion=complete,
+    ),
 ]
 NoRefresh = Annotated[
     bool, typer.Option("--no-refresh", help="Do not check what actually runs; trust the state.")
@@ -148,6 +166,14 @@ RefreshOnly = Annotated[
     ),
 ]
 AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+NoInput = Annotated[
+    bool,
+    typer.Option(
+        "--no-input",
+        help="Never ask: a confirmation needed without --auto-approve is an error (for CI).",
+        envvar="SUBSTRATUS_NO_INPUT",
+    ),
+]
 Timeout = Annotated[
     float | None,
     typer.Option("--timeout", help="Seconds to wait for a server or notebook to become ready."),
@@ -192,16 +218,17 @@ def parse_duration(text: str) -> float:
 
 
 def addresses(
-    values: Sequence[str] | None, flag: str, default_namespace: str = ""
+    values: Sequence[str] | None,
+    default_namespace: str = "",
+    known: Callable[[], Iterable[str]] = tuple,
 ) -> list[Address]:
-    """Parse ``flag``'s addresses; a namespace part naming ``default_namespace`` is dropped, as
-    in every address substratus prints (``default/model.x`` is ``model.x``)."""
+    """Parse ``--target``/``--replace`` addresses (``cli.addresses.parse``: a malformed one
+    names the closest of the ``known`` addresses); a namespace part naming
+    ``default_namespace`` is dropped, as in every address substratus prints (``default/model.x``
+    is ``model.x``)."""
     out = []
     for v in values or []:
-        try:
-            addr = Address.parse(v)
-        except ValueError as exc:
-            raise fail(f"Invalid {flag} address", str(exc) + ".") from exc
+        addr = parse(v, known)
         if addr.namespace is not None and addr.namespace == default_namespace:
             addr = Address(addr.kind, addr.name)
         out.append(addr)
@@ -258,9 +285,11 @@ class PlanFlags:
 
 @dataclass(frozen=True)
 class ApplyFlags:
-    """How to apply: ``--auto-approve``, ``--parallelism``, ``--timeout`` (seconds)."""
+    """How to apply: ``--auto-approve``, ``--no-input``, ``--parallelism``, ``--timeout``
+    (seconds)."""
 
     auto_approve: bool = False
+    no_input: bool = False
     parallelism: int = 10
     timeout: float | None = None
 
@@ -276,6 +305,7 @@ class ApplyFlags:
             )
         return cls(
             auto_approve=bool(p.get("auto_approve", False)),
+            no_input=bool(p.get("no_input", False)),
             parallelism=int(p.get("parallelism", 10)),
             timeout=p.get("timeout"),
         )

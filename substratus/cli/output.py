@@ -7,13 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
+from substratus.cli.addresses import complete
 from substratus.cli.options import Files, RunOptions, StateUrl, Workspace
-from substratus.engine.diagnostic import fail
 
 
 def output(
     ctx: typer.Context,
-    address: Annotated[str | None, typer.Argument(help="Only this resource.")] = None,
+    address: Annotated[
+        str | None, typer.Argument(help="Only this resource.", autocompletion=complete)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
     files: Files = None,
     workspace: Workspace = "default",
@@ -24,18 +26,13 @@ def output(
     Example: substratus output modelserver.tuned-ngram
     """
     from substratus.cli.prepare import state_backend
-    from substratus.cli.state import recorded_key
+    from substratus.cli.state import recorded_address
     from substratus.engine.statefile import StateFile
 
     current, _ = state_backend(RunOptions.from_params(ctx.params)).read()
     records = (current or StateFile()).resources
     if address is not None:
-        address = recorded_key(records, address)
-    if address is not None and address not in records:
-        raise fail(
-            f"No resource {address} in the state",
-            "See `substratus state list` for the recorded addresses.",
-        )
+        address = recorded_address(records, address)
     selected: dict[str, Any] = {
         a: r.outputs for a, r in sorted(records.items()) if address is None or a == address
     }

@@ -55,10 +55,18 @@ def prepare(opts: RunOptions) -> Prepared:
     mode = opts.plan.mode
     cfg, r = setup(opts)
     flags = opts.plan
+
+    def known() -> list[str]:  # for the message about a malformed address
+        try:
+            current, _ = make_backend(r).read()
+        except Exception:  # the suggestion is then from the configuration alone
+            current = None
+        return [*map(str, cfg.resources), *(current.resources if current else ())]
+
     options = PlanOptions(
         mode=mode,
-        targets=addresses(flags.targets, "--target", cfg.default_namespace),
-        replace=addresses(flags.replace, "--replace", cfg.default_namespace),
+        targets=addresses(flags.targets, cfg.default_namespace, known),
+        replace=addresses(flags.replace, cfg.default_namespace, known),
         refresh=flags.refresh,
         workspace=opts.settings.workspace,
         strict=flags.strict,

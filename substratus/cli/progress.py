@@ -4,7 +4,6 @@ Phases may be throttled (plain lines: a "Still ..." line every 10 s); notices al
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from substratus.cli.events import emit
 from substratus.engine.apply import Event, EventKind
 from substratus.engine.plan import Action
 
@@ -79,7 +79,7 @@ class JsonProgress:
         if e.detail:
             doc["detail"] = e.detail
         with self._lock:
-            print(json.dumps(doc), file=self.out, flush=True)
+            emit(doc, self.out)
 
     def close(self) -> None:
         pass

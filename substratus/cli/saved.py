@@ -92,8 +92,8 @@ def _derive(
     """The plan ``saved``'s options make from this configuration and state now."""
     options = PlanOptions(
         mode=saved.mode,
-        targets=addresses(list(saved.targets), "the plan file's targets"),
-        replace=addresses(list(saved.replace), "the plan file's replacements"),
+        targets=addresses(list(saved.targets)),
+        replace=addresses(list(saved.replace)),
         refresh=saved.refresh,
         workspace=saved.workspace,
         max_cost=max_cost,

@@ -8,13 +8,13 @@ every other command refuses to read) through the backend's ``Recovers.recover``,
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from substratus.cli.addresses import complete
 from substratus.cli.options import Files, Lock, LockTimeout, RunOptions, StateUrl, Workspace
 from substratus.engine.diagnostic import fail
 
@@ -33,6 +33,19 @@ def recorded_key(records: Mapping[str, ResourceRecord], address: str) -> str:
     namespace, _, short = address.partition("/")
     rec = records.get(short) if short else None
     return short if rec is not None and rec.namespace == namespace else address
+
+
+def recorded_address(records: Mapping[str, ResourceRecord], address: str) -> str:
+    """The state key of ``address`` (``recorded_key``), refused with the message every command
+    gives when it is malformed or not recorded, naming the closest recorded address."""
+    from substratus.cli.addresses import missing, parse
+
+    parse(address, lambda: records)
+    key = recorded_key(records, address)
+    if key not in records:
+        hint = "See `substratus state list` for the recorded addresses."
+        raise missing(key, "the state", records, hint)
+    return key
 
 
 def read_state(backend: Backend) -> StateFile:
@@ -64,7 +77,9 @@ def state_list(
 
 def state_show(
     ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="Address, e.g. model.base")],
+    address: Annotated[
+        str, typer.Argument(help="Address, e.g. model.base", autocompletion=complete)
+    ],
     files: Files = None,
     workspace: Workspace = "default",
     state: StateUrl = None,
@@ -73,19 +88,16 @@ def state_show(
     from substratus.cli.prepare import state_backend
 
     current = read_state(state_backend(RunOptions.from_params(ctx.params)))
-    address = recorded_key(current.resources, address)
-    rec = current.resources.get(address)
-    if rec is None:
-        raise fail(
-            f"No resource {address} in the state",
-            "See `substratus state list` for the recorded addresses.",
-        )
+    address = recorded_address(current.resources, address)
+    rec = current.resources[address]
     print(json.dumps({address: rec.model_dump(mode="json", exclude_none=True)}, indent=2))
 
 
 def state_rm(
     ctx: typer.Context,
-    addresses: Annotated[list[str], typer.Argument(help="Addresses to forget.")],
+    addresses: Annotated[
+        list[str], typer.Argument(help="Addresses to forget.", autocompletion=complete)
+    ],
     files: Files = None,
     workspace: Workspace = "default",
     state: StateUrl = None,
@@ -103,11 +115,9 @@ def state_rm(
     backend = state_backend(opts)
     with locked(backend, "state rm", opts.lock.enabled, opts.lock.timeout):
         current, token = backend.read()
-        if current is not None:
-            addresses = [recorded_key(current.resources, a) for a in addresses]
-        missing = [a for a in addresses if current is None or a not in current.resources]
-        if missing or current is None:
-            raise fail("Not in the state", f"{', '.join(missing)}: see `substratus state list`.")
+        records = current.resources if current is not None else {}
+        addresses = [recorded_address(records, a) for a in addresses]
+        assert current is not None  # recorded_address found them all
         for a in addresses:
             del current.resources[a]
         current.serial += 1
@@ -261,16 +271,15 @@ def force_unlock(
     from substratus.engine.backend import LockNotFound
 
     backend = state_backend(RunOptions.from_params(ctx.params))
-    if not force:
-        if not sys.stdin.isatty():
-            raise fail("No confirmation possible", "Pass --force to unlock without a prompt.")
-        print(
+    if not force:  # the answer from standard input, a terminal or not, as apply reads it
+        from substratus.cli.console import confirm
+
+        confirm(
             "Do you really want to force-unlock?\n  substratus will remove the lock on the "
             "state. This will allow local substratus commands to modify this state, even "
-            "though it may still be in use. Only 'yes' will be accepted to confirm."
+            "though it may still be in use.",
+            "force-unlock",
         )
-        if input("  Enter a value: ").strip() != "yes":
-            raise fail("force-unlock cancelled", "The lock was not removed.")
     try:
         removed = backend.force_unlock(lock_id)
     except LockNotFound as exc:

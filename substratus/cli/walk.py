@@ -9,9 +9,10 @@ from typing import Any
 import typer
 
 from substratus.cli import signals
+from substratus.cli.console import console
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics
 from substratus.cli.options import RunOptions
-from substratus.engine.apply import ApplyResult, Walker
+from substratus.engine.apply import ApplyResult, Walker, said_once
 from substratus.engine.backend import Backend, LockWatch
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic
@@ -41,10 +42,8 @@ def walk(
     progress: Any
     if opts.output.as_json:
         progress = JsonProgress()
-    elif sys.stdout.isatty():
-        from rich.console import Console
-
-        progress = LiveProgress(Console())
+    elif console.live():
+        progress = LiveProgress(console.rich())
     else:
         progress = PlainProgress()
     walker = Walker(
@@ -72,25 +71,23 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
     failure as a diagnostic; exit code 1 when anything failed."""
     s = plan.summary()
     if as_json:
-        import json
+        from substratus.cli.events import emit
 
-        print(
-            json.dumps(
-                {
-                    "type": "apply_summary",
-                    "ok": result.ok,
-                    "done": result.done,
-                    "failed": sorted(result.failed),
-                    "skipped": result.skipped,
-                    "detached": result.detached,
-                }
-            )
+        emit(
+            {
+                "type": "apply_summary",
+                "ok": result.ok,
+                "done": result.done,
+                "failed": sorted(result.failed),
+                "skipped": result.skipped,
+                "detached": result.detached,
+            }
         )
     if result.stopped is not None:  # first: what the user must fix before anything else
         print_diagnostics([Diagnostic.error(result.stopped.summary, result.stopped.detail)])
     for addr, err in sorted(result.failed.items()):
         detail = err.detail + (f"\n\nFull log: {err.log_path}" if err.log_path else "")
-        print_diagnostics([diag(addr, err.summary, detail)])
+        print_diagnostics([diag(addr, said_once(err.summary, addr), detail)])
     if result.interrupted:
         sig = signals.name()
         print(

@@ -4,7 +4,9 @@
 when neither ``--workspace`` nor ``SUBSTRATUS_WORKSPACE`` is given); ``delete`` refuses
 ``default`` and the selected workspace, takes the workspace's lock, refuses a state that still
 records resources unless ``--force``, and removes the state with compare-and-swap
-(``delete_workspace``, under the lock).
+(``delete_workspace``, under the lock), then its local directory
+``<config dir>/.substratus/workspaces/NAME/`` (artifacts, runs, builds), so nothing is left
+behind — kept only when ``--force`` forgot resources that may still use it.
 """
 
 from __future__ import annotations
@@ -118,7 +120,32 @@ def workspace_delete(
             _delete_state(backend, token)
         except StateConflict as exc:
             raise fail("Cannot delete the workspace", str(exc)) from exc
+        forgotten = len(current.resources) if current is not None else 0
     print(f'Deleted workspace "{name}".')
+    _remove_workdir(opts, forgotten)
+
+
+def _remove_workdir(opts: RunOptions, forgotten: int) -> None:
+    """Remove the deleted workspace's ``.substratus/workspaces/NAME/`` (its local artifacts,
+    runs and builds), and ``workspaces/`` when that leaves it empty — unless ``forgotten``
+    resources (``--force``) may still run from it."""
+    import shutil
+
+    from substratus.wiring import Overrides, resolve
+
+    workdir = resolve(None, opts.paths, Overrides(workspace=opts.settings.workspace)).workdir
+    if not workdir.exists():
+        return
+    shown = os.path.relpath(workdir)
+    if forgotten:
+        print(f"Kept {shown}: the {forgotten} forgotten resource(s) may still use it.")
+        return
+    try:
+        shutil.rmtree(workdir)
+        workdir.parent.rmdir()  # workspaces/, when no other workspace has a directory there
+    except OSError:
+        if workdir.exists():
+            print(f"Warning: could not remove {shown}; remove it by hand.")
 
 
 def _delete_state(backend: Backend, token: str | None) -> None:

@@ -7,7 +7,9 @@ name the implicit image builds of git/local containers.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from substratus.engine.kinds import Kind
@@ -79,3 +81,19 @@ class Address(NamedTuple):
 
     def effective_namespace(self, default: str) -> str:
         return self.namespace or default
+
+
+def closest(text: str, candidates: Iterable[str]) -> list[str]:
+    """The addresses among ``candidates`` that ``text`` most likely meant, best first (none when
+    nothing is close): those whose name is ``text`` (a bare name, ``tuned-ngram``, meaning
+    ``model.tuned-ngram`` or ``modelserver.tuned-ngram``), else the closest spelling."""
+    pool = sorted(set(candidates))
+    wanted = text.strip()
+    named = [c for c in pool if c.rpartition("/")[2].partition(".")[2] == wanted]
+    return named[:3] or difflib.get_close_matches(wanted, pool, n=1, cutoff=0.6)
+
+
+def did_you_mean(text: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean model.x?`` (with its leading space) for ``closest``, else ``""``."""
+    found = closest(text, candidates)
+    return f" Did you mean {' or '.join(found)}?" if found else ""

@@ -119,6 +119,12 @@ class ApplyResult:
         )
 
 
+def said_once(message: str, address: str) -> str:
+    """``message`` without a leading ``ADDRESS: ``: every event and failure is shown after its
+    resource's address, so a runtime's message that names it again would say it twice."""
+    return message.removeprefix(f"{address}: ")
+
+
 def apply_graph(plan: Plan, state: StateFile) -> dict[str, set[str]]:
     """What each change of ``plan`` waits for (only other changes of it). A create/update/replace
     waits for its inputs. A delete waits for every other change of a resource that depended on
@@ -373,7 +379,8 @@ class Walker:
 
         def event(kind: EventKind, message: str = "", detail: str = "") -> None:
             elapsed = time.monotonic() - start if kind is not EventKind.START else 0.0
-            self.on_event(Event(kind, change.address, change.action, message, elapsed, detail))
+            said = said_once(message, change.address)
+            self.on_event(Event(kind, change.address, change.action, said, elapsed, detail))
 
         event(EventKind.START)
         ctx = RunContext(
@@ -515,7 +522,7 @@ class Walker:
         with self._lock:
             rec = self.state.resources.get(change.address)
             if rec is None or not rec.digest:
-                raise Failure(f"{change.address} has no completed run to update the record of")
+                raise Failure("no completed run to update the record of")
             # pin the versions first: a record without them names them by its (old) digest
             updated = rec.model_copy(
                 update={

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from substratus.engine.address import Address
+from substratus.engine.address import Address, did_you_mean
 from substratus.engine.config import Config, dangling_reference, removed_reference
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.digest import (
@@ -210,7 +210,8 @@ def _unknown_addresses(req: PlanRequest, records: Mapping[str, ResourceRecord]) 
                 Diagnostic.error(
                     f"No resource {addr}",
                     f"{addr} is neither in the configuration nor in the state. Check the address "
-                    "(see `substratus state list`).",
+                    "(see `substratus state list`)."
+                    + did_you_mean(str(addr), [*map(str, req.config.resources), *records]),
                 )
             )
     for addr in req.replace:

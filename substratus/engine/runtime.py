@@ -26,6 +26,10 @@ runtimes itself; a runtime never touches the state or the graph. Contracts:
   another run, of another state, or of the same digest. It reports phases through ``ctx.phase``
   and raises ``Failure`` on failure (with the tail of the workload's log) or ``Detached`` when
   ``ctx.cancelled`` is set and it stopped waiting for work that continues on its own.
+  Its messages (``Failure``, ``Detached``, phases, notices) never name ``request.address``:
+  whoever shows them names the resource already (``model.x: detached after 1s: the job goes
+  on as pid …``); the walker drops a leading ``ADDRESS: `` that slips through
+  (``engine.apply.said_once``).
 - ``delete(request, ctx)`` removes what ``apply`` created — the versions in
   ``request.versions``, never another state's, and none another state holds — (keeping artifacts
   when asked) and waits until it is gone. Deleting something already gone is not an error.

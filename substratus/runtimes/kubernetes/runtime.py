@@ -204,7 +204,7 @@ class KubernetesRuntime:
         container = request.spec.get("container") or {}
         image = container.get("image") or (request.inputs.get("build") or {}).get("image")
         if not image:
-            raise Failure(f"{request.address} has no image", "its build did not record one")
+            raise Failure("no image to run", "its build did not record one")
         return str(image)
 
     def _input(self, request: RunRequest, role: str) -> str | None:
@@ -215,7 +215,7 @@ class KubernetesRuntime:
             Location.parse(str(url))
         except ValueError as exc:
             raise Failure(
-                f"the {role} input of {request.address} is at {url}, which a pod cannot mount",
+                f"the {role} input is at {url}, which a pod cannot mount",
                 "apply the input on the kubernetes runtime (gs://, file:// or pvc:// store)",
             ) from exc
         return str(url)
@@ -295,7 +295,7 @@ class KubernetesRuntime:
         ns, spec = request.namespace, request.spec
         model = self._input(request, "model")
         if model is None:
-            raise Failure(f"{request.address} has no model to serve")
+            raise Failure("no model to serve")
         owned_env = {"PORT": str(SERVER_PORT), **quantization_env(spec)}
         w = self._workload(request, [Mount("model", model, True)], owned_env)
         name = names.server_name(request.name, request.owner.workspace)

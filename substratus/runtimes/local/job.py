@@ -179,10 +179,7 @@ class Jobs:
         with ExitWatch(ref) as watch:
             while True:
                 if ctx.cancelled.is_set():
-                    raise Detached(
-                        f"{request.address}: the job goes on as pid {ref.pid}; "
-                        "the next apply adopts it"
-                    )
+                    raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     stop(ref)
@@ -196,8 +193,7 @@ class Jobs:
         context = (request.inputs.get("build") or {}).get("context_dir")
         if not context or not command:
             raise Failure(
-                f"{request.address} cannot run locally: it needs a git or local container "
-                "source and a command"
+                "cannot run locally: it needs a git or local container source and a command"
             )
         secrets = secret_env_names(spec)
         if secrets:

@@ -166,10 +166,10 @@ class Servers:
         if kind == "notebook" and build.get("source_dir"):
             context = build["source_dir"]  # the dev loop: work in the user's directory itself
         if not context:
-            raise Failure(f"{request.address} cannot run locally: it needs a git or local source")
+            raise Failure("cannot run locally: it needs a git or local source")
         command = _command(kind, spec, Path(str(context)))
         if not command:
-            raise Failure(f"{request.address} cannot run locally: container.command is not set")
+            raise Failure("cannot run locally: container.command is not set")
         names = secret_env_names(spec)
         if names:
             raise Failure(
@@ -181,7 +181,7 @@ class Servers:
             if path is not None:
                 links[role] = path
         if kind == "modelserver" and "model" not in links:
-            raise Failure(f"{request.address} has no model input to serve")
+            raise Failure("no model input to serve")
         extra: dict[str, Any] = {}
         if kind == "notebook":
             extra = self._notebook_artifacts(request)
@@ -258,9 +258,7 @@ class Servers:
             if healthy(request.kind, http_status(port, timeout=1.0)):
                 return
             if ctx.cancelled.is_set():
-                raise Detached(
-                    f"{request.address}: pid {ref.pid} goes on starting; the next apply adopts it"
-                )
+                raise Detached(f"pid {ref.pid} goes on starting; the next apply adopts it")
             if time.monotonic() - started > timeout:
                 stop(ref)
                 raise Failure(
