@@ -4,13 +4,14 @@ comment itself is tested through the CLI in test_comment_cli.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from substratus.ci.failure import PlanOutcome, failed_markdown, outdated_note, read_outcome
 from substratus.engine.diagnostic import Diagnostic
 from tests.render.plans import layout_problems
 
 
-def stream(*events: dict[str, object]) -> str:
+def stream(*events: Mapping[str, object]) -> str:
     return "".join(json.dumps(e) + "\n" for e in events)
 
 
@@ -27,7 +28,8 @@ def test_the_stream_says_whether_the_plan_failed() -> None:
     assert failed is not None and failed.failed and [d.summary for d in failed.errors] == ["Bad"]
     stopped = read_outcome(stream(version))
     assert stopped is not None and stopped.failed and not stopped.errors
-    assert read_outcome("") is not None and read_outcome("").failed  # never started
+    never = read_outcome("")
+    assert never is not None and never.failed  # never started
     assert read_outcome('{"format_version": "1.0"}\n{"x": 1}') is None  # not a stream
     assert read_outcome("not json") is None
 

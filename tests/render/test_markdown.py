@@ -226,7 +226,7 @@ def test_each_level_in_turn() -> None:
     """With each budget just below the previous text's size, the text gets shorter, level by
     level, each within its budget, until not even the last level fits."""
     plan = large_plan(creates=15, updates=3, replaces=4, deletes=30)
-    budget, seen = 10**9, []
+    budget, seen = 10**9, list[int]()
     while True:
         result = render_markdown_with_level(plan, sha256=SHA, budget=budget, plan_file="p.json")
         assert (

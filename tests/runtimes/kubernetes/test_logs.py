@@ -55,7 +55,7 @@ def runtime(kube_cluster: ControlPlane) -> KubernetesRuntime:
 
 
 def request_for(kind: str, namespace: str, outputs: dict[str, Any], **kw: Any) -> LogRequest:
-    spec = {"loader": {}} if kind == "dataset" else {}
+    spec: dict[str, Any] = {"loader": {}} if kind == "dataset" else {}
     return LogRequest(
         address=f"{kind}.data",
         kind=kind,

@@ -137,7 +137,7 @@ def test_sensitive_params_are_only_in_the_params_secrets(
         text = json.dumps(_all(kube_cluster, ns, plural))
         assert found or plural in ("configmaps", "events", "replicasets"), plural
         assert secret not in text, plural
-    workloads = {
+    workloads: dict[str, list[dict[str, Any] | None]] = {
         "dataset": [j for j in cluster.items("Job") if "-data-" in j["metadata"]["name"]],
         "model": [j for j in cluster.items("Job") if "-model-" in j["metadata"]["name"]],
         "server": [cluster.get("Deployment", "tiny-server")],
