@@ -1,9 +1,10 @@
 """The JSON Schema of a configuration document (``substratus.engine.schema``, issue #16).
 
 ``schema/substratus.json`` is what ``substratus schema`` prints, run as a real process; every
-document of the examples and of the golden cases is valid against it under a real JSON Schema
-validator (``jsonschema``), and documents the engine rejects for their kind or a field's type are
-invalid against it too.
+document of the examples, the golden cases and the other configurations under tests/ (the seed's
+legacy forms, the compat fixtures) is valid against it under a real JSON Schema validator
+(``jsonschema``); the input forms the engine accepts are valid, and documents the engine rejects
+for their kind or a field's type are invalid against it too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from substratus.engine.diagnostic import DiagnosticError
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schema" / "substratus.json"
 EXAMPLE_CONFIGS = sorted((ROOT / "examples").glob("*/substratus.yaml"))
-CONFIGS = EXAMPLE_CONFIGS + sorted((ROOT / "tests" / "cases").glob("*/*.yaml"))
+TESTS = ROOT / "tests"
+CONFIGS = EXAMPLE_CONFIGS + sorted(
+    set(TESTS.glob("cases/*/*.yaml")) | set(TESTS.glob("**/substratus.yaml"))
+)
 
 
 def validator() -> jsonschema.Draft202012Validator:
@@ -114,8 +118,12 @@ INVALID: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("doc", VALID.values(), ids=list(VALID))
-def test_accepted_forms_are_valid(doc: dict[str, Any]) -> None:
+def test_accepted_forms_are_valid_for_schema_and_engine(
+    doc: dict[str, Any], tmp_path: Path
+) -> None:
     assert list(validator().iter_errors(doc)) == []
+    (tmp_path / "substratus.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    load_config([str(tmp_path)])
 
 
 @pytest.mark.parametrize("doc", INVALID.values(), ids=list(INVALID))
