@@ -25,6 +25,7 @@ from substratus.cli.logs import logs
 from substratus.cli.notebook import notebook
 from substratus.cli.output import output
 from substratus.cli.plan import plan
+from substratus.cli.schema import schema
 from substratus.cli.show import show
 from substratus.cli.state import (
     force_unlock,
@@ -74,6 +75,7 @@ app.command("force-unlock")(force_unlock)
 app.command()(output)
 app.command()(logs)
 app.command()(completion)
+app.command()(schema)
 state_app.command("list")(state_list)
 state_app.command("show")(state_show)
 state_app.command("rm")(state_rm)
