@@ -21,6 +21,7 @@ from substratus.cli.comment import comment
 from substratus.cli.completion import COMPLETE_VAR, completion
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
 from substratus.cli.graph import graph
+from substratus.cli.helptext import WordsCommand
 from substratus.cli.logs import logs
 from substratus.cli.notebook import notebook
 from substratus.cli.output import output
@@ -70,22 +71,22 @@ workspace_app = typer.Typer(
 
 # -- every command, in the order --help lists them ---------------------------------------------
 for command in (validate, plan, apply, destroy, version, notebook, graph, comment, show):
-    app.command()(command)
-app.command("force-unlock")(force_unlock)
-app.command()(output)
-app.command()(logs)
-app.command()(completion)
-app.command()(schema)
-state_app.command("list")(state_list)
-state_app.command("show")(state_show)
-state_app.command("rm")(state_rm)
-state_app.command("pull")(state_pull)
-state_app.command("push")(state_push)
-state_app.command("recover")(state_recover)
+    app.command(cls=WordsCommand)(command)
+app.command("force-unlock", cls=WordsCommand)(force_unlock)
+app.command(cls=WordsCommand)(output)
+app.command(cls=WordsCommand)(logs)
+app.command(cls=WordsCommand)(completion)
+app.command(cls=WordsCommand)(schema)
+state_app.command("list", cls=WordsCommand)(state_list)
+state_app.command("show", cls=WordsCommand)(state_show)
+state_app.command("rm", cls=WordsCommand)(state_rm)
+state_app.command("pull", cls=WordsCommand)(state_pull)
+state_app.command("push", cls=WordsCommand)(state_push)
+state_app.command("recover", cls=WordsCommand)(state_recover)
 app.add_typer(state_app, name="state")
-workspace_app.command("list")(workspace_list)
-workspace_app.command("select")(workspace_select)
-workspace_app.command("delete")(workspace_delete)
+workspace_app.command("list", cls=WordsCommand)(workspace_list)
+workspace_app.command("select", cls=WordsCommand)(workspace_select)
+workspace_app.command("delete", cls=WordsCommand)(workspace_delete)
 app.add_typer(workspace_app, name="workspace")
 
 

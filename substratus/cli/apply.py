@@ -41,8 +41,9 @@ ExpectSha256 = Annotated[
     str | None,
     typer.Option(
         "--expect-sha256",
+        metavar="HEX|pr",
         help="Refuse a saved plan whose SHA-256 differs (the hash shown in review); `pr` "
-        "reads it from the plan comment on the pull request.",
+        "reads it from the plan comment on the pull request (default: not checked).",
     ),
 ]
 

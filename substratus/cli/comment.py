@@ -36,16 +36,20 @@ def comment(
     planfile: Annotated[
         Path,
         typer.Argument(
+            metavar="PLANFILE",
             help="The plan saved with `plan --out`, or what `plan --json` printed (a failed "
-            "plan is posted as failed)."
+            "plan is posted as failed).",
         ),
     ],
     pr: Annotated[
-        int | None, typer.Option("--pr", help="Pull request number (default: from the event).")
+        int | None,
+        typer.Option("--pr", metavar="N", help="Pull request number (default: from the event)."),
     ] = None,
     repo: Annotated[
         str | None,
-        typer.Option("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)."),
+        typer.Option(
+            "--repo", metavar="OWNER/NAME", help="The repository (default: $GITHUB_REPOSITORY)."
+        ),
     ] = None,
     files: Files = None,
     workspace: Workspace = "default",

@@ -18,11 +18,13 @@ def graph(
     ctx: typer.Context,
     planfile: Annotated[
         Path | None,
-        typer.Argument(help="A saved plan: show all its resources coloured by action."),
+        typer.Argument(
+            metavar="PLANFILE", help="A saved plan: show all its resources coloured by action."
+        ),
     ] = None,
     files: Files = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="dot (Graphviz) or mermaid.")
+        str, typer.Option("--format", metavar="dot|mermaid", help="Graphviz dot, or mermaid.")
     ] = "dot",
     namespace: Namespace = None,
 ) -> None:

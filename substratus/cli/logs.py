@@ -37,14 +37,19 @@ Follow = Annotated[
 ]
 Tail = Annotated[
     int | None,
-    typer.Option("--tail", min=0, metavar="N", help="Only the last N lines (then new ones)."),
+    typer.Option(
+        "--tail", min=0, metavar="N", help="Only the last N lines (then new ones; default: all)."
+    ),
 ]
 
 
 def logs(
     ctx: typer.Context,
     address: Annotated[
-        str, typer.Argument(help="Address, e.g. model.falcon-7b", autocompletion=complete)
+        str,
+        typer.Argument(
+            metavar="ADDR", help="Address, e.g. model.falcon-7b", autocompletion=complete
+        ),
     ],
     follow: Follow = False,
     tail: Tail = None,

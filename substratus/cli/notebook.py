@@ -39,34 +39,54 @@ from substratus.cli.options import (
 )
 from substratus.engine.diagnostic import fail
 
+Name = Annotated[
+    str | None, typer.Argument(metavar="NAME", help="A Notebook of the configuration.")
+]
+Directory = Annotated[
+    Path | None,
+    typer.Option(
+        "-d",
+        "--dir",
+        metavar="DIR",
+        help="A directory with a Dockerfile/notebook.sh: its notebook (default: none).",
+    ),
+]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="ADDR",
+        help="model.NAME or dataset.NAME: a notebook with its image, params and inputs "
+        "(default: none).",
+    ),
+]
+Port = Annotated[
+    int, typer.Option("--port", metavar="PORT", help="Local port (or the next free one).")
+]
+NoOpenBrowser = Annotated[bool, typer.Option("--no-open-browser", help="Print the URL only.")]
+NoSuspend = Annotated[
+    bool, typer.Option("--no-suspend", help="Leave the notebook running on exit.")
+]
+JupyterTimeout = Annotated[
+    str,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="How long to wait for Jupyter, e.g. 600, 90s, 20m, 1h30m.",
+    ),
+]
+
 
 def notebook(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="A Notebook of the configuration.")] = None,
-    directory: Annotated[
-        Path | None,
-        typer.Option(
-            "-d", "--dir", help="A directory with a Dockerfile/notebook.sh: its notebook."
-        ),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="model.NAME or dataset.NAME: a notebook with its image, params and inputs.",
-        ),
-    ] = None,
+    name: Name = None,
+    directory: Directory = None,
+    source: Source = None,
     files: Files = None,
-    port: Annotated[int, typer.Option("--port", help="Local port (or the next free one).")] = 8888,
-    no_open_browser: Annotated[
-        bool, typer.Option("--no-open-browser", help="Print the URL only.")
-    ] = False,
-    no_suspend: Annotated[
-        bool, typer.Option("--no-suspend", help="Leave the notebook running on exit.")
-    ] = False,
-    timeout: Annotated[
-        str, typer.Option("--timeout", help="How long to wait for Jupyter, e.g. 20m.")
-    ] = "20m",
+    port: Port = 8888,
+    no_open_browser: NoOpenBrowser = False,
+    no_suspend: NoSuspend = False,
+    timeout: JupyterTimeout = "20m",
     auto_approve: AutoApprove = False,
     workspace: Workspace = "default",
     state: StateUrl = None,
@@ -84,9 +104,9 @@ def notebook(
     Examples: substratus notebook falcon-7b-dev; substratus notebook -d ./experiments;
     substratus notebook --from model.falcon-7b-k8s
     """
+    wait = parse_duration(timeout, "--timeout")
     if sum(x is not None for x in (name, directory, source)) > 1:
         raise fail("Give one notebook", "Use NAME, -d DIR or --from model.NAME, not several.")
-    wait = parse_duration(timeout)
     opts = RunOptions.from_params(ctx.params, timeout=None)  # its --timeout: waiting for Jupyter
     from substratus.cli.notebook_steps import run  # the engine: imported when the command runs
 

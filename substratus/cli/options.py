@@ -10,6 +10,7 @@ group of ``RunOptions`` it belongs to and read it in that group's ``from_params`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ Files = Annotated[
     typer.Option(
         "-f",
         "--file",
+        metavar="PATH",
         help="Configuration file or directory of *.yaml (repeatable; default: .).",
         envvar="SUBSTRATUS_FILE",
     ),
@@ -63,6 +65,7 @@ Workspace = Annotated[
     str,
     typer.Option(
         "--workspace",
+        metavar="NAME",
         help="State workspace (default: the one `workspace select` chose, else default).",
         envvar="SUBSTRATUS_WORKSPACE",
         callback=_workspace,
@@ -72,7 +75,9 @@ StateUrl = Annotated[
     str | None,
     typer.Option(
         "--state",
-        help="State backend: file://DIR (default <config dir>/.substratus/state) or gs://BUCKET/PREFIX.",
+        metavar="URL",
+        help="State backend: file://DIR or gs://BUCKET/PREFIX (default: the Project's, else "
+        ".substratus/state next to the configuration).",
         envvar="SUBSTRATUS_STATE",
     ),
 ]
@@ -80,7 +85,8 @@ RuntimeOpt = Annotated[
     str | None,
     typer.Option(
         "--runtime",
-        help="Where resources run: local (default) or kubernetes.",
+        metavar="NAME",
+        help="Where resources run: local or kubernetes (default: the Project's, else local).",
         envvar="SUBSTRATUS_RUNTIME",
     ),
 ]
@@ -88,7 +94,9 @@ ArtifactsOpt = Annotated[
     str | None,
     typer.Option(
         "--artifacts",
-        help="Artifact store URL (default <config dir>/.substratus/artifacts).",
+        metavar="URL",
+        help="Artifact store URL (default: the Project's, else .substratus/artifacts next to "
+        "the configuration).",
         envvar="SUBSTRATUS_ARTIFACTS",
     ),
 ]
@@ -96,21 +104,25 @@ Namespace = Annotated[
     str | None,
     typer.Option(
         "--namespace",
-        help="Default namespace for resources that name none.",
+        metavar="NAME",
+        help="Namespace for resources that name none (default: the Project's, else default).",
         envvar="SUBSTRATUS_NAMESPACE",
     ),
 ]
 Context = Annotated[
     str | None,
     typer.Option(
-        "--context", help="Kubernetes context (kubernetes runtime).", envvar="SUBSTRATUS_CONTEXT"
+        "--context",
+        metavar="NAME",
+        help="Kubernetes context (kubernetes runtime; default: the kubeconfig's current one).",
+        envvar="SUBSTRATUS_CONTEXT",
     ),
 ]
 Lock = Annotated[
     bool,
     typer.Option(
         "--lock/--no-lock",
-        help="Lock the state while working (default: lock).",
+        help="Lock the state while working.",
         envvar="SUBSTRATUS_LOCK",
     ),
 ]
@@ -118,7 +130,8 @@ LockTimeout = Annotated[
     str,
     typer.Option(
         "--lock-timeout",
-        help="How long to wait for a held lock, e.g. 0s, 30s, 5m.",
+        metavar="DURATION",
+        help="How long to wait for a held lock, e.g. 0, 30s, 5m, 1h30m (0: do not wait).",
         envvar="SUBSTRATUS_LOCK_TIMEOUT",
     ),
 ]
@@ -136,6 +149,7 @@ Parallelism = Annotated[
     typer.Option(
         "--parallelism",
         min=1,
+        metavar="N",
         help="How many resources to apply at once.",
         envvar="SUBSTRATUS_PARALLELISM",
     ),
@@ -144,7 +158,8 @@ Target = Annotated[
     list[str] | None,
     typer.Option(
         "--target",
-        help="Limit to this address and its dependencies (repeatable).",
+        metavar="ADDR",
+        help="Limit to this address and its dependencies (repeatable; default: everything).",
         autocompletion=complete,
     ),
 ]
@@ -152,7 +167,8 @@ Replace = Annotated[
     list[str] | None,
     typer.Option(
         "--replace",
-        help="Force this address to be replaced / run again (repeatable).",
+        metavar="ADDR",
+        help="Force this address to be replaced / run again (repeatable; default: none).",
         autocompletion=complete,
     ),
 ]
@@ -175,8 +191,13 @@ NoInput = Annotated[
     ),
 ]
 Timeout = Annotated[
-    float | None,
-    typer.Option("--timeout", help="Seconds to wait for a server or notebook to become ready."),
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="How long to wait for a server or notebook to become ready, e.g. 600, 90s, 20m, "
+        "1h30m (default: the runtime's, 2m locally, 15m on Kubernetes).",
+    ),
 ]
 Strict = Annotated[
     bool,
@@ -195,26 +216,49 @@ MaxCost = Annotated[
         metavar="USD",
         help="Fail before anything runs when the plan's jobs are estimated to cost more than "
         "USD (jobs of unknown duration are not counted). With a saved plan, its recorded "
-        "estimate is checked.",
+        "estimate is checked (default: no limit).",
         envvar="SUBSTRATUS_MAX_COST",
     ),
 ]
 ProgressJson = Annotated[bool, typer.Option("--json", help="Stream progress as NDJSON.")]
 PlanFile = Annotated[
     Path | None,
-    typer.Argument(help="A plan saved with `plan --out`; applied exactly, without a prompt."),
+    typer.Argument(
+        metavar="PLANFILE",
+        help="A plan saved with `plan --out`; applied exactly, without a prompt.",
+    ),
 ]
 
 
-def parse_duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_EXAMPLES = "90 (seconds), 90s, 20m, 1h30m"
+
+
+def parse_duration(text: str, flag: str = "--lock-timeout") -> float:
+    """The seconds of a duration: plain seconds (``90``, ``1.5``) or numbers with units ``h``,
+    ``m``, ``s``, ``ms`` in a row (``90s``, ``20m``, ``1h30m``). Anything else — negative, NaN,
+    infinite, no number — is one error naming ``flag``. Only ``re``: no start-up cost."""
     t = text.strip().lower()
-    for suffix in ("ms", "s", "m", "h"):
-        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(t[: -len(suffix)]) * units[suffix]
-    if t.replace(".", "", 1).isdigit():
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
         return float(t)
-    raise fail(f"Invalid duration {text!r}", "Write a duration like 0s, 30s, 2m or 1h.")
+    parts = _DURATION_PART.findall(t)
+    if parts and "".join(n + u for n, u in parts) == t:
+        return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    raise fail(f"Invalid {flag} {text.strip()}", f"{flag} {_duration_problem(t)}")
+
+
+def _duration_problem(text: str) -> str:
+    """Why ``text`` is no duration, as the end of a sentence starting with the flag."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None and not math.isfinite(number):
+        return f"takes a finite number of seconds or a duration: {DURATION_EXAMPLES}."
+    if number is not None or text.startswith("-"):
+        return f"takes a positive number of seconds or a duration: {DURATION_EXAMPLES}."
+    return f"takes a duration: {DURATION_EXAMPLES}."
 
 
 def addresses(
@@ -286,7 +330,7 @@ class PlanFlags:
 @dataclass(frozen=True)
 class ApplyFlags:
     """How to apply: ``--auto-approve``, ``--no-input``, ``--parallelism``, ``--timeout``
-    (seconds)."""
+    (a duration, here in seconds)."""
 
     auto_approve: bool = False
     no_input: bool = False
@@ -295,19 +339,21 @@ class ApplyFlags:
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> ApplyFlags:
-        """Refuses a ``--timeout`` that is not a positive number of seconds."""
-        timeout = _finite(p.get("timeout"), "--timeout", "e.g. --timeout 600 (seconds)")
+        """Refuses a ``--timeout`` that is not a positive duration (``parse_duration``)."""
+        given = p.get("timeout")
+        timeout = None if given is None else parse_duration(str(given), "--timeout")
         if timeout is not None and timeout <= 0:
             raise fail(
-                f"Invalid --timeout {timeout:g}",
-                "The timeout is how many seconds to wait for a server or notebook to become "
-                "ready: give a positive number, e.g. --timeout 600, or leave it out.",
+                f"Invalid --timeout {str(given).strip()}",
+                "The timeout is how long to wait for a server or notebook to become ready: "
+                "give a positive number of seconds or a duration, e.g. --timeout 600 or "
+                "--timeout 20m, or leave it out.",
             )
         return cls(
             auto_approve=bool(p.get("auto_approve", False)),
             no_input=bool(p.get("no_input", False)),
             parallelism=int(p.get("parallelism", 10)),
-            timeout=p.get("timeout"),
+            timeout=timeout,
         )
 
 
@@ -320,7 +366,10 @@ class LockFlags:
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> LockFlags:
-        return cls(enabled=bool(p.get("lock", True)), timeout=str(p.get("lock_timeout", "0s")))
+        """Refuses a ``--lock-timeout`` that is no duration (``parse_duration``) up front."""
+        timeout = str(p.get("lock_timeout", "0s"))
+        parse_duration(timeout, "--lock-timeout")
+        return cls(enabled=bool(p.get("lock", True)), timeout=timeout)
 
 
 @dataclass(frozen=True)

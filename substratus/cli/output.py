@@ -14,7 +14,12 @@ from substratus.cli.options import Files, RunOptions, StateUrl, Workspace
 def output(
     ctx: typer.Context,
     address: Annotated[
-        str | None, typer.Argument(help="Only this resource.", autocompletion=complete)
+        str | None,
+        typer.Argument(
+            metavar="ADDR",
+            help="Only this resource (default: all).",
+            autocompletion=complete,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
     files: Files = None,

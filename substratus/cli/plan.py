@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 Out = Annotated[
     Path | None,
     typer.Option(
-        "--out", "-o", help="Save the plan (JSON) to this file, to apply exactly it later."
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="Save the plan (JSON) to this file, to apply exactly it later (default: not saved).",
     ),
 ]
 DetailedExitcode = Annotated[
@@ -52,7 +55,11 @@ PlanJson = Annotated[
 ]
 PlanFormat = Annotated[
     str,
-    typer.Option("--format", help="text (Terraform-style), or markdown (a pull-request comment)."),
+    typer.Option(
+        "--format",
+        metavar="text|markdown",
+        help="text (Terraform-style), or markdown (a pull-request comment).",
+    ),
 ]
 
 

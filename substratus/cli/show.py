@@ -15,7 +15,8 @@ from substratus.engine.diagnostic import fail
 def show(
     ctx: typer.Context,
     planfile: Annotated[
-        Path | None, typer.Argument(help="A saved plan; without it, the state is shown.")
+        Path | None,
+        typer.Argument(metavar="PLANFILE", help="A saved plan; without it, the state is shown."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
     files: Files = None,
@@ -23,7 +24,10 @@ def show(
     state: StateUrl = None,
     no_color: NoColor = False,
     output_format: Annotated[
-        str, typer.Option("--format", help="text, or markdown (a pull-request comment).")
+        str,
+        typer.Option(
+            "--format", metavar="text|markdown", help="text, or markdown (a pull-request comment)."
+        ),
     ] = "text",
 ) -> None:
     """Show a saved plan, or the current state.

@@ -78,7 +78,8 @@ def state_list(
 def state_show(
     ctx: typer.Context,
     address: Annotated[
-        str, typer.Argument(help="Address, e.g. model.base", autocompletion=complete)
+        str,
+        typer.Argument(metavar="ADDR", help="Address, e.g. model.base", autocompletion=complete),
     ],
     files: Files = None,
     workspace: Workspace = "default",
@@ -96,7 +97,8 @@ def state_show(
 def state_rm(
     ctx: typer.Context,
     addresses: Annotated[
-        list[str], typer.Argument(help="Addresses to forget.", autocompletion=complete)
+        list[str],
+        typer.Argument(metavar="ADDR", help="Addresses to forget.", autocompletion=complete),
     ],
     files: Files = None,
     workspace: Workspace = "default",
@@ -141,7 +143,9 @@ def state_pull(
 
 def state_push(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="A state JSON file (from `state pull`).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A state JSON file (from `state pull`).")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Skip lineage/serial checks.")] = False,
     files: Files = None,
     workspace: Workspace = "default",
@@ -222,6 +226,7 @@ def state_recover(
         Path | None,
         typer.Option(
             "--from",
+            metavar="FILE",
             help="A copy of the state the journal continues (default: the backend's own copies).",
         ),
     ] = None,
@@ -257,7 +262,9 @@ def state_recover(
 
 def force_unlock(
     ctx: typer.Context,
-    lock_id: Annotated[str, typer.Argument(help="The lock ID shown in the lock error.")],
+    lock_id: Annotated[
+        str, typer.Argument(metavar="LOCK_ID", help="The lock ID shown in the lock error.")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation.")] = False,
     files: Files = None,
     workspace: Workspace = "default",

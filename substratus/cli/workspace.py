@@ -49,7 +49,7 @@ def workspace_list(
 
 def workspace_select(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The workspace to use from now on.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The workspace to use from now on.")],
     files: Files = None,
     state: StateUrl = None,
 ) -> None:
@@ -79,7 +79,7 @@ def workspace_select(
 
 def workspace_delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The workspace to delete.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The workspace to delete.")],
     force: Annotated[
         bool, typer.Option("--force", help="Delete even if its state records resources.")
     ] = False,
