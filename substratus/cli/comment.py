@@ -11,7 +11,8 @@ all) posts the failure instead — the comment then says the plan failed, with t
 that the plan it showed before is outdated — and the command exits 1, as the plan did. A failed
 plan names no workspace or directory, so ``-f``/``--workspace`` say which comment it replaces
 (the same as the plan's). Every comment names the commit and links the CI run
-(``ci.comment.run_info``); plan file names are shown relative to the working directory.
+(``ci.comment.run_info``); plan file names are shown relative to the working directory, and
+no absolute path under the repository root is posted (``ci.comment.repo_paths``).
 """
 
 from __future__ import annotations
@@ -138,10 +139,12 @@ def _post_plan(planfile: Path, pr: int | None, repo: str | None) -> None:
 
 def _summary(render: Callable[[int], str], plan_file: str) -> bool:
     """Write ``render(room)`` to the job summary when there is one (``room``: bytes left)."""
-    from substratus.ci.comment import summary_room, write_step_summary
+    from substratus.ci.comment import repo_paths, summary_room, write_step_summary
 
     room = summary_room(os.environ)
-    return room is not None and write_step_summary(os.environ, render(room), plan_file)
+    if room is None:
+        return False
+    return write_step_summary(os.environ, repo_paths(render(room)), plan_file)
 
 
 def _post_failure(
@@ -179,8 +182,8 @@ def _client(api_url: str, token: str) -> GitHub:
 
 
 def _upsert(client: GitHub, repo: str, pr: int, body: str, mark: str, note: str) -> None:
-    from substratus.ci.comment import upsert
+    from substratus.ci.comment import repo_paths, upsert
 
-    result = upsert(client, repo, pr, body, mark)
+    result = upsert(client, repo, pr, repo_paths(body), mark)
     verb = {"created": "Posted", "updated": "Updated", "unchanged": "Kept"}[result.action]
     print(f"{verb} the plan comment on {repo}#{pr}{note}: {result.url}")

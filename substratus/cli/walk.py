@@ -99,16 +99,16 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
     where = f" (workspace {plan.workspace})" if plan.workspace != "default" else ""
     if result.ok and not as_json:
         if plan.mode is Mode.DESTROY:
-            print(f"\nDestroy complete{where}! Resources: {s['destroy']} destroyed.")
+            print(f"\nDestroy complete{where}! Resources: {s['destroy']:,} destroyed.")
         elif plan.mode is Mode.REFRESH_ONLY:
             print(
-                f"\nApply complete{where}! Recorded {len(result.done)} change(s) made outside "
+                f"\nApply complete{where}! Recorded {len(result.done):,} change(s) made outside "
                 "substratus."
             )
         else:
             print(
-                f"\nApply complete{where}! Resources: {s['add']} added, {s['change']} changed, "
-                f"{s['destroy']} destroyed."
+                f"\nApply complete{where}! Resources: {s['add']:,} added, {s['change']:,} changed, "
+                f"{s['destroy']:,} destroyed."
             )
     if not result.ok:
         raise typer.Exit(EXIT_ERROR)

@@ -72,6 +72,7 @@ class ReasonCode(enum.StrEnum):
     TAINTED = "tainted"
     REQUESTED = "requested"
     NOT_IN_CONFIG = "not_in_config"
+    UNUSED_BUILD = "unused_build"  # an implicit build no configured resource uses any more
     DESTROY = "destroy"
     ADOPT = "adopt"
     EXTERNAL = "external"

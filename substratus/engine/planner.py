@@ -190,8 +190,28 @@ def _plan_configured(
         wanted = {str(t) for t in req.targets}
         for a in _reverse_state_order(records, removed):
             if not wanted or a in wanted:
-                why = f"{a} is not in the configuration"
-                changes[a] = _delete(records[a], a, Why.NOT_IN_CONFIG, why, errors)
+                code, why = _removed_reason(a, records, configured)
+                changes[a] = _delete(records[a], a, code, why, errors)
+
+
+def _removed_reason(
+    address: str, records: Mapping[str, ResourceRecord], configured: set[str]
+) -> tuple[Why, str]:
+    """Why a recorded resource no longer configured goes away. An implicit build (``build.*``,
+    made from a ``container.local``/``git`` source, never written in the configuration) goes
+    because what used it no longer does: its users' source changed (they now use another
+    build) or its users are gone."""
+    if records[address].kind != "build":
+        return Why.NOT_IN_CONFIG, f"{address} is not in the configuration"
+    users = sorted(k for k, r in records.items() if address in r.dependencies)
+    staying = [u for u in users if u in configured]
+    if staying:
+        verb = "builds" if len(staying) == 1 else "build"
+        return (
+            Why.UNUSED_BUILD,
+            f"its source changed: {', '.join(staying)} no longer {verb} from it",
+        )
+    return Why.UNUSED_BUILD, "no resource in the configuration uses its source any more"
 
 
 def _remarked(res: Resource, rec: ResourceRecord | None) -> bool:

@@ -252,7 +252,7 @@ def test_a_10000_resource_plan_fits_keeps_its_reasons_and_has_no_long_line(
     checkout.run("comment", "big.json")
     body = str(the_comment(github_server)["body"])
     assert len(body) <= 65_536
-    assert "**Plan: 9950 to add, 0 to change, 3000 to destroy.**" in body
+    assert "**Plan: 9,950 to add, 0 to change, 3,000 to destroy. Replacements: 2,950," in body
     flat = body.replace("\n>     ", " ")  # a wrapped paragraph of the warning, on one line
     assert (
         "> **`-/+` 2,950 replaced** because build.big2 changed (spec.contentHash): "
