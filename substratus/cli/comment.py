@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from substratus.ci.failure import PlanOutcome
     from substratus.ci.github import GitHub
+    from substratus.engine.diagnostic import Diagnostic
 
 
 def comment(
@@ -158,6 +159,7 @@ def _post_failure(
     from substratus.wiring import config_dir
 
     env = os.environ
+    outcome = repo_located(outcome)
     base = config_dir(files)
     ctx = github_context(env, pr=pr, repo=repo)
     mark = marker(workspace, base, environ=env)
@@ -173,6 +175,22 @@ def _post_failure(
     )
     _summary(lambda room: body, "PLANFILE")
     _upsert(client, ctx.repo, ctx.pr, body, mark, " (the plan failed)")
+
+
+def repo_located(outcome: PlanOutcome) -> PlanOutcome:
+    """``outcome`` with each error's file relative to the repository root (the stream names it
+    relative to the directory the plan ran in, this one): what a reader of the pull request
+    finds in the repository, ``ml/substratus.yaml`` also when the plan ran in ``ml/``."""
+    from dataclasses import replace
+
+    from substratus.ci.comment import repo_relative
+
+    def moved(d: Diagnostic) -> Diagnostic:
+        if d.source is None:
+            return d
+        return replace(d, source=replace(d.source, file=repo_relative(d.source.file)))
+
+    return replace(outcome, errors=tuple(moved(d) for d in outcome.errors))
 
 
 def _client(api_url: str, token: str) -> GitHub:

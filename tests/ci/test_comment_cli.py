@@ -319,3 +319,26 @@ def test_the_example_workflow_posts_the_plan_and_also_a_failed_plan(
     body = str(the_comment(github_server)["body"])
     assert "**The plan failed.**" in body and "Unknown kind 'Datasett'" in body
     assert "(**Plan: 8 to add, 0 to change, 0 to destroy.**, planned at commit" in body
+
+
+def test_no_absolute_path_of_the_runner_is_posted(
+    checkout: Checkout, github_server: FakeGitHub
+) -> None:
+    """Paths in the comment are relative to the repository: a plan run in ``ml/`` names
+    ``ml/substratus.yaml``, and no absolute path of the runner (a plan file, a ``-f``) shows."""
+    checkout.edit("kind: Dataset", "kind: Datasett")
+    ml = Checkout(checkout.root / "ml", checkout.env)
+    stream = ml.plan_json(check=1)  # a CI step with working-directory: ml
+    assert '"file": "substratus.yaml"' in stream.read_text()
+    ml.run("comment", str(stream), check=1)
+    body = str(the_comment(github_server)["body"])
+    summary = checkout.summary.read_text(encoding="utf-8")
+    for text in (body, summary):
+        assert "on ml/substratus.yaml:2, kind" in text
+
+    checkout.edit("kind: Datasett", "kind: Dataset")
+    checkout.run("plan", "-f", str(checkout.root / "ml"), "--out", str(checkout.root / "p.json"))
+    checkout.run("comment", str(checkout.root / "p.json"))
+    body = str(the_comment(github_server)["body"])
+    assert str(checkout.root) not in body and str(checkout.root) not in checkout.summary.read_text()
+    assert "`substratus apply p.json --expect-sha256 " in body
