@@ -22,6 +22,7 @@ import pytest
 from substratus import __version__
 from substratus.engine.plan import Action, Input, Mode, Plan, Reason, ReasonCode, ResourceChange
 from substratus.engine.plan_document import plan_text
+from tests.render.gfm import gfm_problems
 from tests.render.plans import layout_problems
 from tests.support.github_server import PR, REPO, TOKEN, FakeGitHub
 
@@ -109,6 +110,7 @@ def assert_golden(name: str, body: str) -> None:
     assert path.exists(), f"no expectation yet: run with UPDATE_GOLDEN=1 and review {name}"
     assert text == path.read_text(encoding="utf-8")
     assert layout_problems(body) == []
+    assert gfm_problems(body) == []
 
 
 def test_the_comment_names_its_commit_and_run_and_the_summary_holds_the_diffs(
