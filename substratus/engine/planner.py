@@ -8,7 +8,9 @@ hands everything here. Rules:
 - digest changed → ``replace`` for builds, Datasets and Models (run again into a new version),
   ``update`` in place for ModelServers and Notebooks; reasons name the changed fields (deepdiff on
   this resource only) and the changed dependencies ("dataset.x changed");
-- in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``);
+- in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``) with
+  reason ``not_in_config``; an implicit build no configured resource uses any more is deleted with
+  reason ``unused_build`` (its users' source changed, or its users are gone);
 - drift: recorded but missing → ``create`` again; unhealthy, or artifacts changed outside
   substratus → ``update``/``replace``;
 - ``tainted`` or ``--replace`` → ``replace`` (``create`` for a tainted record whose first apply

@@ -3,7 +3,8 @@
 ``render_plan(plan, color=False)`` returns the text ``substratus plan`` prints: drift first
 ("Objects have changed outside of substratus"), the symbol legend, one block per change with its
 reasons and field diffs (``# forces replacement`` on the fields that force a replacement), then
-``Plan: A to add, C to change, D to destroy.`` and, as Terraform prints more sections after that
+``Plan: A to add, C to change, D to destroy.`` (``summary_line``: a replacement counted in both,
+and said so) and, as Terraform prints more sections after that
 line, the estimate of what the apply will consume (``engine.estimate_text``). It is deterministic
 (golden-tested) and does no I/O.
 """
