@@ -175,15 +175,21 @@ def render_diagnostic(d: Diagnostic, paint: Painter | None = None) -> str:
 
 def summary_line(plan: Plan) -> str:
     """``Plan: A to add, C to change, D to destroy.``, counted as Terraform counts: a replacement
-    is one add and one destroy. When there are replacements a second sentence says so, and
-    whether the replaced resources keep their previous version (the versioned kinds, datasets
-    and models, keep it for a roll-back): "Replacements: 2, counted in both add and destroy;
-    their previous versions are kept." Numbers have thousands separators (as everywhere)."""
+    is one add and one destroy, and ``replacement_note`` says so. Numbers have thousands
+    separators (as everywhere)."""
     s = plan.summary()
     line = f"Plan: {s['add']:,} to add, {s['change']:,} to change, {s['destroy']:,} to destroy."
+    return line + replacement_note(plan)
+
+
+def replacement_note(plan: Plan) -> str:
+    """When ``plan`` replaces resources, a sentence (with a leading space) saying they are
+    counted in both add and destroy, and whether the replaced resources keep their previous
+    version (the versioned kinds, datasets and models, keep it for a roll-back): " Replacements:
+    2, counted in both add and destroy; their previous versions are kept." "" without any."""
     replaced = [c for c in plan.resource_changes if c.action is Action.REPLACE]
     if not replaced:
-        return line
+        return ""
     n, kept = len(replaced), sum(1 for c in replaced if versioned(c.kind))
     note = f" Replacements: {n:,}, counted in both add and destroy"
     if kept == n:
@@ -191,7 +197,7 @@ def summary_line(plan: Plan) -> str:
     elif kept:
         which = "keeps its previous version" if kept == 1 else "keep their previous versions"
         note += f"; {kept:,} {which}"
-    return f"{line}{note}."
+    return f"{note}."
 
 
 def _drift_lines(plan: Plan, paint: Painter) -> list[str]:

@@ -1,8 +1,8 @@
 """The plan's counts and reasons mean what they say, through the real CLI (local runtime, file
 state): a replacement is counted as Terraform counts it (one add and one destroy) and the summary
-line says so, and that the replaced dataset keeps its previous version; an implicit build that
-goes away says why (its user's source changed, or nothing uses it any more), never "not in the
-configuration", which it never was."""
+line (and the apply's) says so, and that the replaced dataset keeps its previous version; an
+implicit build that goes away says why (its user's source changed, or nothing uses it any
+more), never "not in the configuration", which it never was."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def test_a_moved_source_replaces_and_its_old_build_goes_because_the_source_chang
     assert reasons(p, "build.loader") == [
         "unused_build: its source changed: dataset.corpus no longer builds from it"
     ]
+
+    done = p.run("apply", "--auto-approve").stdout
+    assert (
+        "Apply complete! Resources: 2 added, 0 changed, 2 destroyed. Replacements: 1, counted in "
+        "both add and destroy; its previous version is kept." in done
+    )
 
 
 def test_a_build_nothing_uses_goes_because_nothing_uses_it(tmp_path: Path) -> None:
