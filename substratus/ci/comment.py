@@ -6,6 +6,8 @@
   repository root (``$GITHUB_WORKSPACE``, else ``git rev-parse --show-toplevel``, else kept as
   given) and normalised: posix separators, no trailing slash, ``.`` for the root. Values are
   percent-encoded, so a marker never contains spaces or ``-->`` of its own.
+- ``repo_paths(text, environ)``: every absolute path under the repository root in a comment or
+  job summary made relative to it (the root itself ``.``): the runner's paths are never posted.
 - ``upsert(client, repo, number, body, marker)`` puts the marker at the top of ``body`` and finds
   OUR earlier comment: one whose body STARTS with the marker (a reply that quotes it, or a text
   that merely mentions it, does not count) and whose author is trusted: a bot (``user.type`` Bot:
@@ -54,7 +56,7 @@ from typing import Any, Literal, NamedTuple
 from substratus.ci.github import DEFAULT_API_URL, GitHub, GitHubError, repo_path
 from substratus.engine.backoff import GaveUp, retry
 from substratus.engine.markdown_parts import RunInfo
-from substratus.engine.mdtext import code_span
+from substratus.engine.mdtext import code_span, escape_html, escape_md
 
 MAX_BODY = 65536  # characters: GitHub's "Body is too long (maximum is 65536 characters)"
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step
@@ -95,6 +97,28 @@ def repo_relative(path: str | os.PathLike[str], environ: Mapping[str, str] | Non
         except ValueError:
             pass  # outside the repository: as given
     return _normalise(Path(path).as_posix())
+
+
+def repo_paths(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` (a comment or job summary about to be posted) with every absolute path under the
+    repository root made relative to it, so the runner's directories are never posted:
+    ``/home/runner/work/r/r/ml/substratus.yaml`` becomes ``ml/substratus.yaml`` and the root
+    itself ``.``. The root is ``$GITHUB_WORKSPACE``, else the git top level of the working
+    directory (no root: ``text`` unchanged); it is found as given and as its real path, plain
+    and as Markdown or HTML escapes it. Only shortens ``text``."""
+    env = os.environ if environ is None else environ
+    root = env.get("GITHUB_WORKSPACE") or _git_toplevel(Path.cwd())
+    if not root or not os.path.isabs(root):
+        return text
+    forms = {root.rstrip("/"), os.path.realpath(root)}
+    forms |= {escape_md(f) for f in forms} | {escape_html(f) for f in forms}
+    for form in sorted((f for f in forms if len(f) > 1), key=len, reverse=True):
+        text = re.sub(
+            rf"(?<![\w./-]){re.escape(form)}(?:/|(?![\w-]|\.[\w.-]))",
+            lambda m: "" if m.group(0).endswith("/") else ".",
+            text,
+        )
+    return text
 
 
 def _normalise(path: str) -> str:

@@ -11,7 +11,8 @@ all) posts the failure instead — the comment then says the plan failed, with t
 that the plan it showed before is outdated — and the command exits 1, as the plan did. A failed
 plan names no workspace or directory, so ``-f``/``--workspace`` say which comment it replaces
 (the same as the plan's). Every comment names the commit and links the CI run
-(``ci.comment.run_info``); plan file names are shown relative to the working directory.
+(``ci.comment.run_info``); plan file names are shown relative to the working directory, and
+no absolute path under the repository root is posted (``ci.comment.repo_paths``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from substratus.ci.failure import PlanOutcome
     from substratus.ci.github import GitHub
+    from substratus.engine.diagnostic import Diagnostic
 
 
 def comment(
@@ -142,10 +144,12 @@ def _post_plan(planfile: Path, pr: int | None, repo: str | None) -> None:
 
 def _summary(render: Callable[[int], str], plan_file: str) -> bool:
     """Write ``render(room)`` to the job summary when there is one (``room``: bytes left)."""
-    from substratus.ci.comment import summary_room, write_step_summary
+    from substratus.ci.comment import repo_paths, summary_room, write_step_summary
 
     room = summary_room(os.environ)
-    return room is not None and write_step_summary(os.environ, render(room), plan_file)
+    if room is None:
+        return False
+    return write_step_summary(os.environ, repo_paths(render(room)), plan_file)
 
 
 def _post_failure(
@@ -159,6 +163,7 @@ def _post_failure(
     from substratus.wiring import config_dir
 
     env = os.environ
+    outcome = repo_located(outcome)
     base = config_dir(files)
     ctx = github_context(env, pr=pr, repo=repo)
     mark = marker(workspace, base, environ=env)
@@ -176,6 +181,22 @@ def _post_failure(
     _upsert(client, ctx.repo, ctx.pr, body, mark, " (the plan failed)")
 
 
+def repo_located(outcome: PlanOutcome) -> PlanOutcome:
+    """``outcome`` with each error's file relative to the repository root (the stream names it
+    relative to the directory the plan ran in, this one): what a reader of the pull request
+    finds in the repository, ``ml/substratus.yaml`` also when the plan ran in ``ml/``."""
+    from dataclasses import replace
+
+    from substratus.ci.comment import repo_relative
+
+    def moved(d: Diagnostic) -> Diagnostic:
+        if d.source is None:
+            return d
+        return replace(d, source=replace(d.source, file=repo_relative(d.source.file)))
+
+    return replace(outcome, errors=tuple(moved(d) for d in outcome.errors))
+
+
 def _client(api_url: str, token: str) -> GitHub:
     from substratus.ci.github import GitHub
 
@@ -183,8 +204,8 @@ def _client(api_url: str, token: str) -> GitHub:
 
 
 def _upsert(client: GitHub, repo: str, pr: int, body: str, mark: str, note: str) -> None:
-    from substratus.ci.comment import upsert
+    from substratus.ci.comment import repo_paths, upsert
 
-    result = upsert(client, repo, pr, body, mark)
+    result = upsert(client, repo, pr, repo_paths(body), mark)
     verb = {"created": "Posted", "updated": "Updated", "unchanged": "Kept"}[result.action]
     print(f"{verb} the plan comment on {repo}#{pr}{note}: {result.url}")

@@ -67,7 +67,8 @@ def walk(
 
 
 def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
-    """The outcome of an apply: the summary (an ``apply_summary`` event with ``--json``), each
+    """The outcome of an apply: the summary (an ``apply_summary`` event with ``--json``; in
+    words, replacements said as the plan's ``render.replacement_note`` says them), each
     failure as a diagnostic; exit code 1 when anything failed."""
     s = plan.summary()
     if as_json:
@@ -98,17 +99,19 @@ def report(plan: Plan, result: ApplyResult, as_json: bool) -> None:
         )
     where = f" (workspace {plan.workspace})" if plan.workspace != "default" else ""
     if result.ok and not as_json:
+        from substratus.engine.render import replacement_note
+
         if plan.mode is Mode.DESTROY:
-            print(f"\nDestroy complete{where}! Resources: {s['destroy']} destroyed.")
+            print(f"\nDestroy complete{where}! Resources: {s['destroy']:,} destroyed.")
         elif plan.mode is Mode.REFRESH_ONLY:
             print(
-                f"\nApply complete{where}! Recorded {len(result.done)} change(s) made outside "
+                f"\nApply complete{where}! Recorded {len(result.done):,} change(s) made outside "
                 "substratus."
             )
         else:
             print(
-                f"\nApply complete{where}! Resources: {s['add']} added, {s['change']} changed, "
-                f"{s['destroy']} destroyed."
+                f"\nApply complete{where}! Resources: {s['add']:,} added, {s['change']:,} changed, "
+                f"{s['destroy']:,} destroyed.{replacement_note(plan)}"
             )
     if not result.ok:
         raise typer.Exit(EXIT_ERROR)

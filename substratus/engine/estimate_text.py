@@ -61,7 +61,7 @@ def uses(e: Mapping[str, Any]) -> str:
     if e["memory_gb"]:
         parts.append(f"{_num(e['memory_gb'])} GB")
     text = ", ".join(parts)
-    return f"{e['replicas']} × ({text})" if e["role"] == "service" and e["replicas"] > 1 else text
+    return f"{e['replicas']:,} × ({text})" if e["role"] == "service" and e["replicas"] > 1 else text
 
 
 def describe(e: Mapping[str, Any]) -> str:
@@ -82,7 +82,7 @@ def price_label(prices: Mapping[str, Any]) -> str:
 
 def gpus_text(by_type: Mapping[str, int]) -> str:
     """``+1 × nvidia-a100, -1 × nvidia-l4``."""
-    return ", ".join(f"{'+' if n > 0 else '-'}{abs(n)} × {t}" for t, n in by_type.items())
+    return ", ".join(f"{'+' if n > 0 else '-'}{abs(n):,} × {t}" for t, n in by_type.items())
 
 
 def totals_line(est: Mapping[str, Any]) -> str:
@@ -91,11 +91,11 @@ def totals_line(est: Mapping[str, Any]) -> str:
     parts = []
     unknown = t["jobs_unknown"]
     if t["jobs"] and unknown == t["jobs"]:
-        parts.append(f"cost of the jobs unknown ({unknown} without a successful run recorded)")
+        parts.append(f"cost of the jobs unknown ({unknown:,} without a successful run recorded)")
     elif t["jobs"]:
         notes = [f"{gpu_hours(t['gpu_hours'])} GPU-hours"] if t["gpu_hours"] else []
         if unknown:
-            notes.append(f"{unknown} of unknown duration not counted")
+            notes.append(f"{unknown:,} of unknown duration not counted")
         note = f" ({'; '.join(notes)})" if notes else ""
         parts.append(f"≈ {money(t['jobs_cost'])} for the jobs{note}")
     kinds = {e["kind"] for e in entries if e["role"] == "service"}
@@ -128,7 +128,7 @@ def assumptions(
         )
     if unknown:
         out.append(
-            f"{unknown} job{'s' if unknown != 1 else ''} of unknown duration (no successful "
+            f"{unknown:,} job{'s' if unknown != 1 else ''} of unknown duration (no successful "
             f"run recorded) {'are' if unknown != 1 else 'is'} not counted."
         )
     services = [e for e in entries if e["role"] == "service"]

@@ -100,7 +100,7 @@ def summary(plan: Plan) -> str:
     if plan.mode is Mode.REFRESH_ONLY:
         n = len(plan.drift)
         return (
-            f"{line}\n\nThis is a refresh-only plan: applying it records {n} "
+            f"{line}\n\nThis is a refresh-only plan: applying it records {n:,} "
             f"object{'s' if n != 1 else ''} changed outside of substratus in the state and "
             "changes no resources."
             if n

@@ -72,6 +72,7 @@ class ReasonCode(enum.StrEnum):
     TAINTED = "tainted"
     REQUESTED = "requested"
     NOT_IN_CONFIG = "not_in_config"
+    UNUSED_BUILD = "unused_build"  # an implicit build no configured resource uses any more
     DESTROY = "destroy"
     ADOPT = "adopt"
     EXTERNAL = "external"
@@ -225,6 +226,8 @@ class Plan:
         return [c for c in self.changes() if c.action is not Action.DELETE and not c.record_only]
 
     def summary(self) -> dict[str, int]:
+        """Counts as Terraform's: a replacement is one ``add`` and one ``destroy`` (and one
+        ``replace``, so a reader can tell); ``render.summary_line`` says so in words."""
         add = change = destroy = replace = 0
         for c in self.resource_changes:
             if c.action is Action.CREATE:

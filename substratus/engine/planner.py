@@ -8,7 +8,9 @@ hands everything here. Rules:
 - digest changed → ``replace`` for builds, Datasets and Models (run again into a new version),
   ``update`` in place for ModelServers and Notebooks; reasons name the changed fields (deepdiff on
   this resource only) and the changed dependencies ("dataset.x changed");
-- in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``);
+- in state but not in configuration → ``delete`` (an error if ``lifecycle.preventDestroy``) with
+  reason ``not_in_config``; an implicit build no configured resource uses any more is deleted with
+  reason ``unused_build`` (its users' source changed, or its users are gone);
 - drift: recorded but missing → ``create`` again; unhealthy, or artifacts changed outside
   substratus → ``update``/``replace``;
 - ``tainted`` or ``--replace`` → ``replace`` (``create`` for a tainted record whose first apply
@@ -190,8 +192,28 @@ def _plan_configured(
         wanted = {str(t) for t in req.targets}
         for a in _reverse_state_order(records, removed):
             if not wanted or a in wanted:
-                why = f"{a} is not in the configuration"
-                changes[a] = _delete(records[a], a, Why.NOT_IN_CONFIG, why, errors)
+                code, why = _removed_reason(a, records, configured)
+                changes[a] = _delete(records[a], a, code, why, errors)
+
+
+def _removed_reason(
+    address: str, records: Mapping[str, ResourceRecord], configured: set[str]
+) -> tuple[Why, str]:
+    """Why a recorded resource no longer configured goes away. An implicit build (``build.*``,
+    made from a ``container.local``/``git`` source, never written in the configuration) goes
+    because what used it no longer does: its users' source changed (they now use another
+    build) or its users are gone."""
+    if records[address].kind != "build":
+        return Why.NOT_IN_CONFIG, f"{address} is not in the configuration"
+    users = sorted(k for k, r in records.items() if address in r.dependencies)
+    staying = [u for u in users if u in configured]
+    if staying:
+        verb = "builds" if len(staying) == 1 else "build"
+        return (
+            Why.UNUSED_BUILD,
+            f"its source changed: {', '.join(staying)} no longer {verb} from it",
+        )
+    return Why.UNUSED_BUILD, "no resource in the configuration uses its source any more"
 
 
 def _remarked(res: Resource, rec: ResourceRecord | None) -> bool:

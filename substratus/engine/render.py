@@ -3,7 +3,8 @@
 ``render_plan(plan, color=False)`` returns the text ``substratus plan`` prints: drift first
 ("Objects have changed outside of substratus"), the symbol legend, one block per change with its
 reasons and field diffs (``# forces replacement`` on the fields that force a replacement), then
-``Plan: A to add, C to change, D to destroy.`` and, as Terraform prints more sections after that
+``Plan: A to add, C to change, D to destroy.`` (``summary_line``: a replacement counted in both,
+and said so) and, as Terraform prints more sections after that
 line, the estimate of what the apply will consume (``engine.estimate_text``). It is deterministic
 (golden-tested) and does no I/O.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import text_section
+from substratus.engine.kinds import versioned
 from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
 from substratus.engine.sensitive import MARK, is_marker
 
@@ -172,8 +174,30 @@ def render_diagnostic(d: Diagnostic, paint: Painter | None = None) -> str:
 
 
 def summary_line(plan: Plan) -> str:
+    """``Plan: A to add, C to change, D to destroy.``, counted as Terraform counts: a replacement
+    is one add and one destroy, and ``replacement_note`` says so. Numbers have thousands
+    separators (as everywhere)."""
     s = plan.summary()
-    return f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+    line = f"Plan: {s['add']:,} to add, {s['change']:,} to change, {s['destroy']:,} to destroy."
+    return line + replacement_note(plan)
+
+
+def replacement_note(plan: Plan) -> str:
+    """When ``plan`` replaces resources, a sentence (with a leading space) saying they are
+    counted in both add and destroy, and whether the replaced resources keep their previous
+    version (the versioned kinds, datasets and models, keep it for a roll-back): " Replacements:
+    2, counted in both add and destroy; their previous versions are kept." "" without any."""
+    replaced = [c for c in plan.resource_changes if c.action is Action.REPLACE]
+    if not replaced:
+        return ""
+    n, kept = len(replaced), sum(1 for c in replaced if versioned(c.kind))
+    note = f" Replacements: {n:,}, counted in both add and destroy"
+    if kept == n:
+        note += "; its previous version is kept" if n == 1 else "; their previous versions are kept"
+    elif kept:
+        which = "keeps its previous version" if kept == 1 else "keep their previous versions"
+        note += f"; {kept:,} {which}"
+    return f"{note}."
 
 
 def _drift_lines(plan: Plan, paint: Painter) -> list[str]:

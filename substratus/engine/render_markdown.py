@@ -2,7 +2,9 @@
 
 ``render_markdown(plan, sha256=..., title=..., budget=65536)`` returns, in order: a heading (the
 caller's title: plain text in which `` `…` `` pairs are code spans), the summary line
-``Plan: A to add, C to change, D to destroy.`` (and "No changes…" when there are none), for a
+``Plan: A to add, C to change, D to destroy.`` (``render.summary_line``: replacements counted
+in both and said so; numbers with thousands separators, as everywhere in the comment) (and
+"No changes…" when there are none), for a
 plan made in CI (``run``) the commit it was planned at and a link to the run, a
 ``> [!WARNING]`` alert naming every delete and replace with its reasons, the drift in a
 collapsed ``<details>``, one ``<details>`` per resource with its field diff in a ``diff`` block,

@@ -17,6 +17,7 @@ from substratus.ci.comment import (
     STEP_SUMMARY_LIMIT,
     github_context,
     marker,
+    repo_paths,
     upsert,
     write_step_summary,
 )
@@ -308,6 +309,21 @@ def test_marker_is_relative_to_the_repository_root(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "infra/ml").mkdir(parents=True)
     assert marker("default", tmp_path / "infra/ml", environ={}) == MARK
+
+
+def test_paths_under_the_repository_root_are_posted_relative_to_it() -> None:
+    env = {"GITHUB_WORKSPACE": "/home/runner/work/my_repo/my_repo"}
+    text = (
+        "on /home/runner/work/my_repo/my_repo/ml/x.yaml:2; `/home/runner/work/my_repo/my_repo/a` "
+        "and /home/runner/work/my\\_repo/my\\_repo/b (escaped); "
+        "in /home/runner/work/my_repo/my_repo. Not /home/runner/work/my_repo/my_repo2/c, "
+        "/x/home/runner/work/my_repo/my_repo/d."
+    )
+    assert repo_paths(text, env) == (
+        "on ml/x.yaml:2; `a` and b (escaped); in .. Not /home/runner/work/my_repo/my_repo2/c, "
+        "/x/home/runner/work/my_repo/my_repo/d."
+    )
+    assert repo_paths(text, {"GITHUB_WORKSPACE": "relative"}) == text
 
 
 def test_step_summary_appends_and_is_cut_to_1_mib(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import pytest
 from substratus import __version__
 from substratus.engine.plan import Action, Input, Mode, Plan, Reason, ReasonCode, ResourceChange
 from substratus.engine.plan_document import plan_text
+from tests.render.gfm import gfm_problems
 from tests.render.plans import layout_problems
 from tests.support.github_server import PR, REPO, TOKEN, FakeGitHub
 
@@ -109,6 +110,7 @@ def assert_golden(name: str, body: str) -> None:
     assert path.exists(), f"no expectation yet: run with UPDATE_GOLDEN=1 and review {name}"
     assert text == path.read_text(encoding="utf-8")
     assert layout_problems(body) == []
+    assert gfm_problems(body) == []
 
 
 def test_the_comment_names_its_commit_and_run_and_the_summary_holds_the_diffs(
@@ -252,7 +254,7 @@ def test_a_10000_resource_plan_fits_keeps_its_reasons_and_has_no_long_line(
     checkout.run("comment", "big.json")
     body = str(the_comment(github_server)["body"])
     assert len(body) <= 65_536
-    assert "**Plan: 9950 to add, 0 to change, 3000 to destroy.**" in body
+    assert "**Plan: 9,950 to add, 0 to change, 3,000 to destroy. Replacements: 2,950," in body
     flat = body.replace("\n>     ", " ")  # a wrapped paragraph of the warning, on one line
     assert (
         "> **`-/+` 2,950 replaced** because build.big2 changed (spec.contentHash): "
@@ -319,3 +321,26 @@ def test_the_example_workflow_posts_the_plan_and_also_a_failed_plan(
     body = str(the_comment(github_server)["body"])
     assert "**The plan failed.**" in body and "Unknown kind 'Datasett'" in body
     assert "(**Plan: 8 to add, 0 to change, 0 to destroy.**, planned at commit" in body
+
+
+def test_no_absolute_path_of_the_runner_is_posted(
+    checkout: Checkout, github_server: FakeGitHub
+) -> None:
+    """Paths in the comment are relative to the repository: a plan run in ``ml/`` names
+    ``ml/substratus.yaml``, and no absolute path of the runner (a plan file, a ``-f``) shows."""
+    checkout.edit("kind: Dataset", "kind: Datasett")
+    ml = Checkout(checkout.root / "ml", checkout.env)
+    stream = ml.plan_json(check=1)  # a CI step with working-directory: ml
+    assert '"file": "substratus.yaml"' in stream.read_text()
+    ml.run("comment", str(stream), check=1)
+    body = str(the_comment(github_server)["body"])
+    summary = checkout.summary.read_text(encoding="utf-8")
+    for text in (body, summary):
+        assert "on ml/substratus.yaml:2, kind" in text
+
+    checkout.edit("kind: Datasett", "kind: Dataset")
+    checkout.run("plan", "-f", str(checkout.root / "ml"), "--out", str(checkout.root / "p.json"))
+    checkout.run("comment", str(checkout.root / "p.json"))
+    body = str(the_comment(github_server)["body"])
+    assert str(checkout.root) not in body and str(checkout.root) not in checkout.summary.read_text()
+    assert "`substratus apply p.json --expect-sha256 " in body

@@ -203,7 +203,7 @@ def test_large_plan_fits_the_comment_limit() -> None:
     assert len(plan.resource_changes) >= 3000
     assert len(text) <= GITHUB_COMMENT_LIMIT
     assert result.level == 5, LEVELS[result.level]
-    assert "**Plan: 2850 to add, 200 to change, 250 to destroy.**" in text
+    assert "**Plan: 2,850 to add, 200 to change, 250 to destroy. Replacements: " in text
     assert f"_{NOTICE}.\n`substratus show plan.json` prints the full plan._" in text
     warning = text.split("> [!WARNING]\n", 1)[1].split("\n\n", 1)[0]
     for c in plan.resource_changes:
@@ -243,7 +243,7 @@ def test_each_level_in_turn() -> None:
     # 8 (broader causes, every address) is longer than 7 here: it helps only with many groups
     assert seen == [0, 1, 2, 3, 4, 5, 6, 7, 9, 10]
     assert result.level == len(LEVELS) - 1
-    assert "**Plan: 19 to add, 3 to change, 34 to destroy.**" in result.text
+    assert "**Plan: 19 to add, 3 to change, 34 to destroy. Replacements: 4," in result.text
     assert "> **This list is incomplete:** 34 more resources in 2 groups." in result.text
     assert_footer(result.text, "p.json")
 
