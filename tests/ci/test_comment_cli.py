@@ -336,7 +336,7 @@ def test_no_absolute_path_of_the_runner_is_posted(
     body = str(the_comment(github_server)["body"])
     summary = checkout.summary.read_text(encoding="utf-8")
     for text in (body, summary):
-        assert "on ml/substratus.yaml:2, kind" in text
+        assert "on ml/substratus.yaml:3, kind" in text
 
     checkout.edit("kind: Datasett", "kind: Dataset")
     checkout.run("plan", "-f", str(checkout.root / "ml"), "--out", str(checkout.root / "p.json"))
