@@ -35,6 +35,12 @@ def check_config(config: Config, runtime: Runtime | None) -> list[Diagnostic]:
     """Cycles, then the configuration's warnings and the runtime's objections; raises
     ``DiagnosticError`` on errors and returns the warnings."""
     check_cycles(config.resources)
+    return config_warnings(config, runtime)
+
+
+def config_warnings(config: Config, runtime: Runtime | None) -> list[Diagnostic]:
+    """The configuration's warnings and the runtime's objections; raises ``DiagnosticError``
+    on errors and returns the warnings."""
     diags = list(config.warnings)
     if runtime is not None:
         diags.extend(runtime_diagnostics(config, runtime))

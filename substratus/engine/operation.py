@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from substratus.engine.address import Address
 from substratus.engine.capacity import checked_capacity
-from substratus.engine.checks import read_externals, runtime_diagnostics
+from substratus.engine.checks import config_warnings, read_externals
 from substratus.engine.config import Config
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
 from substratus.engine.digest import resolve_sources
@@ -47,13 +47,7 @@ def validate_config(
     """Graph checks (cycles) and runtime checks; raises ``DiagnosticError`` on errors and
     returns the warnings and the graph."""
     graph = build_graph(config.resources)
-    diags = list(config.warnings)
-    if runtime is not None:
-        diags.extend(runtime_diagnostics(config, runtime))
-    errors = [d for d in diags if d.is_error]
-    if errors:
-        raise DiagnosticError(errors)
-    return diags, graph
+    return config_warnings(config, runtime), graph
 
 
 def run_conflicts(
