@@ -101,6 +101,7 @@ def main() -> None:
     """Runs the app and turns every failure into a clear message; a stop signal
     (``KeyboardInterrupt``) propagates to ``substratus.cli.main``, which reports it."""
     tune_gc()
+    signals.check()  # a Ctrl-C lost while the modules loaded
     if os.environ.get(COMPLETE_VAR):  # a shell asks for completions
         from substratus.cli.completion import init
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from substratus.cli import signals
 from substratus.cli.options import parse_duration
 from substratus.engine.backend import (
     Backend,
@@ -51,8 +52,11 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
                 file=sys.stderr,
             )
 
+    signals.check()
     try:
-        lock_id = lock_with_timeout(backend, info, parse_duration(timeout), on_wait)
+        lock_id = lock_with_timeout(
+            backend, info, parse_duration(timeout), on_wait, every_wait=signals.check
+        )
     except LockHeld as held:
         h = held.holder
         raise fail(

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from substratus.cli import signals
 from substratus.cli.console import confirm, plan_color, print_plan
 from substratus.cli.locking import locked
 from substratus.cli.options import RunOptions
@@ -203,6 +204,7 @@ def _wait_for_quit(stop: threading.Event) -> None:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
+        signals.settle()  # Ctrl-C ends the session, and the command goes on to suspend it
         stop.set()
 
 

@@ -9,7 +9,12 @@ ignores SIGHUP, a script's background job ignores SIGINT) stays ignored.
 ``stop_message(exc)`` and ``exit_code(exc)`` say how the CLI reports a stop: one line, and
 128 + the signal number (130 for Ctrl-C), the shell's convention. ``quiet()`` ignores every
 further stop signal while that line is printed, so a second Ctrl-C cannot turn it into a
-traceback. ``leave(code)`` ends a process that received a stop signal with exactly ``code``:
+traceback. ``check()`` raises a stop
+that was received but lost on its way: CPython drops an exception raised in Python code that C
+code calls and clears errors after (a dict look-up's ``__eq__``, an attribute probe), so a Ctrl-C
+at the wrong instant of start-up can vanish; the CLI checks before it waits (for the state lock)
+and after loading. Code that catches a stop and goes on (the notebook's Ctrl-C) calls
+``settle()``. ``leave(code)`` ends a process that received a stop signal with exactly ``code``:
 CPython remembers a ``KeyboardInterrupt`` that went through code run by ``exec`` (dataclasses
 and typing generate such code while modules load) and would otherwise end the process by
 SIGINT at exit, even after the interrupt was handled. This module imports nothing heavy: the
@@ -36,7 +41,8 @@ class Terminated(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
 
 
-received: list[int] = []  # the stop signals handled so far (SIGTERM, SIGHUP), in order
+received: list[int] = []  # the stop signals handled so far (SIGINT, SIGTERM, SIGHUP), in order
+_settled = [0]  # how many of them code caught and went on after (``settle``)
 
 
 def _raise(signum: int, _frame: FrameType | None) -> None:
@@ -53,6 +59,18 @@ def install() -> None:
         with contextlib.suppress(ValueError, OSError):  # not the main thread / not settable
             if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
                 signal.signal(sig, _raise)
+
+
+def settle() -> None:
+    """The stop signals received so far were caught by code that goes on: ``check`` ignores them."""
+    _settled[0] = len(received)
+
+
+def check() -> None:
+    """Raise the stop for a signal received and neither reported nor settled (one that CPython
+    lost on its way): after a stop nothing may go on."""
+    if len(received) > _settled[0]:
+        raise stop()
 
 
 def leave(code: int) -> NoReturn:

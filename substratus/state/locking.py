@@ -4,7 +4,8 @@
 ``engine.backoff`` (``WAIT``: the delay starts at 0.25 s and doubles up to 2 s, each with
 ±20 % jitter, so racing waiters do not retry in step), never sleeping past the deadline.
 ``on_wait(holder)`` is called once, the first time it has to wait (the CLI prints "waiting for
-the state lock held by …"). When the timeout is used up the last ``LockHeld`` is re-raised. A
+the state lock held by …"); ``every_wait()`` before each wait (the CLI checks for a stop signal
+there). When the timeout is used up the last ``LockHeld`` is re-raised. A
 timeout of 0 means one attempt. Other errors propagate at once.
 """
 
@@ -26,12 +27,15 @@ def lock_with_timeout(
     timeout_s: float,
     on_wait: Callable[[LockInfo], None] | None = None,
     *,
+    every_wait: Callable[[], None] | None = None,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> str:
     """Take the lock, waiting up to ``timeout_s`` seconds; returns the lock id."""
 
     def waiting(exc: BaseException, n: int) -> None:
+        if every_wait is not None:
+            every_wait()
         if n == 1 and on_wait is not None and isinstance(exc, LockHeld):
             on_wait(exc.holder)
 
