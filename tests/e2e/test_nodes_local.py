@@ -41,9 +41,6 @@ if rank == 0:
         with conn:
             heard.append(int(conn.makefile().readline()))
     (content / "artifacts" / f"heard-by-{rank}.json").write_text(json.dumps(sorted(heard)))
-    gate = params.get("gate")
-    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.05)  # held by the test (120 s at most)
 else:
     while True:
         try:
@@ -56,6 +53,9 @@ else:
     with conn:
         conn.sendall(f"{rank}\\n".encode())
     (content / "artifacts" / f"rank-{rank}.txt").write_text("sent")
+gate = params.get("gate")
+while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+    time.sleep(0.05)  # every rank held by the test (120 s at most)
 """
 
 CONFIG = """\
@@ -157,9 +157,26 @@ def test_kill_9_of_the_cli_leaves_the_ranks_running_and_the_next_apply_adopts_th
     wait_for(pending_and_both_started, "both ranks started and the run recorded as pending")
     os.killpg(cli.pid, 9)
     cli.wait(timeout=60)
-    assert all(alive(pid) for _, rank, _, pid in runs() if rank == 0)  # rank 0 holds on
+    assert all(alive(pid) for _, _, _, pid in runs())  # the ranks hold on
     gate.touch()
     p.run("apply", "--auto-approve")
     assert sorted(r for _, r, _, _ in runs()) == [0, 1]  # adopted, not started again
     assert json.loads((artifacts(p) / "heard-by-0.json").read_text()) == [1]
     assert "No changes." in p.run("plan").stdout
+
+
+def test_ranks_a_killed_supervisor_left_are_stopped_by_destroy(nodes_project: Project) -> None:
+    p = nodes_project
+    gate = p.dir.parent / "release"
+    configure(p, 2, gate=gate)
+    cli = p.popen("apply", "--auto-approve")
+    wait_for(lambda: len(runs()) == 2, "both ranks to start")
+    [supervisor] = p.dir.glob(".substratus/runs/default/datasets/data/*/supervisor.json")
+    os.kill(json.loads(supervisor.read_text())["pid"], 9)  # its ranks are left behind
+    cli.communicate(timeout=120)
+    assert cli.returncode == 1
+    pids = [pid for _, _, _, pid in runs()]
+    assert all(alive(pid) for pid in pids)  # waiting for the gate, they write nothing
+    p.run("destroy", "--auto-approve")
+    assert not any(alive(pid) for pid in pids)
+    assert sorted(r for _, r, _, _ in runs()) == [0, 1]
