@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from substratus.runtimes.kubernetes import indexed, manifests, names
+from substratus.runtimes.kubernetes import pods as podinfo
 from tests.runtimes.kubernetes.test_manifests import trainer, valid
 
 VERSION = "abababababababab-a1b2c3"
@@ -57,3 +58,24 @@ def test_every_rank_s_hostname_is_a_dns_label(resource: str) -> None:
 def test_one_node_is_the_job_as_it_was() -> None:
     w = trainer()
     assert names.job_name("model", w.name, VERSION, 1) == names.job_name("model", w.name, VERSION)
+
+
+def _rank_pod(rank: int, code: int, finished: str) -> dict[str, object]:
+    term = {"exitCode": code, "reason": "Error", "finishedAt": finished}
+    return {
+        "metadata": {
+            "name": f"job-{rank}-x",
+            "annotations": {"batch.kubernetes.io/job-completion-index": str(rank)},
+        },
+        "status": {"containerStatuses": [{"name": "model", "state": {"terminated": term}}]},
+    }
+
+
+def test_a_failed_run_names_the_rank_that_failed_first() -> None:
+    pods = [
+        _rank_pod(0, 143, "2026-12-03T00:00:09Z"),  # stopped by the Job controller
+        _rank_pod(1, 3, "2026-12-03T00:00:05Z"),
+        _rank_pod(2, 143, "2026-12-03T00:00:08Z"),
+    ]
+    assert podinfo.main_container_of(pods) == ("job-1-x", "model")
+    assert "pod job-1-x (rank 1) container model: Error, exit code 3" in podinfo.failure(pods)
