@@ -16,6 +16,9 @@ offers, one pod per node:
   group with no node now), nor — for a type — when some node has GPUs of unknown type (and, for a
   count, enough of them). These cases produce no diagnostic: a plan that may well work is not
   flagged;
+- a job on ``resources.nodes: N`` needs N nodes that each take the request (one rank's pod
+  per node): when fewer nodes fit and no autoscaler template of a fitting shape could add more,
+  that is a nodes warning naming how many fit;
 - with ``strict`` the findings are errors and ``checked_capacity`` raises
   ``DiagnosticError`` (the plan fails before anything runs);
 - a ``Capacity`` with ``unknown_reason`` checks nothing and, when the plan asks for GPUs, adds one
@@ -50,6 +53,7 @@ class GpuRequest:
     path: str  # the field path of the request, e.g. "spec.trainer.resources.gpu"
     gpu_type: str | None
     count: int
+    nodes: int = 1  # nodes that each need the GPUs (a job's ranks)
 
 
 def gpu_requests(plan: Plan) -> list[GpuRequest]:
@@ -61,7 +65,7 @@ def gpu_requests(plan: Plan) -> list[GpuRequest]:
         found = kinds.compute(change.kind, change.after or {})
         if found is not None and found.replicas > 0 and found.gpus > 0:
             path = f"{found.path}.gpu"
-            out.append(GpuRequest(change.address, path, found.gpu_type, found.gpus))
+            out.append(GpuRequest(change.address, path, found.gpu_type, found.gpus, found.nodes))
     return out
 
 
@@ -96,10 +100,47 @@ def _most(offers: Iterable[NodeOffer]) -> int:
     return max((o.gpus for o in offers), default=0)
 
 
+def _fits(offer: NodeOffer, req: GpuRequest, unknown_types: bool) -> bool:
+    """Whether one node of ``offer`` takes one pod of ``req``."""
+    if offer.gpus < req.count:
+        return False
+    if req.gpu_type is None or offer.gpu_type == req.gpu_type:
+        return True
+    return unknown_types and offer.gpu_type is None
+
+
+def _too_few_nodes(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
+    """(summary, detail) when fewer than ``req.nodes`` nodes take a pod of ``req`` each and no
+    autoscaler template of a fitting shape could add more."""
+    fitting = [o for o in capacity.offers if _fits(o, req, capacity.unknown_types)]
+    if any(o.source == "template" for o in fitting):
+        return None
+    have = len(fitting)
+    if have >= req.nodes:
+        return None
+    what = f"{req.count} × {req.gpu_type or 'GPU'}"
+    return (
+        f"{req.address} asks for {req.nodes} nodes with {what} each, but only {have} "
+        f"node{'s' * (have != 1)} {'has' if have == 1 else 'have'} that "
+        f"({describe_offers(capacity)})",
+        f"Each rank runs on its own node and the ranks wait for each other: "
+        f"lower resources.nodes to at most {have}, or add nodes with {what}. {NOT_SEEN}",
+    )
+
+
 def _problem(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
-    """(summary, detail) when no offer can take ``req`` and nothing hides one that could."""
+    """(summary, detail) when no offer can take ``req`` (or not on enough nodes) and nothing
+    hides one that could."""
     if _blind(capacity):
         return None
+    found = _problem_one(req, capacity)
+    if found is None and req.nodes > 1:
+        return _too_few_nodes(req, capacity)
+    return found
+
+
+def _problem_one(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
+    """(summary, detail) when no offer can take one pod of ``req``."""
     offers, n = capacity.offers, req.count
     untyped = [o for o in offers if o.gpu_type is None and o.gpus > 0]
     if req.gpu_type is None:

@@ -27,7 +27,11 @@ from substratus.engine.documents import PathMap, normalize, original_path
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.sensitive import mask, split_path
 from substratus.engine.spec import REFERENCES, SPEC_MODELS, Lifecycle, ProjectSpec, canonical
-from substratus.engine.validation import pydantic_diagnostics, size_diagnostics
+from substratus.engine.validation import (
+    nodes_diagnostics,
+    pydantic_diagnostics,
+    size_diagnostics,
+)
 from substratus.engine.yamlsource import Document, load_documents, path_str
 
 DEFAULT_NAMESPACE = "default"
@@ -225,6 +229,7 @@ def _resource(
     spec = canonical(spec_obj) if spec_obj is not None else {}
     paths = _sensitive_paths(doc, data, pmap, spec, str(address), diags)
     too_large = size_diagnostics(doc, pmap, spec, str(address))
+    too_large += nodes_diagnostics(doc, pmap, kind, spec, str(address))
     diags.extend(too_large)
     if not ok or spec_obj is None or lifecycle is None or paths is None or too_large:
         return None

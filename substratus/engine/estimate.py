@@ -7,20 +7,22 @@
   Model's; a build is the build Job's 2 vCPU). Its duration is the prior state's ``last_run`` of
   the same address when that run succeeded, else its ``last_success`` (an earlier run that
   succeeded); otherwise (never run, or no run succeeded) it is unknown, and the job is counted
-  in ``jobs_unknown`` and not in the cost.
+  in ``jobs_unknown`` and not in the cost. A job on ``resources.nodes: N`` requests N times its
+  resources for that duration (GPU-hours, cost and the requests' totals all count N nodes).
 - services: ``create``/``update``/``replace`` of ModelServers (``replicas`` × resources) and of
   Notebooks that are not suspended, and ``delete`` of either (or a notebook being suspended),
   which frees what it ran. Their ``hourly`` and ``gpus_added`` are the *change* in what runs
   continuously (after − before); ``hourly_after`` is what the resource costs per hour afterwards.
 
-The document (every key always present; money in USD, rounded to 1/10,000)::
+The document (every key always present but ``nodes``, only on a job spanning more than one node;
+money in USD, rounded to 1/10,000)::
 
     {currency: "USD", prices: {source, date|null, spot, overridden, gpu_hour: {type: rate},
                                cpu_hour, memory_gb_hour},
      resources: [{address, kind, action, role: job|service, gpu: {type, count}|null, cpu,
                   memory_gb, replicas, duration_seconds|null, duration_source:
                   last_run|last_success|unknown|last_run_failed|null, gpu_hours|null, cost|null,
-                  hourly|null, hourly_after|null, gpus_added, max_cost|null}],
+                  hourly|null, hourly_after|null, gpus_added, max_cost|null, nodes?}],
      totals: {jobs, jobs_unknown, gpu_hours, jobs_cost, hourly, gpus_added, gpus_added_by_type,
               gpus, cpu, memory_gb},
      assumptions: [str]}
@@ -55,7 +57,8 @@ _NOTHING = Compute(0, 0, None, 0, "")
 
 
 def _replicas(c: Compute | None) -> int:
-    return c.replicas if c is not None else 0
+    """Pods of this shape: a service's replicas, a job's nodes."""
+    return c.instances if c is not None else 0
 
 
 def _hourly(table: PriceTable, c: Compute | None, replicas: int) -> float:
@@ -65,6 +68,7 @@ def _hourly(table: PriceTable, c: Compute | None, replicas: int) -> float:
 
 
 def _entry(change: ResourceChange, c: Compute, replicas: int) -> dict[str, Any]:
+    nodes = {"nodes": c.nodes} if c.nodes > 1 else {}
     return {
         "address": change.address,
         "kind": change.kind,
@@ -82,6 +86,7 @@ def _entry(change: ResourceChange, c: Compute, replicas: int) -> dict[str, Any]:
         "hourly_after": None,
         "gpus_added": 0,
         "max_cost": change.lifecycle.get("maxCost"),
+        **nodes,
     }
 
 
@@ -103,8 +108,8 @@ def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> 
     hours = run.seconds / 3600
     entry["duration_seconds"] = run.seconds
     entry["duration_source"] = source
-    entry["gpu_hours"] = round(hours * res.gpus, 3)
-    entry["cost"] = round(hours * _hourly(table, res, 1), 4)
+    entry["gpu_hours"] = round(hours * res.gpus * res.nodes, 3)
+    entry["cost"] = round(hours * _hourly(table, res, res.nodes), 4)
     return entry
 
 

@@ -53,7 +53,8 @@ def gpu_hours(value: float) -> str:
 
 
 def uses(e: Mapping[str, Any]) -> str:
-    """``4 × nvidia-l4, 2 vCPU, 64 GB`` (per instance; ``2 × (…)`` for replicas)."""
+    """``4 × nvidia-l4, 2 vCPU, 64 GB`` (per instance; ``2 × (…)`` for replicas, ``2 nodes ×
+    (…)`` for a job spanning nodes)."""
     parts = []
     if e["gpu"]:
         parts.append(f"{e['gpu']['count']} × {e['gpu']['type'] or 'GPU'}")
@@ -61,6 +62,8 @@ def uses(e: Mapping[str, Any]) -> str:
     if e["memory_gb"]:
         parts.append(f"{_num(e['memory_gb'])} GB")
     text = ", ".join(parts)
+    if e.get("nodes", 1) > 1:
+        return f"{e['nodes']:,} nodes × ({text})"
     return f"{e['replicas']:,} × ({text})" if e["role"] == "service" and e["replicas"] > 1 else text
 
 

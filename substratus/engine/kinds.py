@@ -20,7 +20,9 @@ this module; none of them re-derives these rules from the spec.
   ``sensitive:`` path may name.
 - ``resources(kind, spec)`` is the declared ``resources`` section (a trainer's override the
   Model's), ``compute(kind, spec)`` what one instance requests (typed, defaults filled) and how
-  many instances run.
+  many instances run; ``nodes(kind, spec)`` how many nodes one run of a job spans (its ranks)
+  and ``misplaced_nodes`` the ``nodes`` a kind may not have (only loaders and trainers span
+  nodes: a server scales by ``replicas``, a notebook is one pod).
 - ``artifact_prefix`` / ``version_key`` / ``upload_prefix``: the store layout shared by every
   runtime and by holds: ``{namespace}/{kind}s/{name}[/{version}]`` (a notebook's persistent work
   is ``{namespace}/notebooks/{name}``), uploaded build contexts
@@ -226,13 +228,21 @@ class Compute:
     ``cpu`` and ``memory`` (GB) are as the spec writes them (an int stays an int), defaults
     filled; ``path`` is the field path of the declared section (``spec.trainer.resources`` when
     the trainer has its own, else ``spec.resources``; ``""`` for a build, which declares none).
-    ``replicas`` is 1, or a ModelServer's ``replicas`` (which may be 0)."""
+    ``replicas`` is 1, or a ModelServer's ``replicas`` (which may be 0). ``nodes`` is how many
+    nodes one run spans, each requesting all of the above (a job's ``resources.nodes``; 1 for
+    everything else); ``instances`` = ``replicas`` × ``nodes``."""
 
     cpu: int | float
     memory: int | float
     gpu: Gpu | None
     replicas: int
     path: str
+    nodes: int = 1
+
+    @property
+    def instances(self) -> int:
+        """How many pods (local: processes) of this shape run: replicas × nodes."""
+        return self.replicas * self.nodes
 
     @property
     def gpus(self) -> int:
@@ -286,7 +296,32 @@ def compute(kind: str, spec: Mapping[str, Any] | None) -> Compute | None:
         gpu=_gpu(declared),
         replicas=replicas,
         path=resources_path(kind, spec),
+        nodes=nodes(kind, spec),
     )
+
+
+def _declared_nodes(section: object) -> int:
+    value = section.get("nodes", 1) if _mapping(section) else 1
+    return value if type(value) is int and value >= 1 else 1
+
+
+def nodes(kind: str, spec: Mapping[str, Any] | None) -> int:
+    """How many nodes one run of the resource spans (its ranks: ``WORLD_SIZE``): a job's
+    ``resources.nodes`` (a trainer's own resources override the Model's), 1 for everything
+    that is not a loader or trainer job, and when the spec sets none."""
+    if spec is None or not is_job(kind, spec):
+        return 1
+    return _declared_nodes(resources(kind, spec))
+
+
+def misplaced_nodes(kind: str, spec: Mapping[str, Any]) -> str | None:
+    """The field path of a ``nodes`` above 1 that ``kind`` may not have — a ModelServer's or a
+    Notebook's ``spec.resources.nodes`` (a server scales by ``replicas``; a notebook is one
+    pod); None when there is none. Jobs (Datasets, Models with a loader or trainer) may span
+    nodes."""
+    if not is_service_kind(kind):
+        return None
+    return "spec.resources.nodes" if _declared_nodes(spec.get("resources")) > 1 else None
 
 
 # -- artifacts and versions -----------------------------------------------------------------------

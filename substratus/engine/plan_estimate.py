@@ -1,16 +1,17 @@
 """The plan's ``estimate`` as a typed value: the document ``engine.estimate`` builds, validated.
 
 ``Estimate.of(document)`` checks a document of the shape ``engine.estimate`` describes (every key
-present; see its module docstring) and ``Estimate.to_json()`` gives it back key for key, value
-for value (an ``int`` stays an ``int``), so a plan's JSON does not change by going through it.
-The models are frozen; unknown keys are refused. Pure; no I/O.
+present but an entry's ``nodes``, there only when above 1; see its module docstring) and
+``Estimate.to_json()`` gives it back key for key, value for value (an ``int`` stays an ``int``),
+so a plan's JSON does not change by going through it. The models are frozen; unknown keys are
+refused. Pure; no I/O.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from substratus.engine.action import Action
 
@@ -55,6 +56,9 @@ class EstimateEntry(_Doc):
     hourly_after: Number | None
     gpus_added: int
     max_cost: Number | None
+    # Nodes one run of a job spans (each with the resources above); only in a document when
+    # above 1, so plans of single-node jobs read as before.
+    nodes: int = Field(1, ge=1, exclude_if=lambda value: value == 1)
 
 
 class EstimateTotals(_Doc):

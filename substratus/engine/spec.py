@@ -125,6 +125,11 @@ class Resources(Strict):
     memory: float = Field(10, gt=0)  # GB
     disk: float = Field(10, gt=0)  # GB
     gpu: Gpu | None = None
+    # Nodes a loader's or trainer's run spans, each with all of the above (engine.kinds.nodes:
+    # only jobs may ask for more than one). Left out of the canonical spec when it is 1, so
+    # specs written before the field existed keep their digests; any other value is part of
+    # the spec and its digest (a different world size is a different run).
+    nodes: int = Field(1, ge=1, le=1024, exclude_if=lambda value: value == 1)
 
     @field_serializer("cpu", "memory", "disk")
     def _whole_numbers(self, value: float) -> float | int:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.documents import PathMap, original_path
-from substratus.engine.kinds import PARAM_SECTIONS
+from substratus.engine.kinds import PARAM_SECTIONS, misplaced_nodes
 from substratus.engine.yamlsource import Document, FieldPath, path_str
 
 
@@ -196,3 +196,30 @@ def size_diagnostics(
             )
         )
     return out
+
+
+def nodes_diagnostics(
+    doc: Document, pmap: PathMap, kind: str, spec: dict[str, Any], address: str
+) -> list[Diagnostic]:
+    """An error for ``resources.nodes`` above 1 where the kind cannot span nodes
+    (``kinds.misplaced_nodes``: a ModelServer or a Notebook)."""
+    found = misplaced_nodes(kind, spec)
+    if found is None:
+        return []
+    written = original_path(tuple(found.split(".")), pmap)
+    what = "A ModelServer" if kind == "modelserver" else "A Notebook"
+    how = (
+        "scale it with spec.replicas instead"
+        if kind == "modelserver"
+        else "a notebook runs as one pod"
+    )
+    return [
+        Diagnostic.error(
+            "nodes is only for loaders and trainers",
+            f"{what} runs each of its pods on one node ({how}); only a Dataset's or a Model's "
+            f"loader or trainer spans nodes. Remove {path_str(written)}.",
+            source=doc.source(written),
+            address=address,
+            path=path_str(written),
+        )
+    ]

@@ -16,8 +16,13 @@ environment, independent of where it runs.
   Their values are environment, like a Secret: never in a digest, a plan or the state; a change
   of the ``passEnv`` list is a change of the spec.
 
+A job on more than one node (``resources.nodes`` N above 1) also gets, on every rank,
+``MASTER_ADDR`` (rank 0's address), ``MASTER_PORT``, ``WORLD_SIZE`` = N and ``RANK`` =
+``NODE_RANK`` = its index (``runtimes.local.ranks``, ``runtimes.kubernetes.indexed``); a job on
+one node gets none of them.
+
 Order (later wins): allowlist < passed < ``PARAM_*`` < ``container.env`` < substratus' own
-variables (``CONTENT_DIR``, ``PORT``, …). Pure functions; no I/O.
+variables (``CONTENT_DIR``, ``PORT``, the rank variables, …). Pure functions; no I/O.
 """
 
 from __future__ import annotations

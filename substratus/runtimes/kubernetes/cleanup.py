@@ -8,11 +8,12 @@ phase line and left alone.
 
 ``delete`` removes a resource's objects — the Jobs of a build/Dataset/Model that this state
 made (one LIST of the address's Jobs, whichever state made them, kept to the state's; their
-params Secrets go with them), a server's Deployment, Service and params Secret, a notebook's
-Pod, Service, params Secret and token Secret (named by the record's outputs; the params
-ConfigMap too when a version of substratus made the record before params moved to Secrets:
-its outputs name no ``params``) — waits until they are gone, then the artifact versions
-the state created (``DeleteRequest.versions``, not those another state holds) unless
+params Secrets go with them) and, when it spans nodes, the headless Services of its runs
+(one LIST of the address's Services, kept to the state's), a server's Deployment, Service and
+params Secret, a notebook's Pod, Service, params Secret and token Secret (named by the record's
+outputs; the params ConfigMap too when a version of substratus made the record before params
+moved to Secrets: its outputs name no ``params``) — waits until they are gone, then the artifact
+versions the state created (``DeleteRequest.versions``, not those another state holds) unless
 ``retain_artifacts`` (a Model that only names a ``url`` keeps it: those weights are not ours);
 a notebook's work directory only when a run of it completed (its outputs name it).
 ``collect_garbage`` deletes the Jobs and artifact versions of a state's garbage; it is best
@@ -38,7 +39,7 @@ def _jobs(cluster: Cluster, request: DeleteRequest, ctx: RunContext) -> list[Ref
     """The Jobs of the resource this state made: carrying its identity, or (made before
     identities) named after one of its versions."""
     kind, ns, name = request.kind, request.namespace, request.name
-    named = {names.job_name(kind, name, v) for v in request.versions}
+    named = {n for v in request.versions for n in names.job_names(kind, name, v)}
     named |= {str(x) for x in (request.outputs.get("job"), (request.intent or {}).get("job")) if x}
     out: list[Ref] = []
     for job in cluster.list("Job", ns, names.address_selector(request.address)):
@@ -49,6 +50,24 @@ def _jobs(cluster: Cluster, request: DeleteRequest, ctx: RunContext) -> list[Ref
         else:
             what = ownership.describe("Job", ns, meta["name"])
             ctx.phase(f"left {what} alone: it was {ownership.made_by(job, request.owner)}")
+    return out + _job_services(cluster, request, ctx)
+
+
+def _job_services(cluster: Cluster, request: DeleteRequest, ctx: RunContext) -> list[Ref]:
+    """The headless Services of the resource's runs on more than one node (``indexed``) that
+    this state made (they carry its identity; none was made before identities). Looked for
+    only when the recorded spec spans nodes: the Service of an older version goes with its Job
+    (owner reference)."""
+    ns, out = request.namespace, list[Ref]()
+    if kinds.nodes(request.kind, request.spec) <= 1:
+        return out
+    for svc in cluster.list("Service", ns, names.address_selector(request.address)):
+        meta = svc["metadata"]
+        if ownership.whose(svc, request.owner) == "ours":
+            out.append(Ref("Service", ns, meta["name"], meta["uid"]))
+        else:
+            what = ownership.describe("Service", ns, meta["name"])
+            ctx.phase(f"left {what} alone: it was {ownership.made_by(svc, request.owner)}")
     return out
 
 
@@ -143,11 +162,12 @@ def delete(
 
 def _delete_job(cluster: Cluster, owner: Owner, g: Garbage) -> None:
     """Delete the Job of a garbage version if it is the state's (a Job made before identities
-    is, by its name: the version is the state's)."""
-    name = names.job_name(g.kind, g.name, g.version)
-    live: Mapping[str, Any] | None = cluster.get("Job", g.namespace, name, metadata_only=True)
-    if live is not None and ownership.is_mine(live, owner, g.address):
-        cluster.delete("Job", g.namespace, name, uid=str(live["metadata"]["uid"]))
+    is, by its name: the version is the state's). A run on more than one node has a shorter
+    name (``names.job_names``); its Service goes with its Job (owner reference)."""
+    for name in sorted(names.job_names(g.kind, g.name, g.version)):
+        live: Mapping[str, Any] | None = cluster.get("Job", g.namespace, name, metadata_only=True)
+        if live is not None and ownership.is_mine(live, owner, g.address):
+            cluster.delete("Job", g.namespace, name, uid=str(live["metadata"]["uid"]))
 
 
 def collect_garbage(

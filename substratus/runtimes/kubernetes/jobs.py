@@ -19,6 +19,9 @@
   cannot start later by surprise); a Job that fails reports the pods' reasons (``OOMKilled``,
   exit codes) and the tail of the main container's log; a Job the controller cannot create pods
   for (quota) reports the event;
+- a run on more than one node (``indexed``) is an Indexed Job whose headless Service is applied
+  like the params Secret (owned by the Job, before it is released); it succeeds when every rank
+  has (``completions``), and fails with its first failed rank;
 - cancellation raises ``Detached``: the Job goes on and the next apply adopts it;
 - Jobs are observed through their namespace's ``board``: one LIST of the Jobs and one of their
   pods per poll serve every Job being waited for at once.
@@ -34,7 +37,7 @@ from typing import Any
 
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Owner, RunContext
-from substratus.runtimes.kubernetes import guard, names
+from substratus.runtimes.kubernetes import guard, indexed, names
 from substratus.runtimes.kubernetes import pods as podinfo
 from substratus.runtimes.kubernetes.board import board
 from substratus.runtimes.kubernetes.cluster import Cluster
@@ -52,7 +55,8 @@ def state(job: Mapping[str, Any]) -> str:
             return "succeeded"
         if c.get("type") in ("Failed", "FailureTarget"):
             return "failed"
-    if int(status.get("succeeded") or 0) > 0:
+    completions = int((job.get("spec") or {}).get("completions") or 1)
+    if int(status.get("succeeded") or 0) >= completions:  # every rank of an Indexed Job
         return "succeeded"
     return "running"
 
@@ -97,21 +101,25 @@ def run(
     timing: Timing,
     owner: Owner,
     recorded: bool = False,
+    service: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``job`` (with its params Secret ``params``, if any) and wait (module docstring)."""
+    """Run ``job`` (with its params Secret ``params``, if any, and the headless Service of a
+    run on more than one node, ``indexed``) and wait (module docstring)."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     address = str(job["metadata"]["annotations"][names.ADDRESS])
-    if params is not None:  # its pods wait until the Secret they read exists
+    if params is not None or service is not None:  # its pods wait for what they read
         job["spec"]["suspend"] = True
     live = _start(cluster, job, ctx, timing, owner, address, recorded)
+    uid = str((live.get("metadata") or {}).get("uid") or "")
     if params is not None:
-        uid = str((live.get("metadata") or {}).get("uid") or "")
         params["metadata"]["ownerReferences"] = [
             {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
         ]
         guard.put(cluster, params, None, owner, address, recorded)
-        if (live.get("spec") or {}).get("suspend"):
-            cluster.merge("Job", ns, name, uid, {"spec": {"suspend": False}})
+    if service is not None:  # rank 0's DNS name exists before any rank starts
+        guard.put(cluster, indexed.owned_by(service, live), None, owner, address, recorded)
+    if (live.get("spec") or {}).get("suspend") and (params or service):
+        cluster.merge("Job", ns, name, uid, {"spec": {"suspend": False}})
     return wait(cluster, ns, name, ctx, timing, job["metadata"]["labels"].get(names.VERSION, ""))
 
 

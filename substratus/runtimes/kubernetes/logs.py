@@ -6,8 +6,9 @@ The pods of a run: a Job's (build, loader, trainer: the Job the run's outputs or
 else the one its version names; label ``batch.kubernetes.io/job-name``), a ModelServer's (the
 pods of the state's Deployment: ``names.owner_selector``), a Notebook's pod. The log is the
 main container's (``manifests.CONTAINER_NAMES``). When more than one pod is read (every pod of
-a Job that retried, every replica of a server) each line is prefixed ``[POD] ``; pods are read
-oldest first.
+a Job that retried, every replica of a server) each line is prefixed ``[POD] `` — ``[rank I] ``
+for the ranks of a run on more than one node (an Indexed Job's completion index, ``indexed``);
+pods are read oldest first.
 
 Without ``follow`` each pod's log is read as it is (``tailLines`` when ``tail``). With
 ``follow`` one ``follow=true`` stream per pod (a thread each) is merged as lines arrive, until
@@ -22,6 +23,7 @@ It imports no ``kubernetes`` module: it makes its requests with the connected cl
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import queue
@@ -34,7 +36,7 @@ from typing import Any
 from substratus.engine import kinds
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import LogRequest, NoLog
-from substratus.runtimes.kubernetes import names
+from substratus.runtimes.kubernetes import indexed, names
 from substratus.runtimes.kubernetes.board import JOB_NAME_LABEL
 from substratus.runtimes.kubernetes.cluster import RBAC_HINT, Cluster
 from substratus.runtimes.kubernetes.manifests import CONTAINER_NAMES
@@ -65,13 +67,26 @@ def _container_state(pod: Mapping[str, Any] | None, container: str) -> str:
     return "waiting"
 
 
+def _tags(pods: list[dict[str, Any]]) -> dict[str, str]:
+    """The prefix of each pod's lines: ``rank I`` for the pods of an Indexed Job (a run on more
+    than one node; ``rank I, POD`` when a rank has more than one pod), else the pod's name."""
+    ranks = {str(p["metadata"]["name"]): indexed.rank_of(p) for p in pods}
+    seen = collections.Counter(r for r in ranks.values() if r is not None)
+    return {
+        pod: pod if rank is None else f"rank {rank}" if seen[rank] == 1 else f"rank {rank}, {pod}"
+        for pod, rank in ranks.items()
+    }
+
+
 class KubeLogs:
     def __init__(self, cluster: Cluster, poll: float = 1.0, grace: float = 2.0) -> None:
         self.cluster, self.poll, self.grace = cluster, poll, grace
 
     def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]:
         namespace = str(request.outputs.get("namespace") or request.namespace)
-        pods = [str(p["metadata"]["name"]) for p in sorted(self._pods(request), key=_created)]
+        found = sorted(self._pods(request), key=_created)
+        pods = [str(p["metadata"]["name"]) for p in found]
+        tags = _tags(found)
         if not pods:
             raise NoLog(
                 f"{request.address}: its run {request.version} has no pods in namespace "
@@ -80,8 +95,8 @@ class KubeLogs:
             )
         container = CONTAINER_NAMES[request.kind]
         if request.follow:
-            return self._follow(namespace, pods, container, request.tail, cancelled)
-        return self._read(namespace, pods, container, request.tail)
+            return self._follow(namespace, pods, tags, container, request.tail, cancelled)
+        return self._read(namespace, pods, tags, container, request.tail)
 
     # -- which pods ----------------------------------------------------------------------------
 
@@ -90,7 +105,9 @@ class KubeLogs:
         namespace = str(outputs.get("namespace") or request.namespace)
         work = kinds.workload(kind, request.spec)
         if work in (kinds.Workload.BUILD, kinds.Workload.JOB):
-            job = str(outputs.get("job") or names.job_name(kind, request.name, request.version))
+            nodes = kinds.nodes(kind, request.spec)
+            named = names.job_name(kind, request.name, request.version, nodes)
+            job = str(outputs.get("job") or named)
             return self.cluster.list("Pod", namespace, f"{JOB_NAME_LABEL}={job}")
         if outputs.get("suspended") is True or outputs.get("replicas") == 0:
             raise NoLog(
@@ -147,7 +164,12 @@ class KubeLogs:
         raise Failure(f"reading the log of pod {namespace}/{pod} failed ({status}): {message}")
 
     def _read(
-        self, namespace: str, pods: list[str], container: str, tail: int | None
+        self,
+        namespace: str,
+        pods: list[str],
+        tags: Mapping[str, str],
+        container: str,
+        tail: int | None,
     ) -> Iterator[str]:
         query = {"tailLines": str(tail)} if tail is not None else {}
         texts: list[tuple[str, str]] = []
@@ -163,7 +185,11 @@ class KubeLogs:
             raise NoLog("; ".join(missing))
         prefix = len(pods) > 1
         return iter(
-            [f"[{pod}] {line}" if prefix else line for pod, t in texts for line in t.splitlines()]
+            [
+                f"[{tags[pod]}] {line}" if prefix else line
+                for pod, t in texts
+                for line in t.splitlines()
+            ]
         )
 
     # -- follow --------------------------------------------------------------------------------
@@ -172,6 +198,7 @@ class KubeLogs:
         self,
         namespace: str,
         pods: list[str],
+        tags: Mapping[str, str],
         container: str,
         tail: int | None,
         cancelled: threading.Event,
@@ -183,7 +210,7 @@ class KubeLogs:
             args = (namespace, pod, container, tail, items, streams, stop)
             threading.Thread(target=self._pump, args=args, daemon=True).start()
         try:
-            yield from self._merge(namespace, pods, container, items, streams, cancelled)
+            yield from self._merge(namespace, pods, tags, container, items, streams, cancelled)
         finally:
             stop.set()
             for resp in list(streams.values()):
@@ -193,6 +220,7 @@ class KubeLogs:
         self,
         namespace: str,
         pods: list[str],
+        tags: Mapping[str, str],
         container: str,
         items: queue.Queue[Item],
         streams: dict[str, Any],
@@ -210,7 +238,7 @@ class KubeLogs:
                 if item is None:
                     open_.discard(pod)
                 else:
-                    yield f"[{pod}] {item}" if prefix else item
+                    yield f"[{tags[pod]}] {item}" if prefix else item
             now = time.monotonic()
             if now < check:
                 continue

@@ -20,8 +20,9 @@ their objects apart on one namespace:
 
 - a Job per run (one version, ``RunRequest.version``): ``{name}-{bld|data|model}-{tag}`` with
   ``tag`` the version's digest prefix and token (``run_tag``; ≤ 63 characters, the limit of
-  the ``job-name`` label its pods get), its params Secret ``{job}-params`` — unique per run,
-  whatever the workspace or state;
+  the ``job-name`` label its pods get; ≤ 58 for a run on more than one node, whose pods are
+  named ``{job}-{index}``), its params Secret ``{job}-params`` — unique per run, whatever the
+  workspace or state — and, on more than one node, its headless Service (``indexed``);
 - a ModelServer: Deployment and Service ``{stem}-server``, params Secret ``{stem}-server-params``;
 - a Notebook: Pod and Service ``{stem}-notebook``, params Secret ``{stem}-notebook-params``,
   token Secret ``{stem}-notebook-token``.
@@ -53,6 +54,7 @@ SELECTOR = f"{MANAGED_BY}={MANAGER}"
 MAX_NAME = 63
 DEFAULT_WORKSPACE = "default"
 MAX_STEM = MAX_NAME - len("-notebook")  # a Service name is a DNS label of ≤ 63 characters
+INDEX_ROOM = len("-1023")  # a pod of an Indexed Job is {job}-{index}; nodes ≤ 1024
 
 JOB_SUFFIX = {"build": "bld", "dataset": "data", "model": "model"}
 SERVICE_ACCOUNTS = {
@@ -133,9 +135,17 @@ def run_tag(version: str) -> str:
     return f"{digest[:8]}-{token}" if token else digest[:8]
 
 
-def job_name(kind: str, name: str, version: str) -> str:
+def job_name(kind: str, name: str, version: str, nodes: int = 1) -> str:
+    """The Job of a run; on more than one node (an Indexed Job, ``indexed``) ``INDEX_ROOM``
+    characters shorter, so that its pods' hostnames ``{job}-{index}`` are DNS labels too."""
     suffix = f"-{JOB_SUFFIX[kind]}-{run_tag(version)}"
-    return name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+    room = MAX_NAME - (INDEX_ROOM if nodes > 1 else 0)
+    return name[: room - len(suffix)].rstrip("-") + suffix
+
+
+def job_names(kind: str, name: str, version: str) -> set[str]:
+    """Every name the Job of a run may have (on one node or on more)."""
+    return {job_name(kind, name, version), job_name(kind, name, version, nodes=2)}
 
 
 def params_name(owner: str) -> str:

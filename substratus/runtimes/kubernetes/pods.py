@@ -47,6 +47,21 @@ def _name(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("name", "?"))
 
 
+RANK_ANNOTATION = "batch.kubernetes.io/job-completion-index"  # indexed.INDEX_ANNOTATION
+
+
+def _rank(pod: Mapping[str, Any]) -> str | None:
+    """The rank of a pod of a run on more than one node (an Indexed Job's completion index)."""
+    found = ((pod.get("metadata") or {}).get("annotations") or {}).get(RANK_ANNOTATION)
+    return None if found is None else str(found)
+
+
+def _called(pod: Mapping[str, Any]) -> str:
+    """``NAME``, or ``NAME (rank I)`` for a rank of a run on more than one node."""
+    rank = _rank(pod)
+    return _name(pod) if rank is None else f"{_name(pod)} (rank {rank})"
+
+
 def problem(pods: Sequence[Mapping[str, Any]]) -> Problem | None:
     for pod in pods:
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
@@ -90,7 +105,7 @@ def failure(pods: Sequence[Mapping[str, Any]]) -> str:
     for pod in pods:
         status = pod.get("status") or {}
         if status.get("reason"):
-            lines.append(f"pod {_name(pod)}: {status['reason']}: {status.get('message', '')}")
+            lines.append(f"pod {_called(pod)}: {status['reason']}: {status.get('message', '')}")
         for cs in _statuses(pod):
             term = (cs.get("state") or {}).get("terminated") or {}
             if term and term.get("exitCode", 0) != 0:
@@ -101,14 +116,31 @@ def failure(pods: Sequence[Mapping[str, Any]]) -> str:
                     else ""
                 )
                 lines.append(
-                    f"pod {_name(pod)} container {cs.get('name')}: {reason}, exit code "
+                    f"pod {_called(pod)} container {cs.get('name')}: {reason}, exit code "
                     f"{term.get('exitCode')}{hint}"
                 )
     return "\n".join(lines)
 
 
+def _first_failed(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(pod, container) of the container that failed first (by ``finishedAt``)."""
+    failed = []
+    for pod in pods:
+        for cs in _statuses(pod):
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term and term.get("exitCode", 0) != 0:
+                failed.append((str(term.get("finishedAt") or "~"), _name(pod), str(cs.get("name"))))
+    return min(failed)[1:] if failed else None
+
+
 def main_container_of(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
-    """(pod, container) whose log explains a failure: the last failed container."""
+    """(pod, container) whose log explains a failure: the last failed container — of the ranks
+    of a run on more than one node, the first that failed (the Job controller stops the
+    others, which then fail too)."""
+    if any(_rank(p) is not None for p in pods):
+        first = _first_failed(pods)
+        if first is not None:
+            return first
     for pod in reversed(list(pods)):
         for cs in _statuses(pod):
             term = (cs.get("state") or {}).get("terminated") or {}

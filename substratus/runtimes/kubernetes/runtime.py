@@ -64,6 +64,7 @@ from substratus.runtimes.kubernetes import (
     builds,
     cleanup,
     conflicts,
+    indexed,
     jobs,
     manifests,
     names,
@@ -165,7 +166,9 @@ class KubernetesRuntime:
     def intent(self, request: RunRequest) -> dict[str, Any]:
         kind, ns, ws = request.kind, request.namespace, request.owner.workspace
         if kinds.workload(kind, request.spec) in _RUNS_A_JOB:
-            return {"job": names.job_name(kind, request.name, request.run_version), "namespace": ns}
+            nodes = kinds.nodes(kind, request.spec)
+            job = names.job_name(kind, request.name, request.run_version, nodes)
+            return {"job": job, "namespace": ns}
         if kind == "modelserver":
             return {"deployment": names.server_name(request.name, ws), "namespace": ns}
         if kind == "notebook":
@@ -261,7 +264,8 @@ class KubernetesRuntime:
         version = self.store.version(ns, kind, request.name, request.run_version).url
         mounts = self._mounts(request, version)
         w = self._workload(request, mounts)
-        name = names.job_name(kind, request.name, request.run_version)
+        nodes = kinds.nodes(kind, request.spec)
+        name = names.job_name(kind, request.name, request.run_version, nodes)
         self._service_account(ns, kind)
         job = manifests.job(w, name)
         jobs.run(
@@ -272,6 +276,7 @@ class KubernetesRuntime:
             self.timing,
             request.owner,
             _recorded(request),
+            service=indexed.spread(job, nodes) if nodes > 1 else None,
         )
         ctx.phase("recording the new version")
         sealed = artifacts.seal(version)

@@ -14,7 +14,8 @@ device", naming the file system) or, when the supervisor recorded nothing, a ful
 now; a job that cannot be started (its run directory not prepared) is a ``Failure`` naming
 the OS error. ``delete`` and ``remove_version`` stop what runs and remove the run directories
 and versions they are given — those a state created — and nothing else. Refresh reads
-``status``.
+``status``. A job on ``resources.nodes`` N above 1 is one supervisor running N ranks
+(``ranks.py``); stopping a run stops its ranks too, even those a killed supervisor left.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Literal
 from substratus.engine import kinds
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, RunContext, RunRequest
-from substratus.runtimes.local import launcher
+from substratus.runtimes.local import launcher, ranks
 from substratus.runtimes.local.artifacts import ArtifactStore, input_dir
 from substratus.runtimes.local.files import disk_full, log_tail, read_json, remove_tree
 from substratus.runtimes.local.process import ExitWatch, ProcessRef, stop
@@ -252,6 +253,7 @@ class Jobs:
                 "label": self._labels(request),
                 "unset": unset,
                 "command": command,
+                "nodes": kinds.nodes(request.kind, request.spec),
             }
             with run.log.open("wb") as log:
                 ref = launcher.launch(job, context, env, fd, log.fileno())
@@ -267,7 +269,8 @@ class Jobs:
         orphan = ProcessRef.from_json(read_json(run.child))
         if orphan is not None:  # the command of a supervisor that was killed
             stop(orphan)
-        for stale in (run.exit_code, run.supervisor, run.child):
+        ranks.stop_ranks(run)  # and its other ranks, on more than one node
+        for stale in (run.exit_code, run.supervisor, run.child, ranks.ranks_file(run)):
             stale.unlink(missing_ok=True)
         remove_tree(names.partial)
         names.partial.mkdir(parents=True)
@@ -295,6 +298,7 @@ class Jobs:
         for ref in (supervisor_of(run), ProcessRef.from_json(read_json(run.child))):
             if ref is not None:
                 stop(ref)
+        ranks.stop_ranks(run)
 
     def delete(
         self,

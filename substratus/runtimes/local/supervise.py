@@ -12,7 +12,9 @@ whole life, so no second supervisor starts for the same run). It then:
 3. runs the command (in its session and process group), forwarding SIGTERM/SIGINT to it, in
    its own environment minus the ``--unset`` names (what the supervisor alone needed to start,
    such as ``PYTHONPATH``); the lock stays with the supervisor (the command does not inherit
-   it, so a command left behind by a killed supervisor never holds the run's lock);
+   it, so a command left behind by a killed supervisor never holds the run's lock); with
+   ``--nodes N`` above 1, N ranks of the command instead (``ranks.py``: ``MASTER_ADDR``,
+   ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``; one failed rank stops the others and fails the run);
 4. notes whether the file system of the run directory or of the partial artifacts is full
    (``files.disk_full``: the job's own writes, its log and these records all fail there), then
    frees the reserve;
@@ -46,7 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from substratus.runtimes.local import manifest
+from substratus.runtimes.local import manifest, ranks
 from substratus.runtimes.local.files import disk_full, make_read_only, remove_tree, write_json
 from substratus.runtimes.local.process import ProcessRef
 from substratus.runtimes.local.workdir import RunFiles
@@ -66,6 +68,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--unset", action="append", default=[], help="NAME removed before the command starts"
     )
+    parser.add_argument("--nodes", type=int, default=1, help="ranks to run (ranks.py)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -77,7 +80,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def arguments(job: Mapping[str, Any], lock_fd: int | None = None) -> argparse.Namespace:
     """What ``parse`` makes of a command line, from its fields (``run_dir``, ``partial``,
-    ``final``, ``label``, ``unset``, ``command``) as JSON gives them: no parsing."""
+    ``final``, ``label``, ``unset``, ``command``, ``nodes``) as JSON gives them: no parsing."""
     return argparse.Namespace(
         run_dir=Path(job["run_dir"]),
         partial=Path(job["partial"]),
@@ -86,6 +89,7 @@ def arguments(job: Mapping[str, Any], lock_fd: int | None = None) -> argparse.Na
         label=[str(x) for x in job.get("label", ())],
         unset=[str(x) for x in job.get("unset", ())],
         command=[str(x) for x in job["command"]],
+        nodes=int(job.get("nodes", 1)),
     )
 
 
@@ -159,6 +163,10 @@ def _run(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tup
     failed."""
     unset = set(args.unset)
     job_env = {k: v for k, v in env.items() if k not in unset}
+    if args.nodes > 1:
+        exe = _executable(args.command, job_env)
+        code, why = ranks.run(args.command, exe, job_env, args.nodes, run)
+        return code, disk_full([run.dir, args.partial]) or why
     pid = os.posix_spawn(
         _executable(args.command, job_env),
         args.command,

@@ -54,8 +54,15 @@ def runtime(kube_cluster: ControlPlane) -> KubernetesRuntime:
     return KubernetesRuntime(artifacts_url="gs://b/p", kubeconfig=str(kube_cluster.kubeconfig))
 
 
-def request_for(kind: str, namespace: str, outputs: dict[str, Any], **kw: Any) -> LogRequest:
+def request_for(
+    kind: str,
+    namespace: str,
+    outputs: dict[str, Any],
+    spec_override: dict[str, Any] | None = None,
+    **kw: Any,
+) -> LogRequest:
     spec: dict[str, Any] = {"loader": {}} if kind == "dataset" else {}
+    spec = spec_override if spec_override is not None else spec
     return LogRequest(
         address=f"{kind}.data",
         kind=kind,
@@ -69,9 +76,10 @@ def request_for(kind: str, namespace: str, outputs: dict[str, Any], **kw: Any) -
     )
 
 
-def run_job(kube_cluster: ControlPlane, namespace: str, pods: int) -> str:
-    """A Job named as the runtime names the run's, with ``pods`` pods, run to completion."""
-    name = names.job_name("dataset", "data", VERSION)
+def run_job(kube_cluster: ControlPlane, namespace: str, pods: int, indexed: bool = False) -> str:
+    """A Job named as the runtime names the run's, with ``pods`` pods, run to completion
+    (``indexed``: an Indexed Job, as a run on ``pods`` nodes is)."""
+    name = names.job_name("dataset", "data", VERSION, pods if indexed else 1)
     container = {"name": "load", "image": "loader"}
     job = {
         "apiVersion": "batch/v1",
@@ -81,6 +89,7 @@ def run_job(kube_cluster: ControlPlane, namespace: str, pods: int) -> str:
             "completions": pods,
             "parallelism": pods,
             "backoffLimit": 0,
+            **({"completionMode": "Indexed"} if indexed else {}),
             "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
         },
     }
@@ -136,6 +145,26 @@ def test_every_pod_of_a_run_prefixed_by_its_name(
 
     lines = list(runtime.logs(request_for("dataset", namespace, {"job": job}), threading.Event()))
     assert sorted(lines) == [f"[{pod}] hello" for pod in named]
+
+
+def test_the_ranks_of_a_run_on_nodes_are_prefixed_by_rank(
+    kube_cluster: ControlPlane,
+    namespace: str,
+    streams: StreamMappings,
+    runtime: KubernetesRuntime,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "load.log"
+    append_log(log, ["hello"])
+    streams.logs_from(namespace, None, "load", log)
+    run_job(kube_cluster, namespace, 2, indexed=True)
+    # no job recorded: the name comes from the version and the spec's nodes
+    spec = {"loader": {}, "resources": {"nodes": 2}}
+    request = request_for("dataset", namespace, {}, spec_override=spec)
+    lines = list(runtime.logs(request, threading.Event()))
+    assert sorted(lines) == ["[rank 0] hello", "[rank 1] hello"]
+    follow = request_for("dataset", namespace, {}, spec_override=spec, follow=True)
+    assert sorted(runtime.logs(follow, threading.Event())) == ["[rank 0] hello", "[rank 1] hello"]
 
 
 def test_follow_streams_a_notebook_until_its_pod_is_gone(
