@@ -54,9 +54,20 @@ class Config:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
+def _inside(path: Path, directory: Path) -> bool:
+    """Whether ``path`` lies inside ``directory`` (not ``directory`` itself)."""
+    inner, outer = path.resolve(), directory.resolve()
+    return inner != outer and inner.is_relative_to(outer)
+
+
 def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
+    """The configuration files of ``paths`` (a directory: its ``*.yaml``/``*.yml``, not hidden
+    ones). A directory without any is an error, unless another path lies inside it: it is then
+    only the configuration's root (the notebooks ``substratus notebook -d`` wrote under its
+    ``.substratus/`` in a directory that holds no configuration of its own)."""
     files: list[Path] = []
     diags: list[Diagnostic] = []
+    given = [Path(raw) for raw in paths or ["."]]
     for raw in paths or ["."]:
         p = Path(raw)
         if p.is_dir():
@@ -65,7 +76,7 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
                 for c in p.iterdir()
                 if c.suffix in {".yaml", ".yml"} and c.is_file() and not c.name.startswith(".")
             )
-            if not found:
+            if not found and not any(_inside(o, p) for o in given):
                 diags.append(
                     Diagnostic.error(
                         "No configuration files",
