@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from substratus.engine.address import KIND_ALIASES, Address, name_problem
 from substratus.engine.builds import attach_builds
-from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Diagnostics
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Diagnostics, Location
 from substratus.engine.documents import PathMap, normalize, original_path
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.sensitive import mask, split_path
@@ -41,6 +41,8 @@ class Settings:
     project: ProjectSpec = field(default_factory=ProjectSpec)
     base_dir: Path = field(default_factory=Path.cwd)  # where `.substratus/` lives by default
     source: str | None = None
+    # where each setting the Project document gives is written: "state" → file:line of spec.state
+    where: dict[str, Location] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,6 +217,9 @@ def _project(
         )
         return
     settings.source = str(doc.source())
+    spec = data.get("spec")
+    for key in spec if isinstance(spec, dict) else ():
+        settings.where[str(key)] = doc.source(("spec", key))
     try:
         settings.project = ProjectSpec.model_validate(data.get("spec") or {})
     except ValidationError as exc:
