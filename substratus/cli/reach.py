@@ -6,13 +6,16 @@ a commit (``git ls-remote``), and the runtime's target (the refresh: the cluster
 kubernetes``). Each stops the plan at its first failure, so one run would name one missing piece
 at a time. ``Reach`` wraps the reading of the state and the planning: when they fail, it asks the
 pieces not yet contacted (concurrently, each bounded by its own timeout: a closed port answers at
-once, ``git ls-remote`` gives up after 60 s, the cluster's connection after 10 s) and raises one
+once, ``git ls-remote`` gives up after 60 s, the cluster's connection after 10 s; the runtime is
+asked again when the failure may be its own, to tell a refresh that cannot reach it from a problem
+of the plan) and raises one
 ``DiagnosticError``: a first diagnostic that names what does not answer and says how to preview
 the plan without it (``--state file://…``: an empty local state; ``--no-refresh``: nothing asked
 of the runtime; a git ``ref`` pinned to a full commit, used as is), then each piece's own error
-with where it is configured (``file:line`` of the Project setting, or the flag). An error that is
-not about reaching anything (a lock held, a bad configuration) is raised unchanged when every other
-piece answers. Nothing is written: the probes only read.
+with where it is configured (``file:line`` of the Project setting, or the flag), then the
+configuration's own problems that an unread state kept the plan from checking. An error that is
+not about reaching anything (a lock held, a local state's problem, a bad configuration) is raised
+unchanged when every other piece answers. Nothing is written: the probes only read.
 """
 
 from __future__ import annotations
@@ -151,11 +154,10 @@ class Reach:
         return []
 
     def _located(self, missing: Missing) -> list[Diagnostic]:
-        r = self.p.resolved
+        """Each piece's errors, with where it is configured (git sources: their resource's)."""
         state = [self._where(d, "state", "--state", "SUBSTRATUS_STATE") for d in missing.state]
         runtime = [
-            self._where(d, "runtime", "--runtime", "SUBSTRATUS_RUNTIME") if r.runtime else d
-            for d in missing.runtime
+            self._where(d, "runtime", "--runtime", "SUBSTRATUS_RUNTIME") for d in missing.runtime
         ]
         return [*state, *missing.sources, *runtime]
 
