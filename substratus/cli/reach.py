@@ -207,6 +207,13 @@ class Reach:
             notes.append("--no-refresh: trusts the state, asks the runtime nothing")
         if missing.sources:
             notes.append(PIN)
+        from substratus.engine.plan import Mode
+
+        if self.p.options.mode is Mode.DESTROY:  # an empty preview state has nothing to destroy
+            return Diagnostic.error(
+                f"The {self.command} cannot reach {_join(names)}",
+                "Each is below, with where it is configured.",
+            )
         detail = "\n".join(
             [
                 "Each is below, with where it is configured. To preview the plan without "

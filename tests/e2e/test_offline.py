@@ -77,6 +77,12 @@ def test_a_plan_names_every_missing_piece_in_one_run(tmp_path: Path) -> None:
     applied = run(project, env, "apply", "-f", "substratus.yaml", "--auto-approve")
     assert applied.returncode == 1 and "Traceback" not in applied.stderr
     assert errors(applied.stderr)[0].startswith("The apply cannot reach the state"), applied
+    destroyed = run(project, env, "destroy", "-f", "substratus.yaml", "--auto-approve")
+    said = errors(destroyed.stderr)
+    assert (
+        said[0] == "The destroy cannot reach the state (gs://no-such-bucket/state) and the cluster"
+    )
+    assert "substratus plan" not in destroyed.stderr  # an empty preview state destroys nothing
 
     preview = re.search(r"^ +(substratus plan .*)$", failed.stderr, re.M)
     assert preview is not None, failed.stderr
