@@ -165,6 +165,7 @@ def _plan_and_apply(opts: RunOptions) -> None:
     from substratus.cli.console import confirm, plan_color, print_plan
     from substratus.cli.locking import locked
     from substratus.cli.prepare import prepare
+    from substratus.cli.reach import Reach
     from substratus.cli.walk import report, walk
     from substratus.engine.plan import Mode
 
@@ -172,9 +173,12 @@ def _plan_and_apply(opts: RunOptions) -> None:
     p = prepare(opts)
     destroying = p.options.mode is Mode.DESTROY
     operation = "destroy" if destroying else "apply"
-    with locked(p.backend, operation, opts.lock.enabled, opts.lock.timeout) as watch:
+    reach = Reach(p, opts, operation)  # what does not answer while planning: named at once
+    with reach, locked(p.backend, operation, opts.lock.enabled, opts.lock.timeout) as watch:
         current, token = p.backend.read()
+        reach.read()
         the_plan = p.plan(current)
+        reach.planned()
         if not as_json:
             print_plan(the_plan, plan_color(opts.output.no_color))
         if not the_plan.has_changes:

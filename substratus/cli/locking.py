@@ -24,6 +24,8 @@ from substratus.engine.backend import (
 )
 from substratus.engine.diagnostic import DiagnosticError, fail
 
+LOCK_HELD = "Error acquiring the state lock"  # the summary of a lock someone else holds
+
 
 @contextmanager
 def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Iterator[LockWatch]:
@@ -60,7 +62,7 @@ def locked(backend: Backend, operation: str, enabled: bool, timeout: str) -> Ite
     except LockHeld as held:
         h = held.holder
         raise fail(
-            "Error acquiring the state lock",
+            LOCK_HELD,
             f"The state is locked by {h.who} (pid {h.pid}) for {h.operation} since {h.created}."
             f"\n\nLock Info:\n{h.describe()}\n\n"
             + (f"{held.note}\n\n" if held.note else "")

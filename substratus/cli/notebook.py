@@ -5,7 +5,9 @@ Part of the CLI layer.
 The notebook is an ordinary resource: ``-d DIR`` and ``--from model.NAME`` write its document to
 ``<config dir>/.substratus/notebooks/<name>.yaml``, which every command loads with the
 configuration (``wiring.with_notebooks``), so the plan and the state see it like any other
-until that file is deleted. The command plans just that notebook and what it
+until that file is deleted. Where there is no configuration at all, that document is the whole
+configuration (on the defaults); a directory without notebook.sh runs Jupyter
+(``substratus.notebook.jupyter``). The command plans just that notebook and what it
 needs (``--target``; shown; a plan that would replace or destroy anything else asks first unless
 ``--auto-approve``), applies it with ``suspend: false``, waits until Jupyter answers, prints the
 URL with its token and opens the browser. With a session that reports changes (a cluster), the
@@ -48,7 +50,8 @@ Directory = Annotated[
         "-d",
         "--dir",
         metavar="DIR",
-        help="A directory with a Dockerfile/notebook.sh: its notebook (default: none).",
+        help="A directory of code: its notebook (on a cluster it needs a Dockerfile; locally "
+        "it runs its notebook.sh, else Jupyter), even with no configuration (default: none).",
     ),
 ]
 Source = Annotated[

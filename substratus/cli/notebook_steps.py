@@ -62,17 +62,22 @@ def _from_directory(directory: Path, r: Resolved) -> str:
             "On a cluster the notebook's image is built from the directory: add a Dockerfile "
             "(FROM an image with Jupyter, e.g. substratusai/base) and a notebook.sh.",
         )
+    container: dict[str, Any] = {"local": {"path": str(d)}}
     if r.runtime == "local" and not any(
         (d / p).is_file() for p in ("notebook.sh", "scripts/notebook.sh")
     ):
-        raise fail(
-            f"No notebook.sh in {d}",
-            "The local runtime starts the notebook with notebook.sh (Jupyter on $PORT, token "
-            "$NOTEBOOK_TOKEN, e.g. `exec jupyter lab --port=$PORT "
-            "--IdentityProvider.token=$NOTEBOOK_TOKEN`).",
-        )
+        from substratus.notebook.jupyter import INSTALL, jupyter_command
+
+        command = jupyter_command()
+        if command is None:
+            raise fail(
+                f"No notebook.sh in {d}, and Jupyter is not installed",
+                f"To start a notebook in the directory, {INSTALL} (e.g. `exec jupyter lab "
+                "--port=$PORT --IdentityProvider.token=$NOTEBOOK_TOKEN`).",
+            )
+        container["command"] = command
     name = _slug(d.name)
-    _write_document(r.base, name, {"container": {"local": {"path": str(d)}}}, None)
+    _write_document(r.base, name, {"container": container}, None)
     return name
 
 
@@ -248,14 +253,15 @@ def _configured(
     opts: RunOptions, name: str | None, directory: Path | None, source: str | None
 ) -> tuple[Config, Resolved, Address]:
     """The configuration with the notebook asked for (its document written first for ``-d`` and
-    ``--from``), its settings, and the notebook's address."""
-    cfg, r = setup(opts)
+    ``--from``), its settings, and the notebook's address. ``-d DIR`` where there is no
+    configuration at all (``-f``, by default the current directory, holds no YAML) works on the
+    defaults and the flags: the notebook's document is then the whole configuration."""
     if directory is not None:  # the document is written where `setup` loads it from
-        name = _from_directory(directory, r)
-        cfg, r = setup(opts)
+        name = _from_directory(directory, _settings(opts))
     elif source is not None:
-        name = _from_resource(cfg, source, r)
         cfg, r = setup(opts)
+        name = _from_resource(cfg, source, r)
+    cfg, r = setup(opts)
     notebooks = [a for a in cfg.resources if a.kind == "notebook" and (name in (None, a.name))]
     if len(notebooks) != 1:
         known = ", ".join(sorted(a.name for a in cfg.resources if a.kind == "notebook")) or "none"
@@ -264,6 +270,18 @@ def _configured(
             f"Notebooks configured: {known}. Give NAME, -d DIR or --from model.NAME.",
         )
     return cfg, r, notebooks[0]
+
+
+def _settings(opts: RunOptions) -> Resolved:
+    """The settings of the configuration, or of the defaults and the flags alone when the ``-f``
+    paths are directories without any configuration file (nor a notebook written before)."""
+    from substratus.engine.config import find_files
+    from substratus.wiring import resolve, with_notebooks
+
+    paths = with_notebooks(opts.paths)
+    if all(Path(p).is_dir() for p in paths) and not find_files(paths)[0]:
+        return resolve(None, paths, opts.settings)
+    return setup(opts)[1]
 
 
 def _open_session(r: Resolved, addr: Address, port: int) -> NotebookSession:

@@ -94,6 +94,7 @@ def plan(
     # the engine, imported when the command runs (``--help`` does not need it)
     from substratus.cli.locking import locked
     from substratus.cli.prepare import prepare
+    from substratus.cli.reach import Reach
 
     opts = RunOptions.from_params(ctx.params)
     if output_format not in ("text", "markdown"):
@@ -104,8 +105,10 @@ def plan(
         emit(version_event())
     try:
         p = prepare(opts)
-        with locked(p.backend, "plan", opts.lock.enabled, opts.lock.timeout):
+        reach = Reach(p, opts)  # what does not answer: every piece named at once
+        with reach, locked(p.backend, "plan", opts.lock.enabled, opts.lock.timeout):
             current, _token = p.backend.read()
+            reach.read()
             the_plan = p.plan(current)
     except DiagnosticError as exc:  # --json: the errors are events too (`comment` posts them)
         for d in exc.diagnostics if as_json else []:

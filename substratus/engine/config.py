@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from substratus.engine.address import KIND_ALIASES, Address, name_problem
 from substratus.engine.builds import attach_builds
-from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Diagnostics
+from substratus.engine.diagnostic import Diagnostic, DiagnosticError, Diagnostics, Location
 from substratus.engine.documents import PathMap, normalize, original_path
 from substratus.engine.resource import Dependency, Resource
 from substratus.engine.sensitive import mask, split_path
@@ -45,6 +45,8 @@ class Settings:
     project: ProjectSpec = field(default_factory=ProjectSpec)
     base_dir: Path = field(default_factory=Path.cwd)  # where `.substratus/` lives by default
     source: str | None = None
+    # where each setting the Project document gives is written: "state" → file:line of spec.state
+    where: dict[str, Location] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,9 +60,20 @@ class Config:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
+def _inside(path: Path, directory: Path) -> bool:
+    """Whether ``path`` lies inside ``directory`` (not ``directory`` itself)."""
+    inner, outer = path.resolve(), directory.resolve()
+    return inner != outer and inner.is_relative_to(outer)
+
+
 def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
+    """The configuration files of ``paths`` (a directory: its ``*.yaml``/``*.yml``, not hidden
+    ones). A directory without any is an error, unless another path lies inside it: it is then
+    only the configuration's root (the notebooks ``substratus notebook -d`` wrote under its
+    ``.substratus/`` in a directory that holds no configuration of its own)."""
     files: list[Path] = []
     diags: list[Diagnostic] = []
+    given = [Path(raw) for raw in paths or ["."]]
     for raw in paths or ["."]:
         p = Path(raw)
         if p.is_dir():
@@ -69,7 +82,7 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
                 for c in p.iterdir()
                 if c.suffix in {".yaml", ".yml"} and c.is_file() and not c.name.startswith(".")
             )
-            if not found:
+            if not found and not any(_inside(o, p) for o in given):
                 diags.append(
                     Diagnostic.error(
                         "No configuration files",
@@ -208,6 +221,9 @@ def _project(
         )
         return
     settings.source = str(doc.source())
+    spec = data.get("spec")
+    for key in spec if isinstance(spec, dict) else ():
+        settings.where[str(key)] = doc.source(("spec", key))
     try:
         settings.project = ProjectSpec.model_validate(data.get("spec") or {})
     except ValidationError as exc:

@@ -46,6 +46,7 @@ from substratus.engine.sensitive import as_marked, legacy_masked, seal, unmask
 from substratus.engine.statefile import ResourceRecord
 
 _ABSENT = object()
+SOURCE_UNRESOLVED = "Cannot resolve build source"  # the summary of a source that did not resolve
 
 
 def canonical_json(value: Any) -> str:
@@ -71,7 +72,7 @@ def resolve_sources(resources: Iterable[Resource]) -> None:
         except SourceError as exc:
             diags.append(
                 Diagnostic.error(
-                    "Cannot resolve build source",
+                    SOURCE_UNRESOLVED,
                     f"{exc}.",
                     source=res.source,
                     address=str(res.address),

@@ -76,9 +76,10 @@ class Project:
         return self.dir / ".substratus" / "state" / "default.json"
 
 
-def kill_leftovers(root: Path) -> None:
-    """Kill every process whose command line or cwd points into ``root``."""
+def leftovers(root: Path) -> list[int]:
+    """The processes (but this one) whose command line or cwd points into ``root``."""
     marker = str(root)
+    found = []
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
             continue
@@ -88,8 +89,15 @@ def kill_leftovers(root: Path) -> None:
         except OSError:
             continue
         if marker in cmdline or cwd.startswith(marker):
-            with contextlib.suppress(OSError):
-                os.kill(int(pid_dir.name), signal.SIGKILL)
+            found.append(int(pid_dir.name))
+    return found
+
+
+def kill_leftovers(root: Path) -> None:
+    """Kill every process whose command line or cwd points into ``root``."""
+    for pid in leftovers(root):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

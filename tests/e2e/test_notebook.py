@@ -1,12 +1,15 @@
 """`substratus notebook` on the local runtime, end to end through the CLI: a directory with a
 notebook.sh becomes a running notebook (a tiny stand-in for Jupyter that answers /api and honours
 NOTEBOOK_TOKEN), in the directory itself; `q` suspends it through the engine (no drift, no
-change left), and running it again resumes it with the same artifacts."""
+change left), and running it again resumes it with the same artifacts. A directory with no
+configuration and no notebook.sh becomes a real Jupyter Server (jupyter-server, a test
+dependency) serving its files; Ctrl-C suspends it and leaves no process behind."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -14,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import kill_leftovers
+from tests.e2e.conftest import kill_leftovers, leftovers
 from tests.support.waiting import wait_for
 
 STAND_IN = """\
@@ -147,8 +150,12 @@ def _answers(base: str) -> bool:
 def test_notebook_mistakes_are_one_clear_message(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     (project / "empty").mkdir()
-    no_script = cli(project, "notebook", "-d", "empty", "--no-open-browser", check=1)
+    no_script = without_jupyter(project, "notebook", "-d", "empty", "--no-open-browser")
+    assert no_script.returncode == 1, no_script.stdout + no_script.stderr
     assert "No notebook.sh in" in no_script.stderr
+    assert "Jupyter is not installed" in no_script.stderr
+    assert "pip install jupyterlab" in no_script.stderr
+    assert not (project / ".substratus" / "notebooks").exists()  # nothing was written
     unknown = cli(project, "notebook", "nope", "--no-open-browser", check=1)
     assert "No notebook 'nope' in the configuration" in unknown.stderr
     both = cli(project, "notebook", "x", "-d", "experiments", check=1)
@@ -159,6 +166,58 @@ def test_notebook_mistakes_are_one_clear_message(tmp_path: Path) -> None:
     assert "--from model.none: no such Model or Dataset" in bad_from.stderr
     for proc in (no_script, unknown, both, bad_from, cluster):
         assert "Traceback" not in proc.stderr
+
+
+def without_jupyter(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI where no Jupyter is installed: this Python seen through a link in a directory
+    without Jupyter beside it, and a PATH of the system's directories only."""
+    bare = project.parent / "bare-python"
+    bare.mkdir(exist_ok=True)
+    python = bare / "python3"
+    if not python.exists():
+        python.symlink_to(sys.executable)
+    assert not any(Path(d, "jupyter-server").exists() for d in ("/usr/bin", "/bin"))
+    return subprocess.run(
+        [str(python), "-m", "substratus", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_a_directory_without_configuration_is_a_jupyter_notebook(tmp_path: Path) -> None:
+    code = tmp_path / "code"  # no configuration, no notebook.sh: just code
+    code.mkdir()
+    (code / "train.py").write_text("print('training')\n")
+    try:
+        proc, url = session(code, "-d", ".")
+        base, _, token = url.partition("/?token=")
+        wait_for(lambda: get(f"{base}/api?token={token}")[0] == 200, "Jupyter's /api", 60)
+        status, listing = get(f"{base}/api/contents?token={token}")
+        assert status == 200
+        assert [i["name"] for i in listing["content"]] == ["train.py"]  # the directory itself
+        assert get(f"{base}/api/contents?token=wrong")[0] == 403  # its token is required
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "Suspended notebook.code" in out
+        assert leftovers(tmp_path) == []  # Jupyter was stopped
+        assert not _answers(base)
+        state = json.loads(cli(code, "state", "pull").stdout)["resources"]
+        assert state["notebook.code"]["outputs"]["suspended"] is True
+        assert (code / ".substratus" / "state" / "default.json").is_file()  # the local default
+        assert "No changes." in cli(code, "plan", "--detailed-exitcode").stdout
+
+        proc, url = session(code, "-d", ".")  # the same command resumes it
+        base, _, token = url.partition("/?token=")
+        assert get(f"{base}/api/contents/train.py?token={token}")[0] == 200
+        quit_session(proc)
+        assert leftovers(tmp_path) == []
+    finally:
+        cli(code, "destroy", "--auto-approve", "--no-lock", check=None)
+        kill_leftovers(tmp_path)
 
 
 FROM_MODEL = """\

@@ -129,6 +129,23 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
         load_config([str(tmp_path)])
 
 
+def test_an_empty_directory_is_only_the_root_of_a_file_inside_it(tmp_path: Path) -> None:
+    # the notebooks `substratus notebook -d` wrote where there is no configuration of its own
+    notebooks = tmp_path / ".substratus" / "notebooks"
+    notebooks.mkdir(parents=True)
+    (notebooks / "code.yaml").write_text(
+        "kind: Notebook\nname: code\nspec: {container: {local: {path: ..}}}\n"
+    )
+    cfg = load_config([str(tmp_path), str(notebooks / "code.yaml")])
+    assert [str(a) for a in cfg.resources if a.kind == "notebook"] == ["notebook.code"]
+    beside = tmp_path / "beside"  # a file elsewhere does not excuse an empty directory
+    beside.mkdir()
+    (beside / "c.yaml").write_text("kind: Model\nname: m\nspec: {url: 'file:///x'}\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DiagnosticError, match="No configuration files"):
+        load_config([str(tmp_path / "empty"), str(beside / "c.yaml")])
+
+
 def test_identical_sources_share_one_build(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "c.yaml").write_text(
