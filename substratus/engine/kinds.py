@@ -44,6 +44,9 @@ PARAM_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("trainer", "params"),
     ("params",),
 )
+# Spec fields that say how a run is carried out, not what it makes: left out of the digest
+# (``engine.digest``), so a change of them only rewrites the record and runs nothing.
+RECORD_ONLY_FIELDS = ("retries",)
 DEFAULT_CPU = 2  # engine.spec.Resources defaults, for specs that do not fill them
 DEFAULT_MEMORY_GB = 10
 BUILD_CPU = 2  # the build Job's request (no memory request, no GPU)

@@ -16,7 +16,9 @@ from pydantic import (
     ConfigDict,
     Field,
     field_serializer,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -125,6 +127,13 @@ class Resources(Strict):
     memory: float = Field(10, gt=0)  # GB
     disk: float = Field(10, gt=0)  # GB
     gpu: Gpu | None = None
+    # Run on spot (preemptible) capacity: GKE's spot node selector and toleration on
+    # Kubernetes, spot rates in the estimate; no effect on the local runtime (a plan note).
+    spot: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_default(handler(self), "spot", False)
 
     @field_serializer("cpu", "memory", "disk")
     def _whole_numbers(self, value: float) -> float | int:
@@ -173,10 +182,29 @@ class Trainer(Strict):
     resources: Resources | None = None
 
 
+# How many times a failed (or preempted) run of a Dataset or Model starts again, into the same
+# version directory with its ``artifacts/`` kept (DESIGN §8). Record-only: not in the digest.
+RETRIES_LIMIT = 100
+
+
+def _drop_default(dumped: Any, key: str, default: object) -> Any:
+    """``dumped`` without ``key`` when it holds ``default``: a field added after records were
+    written is left out of canonical specs at its default, so those records stay equal to the
+    configuration (their digests and specs unchanged) until the field is set."""
+    if isinstance(dumped, dict) and dumped.get(key, default) == default:
+        dumped.pop(key, None)
+    return dumped
+
+
 class DatasetSpec(Strict):
     container: Container
     loader: Loader = Field(default_factory=Loader)
     resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=RETRIES_LIMIT)
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_default(handler(self), "retries", 0)
 
 
 class ModelSpec(Strict):
@@ -185,6 +213,11 @@ class ModelSpec(Strict):
     trainer: Trainer | None = None
     url: str | None = None  # neither loader nor trainer: weights already at this location
     resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=RETRIES_LIMIT)
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_default(handler(self), "retries", 0)
 
     @model_validator(mode="after")
     def _mode(self) -> ModelSpec:
@@ -195,6 +228,11 @@ class ModelSpec(Strict):
         if not (self.loader or self.trainer) and not self.url:
             raise ValueError(
                 "a Model needs a loader, a trainer, or a url where its weights already are"
+            )
+        if self.retries and not (self.loader or self.trainer):
+            raise ValueError(
+                "retries restarts a failed loader or trainer run; a Model that only names a "
+                "url runs nothing (remove retries)"
             )
         return self
 
