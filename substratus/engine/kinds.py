@@ -18,6 +18,8 @@ this module; none of them re-derives these rules from the spec.
 - ``params(kind, spec)`` and ``params_path``: the params its workload is given (a server's or
   notebook's ``params``, a trainer's or else a loader's); ``PARAM_SECTIONS`` are the sections a
   ``sensitive:`` path may name.
+- ``retries(kind, spec)``: how many times a failed job run starts again (``spec.retries``, a
+  record-only field: ``RECORD_ONLY_FIELDS`` are left out of digests).
 - ``resources(kind, spec)`` is the declared ``resources`` section (a trainer's override the
   Model's), ``compute(kind, spec)`` what one instance requests (typed, defaults filled) and how
   many instances run.
@@ -245,6 +247,15 @@ class Compute:
     @property
     def gpu_type(self) -> str | None:
         return self.gpu.type if self.gpu is not None else None
+
+
+def retries(kind: str, spec: Mapping[str, Any] | None) -> int:
+    """How many times a failed run of a job starts again (``spec.retries``; 0 for what is not
+    a Dataset's or Model's loader or trainer run)."""
+    if spec is None or not is_job(kind, spec):
+        return 0
+    value = spec.get("retries", 0)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def resources_path(kind: str, spec: Mapping[str, Any]) -> str:
