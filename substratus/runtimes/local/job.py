@@ -134,9 +134,11 @@ class Jobs:
         if request.intent is None and (complete or names.final.exists()):
             raise Failure(f"the new version {names.final} exists already", "apply again")
         if complete:
+            _report_attempts(names.run, ctx)
             ctx.phase("adopted the run an interrupted apply completed")
             return self._completed(names)
         if names.final.is_dir():  # completed here, not yet published to a remote store
+            _report_attempts(names.run, ctx)
             self.store.publish(names.final, ctx.phase)
             return self._completed(names)
         ref = supervisor_of(names.run) if request.intent is not None else None
