@@ -391,9 +391,7 @@ class Walker:
         ) -> None:
             elapsed = time.monotonic() - start if kind is not EventKind.START else 0.0
             said = said_once(message, change.address)
-            self.on_event(
-                Event(kind, change.address, change.action, said, elapsed, detail, tried)
-            )
+            self.on_event(Event(kind, change.address, change.action, said, elapsed, detail, tried))
 
         def restart(tried: FailedAttempt) -> None:
             if attempts.add(tried) and not tried.final:

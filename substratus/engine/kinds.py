@@ -231,13 +231,15 @@ class Compute:
     ``cpu`` and ``memory`` (GB) are as the spec writes them (an int stays an int), defaults
     filled; ``path`` is the field path of the declared section (``spec.trainer.resources`` when
     the trainer has its own, else ``spec.resources``; ``""`` for a build, which declares none).
-    ``replicas`` is 1, or a ModelServer's ``replicas`` (which may be 0)."""
+    ``replicas`` is 1, or a ModelServer's ``replicas`` (which may be 0). ``spot``: the
+    resources ask for spot capacity (``resources.spot``)."""
 
     cpu: int | float
     memory: int | float
     gpu: Gpu | None
     replicas: int
     path: str
+    spot: bool = False  # resources.spot: on spot (preemptible) capacity
 
     @property
     def gpus(self) -> int:
@@ -300,6 +302,7 @@ def compute(kind: str, spec: Mapping[str, Any] | None) -> Compute | None:
         gpu=_gpu(declared),
         replicas=replicas,
         path=resources_path(kind, spec),
+        spot=bool(declared.get("spot")),
     )
 
 
