@@ -17,8 +17,8 @@ hands everything here. Rules:
   failed), run again into a new version; a pending operation left by an interrupted apply at
   the same digest is adopted (reason ``adopt``);
 - digest unchanged but the record differs — ``lifecycle``, ``spec.retries``
-  (``kinds.RECORD_ONLY_FIELDS``), ``sensitive:`` marking, renamed inputs, a digest of an older format that still matches (``digest.legacy_digests``,
-  ``digest.plain_digests``) — →
+  (``kinds.RECORD_ONLY_FIELDS``), ``sensitive:`` marking, renamed inputs, a digest of an older
+  format that still matches (``digest.legacy_digests``, ``digest.plain_digests``) — →
   ``update`` with ``record_only``: the record is rewritten, nothing runs;
 - references to resources not in the configuration → ``read`` of what the runtime found, or a
   "dangling reference" error; a reference to a resource removed from the configuration that the

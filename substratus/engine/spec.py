@@ -15,8 +15,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    field_serializer,
     SerializerFunctionWrapHandler,
+    field_serializer,
     field_validator,
     model_serializer,
     model_validator,
@@ -187,13 +187,14 @@ class Trainer(Strict):
 RETRIES_LIMIT = 100
 
 
-def _drop_default(dumped: Any, key: str, default: object) -> Any:
+def _drop_default(dumped: Any, key: str, default: object) -> dict[str, Any]:
     """``dumped`` without ``key`` when it holds ``default``: a field added after records were
     written is left out of canonical specs at its default, so those records stay equal to the
     configuration (their digests and specs unchanged) until the field is set."""
-    if isinstance(dumped, dict) and dumped.get(key, default) == default:
-        dumped.pop(key, None)
-    return dumped
+    out: dict[str, Any] = dumped
+    if out.get(key, default) == default:
+        out.pop(key, None)
+    return out
 
 
 class DatasetSpec(Strict):

@@ -19,6 +19,9 @@
   cannot start later by surprise); a Job that fails reports the pods' reasons (``OOMKilled``,
   exit codes) and the tail of the main container's log; a Job the controller cannot create pods
   for (quota) reports the event;
+- each failed pod is a failed attempt of the run (``spec.retries``: the Job's
+  ``backoffLimit``), reported through ``ctx.restart`` (``Attempts``) with its reason (exit
+  code, ``OOMKilled``, preempted or evicted); a Job that fails names how many attempts it made;
 - cancellation raises ``Detached``: the Job goes on and the next apply adopts it;
 - Jobs are observed through their namespace's ``board``: one LIST of the Jobs and one of their
   pods per poll serve every Job being waited for at once.
@@ -32,6 +35,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from substratus.engine.attempts import FailedAttempt
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Owner, RunContext
 from substratus.runtimes.kubernetes import guard, names
@@ -41,6 +45,34 @@ from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.waits import Ref, Timing, delete_and_wait
 
 LOG_TAIL = 30
+
+
+class Attempts:
+    """The pods of one Job seen while waiting for it, as the attempts of its run: numbered by
+    creation (an evicted pod is deleted: it counts from when it was seen), each failed one
+    reported through ``RunContext.restart`` once another pod replaced it (or, ``ended``, the
+    Job finished: the last failed one is then final)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}  # uid -> (creationTimestamp, name)
+
+    def report(self, pods: list[dict[str, Any]], ctx: RunContext, ended: bool) -> int:
+        """Report the failed attempts among ``pods``; how many attempts were seen."""
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            key = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+            self.seen.setdefault(str(meta.get("uid") or key[1]), key)
+        order = sorted(self.seen, key=lambda uid: self.seen[uid])
+        number = {uid: i + 1 for i, uid in enumerate(order)}
+        for pod in pods:
+            found = podinfo.failed_attempt(pod)
+            uid = str((pod.get("metadata") or {}).get("uid") or "")
+            if found is None or uid not in number:
+                continue
+            n, (why, counted) = number[uid], found
+            if n < len(order) or ended:
+                ctx.restart(FailedAttempt(n, why, counted, final=ended and n == len(order)))
+        return len(order)
 
 
 def state(job: Mapping[str, Any]) -> str:
@@ -158,6 +190,7 @@ def wait(
         since: float | None = None  # unschedulable since
         no_pods = 0
         last = ""
+        attempts = Attempts()
         while True:
             if ctx.cancelled.is_set():
                 raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
@@ -169,12 +202,14 @@ def wait(
                     "apply again to run it anew",
                 )
             current = state(job)
+            pods = snap.pods.get(name) or []
+            made = attempts.report(pods, ctx, ended=current != "running")
             if current == "succeeded":
                 return job
-            pods = snap.pods.get(name) or []
             if current == "failed":
+                after = f" after {made} attempts" if made > 1 else ""
                 raise Failure(
-                    f"job {ns}/{name} failed: {_failed_condition(job)}",
+                    f"job {ns}/{name} failed{after}: {_failed_condition(job)}",
                     _explain(cluster, ns, pods),
                 )
             found = podinfo.problem(pods)

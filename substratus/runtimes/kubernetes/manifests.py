@@ -13,11 +13,12 @@ functions here turn it into the original operator's objects so existing images k
   plain values taken when it is applied — nothing else of the operator's environment;
 - mounts (``volumes.mount``): ``/content/data`` and ``/content/model`` read-only,
   ``/content/artifacts`` read-write;
-- resources and GPU scheduling (``gpu``); ``fsGroup: 3003`` as the GCS FUSE mounts expect;
+- resources and GPU and spot scheduling (``gpu``); ``fsGroup: 3003`` as the GCS FUSE mounts expect;
 - Job (``backoffLimit`` = ``spec.retries``, with a ``podFailurePolicy`` under which a
-  disruption does not count, and the command wrapped to count attempts: ``job``), Deployment + Service on 8080 with readiness
-  ``GET /``, notebook Pod + Service on 8888 (readiness ``GET /api``, ``NOTEBOOK_TOKEN`` from a
-  Secret), Kaniko build Job (git clone init container or an uploaded tarball).
+  disruption does not count, and the command wrapped to count attempts: ``job``),
+  Deployment + Service on 8080 with readiness ``GET /``, notebook Pod + Service on 8888
+  (readiness ``GET /api``, ``NOTEBOOK_TOKEN`` from a Secret), Kaniko build Job (git clone init
+  container or an uploaded tarball).
 
 Every object is labelled and annotated by ``names`` with the workload's ``owner`` (the state
 that makes it) and, on the object itself, the ``version`` of the run; selectors of Deployments
@@ -205,11 +206,13 @@ def pod_template(w: Workload, params: str, restart: str) -> dict[str, Any]:
 # Counts the starts of a job's pod in its artifacts (they outlive the pod), exports the count as
 # SUBSTRATUS_ATTEMPT and runs the command: a pod cannot learn its attempt otherwise (no field of
 # the downward API counts a Job's pods). One file per rank of an Indexed Job.
+_ATTEMPT_DIR, _ATTEMPT_NAME = ATTEMPT_FILE.split("/")
 ATTEMPT_SCRIPT = (
-    'd="${CONTENT_DIR:-/content}/artifacts/%s"; f="$d/%s${JOB_COMPLETION_INDEX:+-$JOB_COMPLETION_INDEX}"; '
+    f'd="${{CONTENT_DIR:-/content}}/artifacts/{_ATTEMPT_DIR}"; '
+    f'f="$d/{_ATTEMPT_NAME}${{JOB_COMPLETION_INDEX:+-$JOB_COMPLETION_INDEX}}"; '
     'n=$(cat "$f" 2>/dev/null); case "$n" in ""|*[!0-9]*) n=0;; esac; n=$((n + 1)); '
-    'mkdir -p "$d" && echo "$n" > "$f"; export %s="$n"; exec "$@"'
-) % (*ATTEMPT_FILE.split("/"), ATTEMPT_ENV)
+    f'mkdir -p "$d" && echo "$n" > "$f"; export {ATTEMPT_ENV}="$n"; exec "$@"'
+)
 
 
 def attempt_command(command: Sequence[str]) -> list[str]:

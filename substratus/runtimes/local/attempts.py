@@ -1,4 +1,5 @@
-"""The failed attempts of a local job run (``spec.retries``): ``attempts.jsonl`` in its run directory.
+"""The failed attempts of a local job run (``spec.retries``): ``attempts.jsonl`` in its run
+directory.
 
 The supervisor (``supervise.py``) appends one JSON line per failed attempt — ``{"attempt": n,
 "reason": "exit code 3", "code": 3, "final": false}`` — before it starts the next one (or, for

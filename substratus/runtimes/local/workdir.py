@@ -7,8 +7,8 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
 - ``runs/{namespace}/{kind}s/{name}/{version}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
   ``child.json`` (pids with start times), ``exit_code`` (the code, then the reason a job failed
-  when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``reserve`` (space a supervisor sets aside for its last writes),
-  ``process.json`` (a server's process).
+  when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``reserve``
+  (space a supervisor sets aside for its last writes), ``process.json`` (a server's process).
 
 Outputs record the working directory they were made in (``workdir``); when that directory is gone,
 ``rebase`` moves their paths to where this one is now, so moving or renaming the configuration
@@ -64,7 +64,7 @@ class RunFiles:
 
     @property
     def attempts(self) -> Path:
-        """``attempts.jsonl``: one line per failed attempt of a job (``runtimes.local.attempts``)."""
+        """``attempts.jsonl``: a line per failed attempt of a job (``runtimes.local.attempts``)."""
         return self.dir / "attempts.jsonl"
 
     @property
