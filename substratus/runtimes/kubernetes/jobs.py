@@ -49,30 +49,44 @@ LOG_TAIL = 30
 
 class Attempts:
     """The pods of one Job seen while waiting for it, as the attempts of its run: numbered by
-    creation (an evicted pod is deleted: it counts from when it was seen), each failed one
-    reported through ``RunContext.restart`` once another pod replaced it (or, ``ended``, the
-    Job finished: the last failed one is then final)."""
+    creation, each failed one reported through ``RunContext.restart`` once another pod replaced
+    it (or, ``ended``, the Job finished: the last failed one is then final). A pod that is gone
+    before it ended was deleted — preempted or evicted (its ``DisruptionTarget`` may not have
+    been seen: the Job controller lets such a pod go at once) — and did not count."""
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[str, str]] = {}  # uid -> (creationTimestamp, name)
+        self.last: dict[str, dict[str, Any]] = {}  # uid -> the pod as last seen
 
     def report(self, pods: list[dict[str, Any]], ctx: RunContext, ended: bool) -> int:
-        """Report the failed attempts among ``pods``; how many attempts were seen."""
+        """Report the failed attempts among ``pods`` (and those gone since); how many attempts
+        were seen."""
+        current = set()
         for pod in pods:
             meta = pod.get("metadata") or {}
-            key = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
-            self.seen.setdefault(str(meta.get("uid") or key[1]), key)
+            uid = str(meta.get("uid") or meta.get("name") or "")
+            current.add(uid)
+            self.last[uid] = pod
+            self.seen.setdefault(uid, (str(meta.get("creationTimestamp") or ""), uid))
         order = sorted(self.seen, key=lambda uid: self.seen[uid])
-        number = {uid: i + 1 for i, uid in enumerate(order)}
-        for pod in pods:
-            found = podinfo.failed_attempt(pod)
-            uid = str((pod.get("metadata") or {}).get("uid") or "")
-            if found is None or uid not in number:
-                continue
-            n, (why, counted) = number[uid], found
-            if n < len(order) or ended:
+        for n, uid in enumerate(order, start=1):
+            found = _why_failed(self.last[uid], gone=uid not in current)
+            if found is not None and (n < len(order) or ended):
+                why, counted = found
                 ctx.restart(FailedAttempt(n, why, counted, final=ended and n == len(order)))
         return len(order)
+
+
+def _why_failed(pod: Mapping[str, Any], gone: bool) -> tuple[str, bool] | None:
+    """Why the pod of an attempt failed (``pods.failed_attempt``); a pod ``gone`` before it
+    succeeded or failed was deleted: a disruption."""
+    found = podinfo.failed_attempt(pod)
+    if found is not None or not gone:
+        return found
+    if (pod.get("status") or {}).get("phase") == "Succeeded":
+        return None
+    name = (pod.get("metadata") or {}).get("name", "?")
+    return f"preempted or evicted: its pod {name} was deleted before it ended", False
 
 
 def state(job: Mapping[str, Any]) -> str:

@@ -130,7 +130,7 @@ def failed_attempt(pod: Mapping[str, Any]) -> tuple[str, bool] | None:
     if disrupted is not None and disrupted.get("status") == "True":
         why = str(disrupted.get("reason") or "DisruptionTarget")
         message = str(disrupted.get("message") or "")
-        return f"preempted or evicted ({why}{': ' + message if message else ''})", False
+        return f"preempted or evicted: {why}{': ' + message if message else ''}", False
     status = pod.get("status") or {}
     if status.get("phase") != "Failed":
         return None
