@@ -224,6 +224,7 @@ class NodeOffer:
     cpu: float = 0.0
     memory_gb: float = 0.0
     source: Literal["node", "template"] = "node"  # "template": an autoscaler could add it
+    spot: bool = False  # a spot (preemptible) node: labelled cloud.google.com/gke-spot=true
 
 
 @dataclass(frozen=True)

@@ -164,5 +164,6 @@ def node_offer(node: Mapping[str, Any]) -> tuple[NodeOffer, bool]:
         gpus=gpus,
         cpu=_quantity(allocatable, "cpu"),
         memory_gb=_quantity(allocatable, "memory") / 2**30,
+        spot=str(labels.get(GKE_SPOT, "")).lower() == "true",
     )
     return offer, unknown
