@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_serializer,
@@ -220,6 +221,16 @@ class ModelSpec(Strict):
     def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return _drop_default(handler(self), "retries", 0)
 
+    @field_validator("retries")
+    @classmethod
+    def _retries_run_something(cls, value: int, info: ValidationInfo) -> int:
+        if value and not (info.data.get("loader") or info.data.get("trainer")):
+            raise ValueError(
+                "retries restarts a failed loader or trainer run; a Model that only names a "
+                "url runs nothing (remove retries)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _mode(self) -> ModelSpec:
         if self.loader and self.trainer:
@@ -229,11 +240,6 @@ class ModelSpec(Strict):
         if not (self.loader or self.trainer) and not self.url:
             raise ValueError(
                 "a Model needs a loader, a trainer, or a url where its weights already are"
-            )
-        if self.retries and not (self.loader or self.trainer):
-            raise ValueError(
-                "retries restarts a failed loader or trainer run; a Model that only names a "
-                "url runs nothing (remove retries)"
             )
         return self
 

@@ -214,6 +214,18 @@ def test_the_wrapped_command_counts_its_attempts_in_the_artifacts(tmp_path: Path
     assert failed.returncode == 127  # FailJob: a command that is not there is not retried
 
 
+def test_retries_without_a_command_warn_that_the_attempt_is_not_known() -> None:
+    image = {"image": "substratusai/model-trainer-huggingface", "env": {}}
+    spec = {"container": image, "trainer": {"dataset": {"name": "d"}}, "retries": 2}
+    (diag,) = check_resources([ResourceView("model.m", "model", spec)], STORE, "gcp", "r")
+    assert diag.severity.value == "warning" and diag.path == "spec.retries"
+    assert diag.summary == "SUBSTRATUS_ATTEMPT is not set in the pods of this job"
+    commanded = {**spec, "container": {**image, "command": ["python3", "train.py"]}}
+    no_retries = {k: v for k, v in spec.items() if k != "retries"}
+    views = [ResourceView("model.m", "model", s) for s in (commanded, no_retries)]
+    assert check_resources(views, STORE, "gcp", "r") == []
+
+
 def test_spot_selects_spot_nodes_and_tolerates_their_taint() -> None:
     toleration = {
         "key": "cloud.google.com/gke-spot",
