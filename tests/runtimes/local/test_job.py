@@ -182,9 +182,12 @@ def test_a_stopped_job_does_not_start_again(
     spec = {**job_spec({}, command=["sh", "-c", script]), "retries": 5}
     req = request("dataset", "long", spec, inputs={"build": built})
     ctx = RunContext()
-    threading.Thread(
-        target=lambda: (wait_for(counter.exists), ctx.cancelled.set()), daemon=True
-    ).start()
+
+    def detach_once_started() -> None:
+        wait_for(counter.exists)
+        ctx.cancelled.set()
+
+    threading.Thread(target=detach_once_started, daemon=True).start()
     with pytest.raises(Detached):
         runtime.apply(req, ctx)
     runtime.delete(delete_request(req, {}), RunContext())  # SIGTERM, then waits for the end
