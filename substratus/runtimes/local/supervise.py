@@ -191,6 +191,9 @@ def _run(
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if _stop_asked:  # told to stop while this attempt started: it stops too
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, _stop_asked[-1])
     started = ProcessRef.of(pid)
     if started is not None:
         with contextlib.suppress(OSError):  # only lost if this supervisor is killed too
@@ -217,7 +220,7 @@ def _attempts(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -
             attempts.record(run, number, code, reason or why, final=last)
             if not last:
                 _say(f"attempt {number} of {total} failed ({why}); attempt {number + 1} starts")
-            elif number > 1:
+            elif number > 1 and not _stop_asked and not reason:
                 _say(f"attempt {number} of {total} failed ({why}); no retries left")
         if last:
             return code, reason
