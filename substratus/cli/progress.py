@@ -1,6 +1,8 @@
 """Live progress of an apply: one line per running resource on a TTY, plain lines otherwise,
 NDJSON events with ``--json``. Consumes ``engine.apply.Event``s; part of the CLI layer.
-Phases may be throttled (plain lines: a "Still ..." line every 10 s); notices always print."""
+Phases may be throttled (plain lines: a "Still ..." line every 10 s); notices and restarts (a
+failed attempt of a run that retries) always print; a restart's ``--json`` event
+(``apply_restart``) adds ``attempt``, ``reason``, ``counted`` and ``next_attempt``."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class PlainProgress:
                         f"{e.address}: Still {ing.lower()}... [{_secs(e.elapsed)} "
                         f"elapsed] {e.message}"
                     )
-            elif e.kind is EventKind.NOTICE:
+            elif e.kind in (EventKind.NOTICE, EventKind.RESTART):
                 self._print(f"{e.address}: {e.message}")
             elif e.kind is EventKind.DONE:
                 self._print(f"{e.address}: {noun} complete after {_secs(e.elapsed)}")
@@ -78,6 +80,11 @@ class JsonProgress:
         }
         if e.detail:
             doc["detail"] = e.detail
+        if e.attempt is not None:  # apply_restart: the attempt that failed, why, what follows
+            doc["attempt"] = e.attempt.number
+            doc["reason"] = e.attempt.reason
+            doc["counted"] = e.attempt.counted
+            doc["next_attempt"] = e.attempt.number + 1
         with self._lock:
             emit(doc, self.out)
 
@@ -117,7 +124,7 @@ class LiveProgress:
             elif e.kind is EventKind.PHASE and e.address in self.running:
                 a, s, _ = self.running[e.address]
                 self.running[e.address] = (a, s, e.message)
-            elif e.kind is EventKind.NOTICE:
+            elif e.kind in (EventKind.NOTICE, EventKind.RESTART):
                 self.console.print(Text(f"{e.address}: {e.message}", style="yellow"))
             else:
                 self.running.pop(e.address, None)

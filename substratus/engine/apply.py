@@ -30,6 +30,9 @@ Contracts:
 - After a successful apply, the versions this state created and no longer keeps are handed to
   the runtime's garbage collection (with the versions of other states it uses, so they are kept);
   what it removed is dropped from the records.
+- A run's failed attempts (``spec.retries``), as the runtime reports them
+  (``RunContext.restart``), each once: a ``restart`` event for each that is followed by
+  another attempt, and all of them in the run's record (``RunRecord.attempts``).
 - The walker never branches on kinds or reasons: it calls the ``Runtime`` with typed requests.
 """
 
@@ -48,6 +51,7 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 from substratus.engine.address import Address
+from substratus.engine.attempts import Attempts, FailedAttempt
 from substratus.engine.backend import (
     Backend,
     LockLost,
@@ -72,6 +76,7 @@ from substratus.engine.runtime import (
 from substratus.engine.sensitive import reveal, seal
 from substratus.engine.statefile import (
     DIGEST_FORMAT,
+    AttemptRecord,
     PendingOperation,
     ResourceRecord,
     RunRecord,
@@ -91,6 +96,7 @@ class EventKind(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     DETACHED = "detached"
+    RESTART = "restart"  # an attempt of a run failed; ``spec.retries`` starts it again
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class Event:
     message: str = ""
     elapsed: float = 0.0
     detail: str = ""
+    attempt: FailedAttempt | None = None  # RESTART: the attempt that failed
 
 
 @dataclass
@@ -377,10 +384,18 @@ class Walker:
         start = time.monotonic()
         started_at = now_iso()
 
-        def event(kind: EventKind, message: str = "", detail: str = "") -> None:
+        attempts = Attempts()
+
+        def event(
+            kind: EventKind, message: str = "", detail: str = "", tried: FailedAttempt | None = None
+        ) -> None:
             elapsed = time.monotonic() - start if kind is not EventKind.START else 0.0
             said = said_once(message, change.address)
-            self.on_event(Event(kind, change.address, change.action, said, elapsed, detail))
+            self.on_event(Event(kind, change.address, change.action, said, elapsed, detail, tried))
+
+        def restart(tried: FailedAttempt) -> None:
+            if attempts.add(tried) and not tried.final:
+                event(EventKind.RESTART, tried.message(), tried=tried)
 
         event(EventKind.START)
         ctx = RunContext(
@@ -388,6 +403,7 @@ class Walker:
             notice=lambda msg: event(EventKind.NOTICE, msg),
             cancelled=self.cancelled,
             timeout=self.timeout,
+            restart=restart,
         )
         try:
             if change.action is Action.DELETE:
@@ -395,7 +411,7 @@ class Walker:
             elif change.record_only:
                 self._record_only(change)
             else:
-                self._create(change, ctx, started_at)
+                self._create(change, ctx, started_at, attempts)
         except Detached as exc:
             self.result.detached.append(change.address)
             event(EventKind.DETACHED, str(exc) or "still running; the next apply adopts it")
@@ -405,7 +421,7 @@ class Walker:
             # Said before it is recorded: when the state cannot be written either (a full disk),
             # the reason the resource failed is not lost with that error.
             event(EventKind.FAILED, exc.summary, exc.detail)
-            self._record_failure(change, started_at, time.monotonic() - start)
+            self._record_failure(change, started_at, time.monotonic() - start, attempts)
             return
         except (StateConflict, LockLost, StateUnwritable) as exc:
             self.halt(exc)
@@ -421,7 +437,9 @@ class Walker:
         self.result.done.append(change.address)
         event(EventKind.DONE)
 
-    def _create(self, change: ResourceChange, ctx: RunContext, started_at: str) -> None:
+    def _create(
+        self, change: ResourceChange, ctx: RunContext, started_at: str, attempts: Attempts
+    ) -> None:
         digest = change.digest_after or ""
         with self._lock:
             rec = self.state.resources.get(change.address)
@@ -464,7 +482,7 @@ class Walker:
         self._ran.add(change.address)
         with self._lock:
             rec = self.state.resources[change.address]
-            completed = self._completed(change, rec, version, dict(outputs), started_at)
+            completed = self._completed(change, rec, version, dict(outputs), started_at, attempts)
             self.state.complete(change.address, completed)
             self._persist([change.address])
 
@@ -475,6 +493,7 @@ class Walker:
         version: str,
         outputs: dict[str, Any],
         started_at: str,
+        attempts: Attempts,
     ) -> ResourceRecord:
         """The record of a run that completed (``rec``: the record it replaces)."""
         digest = change.digest_after or ""
@@ -487,6 +506,7 @@ class Walker:
             finished_at=now_iso(),
             outcome="succeeded",
             seconds=round(_seconds_since(started_at), 3),
+            **_attempt_fields(attempts, succeeded=True),
         )
         return ResourceRecord(
             kind=change.kind,
@@ -540,12 +560,15 @@ class Walker:
             self.state.complete(change.address, updated)
             self._persist([change.address])
 
-    def _record_failure(self, change: ResourceChange, started_at: str, seconds: float) -> None:
+    def _record_failure(
+        self, change: ResourceChange, started_at: str, seconds: float, attempts: Attempts
+    ) -> None:
         run = RunRecord(
             started_at=started_at,
             finished_at=now_iso(),
             outcome="failed",
             seconds=round(seconds, 3),
+            **_attempt_fields(attempts, succeeded=False),
         )
         try:
             with self._lock:
@@ -589,6 +612,21 @@ class Walker:
                     self.result.done.append(d.address)
             if changed:
                 self._persist(changed)
+
+
+def _attempt_fields(attempts: Attempts, succeeded: bool) -> dict[str, Any]:
+    """``RunRecord``'s ``attempts`` and ``failed_attempts`` of a run: none when no attempt
+    failed (one attempt, the outcome)."""
+    failed = attempts.ordered()
+    if not failed:
+        return {}
+    return {
+        "attempts": attempts.count(succeeded),
+        "failed_attempts": [
+            AttemptRecord(attempt=a.number, reason=a.reason, counted=None if a.counted else False)
+            for a in failed
+        ],
+    }
 
 
 def _seconds_since(iso: str) -> float:

@@ -19,6 +19,9 @@ offers, one pod per node:
 - a job on ``resources.nodes: N`` needs N nodes that each take the request (one rank's pod
   per node): when fewer nodes fit and no autoscaler template of a fitting shape could add more,
   that is a nodes warning naming how many fit;
+- a request with ``resources.spot`` is held against the spot nodes alone (``NodeOffer.spot``:
+  labelled ``cloud.google.com/gke-spot=true``): none is a warning of its own; a spot request
+  without GPUs needs only a spot node;
 - with ``strict`` the findings are errors and ``checked_capacity`` raises
   ``DiagnosticError`` (the plan fails before anything runs);
 - a ``Capacity`` with ``unknown_reason`` checks nothing and, when the plan asks for GPUs, adds one
@@ -28,7 +31,7 @@ offers, one pod per node:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from substratus.engine import kinds
 from substratus.engine.config import Config
@@ -38,6 +41,7 @@ from substratus.engine.runtime import Capacity, NodeOffer
 
 RUNS = (Action.CREATE, Action.REPLACE, Action.UPDATE)
 SHOWN = 6  # offers named in a message; the rest are counted
+SPOT_LABEL = "cloud.google.com/gke-spot"  # what GKE labels its spot nodes with
 NOT_SEEN = (
     "Not seen from the cluster: node pools scaled to zero (unless cluster-autoscaler publishes "
     "its status) and node auto-provisioning that has not created a node yet; if one of them "
@@ -54,18 +58,23 @@ class GpuRequest:
     gpu_type: str | None
     count: int
     nodes: int = 1  # nodes that each need the GPUs (a job's ranks)
+    spot: bool = False  # resources.spot: only spot nodes count (``count`` may then be 0)
 
 
 def gpu_requests(plan: Plan) -> list[GpuRequest]:
-    """The GPU requests of the workloads this plan starts or rolls out, in plan order."""
+    """The GPU and spot requests of the workloads this plan starts or rolls out, in order."""
     out: list[GpuRequest] = []
     for change in plan.resource_changes:
         if change.action not in RUNS or change.record_only:
             continue
         found = kinds.compute(change.kind, change.after or {})
-        if found is not None and found.replicas > 0 and found.gpus > 0:
-            path = f"{found.path}.gpu"
-            out.append(GpuRequest(change.address, path, found.gpu_type, found.gpus, found.nodes))
+        if found is not None and found.replicas > 0 and (found.gpus > 0 or found.spot):
+            path = f"{found.path}.gpu" if found.gpus else f"{found.path}.spot"
+            out.append(
+                GpuRequest(
+                    change.address, path, found.gpu_type, found.gpus, found.nodes, found.spot
+                )
+            )
     return out
 
 
@@ -118,7 +127,7 @@ def _too_few_nodes(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | Non
     have = len(fitting)
     if have >= req.nodes:
         return None
-    what = f"{req.count} × {req.gpu_type or 'GPU'}"
+    what = f"{req.count} × {req.gpu_type or 'GPU'}" if req.count else "spot capacity"
     return (
         f"{req.address} asks for {req.nodes} nodes with {what} each, but only {have} "
         f"node{'s' * (have != 1)} {'has' if have == 1 else 'have'} that "
@@ -130,9 +139,19 @@ def _too_few_nodes(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | Non
 
 def _problem(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
     """(summary, detail) when no offer can take ``req`` (or not on enough nodes) and nothing
-    hides one that could."""
+    hides one that could; a spot request is held against the spot nodes alone."""
     if _blind(capacity):
         return None
+    if req.spot:
+        spot = [o for o in capacity.offers if o.spot]
+        if not spot:
+            return (
+                f"{req.address} asks for spot capacity (resources.spot), but no node is a spot "
+                f"node (labelled {SPOT_LABEL}=true; {describe_offers(capacity)})",
+                "The pod would wait for a spot node that never comes. Add a spot node pool "
+                f"(GKE: --spot), or remove resources.spot. {NOT_SEEN}",
+            )
+        capacity = replace(capacity, offers=tuple(spot))
     found = _problem_one(req, capacity)
     if found is None and req.nodes > 1:
         return _too_few_nodes(req, capacity)
@@ -142,6 +161,8 @@ def _problem(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
 def _problem_one(req: GpuRequest, capacity: Capacity) -> tuple[str, str] | None:
     """(summary, detail) when no offer can take one pod of ``req``."""
     offers, n = capacity.offers, req.count
+    if n == 0:
+        return None
     untyped = [o for o in offers if o.gpu_type is None and o.gpus > 0]
     if req.gpu_type is None:
         best = _most(offers)

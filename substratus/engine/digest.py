@@ -12,7 +12,9 @@ digests of its dependencies by role. Equal digests ⇒ nothing to do, without di
   (a local directory's content hash; a git commit and sub-path — not where the repository or the
   directory is), dependencies count by role and digest, not by address. So renaming the
   configuration directory, adding an unrelated resource, reordering files, or editing
-  ``lifecycle`` never changes a digest (DESIGN §12).
+  ``lifecycle`` never changes a digest (DESIGN §12). Nor does ``spec.retries``
+  (``kinds.RECORD_ONLY_FIELDS``): how often a failed run starts again does not change what it makes;
+  a change of it is a record-only update (the plan shows it, nothing runs).
 - A ``sensitive:`` param counts by its *keyed* fingerprint: the salted scrypt of its value under
   the state's salt (``engine.sensitive``), never the value itself. A digest is published in every
   plan (``digest_after``), so a digest over the value would let anyone holding the plan guess a
@@ -39,6 +41,7 @@ from typing import Any
 from substratus.engine.address import Address
 from substratus.engine.build_source import SourceError, hash_directory, resolve_git_ref
 from substratus.engine.diagnostic import Diagnostic, DiagnosticError
+from substratus.engine.kinds import RECORD_ONLY_FIELDS
 from substratus.engine.plan import Action, ResourceChange
 from substratus.engine.resource import Resource
 from substratus.engine.sensitive import MARK as SENSITIVE_KEY
@@ -139,7 +142,10 @@ def digest_spec(
 
 
 def _runnable(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` without the raw container source (the build's digest stands for it)."""
+    """``spec`` without the raw container source (the build's digest stands for it) and
+    without the ``RECORD_ONLY_FIELDS``."""
+    if any(k in spec for k in RECORD_ONLY_FIELDS):
+        spec = {k: v for k, v in spec.items() if k not in RECORD_ONLY_FIELDS}
     container = spec.get("container") or {}
     if "local" in container or "git" in container:
         return {
@@ -271,6 +277,7 @@ def _legacy_spec(res: Resource) -> dict[str, Any]:
             }
         return {"source": "local", "contentHash": res.spec.get("contentHash")}
     spec = legacy_masked(res.spec, res.secrets)  # format 1 hashed the unsalted markers
+    spec = {k: v for k, v in spec.items() if k not in RECORD_ONLY_FIELDS}
     container = spec.get("container") or {}
     if "local" in container or "git" in container:
         spec = {

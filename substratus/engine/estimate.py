@@ -13,6 +13,10 @@
   Notebooks that are not suspended, and ``delete`` of either (or a notebook being suspended),
   which frees what it ran. Their ``hourly`` and ``gpus_added`` are the *change* in what runs
   continuously (after − before); ``hourly_after`` is what the resource costs per hour afterwards.
+- a resource with ``resources.spot`` (``spot`` true in its row) is priced at spot rates even
+  when the project's ``prices.spot`` is false. A job's duration is that of a successful run,
+  from its first attempt's start to its end (``spec.retries``: failed attempts included); a
+  failed run's is never used.
 
 The document (every key always present but ``nodes``, only on a job spanning more than one node;
 money in USD, rounded to 1/10,000)::
@@ -20,7 +24,7 @@ money in USD, rounded to 1/10,000)::
     {currency: "USD", prices: {source, date|null, spot, overridden, gpu_hour: {type: rate},
                                cpu_hour, memory_gb_hour},
      resources: [{address, kind, action, role: job|service, gpu: {type, count}|null, cpu,
-                  memory_gb, replicas, duration_seconds|null, duration_source:
+                  memory_gb, replicas, spot, duration_seconds|null, duration_source:
                   last_run|last_success|unknown|last_run_failed|null, gpu_hours|null, cost|null,
                   hourly|null, hourly_after|null, gpus_added, max_cost|null, nodes?}],
      totals: {jobs, jobs_unknown, gpu_hours, jobs_cost, hourly, gpus_added, gpus_added_by_type,
@@ -64,7 +68,8 @@ def _replicas(c: Compute | None) -> int:
 def _hourly(table: PriceTable, c: Compute | None, replicas: int) -> float:
     if c is None or not replicas:
         return 0.0
-    return replicas * table.hourly(c.gpu_type, c.gpus, float(c.cpu), float(c.memory))
+    rates = table.rates_for(c.spot)  # a resource on spot capacity: at spot rates
+    return replicas * rates.hourly(c.gpu_type, c.gpus, float(c.cpu), float(c.memory))
 
 
 def _entry(change: ResourceChange, c: Compute, replicas: int) -> dict[str, Any]:
@@ -78,6 +83,7 @@ def _entry(change: ResourceChange, c: Compute, replicas: int) -> dict[str, Any]:
         "cpu": c.cpu,
         "memory_gb": c.memory,
         "replicas": replicas,
+        "spot": c.spot,
         "duration_seconds": None,
         "duration_source": None,
         "gpu_hours": None,

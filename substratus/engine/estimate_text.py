@@ -61,6 +61,8 @@ def uses(e: Mapping[str, Any]) -> str:
     parts.append(f"{_num(e['cpu'])} vCPU")
     if e["memory_gb"]:
         parts.append(f"{_num(e['memory_gb'])} GB")
+    if e.get("spot"):  # rows of plans saved before resources.spot have no such key
+        parts.append("spot")
     text = ", ".join(parts)
     if e.get("nodes", 1) > 1:
         return f"{e['nodes']:,} nodes × ({text})"
@@ -148,6 +150,8 @@ def assumptions(
         )
     if any(e["kind"] == "build" for e in entries):
         out.append("Builds: the build Job's request of 2 vCPU.")
+    if not prices.get("spot") and any(e.get("spot") for e in entries):
+        out.append("Resources with resources.spot: at spot rates.")
     if any(e["gpu"] and not e["gpu"]["type"] for e in entries):
         out.append("GPUs without a type are not priced.")
     if runtime == "local":

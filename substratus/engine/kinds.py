@@ -18,6 +18,8 @@ this module; none of them re-derives these rules from the spec.
 - ``params(kind, spec)`` and ``params_path``: the params its workload is given (a server's or
   notebook's ``params``, a trainer's or else a loader's); ``PARAM_SECTIONS`` are the sections a
   ``sensitive:`` path may name.
+- ``retries(kind, spec)``: how many times a failed job run starts again (``spec.retries``, a
+  record-only field: ``RECORD_ONLY_FIELDS`` are left out of digests).
 - ``resources(kind, spec)`` is the declared ``resources`` section (a trainer's override the
   Model's), ``compute(kind, spec)`` what one instance requests (typed, defaults filled) and how
   many instances run; ``nodes(kind, spec)`` how many nodes one run of a job spans (its ranks)
@@ -46,6 +48,9 @@ PARAM_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("trainer", "params"),
     ("params",),
 )
+# Spec fields that say how a run is carried out, not what it makes: left out of the digest
+# (``engine.digest``), so a change of them only rewrites the record and runs nothing.
+RECORD_ONLY_FIELDS = ("retries",)
 DEFAULT_CPU = 2  # engine.spec.Resources defaults, for specs that do not fill them
 DEFAULT_MEMORY_GB = 10
 BUILD_CPU = 2  # the build Job's request (no memory request, no GPU)
@@ -230,7 +235,8 @@ class Compute:
     the trainer has its own, else ``spec.resources``; ``""`` for a build, which declares none).
     ``replicas`` is 1, or a ModelServer's ``replicas`` (which may be 0). ``nodes`` is how many
     nodes one run spans, each requesting all of the above (a job's ``resources.nodes``; 1 for
-    everything else); ``instances`` = ``replicas`` × ``nodes``."""
+    everything else); ``instances`` = ``replicas`` × ``nodes``. ``spot``: the resources ask
+    for spot capacity (``resources.spot``)."""
 
     cpu: int | float
     memory: int | float
@@ -238,6 +244,7 @@ class Compute:
     replicas: int
     path: str
     nodes: int = 1
+    spot: bool = False  # resources.spot: on spot (preemptible) capacity
 
     @property
     def instances(self) -> int:
@@ -252,6 +259,15 @@ class Compute:
     @property
     def gpu_type(self) -> str | None:
         return self.gpu.type if self.gpu is not None else None
+
+
+def retries(kind: str, spec: Mapping[str, Any] | None) -> int:
+    """How many times a failed run of a job starts again (``spec.retries``; 0 for what is not
+    a Dataset's or Model's loader or trainer run)."""
+    if spec is None or not is_job(kind, spec):
+        return 0
+    value = spec.get("retries", 0)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def resources_path(kind: str, spec: Mapping[str, Any]) -> str:
@@ -297,6 +313,7 @@ def compute(kind: str, spec: Mapping[str, Any] | None) -> Compute | None:
         replicas=replicas,
         path=resources_path(kind, spec),
         nodes=nodes(kind, spec),
+        spot=bool(declared.get("spot")),
     )
 
 

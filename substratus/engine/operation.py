@@ -92,8 +92,10 @@ def build_plan(
     """The plan of ``config`` against ``state`` (see the module docstring), built complete:
     its warnings hold the runtime's, the capacity findings and the estimate's."""
     graph = None
+    noted: list[Diagnostic] = []  # the runtime's warnings (the configuration's: the planner's)
     if options.mode is not Mode.DESTROY:
-        graph = validate_config(config, runtime)[1]
+        found, graph = validate_config(config, runtime)
+        noted = [d for d in found if d not in config.warnings]
         resolve_sources(config.resources.values())
     observations = None
     if options.refresh:  # also with nothing recorded: the runtime checks it can reach its target
@@ -114,7 +116,7 @@ def build_plan(
             graph=graph,
         )
     )
-    warnings = list(plan.warnings)
+    warnings = [*plan.warnings, *noted]
     if observations is not None:  # objects the runs would take over: refused before anything runs
         found = run_conflicts(plan, config, state, runtime)
         if any(d.is_error for d in found):

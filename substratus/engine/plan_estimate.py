@@ -48,6 +48,7 @@ class EstimateEntry(_Doc):
     cpu: Number
     memory_gb: Number
     replicas: int
+    spot: bool = False  # resources.spot (absent from plans saved before it: kept absent)
     duration_seconds: Number | None
     duration_source: str | None
     gpu_hours: Number | None
@@ -87,5 +88,5 @@ class Estimate(_Doc):
         return cls.model_validate(document)
 
     def to_json(self) -> dict[str, Any]:
-        """The document, as ``engine.estimate`` built it."""
-        return self.model_dump(mode="json")
+        """The document, as ``engine.estimate`` built it (a key it lacked stays absent)."""
+        return self.model_dump(mode="json", exclude_unset=True)

@@ -16,9 +16,9 @@ hands everything here. Rules:
 - ``tainted`` or ``--replace`` → ``replace`` (``create`` for a tainted record whose first apply
   failed), run again into a new version; a pending operation left by an interrupted apply at
   the same digest is adopted (reason ``adopt``);
-- digest unchanged but the record differs — ``lifecycle``, ``sensitive:`` marking, renamed
-  inputs, a digest of an older format that still matches (``digest.legacy_digests``,
-  ``digest.plain_digests``) — →
+- digest unchanged but the record differs — ``lifecycle``, ``spec.retries``
+  (``kinds.RECORD_ONLY_FIELDS``), ``sensitive:`` marking, renamed inputs, a digest of an older
+  format that still matches (``digest.legacy_digests``, ``digest.plain_digests``) — →
   ``update`` with ``record_only``: the record is rewritten, nothing runs;
 - references to resources not in the configuration → ``read`` of what the runtime found, or a
   "dangling reference" error; a reference to a resource removed from the configuration that the
@@ -44,7 +44,7 @@ from substratus.engine.digest import (
     remarked_digests,
 )
 from substratus.engine.graph import Graph, build_graph, topological, with_dependencies
-from substratus.engine.kinds import replaces_on_change
+from substratus.engine.kinds import RECORD_ONLY_FIELDS, replaces_on_change
 from substratus.engine.plan import (
     Action,
     Drift,
@@ -424,8 +424,13 @@ def _record_changes(rec: ResourceRecord, change: _Draft) -> list[Reason]:
         out.append(Reason(Why.RECORD, f"lifecycle changed ({', '.join(keys)}); nothing runs"))
     if rec.spec != change.after:
         paths = field_changes(rec.spec, change.after or {})
-        shown = ", ".join(paths) or "the spec"
-        out.append(Reason(Why.RECORD, f"{shown} recorded anew (same content); nothing runs"))
+        settings = [p for p in paths if _record_only_path(p)]
+        if settings:
+            out.append(Reason(Why.RECORD, f"{', '.join(settings)} {_SETTING}; nothing runs"))
+        rest = [p for p in paths if not _record_only_path(p)]
+        if rest or not settings:
+            shown = ", ".join(rest) or "the spec"
+            out.append(Reason(Why.RECORD, f"{shown} recorded anew (same content); nothing runs"))
     if rec.dependencies != change.depends_on:
         renamed = f"{', '.join(rec.dependencies) or '(none)'} → {', '.join(change.depends_on)}"
         out.append(Reason(Why.RECORD, f"its inputs were renamed ({renamed}); nothing runs"))
@@ -438,6 +443,14 @@ def _record_changes(rec: ResourceRecord, change: _Draft) -> list[Reason]:
         )
         out.append(Reason(Why.RECORD, why))
     return out
+
+
+_SETTING = "changed: how often a failed run starts again, not what it makes"
+
+
+def _record_only_path(path: str) -> bool:
+    """A field of ``kinds.RECORD_ONLY_FIELDS``: a change of it runs nothing by itself."""
+    return any(path == f"spec.{f}" for f in RECORD_ONLY_FIELDS)
 
 
 def _why(
@@ -454,6 +467,9 @@ def _why(
     ignored, deps = res.lifecycle.ignoreChanges, res.dependencies
     for path in field_changes(before, change.after or {}):
         if any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in ignored):
+            continue
+        if _record_only_path(path):  # changed too, but it forces nothing
+            reasons.append(Reason(Why.RECORD, f"{path} {_SETTING}"))
             continue
         if change.kind == "build":
             reasons.append(Reason(Why.SOURCE_CHANGED, f"{path} changed (new source content)", path))
@@ -473,7 +489,7 @@ def _why(
                 else f"{dep_addr} changed{detail}"
             )
             reasons.append(Reason(Why.DEPENDENCY_CHANGED, msg, address=str(dep_addr)))
-    if not reasons:
+    if all(r.code is Why.RECORD for r in reasons):
         reasons.append(Reason(Why.FIELD_CHANGED, "the resource's definition changed"))
     return reasons
 

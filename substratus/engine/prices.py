@@ -65,6 +65,13 @@ class PriceTable:
     source: str
     date: str | None  # the list prices' date; None when every rate was overridden
     overridden: bool  # whether any rate comes from ``spec.prices``
+    # The same prices at spot rates, for a resource with ``resources.spot`` when the project
+    # estimates on-demand (None: this table is at spot rates already).
+    at_spot: PriceTable | None = None
+
+    def rates_for(self, spot: bool) -> PriceTable:
+        """The table a resource is priced at: this one, or with ``spot`` its spot rates."""
+        return self.at_spot if spot and self.at_spot is not None else self
 
     def hourly(self, gpu_type: str | None, gpus: int, cpu: float, memory_gb: float) -> float:
         """USD per hour of one instance with that many GPUs, vCPUs and GB of memory."""
@@ -118,4 +125,5 @@ def price_table(prices: Prices | None = None) -> PriceTable:
         source=source,
         date=None if all(used_override) else PRICES_DATE,
         overridden=overridden,
+        at_spot=None if p.spot else price_table(p.model_copy(update={"spot": True})),
     )

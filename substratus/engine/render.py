@@ -17,7 +17,7 @@ from typing import Any
 
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import text_section
-from substratus.engine.kinds import versioned
+from substratus.engine.kinds import RECORD_ONLY_FIELDS, versioned
 from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
 from substratus.engine.sensitive import MARK, is_marker
 
@@ -87,9 +87,14 @@ def fmt(value: Any) -> str:
 
 
 def _field_lines(change: ResourceChange, paint: Painter) -> list[str]:
+    """The changed fields of ``change``; of a record-only update, the changed
+    ``RECORD_ONLY_FIELDS`` alone (the rest is the same content, recorded anew)."""
     lines: list[str] = []
     before = flatten(change.before or {}) if change.before else {}
     after = flatten(change.after or {}) if change.after else {}
+    if change.record_only:
+        before = {k: v for k, v in before.items() if k in RECORD_ONLY_FIELDS}
+        after = {k: v for k, v in after.items() if k in RECORD_ONLY_FIELDS}
     forced = {p.removeprefix("spec.") for p in change.replace_paths}
     if change.action is Action.CREATE and not change.before:
         shown = {k: v for k, v in after.items() if v != {}}
@@ -144,7 +149,7 @@ def render_change(change: ResourceChange, paint: Painter) -> list[str]:
         lines.append(f"  # ({because}{r.message})")
     kind_label = change.kind
     lines.append(f'{paint(look.symbol.rjust(3), look.style)} {kind_label} "{change.name}" {{')
-    fields = [] if change.record_only else _field_lines(change, paint)
+    fields = _field_lines(change, paint)
     if not fields and change.action in (Action.UPDATE, Action.REPLACE) and not change.record_only:
         inputs = any(r.code is ReasonCode.DEPENDENCY_CHANGED for r in change.reasons)
         note = "its inputs changed" if inputs else "it runs again into a new version"

@@ -70,6 +70,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from substratus.engine.attempts import FailedAttempt
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.plan import Action
 from substratus.engine.statefile import ResourceRecord
@@ -197,10 +198,14 @@ class ExternalResource:
 class RunContext:
     """Passed to ``apply``/``delete``: progress reporting and cancellation. ``phase`` is the
     current step (shown while it lasts, may be throttled); ``notice`` is something the user must
-    see even when progress is throttled (e.g. a changed endpoint)."""
+    see even when progress is throttled (e.g. a changed endpoint); ``restart`` a failed attempt
+    of a run (``spec.retries``), also the last one."""
 
     phase: Callable[[str], None] = lambda _msg: None
     notice: Callable[[str], None] = lambda _msg: None
+    # A failed attempt of a run that retries (``engine.attempts``); each may be reported more
+    # than once (the walker keeps one per number).
+    restart: Callable[[FailedAttempt], None] = lambda _attempt: None
     cancelled: threading.Event = field(default_factory=threading.Event)
     timeout: float | None = None
 
@@ -219,6 +224,7 @@ class NodeOffer:
     cpu: float = 0.0
     memory_gb: float = 0.0
     source: Literal["node", "template"] = "node"  # "template": an autoscaler could add it
+    spot: bool = False  # a spot (preemptible) node: labelled cloud.google.com/gke-spot=true
 
 
 @dataclass(frozen=True)

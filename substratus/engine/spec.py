@@ -15,8 +15,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -129,7 +132,15 @@ class Resources(Strict):
     # only jobs may ask for more than one). Left out of the canonical spec when it is 1, so
     # specs written before the field existed keep their digests; any other value is part of
     # the spec and its digest (a different world size is a different run).
-    nodes: int = Field(1, ge=1, le=1024, exclude_if=lambda value: value == 1)
+    nodes: int = Field(1, ge=1, le=1024)
+    # Run on spot (preemptible) capacity: GKE's spot node selector and toleration on
+    # Kubernetes, spot rates in the estimate; no effect on the local runtime (a plan note).
+    # Left out of the canonical spec when false, as ``nodes`` at 1.
+    spot: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_default(_drop_default(handler(self), "nodes", 1), "spot", False)
 
     @field_serializer("cpu", "memory", "disk")
     def _whole_numbers(self, value: float) -> float | int:
@@ -178,10 +189,30 @@ class Trainer(Strict):
     resources: Resources | None = None
 
 
+# How many times a failed (or preempted) run of a Dataset or Model starts again, into the same
+# version directory with its ``artifacts/`` kept (DESIGN §8). Record-only: not in the digest.
+RETRIES_LIMIT = 100
+
+
+def _drop_default(dumped: Any, key: str, default: object) -> dict[str, Any]:
+    """``dumped`` without ``key`` when it holds ``default``: a field added after records were
+    written is left out of canonical specs at its default, so those records stay equal to the
+    configuration (their digests and specs unchanged) until the field is set."""
+    out: dict[str, Any] = dumped
+    if out.get(key, default) == default:
+        out.pop(key, None)
+    return out
+
+
 class DatasetSpec(Strict):
     container: Container
     loader: Loader = Field(default_factory=Loader)
     resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=RETRIES_LIMIT)
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_default(handler(self), "retries", 0)
 
 
 class ModelSpec(Strict):
@@ -190,6 +221,21 @@ class ModelSpec(Strict):
     trainer: Trainer | None = None
     url: str | None = None  # neither loader nor trainer: weights already at this location
     resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=RETRIES_LIMIT)
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_default(handler(self), "retries", 0)
+
+    @field_validator("retries")
+    @classmethod
+    def _retries_run_something(cls, value: int, info: ValidationInfo) -> int:
+        if value and not (info.data.get("loader") or info.data.get("trainer")):
+            raise ValueError(
+                "retries restarts a failed loader or trainer run; a Model that only names a "
+                "url runs nothing (remove retries)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _mode(self) -> ModelSpec:

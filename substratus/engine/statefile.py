@@ -77,8 +77,21 @@ class PendingOperation(BaseModel):
         return self.version or legacy_version(self.digest)
 
 
+class AttemptRecord(BaseModel):
+    """A failed attempt of a run (``engine.attempts``): its number, why it failed, and whether
+    it counted against ``spec.retries`` (a disruption does not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int
+    reason: str
+    counted: bool | None = None  # None: it counted
+
+
 class RunRecord(BaseModel):
-    """The outcome of the last run of a resource (used for duration estimates)."""
+    """The outcome of the last run of a resource (used for duration estimates: a succeeded
+    run's ``seconds`` span all its attempts). ``attempts`` and ``failed_attempts`` are set
+    when an attempt failed (``spec.retries``); None: one attempt, which is the outcome."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,6 +99,8 @@ class RunRecord(BaseModel):
     finished_at: str
     outcome: Literal["succeeded", "failed"]
     seconds: float
+    attempts: int | None = None
+    failed_attempts: list[AttemptRecord] | None = None
 
 
 class ResourceRecord(BaseModel):

@@ -40,6 +40,13 @@ def _unwrap(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+# Fields that belong to other kinds, and what to say when they are written where they do not.
+ELSEWHERE = {
+    "retries": "retries is for Datasets and Models (a failed loader or trainer run starts "
+    "again); a ModelServer or a Notebook is restarted by its runtime when it fails.",
+}
+
+
 def model_at(cls: type[BaseModel], loc: FieldPath) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at ``loc`` (relative to ``cls``)."""
     current: type[BaseModel] | None = cls
@@ -76,6 +83,7 @@ def pydantic_diagnostics(
             key = str(loc[-1]) if loc else "?"
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = f" {ELSEWHERE[key]}" if key in ELSEWHERE else hint
             detail = f"Allowed fields here: {', '.join(allowed)}.{hint}" if allowed else ""
             out.append(Diagnostic.error(f"Unknown field {key!r}", detail, **where))
         elif kind == "missing":

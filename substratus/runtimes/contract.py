@@ -6,6 +6,12 @@ environment, independent of where it runs.
 - ``quantization_env(spec)``: a ModelServer's ``quantization.bits`` as the server images expect it
   (``QUANTIZATION_BITS`` always; ``MODEL_LOAD_IN_4BIT`` / ``MODEL_LOAD_IN_8BIT`` = ``true``);
 - ``CONTENT_DIR``: where ``/content`` is (``/content`` in a container);
+- ``SUBSTRATUS_ATTEMPT`` (``ATTEMPT_ENV``): a job's attempt, 1, 2, … — more than 1 when
+  ``spec.retries`` started a failed (or preempted) run again into the same version, with what
+  it wrote under ``artifacts/`` kept (a trainer resumes from its last checkpoint). The local
+  supervisor sets it for each start; on Kubernetes the pod's command is wrapped in a ``/bin/sh``
+  step that counts starts in ``artifacts/.substratus/attempt`` (``ATTEMPT_FILE``; with a
+  ``-<index>`` suffix per rank of an Indexed Job), as a pod cannot learn it otherwise;
 - ``host_env(environ)``: the documented allowlist (``HOST_ENV``, ``HOST_ENV_PREFIXES``) a local
   process keeps from the operator's environment — never anything else (a container starts from
   its image's environment, which holds the same kind of variables);
@@ -52,6 +58,9 @@ HOST_ENV = frozenset(
     }
 )
 HOST_ENV_PREFIXES = ("LC_",)
+
+ATTEMPT_ENV = "SUBSTRATUS_ATTEMPT"
+ATTEMPT_FILE = ".substratus/attempt"  # under artifacts/, Kubernetes only (``ATTEMPT_ENV``)
 
 SERVER_PORT = 8080
 NOTEBOOK_PORT = 8888

@@ -167,3 +167,44 @@ def test_a_node_pool_scaled_to_zero_in_the_autoscaler_status_rules_nothing_out(
         assert "Plan: 4 to add" in plan
     finally:
         kube_cluster.request("DELETE", f"{STATUS_PATH}/cluster-autoscaler-status")
+
+
+def test_spot_needs_a_spot_node_and_runs_on_one(
+    tmp_path: Path, kube_cluster: ControlPlane, gpu_nodes: tuple[str, str]
+) -> None:
+    """``resources.spot``: held against the spot nodes alone; once a spot node pool exists the
+    plan is clean and the trainer's pod lands there (the spot taint tolerated)."""
+    project, cluster = tiny_project(tmp_path, kube_cluster, gpu="nvidia-t4")  # cloud: gcp
+    project.edit(
+        "substratus.yaml",
+        "resources: {gpu: {type: nvidia-t4, count: 1}}",
+        "resources: {gpu: {type: nvidia-t4, count: 1}, spot: true}",
+    )
+    plan = project.sub("plan").stdout
+    assert (
+        "Warning: model.tiny asks for spot capacity (resources.spot), but no node is a spot "
+        "node (labelled cloud.google.com/gke-spot=true" in plan
+    )
+    assert "model.tiny, spec.trainer.resources" in plan
+    project.sub("plan", "--strict", check=1)
+
+    name = f"kwok-cap-spot-{uuid.uuid4().hex[:6]}"
+    labels = {
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4",
+        "cloud.google.com/gke-spot": "true",
+    }
+    node = kwok_node(name, labels, 1)
+    node["spec"] = {
+        "taints": [{"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}]
+    }
+    status, answer = kube_cluster.request("POST", "/api/v1/nodes", node)
+    assert status == 201, answer
+    try:
+        assert "asks for" not in project.sub("plan", "--strict").stdout
+        project.sub("apply", "--auto-approve", "--target", "model.tiny")
+        [pod] = [p for p in cluster.items("Pod") if p["metadata"]["name"].startswith("tiny-model")]
+        assert pod["spec"]["nodeName"] == name
+        assert pod["spec"]["nodeSelector"]["cloud.google.com/gke-spot"] == "true"
+        project.sub("destroy", "--auto-approve")
+    finally:
+        kube_cluster.request("DELETE", f"/api/v1/nodes/{name}")

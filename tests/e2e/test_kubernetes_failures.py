@@ -284,7 +284,7 @@ def test_an_oom_killed_trainer_fails_the_apply_and_the_next_apply_runs_it_anew(
         name = job["metadata"]["name"]
         [pod] = _pods(cluster, name)
         assert pod["spec"]["nodeName"] == node.name and pod["status"]["phase"] == "Failed"
-        assert job["spec"]["backoffLimit"] == 0  # a GPU job is not retried
+        assert job["spec"]["backoffLimit"] == 0  # no spec.retries: not retried
         assert f"job {ns}/{name} failed" in text
         assert (
             f"pod {pod['metadata']['name']} container model: OOMKilled, exit code 137 "

@@ -115,6 +115,34 @@ def test_every_error_is_reported_at_once_with_lines(tmp_path: Path) -> None:
             "apiVersion: v2\nkind: Model\nmetadata: {name: m}\nspec: {url: 'file:///x'}\n",
             "c.yaml:1, apiVersion Unsupported apiVersion",
         ),
+        (
+            "kind: ModelServer\nname: s\nspec:\n  container: {image: x}\n  model: m\n"
+            "  retries: 2\n",
+            "c.yaml:6, modelserver.s, spec.retries Unknown field 'retries' Allowed fields here: "
+            "container, model, params, quantization, replicas, resources. retries is for "
+            "Datasets and Models",
+        ),
+        (
+            "kind: Notebook\nname: n\nspec:\n  container: {image: x}\n  retries: 1\n",
+            "c.yaml:5, notebook.n, spec.retries Unknown field 'retries'",
+        ),
+        (
+            "kind: Model\nname: m\nspec:\n  url: file:///x\n  retries: 1\n",
+            "c.yaml:5, model.m, spec.retries Invalid value for spec.retries retries restarts a "
+            "failed loader or trainer run; a Model that only names a url runs nothing",
+        ),
+        (
+            "kind: Dataset\nname: d\nspec:\n  container: {image: x}\n  retries: -1\n",
+            "c.yaml:5, dataset.d, spec.retries Invalid value",
+        ),
+        (
+            "kind: Dataset\nname: d\nspec:\n  container: {image: x}\n  retries: 101\n",
+            "less than or equal to 100",
+        ),
+        (
+            "kind: Dataset\nname: d\nspec:\n  container: {image: x}\n  resources: {spot: maybe}\n",
+            "c.yaml:5, dataset.d, spec.resources.spot Invalid value",
+        ),
     ],
 )
 def test_diagnostics(tmp_path: Path, text: str, expected: str) -> None:

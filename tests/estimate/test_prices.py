@@ -13,6 +13,7 @@ from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.prices import (
     CPU_LIST_PRICE,
     GPU_LIST_PRICES,
+    MEMORY_LIST_PRICE,
     PRICES_DATE,
     PRICES_SOURCE,
     price_table,
@@ -92,6 +93,36 @@ def test_project_rates_price_the_falcon_plan(
     assert spot.estimate_json()["assumptions"][0].startswith(
         "At spot prices (ACME negotiated rates 2026, list prices of 2026-11-28) per hour"
     )
+
+
+def test_a_resource_on_spot_capacity_is_priced_at_spot_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``resources.spot`` prices that resource at spot rates while the project's stay on-demand;
+    a changed ``retries`` alone runs (and costs) nothing."""
+    h = sc.applied(sc.falcon(tmp_path, monkeypatch))
+    base = sc.config(h)
+    text = base.replace("      disk: 100\n", "      disk: 100\n      spot: true\n", 1)
+    est = h.plan(text).estimate_json()
+    assert est["prices"]["spot"] is False
+    rows = {e["address"]: e for e in est["resources"]}
+    trained = rows["model.falcon-7b-k8s"]
+    assert trained["spot"] is True and trained["action"] == "replace"
+    gpu, cpu, mem = GPU_LIST_PRICES["nvidia-l4"], CPU_LIST_PRICE, MEMORY_LIST_PRICE
+    hours = trained["duration_seconds"] / 3600
+    assert trained["cost"] == pytest.approx(
+        hours * (4 * gpu.spot + 2 * cpu.spot + 64 * mem.spot), abs=1e-4
+    )
+    assert all(not e["spot"] for a, e in rows.items() if a != "model.falcon-7b-k8s")
+    assert "Resources with resources.spot: at spot rates." in est["assumptions"]
+    assert "4 × nvidia-l4, 2 vCPU, 64 GB, spot" in render_plan(h.plan(text))
+
+    retried = base.replace("  trainer:\n    baseModel", "  retries: 3\n  trainer:\n    baseModel")
+    plan = h.plan(retried)
+    runs = {c.address for c in plan.runs()}
+    assert runs == set()
+    [change] = [c for c in plan.changes() if c.address == "model.falcon-7b-k8s"]
+    assert change.record_only
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from tests.render.plans import large_plan, layout_problems
 
 SHA = "ab" * 32
 ROW_KEYS = {
-    "address", "kind", "action", "role", "gpu", "cpu", "memory_gb", "replicas",
+    "address", "kind", "action", "role", "gpu", "cpu", "memory_gb", "replicas", "spot",
     "duration_seconds", "duration_source", "gpu_hours", "cost", "hourly", "hourly_after",
     "gpus_added", "max_cost",
 }  # fmt: skip

@@ -11,7 +11,8 @@ ModelServers and Notebooks with random params, from images or from local build c
 (``CONTEXTS``, several with the same basename); ``draw_edit(draw, cfg)`` makes one random valid
 edit (change a param, add a resource, remove a leaf, change a server's replicas/quantization,
 rename a resource and its references, point a trained Model at another Dataset, and the
-metadata edits: ``lifecycle`` and ``sensitive:``, which must never run anything).
+metadata edits: ``lifecycle``, ``sensitive:`` and ``spec.retries``, which must never run
+anything).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Res:
     context: str | None = None  # a local build context (a directory of CONTEXTS) for the image
     lifecycle: dict[str, Any] = field(default_factory=dict)
     sensitive: list[str] = field(default_factory=list)  # param keys marked sensitive
+    retries: int = 0  # spec.retries of a job (a Dataset, a loader or trainer Model)
 
     @property
     def key(self) -> Key:
@@ -83,6 +85,11 @@ class Res:
         if self.kind == "dataset" or (self.kind == "model" and self.mode == "loader"):
             return "spec.loader.params"
         return "spec.trainer.params" if self.kind == "model" else "spec.params"
+
+    @property
+    def runs_job(self) -> bool:
+        """A Dataset or a loader/trainer Model: ``spec.retries`` applies."""
+        return self.kind == "dataset" or (self.kind == "model" and self.mode != "url")
 
     @property
     def protected(self) -> bool:
@@ -246,6 +253,8 @@ def document(r: Res, style: Style = DEFAULT_STYLE) -> dict[str, Any]:
             spec["suspend"] = False
     if explicit:
         spec["resources"] = dict(DEFAULT_RESOURCES)
+    if r.runs_job and (r.retries or explicit):
+        spec["retries"] = r.retries
     doc: dict[str, Any] = {"kind": kind, "name": r.name}
     if r.namespace != "default" or style.explicit_namespace:
         doc["namespace"] = r.namespace
@@ -350,6 +359,8 @@ def draw_resource(draw: Draw[Any], cfg: Cfg, kind: str | None = None) -> Res:
     name, namespace = fresh_key(draw, cfg, base_kind)
     image = draw(st.sampled_from(IMAGES[base_kind]))
     r = Res(base_kind, name, image, mode, params=draw(params), namespace=namespace)
+    if r.runs_job and not draw(st.integers(0, 3)):
+        r.retries = draw(st.integers(1, 3))
     if draw(st.booleans()):
         r.context = draw(st.sampled_from(CONTEXTS))
     if choice == "model-url":
@@ -409,6 +420,8 @@ def metadata_keys(r: Res) -> list[str]:
 
 def applicable_edits(cfg: Cfg) -> list[str]:
     out = ["add", "lifecycle"] if cfg.resources else ["add"]
+    if any(r.runs_job for r in cfg.resources):
+        out.append("retries")
     if any(r.has_params for r in cfg.resources):
         out.append("param")
     if any(metadata_keys(r) for r in cfg.resources):
@@ -436,7 +449,7 @@ def draw_edit(draw: Draw[Any], cfg: Cfg) -> tuple[str, Cfg]:
         r = draw(st.sampled_from([r for r in new.resources if r.has_params]))
         r.params = different_params(draw, r.params)
         return f"change params of {r.address}", new
-    if edit in ("lifecycle", "sensitive"):
+    if edit in ("lifecycle", "sensitive", "retries"):
         return draw_metadata_edit(draw, new, edit)
     if edit == "remove-leaf":
         r = draw(st.sampled_from([r for r in new.leaves() if not r.protected]))
@@ -469,7 +482,12 @@ def draw_edit(draw: Draw[Any], cfg: Cfg) -> tuple[str, Cfg]:
 
 
 def draw_metadata_edit(draw: Draw[Any], new: Cfg, edit: str) -> tuple[str, Cfg]:
-    """A ``lifecycle`` or ``sensitive:`` edit of one resource of ``new`` (edited in place)."""
+    """A ``lifecycle``, ``sensitive:`` or ``spec.retries`` edit of one resource of ``new``
+    (edited in place): none of them changes what a resource makes."""
+    if edit == "retries":
+        r = draw(st.sampled_from([r for r in new.resources if r.runs_job]))
+        r.retries = draw(st.integers(0, 3).filter(lambda n: n != r.retries))
+        return f"{r.address} retries -> {r.retries}", new
     if edit == "sensitive":
         r = draw(st.sampled_from([r for r in new.resources if metadata_keys(r)]))
         k = draw(st.sampled_from(metadata_keys(r)))

@@ -13,8 +13,8 @@ directory, generates a random valid configuration (``tests.property.configs``) a
 7. drift: a resource deleted outside substratus is re-created, alone, at the same digest;
 8. formatting: the same configuration written differently plans no changes;
 9. what runs is what the plan says (counted at the runtime, after every apply): exactly the
-   plan's creates, replaces and in-place roll-outs — a ``lifecycle`` or ``sensitive:`` edit
-   runs nothing, ``--replace`` runs exactly what it names, into new versions;
+   plan's creates, replaces and in-place roll-outs — a ``lifecycle``, ``sensitive:`` or
+   ``spec.retries`` edit runs nothing, ``--replace`` runs exactly what it names, into new versions;
 10. position is not content: splitting the configuration into files, passing them in any
     order, renaming its directory or adding an unrelated resource whose build context has the
     same basename changes no digest;
@@ -388,12 +388,16 @@ def test_formatting_does_not_matter(cfg: Cfg, written: Style, rewritten: Style) 
 
 @given(configs(max_size=8), st.data())
 def test_metadata_edits_run_nothing(cfg: Cfg, data: st.DataObject) -> None:
-    """Property 9: lifecycle and ``sensitive:`` edits rewrite records; nothing runs."""
+    """Property 9: lifecycle, ``sensitive:`` and ``spec.retries`` edits rewrite records;
+    nothing runs."""
     with harness() as h:
         converge(h, cfg, None)
         for _ in range(data.draw(st.integers(1, 3), label="edits")):
-            kind = data.draw(st.sampled_from(["lifecycle", "sensitive"]), label="kind")
+            kinds = ["lifecycle", "sensitive", "retries"]
+            kind = data.draw(st.sampled_from(kinds), label="kind")
             if kind == "sensitive" and not any(metadata_keys(r) for r in cfg.resources):
+                kind = "lifecycle"
+            if kind == "retries" and not any(r.runs_job for r in cfg.resources):
                 kind = "lifecycle"
             what, edited = draw_metadata_edit(data.draw, cfg.copy(), kind)
             note(f"edit: {what}")

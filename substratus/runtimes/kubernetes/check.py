@@ -5,7 +5,9 @@
 - builds (git or local containers) need a ``registry`` to push to;
 - a Model ``url`` must be in a store pods can mount;
 - a local build context is uploaded to the store: a ``pvc://`` store cannot receive it;
-- ``${{ secrets.NAME.KEY }}`` must name a valid Secret (DNS subdomain) and key.
+- ``${{ secrets.NAME.KEY }}`` must name a valid Secret (DNS subdomain) and key;
+- a job with ``spec.retries`` but no ``container.command`` is a warning: its pods cannot be
+  given ``SUBSTRATUS_ATTEMPT`` (``manifests.attempt_command`` wraps the command).
 """
 
 from __future__ import annotations
@@ -97,4 +99,24 @@ def check_resources(
                         path="spec.url",
                     )
                 )
+        out += _attempt_unknown(view)
     return out
+
+
+def _attempt_unknown(view: ResourceView) -> list[Diagnostic]:
+    """A job that retries without a ``command``: it retries, but its pods cannot be told their
+    attempt (the command is what ``manifests.attempt_command`` wraps to count it)."""
+    container = view.spec.get("container") or {}
+    if not kinds.retries(view.kind, view.spec) or container.get("command"):
+        return []
+    return [
+        Diagnostic.warning(
+            "SUBSTRATUS_ATTEMPT is not set in the pods of this job",
+            "It retries (its artifacts/ kept), but substratus counts attempts by running "
+            "container.command through /bin/sh, and this container runs its image's entrypoint. "
+            "Set container.command (the entrypoint) to give the workload SUBSTRATUS_ATTEMPT, or "
+            "let it find its checkpoints in artifacts/ by itself.",
+            address=view.address,
+            path="spec.retries",
+        )
+    ]

@@ -3,10 +3,13 @@
 ``container_resources(res)``: requests ``cpu``, ``memory`` (GB → ``Gi``) and
 ``ephemeral-storage`` (``disk``); the memory request is also the limit (so an over-use is an
 ``OOMKilled`` the user can see, not a node eviction); a GPU is ``nvidia.com/gpu`` in requests and
-limits. ``scheduling(res, cloud)``: the node selector and tolerations of a GPU workload —
+limits. ``scheduling(res, cloud, spot)``: the node selector and tolerations of a GPU workload —
 ``cloud.google.com/gke-accelerator`` on GCP (plus the spot toleration that lets GKE node
 auto-provisioning create spot GPU nodes), no selector on kind / generic clusters; every GPU
-workload tolerates the usual ``nvidia.com/gpu`` taint.
+workload tolerates the usual ``nvidia.com/gpu`` taint. With ``resources.spot`` (on any cloud,
+GPU or not) the pod runs only on spot nodes: node selector ``cloud.google.com/gke-spot:
+"true"`` and the toleration of GKE's spot taint (the original operator's form; a cluster of
+another cloud labels its spot nodes the same way to use it).
 
 What a node offers (``node_offer``, for plan-time capacity checks): its GPU type from GKE's
 ``cloud.google.com/gke-accelerator`` label (``GKE_ACCELERATORS`` read backwards; a GKE
@@ -27,6 +30,7 @@ from substratus.engine.runtime import NodeOffer
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GKE_ACCELERATOR = "cloud.google.com/gke-accelerator"
+GKE_SPOT = "cloud.google.com/gke-spot"  # label (and taint) of GKE's spot nodes
 GKE_ACCELERATORS = {
     "nvidia-t4": "nvidia-tesla-t4",
     "nvidia-l4": "nvidia-l4",
@@ -76,28 +80,28 @@ def container_resources(res: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def scheduling(res: Mapping[str, Any] | None, cloud: str) -> dict[str, Any]:
-    """``nodeSelector`` and ``tolerations`` for a pod spec (empty without a GPU)."""
+SPOT_TOLERATION = {"key": GKE_SPOT, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+
+
+def scheduling(res: Mapping[str, Any] | None, cloud: str, spot: bool = False) -> dict[str, Any]:
+    """``nodeSelector`` and ``tolerations`` for a pod spec (empty without a GPU or ``spot``)."""
     gpu = gpu_of(res)
-    if gpu is None:
-        return {}
-    tolerations: list[dict[str, Any]] = [
-        {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-    ]
-    out: dict[str, Any] = {}
-    if cloud == "gcp":
-        gtype = gpu.get("type")
-        if gtype:
-            out["nodeSelector"] = {GKE_ACCELERATOR: GKE_ACCELERATORS[str(gtype)]}
-        tolerations.append(
-            {
-                "key": "cloud.google.com/gke-spot",
-                "operator": "Equal",
-                "value": "true",
-                "effect": "NoSchedule",
-            }
-        )
-    out["tolerations"] = tolerations
+    selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    if gpu is not None:
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+        if cloud == "gcp":
+            gtype = gpu.get("type")
+            if gtype:
+                selector[GKE_ACCELERATOR] = GKE_ACCELERATORS[str(gtype)]
+            tolerations.append(dict(SPOT_TOLERATION))
+    if spot:  # only spot nodes, on any cloud: GKE labels and taints them so
+        selector[GKE_SPOT] = "true"
+        if SPOT_TOLERATION not in tolerations:
+            tolerations.append(dict(SPOT_TOLERATION))
+    out: dict[str, Any] = {"nodeSelector": selector} if selector else {}
+    if tolerations:
+        out["tolerations"] = tolerations
     return out
 
 
@@ -160,5 +164,6 @@ def node_offer(node: Mapping[str, Any]) -> tuple[NodeOffer, bool]:
         gpus=gpus,
         cpu=_quantity(allocatable, "cpu"),
         memory_gb=_quantity(allocatable, "memory") / 2**30,
+        spot=str(labels.get(GKE_SPOT, "")).lower() == "true",
     )
     return offer, unknown

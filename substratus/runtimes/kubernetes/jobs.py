@@ -22,6 +22,9 @@
 - a run on more than one node (``indexed``) is an Indexed Job whose headless Service is applied
   like the params Secret (owned by the Job, before it is released); it succeeds when every rank
   has (``completions``), and fails with its first failed rank;
+- each failed pod is a failed attempt of the run (``spec.retries``: the Job's
+  ``backoffLimit``), reported through ``ctx.restart`` (``Attempts``) with its reason (exit
+  code, ``OOMKilled``, preempted or evicted); a Job that fails names how many attempts it made;
 - cancellation raises ``Detached``: the Job goes on and the next apply adopts it;
 - Jobs are observed through their namespace's ``board``: one LIST of the Jobs and one of their
   pods per poll serve every Job being waited for at once.
@@ -35,6 +38,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from substratus.engine.attempts import FailedAttempt
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Owner, RunContext
 from substratus.runtimes.kubernetes import guard, indexed, names
@@ -44,6 +48,48 @@ from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.waits import Ref, Timing, delete_and_wait
 
 LOG_TAIL = 30
+
+
+class Attempts:
+    """The pods of one Job seen while waiting for it, as the attempts of its run: numbered by
+    creation, each failed one reported through ``RunContext.restart`` once another pod replaced
+    it (or, ``ended``, the Job finished: the last failed one is then final). A pod that is gone
+    before it ended was deleted — preempted or evicted (its ``DisruptionTarget`` may not have
+    been seen: the Job controller lets such a pod go at once) — and did not count."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}  # uid -> (creationTimestamp, name)
+        self.last: dict[str, dict[str, Any]] = {}  # uid -> the pod as last seen
+
+    def report(self, pods: list[dict[str, Any]], ctx: RunContext, ended: bool) -> int:
+        """Report the failed attempts among ``pods`` (and those gone since); how many attempts
+        were seen."""
+        current = set()
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            uid = str(meta.get("uid") or meta.get("name") or "")
+            current.add(uid)
+            self.last[uid] = pod
+            self.seen.setdefault(uid, (str(meta.get("creationTimestamp") or ""), uid))
+        order = sorted(self.seen, key=lambda uid: self.seen[uid])
+        for n, uid in enumerate(order, start=1):
+            found = _why_failed(self.last[uid], gone=uid not in current)
+            if found is not None and (n < len(order) or ended):
+                why, counted = found
+                ctx.restart(FailedAttempt(n, why, counted, final=ended and n == len(order)))
+        return len(order)
+
+
+def _why_failed(pod: Mapping[str, Any], gone: bool) -> tuple[str, bool] | None:
+    """Why the pod of an attempt failed (``pods.failed_attempt``); a pod ``gone`` before it
+    succeeded or failed was deleted: a disruption."""
+    found = podinfo.failed_attempt(pod)
+    if found is not None or not gone:
+        return found
+    if (pod.get("status") or {}).get("phase") == "Succeeded":
+        return None
+    name = (pod.get("metadata") or {}).get("name", "?")
+    return f"preempted or evicted: its pod {name} was deleted before it ended", False
 
 
 def state(job: Mapping[str, Any]) -> str:
@@ -166,6 +212,7 @@ def wait(
         since: float | None = None  # unschedulable since
         no_pods = 0
         last = ""
+        attempts = Attempts()
         while True:
             if ctx.cancelled.is_set():
                 raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
@@ -177,12 +224,14 @@ def wait(
                     "apply again to run it anew",
                 )
             current = state(job)
+            pods = snap.pods.get(name) or []
+            made = attempts.report(pods, ctx, ended=current != "running")
             if current == "succeeded":
                 return job
-            pods = snap.pods.get(name) or []
             if current == "failed":
+                after = f" after {made} attempts" if made > 1 else ""
                 raise Failure(
-                    f"job {ns}/{name} failed: {_failed_condition(job)}",
+                    f"job {ns}/{name} failed{after}: {_failed_condition(job)}",
                     _explain(cluster, ns, pods),
                 )
             found = podinfo.problem(pods)

@@ -13,10 +13,12 @@ functions here turn it into the original operator's objects so existing images k
   plain values taken when it is applied — nothing else of the operator's environment;
 - mounts (``volumes.mount``): ``/content/data`` and ``/content/model`` read-only,
   ``/content/artifacts`` read-write;
-- resources and GPU scheduling (``gpu``); ``fsGroup: 3003`` as the GCS FUSE mounts expect;
-- Job (``backoffLimit`` 0 for GPU jobs, 2 otherwise), Deployment + Service on 8080 with readiness
-  ``GET /``, notebook Pod + Service on 8888 (readiness ``GET /api``, ``NOTEBOOK_TOKEN`` from a
-  Secret), Kaniko build Job (git clone init container or an uploaded tarball).
+- resources and GPU and spot scheduling (``gpu``); ``fsGroup: 3003`` as the GCS FUSE mounts expect;
+- Job (``backoffLimit`` = ``spec.retries``, with a ``podFailurePolicy`` under which a
+  disruption does not count, and the command wrapped to count attempts: ``job``),
+  Deployment + Service on 8080 with readiness ``GET /``, notebook Pod + Service on 8888
+  (readiness ``GET /api``, ``NOTEBOOK_TOKEN`` from a Secret), Kaniko build Job (git clone init
+  container or an uploaded tarball).
 
 Every object is labelled and annotated by ``names`` with the workload's ``owner`` (the state
 that makes it) and, on the object itself, the ``version`` of the run; selectors of Deployments
@@ -34,7 +36,14 @@ from typing import Any
 
 from substratus.engine.runtime import Owner
 from substratus.engine.spec import SECRET_REF
-from substratus.runtimes.contract import CONTENT, NOTEBOOK_PORT, SERVER_PORT, param_env
+from substratus.runtimes.contract import (
+    ATTEMPT_ENV,
+    ATTEMPT_FILE,
+    CONTENT,
+    NOTEBOOK_PORT,
+    SERVER_PORT,
+    param_env,
+)
 from substratus.runtimes.kubernetes import gpu, names, volumes
 
 KANIKO_IMAGE = "gcr.io/kaniko-project/executor:latest"
@@ -82,6 +91,8 @@ class Workload:
     owner: Owner = field(default_factory=Owner)  # the state that makes it
     version: str = ""  # the run (RunRequest.version) that applies it
     sensitive: frozenset[str] = frozenset()  # top-level keys of ``params`` marked sensitive
+    retries: int = 0  # a job's spec.retries (kinds.retries)
+    spot: bool = False  # resources.spot: spot nodes only
 
 
 def _labels(w: Workload, role: str = "") -> dict[str, str]:
@@ -161,7 +172,7 @@ def _container(w: Workload, params: str) -> tuple[dict[str, Any], list[dict[str,
         mounts.append(vm)
     c: dict[str, Any] = {"name": CONTAINER_NAMES[w.kind], "image": w.image}
     if w.command:
-        c["command"] = list(w.command)
+        c["command"] = attempt_command(w.command) if w.retries else list(w.command)
     c["env"] = env_list(w, params)
     c["volumeMounts"] = mounts
     res = gpu.container_resources(w.resources)
@@ -181,7 +192,7 @@ def pod_template(w: Workload, params: str, restart: str) -> dict[str, Any]:
         "securityContext": {"fsGroup": 3003},
         "containers": [container],
         "volumes": vols,
-        **gpu.scheduling(w.resources, w.cloud),
+        **gpu.scheduling(w.resources, w.cloud, w.spot),
     }
     if restart:
         spec["restartPolicy"] = restart
@@ -192,14 +203,52 @@ def pod_template(w: Workload, params: str, restart: str) -> dict[str, Any]:
     return {"metadata": meta, "spec": spec}
 
 
+# Counts the starts of a job's pod in its artifacts (they outlive the pod), exports the count as
+# SUBSTRATUS_ATTEMPT and runs the command: a pod cannot learn its attempt otherwise (no field of
+# the downward API counts a Job's pods). One file per rank of an Indexed Job.
+_ATTEMPT_DIR, _ATTEMPT_NAME = ATTEMPT_FILE.split("/")
+ATTEMPT_SCRIPT = (
+    f'd="${{CONTENT_DIR:-/content}}/artifacts/{_ATTEMPT_DIR}"; '
+    f'f="$d/{_ATTEMPT_NAME}${{JOB_COMPLETION_INDEX:+-$JOB_COMPLETION_INDEX}}"; '
+    'n=$(cat "$f" 2>/dev/null); case "$n" in ""|*[!0-9]*) n=0;; esac; n=$((n + 1)); '
+    f'mkdir -p "$d" && echo "$n" > "$f"; export {ATTEMPT_ENV}="$n"; exec "$@"'
+)
+
+
+def attempt_command(command: Sequence[str]) -> list[str]:
+    """``command`` run through ``ATTEMPT_SCRIPT`` (``/bin/sh``): its attempt counted."""
+    return ["/bin/sh", "-c", ATTEMPT_SCRIPT, "substratus-attempt", *command]
+
+
+def pod_failure_policy(container: str) -> dict[str, Any]:
+    """A disruption (preemption, eviction, node drain: the pod's ``DisruptionTarget``) starts
+    the pod again without counting against ``backoffLimit``; a command that cannot run at all
+    (126: not executable, 127: not found) fails the Job at once; other failures count."""
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": container, "operator": "In", "values": [126, 127]},
+            },
+        ]
+    }
+
+
 def job(w: Workload, name: str) -> dict[str, Any]:
-    backoff = 0 if gpu.is_gpu_job(w.resources) else 2
+    """A Dataset's or Model's run: ``backoffLimit`` = ``spec.retries``; with retries, the
+    ``pod_failure_policy`` (which needs the pods' ``restartPolicy: Never``)."""
     template = pod_template(w, names.params_name(name), "Never")
+    spec: dict[str, Any] = {"backoffLimit": w.retries, "template": template}
+    if w.retries:
+        spec["podFailurePolicy"] = pod_failure_policy(CONTAINER_NAMES[w.kind])
+    else:  # one attempt: the workload's contract variable all the same
+        template["spec"]["containers"][0]["env"].append({"name": ATTEMPT_ENV, "value": "1"})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata(w, name),
-        "spec": {"backoffLimit": backoff, "template": template},
+        "spec": spec,
     }
 
 

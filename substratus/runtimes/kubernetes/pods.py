@@ -4,7 +4,10 @@
 ``problem(pods)`` finds a state that will not resolve by waiting — ``fatal`` (the image cannot be
 pulled, a Secret/ConfigMap key is missing) or ``unschedulable`` (no node fits: the caller waits a
 grace period for an autoscaler first) — and ``failure(pods)`` explains a failed pod
-(``OOMKilled``, exit code, evicted).
+(``OOMKilled``, exit code, evicted). ``failed_attempt(pod)`` says why one pod of a Job — one
+attempt of its run (``spec.retries``) — failed, and whether that counts against the Job's
+``backoffLimit``: a disruption (the ``DisruptionTarget`` condition: preemption, eviction, node
+drain) does not, under the ``podFailurePolicy`` of ``manifests.job``.
 """
 
 from __future__ import annotations
@@ -150,3 +153,29 @@ def main_container_of(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | No
         containers = (pods[-1].get("spec") or {}).get("containers") or [{}]
         return _name(pods[-1]), str(containers[0].get("name", ""))
     return None
+
+
+def failed_attempt(pod: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """(why, counted) when ``pod`` failed — or is being stopped by a disruption, which is
+    said as soon as the condition is there — else None."""
+    disrupted = _condition(pod, "DisruptionTarget")
+    if disrupted is not None and disrupted.get("status") == "True":
+        why = str(disrupted.get("reason") or "DisruptionTarget")
+        message = str(disrupted.get("message") or "")
+        return f"preempted or evicted: {why}{': ' + message if message else ''}", False
+    status = pod.get("status") or {}
+    if status.get("phase") != "Failed":
+        return None
+    for cs in _statuses(pod):
+        term = (cs.get("state") or {}).get("terminated") or {}
+        code = term.get("exitCode", 0)
+        if term and code != 0:
+            reason = str(term.get("reason") or "")
+            return (
+                f"{reason} (exit code {code})"
+                if reason not in ("", "Error")
+                else f"exit code {code}"
+            ), True
+    if status.get("reason"):
+        return f"{status['reason']}: {status.get('message', '')}".rstrip(": "), True
+    return "the pod failed", True

@@ -236,6 +236,7 @@ class KubernetesRuntime:
         self, request: RunRequest, mounts: list[Mount], owned_env: Mapping[str, str] | None = None
     ) -> Workload:
         res = kinds.resources(request.kind, request.spec)
+        spot = bool((res or {}).get("spot"))
         if self.cloud == "kind" and res:  # laptops: only the GPU is requested (as the operator)
             res = {"gpu": res["gpu"]} if res.get("gpu") else None
         container = request.spec.get("container") or {}
@@ -257,6 +258,8 @@ class KubernetesRuntime:
             owner=request.owner,
             version=request.run_version,
             sensitive=_sensitive_keys(request),
+            retries=kinds.retries(request.kind, request.spec),
+            spot=spot,
         )
 
     def _job(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:

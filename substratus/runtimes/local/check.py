@@ -6,7 +6,8 @@ an image-only container (no local process can run an image), a job or server wit
 (never readable here), a Model ``url`` that is not a local path, and a ModelServer with
 ``replicas`` above 1: the local runtime runs one process per server (N processes cannot share one
 port), so a plan that promised N replicas — and an estimate that billed N — would not be what
-runs. ``replicas: 0`` (stopped) and ``1`` are fine.
+runs. ``replicas: 0`` (stopped) and ``1`` are fine. ``resources.spot`` is a warning, not an
+error: it has no effect here (the plan notes it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from substratus.engine import kinds
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.runtime import ResourceView
 from substratus.engine.spec import secret_refs
@@ -77,8 +79,24 @@ def check(resources: Sequence[ResourceView]) -> list[Diagnostic]:
                     path="spec.url",
                 )
             )
-        diagnostics += _replicas(view)
+        diagnostics += _replicas(view) + _spot(view)
     return diagnostics
+
+
+def _spot(view: ResourceView) -> list[Diagnostic]:
+    """``resources.spot`` is accepted (the same configuration runs on Kubernetes) and noted."""
+    declared = kinds.resources(view.kind, view.spec) or {}
+    if not declared.get("spot"):
+        return []
+    return [
+        Diagnostic.warning(
+            "spot has no effect on the local runtime",
+            "resources.spot asks for spot (preemptible) nodes on Kubernetes; here the job runs "
+            "on this machine as usual.",
+            address=view.address,
+            path=f"{kinds.resources_path(view.kind, view.spec)}.spot",
+        )
+    ]
 
 
 def _replicas(view: ResourceView) -> list[Diagnostic]:

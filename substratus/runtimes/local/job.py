@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from substratus.engine import kinds
+from substratus.engine.attempts import FailedAttempt
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, RunContext, RunRequest
-from substratus.runtimes.local import launcher, ranks
+from substratus.runtimes.local import attempts, launcher, ranks
 from substratus.runtimes.local.artifacts import ArtifactStore, input_dir
 from substratus.runtimes.local.files import disk_full, log_tail, read_json, remove_tree
 from substratus.runtimes.local.process import ExitWatch, ProcessRef, stop
@@ -81,6 +82,16 @@ def exit_reason_of(run: RunFiles) -> str:
     return lines[1].strip() if len(lines) > 1 else ""
 
 
+def _report_attempts(run: RunFiles, ctx: RunContext) -> int:
+    """Report the failed attempts the run's supervisor recorded (``ctx.restart``: the walker
+    keeps each once); the number of the last one, 0 when none failed."""
+    found = attempts.read(run)
+    for entry in found:
+        number, why = int(entry["attempt"]), str(entry.get("reason", ""))
+        ctx.restart(FailedAttempt(number, why, final=bool(entry.get("final"))))
+    return int(found[-1]["attempt"]) if found else 0
+
+
 class Jobs:
     def __init__(self, workdir: Workdir, store: ArtifactStore, poll: float) -> None:
         self.workdir, self.store, self.poll = workdir, store, poll
@@ -124,9 +135,11 @@ class Jobs:
         if request.intent is None and (complete or names.final.exists()):
             raise Failure(f"the new version {names.final} exists already", "apply again")
         if complete:
+            _report_attempts(names.run, ctx)
             ctx.phase("adopted the run an interrupted apply completed")
             return self._completed(names)
         if names.final.is_dir():  # completed here, not yet published to a remote store
+            _report_attempts(names.run, ctx)
             self.store.publish(names.final, ctx.phase)
             return self._completed(names)
         ref = supervisor_of(names.run) if request.intent is not None else None
@@ -135,7 +148,8 @@ class Jobs:
         else:
             ref = self._launch(request, names)
         if ref is not None:
-            self._wait(request, ref, ctx)
+            self._wait(request, ref, ctx, names.run)
+        failed = _report_attempts(names.run, ctx)
         if names.final.is_dir():
             self.store.publish(names.final, ctx.phase)
             return self._completed(names)
@@ -147,6 +161,8 @@ class Jobs:
             else disk_full([names.run.dir, names.partial]) or ""
         )
         why = f": {reason}" if reason else ""
+        made = f" (attempt {failed} of {1 + kinds.retries(request.kind, request.spec)})"
+        why = f"{made if failed else ''}{why}"
         detail, log = log_tail(names.run.log), str(names.run.log)
         if code is None:
             raise Failure(f"{request.kind} job was stopped before it finished{why}", detail, log)
@@ -172,13 +188,19 @@ class Jobs:
                 raise Failure(f"the run directory {names.run.dir} is locked by another process")
             time.sleep(self.poll)
 
-    def _wait(self, request: RunRequest, ref: ProcessRef, ctx: RunContext) -> None:
+    def _wait(self, request: RunRequest, ref: ProcessRef, ctx: RunContext, run: RunFiles) -> None:
         """Wait for the supervisor to end: woken by its exit (``ExitWatch``), checking for
-        cancellation and the timeout every ``poll`` seconds meanwhile."""
+        cancellation and the timeout, and reporting failed attempts, every ``poll`` seconds
+        meanwhile."""
         ctx.phase(f"running (pid {ref.pid})")
         deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
+        seen = 0
         with ExitWatch(ref) as watch:
             while True:
+                failed = _report_attempts(run, ctx)
+                if failed > seen:
+                    seen = failed
+                    ctx.phase(f"running (pid {ref.pid}), attempt {failed + 1}")
                 if ctx.cancelled.is_set():
                     raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
                 left = None if deadline is None else deadline - time.monotonic()
@@ -252,6 +274,7 @@ class Jobs:
                 "final": str(names.final),
                 "label": self._labels(request),
                 "unset": unset,
+                "retries": kinds.retries(request.kind, request.spec),
                 "command": command,
                 "nodes": kinds.nodes(request.kind, request.spec),
             }
@@ -270,8 +293,9 @@ class Jobs:
         if orphan is not None:  # the command of a supervisor that was killed
             stop(orphan)
         ranks.stop_ranks(run)  # and its other ranks, on more than one node
-        for stale in (run.exit_code, run.supervisor, run.child, ranks.ranks_file(run)):
+        for stale in (run.exit_code, run.supervisor, run.child, run.attempts):
             stale.unlink(missing_ok=True)
+        ranks.ranks_file(run).unlink(missing_ok=True)
         remove_tree(names.partial)
         names.partial.mkdir(parents=True)
         params = kinds.params(request.kind, request.spec)

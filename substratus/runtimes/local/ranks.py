@@ -166,13 +166,17 @@ def run(
     nodes: int,
     files: RunFiles,
     out: int = 1,
+    stopped: list[int] | None = None,
 ) -> tuple[int, str]:
     """Run ``nodes`` ranks of ``command`` (see the module docstring): the exit code and, when
-    one failed, why. Raises ``OSError`` when a rank cannot be started (those started are
-    stopped)."""
+    one failed, why. Each signal forwarded is appended to ``stopped`` (one there already stops
+    the ranks as they start). Raises ``OSError`` when a rank cannot be started (those started
+    are stopped)."""
     port, output, ranks = free_port(), _Output(out), _Ranks()
+    asked = [] if stopped is None else stopped
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        asked.append(signum)
         ranks.signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
@@ -191,6 +195,8 @@ def run(
                 os.waitpid(pid, 0)
         raise
     _record(files, pids, port)
+    if asked:  # told to stop while the ranks started: they stop too
+        ranks.signal(asked[-1])
     failed = _wait(ranks)
     output.join()
     if failed is None:

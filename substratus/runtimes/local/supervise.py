@@ -11,10 +11,15 @@ whole life, so no second supervisor starts for the same run). It then:
 2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
 3. runs the command (in its session and process group), forwarding SIGTERM/SIGINT to it, in
    its own environment minus the ``--unset`` names (what the supervisor alone needed to start,
-   such as ``PYTHONPATH``); the lock stays with the supervisor (the command does not inherit
-   it, so a command left behind by a killed supervisor never holds the run's lock); with
-   ``--nodes N`` above 1, N ranks of the command instead (``ranks.py``: ``MASTER_ADDR``,
-   ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``; one failed rank stops the others and fails the run);
+   such as ``PYTHONPATH``), plus ``SUBSTRATUS_ATTEMPT``; the lock stays with the supervisor
+   (the command does not inherit it, so a command left behind by a killed supervisor never
+   holds the run's lock); with ``--nodes N`` above 1, N ranks of the command instead
+   (``ranks.py``: ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``; one failed rank
+   stops the others and fails the attempt); a command that fails starts again, up to
+   ``--retries`` times (not after a forwarded signal or a full disk), with the partial
+   artifacts as they are — on more than one node every rank starts again (the run is retried
+   as one) — each failed attempt appended to ``attempts.jsonl`` (``attempts.py``) and said in
+   the log;
 4. notes whether the file system of the run directory or of the partial artifacts is full
    (``files.disk_full``: the job's own writes, its log and these records all fail there), then
    frees the reserve;
@@ -48,12 +53,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from substratus.runtimes.local import manifest, ranks
+from substratus.runtimes.local import attempts, manifest, ranks
 from substratus.runtimes.local.files import disk_full, make_read_only, remove_tree, write_json
 from substratus.runtimes.local.process import ProcessRef
 from substratus.runtimes.local.workdir import RunFiles
 
 RESERVE_BYTES = 64 * 1024
+ATTEMPT_ENV = "SUBSTRATUS_ATTEMPT"  # runtimes.contract: the attempt, 1, 2, …
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -69,6 +75,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--unset", action="append", default=[], help="NAME removed before the command starts"
     )
     parser.add_argument("--nodes", type=int, default=1, help="ranks to run (ranks.py)")
+    parser.add_argument(
+        "--retries", type=int, default=0, help="times a failed command starts again"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -80,7 +89,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def arguments(job: Mapping[str, Any], lock_fd: int | None = None) -> argparse.Namespace:
     """What ``parse`` makes of a command line, from its fields (``run_dir``, ``partial``,
-    ``final``, ``label``, ``unset``, ``command``, ``nodes``) as JSON gives them: no parsing."""
+    ``final``, ``label``, ``unset``, ``retries``, ``command``, ``nodes``) as JSON gives them:
+    no parsing."""
     return argparse.Namespace(
         run_dir=Path(job["run_dir"]),
         partial=Path(job["partial"]),
@@ -88,6 +98,7 @@ def arguments(job: Mapping[str, Any], lock_fd: int | None = None) -> argparse.Na
         lock_fd=lock_fd,
         label=[str(x) for x in job.get("label", ())],
         unset=[str(x) for x in job.get("unset", ())],
+        retries=int(job.get("retries", 0)),
         command=[str(x) for x in job["command"]],
         nodes=int(job.get("nodes", 1)),
     )
@@ -157,16 +168,23 @@ def _executable(command: list[str], env: Mapping[str, str]) -> str:
     return found
 
 
-def _run(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tuple[int, str]:
+_stop_asked: list[int] = []  # the signals forwarded to the command: no attempt follows
+
+
+def _run(
+    args: argparse.Namespace, run: RunFiles, env: Mapping[str, str], attempt: int = 1
+) -> tuple[int, str, str]:
     """Run the command (``posix_spawn``: no copy of this process; stdin ``/dev/null``, the
-    signals Python ignores back to their defaults); its exit code and, when known, why it
-    failed."""
+    signals Python ignores back to their defaults) as attempt ``attempt``, or its ranks (more
+    than one node): its exit code, why the disk stopped it (a full disk: no attempt follows),
+    and, when known, which rank failed."""
     unset = set(args.unset)
     job_env = {k: v for k, v in env.items() if k not in unset}
+    job_env[ATTEMPT_ENV] = str(attempt)
     if args.nodes > 1:
         exe = _executable(args.command, job_env)
-        code, why = ranks.run(args.command, exe, job_env, args.nodes, run)
-        return code, disk_full([run.dir, args.partial]) or why
+        code, why = ranks.run(args.command, exe, job_env, args.nodes, run, stopped=_stop_asked)
+        return code, disk_full([run.dir, args.partial]) or "", why
     pid = os.posix_spawn(
         _executable(args.command, job_env),
         args.command,
@@ -177,12 +195,16 @@ def _run(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tup
     ended = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        _stop_asked.append(signum)
         if not ended:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if _stop_asked:  # told to stop while this attempt started: it stops too
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, _stop_asked[-1])
     started = ProcessRef.of(pid)
     if started is not None:
         with contextlib.suppress(OSError):  # only lost if this supervisor is killed too
@@ -191,7 +213,29 @@ def _run(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tup
     ended = True
     code = os.waitstatus_to_exitcode(status)
     full = disk_full([run.dir, args.partial])
-    return (128 - code if code < 0 else code), full or ""
+    return (128 - code if code < 0 else code), full or "", ""
+
+
+def _attempts(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tuple[int, str]:
+    """Run the command up to ``1 + args.retries`` times, until it succeeds, fails for a reason
+    another attempt cannot change (a full disk), or is told to stop; each failed attempt is
+    recorded (``attempts.py``) and said in the log. The last attempt's code and reason."""
+    _stop_asked.clear()
+    total = 1 + max(0, args.retries)
+    number = 1
+    while True:
+        code, full, rank = _run(args, run, env, number)
+        last = code == 0 or bool(full) or bool(_stop_asked) or number >= total
+        if code != 0 and args.retries > 0:
+            why = rank or attempts.reason(code)
+            attempts.record(run, number, code, full or why, final=last)
+            if not last:
+                _say(f"attempt {number} of {total} failed ({why}); attempt {number + 1} starts")
+            elif number > 1 and not _stop_asked and not full:
+                _say(f"attempt {number} of {total} failed ({why}); no retries left")
+        if last:
+            return code, full or rank
+        number += 1
 
 
 def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
@@ -210,7 +254,7 @@ def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         run.reserve.unlink(missing_ok=True)
         return _not_started(run, args.command[0], exc)
     try:
-        code, reason = _run(args, run, os.environ if env is None else env)
+        code, reason = _attempts(args, run, os.environ if env is None else env)
     except OSError as exc:
         run.reserve.unlink(missing_ok=True)
         return _not_started(run, args.command[0], exc)

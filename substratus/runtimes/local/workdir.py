@@ -7,8 +7,8 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
 - ``runs/{namespace}/{kind}s/{name}/{version}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
   ``child.json`` (pids with start times), ``exit_code`` (the code, then the reason a job failed
-  when known), ``reserve`` (space a supervisor sets aside for its last writes),
-  ``process.json`` (a server's process).
+  when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``reserve``
+  (space a supervisor sets aside for its last writes), ``process.json`` (a server's process).
 
 Outputs record the working directory they were made in (``workdir``); when that directory is gone,
 ``rebase`` moves their paths to where this one is now, so moving or renaming the configuration
@@ -61,6 +61,11 @@ class RunFiles:
     @property
     def exit_code(self) -> Path:
         return self.dir / "exit_code"
+
+    @property
+    def attempts(self) -> Path:
+        """``attempts.jsonl``: a line per failed attempt of a job (``runtimes.local.attempts``)."""
+        return self.dir / "attempts.jsonl"
 
     @property
     def reserve(self) -> Path:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -53,7 +56,8 @@ def test_trainer_job_follows_the_workload_contract() -> None:
     name = names.job_name("model", w.name, w.digest)
     job = valid(manifests.job(w, name))
     assert name == "falcon-7b-k8s-model-abababab"
-    assert job["spec"]["backoffLimit"] == 0  # GPU jobs are never retried
+    assert job["spec"]["backoffLimit"] == 0  # no spec.retries: never retried
+    assert "podFailurePolicy" not in job["spec"]
     pod = job["spec"]["template"]
     spec = pod["spec"]
     (c,) = spec["containers"]
@@ -142,7 +146,7 @@ def test_kind_uses_host_paths_and_no_gpu_selector() -> None:
     ]
 
 
-def test_cpu_job_is_retried_and_pvc_store_mounts_a_claim() -> None:
+def test_cpu_job_without_retries_runs_once_and_pvc_store_mounts_a_claim() -> None:
     w = Workload(
         "dataset.squad",
         "dataset",
@@ -156,12 +160,93 @@ def test_cpu_job_is_retried_and_pvc_store_mounts_a_claim() -> None:
     )
     job = valid(manifests.job(w, names.job_name("dataset", "squad", DIGEST)))
     spec = job["spec"]["template"]["spec"]
-    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["backoffLimit"] == 0
+    assert {"name": "SUBSTRATUS_ATTEMPT", "value": "1"} in spec["containers"][0]["env"]
     assert spec["containers"][0]["resources"]["requests"]["cpu"] == "500m"
     assert spec["containers"][0]["resources"]["requests"]["memory"] == "1536Mi"
     vols = {v["name"]: v for v in spec["volumes"]}
     assert vols["artifacts"]["persistentVolumeClaim"]["claimName"] == "models"
     assert spec["containers"][0]["volumeMounts"][1]["subPath"] == "p/default/datasets/squad/x"
+
+
+def test_retries_are_the_backoff_limit_and_a_disruption_does_not_count() -> None:
+    w = dataclasses.replace(trainer(), retries=3, command=["python3", "train.py"])
+    job = valid(manifests.job(w, "j"))
+    assert job["spec"]["backoffLimit"] == 3
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[1]["action"] == "FailJob"
+    assert rules[1]["onExitCodes"] == {
+        "containerName": "model",
+        "operator": "In",
+        "values": [126, 127],
+    }
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never"  # what a podFailurePolicy requires
+    (c,) = spec["containers"]
+    assert c["command"][:2] == ["/bin/sh", "-c"] and c["command"][-2:] == ["python3", "train.py"]
+    assert "SUBSTRATUS_ATTEMPT" not in {e["name"] for e in c["env"]}  # the wrapper sets it
+    # without a command the image's entrypoint runs as it is (nothing to wrap)
+    bare = valid(manifests.job(dataclasses.replace(w, command=None), "j"))
+    assert "command" not in bare["spec"]["template"]["spec"]["containers"][0]
+    assert bare["spec"]["podFailurePolicy"] == job["spec"]["podFailurePolicy"]
+
+
+def test_the_wrapped_command_counts_its_attempts_in_the_artifacts(tmp_path: Path) -> None:
+    """The wrapper, run by a real ``/bin/sh``: each start sees the next attempt, kept in
+    ``artifacts/.substratus/attempt`` (one file per rank of an Indexed Job)."""
+    (tmp_path / "artifacts").mkdir()
+    w = dataclasses.replace(trainer(), retries=2, command=["printenv", "SUBSTRATUS_ATTEMPT"])
+    command = manifests.job(w, "j")["spec"]["template"]["spec"]["containers"][0]["command"]
+    env = {"PATH": os.environ["PATH"], "CONTENT_DIR": str(tmp_path)}
+
+    def start(**extra: str) -> str:
+        done = subprocess.run(command, env={**env, **extra}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert [start(), start(), start()] == ["1", "2", "3"]
+    assert start(JOB_COMPLETION_INDEX="1") == "1"
+    assert (tmp_path / "artifacts" / ".substratus" / "attempt").read_text() == "3\n"
+    missing = dataclasses.replace(w, command=["no-such-command-here"])
+    command = manifests.job(missing, "j")["spec"]["template"]["spec"]["containers"][0]["command"]
+    failed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert failed.returncode == 127  # FailJob: a command that is not there is not retried
+
+
+def test_retries_without_a_command_warn_that_the_attempt_is_not_known() -> None:
+    image = {"image": "substratusai/model-trainer-huggingface", "env": {}}
+    spec = {"container": image, "trainer": {"dataset": {"name": "d"}}, "retries": 2}
+    (diag,) = check_resources([ResourceView("model.m", "model", spec)], STORE, "gcp", "r")
+    assert diag.severity.value == "warning" and diag.path == "spec.retries"
+    assert diag.summary == "SUBSTRATUS_ATTEMPT is not set in the pods of this job"
+    commanded = {**spec, "container": {**image, "command": ["python3", "train.py"]}}
+    no_retries = {k: v for k, v in spec.items() if k != "retries"}
+    views = [ResourceView("model.m", "model", s) for s in (commanded, no_retries)]
+    assert check_resources(views, STORE, "gcp", "r") == []
+
+
+def test_spot_selects_spot_nodes_and_tolerates_their_taint() -> None:
+    toleration = {
+        "key": "cloud.google.com/gke-spot",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    }
+    gcp = valid(manifests.job(dataclasses.replace(trainer(), spot=True), "j"))
+    spec = gcp["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4",
+        "cloud.google.com/gke-spot": "true",
+    }
+    assert spec["tolerations"].count(toleration) == 1
+    cpu = dataclasses.replace(trainer("generic"), resources={"cpu": 1}, spot=True)
+    spec = valid(manifests.job(cpu, "j"))["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    assert spec["tolerations"] == [toleration]
+    on_demand = dataclasses.replace(cpu, spot=False)
+    spec = valid(manifests.job(on_demand, "j"))["spec"]["template"]["spec"]
+    assert "nodeSelector" not in spec and "tolerations" not in spec
 
 
 def test_job_names_fit_the_label_limit() -> None:
@@ -362,6 +447,7 @@ def test_a_pod_gets_only_what_the_workload_names_of_the_operators_environment() 
         "PARAM_NAME",
         "HF_TOKEN",
         "CONTENT_DIR",
+        "SUBSTRATUS_ATTEMPT",
     }
     assert len(c["env"]) == len({e["name"] for e in c["env"]})  # one entry per name
     assert host_env(operator) == {"PATH": "/operator/bin"}  # a local process keeps only that

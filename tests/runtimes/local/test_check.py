@@ -63,3 +63,16 @@ def test_replicas_above_one_is_an_error_zero_and_one_are_fine(runtime: LocalRunt
             runtime.check([view("modelserver.s", {"container": container, "replicas": replicas})])
             == []
         )
+
+
+def test_spot_is_accepted_and_noted(runtime: LocalRuntime) -> None:
+    container = {"local": {}, "command": ["s"], "env": {}}
+    trainer = {"dataset": {"name": "d"}, "resources": {"spot": True}}
+    resources = [
+        view("model.m", {"container": container, "trainer": trainer}),
+        view("dataset.d", {"container": container, "resources": {"spot": False}}),
+    ]
+    (diag,) = runtime.check(resources)
+    assert diag.severity is Severity.WARNING
+    assert (diag.address, diag.path) == ("model.m", "spec.trainer.resources.spot")
+    assert diag.summary == "spot has no effect on the local runtime"

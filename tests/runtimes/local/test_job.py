@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from substratus.engine.attempts import FailedAttempt
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext
 from substratus.runtimes.local import LocalRuntime, supervise
@@ -128,6 +129,69 @@ def test_job_retry_after_failure_runs_again(
     out = runtime.apply(req, RunContext())
     assert Path(out["artifacts_path"], "out.json").exists()
     assert runs(counter) == 1
+
+
+def test_retries_start_a_failed_command_again_with_its_partial_artifacts(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each attempt sees ``SUBSTRATUS_ATTEMPT`` and what the attempts before it wrote under
+    ``artifacts/``; every failed one is reported (``ctx.restart``), the run succeeds once."""
+    counter = tmp_path / "starts"
+    script = (
+        f'echo "$SUBSTRATUS_ATTEMPT" >> {counter}; '
+        'a="$CONTENT_DIR/artifacts"; cat "$a"/step-* > /dev/null 2>&1; '
+        'touch "$a/step-$SUBSTRATUS_ATTEMPT"; [ "$SUBSTRATUS_ATTEMPT" -ge 3 ]'
+    )
+    spec = {**job_spec({}, command=["sh", "-c", script]), "retries": 3}
+    req = request("dataset", "flaky", spec, inputs={"build": built})
+    failed: list[FailedAttempt] = []
+    out = runtime.apply(req, RunContext(restart=failed.append))
+    assert counter.read_text().split() == ["1", "2", "3"]
+    assert sorted(p.name for p in Path(out["artifacts_path"]).glob("step-*")) == [
+        "step-1",
+        "step-2",
+        "step-3",
+    ]
+    assert sorted({(a.number, a.reason, a.counted, a.final) for a in failed}) == [
+        (1, "exit code 1", True, False),
+        (2, "exit code 1", True, False),
+    ]
+    log = Path(out["log"]).read_text()
+    assert "substratus: attempt 1 of 4 failed (exit code 1); attempt 2 starts" in log
+
+
+def test_retries_used_up_fail_naming_the_attempts(
+    runtime: LocalRuntime, built: dict[str, Any]
+) -> None:
+    spec = {**job_spec({"fail": 3}), "retries": 1}
+    req = request("dataset", "bad", spec, inputs={"build": built})
+    failed: list[FailedAttempt] = []
+    with pytest.raises(Failure) as err:
+        runtime.apply(req, RunContext(restart=failed.append))
+    assert err.value.summary == "dataset job exited with code 3 (attempt 2 of 2)"
+    assert max(a.number for a in failed) == 2 and any(a.final for a in failed)
+
+
+def test_a_stopped_job_does_not_start_again(
+    runtime: LocalRuntime, built: dict[str, Any], tmp_path: Path
+) -> None:
+    """A supervisor told to stop (SIGTERM, as ``delete`` does) forwards it and starts no other
+    attempt, however many retries are left."""
+    counter = tmp_path / "starts"
+    script = f'echo "$SUBSTRATUS_ATTEMPT" >> {counter}; exec sleep 60'
+    spec = {**job_spec({}, command=["sh", "-c", script]), "retries": 5}
+    req = request("dataset", "long", spec, inputs={"build": built})
+    ctx = RunContext()
+
+    def detach_once_started() -> None:
+        wait_for(counter.exists)
+        ctx.cancelled.set()
+
+    threading.Thread(target=detach_once_started, daemon=True).start()
+    with pytest.raises(Detached):
+        runtime.apply(req, ctx)
+    runtime.delete(delete_request(req, {}), RunContext())  # SIGTERM, then waits for the end
+    assert counter.read_text().split() == ["1"]
 
 
 def test_a_command_that_does_not_exist_fails_clearly(

@@ -1,0 +1,200 @@
+"""Retries on the test control plane (issue #15): the trainer Job's ``backoffLimit`` is
+``spec.retries`` and its ``podFailurePolicy`` lets a disruption go uncounted. The real Job
+controller decides: a pod that exits non-zero is replaced while retries last; a running pod
+evicted through the Eviction API (``DisruptionTarget``) is replaced without using one.
+
+The trainer's pods land on a T4 node whose kubelet the test plays (``FakeKubelet`` of
+``test_kubernetes_failures``: kwok never fails a pod); here it also does what a kubelet does
+with an evicted pod — stops it, so it is ``Failed`` (keeping the ``DisruptionTarget`` condition
+the API server added), then removes it. Attempts are counted as the pods the node was given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.test_kubernetes import Cluster, KubeProject, tiny_project, uuid_suffix
+from tests.e2e.test_kubernetes_failures import (
+    FakeKubelet,
+    Script,
+    Status,
+    _container_status,
+    _now,
+    exits,
+    succeeded,
+)
+from tests.support.kube import ControlPlane
+from tests.support.waiting import wait_for
+
+TRAINER = "container: {image: trainer:1}\n  trainer:"
+RETRYING = (
+    'container: {image: trainer:1, command: ["python3", "train.py"]}\n  retries: R\n  trainer:'
+)
+
+
+class EvictingKubelet(FakeKubelet):
+    """A ``FakeKubelet`` that stops a pod being deleted before it removes it, as a kubelet
+    does: the pod ends ``Failed`` (exit 143, SIGTERM) with the conditions it has — so the Job
+    controller sees a terminal pod and, for an evicted one, its ``DisruptionTarget``."""
+
+    def _sync(self) -> None:
+        for pod in self.pods():
+            meta, status = pod["metadata"], pod.get("status") or {}
+            if not meta.get("deletionTimestamp") or status.get("phase") in ("Failed", "Succeeded"):
+                continue
+            term = {"reason": "Error", "exitCode": 143, "startedAt": _now(), "finishedAt": _now()}
+            stopped = {
+                "phase": "Failed",
+                "conditions": status.get("conditions") or [],
+                "containerStatuses": [_container_status(pod, {"terminated": term})],
+            }
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+            code, body = self.plane.request(
+                "PATCH", path, {"status": stopped}, content_type="application/merge-patch+json"
+            )
+            assert code in (200, 404), body
+        super()._sync()
+
+
+def running(pod: dict[str, Any]) -> Status:
+    state = {"running": {"startedAt": _now()}}
+    return {"phase": "Running", "containerStatuses": [_container_status(pod, state)]}
+
+
+def in_turn(*scripts: Script) -> Script:
+    """The n-th pod gets the n-th script (the last one for every pod after)."""
+    given: list[str] = []
+
+    def script(pod: dict[str, Any]) -> Status | None:
+        given.append(pod["metadata"]["name"])
+        return scripts[min(len(given), len(scripts)) - 1](pod)
+
+    return script
+
+
+@contextmanager
+def t4_node(plane: ControlPlane, ns: str, script: Script) -> Iterator[EvictingKubelet]:
+    kubelet = EvictingKubelet(plane, f"retry-t4-{uuid_suffix(ns)}", script)
+    kubelet.start()
+    try:
+        yield kubelet
+    finally:
+        kubelet.stop()
+    assert kubelet.errors == [], kubelet.errors
+
+
+def _project(tmp_path: Path, plane: ControlPlane, retries: int) -> tuple[KubeProject, Cluster]:
+    project, cluster = tiny_project(tmp_path, plane, gpu="nvidia-t4")
+    project.edit("substratus.yaml", TRAINER, RETRYING.replace("R", str(retries)))
+    return project, cluster
+
+
+def _trainer_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    status, body = cluster.plane.request(
+        "GET", f"{cluster.path('Pod')}?labelSelector=substratus.ai%2Frole%3Drun"
+    )
+    assert status == 200, body
+    return [p for p in body["items"] if p["metadata"]["name"].startswith("tiny-model-")]
+
+
+def _events(stdout: str, kind: str) -> list[dict[str, Any]]:
+    docs = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [d for d in docs if d["type"] == kind]
+
+
+def _last_run(project: KubeProject) -> dict[str, Any]:
+    pulled = json.loads(project.sub("state", "pull", flags=False).stdout)
+    return dict(pulled["resources"]["model.tiny"]["last_run"])
+
+
+def test_an_exit_code_uses_a_retry_and_used_up_retries_fail_the_job(
+    tmp_path: Path, kube_cluster: ControlPlane
+) -> None:
+    project, cluster = _project(tmp_path, kube_cluster, retries=1)
+    with t4_node(kube_cluster, cluster.ns, in_turn(exits(3), succeeded)) as node:
+        out = project.sub("apply", "--auto-approve", "--json", "--target", "model.tiny")
+        assert len(node.handled) == 2  # two pods: the first exited 3, the second succeeded
+        [job] = [j for j in cluster.items("Job") if j["metadata"]["name"].startswith("tiny-model")]
+        assert job["spec"]["backoffLimit"] == 1
+        assert job["status"]["failed"] == 1 and job["status"]["succeeded"] == 1
+        pod = job["spec"]["template"]["spec"]["containers"][0]
+        assert pod["command"][:2] == ["/bin/sh", "-c"] and pod["command"][-1] == "train.py"
+        [restart] = _events(out.stdout, "apply_restart")
+        assert restart["address"] == "model.tiny"
+        assert (restart["attempt"], restart["reason"], restart["counted"]) == (
+            1,
+            "exit code 3",
+            True,
+        )
+        run = _last_run(project)
+        assert run["outcome"] == "succeeded" and run["attempts"] == 2
+        assert run["failed_attempts"] == [{"attempt": 1, "reason": "exit code 3"}]
+        assert "No changes." in project.sub("plan", "--target", "model.tiny").stdout
+
+        # retries used up: a new run whose every pod exits 3 fails after 1 + retries attempts
+        node.script = exits(3)
+        before = len(node.handled)
+        failed = project.sub(
+            "apply", "--auto-approve", "--target", "model.tiny", "--replace", "model.tiny", check=1
+        )
+        text = failed.stdout + failed.stderr
+        assert len(node.handled) - before == 2, node.handled  # counted at the node
+        assert "failed after 2 attempts: BackoffLimitExceeded" in text, text
+        assert "Traceback" not in text
+        assert _last_run(project)["attempts"] == 2
+
+
+def test_an_evicted_pod_is_replaced_without_using_a_retry(
+    tmp_path: Path, kube_cluster: ControlPlane
+) -> None:
+    project, cluster = _project(tmp_path, kube_cluster, retries=1)
+    with t4_node(kube_cluster, cluster.ns, in_turn(running, running, succeeded)) as node:
+        proc = project.popen(
+            "apply",
+            "--auto-approve",
+            "--json",
+            "--target",
+            "model.tiny",
+            *project.flags,
+            env=project.env,
+        )
+        evicted: list[str] = []
+        # two evictions with one retry: had either counted, the Job would fail
+        for _ in range(2):
+
+            def running_pod() -> str | None:
+                for pod in _trainer_pods(cluster):
+                    meta = pod["metadata"]
+                    alive = pod["status"].get("phase") == "Running"
+                    if alive and not meta.get("deletionTimestamp") and meta["name"] not in evicted:
+                        return str(meta["name"])
+                return None
+
+            name = wait_for(running_pod, "a running trainer pod", timeout=120)
+            eviction = {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": cluster.ns},
+            }
+            status, body = kube_cluster.request(
+                "POST", f"{cluster.path('Pod', name)}/eviction", eviction
+            )
+            assert status == 201, body
+            evicted.append(name)
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        assert len(node.handled) == 3  # evicted, evicted, succeeded
+        [job] = [j for j in cluster.items("Job") if j["metadata"]["name"].startswith("tiny-model")]
+        assert job["status"]["succeeded"] == 1 and not job["status"].get("failed")
+        restarts = _events(out, "apply_restart")
+        assert [r["attempt"] for r in restarts] == [1, 2], restarts
+        for r in restarts:
+            assert r["counted"] is False
+            assert r["reason"].startswith("preempted or evicted: "), r
+        run = _last_run(project)
+        assert run["outcome"] == "succeeded" and run["attempts"] == 3
+        assert [a.get("counted") for a in run["failed_attempts"]] == [False, False]
