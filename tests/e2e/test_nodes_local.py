@@ -27,11 +27,17 @@ addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
 content = pathlib.Path(os.environ["CONTENT_DIR"])
 params = json.loads((content / "params.json").read_text())
 with open(os.environ["RUNS_LOG"], "a") as fh:
-    fh.write(f"{params['name']} {rank} {world} {os.getpid()}\\n")
+    fh.write(f"{params['name']} {rank} {world} {os.getpid()} {os.environ['SUBSTRATUS_ATTEMPT']}\\n")
 print(f"hello from rank {rank} of {world} at {addr}", flush=True)
-if rank == params.get("fail_rank"):
-    sys.exit(3)
 deadline = time.monotonic() + 120
+attempt = os.environ["SUBSTRATUS_ATTEMPT"]
+if rank == params.get("fail_rank") and int(attempt) <= params["failing"]:
+    def started():  # the ranks of this attempt that wrote their line
+        lines = open(os.environ["RUNS_LOG"]).read().splitlines()
+        return sum(1 for x in lines if x.split()[-1] == attempt)
+    while started() < world and time.monotonic() < deadline:
+        time.sleep(0.05)  # fail once every rank has started: they are there to be stopped
+    sys.exit(3)
 if rank == 0:
     server = socket.create_server((addr, port))
     server.settimeout(120)
@@ -63,8 +69,9 @@ kind: Dataset
 name: data
 spec:
   container: {local: {path: ./app}, command: ["python3", "rendezvous.py"]}
-  loader: {params: {name: data, fail_rank: FAIL, gate: GATE}}
+  loader: {params: {name: data, fail_rank: FAIL, failing: FAILING, gate: GATE}}
   resources: {nodes: NODES}
+  retries: RETRIES
 """
 
 
@@ -81,16 +88,32 @@ def nodes_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     kill_leftovers(tmp_path)
 
 
-def configure(p: Project, nodes: int, fail: int = -1, gate: Path | None = None) -> None:
-    text = CONFIG.replace("NODES", str(nodes)).replace("FAIL", str(fail))
+def configure(
+    p: Project,
+    nodes: int,
+    fail: int = -1,
+    gate: Path | None = None,
+    retries: int = 0,
+    failing: int = 100,
+) -> None:
+    """Rank ``fail`` exits 3 in its first ``failing`` attempts."""
+    text = CONFIG.replace("NODES", str(nodes)).replace("FAILING", str(failing))
+    text = text.replace("FAIL", str(fail)).replace("RETRIES", str(retries))
     (p.dir / "substratus.yaml").write_text(text.replace("GATE", json.dumps(str(gate or ""))))
 
 
 def runs() -> list[tuple[str, int, int, int]]:
     """(name, rank, world, pid) of every rank that started, in order."""
+    return [(n, r, w, pid) for n, r, w, pid, _ in attempts()]
+
+
+def attempts() -> list[tuple[str, int, int, int, int]]:
+    """(name, rank, world, pid, SUBSTRATUS_ATTEMPT) of every rank that started, in order."""
     log = Path(os.environ["RUNS_LOG"])
     lines = log.read_text().split("\n") if log.exists() else []
-    return [(n, int(r), int(w), int(pid)) for n, r, w, pid in (x.split() for x in lines if x)]
+    return [
+        (n, int(r), int(w), int(pid), int(a)) for n, r, w, pid, a in (x.split() for x in lines if x)
+    ]
 
 
 def alive(pid: int) -> bool:
@@ -139,6 +162,26 @@ def test_one_failed_rank_fails_the_run_and_stops_the_others(nodes_project: Proje
     assert record["status"] == "tainted" and not record.get("digest")
     assert "[rank 1] hello from rank 1 of 3" in apply.stderr  # the log's tail, every rank
     assert "Traceback" not in apply.stderr
+
+
+def test_a_failed_rank_retries_the_whole_run_as_one(nodes_project: Project) -> None:
+    p = nodes_project
+    configure(p, 3, fail=1, retries=2, failing=1)  # rank 1 fails in attempt 1 only
+    apply = p.run("apply", "--auto-approve")
+    started = attempts()
+    by_attempt = {a: sorted(r for _, r, _, _, n in started if n == a) for a in (1, 2, 3)}
+    assert by_attempt == {1: [0, 1, 2], 2: [0, 1, 2], 3: []}  # every rank, twice
+    for _, rank, _, pid, _ in started:
+        assert not alive(pid), f"rank {rank} (pid {pid}) is still running"
+    assert json.loads((artifacts(p) / "heard-by-0.json").read_text()) == [1, 2]
+    said = apply.stdout + apply.stderr
+    assert "attempt 1 failed (rank 1 of 3 exited with code 3" in said, said
+    run = state(p.dir)["resources"]["dataset.data"]["last_run"]
+    assert run["outcome"] == "succeeded" and run["attempts"] == 2
+    [failed] = run["failed_attempts"]
+    assert failed["attempt"] == 1 and failed["reason"].startswith("rank 1 of 3 exited with code 3")
+    assert "No changes." in p.run("plan").stdout
+    assert len(attempts()) == 6  # nothing ran again
 
 
 def test_kill_9_of_the_cli_leaves_the_ranks_running_and_the_next_apply_adopts_them(
