@@ -198,3 +198,62 @@ def test_an_evicted_pod_is_replaced_without_using_a_retry(
         run = _last_run(project)
         assert run["outcome"] == "succeeded" and run["attempts"] == 3
         assert [a.get("counted") for a in run["failed_attempts"]] == [False, False]
+
+
+INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def test_a_run_on_two_nodes_is_retried_as_one(tmp_path: Path, kube_cluster: ControlPlane) -> None:
+    """Rank 1 exits 3 in attempt 1: the whole Indexed Job is deleted and the Job of attempt 2
+    starts every rank again (counted at the nodes by rank and attempt); with retries used up,
+    the run fails naming its attempts."""
+    project, cluster = _project(tmp_path, kube_cluster, retries=1)
+    project.edit(
+        "substratus.yaml",
+        "resources: {gpu: {type: nvidia-t4, count: 1}}",
+        "resources: {nodes: 2, gpu: {type: nvidia-t4, count: 1}}",
+    )
+    given: list[tuple[str, str]] = []  # (SUBSTRATUS_ATTEMPT, rank) of every pod a node ran
+
+    def ranks(pod: dict[str, Any]) -> Status | None:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        attempt, rank = str(env["SUBSTRATUS_ATTEMPT"]), pod["metadata"]["annotations"][INDEX]
+        given.append((attempt, rank))
+        if attempt == "1":
+            return exits(3)(pod) if rank == "1" else running(pod)
+        return succeeded(pod)
+
+    with (
+        t4_node(kube_cluster, cluster.ns, ranks) as first,
+        t4_node(kube_cluster, f"{cluster.ns}b", ranks) as second,
+    ):
+        out = project.sub("apply", "--auto-approve", "--json", "--target", "model.tiny")
+        assert ("1", "1") in given and sorted(a for a in given if a[0] == "2") == [
+            ("2", "0"),
+            ("2", "1"),
+        ], given  # attempt 2 ran every rank once
+        [job] = [j for j in cluster.items("Job") if j["metadata"]["name"].startswith("tiny-model")]
+        assert job["metadata"]["annotations"]["substratus.ai/attempt"] == "2"
+        assert job["spec"]["backoffLimit"] == 0 and int(job["status"]["succeeded"]) == 2
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python3", "train.py"]  # the attempt is a value
+        [restart] = _events(out.stdout, "apply_restart")
+        assert restart["attempt"] == 1 and restart["counted"] is True
+        assert restart["reason"].startswith("rank 1 of 2: exit code 3"), restart
+        run = _last_run(project)
+        assert run["outcome"] == "succeeded" and run["attempts"] == 2
+        assert "No changes." in project.sub("plan", "--target", "model.tiny").stdout
+
+        # retries used up: both attempts fail, and the run with them
+        first.script = second.script = exits(3)
+        before = len(first.handled) + len(second.handled)
+        failed = project.sub(
+            "apply", "--auto-approve", "--target", "model.tiny", "--replace", "model.tiny", check=1
+        )
+        text = failed.stdout + failed.stderr
+        assert "failed after 2 attempts" in text, text
+        assert "Traceback" not in text
+        assert len(first.handled) + len(second.handled) - before >= 2  # a pod per attempt at least
+        run = _last_run(project)
+        assert run["outcome"] == "failed" and run["attempts"] == 2
+        assert [a["attempt"] for a in run["failed_attempts"]] == [1, 2]

@@ -7,7 +7,8 @@
 - a local build context is uploaded to the store: a ``pvc://`` store cannot receive it;
 - ``${{ secrets.NAME.KEY }}`` must name a valid Secret (DNS subdomain) and key;
 - a job with ``spec.retries`` but no ``container.command`` is a warning: its pods cannot be
-  given ``SUBSTRATUS_ATTEMPT`` (``manifests.attempt_command`` wraps the command).
+  given ``SUBSTRATUS_ATTEMPT`` (``manifests.attempt_command`` wraps the command) — except on
+  more than one node, where each attempt is a Job of its own that gives it as a value.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def _attempt_unknown(view: ResourceView) -> list[Diagnostic]:
     attempt (the command is what ``manifests.attempt_command`` wraps to count it)."""
     container = view.spec.get("container") or {}
     if not kinds.retries(view.kind, view.spec) or container.get("command"):
+        return []
+    if kinds.nodes(view.kind, view.spec) > 1:  # given as a value (``indexed.spread``)
         return []
     return [
         Diagnostic.warning(

@@ -8,8 +8,13 @@ returns its Service; ``jobs.run`` applies the Service once the Job exists, owned
   ``subdomain`` the Service's name and, with the job's own pods label, a required pod
   anti-affinity on ``kubernetes.io/hostname``: one rank per node, each with all of the
   resources (what the estimate and the capacity check count). ``backoffLimit`` 0: the first
-  rank that fails fails the Job, and the Job controller stops the other ranks — a run is
-  retried as a whole or not at all;
+  rank that fails fails the Job, and the Job controller stops the other ranks. A run is retried
+  as a whole (``spec.retries``): ``jobs.run_ranks`` deletes the failed Job and creates the one
+  of the next attempt — ``spread(…, attempt, failed)`` puts the attempt on the Job
+  (``ATTEMPT_ANNOTATION``, with the failed attempts before it in ``FAILED_ANNOTATION``, so an
+  apply that adopts it knows them) and gives every rank ``SUBSTRATUS_ATTEMPT`` as a value (the
+  command is not wrapped to count starts: a rank replaced after a disruption, which the
+  ``podFailurePolicy`` of ``manifests.job`` does not count, is still in the same attempt);
 - every rank's environment: ``MASTER_ADDR`` = rank 0's name
   ``{job}-0.{service}.{namespace}.svc`` (the pod hostname the Job controller gives index 0,
   in the Service's subdomain), ``MASTER_PORT`` = ``MASTER_PORT`` (29500), ``WORLD_SIZE`` = N,
@@ -30,10 +35,18 @@ such runs have shorter names (``names.job_name(…, nodes)``). Pure functions; n
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from substratus.engine.attempts import FailedAttempt
+from substratus.runtimes.contract import ATTEMPT_ENV
+from substratus.runtimes.kubernetes.manifests import ATTEMPT_SCRIPT
 
 MASTER_PORT = 29500
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+ATTEMPT_ANNOTATION = "substratus.ai/attempt"
+FAILED_ANNOTATION = "substratus.ai/failed-attempts"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 HOSTNAME = "kubernetes.io/hostname"
 
@@ -66,10 +79,16 @@ def _one_per_node(job: str) -> dict[str, Any]:
     return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
 
 
-def spread(job: dict[str, Any], nodes: int) -> dict[str, Any]:
-    """Make ``job`` (``manifests.job``) the Indexed Job of ``nodes`` ranks, in place, and
-    return its headless Service (see the module docstring)."""
+def spread(
+    job: dict[str, Any], nodes: int, attempt: int = 1, failed: Sequence[FailedAttempt] = ()
+) -> dict[str, Any]:
+    """Make ``job`` (``manifests.job``) the Indexed Job of ``nodes`` ranks — attempt
+    ``attempt`` of the run, after the ``failed`` ones — in place, and return its headless
+    Service (see the module docstring)."""
     meta = job["metadata"]
+    meta["annotations"][ATTEMPT_ANNOTATION] = str(attempt)
+    if failed:
+        meta["annotations"][FAILED_ANNOTATION] = json.dumps([a.to_json() for a in failed])
     name, namespace = str(meta["name"]), str(meta["namespace"])
     service = service_name(name)
     spec = job["spec"]
@@ -85,9 +104,13 @@ def spread(job: dict[str, Any], nodes: int) -> dict[str, Any]:
     pod["subdomain"] = service
     pod["affinity"] = _one_per_node(name)
     for container in pod["containers"]:
-        ours = {e["name"] for e in rank_env(name, namespace, nodes)}
+        given = [*rank_env(name, namespace, nodes), {"name": ATTEMPT_ENV, "value": str(attempt)}]
+        ours = {e["name"] for e in given}
         env = [e for e in container.get("env") or [] if e.get("name") not in ours]
-        container["env"] = [*env, *rank_env(name, namespace, nodes)]
+        container["env"] = [*env, *given]
+        command = container.get("command") or []
+        if command[:3] == ["/bin/sh", "-c", ATTEMPT_SCRIPT]:  # no count: the value above
+            container["command"] = command[4:]
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -111,6 +134,21 @@ def owned_by(service: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         "uid": str(meta.get("uid") or ""),
     }
     return {**service, "metadata": {**service["metadata"], "ownerReferences": [ref]}}
+
+
+def attempt_of(job: Mapping[str, Any]) -> tuple[int, list[FailedAttempt]]:
+    """The attempt a Job made by ``spread`` is, and the failed attempts before it."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    try:
+        attempt = max(1, int(annotations.get(ATTEMPT_ANNOTATION) or 1))
+        items = json.loads(annotations.get(FAILED_ANNOTATION) or "[]")
+        failed = [
+            FailedAttempt(int(a["attempt"]), str(a["reason"]), bool(a.get("counted", True)))
+            for a in items
+        ]
+    except (ValueError, TypeError, KeyError):  # not ours to trust: the attempt alone
+        return 1, []
+    return attempt, failed
 
 
 def rank_of(pod: dict[str, Any]) -> str | None:

@@ -25,6 +25,11 @@
 - each failed pod is a failed attempt of the run (``spec.retries``: the Job's
   ``backoffLimit``), reported through ``ctx.restart`` (``Attempts``) with its reason (exit
   code, ``OOMKilled``, preempted or evicted); a Job that fails names how many attempts it made;
+- a run on more than one node is retried as one (``run_ranks``): its Job is one attempt
+  (``backoffLimit`` 0: the first failed rank fails it, the Job controller stops the others);
+  while retries last, the failed Job is deleted — with the params Secret and the Service it
+  owns, so nothing of the old attempt is adopted — and the Job of the next attempt created;
+  each failed attempt is reported with the rank that failed first;
 - cancellation raises ``Detached``: the Job goes on and the next apply adopts it;
 - Jobs are observed through their namespace's ``board``: one LIST of the Jobs and one of their
   pods per poll serve every Job being waited for at once.
@@ -35,7 +40,7 @@ Returns the finished Job. ``state(job)`` is ``succeeded`` / ``failed`` / ``runni
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from substratus.engine.attempts import FailedAttempt
@@ -139,6 +144,71 @@ def _create_failure(cluster: Cluster, namespace: str, name: str) -> str:
     return ""
 
 
+class RanksFailed(Failure):
+    """The Job of one attempt of a run on more than one node failed (``wait``): ``job`` as
+    last seen, ``attempt`` its attempt, ``failed`` the failed attempts before it, ``reason``
+    why this one failed (``FailedAttempt.reason``)."""
+
+    def __init__(self, failure: Failure, job: Mapping[str, Any], reason: str, attempt: int) -> None:
+        super().__init__(failure.summary, failure.detail)
+        self.job, self.reason, self.attempt = job, reason, attempt
+        self.failed = indexed.attempt_of(job)[1]
+
+
+# The objects of one attempt of a run on more than one node: the Job, its params Secret (or
+# None) and its headless Service; ``MakeAttempt`` makes those of attempt N after the failed ones.
+Attempt = tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]
+MakeAttempt = Callable[[int, Sequence[FailedAttempt]], Attempt]
+
+
+def run_ranks(
+    cluster: Cluster,
+    make: MakeAttempt,
+    retries: int,
+    ctx: RunContext,
+    timing: Timing,
+    owner: Owner,
+    recorded: bool = False,
+) -> dict[str, Any]:
+    """Run a job on more than one node, retried as one up to ``retries`` times (module
+    docstring): the Job of the attempt that succeeded. An attempt adopted from an interrupted
+    apply goes on with its own number."""
+    attempt: int = 1
+    failed: list[FailedAttempt] = []
+    while True:
+        job, params, service = make(attempt, failed)
+        try:
+            return run(cluster, job, params, ctx, timing, owner, recorded, service)
+        except RanksFailed as exc:
+            this = FailedAttempt(exc.attempt, exc.reason, final=exc.attempt > retries)
+            if retries or exc.attempt > 1:
+                ctx.restart(this)
+            if this.final:
+                raise Failure(exc.summary, exc.detail) from None
+            ctx.phase(f"attempt {exc.attempt} failed: every rank starts again")
+            _delete_attempt(cluster, exc.job, ctx, timing)
+            attempt, failed = exc.attempt + 1, [*exc.failed, this]
+
+
+def _delete_attempt(
+    cluster: Cluster, job: Mapping[str, Any], ctx: RunContext, timing: Timing
+) -> None:
+    """Delete the failed Job of an attempt and wait until it, its pods and the objects it owns
+    (params Secret, rank Service) are gone: the next attempt makes its own."""
+    meta = job["metadata"]
+    ns, uid = str(meta["namespace"]), str(meta.get("uid") or "")
+    refs = [_ref(job)]
+    for kind, name in (
+        ("Secret", names.params_name(str(meta["name"]))),
+        ("Service", indexed.service_name(str(meta["name"]))),
+    ):
+        found = cluster.get(kind, ns, name)
+        owners = ((found or {}).get("metadata") or {}).get("ownerReferences") or []
+        if found is not None and any(o.get("uid") == uid for o in owners):
+            refs.append(Ref(kind, ns, name, str(found["metadata"].get("uid") or "")))
+    delete_and_wait(cluster, refs, ctx, timing)
+
+
 def run(
     cluster: Cluster,
     job: dict[str, Any],
@@ -212,7 +282,7 @@ def wait(
         since: float | None = None  # unschedulable since
         no_pods = 0
         last = ""
-        attempts = Attempts()
+        attempts: Attempts | None = Attempts()
         while True:
             if ctx.cancelled.is_set():
                 raise Detached(f"job {ns}/{name} keeps running; the next apply adopts it")
@@ -225,15 +295,15 @@ def wait(
                 )
             current = state(job)
             pods = snap.pods.get(name) or []
-            made = attempts.report(pods, ctx, ended=current != "running")
+            if attempts is not None and _ranks(job) > 1:  # one attempt: reported by run_ranks
+                for before in indexed.attempt_of(job)[1]:
+                    ctx.restart(before)  # an adopted attempt's, once per number
+                attempts = None
+            made = 1 if attempts is None else attempts.report(pods, ctx, current != "running")
             if current == "succeeded":
                 return job
             if current == "failed":
-                after = f" after {made} attempts" if made > 1 else ""
-                raise Failure(
-                    f"job {ns}/{name} failed{after}: {_failed_condition(job)}",
-                    _explain(cluster, ns, pods),
-                )
+                raise _failed(cluster, job, pods, made)
             found = podinfo.problem(pods)
             since = _check_pods(cluster, job, pods, found, timing, since)
             no_pods = no_pods + 1 if not pods else 0
@@ -248,6 +318,30 @@ def wait(
                 last = line
             asked = time.monotonic()
             ctx.cancelled.wait(timing.poll)
+
+
+def _ranks(job: Mapping[str, Any]) -> int:
+    """How many nodes the Job's run spans (an Indexed Job's ``completions``; else 1)."""
+    spec = job.get("spec") or {}
+    return int(spec.get("completions") or 1) if spec.get("completionMode") == "Indexed" else 1
+
+
+def _failed(
+    cluster: Cluster, job: Mapping[str, Any], pods: list[dict[str, Any]], made: int
+) -> Failure:
+    """The failure of the Job ``job`` (``made`` attempts; a run on more than one node counts
+    its attempts by Job: ``RanksFailed``)."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    nodes = _ranks(job)
+    if nodes > 1:
+        made = indexed.attempt_of(job)[0]
+    after = f" after {made} attempts" if made > 1 else ""
+    failure = Failure(
+        f"job {ns}/{name} failed{after}: {_failed_condition(job)}", _explain(cluster, ns, pods)
+    )
+    if nodes == 1:
+        return failure
+    return RanksFailed(failure, job, podinfo.failed_rank(pods, nodes), made)
 
 
 def _check_pods(

@@ -125,15 +125,40 @@ def failure(pods: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _first_failed(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
-    """(pod, container) of the container that failed first (by ``finishedAt``)."""
+def _first_failed_pod(
+    pods: Sequence[Mapping[str, Any]],
+) -> tuple[Mapping[str, Any], str] | None:
+    """(pod, container) of the container that failed first: of the pods nobody deleted (the
+    Job controller deletes the ranks it stops), then by ``finishedAt``."""
     failed = []
     for pod in pods:
+        stopped = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
         for cs in _statuses(pod):
             term = (cs.get("state") or {}).get("terminated") or {}
             if term and term.get("exitCode", 0) != 0:
-                failed.append((str(term.get("finishedAt") or "~"), _name(pod), str(cs.get("name"))))
-    return min(failed)[1:] if failed else None
+                key = (stopped, str(term.get("finishedAt") or "~"), _name(pod))
+                failed.append((key, pod, str(cs.get("name"))))
+    if not failed:
+        return None
+    _, pod, container = min(failed, key=lambda item: item[0])
+    return pod, container
+
+
+def _first_failed(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(pod name, container) of ``_first_failed_pod``."""
+    found = _first_failed_pod(pods)
+    return None if found is None else (_name(found[0]), found[1])
+
+
+def failed_rank(pods: Sequence[Mapping[str, Any]], nodes: int) -> str:
+    """Why an attempt of a run on ``nodes`` nodes failed, as ``FailedAttempt.reason``: its
+    first failed rank (``rank 1 of 2: exit code 3; the other ranks were stopped``)."""
+    found = _first_failed_pod(pods)
+    if found is None:
+        return "the job failed"
+    pod = found[0]
+    why = (failed_attempt(pod) or ("the pod failed", True))[0]
+    return f"rank {_rank(pod) or '?'} of {nodes}: {why}; the other ranks were stopped"
 
 
 def main_container_of(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

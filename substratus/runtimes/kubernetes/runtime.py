@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from substratus.engine import kinds
+from substratus.engine.attempts import FailedAttempt
 from substratus.engine.diagnostic import Diagnostic, fail
 from substratus.engine.failure import Failure
 from substratus.engine.plan import Action
@@ -270,17 +271,20 @@ class KubernetesRuntime:
         nodes = kinds.nodes(kind, request.spec)
         name = names.job_name(kind, request.name, request.run_version, nodes)
         self._service_account(ns, kind)
-        job = manifests.job(w, name)
-        jobs.run(
-            self.cluster,
-            job,
-            manifests.params_secret(w, names.params_name(name)),
-            ctx,
-            self.timing,
-            request.owner,
-            _recorded(request),
-            service=indexed.spread(job, nodes) if nodes > 1 else None,
-        )
+        params = names.params_name(name)
+        owner, recorded = request.owner, _recorded(request)
+        if nodes > 1:
+
+            def attempt(number: int, failed: Sequence[FailedAttempt]) -> jobs.Attempt:
+                job = manifests.job(w, name)
+                service = indexed.spread(job, nodes, number, failed)
+                return job, manifests.params_secret(w, params), service
+
+            jobs.run_ranks(self.cluster, attempt, w.retries, ctx, self.timing, owner, recorded)
+        else:
+            job = manifests.job(w, name)
+            params_secret = manifests.params_secret(w, params)
+            jobs.run(self.cluster, job, params_secret, ctx, self.timing, owner, recorded)
         ctx.phase("recording the new version")
         sealed = artifacts.seal(version)
         out = {"artifacts": version, "job": name, "image": w.image}

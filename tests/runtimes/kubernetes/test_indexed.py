@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from substratus.engine.attempts import FailedAttempt
 from substratus.runtimes.kubernetes import indexed, manifests, names
 from substratus.runtimes.kubernetes import pods as podinfo
 from tests.runtimes.kubernetes.test_manifests import trainer, valid
@@ -79,3 +80,43 @@ def test_a_failed_run_names_the_rank_that_failed_first() -> None:
     ]
     assert podinfo.main_container_of(pods) == ("job-1-x", "model")
     assert "pod job-1-x (rank 1) container model: Error, exit code 3" in podinfo.failure(pods)
+
+
+def test_the_first_failed_rank_is_one_nobody_stopped_whatever_the_clock_says() -> None:
+    stopped = _rank_pod(0, 143, "2026-12-03T00:00:05Z")  # the same second as rank 1's exit
+    stopped["metadata"]["deletionTimestamp"] = "2026-12-03T00:00:05Z"  # type: ignore[index]
+    pods = [stopped, _rank_pod(1, 3, "2026-12-03T00:00:05Z")]
+    assert podinfo.main_container_of(pods) == ("job-1-x", "model")
+    pods[1]["status"]["phase"] = "Failed"  # type: ignore[index]
+    assert podinfo.failed_rank(pods, 2) == (
+        "rank 1 of 2: exit code 3; the other ranks were stopped"
+    )
+
+
+def test_each_attempt_of_a_run_on_nodes_is_a_job_that_knows_the_attempts_before_it() -> None:
+    w = dataclasses.replace(trainer(), retries=2, command=["python3", "train.py"])
+    name = names.job_name("model", w.name, VERSION, nodes=2)
+    first = manifests.job(w, name)
+    indexed.spread(first, 2)
+    assert indexed.attempt_of(first) == (1, [])
+    earlier = [
+        FailedAttempt(1, "rank 1 of 2: exit code 3; the other ranks were stopped"),
+        FailedAttempt(2, "preempted or evicted: TerminationByKubelet", counted=False),
+    ]
+    job = manifests.job(w, name)
+    indexed.spread(job, 2, 3, earlier)
+    valid(job)
+    assert indexed.attempt_of(job) == (3, earlier)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python3", "train.py"]  # not wrapped to count starts
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SUBSTRATUS_ATTEMPT"] == {"name": "SUBSTRATUS_ATTEMPT", "value": "3"}
+    assert [e["name"] for e in container["env"]].count("SUBSTRATUS_ATTEMPT") == 1
+    rules = job["spec"]["podFailurePolicy"]["rules"]  # a disruption is not an attempt
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_an_attempt_annotation_nobody_can_read_is_attempt_1() -> None:
+    job = {"metadata": {"annotations": {indexed.FAILED_ANNOTATION: "{not json"}}}
+    assert indexed.attempt_of(job) == (1, [])

@@ -222,7 +222,8 @@ def test_retries_without_a_command_warn_that_the_attempt_is_not_known() -> None:
     assert diag.summary == "SUBSTRATUS_ATTEMPT is not set in the pods of this job"
     commanded = {**spec, "container": {**image, "command": ["python3", "train.py"]}}
     no_retries = {k: v for k, v in spec.items() if k != "retries"}
-    views = [ResourceView("model.m", "model", s) for s in (commanded, no_retries)]
+    on_nodes = {**spec, "resources": {"nodes": 2}}  # each attempt's Job gives it as a value
+    views = [ResourceView("model.m", "model", s) for s in (commanded, no_retries, on_nodes)]
     assert check_resources(views, STORE, "gcp", "r") == []
 
 
