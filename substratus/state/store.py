@@ -243,10 +243,11 @@ class StateStore:
 
     def _remove_orphaned_temps(self) -> None:
         directory = self.state_path.parent
-        for name in (self.state_path.name, self.backup_path.name):
-            for leftover in directory.glob(f".{name}.*{TEMP_SUFFIX}"):
+        prefixes = tuple(f".{path.name}." for path in (self.state_path, self.backup_path))
+        for entry in os.listdir(directory):  # one listing (this runs on every write)
+            if entry.startswith(prefixes) and entry.endswith(TEMP_SUFFIX):
                 with contextlib.suppress(OSError):
-                    leftover.unlink()
+                    os.unlink(directory / entry)
 
 
 def _version(token: str) -> str:
