@@ -89,7 +89,8 @@ class StateStore:
 
     def write(self, state: StateFile, expected_token: str | None, changed: list[str]) -> str:
         directory = self.state_path.parent
-        ensure_dir(directory)
+        if self._known is None:  # made once: a directory removed after is an error on write
+            ensure_dir(directory)
         with dir_guard(directory) as guarded:
             current = self._current()
             if (current.at.token if current else None) != expected_token:

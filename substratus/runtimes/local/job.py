@@ -227,7 +227,11 @@ class Jobs:
         before it answered); None when the run completed meanwhile."""
         context, command, links = self._inputs(request)
         run = names.run
-        run.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run.dir.mkdir(parents=True)
+            fresh = True  # made now: nothing an earlier attempt left is in it
+        except FileExistsError:
+            fresh = False
         fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -236,7 +240,7 @@ class Jobs:
                 return LOCKED
             if names.final.is_dir():  # completed since ``apply`` looked: by the supervisor
                 return None  # another process started, or one a lost fork server started
-            self._prepare(request, names, links)
+            self._prepare(request, names, links, fresh)
             env, unset = supervisor_env(
                 workload_env(
                     kinds.params(request.kind, request.spec),
@@ -260,19 +264,23 @@ class Jobs:
             os.close(fd)
 
     @staticmethod
-    def _prepare(request: RunRequest, names: JobNames, links: dict[str, Path]) -> None:
+    def _prepare(
+        request: RunRequest, names: JobNames, links: dict[str, Path], fresh: bool
+    ) -> None:
         """Clear what an earlier attempt left (stopping its orphaned command) and make a fresh
-        partial output directory and content directory."""
+        partial output directory and content directory. ``fresh``: the run directory was made
+        just now, so nothing of an earlier attempt is in it (its partial output may be)."""
         run = names.run
-        orphan = ProcessRef.from_json(read_json(run.child))
-        if orphan is not None:  # the command of a supervisor that was killed
-            stop(orphan)
-        for stale in (run.exit_code, run.supervisor, run.child):
-            stale.unlink(missing_ok=True)
+        if not fresh:
+            orphan = ProcessRef.from_json(read_json(run.child))
+            if orphan is not None:  # the command of a supervisor that was killed
+                stop(orphan)
+            for stale in (run.exit_code, run.supervisor, run.child):
+                stale.unlink(missing_ok=True)
         remove_tree(names.partial)
         names.partial.mkdir(parents=True)
         params = kinds.params(request.kind, request.spec)
-        prepare_content(run.content, params, {**links, "artifacts": names.partial})
+        prepare_content(run.content, params, {**links, "artifacts": names.partial}, fresh)
 
     # -- refresh, delete, garbage -------------------------------------------------------------
 

@@ -68,9 +68,13 @@ def supervisor_env(job: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     return {**job, **extra}, sorted(extra)
 
 
-def prepare_content(content: Path, params: Mapping[str, Any], links: Mapping[str, Path]) -> None:
-    """Create a fresh content directory with ``params.json`` and the given symlinks."""
-    remove_tree(content)
+def prepare_content(
+    content: Path, params: Mapping[str, Any], links: Mapping[str, Path], fresh: bool = False
+) -> None:
+    """Create a fresh content directory with ``params.json`` and the given symlinks
+    (``fresh``: its parent was made just now, so there is nothing to remove first)."""
+    if not fresh:
+        remove_tree(content)
     content.mkdir(parents=True)
     write_private(content / PARAMS_FILE, json.dumps(dict(params), indent=2) + "\n")
     for name, target in links.items():
