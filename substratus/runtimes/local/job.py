@@ -264,9 +264,7 @@ class Jobs:
             os.close(fd)
 
     @staticmethod
-    def _prepare(
-        request: RunRequest, names: JobNames, links: dict[str, Path], fresh: bool
-    ) -> None:
+    def _prepare(request: RunRequest, names: JobNames, links: dict[str, Path], fresh: bool) -> None:
         """Clear what an earlier attempt left (stopping its orphaned command) and make a fresh
         partial output directory and content directory. ``fresh``: the run directory was made
         just now, so nothing of an earlier attempt is in it (its partial output may be)."""
