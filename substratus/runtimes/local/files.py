@@ -76,11 +76,13 @@ def make_read_only(root: Path) -> None:
 
 def remove_tree(path: Path) -> None:
     """Remove a file, symlink or directory tree, making it writable first. Absent is fine."""
-    if path.is_symlink() or path.is_file():
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISLNK(mode) or stat.S_ISREG(mode):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        return
-    if not path.exists():
         return
     _chmod_tree(path, writable=True)
     shutil.rmtree(path, ignore_errors=True)

@@ -257,8 +257,11 @@ class Jobs:
                 "unset": unset,
                 "command": command,
             }
-            with run.log.open("wb") as log:
-                ref = launcher.launch(job, context, env, fd, log.fileno())
+            log = os.open(run.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                ref = launcher.launch(job, context, env, fd, log)
+            finally:
+                os.close(log)
             return LOCKED if ref is None else ref
         finally:
             os.close(fd)
