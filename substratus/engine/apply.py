@@ -6,7 +6,10 @@ Contracts:
 - Before a resource's work starts, its *intent* (the deterministic names the runtime will use)
   is persisted as a pending operation; when it completes, its record is persisted — before any
   dependent starts. A crash at any point therefore loses nothing that finished, and the next
-  plan can find or adopt what was left running.
+  plan can find or adopt what was left running. Writes are group-committed: one write at a
+  time, each taking every change made before it started, so runs that end while the state is
+  being written share the next write (one journal line, one ``fsync``), and a run waits only
+  for the write that holds its change.
 - A failure stops only the failed node's dependents (reported as skipped: upstream failed); the
   rest finishes. A failed run leaves the previous record (and version) in place; a failed first
   run leaves a ``tainted`` record without a digest that keeps the runtime's intent, so what the
@@ -20,9 +23,10 @@ Contracts:
   once ("state write conflict: …", the backend's message, "lock lost: …"). A run that
   completed but could not be recorded is reported detached: the next apply adopts it.
 - It schedules on ``graph`` (node → the nodes it waits for, ``apply_graph`` by default) with a
-  ``graphlib.TopologicalSorter``, starting ready nodes in address order; every change of the
-  record goes through the ``StateFile`` transition methods (``begin``, ``complete``, ``fail``,
-  ``remove``, ``drop_versions``).
+  ``graphlib.TopologicalSorter``, starting ready nodes in address order, woken by each node's
+  end (a queue its future's callback fills, not a poll of every running node); every change
+  of the record goes through the ``StateFile`` transition methods (``begin``, ``complete``,
+  ``fail``, ``remove``, ``drop_versions``).
 - Every run makes a new version (``statefile.new_version``), named and added to the record's
   ``versions`` before it starts; only the pending run of an interrupted apply at the same digest
   is adopted (its version again). A record-only update (``ResourceChange.record_only``) rewrites
@@ -42,10 +46,11 @@ import contextlib
 import dataclasses
 import enum
 import heapq
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from typing import Any
@@ -224,7 +229,12 @@ class Walker:
         self.graph = graph if graph is not None else apply_graph(plan, state)
         self.lock = lock
         self.cancelled = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards ``state`` and the staged changes
+        self._writing = threading.Lock()  # held by the one thread writing the state
+        self._dirty: dict[str, None] = {}  # addresses changed since the last write, staged
+        self._staged = 0  # tickets handed out by ``_stage``
+        self._written = 0  # the last ticket a write (done or failed) took
+        self._failed: list[tuple[int, int, Stop]] = []  # tickets of failed writes, and why
         self._ran: set[str] = set()  # the runtime did its work (recorded or not)
         self._blocked: dict[str, str] = {}  # skipped node -> the failed upstream that blocks it
         self.result = ApplyResult()
@@ -242,13 +252,41 @@ class Walker:
         return Owner(self.state.lineage, self.plan.workspace)
 
     # -- persistence ---------------------------------------------------------------------------
-    def _persist(self, changed: list[str]) -> None:
-        """Write the state (caller holds ``self._lock``)."""
-        self.state.serial += 1
+    def _stage(self, changed: list[str]) -> int:
+        """Note that the records of ``changed`` were changed (caller holds ``self._lock``, in
+        the same hold as the change); the ticket to pass to ``_persist``."""
+        self._dirty.update(dict.fromkeys(changed))
+        self._staged += 1
+        return self._staged
+
+    def _persist(self, ticket: int) -> None:
+        """Return once a write holding the change staged as ``ticket`` is durable (caller does
+        not hold ``self._lock``); raise what stopped that write. Group commit: one write at a
+        time, each taking every change staged before it started, so changes staged while a
+        write is under way share the next one."""
+        with self._writing:
+            if self._written < ticket:
+                self._write_staged()
+            for first, last, exc in self._failed:
+                if first <= ticket <= last:
+                    raise exc
+
+    def _write_staged(self) -> None:
+        """Write the state with every change staged so far (caller holds ``self._writing``).
+        What is written is a shallow copy taken under ``self._lock``: records are never changed
+        in place (``StateFile`` transitions replace them), so other runs go on meanwhile."""
+        with self._lock:
+            changed, self._dirty = list(self._dirty), {}
+            first, last = self._written + 1, self._staged
+            self.state.serial += 1
+            snapshot = self.state.model_copy(update={"resources": dict(self.state.resources)})
         try:
-            self.token = self.backend.write(self.state, self.token, changed)
+            self.token = self.backend.write(snapshot, self.token, changed)
         except DiagnosticError as exc:  # a full disk, a read-only file system: stop the walk
-            raise StateUnwritable(exc) from exc
+            self._failed.append((first, last, StateUnwritable(exc)))
+        except StateConflict as exc:
+            self._failed.append((first, last, exc))
+        self._written = last
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -293,6 +331,7 @@ class Walker:
         sorter.prepare()
         ready: list[str] = []
         running: dict[Future[None], str] = {}
+        finished: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # woken per node end
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
             try:
                 while True:
@@ -304,12 +343,14 @@ class Walker:
                             self._skip(nodes[a], upstream)
                             sorter.done(a)
                         else:
-                            running[pool.submit(self._run_node, nodes[a])] = a
+                            fut = pool.submit(self._run_node, nodes[a])
+                            running[fut] = a
+                            fut.add_done_callback(finished.put)
                         continue
                     if not running:
                         break
-                    done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-                    for fut in done:
+                    with contextlib.suppress(queue.Empty):  # the timeout: Ctrl-C is seen
+                        fut = finished.get(timeout=0.2)
                         a = running.pop(fut)
                         fut.result()
                         sorter.done(a)
@@ -360,8 +401,10 @@ class Walker:
             return  # without our holds recorded, remove nothing: a later apply collects it
         removed = self.runtime.collect_garbage(self.owner, garbage)
         with self._lock:
-            if changed := self.state.drop_versions(removed):
-                self._persist(changed)
+            changed = self.state.drop_versions(removed)
+            ticket = self._stage(changed) if changed else 0
+        if ticket:
+            self._persist(ticket)
 
     def _skip(self, change: ResourceChange, upstream: str) -> None:
         msg = f"not applied: upstream {upstream} failed"
@@ -477,14 +520,16 @@ class Walker:
         )
         with self._lock:
             self.state.begin(change.address, change.kind, change.namespace, change.name, pending_op)
-            self._persist([change.address])
+            ticket = self._stage([change.address])
+        self._persist(ticket)
         outputs = self.runtime.apply(request, ctx)
         self._ran.add(change.address)
         with self._lock:
             rec = self.state.resources[change.address]
             completed = self._completed(change, rec, version, dict(outputs), started_at, attempts)
             self.state.complete(change.address, completed)
-            self._persist([change.address])
+            ticket = self._stage([change.address])
+        self._persist(ticket)
 
     def _completed(
         self,
@@ -558,7 +603,8 @@ class Walker:
                 }
             )
             self.state.complete(change.address, updated)
-            self._persist([change.address])
+            ticket = self._stage([change.address])
+        self._persist(ticket)
 
     def _record_failure(
         self, change: ResourceChange, started_at: str, seconds: float, attempts: Attempts
@@ -570,10 +616,11 @@ class Walker:
             seconds=round(seconds, 3),
             **_attempt_fields(attempts, succeeded=False),
         )
+        with self._lock:
+            ticket = self._stage([change.address]) if self.state.fail(change.address, run) else 0
         try:
-            with self._lock:
-                if self.state.fail(change.address, run):
-                    self._persist([change.address])
+            if ticket:
+                self._persist(ticket)
         except (StateConflict, LockLost, StateUnwritable) as exc:
             self.halt(exc)
 
@@ -601,7 +648,8 @@ class Walker:
         self._ran.add(change.address)
         with self._lock:
             self.state.remove(change.address)
-            self._persist([change.address])
+            ticket = self._stage([change.address])
+        self._persist(ticket)
 
     def _apply_refresh_only(self) -> None:
         with self._lock:
@@ -610,8 +658,9 @@ class Walker:
                 if d.status is DriftStatus.MISSING and self.state.remove(d.address):
                     changed.append(d.address)
                     self.result.done.append(d.address)
-            if changed:
-                self._persist(changed)
+            ticket = self._stage(changed) if changed else 0
+        if ticket:
+            self._persist(ticket)
 
 
 def _attempt_fields(attempts: Attempts, succeeded: bool) -> dict[str, Any]:

@@ -209,6 +209,9 @@ class StateFile(BaseModel):
             raise ValueError(f"the state document is malformed: {exc}") from exc
 
     # -- transitions (made by the walker, engine.apply) --------------------------------------------
+    # Each replaces the record it changes, never edits one in place: a record in ``resources``
+    # never changes, so a shallow copy of the state is a consistent view of it (the walker
+    # writes such a copy while other runs go on).
     def begin(
         self, address: str, kind: str, namespace: str, name: str, pending: PendingOperation
     ) -> None:
@@ -217,10 +220,10 @@ class StateFile(BaseModel):
         rec = self.resources.get(address)
         if rec is None:
             rec = ResourceRecord(kind=kind, namespace=namespace, name=name, status="pending")
-            self.resources[address] = rec
-        rec.pending = pending
-        if pending.run_version not in rec.versions:
-            rec.versions.append(pending.run_version)
+        versions = list(rec.versions)
+        if pending.run_version not in versions:
+            versions.append(pending.run_version)
+        self.resources[address] = rec.model_copy(update={"pending": pending, "versions": versions})
 
     def complete(self, address: str, record: ResourceRecord) -> None:
         """A run completed (or a record-only update was made): ``record`` is its record now."""
@@ -234,11 +237,8 @@ class StateFile(BaseModel):
         rec = self.resources.get(address)
         if rec is None:
             return False
-        rec.last_run = run
-        if not rec.digest:
-            rec.status = "tainted"
-        else:
-            rec.pending = None
+        ended = {"status": "tainted"} if not rec.digest else {"pending": None}
+        self.resources[address] = rec.model_copy(update={"last_run": run, **ended})
         return True
 
     def remove(self, address: str) -> bool:
@@ -252,6 +252,7 @@ class StateFile(BaseModel):
         for address, version in sorted(removed):
             rec = self.resources.get(address)
             if rec is not None and version in rec.versions:
-                rec.versions.remove(version)
+                kept = [v for v in rec.versions if v != version]
+                self.resources[address] = rec.model_copy(update={"versions": kept})
                 changed.add(address)
         return sorted(changed)

@@ -85,8 +85,9 @@ def quantization_env(spec: Mapping[str, Any]) -> dict[str, str]:
 
 
 def host_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The allowlisted variables of ``environ`` (what a local process keeps of the operator's)."""
-    return {k: v for k, v in environ.items() if k in HOST_ENV or k.startswith(HOST_ENV_PREFIXES)}
+    """The allowlisted variables of ``environ`` (what a local process keeps of the operator's).
+    Only the values kept are read (``os.environ`` decodes each value it is asked for)."""
+    return {k: environ[k] for k in environ if k in HOST_ENV or k.startswith(HOST_ENV_PREFIXES)}
 
 
 def pass_names(spec: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:

@@ -60,15 +60,31 @@ def read_bytes(path: Path) -> bytes | None:
 def read_file(path: Path, offset: int = 0, limit: int = -1) -> tuple[bytes, os.stat_result] | None:
     """Up to ``limit`` bytes (all when ``-1``) of ``path`` from ``offset``, and the ``fstat`` of
     the file they came from (taken before reading); ``None`` when it does not exist."""
-    try:
-        with path.open("rb") as fh:
-            info = os.fstat(fh.fileno())
-            fh.seek(offset)
-            return fh.read(limit), info
+    try:  # unbuffered: open, fstat, then reads until ``limit`` or the end
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise os_failure("read", path, exc) from exc
+    try:
+        info = os.fstat(fd)
+        want = max(0, info.st_size - offset) if limit < 0 else limit
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.pread(fd, max(want, 1 << 16) if limit < 0 else want, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+            if limit >= 0:
+                want -= len(chunk)
+                if want <= 0:
+                    break
+        return b"".join(chunks), info
+    except OSError as exc:
+        raise os_failure("read", path, exc) from exc
+    finally:
+        os.close(fd)
 
 
 def stat_key(info: os.stat_result) -> tuple[int, ...]:

@@ -89,7 +89,8 @@ class StateStore:
 
     def write(self, state: StateFile, expected_token: str | None, changed: list[str]) -> str:
         directory = self.state_path.parent
-        ensure_dir(directory)
+        if self._known is None:  # made once: a directory removed after is an error on write
+            ensure_dir(directory)
         with dir_guard(directory) as guarded:
             current = self._current()
             if (current.at.token if current else None) != expected_token:
@@ -243,10 +244,11 @@ class StateStore:
 
     def _remove_orphaned_temps(self) -> None:
         directory = self.state_path.parent
-        for name in (self.state_path.name, self.backup_path.name):
-            for leftover in directory.glob(f".{name}.*{TEMP_SUFFIX}"):
+        prefixes = tuple(f".{path.name}." for path in (self.state_path, self.backup_path))
+        for entry in os.listdir(directory):  # one listing (this runs on every write)
+            if entry.startswith(prefixes) and entry.endswith(TEMP_SUFFIX):
                 with contextlib.suppress(OSError):
-                    leftover.unlink()
+                    os.unlink(directory / entry)
 
 
 def _version(token: str) -> str:

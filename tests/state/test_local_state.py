@@ -303,11 +303,14 @@ def test_unreadable_state_is_a_diagnostic(
     backend: FileBackend, make_state: StateFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _seed(backend, make_state)
+    real_open = os.open
 
-    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+    def denied(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path) == backend.state_path:  # as a file without read permission
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(DiagnosticError) as info:
         backend.read()
     text = message(info.value)

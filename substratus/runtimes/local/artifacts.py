@@ -104,6 +104,11 @@ class FileArtifactStore:
         write_file_holds(self.root, owner, held)
 
     def url_for(self, path: Path) -> str:
+        """The ``file://`` URL of ``path``, resolved; a path this store made (below its root,
+        which is resolved, with no ``..``: its own directories, never links) is as it is, so
+        no ``lstat`` of every component per call."""
+        if path.is_absolute() and path.is_relative_to(self.root) and ".." not in path.parts:
+            return path.as_uri()
         return path.resolve().as_uri()
 
     def entries(self, namespace: str, kind: str, name: str) -> list[Path]:

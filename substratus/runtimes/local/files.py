@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,24 @@ def short_digest(digest: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file in the same directory + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write ``data`` as JSON to ``path`` atomically (temp file in the same directory + rename).
+    Lean on purpose, as a job's supervisor writes two per run: one ``os.write`` to a temp file
+    created ``O_EXCL`` (mode 0600, named after this process and a random suffix)."""
+    text = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(8).hex()}")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+        fd = os.open(tmp, flags, 0o600)
+    except FileNotFoundError:  # no directory yet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        try:
+            view = memoryview(text)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -76,11 +86,13 @@ def make_read_only(root: Path) -> None:
 
 def remove_tree(path: Path) -> None:
     """Remove a file, symlink or directory tree, making it writable first. Absent is fine."""
-    if path.is_symlink() or path.is_file():
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISLNK(mode) or stat.S_ISREG(mode):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        return
-    if not path.exists():
         return
     _chmod_tree(path, writable=True)
     shutil.rmtree(path, ignore_errors=True)

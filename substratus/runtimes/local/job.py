@@ -250,7 +250,11 @@ class Jobs:
         before it answered); None when the run completed meanwhile."""
         context, command, links = self._inputs(request)
         run = names.run
-        run.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run.dir.mkdir(parents=True)
+            fresh = True  # made now: nothing an earlier attempt left is in it
+        except FileExistsError:
+            fresh = False
         fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -259,7 +263,7 @@ class Jobs:
                 return LOCKED
             if names.final.is_dir():  # completed since ``apply`` looked: by the supervisor
                 return None  # another process started, or one a lost fork server started
-            self._prepare(request, names, links)
+            self._prepare(request, names, links, fresh)
             env, unset = supervisor_env(
                 workload_env(
                     kinds.params(request.kind, request.spec),
@@ -278,28 +282,33 @@ class Jobs:
                 "command": command,
                 "nodes": kinds.nodes(request.kind, request.spec),
             }
-            with run.log.open("wb") as log:
-                ref = launcher.launch(job, context, env, fd, log.fileno())
+            log = os.open(run.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                ref = launcher.launch(job, context, env, fd, log)
+            finally:
+                os.close(log)
             return LOCKED if ref is None else ref
         finally:
             os.close(fd)
 
     @staticmethod
-    def _prepare(request: RunRequest, names: JobNames, links: dict[str, Path]) -> None:
+    def _prepare(request: RunRequest, names: JobNames, links: dict[str, Path], fresh: bool) -> None:
         """Clear what an earlier attempt left (stopping its orphaned command) and make a fresh
-        partial output directory and content directory."""
+        partial output directory and content directory. ``fresh``: the run directory was made
+        just now, so nothing of an earlier attempt is in it (its partial output may be)."""
         run = names.run
-        orphan = ProcessRef.from_json(read_json(run.child))
-        if orphan is not None:  # the command of a supervisor that was killed
-            stop(orphan)
-        ranks.stop_ranks(run)  # and its other ranks, on more than one node
-        for stale in (run.exit_code, run.supervisor, run.child, run.attempts):
-            stale.unlink(missing_ok=True)
-        ranks.ranks_file(run).unlink(missing_ok=True)
+        if not fresh:
+            orphan = ProcessRef.from_json(read_json(run.child))
+            if orphan is not None:  # the command of a supervisor that was killed
+                stop(orphan)
+            ranks.stop_ranks(run)  # and its other ranks, on more than one node
+            for stale in (run.exit_code, run.supervisor, run.child, run.attempts):
+                stale.unlink(missing_ok=True)
+            ranks.ranks_file(run).unlink(missing_ok=True)
         remove_tree(names.partial)
         names.partial.mkdir(parents=True)
         params = kinds.params(request.kind, request.spec)
-        prepare_content(run.content, params, {**links, "artifacts": names.partial})
+        prepare_content(run.content, params, {**links, "artifacts": names.partial}, fresh)
 
     # -- refresh, delete, garbage -------------------------------------------------------------
 

@@ -52,9 +52,12 @@ class ProcessRef:
 
 
 def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            text = fh.read()
+    try:  # unbuffered: one open, one read (the whole file is far below 4 KiB)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 4096).decode("ascii", errors="replace")
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # Field 2 (comm) is parenthesised and may contain spaces: split after the last ')'.

@@ -68,9 +68,13 @@ def supervisor_env(job: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     return {**job, **extra}, sorted(extra)
 
 
-def prepare_content(content: Path, params: Mapping[str, Any], links: Mapping[str, Path]) -> None:
-    """Create a fresh content directory with ``params.json`` and the given symlinks."""
-    remove_tree(content)
+def prepare_content(
+    content: Path, params: Mapping[str, Any], links: Mapping[str, Path], fresh: bool = False
+) -> None:
+    """Create a fresh content directory with ``params.json`` and the given symlinks
+    (``fresh``: its parent was made just now, so there is nothing to remove first)."""
+    if not fresh:
+        remove_tree(content)
     content.mkdir(parents=True)
     write_private(content / PARAMS_FILE, json.dumps(dict(params), indent=2) + "\n")
     for name, target in links.items():
@@ -81,9 +85,13 @@ def write_private(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 from the start (never readable by others, not even for a
     moment) and write ``text``; an existing file is replaced."""
     path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(text.encode("utf-8"))
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def forget_params(content: Path) -> None:

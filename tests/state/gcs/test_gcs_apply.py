@@ -30,7 +30,9 @@ def test_walker_apply(make_backend: MakeBackend, emulator: GcsServer, tmp_path: 
     assert result.ok, result
     backend.unlock(lock_id)
     applied = harness.state()
-    assert applied.serial == 24 and len(applied.resources) == 12  # two writes per resource
+    # at most two writes per resource (its start, its end); fewer when runs that start or end
+    # while the state is being written share the next write (group commit)
+    assert 1 < applied.serial <= 24 and len(applied.resources) == 12
     assert make_backend().read()[0] == applied
     assert not harness.plan().has_changes  # planned again from the state in GCS
 
