@@ -51,11 +51,11 @@ def stopped(exc: KeyboardInterrupt) -> NoReturn:
     signals.leave(signals.exit_code(exc))
 
 
-def tune_gc() -> None:
+def tune_gc(command: str | None = None) -> None:
     """``substratus.cli.app.tune_gc`` (imported when called)."""
     from substratus.cli.app import tune_gc as tune
 
-    tune()
+    tune(command)
 
 
 __all__ = ["main", "stopped", "tune_gc"]
