@@ -238,7 +238,7 @@ def measure(directory: Path, state_path: Path, trace: bool) -> dict[str, Any]:
     from substratus.engine.plan import Action
     from substratus.engine.statefile import StateFile
 
-    tune_gc()  # as the `substratus` command does
+    tune_gc("plan")  # as `substratus plan` does
     runtime = _local_runtime(directory)
     base_rss = _maxrss_mib()
     if trace:

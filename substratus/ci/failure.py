@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.markdown_parts import RunInfo
 from substratus.engine.mdtext import code_span, escape_md, escape_md_code, fence
-from substratus.engine.render import render_diagnostic
+from substratus.engine.render_diagnostic import render_diagnostic
 
 FAILED = "> **The plan failed.**"  # ``review`` recognises a failed plan's comment by it
 _SUMMARY = re.compile(r"^\*\*((?:Plan|No changes)[^*\n]{0,300})\*\*$", re.M)

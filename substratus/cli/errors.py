@@ -29,7 +29,7 @@ def use_color(no_color: bool) -> bool:
 def print_diagnostics(diags: Iterable[Diagnostic], color: bool | None = None) -> None:
     """Each diagnostic to stderr, coloured when ``color`` (None: as ``console`` decides)."""
     # the renderer (and the plan model it imports) only when there is something to print
-    from substratus.engine.render import Painter, render_diagnostic
+    from substratus.engine.render_diagnostic import Painter, render_diagnostic
 
     paint = Painter(use_color(False) if color is None else color)
     for d in diags:

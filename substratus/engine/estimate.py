@@ -42,7 +42,7 @@ The words are in ``engine.estimate_text``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from substratus.engine import kinds
@@ -58,6 +58,26 @@ from substratus.engine.statefile import StateFile
 _JOB_ACTIONS = (Action.CREATE, Action.REPLACE)
 _SERVICE_ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
 _NOTHING = Compute(0, 0, None, 0, "")
+
+Computer = Callable[[str, Mapping[str, Any] | None], Compute | None]
+
+
+class _Computed:
+    """``kinds.compute`` remembered per (kind, spec) for one ``estimate``, which asks it of each
+    spec up to five times. A spec is known by its identity; the memo holds the spec itself, so
+    that identity is not reused by another spec while the memo lives."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, str], tuple[Mapping[str, Any], Compute | None]] = {}
+
+    def __call__(self, kind: str, spec: Mapping[str, Any] | None) -> Compute | None:
+        if spec is None:
+            return None
+        key = (id(spec), kind)
+        known = self._seen.get(key)
+        if known is None:
+            known = self._seen[key] = (spec, kinds.compute(kind, spec))
+        return known[1]
 
 
 def _replicas(c: Compute | None) -> int:
@@ -96,8 +116,13 @@ def _entry(change: ResourceChange, c: Compute, replicas: int) -> dict[str, Any]:
     }
 
 
-def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> dict[str, Any]:
-    res = kinds.compute(change.kind, change.after) or _NOTHING
+def _job(
+    change: ResourceChange,
+    state: StateFile | None,
+    table: PriceTable,
+    compute: Computer = kinds.compute,
+) -> dict[str, Any]:
+    res = compute(change.kind, change.after) or _NOTHING
     entry = _entry(change, res, 1)
     rec = state.resources.get(change.address) if state is not None else None
     last = rec.last_run if rec is not None else None
@@ -119,11 +144,13 @@ def _job(change: ResourceChange, state: StateFile | None, table: PriceTable) -> 
     return entry
 
 
-def _service(change: ResourceChange, table: PriceTable, missing: set[str]) -> dict[str, Any]:
+def _service(
+    change: ResourceChange, table: PriceTable, missing: set[str], compute: Computer
+) -> dict[str, Any]:
     was_running = change.action is not Action.CREATE and change.address not in missing
     before = change.before if was_running else None
     after = change.after if change.action is not Action.DELETE else None
-    res_before, res_after = kinds.compute(change.kind, before), kinds.compute(change.kind, after)
+    res_before, res_after = compute(change.kind, before), compute(change.kind, after)
     n_before, n_after = _replicas(res_before), _replicas(res_after)
     shown = res_after if res_after is not None else res_before or _NOTHING
     entry = _entry(change, shown, n_after or n_before)
@@ -134,7 +161,9 @@ def _service(change: ResourceChange, table: PriceTable, missing: set[str]) -> di
     return entry
 
 
-def _gpus_added(changes: list[ResourceChange], missing: set[str]) -> dict[str, int]:
+def _gpus_added(
+    changes: list[ResourceChange], missing: set[str], compute: Computer
+) -> dict[str, int]:
     """GPUs running after − before, by type, over the services (a type change counts twice)."""
     added: dict[str, int] = {}
     for c in changes:
@@ -143,7 +172,7 @@ def _gpus_added(changes: list[ResourceChange], missing: set[str]) -> dict[str, i
         running = c.action is not Action.CREATE and c.address not in missing
         after = c.after if c.action is not Action.DELETE else None
         for spec, sign in ((c.before if running else None, -1), (after, 1)):
-            found = kinds.compute(c.kind, spec)
+            found = compute(c.kind, spec)
             n = sign * _gpus(found) * _replicas(found)
             if n:
                 key = (found.gpu_type if found else None) or "unspecified"
@@ -155,16 +184,14 @@ def _gpus(c: Compute | None) -> int:
     return c.gpus if c is not None else 0
 
 
-def _runs(change: ResourceChange) -> bool:
+def _runs(change: ResourceChange, compute: Computer) -> bool:
     if change.record_only:  # the record is rewritten; nothing runs or restarts
         return False
     if kinds.is_job_kind(change.kind):
-        return (
-            change.action in _JOB_ACTIONS and kinds.compute(change.kind, change.after) is not None
-        )
+        return change.action in _JOB_ACTIONS and compute(change.kind, change.after) is not None
     if change.action in _SERVICE_ACTIONS:
         specs = (change.before, change.after)
-        return any(kinds.compute(change.kind, s) is not None for s in specs)
+        return any(compute(change.kind, s) is not None for s in specs)
     return False
 
 
@@ -177,28 +204,33 @@ def estimate(
 ) -> dict[str, Any]:
     """The estimate document of a plan's changes (see the module docstring)."""
     gone = set(missing)
-    running = [c for c in changes if _runs(c)]
+    compute = _Computed()
+    running = [c for c in changes if _runs(c, compute)]
     entries = [
-        _job(c, state, table) if kinds.is_job_kind(c.kind) else _service(c, table, gone)
+        _job(c, state, table, compute)
+        if kinds.is_job_kind(c.kind)
+        else _service(c, table, gone, compute)
         for c in running
     ]
     return {
         "currency": CURRENCY,
         "prices": table.to_json(),
         "resources": entries,
-        "totals": _totals(entries, _gpus_added(running, gone), _requests(running)),
+        "totals": _totals(
+            entries, _gpus_added(running, gone, compute), _requests(running, compute)
+        ),
         "assumptions": assumptions(entries, table.to_json(), runtime),
     }
 
 
-def _requests(changes: list[ResourceChange]) -> dict[str, Any]:
+def _requests(changes: list[ResourceChange], compute: Computer) -> dict[str, Any]:
     """GPUs by type, vCPUs and GB of memory requested by what runs (jobs, and services as they
     run after the apply: replicas × resources; one that stops requests nothing)."""
     gpus: dict[str, int] = {}
     cpu = memory = 0.0
     for c in changes:
         after = c.after if c.action is not Action.DELETE else None
-        res = kinds.compute(c.kind, after)
+        res = compute(c.kind, after)
         n = _replicas(res)
         if res is None or not n:
             continue

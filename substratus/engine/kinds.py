@@ -296,25 +296,41 @@ def _gpu(declared: Mapping[str, Any]) -> Gpu | None:
 
 def compute(kind: str, spec: Mapping[str, Any] | None) -> Compute | None:
     """What the resource requests to run (see ``Compute``); None when it runs nothing: no spec,
-    a Model that only names a ``url``, a suspended notebook, an unknown kind."""
+    a Model that only names a ``url``, a suspended notebook, an unknown kind.
+
+    ``workload``, ``suspended``, ``resources`` and ``resources_path`` in one pass (a plan asks
+    this of every resource it runs)."""
     if spec is None:
         return None
-    found = workload(kind, spec)
-    if found is None or found is Workload.LOCATION or suspended(kind, spec):
+    k = _KINDS.get(kind)
+    if k is None:
         return None
-    if found is Workload.BUILD:
-        return Compute(BUILD_CPU, 0, None, 1, "")
-    declared = resources(kind, spec) or {}
-    replicas = int(spec.get("replicas", 1)) if found is Workload.SERVER else 1
+    if k is Kind.BUILD:
+        return _BUILD_COMPUTE
+    trainer = None
+    if k is Kind.MODEL:
+        trainer = spec.get("trainer")
+        if not (spec.get("loader") or trainer):
+            return None  # Workload.LOCATION
+    elif k is Kind.NOTEBOOK and spec.get("suspend"):
+        return None
+    own = trainer.get("resources") if _mapping(trainer) else None
+    declared = own or spec.get("resources")
+    if not _mapping(declared):
+        declared = _NO_RESOURCES
     return Compute(
         cpu=declared.get("cpu", DEFAULT_CPU),
         memory=declared.get("memory", DEFAULT_MEMORY_GB),
         gpu=_gpu(declared),
-        replicas=replicas,
-        path=resources_path(kind, spec),
-        nodes=nodes(kind, spec),
+        replicas=int(spec.get("replicas", 1)) if k is Kind.MODELSERVER else 1,
+        path="spec.trainer.resources" if own else "spec.resources",
+        nodes=_declared_nodes(declared) if k in (Kind.DATASET, Kind.MODEL) else 1,
         spot=bool(declared.get("spot")),
     )
+
+
+_BUILD_COMPUTE = Compute(BUILD_CPU, 0, None, 1, "")
+_NO_RESOURCES: Mapping[str, Any] = {}
 
 
 def _declared_nodes(section: object) -> int:

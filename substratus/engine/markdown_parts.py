@@ -23,7 +23,8 @@ from substratus.engine.plan import (
     ReasonCode,
     ResourceChange,
 )
-from substratus.engine.render import Painter, render_change, summary_line
+from substratus.engine.render import render_change, summary_line
+from substratus.engine.render_diagnostic import Painter
 from substratus.engine.render_graph import changes_graph, mermaid
 
 WRAP = 100  # address lists and reasons wrap at this many characters

@@ -56,6 +56,8 @@ def run_conflicts(
     """What the runtime says the plan's runs would have to take over (``Runtime.conflicts``,
     optional), with file:line filled in from the configuration; [] when nothing runs."""
     check = getattr(runtime, "conflicts", None)
+    if check is None:  # the runtime takes nothing over (the local one)
+        return []
     recorded = state.resources if state is not None else {}
     runs = [
         PlannedRun(
@@ -69,7 +71,7 @@ def run_conflicts(
         )
         for c in plan.runs()
     ]
-    if check is None or not runs:
+    if not runs:
         return []
     owner = Owner(state.lineage if state is not None else None, plan.workspace)
     by_address = {str(a): r for a, r in config.resources.items()}

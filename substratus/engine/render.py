@@ -15,23 +15,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from substratus.engine.diagnostic import Diagnostic
 from substratus.engine.estimate_text import text_section
 from substratus.engine.kinds import RECORD_ONLY_FIELDS, versioned
 from substratus.engine.plan import SHOWN_ACTIONS, Action, Mode, Plan, ReasonCode, ResourceChange
+from substratus.engine.render_diagnostic import Painter, render_diagnostic
 from substratus.engine.sensitive import MARK, is_marker
-
-_COLORS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
-
-
-class Painter:
-    def __init__(self, color: bool) -> None:
-        self.color = color
-
-    def __call__(self, text: str, style: str) -> str:
-        if not self.color:
-            return text
-        return f"\033[{_COLORS[style]}m{text}\033[0m"
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -164,18 +152,6 @@ def render_change(change: ResourceChange, paint: Painter) -> list[str]:
     lines.extend(fields)
     lines.append("    }")
     return lines
-
-
-def render_diagnostic(d: Diagnostic, paint: Painter | None = None) -> str:
-    paint = paint or Painter(False)
-    label = paint("Error:", "red") if d.is_error else paint("Warning:", "yellow")
-    out = f"{label} {d.summary}"
-    where = d.location()
-    if where:
-        out += f"\n\n  on {where}"
-    if d.detail:
-        out += "\n\n" + "\n".join("  " + line for line in d.detail.splitlines())
-    return out + "\n"
 
 
 def summary_line(plan: Plan) -> str:

@@ -68,12 +68,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from substratus.engine.action import Action
 from substratus.engine.attempts import FailedAttempt
 from substratus.engine.diagnostic import Diagnostic
-from substratus.engine.plan import Action
-from substratus.engine.statefile import ResourceRecord
+
+if TYPE_CHECKING:  # the state's models (pydantic): validating a configuration needs none
+    from substratus.engine.statefile import ResourceRecord
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ FieldPath = tuple[str | int, ...]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
 # Plain scalars the resolver turns into these are built here; any other tag gives up.
 _BUILT = frozenset("tag:yaml.org,2002:" + t for t in ("int", "float", "bool", "null"))
 
@@ -140,6 +141,9 @@ class _Reader:
         tag = self.tag(text)
         if tag == _STR_TAG:
             return text
+        # a plain decimal (no sign, "_" or leading 0): what the constructor makes, without a node
+        if tag == _INT_TAG and 0 < len(text) < 19 and text.isdecimal() and text[0] != "0":
+            return int(text)
         if tag not in _BUILT:
             raise _GiveUp
         node = yaml.ScalarNode(tag, text, event.start_mark, event.end_mark, style=event.style)

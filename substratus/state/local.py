@@ -54,7 +54,6 @@ from substratus.engine.statefile import StateFile
 from substratus.state.files import dir_guard, ensure_dir, os_failure, write_all
 from substratus.state.lockfile import abandoned, encode_lock, held_note, read_lock
 from substratus.state.locking import lock_with_timeout
-from substratus.state.recovery import recover
 from substratus.state.store import StateStore
 from substratus.state.workspace import DEFAULT_WORKSPACE, check_workspace, is_workspace_name
 
@@ -117,6 +116,8 @@ class FileBackend:
         return self.store.write(state, expected_token, changed)
 
     def recover(self, source: tuple[str, bytes] | None) -> str:
+        from substratus.state.recovery import recover  # the journal's rebuilding: only here
+
         return recover(self.store.files, source)
 
     def delete_workspace(self, expected_token: str | None) -> None:

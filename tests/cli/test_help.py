@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from substratus.cli.app import app
+from substratus.cli.app import build_app
 from substratus.cli.options import parse_duration
 from substratus.engine.diagnostic import DiagnosticError
 from tests.e2e.conftest import TEST_ENV
@@ -44,7 +44,7 @@ def commands() -> dict[str, Any]:
         else:
             found[" ".join(path)] = cmd
 
-    walk(typer.main.get_command(app), ())
+    walk(typer.main.get_command(build_app()), ())
     return found
 
 

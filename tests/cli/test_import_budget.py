@@ -41,7 +41,29 @@ HEAVY = (
 )
 # Validating a configuration loads it (YAML, the spec models) and asks the runtime to check it,
 # but needs neither the planner nor the state.
+# The command modules a run of one command does not import: the app is built with the command
+# it names alone (``substratus.cli.app.build_app``).
+OTHER_COMMANDS = (
+    "substratus.cli.apply",
+    "substratus.cli.comment",
+    "substratus.cli.graph",
+    "substratus.cli.logs",
+    "substratus.cli.notebook",
+    "substratus.cli.output",
+    "substratus.cli.schema",
+    "substratus.cli.show",
+    "substratus.cli.state",
+    "substratus.cli.workspace",
+)
 HEAVY_FOR_VALIDATE = (
+    *OTHER_COMMANDS,
+    "substratus.cli.plan",
+    # the plan, the state's models and the plan's rendering: a diagnostic is printed without
+    # them (``engine.render_diagnostic``)
+    "substratus.engine.plan",
+    "substratus.engine.statefile",
+    "substratus.engine.render",
+    "substratus.engine.estimate",
     "deepdiff",
     "numpy",
     "networkx",
@@ -94,6 +116,12 @@ def test_importing_the_app_imports_nothing_heavy() -> None:
 def test_help_and_version_import_nothing_heavy(command: list[str]) -> None:
     names = imported("-m", "substratus", *command)
     assert over_budget(names, HEAVY) == []
+
+
+def test_a_command_imports_no_other_command() -> None:
+    names = imported("-m", "substratus", "plan", "--help")
+    assert "substratus.cli.plan" in names
+    assert over_budget(names, OTHER_COMMANDS) == []
 
 
 def test_version_imports_not_even_the_command_line_parser() -> None:

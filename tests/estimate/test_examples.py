@@ -18,7 +18,8 @@ import pytest
 
 from substratus.engine.estimate_text import text_section
 from substratus.engine.plan import Mode, Plan
-from substratus.engine.render import Painter, render_plan
+from substratus.engine.render import render_plan
+from substratus.engine.render_diagnostic import Painter
 from tests.estimate import scenarios as sc
 
 GOLDEN = Path(__file__).parent / "golden"

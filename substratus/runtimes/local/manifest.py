@@ -36,25 +36,32 @@ def _sha256(path: Path) -> str:
 
 
 def _walk(root: Path) -> tuple[dict[str, os.stat_result], dict[str, str], list[str]]:
-    """(regular files with their stat, symlinks with their target, empty directories)."""
+    """(regular files with their stat, symlinks with their target, empty directories), as
+    ``os.walk`` sees them (symlinks not followed, unreadable directories left out), in one
+    ``os.scandir`` per directory (a refresh walks every version it checks)."""
     files: dict[str, os.stat_result] = {}
     links: dict[str, str] = {}
     empty: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        rel_base = base.relative_to(root).as_posix()
-        if not dirnames and not filenames and rel_base != ".":
+    todo = [(os.fspath(root), "")]
+    while todo:
+        where, rel_base = todo.pop()
+        try:
+            with os.scandir(where) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        if not entries and rel_base:
             empty.append(rel_base)
-        for name in (*filenames, *[d for d in dirnames if (base / d).is_symlink()]):
-            path = base / name
-            rel = name if rel_base == "." else f"{rel_base}/{name}"
-            if rel == MARKER:
+        for entry in entries:
+            rel = f"{rel_base}/{entry.name}" if rel_base else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                todo.append((entry.path, rel))
+            elif rel == MARKER:
                 continue
-            info = path.lstat()
-            if path.is_symlink():
-                links[rel] = os.readlink(path)
-            elif os.path.isfile(path):
-                files[rel] = info
+            elif entry.is_symlink():
+                links[rel] = os.readlink(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                files[rel] = entry.stat(follow_symlinks=False)
     return files, links, sorted(empty)
 
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from substratus.engine import kinds
 from substratus.engine.runtime import Observation
-from substratus.engine.statefile import PendingOperation, ResourceRecord
 from substratus.runtimes.local import manifest
 from substratus.runtimes.local.artifacts import inspect_remote, is_remote
 from substratus.runtimes.local.job import Jobs
 from substratus.runtimes.local.server import Servers
 from substratus.runtimes.local.workdir import Workdir
+
+if TYPE_CHECKING:  # the state's models: refreshing is given them, validating needs none
+    from substratus.engine.statefile import PendingOperation, ResourceRecord
 
 Status = Literal["present", "missing", "degraded", "changed"]
 CHANGED = "artifacts changed outside substratus"

@@ -36,7 +36,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from substratus.engine import kinds
 from substratus.engine.builds import resolve_location
@@ -54,7 +54,6 @@ from substratus.engine.runtime import (
     RunContext,
     RunRequest,
 )
-from substratus.engine.statefile import ResourceRecord
 from substratus.runtimes.local import check as checks
 from substratus.runtimes.local import launcher
 from substratus.runtimes.local.artifacts import (
@@ -72,6 +71,9 @@ from substratus.runtimes.local.refresh import Refresher
 from substratus.runtimes.local.server import Servers
 from substratus.runtimes.local.session import LocalNotebookSession
 from substratus.runtimes.local.workdir import Workdir, rebase
+
+if TYPE_CHECKING:
+    from substratus.engine.statefile import ResourceRecord
 
 T = TypeVar("T")
 
