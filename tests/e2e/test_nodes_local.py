@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import Project, kill_leftovers
 from tests.e2e.counting import state
@@ -223,3 +224,49 @@ def test_ranks_a_killed_supervisor_left_are_stopped_by_destroy(nodes_project: Pr
     p.run("destroy", "--auto-approve")
     assert not any(alive(pid) for pid in pids)
     assert sorted(r for _, r, _, _ in runs()) == [0, 1]
+
+
+def _readme_torchrun_command() -> list[str]:
+    """The ``command`` of the README's torchrun example (the YAML block that mentions it)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    [block] = [b for b in blocks if "torchrun" in b]
+    command = yaml.safe_load(block)["spec"]["container"]["command"]
+    assert isinstance(command, list)
+    return [str(part) for part in command]
+
+
+def test_the_readme_torchrun_command_gives_every_rank_its_place(
+    nodes_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's command line, run by the local runtime on 2 nodes and on 1, with a stand-in
+    ``torchrun`` on PATH that writes its arguments to ``$RUNS_LOG``."""
+    p = nodes_project
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "torchrun"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$RUNS_LOG"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    command = json.dumps(_readme_torchrun_command())
+    for nodes in (2, 1):
+        config = CONFIG.replace('["python3", "rendezvous.py"]', command)
+        config = config.replace("NODES", str(nodes)).replace("retries: RETRIES\n", "")
+        (p.dir / "substratus.yaml").write_text(config)
+        p.run("apply", "--auto-approve")
+    lines = Path(os.environ["RUNS_LOG"]).read_text().splitlines()
+    assert len(lines) == 3, lines  # two ranks, then one
+    args = [dict(a.lstrip("-").split("=", 1) for a in line.split()[:-1]) for line in lines]
+    ports = {a["master_port"] for a in args[:2]}
+    assert len(ports) == 1 and ports != {"29500"}, args  # the free port of that run
+    assert sorted(a["node_rank"] for a in args[:2]) == ["0", "1"]
+    for a in args[:2]:
+        assert (a["nnodes"], a["master_addr"], a["nproc_per_node"]) == ("2", "127.0.0.1", "4")
+    assert args[2] == {
+        "nnodes": "1",
+        "node_rank": "0",
+        "master_addr": "127.0.0.1",
+        "master_port": "29500",
+        "nproc_per_node": "4",
+    }
+    assert all(line.endswith(" train.py") for line in lines)
