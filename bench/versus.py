@@ -7,6 +7,8 @@ the same work, each through its command line, end to end (start-up, loading, pla
 the text to a file):
 
 - ``startup-help``, ``startup-version``: ``--help``; ``version`` (DVC: ``--version``);
+- ``validate-N``: ``validate`` of N resources (``--validate-size``; OpenTofu ``validate``; DVC has
+  no such command);
 - ``plan-N``: plan from nothing (DVC: ``dvc status``) of N resources (``--sizes``; with servers);
 - ``apply-N``: apply of N trivial jobs from nothing (``--apply-sizes``; no servers), parallelism
   10 (``--parallelism``; substratus ``--parallelism``, OpenTofu ``-parallelism``; ``dvc repro``
@@ -32,8 +34,12 @@ medians substratus / OpenTofu and substratus / DVC (below 1: substratus is faste
 average is printed before and after: on a shared machine the figures are noisy. Nothing is
 asserted: these are measurements, not tests, and this script is not run in CI.
 
-The tools: substratus is ``python -m substratus`` from this interpreter (``PYTHONPATH`` decides
-which checkout). OpenTofu is ``--tofu``, or ``tofu`` on ``PATH``, or built once from the Go module
+The tools: substratus is the ``substratus`` command of a virtual environment into which this
+checkout is installed as a user installs it (``pip install .``: not editable, compiled to
+bytecode; made untimed in the run's temporary directory, with its dependencies from the package
+index) — or, with ``--substratus-here``, ``python -m substratus`` from this interpreter
+(``PYTHONPATH`` decides which checkout; a development install's ``.pth`` hooks then run at every
+start). OpenTofu is ``--tofu``, or ``tofu`` on ``PATH``, or built once from the Go module
 proxy by ``scripts/opentofu.sh`` (pinned version, cached outside the repository). DVC is
 ``--dvc``, or ``dvc`` on ``PATH``, or importable here, or a virtual environment under
 ``${XDG_CACHE_HOME:-~/.cache}/substratus/dvc/<version>/venv`` (created with pip when missing,
@@ -75,7 +81,7 @@ DVC_VERSION = "3.67.1"
 RUN_TIMEOUT = 1800.0  # seconds; a run that takes longer is killed and counted as failed
 TOOL_KEYS = ("substratus", "tofu", "dvc")
 LABELS = {"substratus": "substratus", "tofu": "OpenTofu", "dvc": "DVC"}
-GROUPS = ("startup", "plan", "apply", "noop")
+GROUPS = ("startup", "validate", "plan", "apply", "noop")
 
 
 # -- one timed run ----------------------------------------------------------------------------
@@ -178,23 +184,44 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def substratus_tool(parallelism: int) -> Tool:
+def substratus_tool(parallelism: int, argv: tuple[str, ...], env: dict[str, str]) -> Tool:
     plan = ("plan", "-f", ".", "--no-color")
     par = str(parallelism)
     return Tool(
         key="substratus",
-        argv=(sys.executable, "-m", "substratus"),
-        env=base_env(),
+        argv=argv,
+        env=env,
         write=write_substratus,
         init=(),
         work={
             "startup-help": ("--help",),
             "startup-version": ("version",),
+            "validate": ("validate", "-f", ".", "--no-color"),
             "plan": plan,
             "apply": ("apply", "-f", ".", "--auto-approve", "--no-color", "--parallelism", par),
             "noop": (*plan, "--detailed-exitcode"),
         },
     )
+
+
+def substratus_venv(root: Path) -> tuple[str, ...] | None:
+    """``substratus`` installed from this checkout into a new virtual environment under
+    ``root`` (``pip install .``; untimed): its command, or None when it cannot be made."""
+    venv = root / "substratus-venv"
+    print(f"… substratus: pip install {REPO} into {venv}", file=sys.stderr, flush=True)
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(REPO)],
+    ]
+    unset = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")  # the installed copy, compiled
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            print(f"   substratus could not be installed ({' '.join(step)}):", file=sys.stderr)
+            print(done.stderr[-2000:], file=sys.stderr)
+            return None
+    return (str(venv / "bin" / "substratus"),)
 
 
 def compile_bytecode(tool: Tool) -> None:
@@ -220,6 +247,7 @@ def tofu_tool(binary: str, parallelism: int) -> Tool:
         work={
             "startup-help": ("--help",),
             "startup-version": ("version",),
+            "validate": ("validate", "-no-color"),
             "plan": plan,
             "apply": ("apply", "-auto-approve", "-input=false", "-no-color", f"-parallelism={par}"),
             "noop": (*plan, "-detailed-exitcode"),
@@ -302,7 +330,8 @@ def tool_version(tool: Tool) -> str:
 # -- work items -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Item:
-    """One work item: ``group`` (startup-help, startup-version, plan, apply, noop), its size."""
+    """One work item: ``group`` (startup-help, startup-version, validate, plan, apply, noop),
+    its size."""
 
     group: str
     size: int = 0
@@ -315,6 +344,7 @@ class Item:
         n = f"{self.size:,}"
         return {
             "startup-help": "start-up: `--help`",
+            "validate": f"validate, {n} resources",
             "startup-version": "start-up: `version` (DVC `--version`)",
             "plan": f"plan from nothing, {n} resources (CLI, end to end)",
             "apply": f"apply {n} trivial jobs, parallelism 10 (DVC: one by one)",
@@ -358,7 +388,7 @@ def prepare(tool: Tool, item: Item, where: Path, log: Path) -> None:
     where.mkdir(parents=True)
     if item.group.startswith("startup"):
         return
-    tool.write(where, graph(item.size, jobs_only=item.group != "plan"))
+    tool.write(where, graph(item.size, jobs_only=item.group not in ("plan", "validate")))
     for step in tool.init:
         untimed([*tool.argv, *step], where, tool.env, log)
     if item.group == "noop":
@@ -370,6 +400,9 @@ def run_item(item: Item, ctx: Context) -> list[Result]:
     results = {t.key: Result(item.name, t.key) for t in ctx.tools}
     if item.group == "apply" and item.size > ctx.dvc_apply_max and "dvc" in results:
         results["dvc"].skipped = f"skipped (over --dvc-apply-max {ctx.dvc_apply_max})"
+    for tool in ctx.tools:
+        if item.group not in tool.work:
+            results[tool.key].skipped = "no such command"
     base = ctx.root / item.name
     for r in range(ctx.rounds):
         for tool in ctx.tools:
@@ -498,7 +531,7 @@ def _sizes(text: str) -> list[int]:
 
 def select_items(args: argparse.Namespace) -> list[Item]:
     """Every item the size options make, filtered by ``--only`` (groups or exact names)."""
-    items = [Item("startup-help"), Item("startup-version")]
+    items = [Item("startup-help"), Item("startup-version"), Item("validate", args.validate_size)]
     items += [Item("plan", n) for n in _sizes(args.sizes)]
     items += [Item("apply", n) for n in _sizes(args.apply_sizes)]
     items += [Item("noop", args.noop_size)]
@@ -514,7 +547,7 @@ def select_items(args: argparse.Namespace) -> list[Item]:
     ]
 
 
-def select_tools(args: argparse.Namespace) -> list[Tool]:
+def select_tools(args: argparse.Namespace, root: Path) -> list[Tool]:
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(wanted) - set(TOOL_KEYS)
     if unknown:
@@ -522,7 +555,14 @@ def select_tools(args: argparse.Namespace) -> list[Tool]:
     tools: list[Tool] = []
     for key in wanted:
         if key == "substratus":
-            tools.append(substratus_tool(args.parallelism))
+            if args.substratus_here:
+                argv: tuple[str, ...] | None = (sys.executable, "-m", "substratus")
+                env = base_env()
+            else:
+                argv = substratus_venv(root)
+                env = {k: v for k, v in base_env().items() if k != "PYTHONPATH"}
+            if argv:
+                tools.append(substratus_tool(args.parallelism, argv, env))
         elif key == "tofu":
             binary = find_tofu(args.tofu, build=not args.no_install)
             if binary:
@@ -540,6 +580,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--sizes", default="100,1000,10000", help="plan sizes (comma-separated)")
     add("--apply-sizes", default="100,1000", help="apply sizes (comma-separated)")
     add("--noop-size", type=int, default=100, help="size of the no-op plan after apply")
+    add("--validate-size", type=int, default=12, help="size of the configuration validated")
+    add("--substratus-here", action="store_true", help="python -m substratus, not a venv")
     add("--rounds", type=int, default=3, help="interleaved rounds per item (at least 3)")
     add("--only", default="", help="items or groups: startup, plan, apply, noop, plan-100, …")
     add("--tools", default=",".join(TOOL_KEYS), help="substratus, tofu, dvc (comma-separated)")
@@ -559,16 +601,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     items = select_items(args)
-    tools = select_tools(args)
+    root = Path(tempfile.mkdtemp(prefix="substratus-versus-"))
+    tools = select_tools(args, root)
     meta = machine()
     for tool in tools:
-        if tool.key == "substratus":
+        if tool.key == "substratus" and args.substratus_here:
             compile_bytecode(tool)
+    meta["substratus_install"] = "here" if args.substratus_here else "venv (pip install .)"
     meta.update(rounds=args.rounds, tools={t.key: tool_version(t) for t in tools})
     meta["requested"] = [t.strip() for t in args.tools.split(",") if t.strip()]
     meta["load"] = [os.getloadavg()[0]]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` cleans up
-    root = Path(tempfile.mkdtemp(prefix="substratus-versus-"))
     ctx = Context(tools, args.rounds, root, args.dvc_apply_max, args.keep)
     results: list[Result] = []
     try:
