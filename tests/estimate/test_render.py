@@ -78,8 +78,8 @@ def test_markdown_shows_totals_and_collapses_the_rows(
     )
     assert "<details><summary>Per resource (3) and assumptions</summary>" in section
     assert (
-        "| `-/+` | `model.falcon-7b-k8s` | 4 × nvidia-l4, 2 vCPU, 64 GB, spot | 1h 30m | ≈ \\$1.44 |"
-        in section
+        "| `-/+` | `model.falcon-7b-k8s` | 4 × nvidia-l4, 2 vCPU, 64 GB, spot | 1h 30m "
+        "| ≈ \\$1.44 |" in section
     )
     assert "- Jobs: each as long as its last successful run" in section
 
