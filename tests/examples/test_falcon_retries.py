@@ -72,3 +72,25 @@ def test_the_state_fields_shown_are_the_run_records() -> None:
     )
     assert run.attempts == 2 and run.failed_attempts is not None
     assert set(fields["failed_attempts"][0]) <= set(AttemptRecord.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "trains_again"),
+    [
+        ("      spot: true\n", "", True),
+        ("command: [train.sh]", "command: [train2.sh]", True),
+        ("  retries: 3\n", "  retries: 1\n", False),
+    ],
+)
+def test_spot_and_command_are_content_retries_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str, trains_again: bool
+) -> None:
+    """What the README says a change of each does to an applied example."""
+    plan = sc.replan(sc.applied(sc.falcon(tmp_path, monkeypatch)), old, new)
+    runs = {str(c.address): c.action.value for c in plan.runs()}
+    if trains_again:  # the trainer again, and the server of the model it makes
+        assert runs == {TRAINER: "replace", "modelserver.falcon-7b-k8s": "update"}, runs
+    else:
+        assert runs == {}, runs
+        [change] = [c for c in plan.changes() if str(c.address) == TRAINER]
+        assert change.record_only
