@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,24 @@ class KubeProject(Project):
         return self.run(*args, *extra, check=check, timeout=180, env={**self.env, **(env or {})})
 
 
+SPOT_LABEL = "cloud.google.com/gke-spot"
+
+
+def _spot_l4_node(name: str) -> dict[str, Any]:
+    """A GKE spot node with L4s, tainted as GKE taints its spot nodes: the falcon trainer
+    (``resources.spot``) runs only there."""
+    node = _fake_node(name, "nvidia-l4")
+    node["metadata"]["labels"][SPOT_LABEL] = "true"
+    node["spec"] = {"taints": [{"key": SPOT_LABEL, "value": "true", "effect": "NoSchedule"}]}
+    return node
+
+
 @pytest.fixture
-def falcon(tmp_path: Path, kube_cluster: ControlPlane, gcs_server: GcsServer) -> KubeProject:
+def falcon(
+    tmp_path: Path, kube_cluster: ControlPlane, gcs_server: GcsServer
+) -> Iterator[KubeProject]:
+    """The falcon-7b example in a namespace of its own, with a spot L4 node pool of one node
+    (its trainer asks for spot capacity) for the test's duration."""
     ns = kube_cluster.new_namespace("falcon")
     repo, _commit = images_repo(tmp_path)
     shutil.copytree(FALCON, tmp_path / "falcon")
@@ -141,7 +158,13 @@ def falcon(tmp_path: Path, kube_cluster: ControlPlane, gcs_server: GcsServer) ->
         "--artifacts",
         f"gs://{BUCKET}/{ns}",
     ]
-    return project
+    spot = f"kwok-spot-l4-{uuid_suffix(ns)}"
+    status, body = kube_cluster.request("POST", "/api/v1/nodes", _spot_l4_node(spot))
+    assert status == 201, body
+    try:
+        yield project
+    finally:
+        kube_cluster.request("DELETE", f"/api/v1/nodes/{spot}")
 
 
 def _container(obj: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +193,7 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
     cluster = Cluster(kube_cluster, ns)
     plan = falcon.sub("plan", "--out", "plan.json")
     assert "Plan: 6 to add, 0 to change, 0 to destroy." in plan.stdout
+    assert "asks for" not in plan.stdout  # no capacity warning: the spot L4 node is there
     applied = falcon.sub("apply", "plan.json", flags=False)
     assert "Apply complete! Resources: 6 added" in applied.stdout
 
@@ -197,14 +221,24 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
     }
     assert _env(base)["PARAM_NAME"] == "tiiuae/falcon-7b"
 
-    # the trainer: GPUs, node selector, read-only inputs on GCS FUSE, no retries
+    # the trainer: GPUs on spot nodes, 3 retries counted by SUBSTRATUS_ATTEMPT around the
+    # image's train.sh, read-only inputs on GCS FUSE
     trainer = _job(cluster, "falcon-7b-k8s-model-")
     tspec = trainer["spec"]["template"]["spec"]
-    assert trainer["spec"]["backoffLimit"] == 0
+    assert trainer["spec"]["backoffLimit"] == 3 and "podFailurePolicy" in trainer["spec"]
+    command = _container(trainer)["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and command[-1] == "train.sh"
+    assert "SUBSTRATUS_ATTEMPT" in command[2]
     res = _container(trainer)["resources"]
     assert res["requests"]["nvidia.com/gpu"] == "4" and res["limits"]["nvidia.com/gpu"] == "4"
     assert res["requests"]["memory"] == "64Gi"
-    assert tspec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert tspec["nodeSelector"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4",
+        SPOT_LABEL: "true",
+    }
+    assert {"key": SPOT_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"} in (
+        tspec["tolerations"]
+    )
     mounts = _mounts(trainer)
     assert mounts["/content/data"]["readOnly"] and mounts["/content/model"]["readOnly"]
     assert mounts["/content/data"]["subPath"].startswith(f"{ns}/{ns}/datasets/k8s-instructions/")
@@ -213,7 +247,7 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
     assert volumes["data"]["csi"]["volumeAttributes"]["bucketName"] == BUCKET
     assert trainer["spec"]["template"]["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
     pods = [p for p in cluster.items("Pod") if p["metadata"]["name"].startswith("falcon-7b-k8s-mo")]
-    assert pods and pods[0]["spec"]["nodeName"] == "kwok-gpu-0"
+    assert pods and pods[0]["spec"]["nodeName"] == f"kwok-spot-l4-{uuid_suffix(ns)}"
     params = cluster.get("Secret", trainer["metadata"]["name"] + "-params")
     assert params is not None
     text = base64.b64decode(params["data"]["params.json"])

@@ -87,7 +87,7 @@ def test_the_estimate_counts_every_node(tmp_path: Path, monkeypatch: pytest.Monk
     totals1, totals2 = one.estimate_json()["totals"], two.estimate_json()["totals"]
     assert totals2["gpus"]["nvidia-l4"] - totals1["gpus"]["nvidia-l4"] == 4  # 4 more on node 2
     text = render_plan(two)
-    assert "2 nodes × (4 × nvidia-l4, 2 vCPU, 64 GB)   1h 30m   ≈ $7.72" in text
+    assert "2 nodes × (4 × nvidia-l4, 2 vCPU, 64 GB, spot)   1h 30m   ≈ $2.88" in text
     assert re.search(r"\+ trainer\.resources\.nodes +=  ?2  # forces replacement", text)
 
 

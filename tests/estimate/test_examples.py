@@ -122,9 +122,11 @@ def test_falcon_retrain_uses_the_last_successful_run(
 ) -> None:
     plan = _falcon_dataset_changed(tmp_path, monkeypatch)
     trained = by_address(plan)["model.falcon-7b-k8s"]
-    # 1 h 30 min on 4 x L4 + 2 vCPU + 64 GB: 1.5 * (4 * 0.56 + 2 * 0.0316 + 64 * 0.00424)
+    # 1 h 30 min on 4 x L4 + 2 vCPU + 64 GB, all spot (resources.spot):
+    # 1.5 * (4 * 0.22 + 2 * 0.0076 + 64 * 0.00102)
     assert trained["duration_seconds"] == 5400 and trained["duration_source"] == "last_run"
-    assert trained["gpu_hours"] == 6 and trained["cost"] == pytest.approx(3.8618, abs=1e-4)
+    assert trained["spot"] is True
+    assert trained["gpu_hours"] == 6 and trained["cost"] == pytest.approx(1.4407, abs=1e-4)
     server = by_address(plan)["modelserver.falcon-7b-k8s"]
     assert server["action"] == "update" and server["hourly"] == 0 and server["gpus_added"] == 0
     assert plan.estimate_json()["totals"]["jobs_unknown"] == 0

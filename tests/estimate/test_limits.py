@@ -16,9 +16,7 @@ from tests.estimate import scenarios as sc
 from tests.support.engine import Harness
 
 NEW_DATA = ("k8s-instructions.jsonl", "k8s-instructions-v2.jsonl")
-TRAINED = (
-    "    resources:\n      gpu: {type: nvidia-l4, count: 4}\n      memory: 64\n      disk: 100\n"
-)
+TRAINED = "      spot: true\n"  # the last line of the trainer's document
 
 
 def with_lifecycle(text: str, after: str, max_cost: float) -> str:
@@ -37,20 +35,20 @@ def test_a_job_over_its_max_cost_fails_the_plan(
     h = falcon(tmp_path, monkeypatch)
     calls, changed = list(h.runtime.calls), sc.config(h).replace(*NEW_DATA)
     with pytest.raises(DiagnosticError) as err:
-        h.plan(with_lifecycle(changed, TRAINED, 3))
+        h.plan(with_lifecycle(changed, TRAINED, 1))
     [d] = err.value.diagnostics
     assert d.is_error and d.address == "model.falcon-7b-k8s"
     assert d.summary == "model.falcon-7b-k8s would cost more than its lifecycle.maxCost"
-    assert "≈ $3.86 (4 × nvidia-l4, 2 vCPU, 64 GB for 1h 30m, its last run)" in d.detail
-    assert "over its lifecycle.maxCost of $3.00" in d.detail and "Nothing was run." in d.detail
+    assert "≈ $1.44 (4 × nvidia-l4, 2 vCPU, 64 GB, spot for 1h 30m, its last run)" in d.detail
+    assert "over its lifecycle.maxCost of $1.00" in d.detail and "Nothing was run." in d.detail
     assert h.runtime.calls == calls
 
-    plan = h.plan(with_lifecycle(changed, TRAINED, 5))
+    plan = h.plan(with_lifecycle(changed, TRAINED, 2))
     assert not [w for w in plan.warnings if "maxCost" in w.summary]
     row = next(
         e for e in plan.estimate_json()["resources"] if e["address"] == "model.falcon-7b-k8s"
     )
-    assert row["max_cost"] == 5
+    assert row["max_cost"] == 2
 
 
 def test_a_max_cost_without_a_recorded_run_is_a_warning(
@@ -92,12 +90,13 @@ def test_max_cost_names_the_jobs_that_cost_most(
     text = sc.config(h).replace("num_train_epochs: 1", "num_train_epochs: 2")
     plan = h.plan(text, replace=everything)
     total = plan.estimate_json()["totals"]["jobs_cost"]
-    assert total == pytest.approx(3.9048, abs=1e-3)  # 3.8618 + 0.0370 + 0.0032 + 0.0028
+    # the trainer on spot (resources.spot) + the dataset + the base model + the build
+    assert total == pytest.approx(1.4837, abs=1e-3)  # 1.4407 + 0.0370 + 0.0032 + 0.0028
     with pytest.raises(DiagnosticError) as err:
-        h.plan(text, replace=everything, max_cost=2.0)
+        h.plan(text, replace=everything, max_cost=1.0)
     [d] = err.value.diagnostics
     assert d.summary == "The plan would cost more than --max-cost"
-    assert "would cost ≈ $3.90, over --max-cost $2.00" in d.detail
+    assert "would cost ≈ $1.48, over --max-cost $1.00" in d.detail
     listed = [line.split(":")[0].strip() for line in d.detail.splitlines() if ": ≈" in line]
     assert listed == [
         "model.falcon-7b-k8s",
@@ -106,7 +105,7 @@ def test_max_cost_names_the_jobs_that_cost_most(
     ]
     assert "--target" in d.detail and "raise --max-cost" in d.detail
     # Under the limit: the plan is made.
-    assert h.plan(text, replace=everything, max_cost=4.0).estimate_json()["totals"]["jobs"] == 4
+    assert h.plan(text, replace=everything, max_cost=2.0).estimate_json()["totals"]["jobs"] == 4
 
 
 def test_max_cost_counts_only_jobs_of_known_duration(

@@ -22,6 +22,7 @@ from substratus.engine.render import render_plan
 from substratus.engine.spec import GPU_TYPES, Prices
 from tests.estimate import scenarios as sc
 
+SPOT = "      spot: true\n"  # the falcon trainer's resources.spot
 RATES = """\
 kind: Project
 spec:
@@ -74,6 +75,7 @@ def test_project_rates_price_the_falcon_plan(
 ) -> None:
     h = sc.applied(sc.falcon(tmp_path, monkeypatch))
     text = sc.config(h).replace("kind: Project\nspec:\n", RATES, 1)
+    text = text.replace(SPOT, "", 1)  # the trainer at the project's rates, not its own spot
     text = text.replace("k8s-instructions.jsonl", "k8s-instructions-v2.jsonl")
     plan = h.plan(text)
     est = plan.estimate_json()
@@ -98,11 +100,13 @@ def test_project_rates_price_the_falcon_plan(
 def test_a_resource_on_spot_capacity_is_priced_at_spot_rates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``resources.spot`` prices that resource at spot rates while the project's stay on-demand;
-    a changed ``retries`` alone runs (and costs) nothing."""
+    """``resources.spot`` (the falcon trainer's) prices that resource at spot rates while the
+    project's stay on-demand; without it, it is on-demand and a new version (spot is in the
+    digest); a changed ``retries`` alone runs (and costs) nothing."""
     h = sc.applied(sc.falcon(tmp_path, monkeypatch))
     base = sc.config(h)
-    text = base.replace("      disk: 100\n", "      disk: 100\n      spot: true\n", 1)
+    assert base.count(SPOT) == 1 and base.count("  retries: 3\n") == 1
+    text = base.replace("num_train_epochs: 1", "num_train_epochs: 2")
     est = h.plan(text).estimate_json()
     assert est["prices"]["spot"] is False
     rows = {e["address"]: e for e in est["resources"]}
@@ -117,7 +121,15 @@ def test_a_resource_on_spot_capacity_is_priced_at_spot_rates(
     assert "Resources with resources.spot: at spot rates." in est["assumptions"]
     assert "4 × nvidia-l4, 2 vCPU, 64 GB, spot" in render_plan(h.plan(text))
 
-    retried = base.replace("  trainer:\n    baseModel", "  retries: 3\n  trainer:\n    baseModel")
+    on_demand = h.plan(base.replace(SPOT, "")).estimate_json()
+    [row] = [e for e in on_demand["resources"] if e["address"] == "model.falcon-7b-k8s"]
+    assert row["action"] == "replace" and row["spot"] is False
+    assert row["cost"] == pytest.approx(
+        hours * (4 * gpu.on_demand + 2 * cpu.on_demand + 64 * mem.on_demand), abs=1e-4
+    )
+    assert "Resources with resources.spot: at spot rates." not in on_demand["assumptions"]
+
+    retried = base.replace("  retries: 3\n", "  retries: 5\n")
     plan = h.plan(retried)
     runs = {c.address for c in plan.runs()}
     assert runs == set()

@@ -72,14 +72,14 @@ def test_markdown_shows_totals_and_collapses_the_rows(
     assert layout_problems(text) == []
     section = text[text.index("### Estimate") : text.index("\n---\n")]
     assert section.startswith(
-        "### Estimate\n\n**≈ \\$3.86 for the jobs (6 GPU-hours), no change in what the servers "
+        "### Estimate\n\n**≈ \\$1.44 for the jobs (6 GPU-hours), no change in what the servers "
         "cost per hour** — an estimate, not a quote, at on-demand prices (Google Cloud list "
         "prices, us-central1, as of 2026-11-28)."
     )
     assert "<details><summary>Per resource (3) and assumptions</summary>" in section
     assert (
-        "| `-/+` | `model.falcon-7b-k8s` | 4 × nvidia-l4, 2 vCPU, 64 GB | 1h 30m | ≈ \\$3.86 |"
-        in section
+        "| `-/+` | `model.falcon-7b-k8s` | 4 × nvidia-l4, 2 vCPU, 64 GB, spot | 1h 30m "
+        "| ≈ \\$1.44 |" in section
     )
     assert "- Jobs: each as long as its last successful run" in section
 
