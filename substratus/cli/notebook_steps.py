@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from substratus.cli import signals
 from substratus.cli.console import confirm, plan_color, print_plan
 from substratus.cli.locking import locked
 from substratus.cli.options import RunOptions
@@ -195,8 +194,15 @@ def _local_dir(cfg: Config, addr: Address) -> Path | None:
 
 
 def _wait_for_quit(stop: threading.Event) -> None:
-    """Until ``q`` + Enter on stdin, Ctrl-C or SIGTERM."""
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    """Until ``q`` + Enter on stdin, Ctrl-C or SIGTERM; the command then goes on (to suspend
+    the notebook). While it waits, Ctrl-C and SIGTERM only set ``stop``: an exception raised
+    inside ``Event.wait`` can leave its lock released twice (CPython 3.11: "release unlocked
+    lock")."""
+
+    def quit_(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, quit_) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def read() -> None:
         for line in sys.stdin:
@@ -204,13 +210,13 @@ def _wait_for_quit(stop: threading.Event) -> None:
                 stop.set()
                 return
 
-    threading.Thread(target=read, daemon=True).start()
     try:
+        threading.Thread(target=read, daemon=True).start()
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        signals.settle()  # Ctrl-C ends the session, and the command goes on to suspend it
-        stop.set()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,28 +67,50 @@ def _inside(path: Path, directory: Path) -> bool:
     return inner != outer and inner.is_relative_to(outer)
 
 
+# A ``kind`` key anywhere in a file (block or flow style): every substratus document has one.
+_KIND_KEY = re.compile(rb"""(?m)(^|[{,])[ \t]*["']?kind["']?[ \t]*:""")
+# A line with content: not blank, not a comment, not a document marker.
+_CONTENT = re.compile(rb"(?m)^(?![ \t]*(#|---|\.\.\.|$))")
+
+
+def _foreign(path: Path) -> bool:
+    """Whether ``path`` (found in a directory) is not a substratus configuration: content but
+    no ``kind`` key anywhere in it — a docker-compose file, a CI workflow, an environment file
+    beside the code. An empty file (or only comments) is an empty configuration; unreadable
+    files are left to the loader to report."""
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return False
+    return _KIND_KEY.search(text) is None and _CONTENT.search(text) is not None
+
+
 def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
     """The configuration files of ``paths`` (a directory: its ``*.yaml``/``*.yml``, not hidden
-    ones). A directory without any is an error, unless another path lies inside it: it is then
-    only the configuration's root (the notebooks ``substratus notebook -d`` wrote under its
-    ``.substratus/`` in a directory that holds no configuration of its own)."""
+    ones, without those that are not substratus files — no ``kind`` key anywhere: each is a
+    warning naming it; a file given by itself is always read). A directory without any is an
+    error, unless another path lies inside it: it is then only the configuration's root (the
+    notebooks ``substratus notebook -d`` wrote under its ``.substratus/`` in a directory that
+    holds no configuration of its own)."""
     files: list[Path] = []
     diags: list[Diagnostic] = []
     given = [Path(raw) for raw in paths or ["."]]
     for raw in paths or ["."]:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(
-                c
-                for c in p.iterdir()
-                if c.suffix in {".yaml", ".yml"} and c.is_file() and not c.name.startswith(".")
-            )
+            found: list[Path] = []
+            skipped: list[Path] = []
+            for c in sorted(p.iterdir()):
+                if c.suffix in {".yaml", ".yml"} and c.is_file() and not c.name.startswith("."):
+                    (skipped if _foreign(c) else found).append(c)
+            diags.extend(_skipped(c) for c in skipped)
             if not found and not any(_inside(o, p) for o in given):
+                others = f" ({len(skipped)} skipped: no kind)" if skipped else ""
                 diags.append(
                     Diagnostic.error(
                         "No configuration files",
-                        f"The directory {raw} has no *.yaml or *.yml files. Point -f at a file "
-                        "or a directory that holds your resources.",
+                        f"The directory {raw} has no substratus *.yaml or *.yml files{others}. "
+                        "Point -f at a file or a directory that holds your resources.",
                     )
                 )
             files.extend(found)
@@ -102,6 +125,16 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[Diagnostic]]:
             )
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, diags
+
+
+def _skipped(path: Path) -> Diagnostic:
+    return Diagnostic.warning(
+        f"{display_path(path)} is not a substratus configuration: skipped",
+        "No document in it has a kind (Dataset, Model, ModelServer, Notebook, Project). Add the "
+        "kind if it is one; otherwise this warning goes when the file moves out of the "
+        "directory, or when -f names the configuration files themselves.",
+        source=Location(display_path(path), 1),
+    )
 
 
 def config_root(paths: list[str]) -> Path:

@@ -188,27 +188,33 @@ def without_jupyter(project: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 def test_a_directory_without_configuration_is_a_jupyter_notebook(tmp_path: Path) -> None:
-    code = tmp_path / "code"  # no configuration, no notebook.sh: just code
+    code = tmp_path / "code"  # no configuration, no notebook.sh: just code (and its YAML)
     code.mkdir()
     (code / "train.py").write_text("print('training')\n")
+    (code / "docker-compose.yaml").write_text("services:\n  web: {image: nginx}\n")
     try:
         proc, url = session(code, "-d", ".")
         base, _, token = url.partition("/?token=")
         wait_for(lambda: get(f"{base}/api?token={token}")[0] == 200, "Jupyter's /api", 60)
         status, listing = get(f"{base}/api/contents?token={token}")
         assert status == 200
-        assert [i["name"] for i in listing["content"]] == ["train.py"]  # the directory itself
+        names = sorted(i["name"] for i in listing["content"])
+        assert names == ["docker-compose.yaml", "train.py"]  # the directory itself
         assert get(f"{base}/api/contents?token=wrong")[0] == 403  # its token is required
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
         assert "Suspended notebook.code" in out
+        assert "unexpected" not in out and "Traceback" not in out
         assert leftovers(tmp_path) == []  # Jupyter was stopped
         assert not _answers(base)
         state = json.loads(cli(code, "state", "pull").stdout)["resources"]
         assert state["notebook.code"]["outputs"]["suspended"] is True
         assert (code / ".substratus" / "state" / "default.json").is_file()  # the local default
-        assert "No changes." in cli(code, "plan", "--detailed-exitcode").stdout
+        planned = cli(code, "plan", "--detailed-exitcode")
+        assert "No changes." in planned.stdout
+        said = planned.stdout + planned.stderr
+        assert "docker-compose.yaml is not a substratus configuration: skipped" in said
 
         proc, url = session(code, "-d", ".")  # the same command resumes it
         base, _, token = url.partition("/?token=")

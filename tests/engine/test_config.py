@@ -76,7 +76,7 @@ def test_every_error_is_reported_at_once_with_lines(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("a: [1\n", "c.yaml:2 Malformed YAML"),
+        ("kind: Dataset\na: [1\n", "c.yaml:3 Malformed YAML"),
         ("kind: Model\nname: a\nname: b\n", "c.yaml:3, name Duplicate key 'name'"),
         (
             "kind: Model\nname: a\nspec: {url: 'file:///x'}\n---\n"
@@ -172,6 +172,48 @@ def test_an_empty_directory_is_only_the_root_of_a_file_inside_it(tmp_path: Path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DiagnosticError, match="No configuration files"):
         load_config([str(tmp_path / "empty"), str(beside / "c.yaml")])
+
+
+COMPOSE = "services:\n  web:\n    image: nginx\n"
+WORKFLOW = "on: [push]\njobs:\n  test:\n    runs-on: ubuntu-latest\n"
+
+
+def test_yaml_beside_the_configuration_that_is_not_substratus_is_skipped_and_named(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "docker-compose.yaml").write_text(COMPOSE)
+    (tmp_path / "ci.yml").write_text(WORKFLOW)
+    (tmp_path / "flow.yaml").write_text("{kind: Model, name: m, spec: {url: 'file:///x'}}\n")
+    cfg = load_config([str(tmp_path)])
+    assert [str(a) for a in cfg.resources] == ["model.m"]  # flow style has a kind: read
+    assert [f.rsplit("/", 1)[-1] for f in cfg.files] == ["flow.yaml"]
+    said = sorted(d.summary.rsplit("/", 1)[-1] for d in cfg.warnings)
+    assert said == [
+        "ci.yml is not a substratus configuration: skipped",
+        "docker-compose.yaml is not a substratus configuration: skipped",
+    ]
+    # the same file named by itself is read, and its mistakes are errors as ever
+    with pytest.raises(DiagnosticError, match="Unknown field 'services'"):
+        load_config([str(tmp_path / "docker-compose.yaml")])
+
+
+def test_a_directory_of_only_foreign_yaml_has_no_configuration(tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.yaml").write_text(COMPOSE)
+    with pytest.raises(DiagnosticError, match=r"No configuration files") as caught:
+        load_config([str(tmp_path)])
+    assert "1 skipped: no kind" in str(caught.value.diagnostics[-1].detail)
+
+
+def test_an_empty_file_is_an_empty_configuration_not_a_foreign_one(tmp_path: Path) -> None:
+    (tmp_path / "substratus.yaml").write_text("# nothing yet\n---\n")
+    cfg = load_config([str(tmp_path)])
+    assert cfg.resources == {} and cfg.warnings == []
+
+
+def test_a_wrong_kind_is_still_an_error_not_a_skip(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("kind: Dataste\nname: d\nspec: {}\n")
+    with pytest.raises(DiagnosticError, match="kind"):
+        load_config([str(tmp_path)])
 
 
 def test_identical_sources_share_one_build(tmp_path: Path) -> None:
