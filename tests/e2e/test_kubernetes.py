@@ -361,6 +361,59 @@ def tiny_project(
     return project, Cluster(plane, ns)
 
 
+def test_a_notebook_pod_deleted_while_it_starts_is_created_again(
+    tmp_path: Path, kube_cluster: ControlPlane
+) -> None:
+    """The notebook's pod waits for a T4 node (none yet); deleted meanwhile — as when its node
+    goes away — it is created again, and apply finishes once a T4 node comes."""
+    project, cluster = tiny_project(tmp_path, kube_cluster, gpu="nvidia-t4")
+    project.edit(
+        "substratus.yaml",
+        "container: {image: notebook:1}",
+        "container: {image: notebook:1}\n  resources: {gpu: {type: nvidia-t4, count: 1}}",
+    )
+    proc = project.popen(
+        "apply",
+        "--auto-approve",
+        "--json",
+        "--target",
+        "notebook.lab",
+        *project.flags,
+        env=project.env,
+    )
+    node = node_manifest(
+        f"kwok-nb-t4-{uuid_suffix(cluster.ns)}",
+        {"type": "kwok", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+        gpus=1,
+    )
+    try:
+        first = wait_for(lambda: cluster.get("Pod", "lab-notebook"), "the notebook pod", 120)
+        status, body = kube_cluster.request("DELETE", cluster.path("Pod", "lab-notebook"))
+        assert status == 200, body
+
+        def again() -> dict[str, Any] | None:
+            pod = cluster.get("Pod", "lab-notebook")
+            fresh = pod is not None and pod["metadata"]["uid"] != first["metadata"]["uid"]
+            return pod if fresh else None
+
+        second = wait_for(again, "the notebook pod created again", 120)
+        status, body = kube_cluster.request("POST", "/api/v1/nodes", node)
+        assert status == 201, body
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        events = [json.loads(line) for line in out.splitlines()]
+        said = [e.get("message", "") for e in events if e["type"] == "apply_phase"]
+        assert "pod lab-notebook was deleted while it started; creating it again" in said, said
+        ready = cluster.get("Pod", "lab-notebook")
+        assert ready is not None and ready["metadata"]["uid"] == second["metadata"]["uid"]
+        assert "No changes." in project.sub("plan", "--target", "notebook.lab").stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kube_cluster.request("DELETE", f"/api/v1/nodes/{node['metadata']['name']}")
+
+
 def test_drift_is_found_on_managed_fields_and_repaired(
     tmp_path: Path, kube_cluster: ControlPlane
 ) -> None:

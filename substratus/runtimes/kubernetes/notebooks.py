@@ -10,7 +10,10 @@ someone else made is never the notebook's token or params. Then:
   a requested replacement (``recreate``), of another run — or one that ended is deleted first
   (only that pod: uid precondition);
 - the Service is applied and ``start`` waits until the pod is Ready (``servers.Clock``; the
-  answer to the pod's write is the first observation).
+  answer to the pod's write is the first observation). A pod that is gone before it is Ready —
+  its node went away (a spot node reclaimed, a node deleted) or it was evicted: nothing else
+  makes a bare pod again — is created again, up to ``RECREATE`` times; one replaced by
+  another pod of that name fails the start.
 
 ``suspend`` deletes the pod when it is the state's and keeps everything else. ``token`` reads
 the notebook's token for ``substratus notebook``: only from the Secret apply made — the uid it
@@ -32,6 +35,8 @@ from substratus.runtimes.kubernetes import pods as podinfo
 from substratus.runtimes.kubernetes.cluster import Cluster
 from substratus.runtimes.kubernetes.servers import Clock
 from substratus.runtimes.kubernetes.waits import Ref, Timing, delete_and_wait
+
+RECREATE = 3  # times a notebook pod deleted while it started is created again
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
@@ -116,9 +121,19 @@ def start(
         ctx, timing, f"notebook pod {ns}/{name}", "The notebook's pod was replaced by this one."
     )
     current: dict[str, Any] | None = applied  # the write's answer is the first observation
+    recreated = 0
     while True:
+        if current is None and recreated < RECREATE:  # its node went away, or it was evicted
+            recreated += 1
+            ctx.phase(f"pod {name} was deleted while it started; creating it again")
+            applied = current = guard.put(cluster, pod, None, owner, address, recorded)
         if current is None or current["metadata"].get("uid") != applied["metadata"]["uid"]:
-            raise Failure(f"pod {ns}/{name} was deleted while it started")
+            raise Failure(
+                f"pod {ns}/{name} was deleted while it started"
+                + (f" ({recreated + 1} times)" if current is None else ", and replaced"),
+                "Something deletes the notebook's pods (a node that goes away, an eviction, "
+                "another controller): look at the namespace's events, then apply again.",
+            )
         if _ready(current):
             return current, svc, token
         if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
