@@ -239,11 +239,16 @@ class FakeKubelet:
 
 @contextmanager
 def t4_node(
-    plane: ControlPlane, ns: str, script: Script, log: str | None = None
+    plane: ControlPlane,
+    ns: str,
+    script: Script,
+    log: str | None = None,
+    kind: type[FakeKubelet] = FakeKubelet,
 ) -> Iterator[FakeKubelet]:
-    """A T4 node for the test of namespace ``ns``, deleted afterwards (a node without a kubelet
-    heartbeat would be tainted unreachable by the node lifecycle controller after ~40 s)."""
-    kubelet = FakeKubelet(plane, f"manual-t4-{uuid_suffix(ns)}", script, log)
+    """A T4 node for the test of namespace ``ns`` whose kubelet the test plays (``kind``),
+    deleted afterwards (a node without a kubelet heartbeat would be tainted unreachable by the
+    node lifecycle controller after ~40 s)."""
+    kubelet = kind(plane, f"manual-t4-{uuid_suffix(ns)}", script, log)
     kubelet.start()
     try:
         yield kubelet

@@ -12,12 +12,11 @@ the API server added), then removes it. Attempts are counted as the pods the nod
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_kubernetes import Cluster, KubeProject, tiny_project, uuid_suffix
+from tests.e2e.test_kubernetes import Cluster, KubeProject, tiny_project
 from tests.e2e.test_kubernetes_failures import (
     FakeKubelet,
     Script,
@@ -27,6 +26,7 @@ from tests.e2e.test_kubernetes_failures import (
     exits,
     succeeded,
 )
+from tests.e2e.test_kubernetes_failures import t4_node as manual_t4_node
 from tests.support.kube import ControlPlane
 from tests.support.waiting import wait_for
 
@@ -76,15 +76,9 @@ def in_turn(*scripts: Script) -> Script:
     return script
 
 
-@contextmanager
-def t4_node(plane: ControlPlane, ns: str, script: Script) -> Iterator[EvictingKubelet]:
-    kubelet = EvictingKubelet(plane, f"retry-t4-{uuid_suffix(ns)}", script)
-    kubelet.start()
-    try:
-        yield kubelet
-    finally:
-        kubelet.stop()
-    assert kubelet.errors == [], kubelet.errors
+def t4_node(plane: ControlPlane, ns: str, script: Script) -> AbstractContextManager[FakeKubelet]:
+    """A T4 node whose kubelet stops evicted pods (``EvictingKubelet``)."""
+    return manual_t4_node(plane, ns, script, kind=EvictingKubelet)
 
 
 def _project(tmp_path: Path, plane: ControlPlane, retries: int) -> tuple[KubeProject, Cluster]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from tests.e2e.conftest import Project, kill_leftovers
 from tests.e2e.counting import state
+from tests.support.waiting import wait_for
 
 # Attempt n < fail_until writes the checkpoint "n" and exits 3 (held first, with a ``gate``
 # param, until that file exists); a later attempt needs the checkpoint of the one before and
@@ -83,16 +83,6 @@ def _starts() -> list[str]:
 
 def _last_run(p: Project) -> dict[str, Any]:
     return dict(state(p.dir)["resources"]["dataset.data"]["last_run"])
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Until ``predicate()`` holds (checked every 50 ms); a bound for a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_a_failed_attempt_starts_again_and_resumes_from_its_checkpoint(retrying: Project) -> None:
@@ -163,11 +153,11 @@ def test_kill_9_of_the_cli_leaves_the_retrying_job_going_and_the_next_apply_adop
     gate = tmp_path / "release"
     _configure(p, retries=2, fail_until=2, gate=gate)
     proc = p.popen("apply", "--auto-approve")
-    _wait_for(lambda: _starts() == ["data:1"])
+    wait_for(lambda: _starts() == ["data:1"], "attempt 1 to start")
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI dies; the supervisor goes on
     proc.wait(timeout=60)
     gate.touch()  # attempt 1 fails now, and attempt 2 starts without any CLI
-    _wait_for(lambda: _starts() == ["data:1", "data:2"])
+    wait_for(lambda: _starts() == ["data:1", "data:2"], "attempt 2 to start")
     out = p.run("apply", "--auto-approve")
     assert "interrupted" in out.stdout
     assert _starts() == ["data:1", "data:2"]  # adopted: neither run nor attempt again
