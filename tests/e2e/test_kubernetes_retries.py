@@ -12,6 +12,7 @@ the API server added), then removes it. Attempts are counted as the pods the nod
 from __future__ import annotations
 
 import json
+import subprocess
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,56 @@ def test_a_run_on_two_nodes_is_retried_as_one(tmp_path: Path, kube_cluster: Cont
         run = _last_run(project)
         assert run["outcome"] == "failed" and run["attempts"] == 2
         assert [a["attempt"] for a in run["failed_attempts"]] == [1, 2]
+
+
+def _set_status(plane: ControlPlane, pod: dict[str, Any], status: Status) -> None:
+    """Write ``status`` on ``pod`` as its kubelet would."""
+    meta = pod["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+    code, body = plane.request(
+        "PATCH", path, {"status": status}, content_type="application/merge-patch+json"
+    )
+    assert code == 200, body
+
+
+def test_logs_follow_a_job_across_its_attempts(tmp_path: Path, kube_cluster: ControlPlane) -> None:
+    """`logs --follow` started during attempt 1 goes on to the pod of attempt 2 and ends with
+    the Job: every line of both pods, each prefixed with its pod."""
+    project, cluster = _project(tmp_path, kube_cluster, retries=1)
+    log = "hello from the trainer\n"
+    with manual_t4_node(kube_cluster, cluster.ns, running, log, kind=EvictingKubelet) as node:
+        apply = project.popen(
+            "apply", "--auto-approve", "--target", "model.tiny", *project.flags, env=project.env
+        )
+
+        def running_pods() -> list[dict[str, Any]]:
+            pods = _trainer_pods(cluster)
+            return [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+
+        try:
+            [first] = wait_for(running_pods, "attempt 1's pod running", timeout=120)
+            follow = project.popen("logs", "model.tiny", "--follow", env=project.env)
+            wait_for(lambda: node.log_requests, "logs --follow to read attempt 1's log")
+            failed = exits(3)(first)
+            assert failed is not None
+            _set_status(kube_cluster, first, failed)  # attempt 1 fails
+            name = first["metadata"]["name"]
+
+            def second_running() -> list[dict[str, Any]]:
+                return [p for p in running_pods() if p["metadata"]["name"] != name]
+
+            [second] = wait_for(second_running, "attempt 2's pod running", timeout=120)
+            _set_status(kube_cluster, second, succeeded(second))
+            out, err = apply.communicate(timeout=180)
+            assert apply.returncode == 0, out + err
+            lines, err = follow.communicate(timeout=120)  # ends with the Job
+            assert follow.returncode == 0, err
+            pods = [first["metadata"]["name"], second["metadata"]["name"]]
+            assert sorted(lines.splitlines()) == sorted(
+                f"[{pod}] hello from the trainer" for pod in pods
+            )
+        finally:
+            for proc in (apply, locals().get("follow")):
+                if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()

@@ -15,7 +15,11 @@ Without ``follow`` each pod's log is read as it is (``tailLines`` when ``tail``)
 every stream has ended: a kubelet ends one when its container terminates; a stream whose pod
 is gone or whose container has terminated (polled every ``poll`` seconds) is also closed
 after ``grace`` seconds, so a node that keeps a finished container's stream open (kwok does)
-does not keep it open forever. A container that has not started yet is waited for.
+does not keep it open forever. A container that has not started yet is waited for. A Job's
+run is followed until the Job has ended: the pod of a new attempt (``spec.retries``) is
+listed as it comes and followed from its first line (the lines of a job that retries are
+prefixed from the start). A run on more than one node retried as one is a new Job: following
+ends with the failed one's.
 
 It imports no ``kubernetes`` module: it makes its requests with the connected client of
 ``Cluster.api()``. Nothing to read raises ``NoLog``; other errors are ``Failure``s.
@@ -30,7 +34,7 @@ import queue
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from substratus.engine import kinds
@@ -39,6 +43,7 @@ from substratus.engine.runtime import LogRequest, NoLog
 from substratus.runtimes.kubernetes import indexed, names
 from substratus.runtimes.kubernetes.board import JOB_NAME_LABEL
 from substratus.runtimes.kubernetes.cluster import RBAC_HINT, Cluster
+from substratus.runtimes.kubernetes.jobs import state as job_state
 from substratus.runtimes.kubernetes.manifests import CONTAINER_NAMES
 
 CONNECT_TIMEOUT = 10.0
@@ -94,9 +99,26 @@ class KubeLogs:
                 + ("Use --follow to wait for them." if request.running else "Apply it again.")
             )
         container = CONTAINER_NAMES[request.kind]
-        if request.follow:
-            return self._follow(namespace, pods, tags, container, request.tail, cancelled)
-        return self._read(namespace, pods, tags, container, request.tail)
+        if not request.follow:
+            return self._read(namespace, pods, tags, container, request.tail)
+        job = self._job_of(request)
+        more = _More(self, request, namespace, job) if job is not None else None
+        retrying = more is not None and kinds.retries(request.kind, request.spec) > 0
+        tail = request.tail
+        return self._follow(
+            namespace, pods, tags, container, tail, cancelled, more, len(pods) > 1 or retrying
+        )
+
+    def _job_of(self, request: LogRequest) -> str | None:
+        """The Job of a build's, loader's or trainer's run (None for servers and notebooks)."""
+        if kinds.workload(request.kind, request.spec) not in (
+            kinds.Workload.BUILD,
+            kinds.Workload.JOB,
+        ):
+            return None
+        nodes = kinds.nodes(request.kind, request.spec)
+        named = names.job_name(request.kind, request.name, request.version, nodes)
+        return str(request.outputs.get("job") or named)
 
     # -- which pods ----------------------------------------------------------------------------
 
@@ -104,10 +126,8 @@ class KubeLogs:
         kind, outputs = request.kind, request.outputs
         namespace = str(outputs.get("namespace") or request.namespace)
         work = kinds.workload(kind, request.spec)
-        if work in (kinds.Workload.BUILD, kinds.Workload.JOB):
-            nodes = kinds.nodes(kind, request.spec)
-            named = names.job_name(kind, request.name, request.version, nodes)
-            job = str(outputs.get("job") or named)
+        job = self._job_of(request)
+        if job is not None:
             return self.cluster.list("Pod", namespace, f"{JOB_NAME_LABEL}={job}")
         if outputs.get("suspended") is True or outputs.get("replicas") == 0:
             raise NoLog(
@@ -202,15 +222,22 @@ class KubeLogs:
         container: str,
         tail: int | None,
         cancelled: threading.Event,
+        more: _More | None = None,
+        prefix: bool = False,
     ) -> Iterator[str]:
         items: queue.Queue[Item] = queue.Queue()
         streams: dict[str, Any] = {}
         stop = threading.Event()
-        for pod in pods:
-            args = (namespace, pod, container, tail, items, streams, stop)
+
+        def start(pod: str, pod_tail: int | None) -> None:
+            args = (namespace, pod, container, pod_tail, items, streams, stop)
             threading.Thread(target=self._pump, args=args, daemon=True).start()
+
+        for pod in pods:
+            start(pod, tail)
+        followed = _Followed(set(pods), dict(tags), prefix, more, start)
         try:
-            yield from self._merge(namespace, pods, tags, container, items, streams, cancelled)
+            yield from self._merge(namespace, followed, container, items, streams, cancelled)
         finally:
             stop.set()
             for resp in list(streams.values()):
@@ -219,18 +246,18 @@ class KubeLogs:
     def _merge(
         self,
         namespace: str,
-        pods: list[str],
-        tags: Mapping[str, str],
+        followed: _Followed,
         container: str,
         items: queue.Queue[Item],
         streams: dict[str, Any],
         cancelled: threading.Event,
     ) -> Iterator[str]:
-        """The lines of every stream as they arrive, until each has ended; a stream whose
-        container ended is closed ``grace`` seconds later."""
-        open_, ended = set(pods), dict[str, float]()
-        prefix, check = len(pods) > 1, 0.0
-        while open_ and not cancelled.is_set():
+        """The lines of every stream as they arrive, until each has ended — and, for a Job's
+        run, until the Job has ended too (a pod that replaces a failed one is followed from its
+        first line); a stream whose container ended is closed ``grace`` seconds later."""
+        open_, ended, tags = followed.open, dict[str, float](), followed.tags
+        check = 0.0
+        while (open_ or followed.going) and not cancelled.is_set():
             with contextlib.suppress(queue.Empty):
                 pod, item = items.get(timeout=self.poll)
                 if isinstance(item, Exception):
@@ -238,11 +265,12 @@ class KubeLogs:
                 if item is None:
                     open_.discard(pod)
                 else:
-                    yield f"[{tags[pod]}] {item}" if prefix else item
+                    yield f"[{tags[pod]}] {item}" if followed.prefix else item
             now = time.monotonic()
             if now < check:
                 continue
             check = now + self.poll
+            followed.look()
             for pod in sorted(open_):
                 if pod in ended:
                     if now - ended[pod] > self.grace:
@@ -296,6 +324,54 @@ class KubeLogs:
                         return None
             stop.wait(self.poll)
         return None
+
+
+class _More:
+    """The pods of a Job's run as it goes on (a failed attempt's pod is replaced), and whether
+    the Job still runs (a Job that is gone has ended)."""
+
+    def __init__(self, logs: KubeLogs, request: LogRequest, namespace: str, job: str) -> None:
+        self.logs, self.request, self.namespace, self.job = logs, request, namespace, job
+
+    def pods(self) -> list[dict[str, Any]]:
+        return sorted(self.logs._pods(self.request), key=_created)
+
+    def running(self) -> bool:
+        found = self.logs.cluster.get("Job", self.namespace, self.job)
+        return found is not None and job_state(found) == "running"
+
+
+class _Followed:
+    """What ``_merge`` follows: the open streams, each pod's prefix, and — for a Job's run —
+    the pods that come (``look``: started from their first line) while the Job runs."""
+
+    def __init__(
+        self,
+        open_: set[str],
+        tags: dict[str, str],
+        prefix: bool,
+        more: _More | None,
+        start: Callable[[str, int | None], None],
+    ) -> None:
+        self.open, self.tags, self.prefix, self.more, self.start = open_, tags, prefix, more, start
+        self.seen = set(open_)
+        self.going = more is not None and more.running()
+
+    def look(self) -> None:
+        if self.more is None:
+            return
+        self.going = self.more.running()
+        found = self.more.pods()
+        new = [p for p in found if str(p["metadata"]["name"]) not in self.seen]
+        if not new:
+            return
+        self.tags.update(_tags(found))
+        self.prefix = self.prefix or len(found) > 1
+        for pod in new:
+            name = str(pod["metadata"]["name"])
+            self.seen.add(name)
+            self.open.add(name)
+            self.start(name, None)
 
 
 def _lines(resp: Any) -> Iterator[str]:
