@@ -4,9 +4,10 @@ A job run makes one version (``RunRequest.version``): a run directory (``workdir
 partial output directory in the artifact store and a final version directory (for a remote
 store, in its local mirror). ``apply`` of the version an interrupted apply started
 (``RunRequest.intent``) adopts it when it is complete in the store, publishes it when it
-completed only locally, or waits for the supervisor still running it; otherwise it starts a
-supervisor (``supervise.py``) under the run's ``flock`` and publishes its output when it
-succeeds. Inputs
+completed only locally, or waits for the supervisor still running it; otherwise it takes the
+run's ``flock`` and hands the run to the job host (``host.py``, through ``launcher``), which
+supervises it holding that lock (``supervise.py``), and publishes its output when it succeeds;
+the run's end is its lock let go (``runlock``). Inputs
 are resolved by their own URL (``input_dir``: a gs:// version is fetched first). It raises
 ``Detached`` when cancelled (the job goes on) and ``Failure`` with the log tail when the job
 fails — its message ends with the reason the supervisor recorded (a full disk: "No space left on
@@ -14,8 +15,9 @@ device", naming the file system) or, when the supervisor recorded nothing, a ful
 now; a job that cannot be started (its run directory not prepared) is a ``Failure`` naming
 the OS error. ``delete`` and ``remove_version`` stop what runs and remove the run directories
 and versions they are given — those a state created — and nothing else. Refresh reads
-``status``. A job on ``resources.nodes`` N above 1 is one supervisor running N ranks
-(``ranks.py``); stopping a run stops its ranks too, even those a killed supervisor left.
+``status``. A job on ``resources.nodes`` N above 1 is one supervisor process running N ranks
+(``ranks.py``); stopping a run (``stop_run``) stops its ranks too, even those a killed
+supervisor left, and never the job host, which other runs share.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from substratus.engine import kinds
 from substratus.engine.attempts import FailedAttempt
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, RunContext, RunRequest
-from substratus.runtimes.local import attempts, launcher, ranks
+from substratus.runtimes.local import attempts, launcher, ranks, runlock
 from substratus.runtimes.local.artifacts import ArtifactStore, input_dir
 from substratus.runtimes.local.files import disk_full, log_tail, read_json, remove_tree
-from substratus.runtimes.local.process import ExitWatch, ProcessRef, stop
+from substratus.runtimes.local.process import ProcessRef, stop
 from substratus.runtimes.local.workdir import RunFiles, Workdir
 from substratus.runtimes.local.workload import (
     prepare_content,
@@ -61,9 +63,37 @@ class JobNames:
 
 
 def supervisor_of(run: RunFiles) -> ProcessRef | None:
-    """The live supervisor of a run, if any."""
-    ref = ProcessRef.from_json(read_json(run.supervisor))
-    return ref if ref is not None and ref.alive() else None
+    """The live supervisor of a run, if any. The job host (``host.py``) outlives the runs it
+    supervises: one of its runs is live while the run's lock is held (``runlock``)."""
+    data = read_json(run.supervisor)
+    ref = ProcessRef.from_json(data)
+    if ref is None or not ref.alive():
+        return None
+    if data and data.get("host") and not runlock.held(run.lock):
+        return None
+    return ref
+
+
+def stop_run(run: RunFiles, grace: float = 10.0) -> None:
+    """Stop what runs in a run directory: its supervisor with its command (a run the job host
+    supervises: asked through ``RunFiles.stop``, its command stopped, and its lock waited for,
+    never the host), and any rank a killed supervisor left."""
+    data = read_json(run.supervisor)
+    supervisor = ProcessRef.from_json(data)
+    if data and data.get("host"):
+        if runlock.held(run.lock):
+            with contextlib.suppress(OSError):
+                run.stop.touch()  # before the command is read: a retry sees it
+            child = ProcessRef.from_json(read_json(run.child))
+            if child is not None:
+                stop(child, grace)
+            runlock.LockWatch(run.lock).wait(grace + 5.0)
+    elif supervisor is not None:
+        stop(supervisor, grace)
+    child = ProcessRef.from_json(read_json(run.child))
+    if child is not None:
+        stop(child, grace)
+    ranks.stop_ranks(run)
 
 
 def exit_code_of(run: RunFiles) -> int | None:
@@ -189,26 +219,26 @@ class Jobs:
             time.sleep(self.poll)
 
     def _wait(self, request: RunRequest, ref: ProcessRef, ctx: RunContext, run: RunFiles) -> None:
-        """Wait for the supervisor to end: woken by its exit (``ExitWatch``), checking for
-        cancellation and the timeout, and reporting failed attempts, every ``poll`` seconds
-        meanwhile."""
+        """Wait for the run to end: woken when its supervisor lets go of its lock
+        (``runlock.LockWatch``), checking for cancellation and the timeout, and reporting
+        failed attempts, every ``poll`` seconds meanwhile."""
         ctx.phase(f"running (pid {ref.pid})")
         deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
         seen = 0
-        with ExitWatch(ref) as watch:
-            while True:
-                failed = _report_attempts(run, ctx)
-                if failed > seen:
-                    seen = failed
-                    ctx.phase(f"running (pid {ref.pid}), attempt {failed + 1}")
-                if ctx.cancelled.is_set():
-                    raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    stop(ref)
-                    raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
-                if watch.wait(self.poll if left is None else min(self.poll, left)):
-                    return
+        watch = runlock.LockWatch(run.lock)
+        while True:
+            failed = _report_attempts(run, ctx)
+            if failed > seen:
+                seen = failed
+                ctx.phase(f"running (pid {ref.pid}), attempt {failed + 1}")
+            if ctx.cancelled.is_set():
+                raise Detached(f"the job goes on as pid {ref.pid}; the next apply adopts it")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                stop_run(run)
+                raise Failure(f"{request.kind} job did not finish within {ctx.timeout:g} s")
+            if watch.wait(self.poll if left is None else min(self.poll, left)):
+                return
 
     def _inputs(self, request: RunRequest) -> tuple[Path, list[str], dict[str, Path]]:
         spec = request.spec
@@ -245,8 +275,8 @@ class Jobs:
         return [f"{k}={v}" for k, v in labels.items()]
 
     def _start(self, request: RunRequest, names: JobNames) -> ProcessRef | _Locked | None:
-        """Start a supervisor under the run's lock (through the fork server, ``launcher``):
-        its ref; ``LOCKED`` when another process holds the lock (or the fork server was lost
+        """Start a supervisor under the run's lock (the job host, through ``launcher``): its
+        ref; ``LOCKED`` when another process holds the lock (or the job host was lost
         before it answered); None when the run completed meanwhile."""
         context, command, links = self._inputs(request)
         run = names.run
@@ -262,7 +292,7 @@ class Jobs:
             except BlockingIOError:
                 return LOCKED
             if names.final.is_dir():  # completed since ``apply`` looked: by the supervisor
-                return None  # another process started, or one a lost fork server started
+                return None  # another process started, or one a lost job host started
             self._prepare(request, names, links, fresh)
             env, unset = supervisor_env(
                 workload_env(
@@ -302,7 +332,7 @@ class Jobs:
             if orphan is not None:  # the command of a supervisor that was killed
                 stop(orphan)
             ranks.stop_ranks(run)  # and its other ranks, on more than one node
-            for stale in (run.exit_code, run.supervisor, run.child, run.attempts):
+            for stale in (run.exit_code, run.supervisor, run.child, run.attempts, run.stop):
                 stale.unlink(missing_ok=True)
             ranks.ranks_file(run).unlink(missing_ok=True)
         remove_tree(names.partial)
@@ -327,12 +357,6 @@ class Jobs:
         ended = f"{ended[:-1]}: {reason})" if ended and reason else ended
         return "gone", f"the job started by an interrupted apply is no longer running{ended}"
 
-    def _stop_run(self, run: RunFiles) -> None:
-        for ref in (supervisor_of(run), ProcessRef.from_json(read_json(run.child))):
-            if ref is not None:
-                stop(ref)
-        ranks.stop_ranks(run)
-
     def delete(
         self,
         namespace: str,
@@ -346,7 +370,7 @@ class Jobs:
         ``held`` by another state, and all of them with ``retain_artifacts``)."""
         for version in versions:
             names = self.names(namespace, kind, name, version)
-            self._stop_run(names.run)
+            stop_run(names.run)
             remove_tree(names.run.dir)
             self.store.remove(names.partial)
             if kinds.removable(namespace, kind, name, version, held, retain_artifacts):

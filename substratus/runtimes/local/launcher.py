@@ -1,19 +1,19 @@
-"""Starting job supervisors through the fork server (``forkserver.py``), from the applying process.
+"""Handing jobs to the job host (``host.py``), from the applying process.
 
-``launch(job, cwd, env, lock, log)`` asks this process's fork server for a supervisor with the
+``launch(job, cwd, env, lock, log)`` asks this process's job host to supervise a run with the
 arguments ``job`` (``supervise.arguments``), working directory ``cwd`` and environment ``env``,
 holding the ``flock``-ed file ``lock`` and writing to ``log``. It returns the supervisor's
-``ProcessRef`` (start -1: it ended already), raises ``OSError`` for what stopped it from
-starting (a working directory that cannot be opened, ``fork`` failing), and returns None when
-the fork server was lost with the request unanswered: whether the supervisor was started is
-then unknown, and the caller finds out through the run's lock (a supervisor that started holds
-it). A fork server found gone before a request is sent is replaced.
+``ProcessRef`` (the host, or on more than one node the ``supervise`` process it started; start
+-1: it ended already), raises ``OSError`` for what stopped it from starting, and returns None
+when the host was lost with the request unanswered: whether the run was started is then
+unknown, and the caller finds out through the run's lock (a supervisor that started holds it).
+A host found gone before a request is sent is replaced.
 
-The fork server is started on first use or by ``prestart``: ``python -I`` running
-``forkserver.main`` from the same ``substratus`` as this process, in its own session. One is
-shared by every ``LocalRuntime`` of the process and every thread; it ends when this process
-does, however it ends. Requests from several threads are pipelined: each waits only for its
-own reply.
+The host is started on first use or by ``prestart``: ``python -I`` running ``host.main`` from
+the same ``substratus`` as this process, in its own session. One is shared by every
+``LocalRuntime`` of the process and every thread; it takes no more requests once this process
+ends, however it ends, and exits when the runs it supervises have ended. Requests from several
+threads are pipelined: each waits only for its own reply.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from typing import Any
 
 from substratus.runtimes.local.process import ProcessRef
 
-HEADER = 8  # forkserver.HEADER (not imported: that module imports the supervisor)
-# The fork server imports the same substratus as this process, whatever PYTHONPATH says.
+HEADER = 8  # host.HEADER (not imported: that module imports the supervisor)
+# The job host imports the same substratus as this process, whatever PYTHONPATH says.
 ROOT = str(Path(__file__).resolve().parents[3])
 BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from substratus.runtimes.local.forkserver import main; sys.exit(main(sys.argv[2:]))"
+    "from substratus.runtimes.local.host import main; sys.exit(main(sys.argv[2:]))"
 )
 
 
@@ -55,9 +55,11 @@ class _Reply:
 
 
 class _Server:
-    """One running fork server: its process, our end of its socket, and a thread that hands
+    """One running job host: its process, our end of its socket, and a thread that hands
     each reply line to the request waiting for it (replies come in the order of requests, so
-    requests are pipelined: none waits for another's fork to be sent)."""
+    requests are pipelined: none waits for another's to be started). Told that this process
+    has no more requests (``close``), the host answers ``runs N``: the runs it still
+    supervises."""
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -66,7 +68,8 @@ class _Server:
                 [sys.executable, "-I", "-c", BOOT, ROOT, "--fd", str(theirs.fileno())],
                 cwd="/",
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # it outlives us: it must not hold our output
+                stderr=subprocess.DEVNULL,  # open (a run's problems go into its log)
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,
             )
@@ -78,8 +81,9 @@ class _Server:
         self.sock = ours
         self.owner = os.getpid()
         self.waiting: deque[_Reply] = deque()
+        self.left: int | None = None  # the runs still supervised when we closed (``close``)
         self.mutex = threading.Lock()
-        self.reader = threading.Thread(target=self._read, name="substratus-forkserver", daemon=True)
+        self.reader = threading.Thread(target=self._read, name="substratus-host", daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
@@ -91,6 +95,8 @@ class _Server:
                     reply = self.waiting.popleft() if self.waiting else None
                 if reply is not None:
                     reply.set(line.decode())
+                elif line.startswith(b"runs "):
+                    self.left = int(line.split()[1])
         with self.mutex:
             lost, self.waiting = list(self.waiting), deque()
         for reply in lost:
@@ -109,12 +115,18 @@ class _Server:
         return reply
 
     def close(self) -> None:
+        """Send no more requests. When the host supervises nothing any more it exits, and is
+        waited for (its CPU time then counts as this process's children's); otherwise it goes
+        on with its runs, and this process does not wait."""
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader; the server sees EOF
+            self.sock.shutdown(socket.SHUT_WR)  # the host sees EOF and answers ``runs N``
+        if self.reader is not threading.current_thread():
+            self.reader.join(timeout=5.0)
         with contextlib.suppress(OSError):
             self.sock.close()
-        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            self.process.wait(timeout=5.0)
+        if self.left == 0 or self.process.poll() is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                self.process.wait(timeout=5.0)
 
 
 _lock = threading.Lock()  # held while a request is sent, and while the server is replaced
@@ -122,7 +134,7 @@ _server: _Server | None = None
 
 
 def _running() -> _Server:
-    """The fork server of this process, started or replaced when needed (under ``_lock``)."""
+    """The job host of this process, started or replaced when needed (under ``_lock``)."""
     global _server
     if _server is not None and (_server.owner != os.getpid() or _server.process.poll() is not None):
         if _server.owner == os.getpid():
@@ -134,7 +146,7 @@ def _running() -> _Server:
 
 
 def prestart() -> None:
-    """Start the fork server now, so that it has started by the time a job needs it."""
+    """Start the job host now, so that it has started by the time a job needs it."""
     with _lock:
         _running()
 
@@ -145,7 +157,7 @@ def _parse(line: str) -> ProcessRef:
         pid, start = rest.split()
         return ProcessRef(int(pid), int(start))
     number, _, message = rest.partition(" ")
-    raise OSError(int(number) or None, message or "the fork server refused the job")
+    raise OSError(int(number) or None, message or "the job host refused the job")
 
 
 def launch(
@@ -153,7 +165,7 @@ def launch(
 ) -> ProcessRef | None:
     """Start a supervisor (see the module docstring)."""
     global _server
-    where = os.path.abspath(cwd)  # the fork server's own working directory is /
+    where = os.path.abspath(cwd)  # the host's own working directory is /
     payload = json.dumps({"job": dict(job), "cwd": where, "env": dict(env)}).encode()
     with _lock:
         server = _running()
@@ -170,7 +182,7 @@ def launch(
 
 
 def server_pid() -> int | None:
-    """The pid of this process's fork server while it runs (for diagnostics and tests)."""
+    """The pid of this process's job host while it runs (for diagnostics and tests)."""
     with _lock:
         server = _server
         if server is None or server.owner != os.getpid() or server.process.poll() is not None:
@@ -180,7 +192,7 @@ def server_pid() -> int | None:
 
 @atexit.register
 def _shutdown() -> None:
-    """Close the fork server's socket at exit (it ends; the supervisors it made go on)."""
+    """Close the job host's socket at exit (it ends once the runs it supervises have)."""
     global _server
     with _lock:
         if _server is not None and _server.owner == os.getpid():

@@ -198,7 +198,7 @@ def free_port() -> int:
 
 def http_status(port: int, timeout: float = 2.0) -> int | None:
     """The status of ``GET http://127.0.0.1:PORT/``, or None when nothing answers."""
-    import http.client  # here: the supervisors' fork server does not need it (nor ssl, email)
+    import http.client  # here: the job host does not need it (nor ssl, email)
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:

@@ -35,8 +35,10 @@ whole life, so no second supervisor starts for the same run). It then:
    reason, if any, on the second.
 
 It imports nothing from the engine so it starts fast. The applying process does not start it
-with ``python -m`` but through the fork server (``forkserver.py``), which runs ``supervise``
-in a forked child with the same arguments; ``main`` is the same thing as a command.
+per job: a job on one node is supervised by the job host (``host.py``), one process per apply
+that does all of the above for every job in a thread of its own (``supervise_with`` with the
+host's ``Hooks``: the record names the host, and the command gets its own session); the host
+starts this command (``command_line``) for a job on more than one node.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -104,6 +107,32 @@ def arguments(job: Mapping[str, Any], lock_fd: int | None = None) -> argparse.Na
     )
 
 
+def command_line(job: Mapping[str, Any], lock_fd: int) -> list[str]:
+    """The arguments of this command (what ``parse`` reads) for ``job`` (``arguments``'s
+    fields) holding ``lock_fd``."""
+    argv = ["--run-dir", str(job["run_dir"]), "--partial", str(job["partial"])]
+    argv += ["--final", str(job["final"]), "--lock-fd", str(lock_fd)]
+    for flag, key in (("--label", "label"), ("--unset", "unset")):
+        for value in job.get(key, ()):
+            argv += [f"{flag}={value}"]
+    argv += ["--nodes", str(int(job.get("nodes", 1))), "--retries", str(int(job.get("retries", 0)))]
+    return [*argv, "--", *[str(x) for x in job["command"]]]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What differs between this command and the job host (``host.py``), around what both do
+    (``supervise_with``): ``attempt(n)`` runs attempt ``n`` of the command (its exit code, why
+    the disk stopped it, which rank failed; ``OSError`` when it cannot start), ``say`` writes a
+    line to the run's log, ``stop_asked`` tells whether the run was told to stop (no attempt
+    follows), ``record`` is what ``supervisor.json`` holds."""
+
+    attempt: Callable[[int], tuple[int, str, str]]
+    say: Callable[[str], None]
+    stop_asked: Callable[[], bool]
+    record: Mapping[str, Any]
+
+
 def _publish(partial: Path, final: Path, run: RunFiles, labels: list[str]) -> None:
     if final.exists():  # completed before (cannot happen under the lock; keep the first)
         remove_tree(partial)
@@ -145,13 +174,13 @@ def _write_exit_code(run: RunFiles, code: int, reason: str = "") -> None:
     os.replace(tmp, run.exit_code)
 
 
-def _not_started(run: RunFiles, command: str, exc: OSError) -> int:
+def _not_started(run: RunFiles, command: str, exc: OSError, say: Callable[[str], None]) -> int:
     """Record why the command never ran (127: not found, 126: other); a full disk is said."""
     code = 127 if isinstance(exc, FileNotFoundError) else 126
     reason = f"cannot run {command!r}: {exc}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         reason = f"the job was not started: {disk_full([run.dir]) or exc.strerror}"
-    _say(reason)
+    say(reason)
     with contextlib.suppress(OSError):
         _write_exit_code(run, code, reason)
     return code
@@ -216,48 +245,46 @@ def _run(
     return (128 - code if code < 0 else code), full or "", ""
 
 
-def _attempts(args: argparse.Namespace, run: RunFiles, env: Mapping[str, str]) -> tuple[int, str]:
+def _attempts(args: argparse.Namespace, run: RunFiles, hooks: Hooks) -> tuple[int, str]:
     """Run the command up to ``1 + args.retries`` times, until it succeeds, fails for a reason
     another attempt cannot change (a full disk), or is told to stop; each failed attempt is
     recorded (``attempts.py``) and said in the log. The last attempt's code and reason."""
-    _stop_asked.clear()
     total = 1 + max(0, args.retries)
     number = 1
     while True:
-        code, full, rank = _run(args, run, env, number)
-        last = code == 0 or bool(full) or bool(_stop_asked) or number >= total
+        code, full, rank = hooks.attempt(number)
+        stop = hooks.stop_asked()
+        last = code == 0 or bool(full) or stop or number >= total
         if code != 0 and args.retries > 0:
             why = rank or attempts.reason(code)
             attempts.record(run, number, code, full or why, final=last)
             if not last:
-                _say(f"attempt {number} of {total} failed ({why}); attempt {number + 1} starts")
-            elif number > 1 and not _stop_asked and not full:
-                _say(f"attempt {number} of {total} failed ({why}); no retries left")
+                hooks.say(
+                    f"attempt {number} of {total} failed ({why}); attempt {number + 1} starts"
+                )
+            elif number > 1 and not stop and not full:
+                hooks.say(f"attempt {number} of {total} failed ({why}); no retries left")
         if last:
             return code, full or rank
         number += 1
 
 
-def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
-    """Run ``args`` (as ``parse`` makes them) with ``env`` (default: this process's
-    environment, minus ``args.unset`` for the command)."""
+def supervise_with(args: argparse.Namespace, hooks: Hooks) -> int:
+    """Supervise one run of ``args`` (as ``parse`` makes them): steps 1–8 of the module
+    docstring, the command's attempts run by ``hooks``."""
     run = RunFiles(args.run_dir)
-    if args.lock_fd is not None:  # held here, never by the command
-        with contextlib.suppress(OSError):
-            os.set_inheritable(args.lock_fd, False)
     try:
         _reserve(run)
-        me = ProcessRef.of(os.getpid())
-        if me is not None:
-            write_json(run.supervisor, me.to_json())
+        if hooks.record:
+            write_json(run.supervisor, dict(hooks.record))
     except OSError as exc:
         run.reserve.unlink(missing_ok=True)
-        return _not_started(run, args.command[0], exc)
+        return _not_started(run, args.command[0], exc, hooks.say)
     try:
-        code, reason = _attempts(args, run, os.environ if env is None else env)
+        code, reason = _attempts(args, run, hooks)
     except OSError as exc:
         run.reserve.unlink(missing_ok=True)
-        return _not_started(run, args.command[0], exc)
+        return _not_started(run, args.command[0], exc, hooks.say)
     run.reserve.unlink(missing_ok=True)  # what follows must fit even on a full disk
     if code == 0:
         try:
@@ -267,10 +294,31 @@ def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         except OSError as exc:
             code, reason = 1, f"cannot publish the artifacts: {exc.strerror or exc}"
     if reason:
-        _say(reason)
-    sys.stdout.flush()
+        hooks.say(reason)
     _write_exit_code(run, code, reason)
     return code
+
+
+def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """Run ``args`` (as ``parse`` makes them) with ``env`` (default: this process's
+    environment, minus ``args.unset`` for the command), as this process: signals forwarded,
+    the record naming this process."""
+    run = RunFiles(args.run_dir)
+    if args.lock_fd is not None:  # held here, never by the command
+        with contextlib.suppress(OSError):
+            os.set_inheritable(args.lock_fd, False)
+    _stop_asked.clear()
+    me = ProcessRef.of(os.getpid())
+    hooks = Hooks(
+        attempt=lambda n: _run(args, run, os.environ if env is None else env, n),
+        say=_say,
+        stop_asked=lambda: bool(_stop_asked),
+        record=me.to_json() if me is not None else {},
+    )
+    try:
+        return supervise_with(args, hooks)
+    finally:
+        sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

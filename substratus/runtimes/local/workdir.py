@@ -6,7 +6,9 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
 - ``builds/{version}/`` — a materialised build context (a git checkout or a copy);
 - ``runs/{namespace}/{kind}s/{name}/{version}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
-  ``child.json`` (pids with start times), ``exit_code`` (the code, then the reason a job failed
+  ``child.json`` (pids with start times; ``supervisor.json`` of a run the job host supervises
+  names the host, with ``"host": true``), ``stop`` (asks the job host to stop the run),
+  ``exit_code`` (the code, then the reason a job failed
   when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``reserve``
   (space a supervisor sets aside for its last writes), ``process.json`` (a server's process).
 
@@ -66,6 +68,12 @@ class RunFiles:
     def attempts(self) -> Path:
         """``attempts.jsonl``: a line per failed attempt of a job (``runtimes.local.attempts``)."""
         return self.dir / "attempts.jsonl"
+
+    @property
+    def stop(self) -> Path:
+        """``stop``: made to tell the job host that a run it supervises must stop (no attempt
+        follows); the run's command is signalled too (``job.stop_run``)."""
+        return self.dir / "stop"
 
     @property
     def reserve(self) -> Path:
