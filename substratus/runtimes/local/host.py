@@ -18,7 +18,9 @@ supervisor starts for the same run, and whoever waits for the run waits for the 
 ``runlock.py``) and ``log.txt`` (the command's stdout and stderr, and the host's lines about
 the run). The reply is one line: ``ok PID START`` — the supervisor's pid and start time
 (``process.ProcessRef``): the host's own, or the ``supervise`` process's on more than one node
-— or ``error ERRNO MESSAGE`` when nothing was started.
+— or ``error ERRNO MESSAGE`` when nothing was started. When a run it supervises in a thread
+has ended (its lock let go) the host says ``end "RUN_DIR"`` (JSON), and when the socket is
+closed, ``runs N``: how many it still supervises.
 
 For a hosted run ``supervisor.json`` names the host with ``"host": true``: the host outlives
 the run, so the run is live while its lock is held (``job.supervisor_of``), and stopping the
@@ -165,6 +167,7 @@ class Host:
         self.record = {**me.to_json(), "host": True} if me is not None else {}
         self.stopping = threading.Event()
         self.mutex = threading.Lock()
+        self.sending = threading.Lock()  # one line at a time on the socket
         self.runs: dict[HostedRun, threading.Thread] = {}
         self.others: list[subprocess.Popen[bytes]] = []  # supervise processes (several nodes)
 
@@ -223,8 +226,15 @@ class Host:
             return len(self.runs) + sum(1 for p in self.others if p.poll() is None)
 
     def ended(self, run: HostedRun) -> None:
+        """Forget ``run`` (its lock let go) and say so: ``end "RUN_DIR"``."""
         with self.mutex:
             self.runs.pop(run, None)
+        self.send(f"end {json.dumps(str(run.files.dir))}\n")
+
+    def send(self, line: str) -> None:
+        """Write a line to the applying process (lost when it is gone)."""
+        with self.sending, contextlib.suppress(OSError):
+            self.sock.sendall(line.encode())
 
     def stop_all(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """Stop every run (no attempt follows; each is recorded) and take no more requests."""
@@ -265,13 +275,12 @@ def serve(sock: socket.socket) -> int:
             except (ConnectionResetError, BrokenPipeError):
                 break
             if received is None:
-                with contextlib.suppress(OSError):  # the launcher waits for us when none
-                    sock.sendall(f"runs {host.active()}\n".encode())
+                host.send(f"runs {host.active()}\n")  # the launcher waits for us when none
                 break
             request, fds = received
-            sock.sendall(host.start(request, fds).encode())
+            host.send(host.start(request, fds))
     finally:
-        with contextlib.suppress(OSError):
+        with host.sending, contextlib.suppress(OSError):
             sock.close()  # an applying process waiting for a reply finds the host gone
         host.finish()
     return 0

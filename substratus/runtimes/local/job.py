@@ -219,13 +219,14 @@ class Jobs:
             time.sleep(self.poll)
 
     def _wait(self, request: RunRequest, ref: ProcessRef, ctx: RunContext, run: RunFiles) -> None:
-        """Wait for the run to end: woken when its supervisor lets go of its lock
-        (``runlock.LockWatch``), checking for cancellation and the timeout, and reporting
+        """Wait for the run to end: woken when the job host says so (``launcher.end_of``) or,
+        for a run this process did not hand it, when its supervisor lets go of its lock
+        (``runlock.LockWatch``); checking for cancellation and the timeout, and reporting
         failed attempts, every ``poll`` seconds meanwhile."""
         ctx.phase(f"running (pid {ref.pid})")
         deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
         seen = 0
-        watch = runlock.LockWatch(run.lock)
+        watch = launcher.end_of(str(run.dir)) or runlock.LockWatch(run.lock)
         while True:
             failed = _report_attempts(run, ctx)
             if failed > seen:

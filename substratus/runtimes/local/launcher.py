@@ -7,7 +7,10 @@ holding the ``flock``-ed file ``lock`` and writing to ``log``. It returns the su
 -1: it ended already), raises ``OSError`` for what stopped it from starting, and returns None
 when the host was lost with the request unanswered: whether the run was started is then
 unknown, and the caller finds out through the run's lock (a supervisor that started holds it).
-A host found gone before a request is sent is replaced.
+A host found gone before a request is sent is replaced. The host says when each run it
+supervises in a thread has ended (after it let go of the run's lock): ``end_of(run_dir)`` is
+set then — or when the host is lost — so this process learns of a job's end without a thread
+waiting on its lock (``runlock.LockWatch``, for a run it did not start itself).
 
 The host is started on first use or by ``prestart``: ``python -I`` running ``host.main`` from
 the same ``substratus`` as this process, in its own session. One is shared by every
@@ -82,6 +85,8 @@ class _Server:
         self.owner = os.getpid()
         self.waiting: deque[_Reply] = deque()
         self.left: int | None = None  # the runs still supervised when we closed (``close``)
+        self.ends: dict[str, threading.Event] = {}  # run directory -> set when it ended
+        self.taken: set[str] = set()  # those of ``ends`` that ``end_of`` gave out
         self.mutex = threading.Lock()
         self.reader = threading.Thread(target=self._read, name="substratus-host", daemon=True)
         self.reader.start()
@@ -91,6 +96,9 @@ class _Server:
             for line in replies:
                 if not line.endswith(b"\n"):
                     break
+                if line.startswith(b"end "):
+                    self._ended(json.loads(line[4:]))
+                    continue
                 with self.mutex:
                     reply = self.waiting.popleft() if self.waiting else None
                 if reply is not None:
@@ -99,14 +107,41 @@ class _Server:
                     self.left = int(line.split()[1])
         with self.mutex:
             lost, self.waiting = list(self.waiting), deque()
+            ends, self.ends, self.taken = list(self.ends.values()), {}, set()
         for reply in lost:
             reply.set(None)
+        for event in ends:  # whoever waits finds out from the run's files
+            event.set()
 
-    def send(self, payload: bytes, fds: Sequence[int]) -> _Reply:
-        """Send one request (the caller holds ``_lock``); its reply to wait for."""
+    def _ended(self, run_dir: str) -> None:
+        """Set the run's event; forget it once ``end_of`` gave it out (else it does)."""
+        with self.mutex:
+            event = self.ends.get(run_dir)
+            if event is not None:
+                event.set()
+                if run_dir in self.taken:
+                    self.taken.discard(run_dir)
+                    del self.ends[run_dir]
+
+    def take(self, run_dir: str) -> threading.Event | None:
+        """The run's event (``end_of``), forgotten here once it is set."""
+        with self.mutex:
+            event = self.ends.get(run_dir)
+            if event is not None and event.is_set():
+                del self.ends[run_dir]
+            elif event is not None:
+                self.taken.add(run_dir)
+            return event
+
+    def send(self, payload: bytes, fds: Sequence[int], run_dir: str | None) -> _Reply:
+        """Send one request (the caller holds ``_lock``); its reply to wait for. ``run_dir``:
+        the run whose end the host will say (one it supervises in a thread)."""
         reply = _Reply()
         with self.mutex:
             self.waiting.append(reply)
+            if run_dir is not None:
+                self.ends[run_dir] = threading.Event()
+                self.taken.discard(run_dir)
         head = len(payload).to_bytes(HEADER, "big")
         sent = socket.send_fds(self.sock, [head], list(fds))
         if sent < HEADER:
@@ -167,18 +202,28 @@ def launch(
     global _server
     where = os.path.abspath(cwd)  # the host's own working directory is /
     payload = json.dumps({"job": dict(job), "cwd": where, "env": dict(env)}).encode()
+    hosted = str(job["run_dir"]) if int(job.get("nodes", 1)) == 1 else None
     with _lock:
         server = _running()
         try:
-            reply = server.send(payload, (lock, log))
+            reply = server.send(payload, (lock, log), hosted)
         except OSError:  # gone before it read the request: nothing was started
             server.close()
             _server = server = _Server()
-            reply = server.send(payload, (lock, log))
+            reply = server.send(payload, (lock, log), hosted)
     reply.ready.wait()
     if reply.line is None:
         return None
     return _parse(reply.line)
+
+
+def end_of(run_dir: str) -> threading.Event | None:
+    """Take the event set when the run in ``run_dir``, which this process handed to its job
+    host, has ended (or the host was lost); None when there is none to take (not started
+    here, not in a thread of the host, taken already, or its host replaced since)."""
+    with _lock:
+        server = _server
+    return None if server is None else server.take(run_dir)
 
 
 def server_pid() -> int | None:

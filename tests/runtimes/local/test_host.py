@@ -87,6 +87,25 @@ def test_a_job_end_is_seen_without_polling(tmp_path: Path, built: dict[str, Any]
     assert Path(done[0]["artifacts_path"], "out.json").exists()
 
 
+def test_the_end_of_an_adopted_job_is_seen_without_polling(
+    runtime: LocalRuntime, scripts: dict[str, Any], tmp_path: Path
+) -> None:
+    """An apply that adopts a run another apply started learns of its end from the run's lock
+    (no word from a host of its own)."""
+    counter, gate = tmp_path / "count", tmp_path / "gate"
+    req = _detached(runtime, scripts, "gated", {"counter": str(counter), "gate": str(gate)})
+    hourly = LocalRuntime(runtime.workdir.root, runtime.store.url, 3600.0)
+    adopt = dataclasses.replace(req, intent=hourly.intent(req))
+    done: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: done.append(hourly.apply(adopt, RunContext())))
+    worker.start()
+    gate.touch()
+    worker.join(timeout=120)  # a poll every hour would still be waiting
+    assert not worker.is_alive() and done
+    assert Path(done[0]["artifacts_path"], "out.txt").read_text() == "released"
+    assert runs(counter) == 1
+
+
 def test_the_command_does_not_hold_the_run_lock(
     runtime: LocalRuntime, scripts: dict[str, Any]
 ) -> None:
