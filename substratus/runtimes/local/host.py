@@ -133,6 +133,7 @@ class HostedRun:
         env = {**self.env, supervise.ATTEMPT_ENV: str(number)}
         child = subprocess.Popen(  # vfork + exec; no descriptor of the host is inherited
             self.args.command,
+            executable=self.host.executable(self.args.command, env),
             cwd=self.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -148,7 +149,7 @@ class HostedRun:
             self.signal(signal.SIGTERM)
         code = child.wait()
         self.child = None
-        full = disk_full([self.files.dir, self.args.partial])
+        full = disk_full([self.files.dir, self.args.partial]) if code else None
         return (128 - code if code < 0 else code), full or "", ""
 
     def signal(self, sig: int) -> None:
@@ -169,7 +170,24 @@ class Host:
         self.mutex = threading.Lock()
         self.sending = threading.Lock()  # one line at a time on the socket
         self.runs: dict[HostedRun, threading.Thread] = {}
+        self.found: dict[tuple[str, str], str] = {}  # (command, PATH) -> the file it runs
         self.others: list[subprocess.Popen[bytes]] = []  # supervise processes (several nodes)
+
+    def executable(self, command: list[str], env: Mapping[str, str]) -> str | None:
+        """The file ``command`` runs, looked up in ``env``'s ``PATH`` once per host (not by
+        ``exec`` in every directory of it for every job); ``FileNotFoundError`` when none.
+        None (``Popen`` looks it up in the job's working directory) when ``PATH`` has a
+        relative directory."""
+        key = (command[0], env.get("PATH", os.defpath))
+        if not all(os.path.isabs(d) for d in key[1].split(os.pathsep)):
+            return None
+        with self.mutex:
+            found = self.found.get(key)
+        if found is None:
+            found = supervise.executable(command, env)
+            with self.mutex:
+                self.found[key] = found
+        return found
 
     def start(self, request: Mapping[str, Any], fds: list[int]) -> str:
         """Start supervising one request (owning ``fds`` from now on); the reply line."""

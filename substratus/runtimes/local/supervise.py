@@ -186,7 +186,7 @@ def _not_started(run: RunFiles, command: str, exc: OSError, say: Callable[[str],
     return code
 
 
-def _executable(command: list[str], env: Mapping[str, str]) -> str:
+def executable(command: list[str], env: Mapping[str, str]) -> str:
     """The file ``command[0]`` names, looked up in ``env``'s ``PATH`` as a shell would (as
     ``subprocess.Popen`` does); ``FileNotFoundError`` when there is none."""
     if os.sep in command[0]:
@@ -211,11 +211,11 @@ def _run(
     job_env = {k: v for k, v in env.items() if k not in unset}
     job_env[ATTEMPT_ENV] = str(attempt)
     if args.nodes > 1:
-        exe = _executable(args.command, job_env)
+        exe = executable(args.command, job_env)
         code, why = ranks.run(args.command, exe, job_env, args.nodes, run, stopped=_stop_asked)
         return code, disk_full([run.dir, args.partial]) or "", why
     pid = os.posix_spawn(
-        _executable(args.command, job_env),
+        executable(args.command, job_env),
         args.command,
         job_env,
         file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
