@@ -33,7 +33,7 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically (temp file in the same directory + rename).
     Lean on purpose, as a job's supervisor writes two per run: one ``os.write`` to a temp file
     created ``O_EXCL`` (mode 0600, named after this process and a random suffix)."""
-    text = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    text = (json.dumps(data, sort_keys=True) + "\n").encode("utf-8")  # one line: C encoder
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(8).hex()}")
     try:
@@ -65,14 +65,18 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _chmod_tree(root: Path, writable: bool) -> None:
-    if not root.exists() or root.is_symlink():
+    top = os.fspath(root)
+    try:
+        if stat.S_ISLNK(os.lstat(top).st_mode):
+            return
+    except OSError:
         return
-    paths = [root]
-    for dirpath, dirnames, filenames in os.walk(root):
-        paths.extend(Path(dirpath, n) for n in dirnames + filenames)
+    paths = [top]
+    for dirpath, dirnames, filenames in os.walk(top):
+        paths.extend(os.path.join(dirpath, n) for n in dirnames + filenames)
     for path in paths:
         with contextlib.suppress(OSError):
-            mode = path.lstat().st_mode
+            mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
                 continue
             new = (mode | stat.S_IWUSR) if writable else (mode & ~_WRITE_BITS)

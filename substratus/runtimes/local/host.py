@@ -102,6 +102,7 @@ class HostedRun:
         self.host, self.lock, self.log = host, lock, log
         self.args = supervise.arguments(request["job"], lock)
         self.files = RunFiles(self.args.run_dir)
+        self.stop = os.fspath(self.files.stop)
         self.cwd = str(request["cwd"])
         unset = set(self.args.unset)
         self.env = {k: str(v) for k, v in dict(request["env"]).items() if k not in unset}
@@ -125,7 +126,7 @@ class HostedRun:
             os.write(self.log, f"substratus: {text}\n".encode())
 
     def stop_asked(self) -> bool:
-        return self.host.stopping.is_set() or self.files.stop.exists()
+        return self.host.stopping.is_set() or os.path.exists(self.stop)
 
     def attempt(self, number: int) -> tuple[int, str, str]:
         """Run attempt ``number``: (its exit code, a signal N as 128+N; why the disk stopped
@@ -170,7 +171,7 @@ class Host:
         self.mutex = threading.Lock()
         self.sending = threading.Lock()  # one line at a time on the socket
         self.runs: dict[HostedRun, threading.Thread] = {}
-        self.found: dict[tuple[str, str], str] = {}  # (command, PATH) -> the file it runs
+        self.found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self.others: list[subprocess.Popen[bytes]] = []  # supervise processes (several nodes)
 
     def executable(self, command: list[str], env: Mapping[str, str]) -> str | None:
@@ -179,14 +180,14 @@ class Host:
         None (``Popen`` looks it up in the job's working directory) when ``PATH`` has a
         relative directory."""
         key = (command[0], env.get("PATH", os.defpath))
-        if not all(os.path.isabs(d) for d in key[1].split(os.pathsep)):
-            return None
         with self.mutex:
-            found = self.found.get(key)
-        if found is None:
+            if key in self.found:
+                return self.found[key]
+        found = None
+        if all(os.path.isabs(d) for d in key[1].split(os.pathsep)):
             found = supervise.executable(command, env)
-            with self.mutex:
-                self.found[key] = found
+        with self.mutex:
+            self.found[key] = found
         return found
 
     def start(self, request: Mapping[str, Any], fds: list[int]) -> str:

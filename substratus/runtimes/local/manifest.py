@@ -83,8 +83,8 @@ def write(version: Path, labels: Mapping[str, Any] | None = None) -> None:
         "links": dict(sorted(links.items())),
         "dirs": dirs,
     }
-    tmp = version / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp = version / f".{MARKER}.tmp"  # one line: the C encoder (an indent is pure Python)
+    tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, version / MARKER)
 
 
