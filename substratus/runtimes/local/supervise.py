@@ -5,9 +5,9 @@ apply. It is started with the job's working directory, environment and ``log.txt
 stdout/stderr, and the run's ``lock`` file descriptor (an exclusive ``flock`` it holds for its
 whole life, so no second supervisor starts for the same run). It then:
 
-1. sets aside ``reserve`` (``RESERVE_BYTES`` allocated in the run directory), so that what it
-   must write at the end still fits when the job fills the disk; when even that fails the disk
-   is full already and the job is not started;
+1. sets aside a reserve (``RESERVE_BYTES`` allocated in the file that becomes ``exit_code``,
+   ``RunFiles.reserve``), so that what it must write at the end still fits when the job fills
+   the disk; when even that fails the disk is full already and the job is not started;
 2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
 3. runs the command (in its session and process group), forwarding SIGTERM/SIGINT to it, in
    its own environment minus the ``--unset`` names (what the supervisor alone needed to start,
@@ -22,7 +22,7 @@ whole life, so no second supervisor starts for the same run). It then:
    the log;
 4. notes whether the file system of the run directory or of the partial artifacts is full
    (``files.disk_full``: the job's own writes, its log and these records all fail there), then
-   frees the reserve;
+   frees the reserve (empties the file: no new file is needed for the exit code);
 5. on exit code 0, writes the version's manifest (``manifest.py``: paths, sizes, times and
    hashes, with the ``--label`` values) into the partial artifacts directory, renames it to
    the final version directory (the only way a version comes to exist), points
@@ -168,10 +168,17 @@ def _say(text: str) -> None:
         print(f"substratus: {text}", file=sys.stderr, flush=True)
 
 
+def _free(run: RunFiles) -> None:
+    """Free the reserve's space; the file stays, to hold the exit code."""
+    with contextlib.suppress(OSError):
+        os.truncate(run.reserve, 0)
+
+
 def _write_exit_code(run: RunFiles, code: int, reason: str = "") -> None:
-    tmp = run.exit_code.with_name(".exit_code.tmp")
-    tmp.write_text(f"{code}\n{reason}\n" if reason else f"{code}\n")
-    os.replace(tmp, run.exit_code)
+    """Write ``exit_code`` through the reserve's file (the same inode: it fits on a full
+    disk once the reserve was freed)."""
+    run.reserve.write_text(f"{code}\n{reason}\n" if reason else f"{code}\n")
+    os.replace(run.reserve, run.exit_code)
 
 
 def _not_started(run: RunFiles, command: str, exc: OSError, say: Callable[[str], None]) -> int:
@@ -278,14 +285,14 @@ def supervise_with(args: argparse.Namespace, hooks: Hooks) -> int:
         if hooks.record:
             write_json(run.supervisor, dict(hooks.record))
     except OSError as exc:
-        run.reserve.unlink(missing_ok=True)
+        _free(run)
         return _not_started(run, args.command[0], exc, hooks.say)
     try:
         code, reason = _attempts(args, run, hooks)
     except OSError as exc:
-        run.reserve.unlink(missing_ok=True)
+        _free(run)
         return _not_started(run, args.command[0], exc, hooks.say)
-    run.reserve.unlink(missing_ok=True)  # what follows must fit even on a full disk
+    _free(run)  # what follows must fit even on a full disk
     if code == 0:
         try:
             _publish(args.partial, args.final, run, args.label)

@@ -9,8 +9,9 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
   ``child.json`` (pids with start times; ``supervisor.json`` of a run the job host supervises
   names the host, with ``"host": true``), ``stop`` (asks the job host to stop the run),
   ``exit_code`` (the code, then the reason a job failed
-  when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``reserve``
-  (space a supervisor sets aside for its last writes), ``process.json`` (a server's process).
+  when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``.exit_code.tmp``
+  (space a supervisor sets aside for its last writes, then its exit code before the rename),
+  ``process.json`` (a server's process).
 
 Outputs record the working directory they were made in (``workdir``); when that directory is gone,
 ``rebase`` moves their paths to where this one is now, so moving or renaming the configuration
@@ -77,7 +78,9 @@ class RunFiles:
 
     @property
     def reserve(self) -> Path:
-        return self.dir / "reserve"
+        """Space a supervisor sets aside for its last writes: the file that becomes
+        ``exit_code`` (emptied to free the space, then written and renamed)."""
+        return self.dir / ".exit_code.tmp"
 
     @property
     def process(self) -> Path:

@@ -21,6 +21,7 @@ from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext
 from substratus.runtimes.local import LocalRuntime, supervise
 from substratus.runtimes.local.files import read_json
 from substratus.runtimes.local.process import ProcessRef
+from substratus.runtimes.local.workdir import RunFiles
 
 from .helpers import (
     delete_request,
@@ -234,7 +235,7 @@ def test_a_supervisor_without_room_for_its_records_does_not_start_the_job(
     assert (run / "exit_code").read_text() == (
         "126\nthe job was not started: No space left on device\n"
     )
-    assert not (run / "reserve").exists()
+    assert not RunFiles(run).reserve.exists()
 
 
 def test_only_the_run_an_interrupted_apply_completed_is_adopted(
