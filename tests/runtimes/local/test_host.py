@@ -90,8 +90,8 @@ def test_a_job_end_is_seen_without_polling(tmp_path: Path, built: dict[str, Any]
 def test_the_end_of_an_adopted_job_is_seen_without_polling(
     runtime: LocalRuntime, scripts: dict[str, Any], tmp_path: Path
 ) -> None:
-    """An apply that adopts a run another apply started learns of its end from the run's lock
-    (no word from a host of its own)."""
+    """An apply that adopts a run another apply left running sees its end at once too (in
+    another process, through the run's lock: ``test_job``'s kill -9 test)."""
     counter, gate = tmp_path / "count", tmp_path / "gate"
     req = _detached(runtime, scripts, "gated", {"counter": str(counter), "gate": str(gate)})
     hourly = LocalRuntime(runtime.workdir.root, runtime.store.url, 3600.0)
