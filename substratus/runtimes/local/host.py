@@ -22,10 +22,11 @@ the run). The reply is one line: ``ok PID START`` — the supervisor's pid and s
 has ended (its lock let go) the host says ``end "RUN_DIR"`` (JSON), and when the socket is
 closed, ``runs N``: how many it still supervises.
 
-For a hosted run ``supervisor.json`` names the host with ``"host": true``: the host outlives
-the run, so the run is live while its lock is held (``job.supervisor_of``), and stopping the
-run must not stop the host: it is asked through ``RunFiles.stop`` (a file; no attempt follows)
-and its command's process group is signalled. Each command starts in a session of its own, with
+A hosted run has no ``supervisor.json`` (one file fewer per job): its ``child.json`` names
+the command and, under ``"host"``, the host. The host outlives the run, so the run is live while
+its lock is held (``job.supervisor_of``), and stopping the run must not stop the host: it is
+asked through ``RunFiles.stop`` (a file; no attempt follows) and its command's process group is
+signalled. Each command starts in a session of its own, with
 ``/dev/null`` as stdin, the request's working directory, and no descriptor of the host (the
 lock included).
 
@@ -112,7 +113,7 @@ class HostedRun:
         """Supervise the run, then let go of its log and lock (in that order: the run has
         ended for whoever waits once its lock is free)."""
         try:
-            hooks = supervise.Hooks(self.attempt, self.say, self.stop_asked, self.host.record)
+            hooks = supervise.Hooks(self.attempt, self.say, self.stop_asked, {})
             supervise.supervise_with(self.args, hooks)
         except BaseException as exc:  # never leave a run without a word: the log says why
             self.say(f"the job host failed supervising this run: {exc!r}")
@@ -145,7 +146,7 @@ class HostedRun:
         self.child = ProcessRef.of(child.pid)
         if self.child is not None:
             with contextlib.suppress(OSError):  # only lost if the host is killed too
-                write_json(self.files.child, self.child.to_json())
+                write_json(self.files.child, {**self.child.to_json(), "host": self.host.record})
         if self.stop_asked():  # told to stop while this attempt started: it stops too
             self.signal(signal.SIGTERM)
         code = child.wait()
@@ -166,7 +167,7 @@ class Host:
         self.sock = sock
         me = ProcessRef.of(os.getpid())
         self.ref = me
-        self.record = {**me.to_json(), "host": True} if me is not None else {}
+        self.record = me.to_json() if me is not None else {}  # in each run's child.json
         self.stopping = threading.Event()
         self.mutex = threading.Lock()
         self.sending = threading.Lock()  # one line at a time on the socket

@@ -63,33 +63,33 @@ class JobNames:
 
 
 def supervisor_of(run: RunFiles) -> ProcessRef | None:
-    """The live supervisor of a run, if any. The job host (``host.py``) outlives the runs it
-    supervises: one of its runs is live while the run's lock is held (``runlock``)."""
+    """The live supervisor of a run, if any: its own (``supervisor.json``), or the job host
+    named in ``child.json``, which outlives the runs it supervises: one of its runs is live
+    while the run's lock is held (``runlock``)."""
     data = read_json(run.supervisor)
+    if data is None:
+        host = (read_json(run.child) or {}).get("host")
+        ref = ProcessRef.from_json(host if isinstance(host, dict) else None)
+        return ref if ref is not None and ref.alive() and runlock.held(run.lock) else None
     ref = ProcessRef.from_json(data)
-    if ref is None or not ref.alive():
-        return None
-    if data and data.get("host") and not runlock.held(run.lock):
-        return None
-    return ref
+    return ref if ref is not None and ref.alive() else None
 
 
 def stop_run(run: RunFiles, grace: float = 10.0) -> None:
-    """Stop what runs in a run directory: its supervisor with its command (a run the job host
-    supervises: asked through ``RunFiles.stop``, its command stopped, and its lock waited for,
-    never the host), and any rank a killed supervisor left."""
-    data = read_json(run.supervisor)
-    supervisor = ProcessRef.from_json(data)
-    if data and data.get("host"):
-        if runlock.held(run.lock):
-            with contextlib.suppress(OSError):
-                run.stop.touch()  # before the command is read: a retry sees it
-            child = ProcessRef.from_json(read_json(run.child))
-            if child is not None:
-                stop(child, grace)
-            runlock.LockWatch(run.lock).wait(grace + 5.0)
-    elif supervisor is not None:
+    """Stop what runs in a run directory: its supervisor process with its command, or — a run
+    of the job host, or one whose supervisor has not recorded itself yet — ask through
+    ``RunFiles.stop``, stop the command and wait for the run's lock (never the host, which
+    other runs share); and any rank a killed supervisor left."""
+    supervisor = ProcessRef.from_json(read_json(run.supervisor))
+    if supervisor is not None:
         stop(supervisor, grace)
+    elif runlock.held(run.lock):
+        with contextlib.suppress(OSError):
+            run.stop.touch()  # before the command is read: an attempt starting sees it
+        child = ProcessRef.from_json(read_json(run.child))
+        if child is not None:
+            stop(child, grace)
+        runlock.LockWatch(run.lock).wait(grace + 5.0)
     child = ProcessRef.from_json(read_json(run.child))
     if child is not None:
         stop(child, grace)
@@ -353,6 +353,8 @@ class Jobs:
         ref = supervisor_of(names.run)
         if ref is not None:
             return "running", f"pid {ref.pid} left running by an interrupted apply"
+        if runlock.held(names.run.lock):  # its supervisor is starting it
+            return "running", "started by an interrupted apply"
         code, reason = exit_code_of(names.run), exit_reason_of(names.run)
         ended = f" (it exited with code {code})" if code is not None else ""
         ended = f"{ended[:-1]}: {reason})" if ended and reason else ended

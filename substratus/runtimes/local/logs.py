@@ -15,7 +15,6 @@ at once).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from substratus.engine import kinds
 from substratus.engine.runtime import LogRequest, NoLog
+from substratus.runtimes.local import runlock
 from substratus.runtimes.local.files import read_json
 from substratus.runtimes.local.process import ProcessRef
 from substratus.runtimes.local.workdir import RunFiles, Workdir, rebase
@@ -55,23 +55,6 @@ def tail_offset(path: Path, lines: int) -> int:
                 if seen == lines:
                     return pos + at + 1
         return 0
-
-
-def lock_held(run: RunFiles) -> bool:
-    """Whether a job's supervisor (or the apply starting it) holds the run's lock now."""
-    try:
-        fd = os.open(run.lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # closing it releases a lock taken here
-    return False
 
 
 def read_lines(
@@ -126,7 +109,7 @@ class LocalLogs:
             )
         run = self.workdir.run(request.namespace, kind, request.name, request.version)
         if kinds.is_job(kind, spec):
-            return run, lambda: lock_held(run)
+            return run, lambda: runlock.held(run.lock)
 
         def serving() -> bool:
             ref = ProcessRef.from_json(read_json(run.process))

@@ -8,7 +8,8 @@ whole life, so no second supervisor starts for the same run). It then:
 1. sets aside a reserve (``RESERVE_BYTES`` allocated in the file that becomes ``exit_code``,
    ``RunFiles.reserve``), so that what it must write at the end still fits when the job fills
    the disk; when even that fails the disk is full already and the job is not started;
-2. records ``supervisor.json`` (its pid and start time) and, once started, ``child.json``;
+2. records ``supervisor.json`` (its pid and start time; none for the job host) and, once
+   started, ``child.json``;
 3. runs the command (in its session and process group), forwarding SIGTERM/SIGINT to it, in
    its own environment minus the ``--unset`` names (what the supervisor alone needed to start,
    such as ``PYTHONPATH``), plus ``SUBSTRATUS_ATTEMPT``; the lock stays with the supervisor
@@ -319,7 +320,7 @@ def supervise(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     hooks = Hooks(
         attempt=lambda n: _run(args, run, os.environ if env is None else env, n),
         say=_say,
-        stop_asked=lambda: bool(_stop_asked),
+        stop_asked=lambda: bool(_stop_asked) or run.stop.exists(),
         record=me.to_json() if me is not None else {},
     )
     try:

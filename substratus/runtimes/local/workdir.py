@@ -6,8 +6,9 @@ Layout, all names derived from (namespace, kind, name, version) — a version na
 - ``builds/{version}/`` — a materialised build context (a git checkout or a copy);
 - ``runs/{namespace}/{kind}s/{name}/{version}/`` — one run of a workload: ``content/`` (its
   ``CONTENT_DIR``), ``log.txt``, ``lock`` (held by a job's supervisor), ``supervisor.json`` and
-  ``child.json`` (pids with start times; ``supervisor.json`` of a run the job host supervises
-  names the host, with ``"host": true``), ``stop`` (asks the job host to stop the run),
+  ``child.json`` (pids with start times; a run the job host supervises has no
+  ``supervisor.json``: its ``child.json`` names the host under ``"host"``), ``stop`` (asks a
+  supervisor to stop the run: no attempt follows),
   ``exit_code`` (the code, then the reason a job failed
   when known), ``attempts.jsonl`` (the failed attempts of a job that retries), ``.exit_code.tmp``
   (space a supervisor sets aside for its last writes, then its exit code before the rename),

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from substratus.engine.runtime import Detached, RunContext
-from substratus.runtimes.local import LocalRuntime, launcher
+from substratus.runtimes.local import LocalRuntime, launcher, runlock
 from substratus.runtimes.local.job import stop_run, supervisor_of
 from substratus.runtimes.local.process import ProcessRef
 from substratus.runtimes.local.workdir import RunFiles
@@ -94,6 +94,7 @@ def test_the_end_of_an_adopted_job_is_seen_without_polling(
     another process, through the run's lock: ``test_job``'s kill -9 test)."""
     counter, gate = tmp_path / "count", tmp_path / "gate"
     req = _detached(runtime, scripts, "gated", {"counter": str(counter), "gate": str(gate)})
+    wait_for(RunFiles(Path(runtime.intent(req)["run_dir"])).child.exists)  # its record is made
     hourly = LocalRuntime(runtime.workdir.root, runtime.store.url, 3600.0)
     adopt = dataclasses.replace(req, intent=hourly.intent(req))
     done: list[dict[str, Any]] = []
@@ -148,9 +149,10 @@ def test_one_host_supervises_every_job_and_each_command_is_its_child(
     assert host is not None
     wait_for(lambda: runs(counter) == 2)
     for req in (first, second):
-        supervisor = _record(runtime, req, "supervisor.json")
-        assert supervisor["pid"] == host and supervisor["host"] is True
-        child = _record(runtime, req, "child.json")["pid"]
+        record = _record(runtime, req, "child.json")
+        assert record["host"]["pid"] == host  # no supervisor.json: one file fewer per job
+        assert not Path(runtime.intent(req)["run_dir"], "supervisor.json").exists()
+        child = record["pid"]
         assert child != host and _parent(child) == host  # spawned by the host, not a fork
         assert os.getsid(child) == child  # a session of its own: stopping it spares the host
 
@@ -213,7 +215,8 @@ def test_a_killed_host_is_a_killed_supervisor_and_a_new_one_starts_the_next(
     server = launcher.server_pid()
     assert server is not None and orphan is not None
     os.kill(server, signal.SIGKILL)
-    wait_for(lambda: ProcessRef.of(server) is None)  # gone (a zombie counts as gone)
+    lock = Path(runtime.intent(req)["run_dir"], "lock")
+    wait_for(lambda: not runlock.held(lock))  # its last thread is gone (its leader a zombie)
     assert orphan.alive()  # the command goes on, unsupervised
 
     intent = runtime.intent(req)

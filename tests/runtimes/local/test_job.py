@@ -20,6 +20,7 @@ from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Garbage, Held, Owner, RunContext
 from substratus.runtimes.local import LocalRuntime, supervise
 from substratus.runtimes.local.files import read_json
+from substratus.runtimes.local.job import supervisor_of
 from substratus.runtimes.local.process import ProcessRef
 from substratus.runtimes.local.workdir import RunFiles
 
@@ -270,10 +271,12 @@ def test_a_detached_job_keeps_running_and_the_next_apply_adopts_it(
     with pytest.raises(Detached):
         runtime.apply(req, ctx)
 
+    run = RunFiles(Path(intent["run_dir"]))
+    wait_for(run.child.exists)  # its command started: the record names its supervisor
     rec = record(req, {}, status="pending", pending=pending(req, intent))
     observed = runtime.refresh({"dataset.slow": rec})["dataset.slow"]
     assert observed.pending == "running"
-    supervisor = ProcessRef.from_json(read_json(Path(intent["run_dir"]) / "supervisor.json"))
+    supervisor = supervisor_of(run)
     assert supervisor is not None
     assert observed.pending_message == f"pid {supervisor.pid} left running by an interrupted apply"
 
