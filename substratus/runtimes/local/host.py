@@ -219,22 +219,21 @@ class Host:
 
     def _start_process(self, request: Mapping[str, Any], lock: int, log: int) -> str:
         """Start ``python -m …supervise`` for a job on more than one node (its own session,
-        holding the lock); the host keeps no descriptor of it."""
-        try:
-            argv = supervise.command_line(request["job"], lock)
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-c", SUPERVISE, ROOT, *argv],
-                cwd=str(request["cwd"]),
-                env={k: str(v) for k, v in dict(request["env"]).items()},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(lock,),
-                start_new_session=True,
-            )
-        finally:
-            os.close(lock)
-            os.close(log)
+        holding the lock); the host keeps no descriptor of it once it started (when it could
+        not start, ``start`` closes them: each exactly once, as other threads open files)."""
+        argv = supervise.command_line(request["job"], lock)
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", SUPERVISE, ROOT, *argv],
+            cwd=str(request["cwd"]),
+            env={k: str(v) for k, v in dict(request["env"]).items()},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(lock,),
+            start_new_session=True,
+        )
+        os.close(lock)
+        os.close(log)
         with self.mutex:
             self.others = [p for p in self.others if p.poll() is None] + [process]
         ref = ProcessRef.of(process.pid)

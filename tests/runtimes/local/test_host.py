@@ -118,6 +118,12 @@ def test_the_command_does_not_hold_the_run_lock(
     assert Path(fds["1"]).name == "log.txt" and fds["0"] == os.devnull
 
 
+def _gates(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The run counter and the gate of ``gated.py``, and its params naming them."""
+    counter, gate = tmp_path / "count", tmp_path / "gate"
+    return counter, gate, {"counter": str(counter), "gate": str(gate)}
+
+
 def _detached(runtime: LocalRuntime, scripts: dict[str, Any], name: str, params: Any) -> Any:
     """A gated job started and left running (its apply detached); its request."""
     req = request("dataset", name, job_spec(params, command=[PY, "gated.py"]))
@@ -141,8 +147,7 @@ def _parent(pid: int) -> int:
 def test_one_host_supervises_every_job_and_each_command_is_its_child(
     runtime: LocalRuntime, scripts: dict[str, Any], tmp_path: Path
 ) -> None:
-    counter, gate = tmp_path / "count", tmp_path / "gate"
-    params = {"counter": str(counter), "gate": str(gate)}
+    counter, gate, params = _gates(tmp_path)
     first = _detached(runtime, scripts, "one", params)
     second = _detached(runtime, scripts, "two", params)
     host = launcher.server_pid()
@@ -166,8 +171,7 @@ def test_one_host_supervises_every_job_and_each_command_is_its_child(
 def test_stopping_one_run_stops_it_alone(
     runtime: LocalRuntime, scripts: dict[str, Any], tmp_path: Path
 ) -> None:
-    counter, gate = tmp_path / "count", tmp_path / "gate"
-    params = {"counter": str(counter), "gate": str(gate)}
+    counter, gate, params = _gates(tmp_path)
     stopped = _detached(runtime, scripts, "stopped", params)
     kept = _detached(runtime, scripts, "kept", params)
     wait_for(lambda: runs(counter) == 2)
@@ -207,8 +211,7 @@ def test_sigterm_to_the_host_stops_its_runs_records_them_and_ends_it(
 def test_a_killed_host_is_a_killed_supervisor_and_a_new_one_starts_the_next(
     runtime: LocalRuntime, scripts: dict[str, Any], tmp_path: Path
 ) -> None:
-    counter, gate = tmp_path / "count", tmp_path / "gate"
-    params = {"counter": str(counter), "gate": str(gate)}
+    counter, gate, params = _gates(tmp_path)
     req = _detached(runtime, scripts, "gated", params)
     wait_for(lambda: runs(counter) == 1)
     orphan = ProcessRef.from_json(_record(runtime, req, "child.json"))
