@@ -6,7 +6,6 @@ GCS artifacts and state live in fake-gcs-server. Nothing here is mocked.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -248,10 +247,11 @@ def test_falcon_7b_runs_on_a_cluster_and_a_dataset_edit_retrains_and_rolls_the_s
     assert trainer["spec"]["template"]["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
     pods = [p for p in cluster.items("Pod") if p["metadata"]["name"].startswith("falcon-7b-k8s-mo")]
     assert pods and pods[0]["spec"]["nodeName"] == f"kwok-spot-l4-{uuid_suffix(ns)}"
-    params = cluster.get("Secret", trainer["metadata"]["name"] + "-params")
-    assert params is not None
-    text = base64.b64decode(params["data"]["params.json"])
+    # no sensitive params: params.json is the pod's annotation (downward API), no Secret
+    assert cluster.get("Secret", trainer["metadata"]["name"] + "-params") is None
+    text = trainer["spec"]["template"]["metadata"]["annotations"]["substratus.ai/params"]
     assert json.loads(text) == {"num_train_epochs": 1, "save_steps": 5}
+    assert volumes["params"]["downwardAPI"]["items"][0]["path"] == "params.json"
     trained_version = mounts["/content/artifacts"]["subPath"]
     markers = gcs_objects(gcs_server, f"{ns}/")
     assert f"{trained_version}/.substratus-complete" in markers

@@ -9,10 +9,14 @@
 - the Job is created with one request that only creates (``Cluster.apply_new``): no read
   first, the name is new unless an interrupted apply made it (then the refused create reads it
   and the rules above apply);
-- the params Secret (``manifests.params_secret``: a pod's sensitive params read it) is applied
+- a Job whose pods read its params Secret (``manifests.params_secret``: sensitive params, or
+  params too large for the pod template, ``manifests.params_inline``) gets that Secret applied
   with an owner reference to the Job, so deleting the Job deletes it; as it needs the Job's
   uid, the Job is created suspended and released once its Secret exists, so no pod ever starts
-  without it (a Job left suspended by an interrupted apply is released when it is adopted);
+  without it (a Job left suspended by an interrupted apply is released when it is adopted, its
+  Secret applied first if its pods read one — also one an earlier version of substratus made,
+  which put every Job's params in a Secret). Any other Job is one create request: its pods
+  may start at once;
 - while waiting, the phase line shows what the pod does; a pod that cannot pull its image or
   misses a Secret fails the run at once, one that stays unschedulable longer than
   ``timing.unschedulable`` fails it with the scheduler's reason (the Job is deleted then, so it
@@ -46,7 +50,7 @@ from typing import Any
 from substratus.engine.attempts import FailedAttempt
 from substratus.engine.failure import Failure
 from substratus.engine.runtime import Detached, Owner, RunContext
-from substratus.runtimes.kubernetes import guard, indexed, names
+from substratus.runtimes.kubernetes import guard, indexed, manifests, names
 from substratus.runtimes.kubernetes import pods as podinfo
 from substratus.runtimes.kubernetes.board import board
 from substratus.runtimes.kubernetes.cluster import Cluster
@@ -219,22 +223,24 @@ def run(
     recorded: bool = False,
     service: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``job`` (with its params Secret ``params``, if any, and the headless Service of a
-    run on more than one node, ``indexed``) and wait (module docstring)."""
+    """Run ``job`` (with the params Secret ``params``, applied if the Job's pods read it, and
+    the headless Service of a run on more than one node, ``indexed``) and wait (module
+    docstring)."""
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     address = str(job["metadata"]["annotations"][names.ADDRESS])
-    if params is not None or service is not None:  # its pods wait for what they read
-        job["spec"]["suspend"] = True
+    secret = None if params is None else str(params["metadata"]["name"])
+    if secret in manifests.mounted_secrets(job) or service is not None:
+        job["spec"]["suspend"] = True  # its pods wait for what they read
     live = _start(cluster, job, ctx, timing, owner, address, recorded)
     uid = str((live.get("metadata") or {}).get("uid") or "")
-    if params is not None:
+    if params is not None and secret in manifests.mounted_secrets(live):
         params["metadata"]["ownerReferences"] = [
             {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
         ]
         guard.put(cluster, params, None, owner, address, recorded)
     if service is not None:  # rank 0's DNS name exists before any rank starts
         guard.put(cluster, indexed.owned_by(service, live), None, owner, address, recorded)
-    if (live.get("spec") or {}).get("suspend") and (params or service):
+    if (live.get("spec") or {}).get("suspend"):
         cluster.merge("Job", ns, name, uid, {"spec": {"suspend": False}})
     return wait(cluster, ns, name, ctx, timing, job["metadata"]["labels"].get(names.VERSION, ""))
 

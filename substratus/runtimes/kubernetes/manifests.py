@@ -3,11 +3,14 @@
 A ``Workload`` is everything a pod needs (image, command, env, params, resources, mounts); the
 functions here turn it into the original operator's objects so existing images keep working:
 
-- params → a Secret (``params_secret``, never a ConfigMap: params may be secrets) holding
-  ``params.json``, mounted at ``/content/params.json``, and ``PARAM_*`` env: a plain ``value``,
-  except for the params marked sensitive (``Workload.sensitive``), whose variables read the
-  Secret (``secretKeyRef``, key = the variable's name), so no sensitive value is ever in a pod
-  spec or a ConfigMap;
+- params → ``params.json``, mounted at ``/content/params.json``, and ``PARAM_*`` env: a plain
+  ``value``, except for the params marked sensitive (``Workload.sensitive``), whose variables
+  read the params Secret (``params_secret``, key = the variable's name), so no sensitive value
+  is ever in a pod spec or a ConfigMap. ``params.json`` is in that Secret too, except for a
+  Job whose params are none of them sensitive and fit an annotation (``params_inline``): its
+  pod template carries the text (annotation ``names.PARAMS``) and a downward API volume makes
+  the file of it, so the Job is one object, created by one request, with nothing to wait for
+  before its pods may start (no Secret, no suspend and release: ``jobs.run``);
 - container env ``${{ secrets.NAME.KEY }}`` → ``secretKeyRef``; ``CONTENT_DIR=/content``; the
   operator's variables the workload passes (``container.passEnv``, ``runtimes.contract``) as
   plain values taken when it is applied — nothing else of the operator's environment;
@@ -49,6 +52,7 @@ from substratus.runtimes.kubernetes import gpu, names, volumes
 KANIKO_IMAGE = "gcr.io/kaniko-project/executor:latest"
 GIT_IMAGE = "alpine/git"
 GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"
+INLINE_PARAMS_BYTES = 64 * 1024  # a Job's params.json in its pod template up to this size
 CONTAINER_NAMES = {
     "build": "builder",
     "dataset": "load",
@@ -117,7 +121,7 @@ def sensitive_env(w: Workload) -> dict[str, str]:
     return {k: v for k, v in param_env(w.params).items() if k in marked}
 
 
-def env_list(w: Workload, params: str) -> list[dict[str, Any]]:
+def env_list(w: Workload, params: str | None) -> list[dict[str, Any]]:
     """Passed variables < PARAM_* < container env < substratus' own variables; one entry per
     name. Nothing else of the operator's environment reaches a pod (``runtimes.contract``).
     A sensitive param's variable reads the key of its name in the params Secret ``params``."""
@@ -147,11 +151,23 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def params_text(w: Workload) -> str:
+    """The text of ``params.json``."""
+    return json.dumps(dict(w.params), indent=2, sort_keys=True) + "\n"
+
+
+def params_inline(w: Workload) -> bool:
+    """Whether a Job's ``params.json`` travels in its pod template rather than a Secret: none
+    of its params is sensitive, and the text fits ``INLINE_PARAMS_BYTES`` (all the annotations
+    of an object share 256 KiB)."""
+    return not w.sensitive and len(params_text(w).encode()) <= INLINE_PARAMS_BYTES
+
+
 def params_secret(w: Workload, name: str) -> dict[str, Any]:
     """The params Secret: ``params.json`` and, under their own names, the ``PARAM_*``
     variables of the sensitive params (``data``, base64: server-side apply owns each key)."""
-    text = json.dumps(dict(w.params), indent=2, sort_keys=True) + "\n"
-    data = {"params.json": _b64(text), **{k: _b64(v) for k, v in sensitive_env(w).items()}}
+    data = {"params.json": _b64(params_text(w))}
+    data.update((k, _b64(v)) for k, v in sensitive_env(w).items())
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -161,8 +177,24 @@ def params_secret(w: Workload, name: str) -> dict[str, Any]:
     }
 
 
-def _container(w: Workload, params: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    vols: list[dict[str, Any]] = [{"name": "params", "secret": {"secretName": params}}]
+def mounted_secrets(obj: Mapping[str, Any]) -> set[str]:
+    """The names of the Secrets the pods of ``obj`` (a Job, Deployment: any object with a pod
+    template) mount as volumes."""
+    spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {str(v["secret"].get("secretName")) for v in spec.get("volumes") or () if "secret" in v}
+
+
+def _params_volume(params: str | None) -> dict[str, Any]:
+    """The volume ``params.json`` comes from: the Secret ``params``, or (None) the pod's own
+    annotation ``names.PARAMS`` through the downward API."""
+    if params is not None:
+        return {"name": "params", "secret": {"secretName": params}}
+    ref = {"fieldPath": f"metadata.annotations['{names.PARAMS}']"}
+    return {"name": "params", "downwardAPI": {"items": [{"path": "params.json", "fieldRef": ref}]}}
+
+
+def _container(w: Workload, params: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    vols: list[dict[str, Any]] = [_params_volume(params)]
     mounts: list[dict[str, Any]] = [
         {"name": "params", "mountPath": f"{CONTENT}/params.json", "subPath": "params.json"}
     ]
@@ -181,12 +213,16 @@ def _container(w: Workload, params: str) -> tuple[dict[str, Any], list[dict[str,
     return c, vols
 
 
-def pod_template(w: Workload, params: str, restart: str) -> dict[str, Any]:
+def pod_template(w: Workload, params: str | None, restart: str) -> dict[str, Any]:
+    """The pod of a workload whose ``params.json`` is in the Secret ``params`` (None: in the
+    template, ``params_inline``)."""
     container, vols = _container(w, params)
     annotations = {
         "kubectl.kubernetes.io/default-container": container["name"],
         **volumes.pod_annotations([m.url for m in w.mounts]),
     }
+    if params is None:
+        annotations[names.PARAMS] = params_text(w)
     spec: dict[str, Any] = {
         "serviceAccountName": names.SERVICE_ACCOUNTS[w.kind],
         "securityContext": {"fsGroup": 3003},
@@ -237,8 +273,9 @@ def pod_failure_policy(container: str) -> dict[str, Any]:
 
 def job(w: Workload, name: str) -> dict[str, Any]:
     """A Dataset's or Model's run: ``backoffLimit`` = ``spec.retries``; with retries, the
-    ``pod_failure_policy`` (which needs the pods' ``restartPolicy: Never``)."""
-    template = pod_template(w, names.params_name(name), "Never")
+    ``pod_failure_policy`` (which needs the pods' ``restartPolicy: Never``). Its params are in
+    the template when ``params_inline``, else in the Secret ``params_name``."""
+    template = pod_template(w, None if params_inline(w) else names.params_name(name), "Never")
     spec: dict[str, Any] = {"backoffLimit": w.retries, "template": template}
     if w.retries:
         spec["podFailurePolicy"] = pod_failure_policy(CONTAINER_NAMES[w.kind])

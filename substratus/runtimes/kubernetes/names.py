@@ -9,7 +9,9 @@ of the digest it was applied at) and the identity of the state that made it (``O
 itself). The object's own metadata (not a pod template's) also carries ``substratus.ai/version``,
 the run that last applied it. The full address and digest are annotations. A server's pod
 template carries ``substratus.ai/restart`` once a replacement was requested: the version of that
-run, so the Deployment rolls even at the same digest. ServiceAccounts are shared by every state
+run, so the Deployment rolls even at the same digest. A Job's pod template carries its
+``params.json`` as ``substratus.ai/params`` unless the params Secret holds it
+(``manifests.params_inline``). ServiceAccounts are shared by every state
 of a namespace and carry only the managed-by label (``runtime``).
 
 Names are deterministic, so an interrupted apply's objects are found again. Objects that live
@@ -21,8 +23,9 @@ their objects apart on one namespace:
 - a Job per run (one version, ``RunRequest.version``): ``{name}-{bld|data|model}-{tag}`` with
   ``tag`` the version's digest prefix and token (``run_tag``; ≤ 63 characters, the limit of
   the ``job-name`` label its pods get; ≤ 58 for a run on more than one node, whose pods are
-  named ``{job}-{index}``), its params Secret ``{job}-params`` — unique per run, whatever the
-  workspace or state — and, on more than one node, its headless Service (``indexed``);
+  named ``{job}-{index}``), its params Secret ``{job}-params`` (when its params need one) —
+  unique per run, whatever the workspace or state — and, on more than one node, its headless
+  Service (``indexed``);
 - a ModelServer: Deployment and Service ``{stem}-server``, params Secret ``{stem}-server-params``;
 - a Notebook: Pod and Service ``{stem}-notebook``, params Secret ``{stem}-notebook-params``,
   token Secret ``{stem}-notebook-token``.
@@ -50,6 +53,7 @@ LINEAGE = "substratus.ai/lineage"
 WORKSPACE = "substratus.ai/workspace"
 VERSION = "substratus.ai/version"
 RESTART = "substratus.ai/restart"
+PARAMS = "substratus.ai/params"  # a Job pod's params.json (manifests.params_inline)
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
 MAX_NAME = 63
 DEFAULT_WORKSPACE = "default"

@@ -271,7 +271,7 @@ class KubernetesRuntime:
         nodes = kinds.nodes(kind, request.spec)
         name = names.job_name(kind, request.name, request.run_version, nodes)
         self._service_account(ns, kind)
-        params = names.params_name(name)
+        params = names.params_name(name)  # applied only if the Job's pods read it (``jobs``)
         owner, recorded = request.owner, _recorded(request)
         if nodes > 1:
 
@@ -282,9 +282,8 @@ class KubernetesRuntime:
 
             jobs.run_ranks(self.cluster, attempt, w.retries, ctx, self.timing, owner, recorded)
         else:
-            job = manifests.job(w, name)
-            params_secret = manifests.params_secret(w, params)
-            jobs.run(self.cluster, job, params_secret, ctx, self.timing, owner, recorded)
+            job, secret = manifests.job(w, name), manifests.params_secret(w, params)
+            jobs.run(self.cluster, job, secret, ctx, self.timing, owner, recorded)
         ctx.phase("recording the new version")
         sealed = artifacts.seal(version)
         out = {"artifacts": version, "job": name, "image": w.image}

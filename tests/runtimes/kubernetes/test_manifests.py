@@ -72,7 +72,10 @@ def test_trainer_job_follows_the_workload_contract() -> None:
     vols = {v["name"]: v for v in spec["volumes"]}
     assert vols["data"]["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
     assert vols["data"]["csi"]["volumeAttributes"]["bucketName"] == "bucket"
-    assert vols["params"]["secret"] == {"secretName": f"{name}-params"}
+    # no sensitive params: params.json is the pod's annotation, through the downward API
+    assert json.loads(pod["metadata"]["annotations"][names.PARAMS]) == w.params
+    assert vols["params"]["downwardAPI"]["items"][0]["path"] == "params.json"
+    assert manifests.mounted_secrets(job) == set()
     assert pod["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
     env = {e["name"]: e for e in c["env"]}
     assert env["PARAM_NUM_TRAIN_EPOCHS"]["value"] == "1"
@@ -126,6 +129,7 @@ def test_sensitive_params_are_read_from_the_params_secret_never_written_in_the_p
         }
     assert env["PARAM_EPOCHS"]["value"] == "1"  # not sensitive: a plain value
     assert "hunter2-secret" not in json.dumps(job) and "s3cr3t" not in json.dumps(job)
+    assert manifests.mounted_secrets(job) == {"j-params"}  # params.json: in the Secret
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data["PARAM_TOKEN"] == "hunter2-secret"
     assert json.loads(data["PARAM_NESTED"]) == {"key": "s3cr3t"}
