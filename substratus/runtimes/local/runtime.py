@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -55,7 +56,6 @@ from substratus.engine.runtime import (
     RunRequest,
 )
 from substratus.runtimes.local import check as checks
-from substratus.runtimes.local import launcher
 from substratus.runtimes.local.artifacts import (
     ArtifactStore,
     input_dir,
@@ -63,17 +63,17 @@ from substratus.runtimes.local.artifacts import (
     local_path,
     open_store,
 )
-from substratus.runtimes.local.build import context_dir, materialise
 from substratus.runtimes.local.files import remove_tree
-from substratus.runtimes.local.job import Jobs
-from substratus.runtimes.local.logs import LocalLogs
-from substratus.runtimes.local.refresh import Refresher
-from substratus.runtimes.local.server import Servers
-from substratus.runtimes.local.session import LocalNotebookSession
 from substratus.runtimes.local.workdir import Workdir, rebase
 
+# Jobs, servers, builds, logs and sessions are imported when first used: ``validate`` only
+# checks (``check``), and the CLI's start-up time is every command's.
 if TYPE_CHECKING:
     from substratus.engine.statefile import ResourceRecord
+    from substratus.runtimes.local.job import Jobs
+    from substratus.runtimes.local.refresh import Refresher
+    from substratus.runtimes.local.server import Servers
+    from substratus.runtimes.local.session import LocalNotebookSession
 
 T = TypeVar("T")
 
@@ -88,9 +88,25 @@ class LocalRuntime:
         self.store: ArtifactStore = open_store(
             artifacts_url or (self.workdir.root / "artifacts").as_uri(), self.workdir.root
         )
-        self.jobs = Jobs(self.workdir, self.store, poll_interval)
-        self.servers = Servers(self.workdir, self.store, poll_interval)
-        self._refresher = Refresher(self.workdir, self.jobs, self.servers)
+        self.poll_interval = poll_interval
+
+    @functools.cached_property
+    def jobs(self) -> Jobs:
+        from substratus.runtimes.local.job import Jobs
+
+        return Jobs(self.workdir, self.store, self.poll_interval)
+
+    @functools.cached_property
+    def servers(self) -> Servers:
+        from substratus.runtimes.local.server import Servers
+
+        return Servers(self.workdir, self.store, self.poll_interval)
+
+    @functools.cached_property
+    def _refresher(self) -> Refresher:
+        from substratus.runtimes.local.refresh import Refresher
+
+        return Refresher(self.workdir, self.jobs, self.servers)
 
     def check(self, resources: Sequence[ResourceView]) -> list[Diagnostic]:
         uses_store = any(kinds.is_job(r.kind, r.spec) for r in resources)
@@ -117,6 +133,8 @@ class LocalRuntime:
     def intent(self, request: RunRequest) -> dict[str, Any]:
         kind = request.kind
         if kind == "build":
+            from substratus.runtimes.local.build import context_dir
+
             target = self.workdir.build_dir(request.run_version)
             return {"build_dir": str(target), "context_dir": str(context_dir(request.spec, target))}
         if kinds.is_job(kind, request.spec):
@@ -138,6 +156,8 @@ class LocalRuntime:
     def _apply(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
         kind = request.kind
         if kind == "build":
+            from substratus.runtimes.local import launcher
+
             launcher.prestart()  # the jobs that use the build start from it: have it ready
             return self._build(request, ctx)
         if kinds.is_job(kind, request.spec):
@@ -149,6 +169,8 @@ class LocalRuntime:
         raise Failure(f"the local runtime does not know the kind {kind!r}")
 
     def _build(self, request: RunRequest, ctx: RunContext) -> dict[str, Any]:
+        from substratus.runtimes.local.build import materialise
+
         spec = dict(request.spec)
         for key in ("path", "url") if spec.get("source") == "local" else ("url",):
             if key in spec:
@@ -198,12 +220,16 @@ class LocalRuntime:
             self.servers.delete(ns, kind, name, outputs, request.versions, request.retain_artifacts)
 
     def logs(self, request: LogRequest, cancelled: threading.Event) -> Iterator[str]:
+        from substratus.runtimes.local.logs import LocalLogs
+
         return LocalLogs(self.workdir, self.jobs.poll).logs(request, cancelled)  # see logs.py
 
     def notebook_session(
         self, namespace: str, name: str, outputs: Mapping[str, Any], local_port: int
     ) -> LocalNotebookSession:
         """The running notebook as it is: local already (see ``engine.session``)."""
+        from substratus.runtimes.local.session import LocalNotebookSession
+
         return LocalNotebookSession(rebase(outputs, self.workdir.root))
 
     def hold(self, owner: Owner, held: Sequence[Held]) -> None:
