@@ -90,6 +90,9 @@ class LocalRuntime:
         )
         self.poll_interval = poll_interval
 
+    # Made on first use (their modules with them). They hold nothing but the locations and the
+    # poll interval, so one made twice by threads racing to use it first (Python 3.12 dropped
+    # cached_property's lock) is as good as the other.
     @functools.cached_property
     def jobs(self) -> Jobs:
         from substratus.runtimes.local.job import Jobs
