@@ -18,7 +18,13 @@ the text to a file):
 
 Work items run one after the other; inside one, the tools are interleaved (A B C A B C …) for
 ``--rounds`` rounds (at least 3). Each item runs in a fresh temporary directory per tool; an
-apply gets a fresh directory (so an empty state) every round. Untimed set-up: writing the files,
+apply gets a fresh directory (so an empty state) every round. No directory is removed before the
+run ends (then the whole temporary directory is): an ext4 file system without a journal (such as
+the one of the README's table: the report names the file system) skips every inode deleted in
+the last minute — six while its inode table block is unwritten — when it looks for a free one,
+so removing one round's files (about 14 per substratus job) made the next round's file
+creations search past all of them; a user's apply does not follow the deletion of thousands of
+files. Untimed set-up: writing the files,
 ``tofu init`` (offline: only the built-in provider), ``dvc init --no-scm``, the apply before a
 ``noop`` item, and compiling substratus's modules to bytecode once (``compile_bytecode``: an
 installed package has its ``.pyc`` files, as OpenTofu is a built binary and DVC's site-packages
@@ -380,7 +386,6 @@ class Context:
     rounds: int
     root: Path
     dvc_apply_max: int
-    keep: bool
 
 
 def prepare(tool: Tool, item: Item, where: Path, log: Path) -> None:
@@ -425,8 +430,6 @@ def run_item(item: Item, ctx: Context) -> list[Result]:
                 _tail(log)
                 continue
             result.runs.append(run)
-            if item.group == "apply" and not ctx.keep:
-                shutil.rmtree(where, ignore_errors=True)
     return list(results.values())
 
 
@@ -506,6 +509,30 @@ def machine() -> dict[str, Any]:
     }
 
 
+def filesystem(path: Path) -> str:
+    """The type of the file system holding ``path`` (from ``/proc/self/mountinfo``), and for
+    ext4 whether it has a journal (``/sys/fs/ext4/<device>/journal_task``); "unknown" elsewhere."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    best, kind, source = "", "unknown", ""
+    for line in lines:  # mount point is field 5; after " - ": type, source
+        fields, _, tail = line.partition(" - ")
+        point = fields.split()[4]
+        inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best) and tail:
+            best, (kind, source) = point, tail.split()[:2]
+    if kind != "ext4":
+        return kind
+    task = Path("/sys/fs/ext4") / Path(source).name / "journal_task"
+    try:
+        journal = task.read_text().strip() != "<none>"
+    except OSError:
+        return "ext4"
+    return "ext4" if journal else "ext4 without a journal"
+
+
 def print_report(meta: dict[str, Any], items: list[Item], results: list[Result]) -> None:
     tools: dict[str, str] = meta["tools"]
     print(f"# substratus versus OpenTofu and DVC — {meta['date']}")
@@ -515,6 +542,7 @@ def print_report(meta: dict[str, Any], items: list[Item], results: list[Result])
         if key in meta["requested"]:
             print(f"- {LABELS[key]}: {tools.get(key, 'not installed')}")
     print(f"- rounds: {meta['rounds']} (interleaved); command: `{meta['command']}`")
+    print(f"- file system of the runs: {meta['filesystem']}")
     load = meta["load"]
     print(f"- load average (1 min) before / after: {load[0]:.2f} / {load[-1]:.2f}; ", end="")
     print(f"highest seen between items: {max(load):.2f}")
@@ -611,8 +639,9 @@ def main(argv: list[str] | None = None) -> None:
     meta.update(rounds=args.rounds, tools={t.key: tool_version(t) for t in tools})
     meta["requested"] = [t.strip() for t in args.tools.split(",") if t.strip()]
     meta["load"] = [os.getloadavg()[0]]
+    meta["filesystem"] = filesystem(root)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` cleans up
-    ctx = Context(tools, args.rounds, root, args.dvc_apply_max, args.keep)
+    ctx = Context(tools, args.rounds, root, args.dvc_apply_max)
     results: list[Result] = []
     try:
         for item in items:
