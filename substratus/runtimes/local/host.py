@@ -42,6 +42,7 @@ Nothing from the engine is imported beyond what the supervisor imports.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the socket failed: the launcher finds this host gone
         print(f"substratus: the job host stopped: {exc}", file=sys.stderr)
         return 1
+    finally:
+        gc.freeze()  # exiting: no collection at shutdown (the applying process waits for it)
 
 
 if __name__ == "__main__":

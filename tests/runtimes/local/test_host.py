@@ -6,7 +6,8 @@ whose poll interval is an hour still finishes a job at once. The command never h
 lock (a command left behind by a killed supervisor must not keep the next apply out). One host
 supervises every job of a process; stopping one run stops that run alone. A killed host is a
 killed supervisor: the next apply stops the command it left and runs the job again, and a new
-host takes over.
+host takes over. The host ends without collecting its objects (the applying process waits for
+it to end).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -231,3 +234,25 @@ def test_a_killed_host_is_a_killed_supervisor_and_a_new_one_starts_the_next(
     assert not orphan.alive()  # stopped before the job ran again
     assert runs(counter) == 2
     assert launcher.server_pid() not in (None, server)
+
+
+HOST_ENDS = """
+import gc, socket
+from substratus.runtimes.local import host
+ours, theirs = socket.socketpair()
+ours.shutdown(socket.SHUT_WR)  # no request: the host answers how many runs it still has
+code = host.main(["--fd", str(theirs.fileno())])
+print(code, ours.recv(64).decode().strip(), gc.get_freeze_count() > 0)
+"""
+
+
+def test_the_host_ends_with_the_collector_frozen() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HOST_ENDS],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.split("\n")[0] == "0 runs 0 True", done.stdout + done.stderr
