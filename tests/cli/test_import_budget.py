@@ -141,3 +141,19 @@ def test_validate_imports_neither_the_planner_nor_the_state() -> None:
     names = imported("-m", "substratus", "validate", "-f", "examples/quickstart")
     assert "substratus.engine.config" in names  # the budget checks a real validation
     assert over_budget(names, HEAVY_FOR_VALIDATE) == []
+
+
+def test_an_apply_without_a_terminal_imports_no_rich(tmp_path: Path) -> None:
+    """Plain progress lines (an apply in CI or a pipe) are written without rich; a job ran."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "README").write_text("a job\n", encoding="utf-8")
+    runs = tmp_path / "runs.txt"  # outside the job's content directory
+    (tmp_path / "data.yaml").write_text(
+        "kind: Dataset\nname: data\nspec:\n  container:\n    local: {path: ./app}\n"
+        f'    command: ["sh", "-c", "echo ran >> {runs}"]\n',
+        encoding="utf-8",
+    )
+    names = imported("-m", "substratus", "apply", "-f", str(tmp_path), "--auto-approve")
+    assert runs.read_text(encoding="utf-8") == "ran\n"
+    assert "substratus.cli.progress" in names
+    assert over_budget(names, ("rich",)) == []
