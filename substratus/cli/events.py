@@ -33,7 +33,6 @@ from typing import IO, Any
 from substratus import __version__
 from substratus.engine.diagnostic import DiagnosticError
 from substratus.engine.plan import PLAN_FORMAT_VERSION, Plan
-from substratus.engine.plan_document import change_dict, plan_sha256
 
 
 def version_event() -> dict[str, Any]:
@@ -45,6 +44,9 @@ def version_event() -> dict[str, Any]:
 
 
 def plan_events(plan: Plan, saved: Path | None = None) -> Iterator[dict[str, Any]]:
+    # the plan document's models: only here (an apply's progress and errors do without them)
+    from substratus.engine.plan_document import change_dict, plan_sha256
+
     sha = plan_sha256(plan)
     for w in plan.warnings:
         yield {"type": "diagnostic", **w.to_json()}

@@ -144,7 +144,8 @@ def test_validate_imports_neither_the_planner_nor_the_state() -> None:
 
 
 def test_an_apply_without_a_terminal_imports_no_rich(tmp_path: Path) -> None:
-    """Plain progress lines (an apply in CI or a pipe) are written without rich; a job ran."""
+    """Plain progress lines (an apply in CI or a pipe) are written without rich, and an apply
+    that saves no plan loads no plan document models; the job ran."""
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "README").write_text("a job\n", encoding="utf-8")
     runs = tmp_path / "runs.txt"  # outside the job's content directory
@@ -156,4 +157,4 @@ def test_an_apply_without_a_terminal_imports_no_rich(tmp_path: Path) -> None:
     names = imported("-m", "substratus", "apply", "-f", str(tmp_path), "--auto-approve")
     assert runs.read_text(encoding="utf-8") == "ran\n"
     assert "substratus.cli.progress" in names
-    assert over_budget(names, ("rich",)) == []
+    assert over_budget(names, ("rich", "substratus.engine.plan_document")) == []
