@@ -1,4 +1,5 @@
-"""The CLI takes no pydantic plugins, and does not pay to look for them.
+"""The CLI loads no optional code of other packages that it does not use: no pydantic plugins
+(and not the loader that looks for them), and not the Kubernetes client's client-side validation.
 
 pydantic finds its plugins in the entry points of every installed distribution
 (``pydantic.plugin._loader``). The CLI turns that off (``PYDANTIC_DISABLE_PLUGINS=__all__``,
@@ -12,6 +13,13 @@ answers then: none. Any other name pydantic may ask of its loader is taken from 
 imported at that moment, so a pydantic whose loader grew new names still works, only without the
 saving. Jobs never see the variable: their environment is an allowlist
 (``runtimes.contract.host_env``).
+
+``import kubernetes`` imports ``kubernetes.dynamic``, which imports ``kubernetes_validate`` when
+it is installed, for ``DynamicClient.validate`` — a method substratus never calls. That package's
+``jsonschema`` builds a URI grammar (``rfc3987_syntax``) at import: about 1.1 s of every command
+that talks to a cluster. ``disable()`` marks it absent in this process (``sys.modules[name] =
+None``: importing it raises ``ModuleNotFoundError``, which ``kubernetes.dynamic`` expects), unless
+something imported it already.
 """
 
 from __future__ import annotations
@@ -20,11 +28,12 @@ import importlib
 import os
 import sys
 import types
-from typing import Any
+from typing import Any, cast
 
 LOADER = "pydantic.plugin._loader"
 VARIABLE = "PYDANTIC_DISABLE_PLUGINS"
 ALL_OFF = ("__all__", "1", "true")  # the values for which pydantic loads no plugin at all
+UNUSED = ("kubernetes_validate",)  # optional imports of our dependencies that we never use
 
 
 class NoPlugins(types.ModuleType):
@@ -45,7 +54,11 @@ class NoPlugins(types.ModuleType):
 
 def disable() -> None:
     """Turn pydantic plugins off for this process (unless the user chose otherwise) and, when
-    they are all off, skip the loader's imports. Call before pydantic builds a model."""
+    they are all off, skip the loader's imports; mark ``UNUSED`` absent. Call before pydantic
+    builds a model and before ``kubernetes`` is imported."""
     os.environ.setdefault(VARIABLE, "__all__")
     if os.environ[VARIABLE] in ALL_OFF and LOADER not in sys.modules:
         sys.modules[LOADER] = NoPlugins(LOADER)
+    modules = cast(dict[str, types.ModuleType | None], sys.modules)
+    for name in UNUSED:
+        modules.setdefault(name, None)

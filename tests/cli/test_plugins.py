@@ -105,3 +105,42 @@ def test_the_stand_in_hands_any_other_name_to_the_real_loader() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["pydantic", "module"]
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: default}}]
+current-context: x
+"""
+
+
+def test_the_kubernetes_client_loads_without_its_client_side_validation(tmp_path: Path) -> None:
+    """A plan on an unreachable cluster imports the Kubernetes client, and not the optional
+    ``kubernetes_validate`` (with its ``jsonschema`` and URI grammar) that our test
+    dependencies install and substratus never uses."""
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG, encoding="utf-8")
+    args = ["plan", "--runtime", "kubernetes", "-f", "examples/quickstart"]
+    done = run(
+        tmp_path,
+        ["-X", "importtime", "-m", "substratus", *args],
+        KUBECONFIG=str(tmp_path / "kubeconfig"),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot reach the Kubernetes API server at https://127.0.0.1:9" in done.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert {"kubernetes.client", "kubernetes.dynamic"} <= imported
+    assert not {"jsonschema", "rfc3987_syntax"} & imported
+
+
+def test_kubernetes_validate_is_installed_here_and_loads_without_the_cli() -> None:
+    """The control: in this environment ``import kubernetes`` alone loads it."""
+    code = "import sys, kubernetes\nprint('jsonschema' in sys.modules)\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
