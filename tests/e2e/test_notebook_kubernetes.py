@@ -196,9 +196,13 @@ def test_a_directory_becomes_a_cluster_notebook_whose_work_syncs_back(
         assert (local / "notes.remote.md").read_text() == "changed in the notebook\n"
         assert not (local / ".ipynb_checkpoints").exists()
 
-        out, _ = proc.communicate("q\n", timeout=120)
-        reader.join(timeout=5)
-        text = "".join(lines) + (out or "")
+        assert proc.stdin is not None
+        proc.stdin.write("q\n")  # the reader thread alone reads stdout (it ends at EOF)
+        proc.stdin.close()
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+        assert not reader.is_alive()
+        text = "".join(lines)
         assert proc.returncode == 0, text
         assert "sync: conflict notes.md" in text
         assert "Suspended notebook.lab" in text
