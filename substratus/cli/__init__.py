@@ -25,7 +25,7 @@ import gc
 import sys
 from typing import NoReturn
 
-from substratus.cli import plugins, signals
+from substratus.cli import plugins, signals, startup
 from substratus.cli.version import version_line
 
 
@@ -36,6 +36,7 @@ def main() -> None:
         if sys.argv[1:] == ["version"]:
             print(version_line())
             return
+        startup.tune_gc(startup.command_named())
         plugins.disable()
         from substratus.cli.app import main as run
 
@@ -58,11 +59,4 @@ def stopped(exc: KeyboardInterrupt) -> NoReturn:
     signals.leave(signals.exit_code(exc))
 
 
-def tune_gc(command: str | None = None) -> None:
-    """``substratus.cli.app.tune_gc`` (imported when called)."""
-    from substratus.cli.app import tune_gc as tune
-
-    tune(command)
-
-
-__all__ = ["main", "stopped", "tune_gc"]
+__all__ = ["main", "stopped"]

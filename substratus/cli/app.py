@@ -11,7 +11,6 @@ outcome to an exit code (``substratus.cli.errors``): 0 success / no changes, 1 e
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Callable
@@ -20,9 +19,9 @@ from typing import Any
 import typer
 
 from substratus.cli import signals
-from substratus.cli.completion import COMPLETE_VAR
 from substratus.cli.errors import EXIT_ERROR, print_diagnostics, report_unexpected, use_color
 from substratus.cli.helptext import WordsCommand
+from substratus.cli.startup import COMPLETE_VAR, command_named
 from substratus.cli.version import version_line
 from substratus.engine.diagnostic import DiagnosticError
 
@@ -127,26 +126,10 @@ def build_app(only: str | None = None) -> typer.Typer:
     return app
 
 
-# Commands that answer and end (they start nothing that keeps running): their run allocates
-# many small acyclic objects and frees them at exit, so the cycle collector has nothing to find.
-BRIEF = frozenset({"validate", "plan", "graph", "show", "output", "schema", "completion"})
-
-
-def tune_gc(command: str | None = None) -> None:
-    """A CLI run is short and allocates many small, acyclic objects (specs, addresses, JSON):
-    collect the young generation less often (measured with bench/plan_scale.py: about a
-    quarter off loading and planning 10,000 resources), and not at all for a ``BRIEF``
-    command (a further few percent of planning 10,000 resources; the same peak memory)."""
-    gc.set_threshold(50_000, 20, 20)
-    if command in BRIEF:
-        gc.disable()
-
-
 def main() -> None:
     """Runs the app and turns every failure into a clear message; a stop signal
     (``KeyboardInterrupt``) propagates to ``substratus.cli.main``, which reports it."""
-    only = None if os.environ.get(COMPLETE_VAR) else next(iter(sys.argv[1:]), None)
-    tune_gc(only)
+    only = command_named()
     signals.check()  # a Ctrl-C lost while the modules loaded
     if os.environ.get(COMPLETE_VAR):  # a shell asks for completions
         from substratus.cli.completion import init

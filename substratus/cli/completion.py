@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
+from substratus.cli.startup import COMPLETE_VAR
 from substratus.engine.diagnostic import fail
 
-COMPLETE_VAR = "_SUBSTRATUS_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
 
 

@@ -44,3 +44,33 @@ def test_main_freezes_the_collector_and_keeps_the_exit_code(
     assert done.returncode == code, done.stdout + done.stderr
     frozen = [line for line in done.stderr.splitlines() if line.startswith("frozen ")]
     assert len(frozen) == 1 and int(frozen[0].split()[1]) > 0, done.stderr
+
+
+COUNT_COLLECTIONS = """
+import gc, sys
+sys.argv = ["substratus", *sys.argv[1:]]
+from substratus.cli import main
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
+try:
+    main()
+finally:
+    print("collections", len(collections), file=sys.stderr)
+"""
+
+
+def test_a_brief_command_collects_nothing_from_its_first_import_on() -> None:
+    """The collector is tuned before ``main`` imports typer and the app (their imports alone
+    made 31 collections of a ``validate``); a ``BRIEF`` command then collects nothing."""
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_COLLECTIONS, "validate", "-f", "examples/quickstart"],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The configuration is valid" in done.stdout
+    assert "collections 0" in done.stderr.splitlines(), done.stderr
