@@ -17,6 +17,9 @@ and the console script end right after ``main``; nothing else calls it.
 The CLI validates with pydantic but takes no pydantic plugins (``plugins.disable``): looking
 for them reads the entry points of every installed distribution (15–30 ms of every command that
 loads a configuration), and importing the loader that looks costs 13–21 ms more.
+
+The methods ``dataclasses`` writes and the annotations ``typing`` resolves are compiled once and
+kept between runs (``codecache``: 45–55 ms of a 0.2 s command, compiled anew at every start).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import gc
 import sys
 from typing import NoReturn
 
-from substratus.cli import plugins, signals, startup
+from substratus.cli import codecache, plugins, signals, startup
 from substratus.cli.version import version_line
 
 
@@ -37,6 +40,7 @@ def main() -> None:
             print(version_line())
             return
         startup.tune_gc(startup.command_named())
+        codecache.install()
         plugins.disable()
         from substratus.cli.app import main as run
 
@@ -49,6 +53,7 @@ def main() -> None:
             signals.leave(code if isinstance(code, int) else 0 if code is None else 1)
         raise
     finally:
+        codecache.save()
         gc.freeze()  # the process ends now: its shutdown collects nothing (module docstring)
 
 

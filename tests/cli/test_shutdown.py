@@ -59,13 +59,13 @@ finally:
 """
 
 
-def test_a_brief_command_collects_nothing_from_its_first_import_on() -> None:
+def test_a_brief_command_collects_nothing_from_its_first_import_on(tmp_path: Path) -> None:
     """The collector is tuned before ``main`` imports typer and the app (their imports alone
     made 31 collections of a ``validate``); a ``BRIEF`` command then collects nothing."""
     done = subprocess.run(
         [sys.executable, "-c", COUNT_COLLECTIONS, "validate", "-f", "examples/quickstart"],
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
