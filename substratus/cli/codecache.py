@@ -47,10 +47,13 @@ from typing import Any
 # All the commands of one version together compile about 1,000 distinct texts (720 KB, 3–4 ms
 # to load); texts of earlier versions stay until a save finds more than this.
 LIMIT = 3_000
-# The compiler flags a caller's code passes on to ``compile`` and ``exec`` of a string.
+# The compiler flags a caller's code passes on to ``compile`` and ``exec`` of a string: its
+# future features (CPython's ``PyCF_MASK``). Not ``nested_scopes``'s, which is also the flag of
+# any code nested in a function (``CO_NESTED``), and which the compiler ignores.
 INHERITED = 0
 for _name in __future__.all_feature_names:
-    INHERITED |= getattr(__future__, _name).compiler_flag
+    if _name != "nested_scopes":
+        INHERITED |= getattr(__future__, _name).compiler_flag
 del _name
 
 Key = tuple[str, int, str]  # (mode, flags, source)

@@ -7,6 +7,7 @@ that is not the cache itself.
 """
 
 from __future__ import annotations
+import __future__
 
 import dataclasses
 import json
@@ -169,6 +170,12 @@ def test_compile_inherits_the_callers_future_features_as_the_builtin_does(tmp_pa
     namespace = {}
     exec(cache.compile("def f(x: int): ...", "<string>", "exec", dont_inherit=True), namespace)
     assert namespace["f"].__annotations__ == {"x": int}
+
+    def nested() -> None:  # its code is CO_NESTED, a flag that is no future feature
+        cache.compile("g = 1", "<string>", "exec")
+
+    nested()
+    assert ("exec", __future__.annotations.compiler_flag, "g = 1") in cache.known
 
 
 def test_a_forward_reference_resolves_through_the_cache(tmp_path: Path) -> None:
