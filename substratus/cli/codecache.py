@@ -18,13 +18,15 @@ explicit optimization level) goes to the builtin unchanged.
 
 The file is ``${XDG_CACHE_HOME:-~/.cache}/substratus/code/<interpreter>.marshal``: a
 ``marshal`` image, as a ``.pyc`` is, of one tuple (this interpreter's exact version and
-optimization level, {(mode, flags, text): code}). Any other version, a damaged file or one that
-cannot be read means an empty cache, compiled again and rewritten; a file that cannot be written
-means none is kept (nothing is reported: the run is correct either way). Nothing is written when
-Python writes no bytecode (``-B``, ``PYTHONDONTWRITEBYTECODE``). The trust is that of
-``__pycache__``: whoever can write the user's cache directory can run code as the user. A save
-writes a new file and renames it over the old one, so concurrent runs each read a whole file;
-past ``LIMIT`` entries a save keeps only what its own run used.
+optimization level, {(mode, flags, text): code}). There is none without an absolute cache
+directory: a relative ``XDG_CACHE_HOME`` is ignored, and so is a home that is not absolute
+(never a directory under the one the command runs in). Any other version, a damaged file or one
+that cannot be read means an empty cache, compiled again and rewritten; a file that cannot be
+written means none is kept (nothing is reported: the run is correct either way). Nothing is
+written when Python writes no bytecode (``-B``, ``PYTHONDONTWRITEBYTECODE``). The trust is that
+of ``__pycache__``: whoever can write the user's cache directory can run code as the user. A
+save writes a new file and renames it over the old one, so concurrent runs each read a whole
+file; past ``LIMIT`` entries a save keeps only what its own run used.
 
 Nothing here imports more than the standard library: ``substratus.cli.main`` installs it before
 typer, pydantic and the app are imported.
@@ -59,9 +61,17 @@ del _name
 Key = tuple[str, int, str]  # (mode, flags, source)
 
 
-def location() -> Path:
-    """The cache file of this interpreter."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+def location() -> Path | None:
+    """The cache file of this interpreter; None when there is no absolute cache directory (a
+    relative ``XDG_CACHE_HOME`` is ignored, as the XDG specification says; without a home, no
+    cache: never a directory under the one the command runs in)."""
+    root = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(root):
+        home = os.environ.get("HOME")  # set but empty: no home (expanduser would answer "/")
+        home = os.path.expanduser("~") if home is None else home  # unset: the password entry
+        if not os.path.isabs(home):
+            return None
+        root = os.path.join(home, ".cache")
     tag = sys.implementation.cache_tag or sys.implementation.name
     return Path(root, "substratus", "code", f"{tag}-O{sys.flags.optimize}.marshal")
 
@@ -72,9 +82,10 @@ def _stamp() -> str:
 
 
 class CodeCache:
-    """Compiled code by (mode, flags, text), loaded from and saved to ``path``."""
+    """Compiled code by (mode, flags, text), loaded from and saved to ``path`` (None: kept
+    in this process only)."""
 
-    def __init__(self, path: Path, known: dict[Key, types.CodeType] | None = None) -> None:
+    def __init__(self, path: Path | None, known: dict[Key, types.CodeType] | None = None) -> None:
         self.path = path
         self.known: dict[Key, types.CodeType] = known if known is not None else {}
         self.used: set[Key] = set()
@@ -82,9 +93,11 @@ class CodeCache:
         self.pid = os.getpid()
 
     @classmethod
-    def load(cls, path: Path) -> CodeCache:
+    def load(cls, path: Path | None) -> CodeCache:
         """The cache saved at ``path``; an empty one when there is none this interpreter can
         use (another version, damaged, unreadable)."""
+        if path is None:
+            return cls(None)
         try:
             stamp, known = marshal.loads(path.read_bytes())
         except (OSError, ValueError, EOFError, TypeError):
@@ -134,16 +147,17 @@ class CodeCache:
 
     def save(self) -> None:
         """Write the cache when this run compiled something new (see the module docstring)."""
-        if not self.added or sys.dont_write_bytecode or os.getpid() != self.pid:
+        path = self.path
+        if path is None or not self.added or sys.dont_write_bytecode or os.getpid() != self.pid:
             return
         known = self.known
         if len(known) > LIMIT:
             known = {key: known[key] for key in self.used}
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             temporary.write_bytes(marshal.dumps((_stamp(), known)))
-            os.replace(temporary, self.path)
+            os.replace(temporary, path)
         except (OSError, ValueError):
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)
@@ -154,12 +168,12 @@ class CodeCache:
 _installed: CodeCache | None = None
 
 
-def install(path: Path | None = None) -> CodeCache:
+def install() -> CodeCache:
     """Load the cache and give ``dataclasses`` and ``typing`` its ``exec`` and ``compile``
     (once per process; a second call returns the first cache)."""
     global _installed
     if _installed is None:
-        _installed = CodeCache.load(path or location())
+        _installed = CodeCache.load(location())
         vars(dataclasses)["exec"] = _installed.exec
         vars(typing)["compile"] = _installed.compile
     return _installed

@@ -24,6 +24,7 @@ from substratus.cli import codecache
 from substratus.cli.codecache import CodeCache
 
 ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart"
 COUNTING_MAIN = """\
 import collections, json, os, sys
 
@@ -37,7 +38,7 @@ def hook(event, args):
         counts[frame.f_globals.get("__name__")] += 1
 
 sys.addaudithook(hook)
-sys.argv = ["substratus", "validate", "-f", "examples/quickstart"]
+sys.argv = ["substratus", "validate", "-f", sys.argv[1]]
 from substratus.cli import main
 try:
     main()
@@ -55,16 +56,17 @@ def bytecode_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def validate(
-    tmp_path: Path, **extra: str
+    tmp_path: Path, cwd: Path = ROOT, **extra: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
-    """``substratus validate`` of the quickstart in a fresh interpreter, with its own cache
-    directory; its compilations of text by module."""
+    """``substratus validate`` of the quickstart in a fresh interpreter (in ``cwd``), with its
+    own cache directory; its compilations of text by module."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     counts = tmp_path / "compiles.json"
     env.update(PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"), COMPILES=str(counts))
     env.update(extra)
     done = subprocess.run(
-        [sys.executable, "-c", COUNTING_MAIN], capture_output=True, text=True, env=env, cwd=ROOT,
+        [sys.executable, "-c", COUNTING_MAIN, str(QUICKSTART)],
+        capture_output=True, text=True, env=env, cwd=cwd,
         timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -107,6 +109,18 @@ def test_a_cache_directory_that_cannot_be_made_is_not_an_error(tmp_path: Path) -
     done, counts = validate(tmp_path)
     assert counts["dataclasses"] > 300
     assert done.stderr == ""
+
+
+def test_no_cache_is_written_under_the_working_directory(tmp_path: Path) -> None:
+    """A relative ``XDG_CACHE_HOME``, and a home that is empty or relative, name no cache:
+    a second run compiles everything again (no cache was written anywhere)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for home in ("", "relative-home", "", "relative-home"):
+        _, counts = validate(tmp_path, cwd=work, XDG_CACHE_HOME="relative-cache", HOME=home)
+        assert counts["dataclasses"] > 300
+    assert list(work.iterdir()) == []
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_cache_of_another_interpreter_is_not_used(tmp_path: Path) -> None:
