@@ -13,8 +13,9 @@ global shadows the builtin of that name, for that module only), which look the t
 and compile only what is missing; ``save()`` writes what was compiled back. The contract of
 each is the builtin's, exactly: the code is what ``compile`` makes of that text with the same
 mode, file name, flags (the future features the caller's code inherits included) and
-optimization level; anything the cache does not cover (bytes, an AST, another file name, an
-explicit optimization level) goes to the builtin unchanged.
+optimization level; anything the cache does not cover (bytes, an AST, another file name, a
+flag that is no future feature such as ``ast.PyCF_ONLY_AST``, an explicit optimization level)
+goes to the builtin unchanged.
 
 The file is ``${XDG_CACHE_HOME:-~/.cache}/substratus/code/<interpreter>.marshal``: a
 ``marshal`` image, as a ``.pyc`` is, of one tuple (this interpreter's exact version and
@@ -131,7 +132,8 @@ class CodeCache:
         """The builtin ``compile``, with ``<string>`` source text from the cache."""
         if not dont_inherit:
             flags |= sys._getframe(1).f_code.co_flags & INHERITED
-        if type(source) is str and filename == "<string>" and optimize == -1 and not rest:
+        plain = not flags & ~INHERITED  # no flag but future features (no AST asked for…)
+        if type(source) is str and filename == "<string>" and plain and optimize == -1 and not rest:
             return self.code(source, mode, flags)
         return builtins.compile(source, filename, mode, flags, True, optimize, **rest)
 

@@ -9,6 +9,7 @@ that is not the cache itself.
 from __future__ import annotations
 import __future__
 
+import ast
 import dataclasses
 import json
 import marshal
@@ -190,6 +191,15 @@ def test_compile_inherits_the_callers_future_features_as_the_builtin_does(tmp_pa
 
     nested()
     assert ("exec", __future__.annotations.compiler_flag, "g = 1") in cache.known
+
+
+def test_what_is_not_code_goes_to_the_builtin_and_is_not_kept(tmp_path: Path) -> None:
+    cache = CodeCache(tmp_path / "code.marshal")
+    tree = cache.compile("x = 1", "<string>", "exec", ast.PyCF_ONLY_AST)
+    assert isinstance(tree, ast.Module)
+    assert cache.compile(tree, "<string>", "exec").co_names == ("x",)
+    assert cache.compile("x = 1", "other.py", "exec").co_filename == "other.py"
+    assert cache.known == {} and cache.added == 0
 
 
 def test_a_forward_reference_resolves_through_the_cache(tmp_path: Path) -> None:
