@@ -26,21 +26,27 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from substratus.cli import codecache, plugins, signals, startup
+from substratus.cli import plugins, signals, startup
 from substratus.cli.version import version_line
+
+if TYPE_CHECKING:
+    from substratus.cli.codecache import CodeCache
 
 
 def main() -> None:
     """Run the CLI (``substratus.cli.app.main``) with every stop signal handled."""
+    cache: CodeCache | None = None
     try:
         signals.install()
         if sys.argv[1:] == ["version"]:
             print(version_line())
             return
         startup.tune_gc(startup.command_named())
-        codecache.install()
+        from substratus.cli import codecache  # not for ``version``: it imports dataclasses
+
+        cache = codecache.install()
         plugins.disable()
         from substratus.cli.app import main as run
 
@@ -53,7 +59,8 @@ def main() -> None:
             signals.leave(code if isinstance(code, int) else 0 if code is None else 1)
         raise
     finally:
-        codecache.save()
+        if cache is not None:
+            cache.save()
         gc.freeze()  # the process ends now: its shutdown collects nothing (module docstring)
 
 

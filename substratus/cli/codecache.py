@@ -10,10 +10,10 @@ text on every run.
 
 ``install()`` gives those two modules an ``exec`` and a ``compile`` of their own (a module
 global shadows the builtin of that name, for that module only), which look the text up here
-and compile only what is missing; ``save()`` writes what was compiled back. The contract of
-each is the builtin's, exactly: the code is what ``compile`` makes of that text with the same
-mode, file name, flags (the future features the caller's code inherits included) and
-optimization level; anything the cache does not cover (bytes, an AST, another file name, a
+and compile only what is missing; ``CodeCache.save()`` writes what was compiled back. The
+contract of each is the builtin's, exactly: the code is what ``compile`` makes of that text
+with the same mode, file name, flags (the future features the caller's code inherits included)
+and optimization level; anything the cache does not cover (bytes, an AST, another file name, a
 flag that is no future feature such as ``ast.PyCF_ONLY_AST``, an explicit optimization level)
 goes to the builtin unchanged.
 
@@ -179,9 +179,3 @@ def install() -> CodeCache:
         vars(dataclasses)["exec"] = _installed.exec
         vars(typing)["compile"] = _installed.compile
     return _installed
-
-
-def save() -> None:
-    """Save the installed cache (nothing when none is installed or nothing is new)."""
-    if _installed is not None:
-        _installed.save()
