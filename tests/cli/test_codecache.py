@@ -133,10 +133,8 @@ def test_a_cache_of_another_interpreter_is_not_used(tmp_path: Path) -> None:
 
 def with_cache(cache: CodeCache) -> typing.Any:
     """A frozen, ordered dataclass with a default factory, made through ``cache``."""
-    namespace = vars(dataclasses)
-    builtin = namespace.pop("exec", None)
-    namespace["exec"] = cache.exec
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(vars(dataclasses), "exec", cache.exec)
 
         @dataclasses.dataclass(frozen=True, order=True)
         class Point:
@@ -144,10 +142,6 @@ def with_cache(cache: CodeCache) -> typing.Any:
             y: int = 0
             tags: list[str] = dataclasses.field(default_factory=list, compare=False)
 
-    finally:
-        del namespace["exec"]
-        if builtin is not None:
-            namespace["exec"] = builtin
     return Point
 
 
@@ -204,15 +198,9 @@ def test_what_is_not_code_goes_to_the_builtin_and_is_not_kept(tmp_path: Path) ->
 
 def test_a_forward_reference_resolves_through_the_cache(tmp_path: Path) -> None:
     cache = CodeCache(tmp_path / "code.marshal")
-    namespace = vars(typing)
-    builtin = namespace.get("compile")
-    namespace["compile"] = cache.compile
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(vars(typing), "compile", cache.compile)
         hints = typing.get_type_hints(typing.NamedTuple("Row", [("name", "list[str]")]))
-    finally:
-        del namespace["compile"]
-        if builtin is not None:
-            namespace["compile"] = builtin
     assert hints == {"name": list[str]}
     assert ("eval", 0, "list[str]") in cache.known
 
